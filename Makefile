@@ -1,0 +1,53 @@
+# rulehost: build, test and measure. `make run` and `make test` work on a fresh machine.
+CARGO ?= cargo
+RULES_DIR := target/rules
+RULE_CRATES := $(notdir $(patsubst %/,%,$(dir $(wildcard rules-wasm/*/Cargo.toml))))
+RULE_CRATES := $(filter-out sdk build,$(RULE_CRATES))
+SAMPLE := examples/soft-cell-sample.jsonl
+
+.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench clean
+
+all: build
+
+## Installs what the build needs: the Wasm target of the toolchain.
+setup:
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
+		|| rustup target add wasm32-unknown-unknown
+
+## The host binary (it builds and bundles the Soft Cell rule).
+build: setup
+	$(CARGO) build --release -p rulehost
+
+## Every rule crate under rules-wasm/ as a component in target/rules/.
+rules: setup
+	$(CARGO) run --release -q -p rule-build -- $(RULES_DIR) $(RULE_CRATES)
+
+## Build everything, then evaluate the bundled sample with the bundled rule.
+run: build rules
+	./target/release/rulehost inspect $(RULES_DIR)/soft-cell.wasm
+	@echo
+	./target/release/rulehost eval --rules $(RULES_DIR)/soft-cell.wasm $(SAMPLE)
+
+## Unit and integration tests, in the release profile (one build serves both).
+test: setup lint
+	$(CARGO) test --release --workspace
+
+unit-tests: setup
+	$(CARGO) test --release --workspace --lib --bins
+
+integration-tests: setup
+	$(CARGO) test --release -p rulehost-tests
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Benchmarks; figures go to BENCHMARKS.md by hand, as ratios.
+bench: setup
+	$(CARGO) run --release -p rulehost-bench
+
+clean:
+	$(CARGO) clean

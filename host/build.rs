@@ -1,0 +1,17 @@
+//! Builds the bundled Soft Cell rule component so the binary can carry it.
+
+use std::path::Path;
+
+fn main() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let workspace = Path::new(&manifest_dir).join("..");
+    let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    for watched in ["rules-wasm/soft-cell", "rules-wasm/sdk", "wit", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    }
+    // A target directory of its own: the outer build holds a lock on its own one.
+    let target_dir = workspace.join("target").join("bundled-rules");
+    let component = rule_build::build_rule(&workspace, "soft-cell", &target_dir)
+        .unwrap_or_else(|e| panic!("building the bundled soft-cell rule: {e:#}"));
+    std::fs::write(Path::new(&out_dir).join("soft-cell.wasm"), component).expect("writing the component");
+}

@@ -1,0 +1,43 @@
+//! Alerts: matched events grouped in time windows and summarized by their rule, and the
+//! outputs that write alerts and matches.
+
+pub mod output;
+mod window;
+
+use std::sync::Arc;
+
+pub use output::{JsonLines, Output, OutputFormat, Table};
+pub use window::WindowSpec;
+
+use crate::events::ProcessEvent;
+use crate::runtime::{AlertValue, CompiledRule};
+
+/// One alert: a row of a rule's summarized output for one window, with the engine's columns.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    /// The rule that raised it.
+    pub rule: Arc<CompiledRule>,
+    /// Window start, milliseconds since the epoch.
+    pub window_start_ms: i64,
+    /// Window end (exclusive), milliseconds since the epoch.
+    pub window_end_ms: i64,
+    /// The rule's columns, in its order.
+    pub columns: Vec<(String, AlertValue)>,
+    /// How many matched events the alert covers.
+    pub match_count: usize,
+    /// The earliest `Timestamp` of those events.
+    pub first_timestamp: String,
+    /// The latest `Timestamp` of those events.
+    pub last_timestamp: String,
+    /// The `ReportId`s of those events, in time order.
+    pub report_ids: Vec<String>,
+}
+
+/// One event that a rule matched.
+#[derive(Debug, Clone, Copy)]
+pub struct Match<'a> {
+    /// The rule.
+    pub rule: &'a CompiledRule,
+    /// The event.
+    pub event: &'a ProcessEvent,
+}

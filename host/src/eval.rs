@@ -1,0 +1,302 @@
+//! `eval`: reads inputs, feeds the events in batches to every rule, collects the matches
+//! per rule and window, and summarizes each window into alerts at the end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::sync::Arc;
+
+use crate::alerts::{Alert, Match, Output, WindowSpec};
+use crate::events::{Input, InputError, InputFormat, ProcessEvent, Record, RecordError};
+use crate::runtime::{CompiledRule, RuleError, RuleInstance};
+
+/// How an evaluation runs.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// How matches are grouped in time.
+    pub window: WindowSpec,
+    /// Events per rule call.
+    pub batch_size: usize,
+    /// The first rejected record ends the run with an error.
+    pub strict: bool,
+    /// Write every match instead of alerts.
+    pub matches_only: bool,
+    /// The input format (or [`InputFormat::Auto`]).
+    pub input_format: InputFormat,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            window: WindowSpec::Every(3_600_000),
+            batch_size: DEFAULT_BATCH_SIZE,
+            strict: false,
+            matches_only: false,
+            input_format: InputFormat::Auto,
+        }
+    }
+}
+
+/// Events per rule call by default: large enough that the per-call cost vanishes, small
+/// enough that a batch of long command lines stays a few MiB.
+pub const DEFAULT_BATCH_SIZE: usize = 1024;
+
+/// Something the operator should know about, reported while the run goes on.
+#[derive(Debug)]
+pub enum Diagnostic<'a> {
+    /// A record was rejected; the others are still evaluated.
+    Rejected(&'a RecordError),
+    /// A rule call failed; `events` events were not evaluated by that rule.
+    RuleFailed {
+        /// The failure.
+        error: &'a RuleError,
+        /// How many events the failed call held.
+        events: usize,
+    },
+}
+
+/// What ended a run early.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// An input could not be opened.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A rule could not be instantiated.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// A record was rejected under `--strict`.
+    #[error("{0} (--strict)")]
+    Strict(RecordError),
+    /// Writing the output failed.
+    #[error("writing the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+/// Counts of one run. `read = evaluated + skipped + rejected` always holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Records read.
+    pub read: u64,
+    /// Process events evaluated.
+    pub evaluated: u64,
+    /// Records of other kinds, by kind.
+    pub skipped: BTreeMap<String, u64>,
+    /// Records rejected, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Matches, all rules together.
+    pub matches: u64,
+    /// Alerts, all rules together.
+    pub alerts: u64,
+    /// Per rule, in load order.
+    pub rules: Vec<RuleSummary>,
+}
+
+impl Summary {
+    /// Records skipped, all kinds together.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+
+    /// Records rejected, all reasons together.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// Counts of one rule in one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSummary {
+    /// The rule id.
+    pub id: String,
+    /// The rule version.
+    pub version: String,
+    /// Matches.
+    pub matches: u64,
+    /// Alerts.
+    pub alerts: u64,
+    /// Events this rule could not evaluate because its call failed.
+    pub failed_events: u64,
+    /// The last failure, if any.
+    pub last_failure: Option<String>,
+}
+
+/// One loaded rule during a run: its instance, and its matches so far by window.
+struct RuleRun {
+    instance: RuleInstance,
+    windows: HashMap<(i64, i64), Vec<ProcessEvent>>,
+    summary: RuleSummary,
+}
+
+/// Evaluates `rules` over `inputs`, writing to `output` and reporting to `diagnose`.
+pub fn evaluate(
+    rules: &[Arc<CompiledRule>],
+    inputs: &[Input],
+    options: &EvalOptions,
+    output: &mut dyn Output,
+    diagnose: &mut dyn FnMut(Diagnostic<'_>),
+) -> Result<Summary, EvalError> {
+    let mut runs = rules
+        .iter()
+        .map(|rule| {
+            Ok(RuleRun {
+                instance: rule.instantiate()?,
+                windows: HashMap::new(),
+                summary: RuleSummary {
+                    id: rule.metadata().id.clone(),
+                    version: rule.metadata().version.clone(),
+                    ..RuleSummary::default()
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, RuleError>>()?;
+    // Open every input first: a missing file is an error before any output.
+    let readers =
+        inputs.iter().map(|input| input.open(options.input_format)).collect::<Result<Vec<_>, _>>()?;
+
+    let mut summary = Summary::default();
+    let mut time_range: Option<(i64, i64)> = None;
+    let mut batch = Vec::with_capacity(options.batch_size);
+    for reader in readers {
+        for record in reader {
+            summary.read += 1;
+            match record {
+                Record::Event(event) => {
+                    summary.evaluated += 1;
+                    let t = event.time_ms();
+                    time_range = Some(time_range.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+                    batch.push(*event);
+                    if batch.len() == options.batch_size {
+                        evaluate_batch(&mut runs, &mut batch, options, output, diagnose)?;
+                    }
+                }
+                Record::Skipped(skipped) => *summary.skipped.entry(skipped.kind).or_default() += 1,
+                Record::Rejected(error) => {
+                    if options.strict {
+                        return Err(EvalError::Strict(error));
+                    }
+                    *summary.rejected.entry(error.reason.kind()).or_default() += 1;
+                    diagnose(Diagnostic::Rejected(&error));
+                }
+            }
+        }
+    }
+    evaluate_batch(&mut runs, &mut batch, options, output, diagnose)?;
+
+    if !options.matches_only {
+        let alerts = summarize(&mut runs, options.window, time_range, diagnose);
+        for alert in &alerts {
+            output.alert(alert)?;
+        }
+    }
+    output.finish()?;
+    summary.rules = runs.into_iter().map(|run| run.summary).collect();
+    summary.matches = summary.rules.iter().map(|r| r.matches).sum();
+    summary.alerts = summary.rules.iter().map(|r| r.alerts).sum();
+    Ok(summary)
+}
+
+/// Runs every rule over `batch`, then writes or keeps the matches, and empties `batch`.
+fn evaluate_batch(
+    runs: &mut [RuleRun],
+    batch: &mut Vec<ProcessEvent>,
+    options: &EvalOptions,
+    output: &mut dyn Output,
+    diagnose: &mut dyn FnMut(Diagnostic<'_>),
+) -> Result<(), EvalError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut matched: Vec<Vec<usize>> = Vec::with_capacity(runs.len());
+    for run in runs.iter_mut() {
+        let indices = match run.instance.evaluate(batch) {
+            Ok(indices) => indices,
+            Err(error) => {
+                run.summary.failed_events += batch.len() as u64;
+                diagnose(Diagnostic::RuleFailed { error: &error, events: batch.len() });
+                run.summary.last_failure = Some(error.to_string());
+                Vec::new()
+            }
+        };
+        run.summary.matches += indices.len() as u64;
+        matched.push(indices);
+    }
+    if options.matches_only {
+        // In input order, and for one event in rule order.
+        let mut cursors = vec![0usize; runs.len()];
+        for (i, event) in batch.iter().enumerate() {
+            for (r, run) in runs.iter().enumerate() {
+                if matched[r].get(cursors[r]) == Some(&i) {
+                    cursors[r] += 1;
+                    output.matched(&Match { rule: run.instance.rule(), event })?;
+                }
+            }
+        }
+    } else {
+        for (run, indices) in runs.iter_mut().zip(&matched) {
+            for &i in indices {
+                let event = &batch[i];
+                let window = options.window.window_of(event.time_ms());
+                run.windows.entry(window).or_default().push(event.clone());
+            }
+        }
+    }
+    batch.clear();
+    Ok(())
+}
+
+/// Summarizes every rule's windows into alerts, ordered by window start, then rule load
+/// order, then the rule's own order.
+fn summarize(
+    runs: &mut [RuleRun],
+    window: WindowSpec,
+    time_range: Option<(i64, i64)>,
+    diagnose: &mut dyn FnMut(Diagnostic<'_>),
+) -> Vec<Alert> {
+    let mut alerts: Vec<(i64, usize, Alert)> = Vec::new();
+    for (rule_index, run) in runs.iter_mut().enumerate() {
+        let mut windows: Vec<_> = std::mem::take(&mut run.windows).into_iter().collect();
+        windows.sort_by_key(|(w, _)| *w);
+        for ((start, end), mut events) in windows {
+            events.sort_by_key(ProcessEvent::time_ms);
+            // `--window all` reports the input's own span, end exclusive.
+            let (start, end) = match (window, time_range) {
+                (WindowSpec::All, Some((lo, hi))) => (lo, hi.saturating_add(1)),
+                _ => (start, end),
+            };
+            let rows = match run.instance.summarize((start, end), &events) {
+                Ok(rows) => rows,
+                Err(error) => {
+                    run.summary.failed_events += events.len() as u64;
+                    diagnose(Diagnostic::RuleFailed { error: &error, events: events.len() });
+                    run.summary.last_failure = Some(error.to_string());
+                    continue;
+                }
+            };
+            for row in rows {
+                let covered: Vec<&ProcessEvent> = row.events.iter().map(|&i| &events[i]).collect();
+                let time_text = |e: Option<&&ProcessEvent>| {
+                    e.map_or_else(String::new, |e| e.get(crate::events::Field::Timestamp).to_owned())
+                };
+                let first = covered.iter().min_by_key(|e| e.time_ms());
+                let last = covered.iter().max_by_key(|e| e.time_ms());
+                let alert = Alert {
+                    rule: run.instance.rule().clone(),
+                    window_start_ms: start,
+                    window_end_ms: end,
+                    columns: row.columns,
+                    match_count: covered.len(),
+                    first_timestamp: time_text(first),
+                    last_timestamp: time_text(last),
+                    report_ids: covered
+                        .iter()
+                        .map(|e| e.get(crate::events::Field::ReportId).to_owned())
+                        .collect(),
+                };
+                run.summary.alerts += 1;
+                alerts.push((start, rule_index, alert));
+            }
+        }
+    }
+    // Stable: rows of one rule and window keep the rule's order.
+    alerts.sort_by_key(|(start, rule, _)| (*start, *rule));
+    alerts.into_iter().map(|(_, _, alert)| alert).collect()
+}

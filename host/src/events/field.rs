@@ -1,0 +1,107 @@
+//! The fields of the normalized process event, named after `DeviceProcessEvents`.
+
+/// Calls `$callback!` with every field of the contract's `field` enum, in contract order:
+/// `Variant "ColumnName"`. One list serves the host's own enum and its conversion to the
+/// generated bindings, so the two cannot drift apart.
+macro_rules! for_each_field {
+    ($callback:ident) => {
+        $callback! {
+            Timestamp "Timestamp",
+            DeviceId "DeviceId",
+            DeviceName "DeviceName",
+            ActionType "ActionType",
+            FileName "FileName",
+            FolderPath "FolderPath",
+            ProcessId "ProcessId",
+            ProcessCommandLine "ProcessCommandLine",
+            ProcessCreationTime "ProcessCreationTime",
+            ProcessIntegrityLevel "ProcessIntegrityLevel",
+            ProcessTokenElevation "ProcessTokenElevation",
+            AccountDomain "AccountDomain",
+            AccountName "AccountName",
+            AccountSid "AccountSid",
+            Sha1 "SHA1",
+            Sha256 "SHA256",
+            Md5 "MD5",
+            InitiatingProcessFileName "InitiatingProcessFileName",
+            InitiatingProcessFolderPath "InitiatingProcessFolderPath",
+            InitiatingProcessCommandLine "InitiatingProcessCommandLine",
+            InitiatingProcessId "InitiatingProcessId",
+            InitiatingProcessCreationTime "InitiatingProcessCreationTime",
+            InitiatingProcessAccountDomain "InitiatingProcessAccountDomain",
+            InitiatingProcessAccountName "InitiatingProcessAccountName",
+            InitiatingProcessAccountSid "InitiatingProcessAccountSid",
+            InitiatingProcessParentFileName "InitiatingProcessParentFileName",
+            InitiatingProcessParentId "InitiatingProcessParentId",
+            ReportId "ReportId",
+            SourceFormat "SourceFormat",
+            SourceFile "SourceFile",
+            SourceLine "SourceLine",
+        }
+    };
+}
+pub(crate) use for_each_field;
+
+macro_rules! define_field {
+    ($($variant:ident $name:literal,)*) => {
+        /// One column of the normalized process event.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Field {
+            $(
+                #[doc = concat!("`", $name, "`")]
+                $variant,
+            )*
+        }
+
+        impl Field {
+            /// Every field, in contract order.
+            pub const ALL: &[Field] = &[$(Field::$variant,)*];
+
+            /// The column name, as in `DeviceProcessEvents`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Field::$variant => $name,)*
+                }
+            }
+
+            /// The field with the column name `name` (exact case).
+            pub fn from_name(name: &str) -> Option<Field> {
+                match name {
+                    $($name => Some(Field::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+for_each_field!(define_field);
+
+/// The number of fields.
+pub const FIELD_COUNT: usize = Field::ALL.len();
+
+impl Field {
+    /// The fields that describe where the event came from rather than the process.
+    pub fn is_source(self) -> bool {
+        matches!(self, Field::SourceFormat | Field::SourceFile | Field::SourceLine)
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for &field in Field::ALL {
+            assert_eq!(Field::from_name(field.name()), Some(field));
+        }
+        assert_eq!(Field::from_name("filename"), None);
+        assert_eq!(FIELD_COUNT, 31);
+    }
+}

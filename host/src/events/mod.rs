@@ -1,0 +1,216 @@
+//! Event sources and normalization: every input format becomes the same [`ProcessEvent`].
+//!
+//! A source yields [`Record`]s: an event, a record of another kind that is skipped, or a
+//! record that could not be read, with the reason. Nothing is dropped without a trace: the
+//! evaluator counts every record in one of the three.
+
+mod defender;
+mod field;
+pub mod input;
+pub mod time;
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+pub(crate) use field::for_each_field;
+pub use field::{FIELD_COUNT, Field};
+pub use input::{Input, InputError, InputFormat, Reader};
+
+/// The format a record was read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceFormat {
+    /// Defender `DeviceProcessEvents` rows as flat JSON objects (Advanced Hunting or
+    /// Sentinel export).
+    DefenderJson,
+    /// Defender streaming API records (`category` + `properties`).
+    DefenderStreaming,
+    /// Rows of an Advanced Hunting API response (`Schema` + `Results`).
+    DefenderApi,
+    /// The Defender portal's CSV export.
+    DefenderCsv,
+}
+
+impl SourceFormat {
+    /// The name used in `SourceFormat` and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::DefenderJson => "defender-json",
+            SourceFormat::DefenderStreaming => "defender-streaming",
+            SourceFormat::DefenderApi => "defender-api",
+            SourceFormat::DefenderCsv => "defender-csv",
+        }
+    }
+}
+
+impl fmt::Display for SourceFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a record was read: the file and its line (line-oriented inputs) or record number
+/// (whole-document inputs), both 1-based.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The input's name: its path as given, or `-` for standard input.
+    pub file: Arc<str>,
+    /// The line or record number.
+    pub position: Position,
+}
+
+/// A record's place in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// 1-based line of a line-oriented file (JSON lines, CSV).
+    Line(u64),
+    /// 1-based record number in a whole-document file (one JSON document).
+    Record(u64),
+}
+
+impl Position {
+    /// The number, whichever kind it is.
+    pub fn number(self) -> u64 {
+        match self {
+            Position::Line(n) | Position::Record(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Position::Line(n) => write!(f, "{}:{n}", self.file),
+            Position::Record(n) => write!(f, "{}: record {n}", self.file),
+        }
+    }
+}
+
+/// A normalized process event: every [`Field`] as text, `""` where the source has no value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessEvent {
+    values: Vec<String>,
+    time: DateTime<Utc>,
+    origin: Origin,
+}
+
+impl ProcessEvent {
+    /// An event at `time` read at `origin` in `format`, with every other field empty.
+    pub fn new(time: DateTime<Utc>, origin: Origin, format: SourceFormat) -> Self {
+        let mut values = vec![String::new(); FIELD_COUNT];
+        values[Field::Timestamp as usize] = time::format(time);
+        values[Field::SourceFormat as usize] = format.name().to_owned();
+        values[Field::SourceFile as usize] = origin.file.to_string();
+        values[Field::SourceLine as usize] = origin.position.number().to_string();
+        Self { values, time, origin }
+    }
+
+    /// The value of `field`.
+    pub fn get(&self, field: Field) -> &str {
+        &self.values[field as usize]
+    }
+
+    /// Sets a field of the process. `Timestamp` and the source fields are set by
+    /// [`ProcessEvent::new`] and are not changed here.
+    pub fn set(&mut self, field: Field, value: impl Into<String>) {
+        if field != Field::Timestamp && !field.is_source() {
+            self.values[field as usize] = value.into();
+        }
+    }
+
+    /// When the event happened.
+    pub fn time(&self) -> DateTime<Utc> {
+        self.time
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn time_ms(&self) -> i64 {
+        self.time.timestamp_millis()
+    }
+
+    /// Where the event was read.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+/// What reading one record gave.
+#[derive(Debug)]
+pub enum Record {
+    /// A process-creation event, to evaluate.
+    Event(Box<ProcessEvent>),
+    /// A well-formed record of another kind (another table, another event id).
+    Skipped(Skipped),
+    /// A record that could not be read.
+    Rejected(RecordError),
+}
+
+/// A record that is not a process creation, and what it is instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where it was read.
+    pub origin: Origin,
+    /// What kind of record it is, e.g. `DeviceNetworkEvents`.
+    pub kind: String,
+}
+
+/// A record that could not be read, where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {reason}")]
+pub struct RecordError {
+    /// Where it was read.
+    pub origin: Origin,
+    /// What is wrong with it.
+    pub reason: RejectReason,
+}
+
+/// What is wrong with a rejected record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    /// Not valid JSON.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// Not a CSV row that fits the header.
+    #[error("malformed CSV row: {0}")]
+    MalformedCsv(String),
+    /// Not valid UTF-8.
+    #[error("not valid UTF-8")]
+    InvalidUtf8,
+    /// Valid JSON of a shape no reader knows.
+    #[error("unrecognized record: {0}")]
+    UnknownShape(String),
+    /// A column holds a value of the wrong type.
+    #[error("column {column}: {problem}")]
+    WrongType {
+        /// The column.
+        column: &'static str,
+        /// What was expected and found.
+        problem: String,
+    },
+    /// The record has no time.
+    #[error("no Timestamp")]
+    MissingTimestamp,
+    /// The time does not parse.
+    #[error("Timestamp {0:?} is not a time")]
+    BadTimestamp(String),
+    /// The input ended inside a record.
+    #[error("truncated: {0}")]
+    Truncated(String),
+}
+
+impl RejectReason {
+    /// A short name of the reason, for the summary's counts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RejectReason::MalformedJson(_) => "malformed JSON",
+            RejectReason::MalformedCsv(_) => "malformed CSV",
+            RejectReason::InvalidUtf8 => "invalid UTF-8",
+            RejectReason::UnknownShape(_) => "unrecognized record",
+            RejectReason::WrongType { .. } => "wrong type",
+            RejectReason::MissingTimestamp => "no Timestamp",
+            RejectReason::BadTimestamp(_) => "bad Timestamp",
+            RejectReason::Truncated(_) => "truncated",
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! rulehost runs security detection rules, compiled to sandboxed WebAssembly components,
+//! over process events.
+//!
+//! - [`events`]: inputs and their normalization into one process event;
+//! - [`runtime`]: the engine, compiled rules and their instances;
+//! - [`rules`]: where rules come from and what they declare;
+//! - [`alerts`]: windows, alerts and outputs;
+//! - [`eval`]: the evaluation of inputs by rules, from first record to last alert.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod alerts;
+pub mod eval;
+pub mod events;
+pub mod rules;
+pub mod runtime;

@@ -1,0 +1,300 @@
+//! The `rulehost` command line: argument parsing, output streams and exit codes. The work
+//! itself is in the `rulehost` library.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use rulehost::alerts::{JsonLines, Output, OutputFormat, Table, WindowSpec};
+use rulehost::eval::{self, Diagnostic, EvalError, EvalOptions, Summary};
+use rulehost::events::{Input, InputFormat};
+use rulehost::rules;
+use rulehost::runtime::{CONTRACT_PACKAGE, CONTRACT_VERSION, CompiledRule, Runtime};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (with --fail-on-detection: and nothing detected)
+  1  --fail-on-detection was given and at least one alert (or match, with --matches) was found
+  2  error: bad arguments, an unreadable input or rule, a record rejected under --strict";
+
+const EVAL_EXAMPLES: &str = "\
+Examples:
+  rulehost eval events.jsonl                      # the bundled Soft Cell rule, alerts as JSON lines
+  rulehost eval --rules rules/ a.csv b.json       # every *.wasm rule in rules/
+  rulehost eval --matches --format table events.jsonl
+  cat events.jsonl | rulehost eval --window all -   # one window over the whole input
+  rulehost eval --strict --fail-on-detection events.jsonl && echo clean";
+
+/// Runs detection rules, compiled to sandboxed WebAssembly components, over process events.
+#[derive(Debug, Parser)]
+#[command(name = "rulehost", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate rules over event files and print alerts (or matches).
+    #[command(after_help = format!("{EVAL_EXAMPLES}\n\n{EXIT_CODES}"))]
+    Eval(EvalArgs),
+    /// Show what a rule artifact is: metadata, contract version, imports, digest.
+    #[command(
+        after_help = "Examples:\n  rulehost inspect target/rules/soft-cell.wasm\n  rulehost inspect --json   # the bundled rule"
+    )]
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// Event files: Defender DeviceProcessEvents as JSON lines, a JSON document (Advanced
+    /// Hunting API response, streaming `{"records": [..]}`) or CSV. `-` or none: stdin.
+    #[arg(value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// A rule component, or a directory of them (`*.wasm`); repeatable. Default: the
+    /// bundled Soft Cell rule.
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<PathBuf>,
+    /// Output format: `jsonl` or `table`.
+    #[arg(long, default_value = "jsonl", value_name = "FORMAT")]
+    format: OutputFormat,
+    /// Print every matching event instead of alerts.
+    #[arg(long)]
+    matches: bool,
+    /// Alert window: tumbling, aligned to the Unix epoch (`30m`, `1h`, `1d`), or `all`.
+    #[arg(long, default_value = "1h", value_name = "DURATION|all")]
+    window: WindowSpec,
+    /// Input format: `auto` (from the name, then the content), `jsonl`, `json`, `csv`.
+    #[arg(long, default_value = "auto", value_name = "FORMAT")]
+    input_format: InputFormat,
+    /// Stop with an error at the first record that cannot be read.
+    #[arg(long)]
+    strict: bool,
+    /// Exit with 1 when anything is detected.
+    #[arg(long)]
+    fail_on_detection: bool,
+    /// Events per rule call.
+    #[arg(long, default_value_t = eval::DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    batch_size: u32,
+    /// Show at most N warnings about rejected records (0: all); the summary counts them all.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    max_warnings: u64,
+    /// Do not print the summary on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The rule component. Default: the bundled Soft Cell rule.
+    #[arg(value_name = "RULE")]
+    rule: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Eval(args) => run_eval(args),
+        Command::Inspect(args) => run_inspect(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rulehost: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A closed stdout (`rulehost eval ... | head`) is the reader's choice, not a failure.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || matches!(cause.downcast_ref::<EvalError>(), Some(EvalError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn load_rules(runtime: &Runtime, paths: &[PathBuf]) -> Result<Vec<Arc<CompiledRule>>> {
+    if paths.is_empty() {
+        return Ok(vec![rules::load_bundled(runtime).context("loading the bundled rule")?]);
+    }
+    let loaded = rules::load_paths(runtime, paths)?;
+    if loaded.is_empty() {
+        anyhow::bail!(
+            "no rule found in {}",
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(loaded)
+}
+
+fn run_eval(args: EvalArgs) -> Result<ExitCode> {
+    let runtime = Runtime::new()?;
+    let rules = load_rules(&runtime, &args.rules)?;
+    let inputs: Vec<Input> = if args.inputs.is_empty() {
+        vec![Input::stdin()]
+    } else {
+        args.inputs.iter().map(Input::file).collect()
+    };
+    let options = EvalOptions {
+        window: args.window,
+        batch_size: args.batch_size as usize,
+        strict: args.strict,
+        matches_only: args.matches,
+        input_format: args.input_format,
+    };
+    let stdout = io::stdout().lock();
+    let mut output: Box<dyn Output> = match args.format {
+        OutputFormat::Jsonl => Box::new(JsonLines::new(io::BufWriter::new(stdout))),
+        OutputFormat::Table => Box::new(Table::new(io::BufWriter::new(stdout))),
+    };
+    let mut warnings = 0u64;
+    let max_warnings = args.max_warnings;
+    let mut diagnose = |diagnostic: Diagnostic<'_>| match diagnostic {
+        Diagnostic::Rejected(error) => {
+            warnings += 1;
+            if max_warnings == 0 || warnings <= max_warnings {
+                eprintln!("rulehost: warning: {error}");
+            } else if warnings == max_warnings + 1 {
+                eprintln!(
+                    "rulehost: warning: more records rejected; the summary counts them (--max-warnings 0 shows all)"
+                );
+            }
+        }
+        Diagnostic::RuleFailed { error, events } => {
+            eprintln!("rulehost: warning: {error}; {events} events not evaluated by this rule");
+        }
+    };
+    let summary = eval::evaluate(&rules, &inputs, &options, output.as_mut(), &mut diagnose)?;
+    if !args.quiet {
+        print_summary(&summary);
+    }
+    let detected = if args.matches { summary.matches > 0 } else { summary.alerts > 0 };
+    Ok(if args.fail_on_detection && detected { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn print_summary(summary: &Summary) {
+    let counts = |map: Vec<(String, u64)>| {
+        if map.is_empty() {
+            String::new()
+        } else {
+            let parts: Vec<String> = map.into_iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            format!(" ({})", parts.join(", "))
+        }
+    };
+    let plural = |n: u64, word: &str| {
+        if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
+    };
+    eprintln!(
+        "rulehost: {} read: {} evaluated, {} skipped{}, {} rejected{}; {}, {}",
+        plural(summary.read, "record"),
+        summary.evaluated,
+        summary.skipped_total(),
+        counts(summary.skipped.iter().map(|(k, n)| (k.clone(), *n)).collect()),
+        summary.rejected_total(),
+        counts(summary.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect()),
+        plural(summary.matches, "match").replace("matchs", "matches"),
+        plural(summary.alerts, "alert"),
+    );
+    for rule in summary.rules.iter().filter(|r| r.failed_events > 0) {
+        eprintln!(
+            "rulehost: rule {} {}: {} events not evaluated; last failure: {}",
+            rule.id,
+            rule.version,
+            rule.failed_events,
+            rule.last_failure.as_deref().unwrap_or("unknown")
+        );
+    }
+}
+
+fn run_inspect(args: InspectArgs) -> Result<ExitCode> {
+    let (name, bytes) = match &args.rule {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            (path.display().to_string(), bytes)
+        }
+        None => (rules::BUNDLED_SOFT_CELL_NAME.to_owned(), rules::BUNDLED_SOFT_CELL.to_vec()),
+    };
+    let runtime = Runtime::new()?;
+    let rule = runtime.compile(&name, &bytes)?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &inspect_json(&rule))?;
+        writeln!(out)?;
+    } else {
+        write_inspect_text(&mut out, &rule)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect_json(rule: &CompiledRule) -> serde_json::Value {
+    let m = rule.metadata();
+    let info = rule.info();
+    serde_json::json!({
+        "artifact": rule.artifact(),
+        "digest": info.digest.as_str(),
+        "size": info.size,
+        "contract": format!("{CONTRACT_PACKAGE}@{}", info.contract_version.as_deref().unwrap_or("")),
+        "imports": info.imports,
+        "exports": info.exports,
+        "id": m.id,
+        "version": m.version,
+        "title": m.title,
+        "description": m.description,
+        "severity": m.severity.name(),
+        "tactics": m.tactics,
+        "techniques": m.techniques,
+        "coverage": m.coverage.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        "reads": m.reads.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "summary_reads": m.summary_reads.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "indicators": m.indicators.iter().map(|i| serde_json::json!({
+            "field": i.field.name(), "operator": i.operator.name(), "values": i.values,
+        })).collect::<Vec<_>>(),
+        "query_period_seconds": m.query_period.as_secs(),
+        "query_frequency_seconds": m.query_frequency.as_secs(),
+    })
+}
+
+fn write_inspect_text(out: &mut impl Write, rule: &CompiledRule) -> io::Result<()> {
+    let m = rule.metadata();
+    let info = rule.info();
+    let list = |items: &[String]| {
+        if items.is_empty() { "(none)".to_owned() } else { items.join(", ") }
+    };
+    let fields =
+        |fields: &[rulehost::events::Field]| fields.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ");
+    let hours = |d: std::time::Duration| format!("{}s", d.as_secs());
+    writeln!(out, "artifact:      {}", rule.artifact())?;
+    writeln!(out, "digest:        {}", info.digest)?;
+    writeln!(out, "size:          {} bytes", info.size)?;
+    writeln!(
+        out,
+        "contract:      {CONTRACT_PACKAGE}@{} (this host: {CONTRACT_PACKAGE}@{CONTRACT_VERSION})",
+        info.contract_version.as_deref().unwrap_or("?")
+    )?;
+    writeln!(out, "imports:       {}", list(&info.imports))?;
+    writeln!(out, "exports:       {}", list(&info.exports))?;
+    writeln!(out, "id:            {}", m.id)?;
+    writeln!(out, "title:         {}", m.title)?;
+    writeln!(out, "version:       {}", m.version)?;
+    writeln!(out, "severity:      {}", m.severity)?;
+    writeln!(out, "tactics:       {}", list(&m.tactics))?;
+    writeln!(out, "techniques:    {}", list(&m.techniques))?;
+    writeln!(out, "coverage:      {}", m.coverage.iter().map(|c| c.name()).collect::<Vec<_>>().join("; "))?;
+    writeln!(out, "reads:         {}", fields(&m.reads))?;
+    writeln!(out, "summary reads: {}", fields(&m.summary_reads))?;
+    writeln!(out, "period:        {} (runs every {})", hours(m.query_period), hours(m.query_frequency))?;
+    writeln!(out, "indicators:")?;
+    for i in &m.indicators {
+        writeln!(out, "  {} {} ({})", i.field, i.operator, i.values.join(", "))?;
+    }
+    writeln!(out, "description:   {}", m.description)?;
+    Ok(())
+}

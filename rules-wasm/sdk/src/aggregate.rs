@@ -1,0 +1,93 @@
+//! KQL aggregation helpers for [`Rule::summarize`](crate::Rule::summarize).
+
+use crate::{Event, Field};
+
+/// `summarize ... by key`: the indices of `events` grouped by `key`, groups in the order
+/// their first event appears, events in order within a group.
+pub fn group_by<'a, K: PartialEq>(events: &[Event<'a>], key: impl Fn(&Event<'a>) -> K) -> Vec<Vec<usize>> {
+    let mut keys: Vec<K> = Vec::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let k = key(event);
+        match keys.iter().position(|existing| *existing == k) {
+            Some(g) => groups[g].push(i),
+            None => {
+                keys.push(k);
+                groups.push(vec![i]);
+            }
+        }
+    }
+    groups
+}
+
+/// `take_any(field)` over the events at `group`, preferring a non-empty value: the first
+/// non-empty one, or `""` when all are empty.
+pub fn take_any<'a>(events: &[Event<'a>], group: &[usize], field: Field) -> &'a str {
+    group.iter().map(|&i| events[i].get(field)).find(|v| !v.is_empty()).unwrap_or("")
+}
+
+/// `make_set(field, max_size)` over the events at `group`: the distinct values in the
+/// order they first appear, at most `max_size` of them.
+pub fn make_set(events: &[Event<'_>], group: &[usize], field: Field, max_size: usize) -> Vec<String> {
+    let mut set: Vec<String> = Vec::new();
+    for &i in group {
+        if set.len() == max_size {
+            break;
+        }
+        let value = events[i].get(field);
+        if !set.iter().any(|v| v == value) {
+            set.push(value.to_owned());
+        }
+    }
+    set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Batch;
+
+    fn events(batch: &Batch) -> Vec<Event<'_>> {
+        (0..batch.len()).map(|i| batch.event(i)).collect()
+    }
+
+    #[test]
+    fn groups_keep_first_appearance_order() {
+        let batch = Batch::from_rows(&[
+            &[(Field::DeviceId, "b")],
+            &[(Field::DeviceId, "a")],
+            &[(Field::DeviceId, "b")],
+            &[(Field::DeviceId, "c")],
+            &[(Field::DeviceId, "a")],
+        ]);
+        let events = events(&batch);
+        assert_eq!(group_by(&events, |e| e.device_id()), vec![vec![0, 2], vec![1, 4], vec![3]]);
+    }
+
+    #[test]
+    fn take_any_prefers_non_empty() {
+        let batch = Batch::from_rows(&[
+            &[(Field::FileName, "")],
+            &[(Field::FileName, "cmd.exe")],
+            &[(Field::FileName, "powershell.exe")],
+        ]);
+        let events = events(&batch);
+        assert_eq!(take_any(&events, &[0, 1, 2], Field::FileName), "cmd.exe");
+        assert_eq!(take_any(&events, &[2, 1], Field::FileName), "powershell.exe");
+        assert_eq!(take_any(&events, &[0], Field::FileName), "");
+    }
+
+    #[test]
+    fn make_set_is_distinct_ordered_and_capped() {
+        let batch = Batch::from_rows(&[
+            &[(Field::ProcessCommandLine, "b")],
+            &[(Field::ProcessCommandLine, "a")],
+            &[(Field::ProcessCommandLine, "b")],
+            &[(Field::ProcessCommandLine, "c")],
+        ]);
+        let events = events(&batch);
+        let all = [0, 1, 2, 3];
+        assert_eq!(make_set(&events, &all, Field::ProcessCommandLine, 100), ["b", "a", "c"]);
+        assert_eq!(make_set(&events, &all, Field::ProcessCommandLine, 2), ["b", "a"]);
+    }
+}

@@ -1,0 +1,212 @@
+//! KQL string operators with the exact semantics of Kusto, so that a rule reads like its
+//! query. Case-insensitive operators fold ASCII letters only, as the rules we port rely on.
+//!
+//! | KQL | here |
+//! |---|---|
+//! | `x in ("a", "b")` | [`in_cs`]`(x, &["a", "b"])` |
+//! | `x in~ ("a", "b")` | [`in_ci`]`(x, &["a", "b"])` |
+//! | `x has "a"` | [`has`]`(x, "a")`; several terms at once: [`has_any`] |
+//! | `x contains "a"` | [`contains`]`(x, "a")` |
+//! | `x startswith "a"` | [`startswith`]`(x, "a")` |
+
+/// `value in (set)`: equal to one of `set`, case-sensitive.
+pub fn in_cs(value: &str, set: &[&str]) -> bool {
+    set.contains(&value)
+}
+
+/// `value in~ (set)`: equal to one of `set`, ignoring ASCII case.
+pub fn in_ci(value: &str, set: &[&str]) -> bool {
+    set.iter().any(|candidate| candidate.eq_ignore_ascii_case(value))
+}
+
+/// `haystack contains needle`: `needle` occurs in `haystack`, ignoring ASCII case.
+pub fn contains(haystack: &str, needle: &str) -> bool {
+    find_ci(haystack.as_bytes(), needle.as_bytes(), 0).is_some()
+}
+
+/// `haystack startswith prefix`, ignoring ASCII case.
+pub fn startswith(haystack: &str, prefix: &str) -> bool {
+    haystack.len() >= prefix.len()
+        && haystack.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// `haystack has term`: `term` occurs in `haystack` as a whole term, ignoring ASCII case.
+///
+/// Terms are the maximal runs of ASCII letters and digits, so `C:\Windows\ping.exe`,
+/// `-ping` and `PING` have `ping`, while `pinging` and `ping123` do not. Where `term`
+/// itself holds other characters (`cmd.exe`), its ends must still fall on term
+/// boundaries; a `term` with no letters or digits at all (`.`) means `contains`.
+pub fn has(haystack: &str, term: &str) -> bool {
+    let (hay, term) = (haystack.as_bytes(), term.as_bytes());
+    if !term.iter().any(u8::is_ascii_alphanumeric) {
+        return find_ci(hay, term, 0).is_some();
+    }
+    let needs_start = term.first().is_some_and(u8::is_ascii_alphanumeric);
+    let needs_end = term.last().is_some_and(u8::is_ascii_alphanumeric);
+    let mut from = 0;
+    while let Some(at) = find_ci(hay, term, from) {
+        let end = at + term.len();
+        let starts_term = !needs_start || at == 0 || !hay[at - 1].is_ascii_alphanumeric();
+        let ends_term = !needs_end || end == hay.len() || !hay[end].is_ascii_alphanumeric();
+        if starts_term && ends_term {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
+/// `haystack has term1 or haystack has term2 or ...` for terms made only of ASCII letters
+/// and digits, in one pass over `haystack`: each of its terms is compared with `terms`.
+///
+/// A term with any other character is tested with [`has`].
+pub fn has_any(haystack: &str, terms: &[&str]) -> bool {
+    // A term of `haystack` is a non-empty alphanumeric run, so it can only equal a plain
+    // term; the others need the general search.
+    let is_plain = |t: &&&str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric());
+    if terms.iter().filter(|t| !is_plain(t)).any(|t| has(haystack, t)) {
+        return true;
+    }
+    terms_of(haystack).any(|word| terms.iter().any(|t| t.eq_ignore_ascii_case(word)))
+}
+
+/// The terms of `text`: its maximal runs of ASCII letters and digits.
+pub fn terms_of(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|term| !term.is_empty())
+}
+
+/// The first position at or after `from` where `needle` occurs in `hay`, ignoring ASCII case.
+fn find_ci(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(from.min(hay.len()));
+    }
+    if hay.len() < needle.len() {
+        return None;
+    }
+    let first = needle[0].to_ascii_lowercase();
+    (from..=hay.len() - needle.len()).find(|&at| {
+        hay[at].to_ascii_lowercase() == first && hay[at..at + needle.len()].eq_ignore_ascii_case(needle)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (haystack, operand, expected) for `has`.
+    const HAS: &[(&str, &str, bool)] = &[
+        ("ping 10.0.0.1", "ping", true),
+        ("C:\\Windows\\System32\\ping.exe -n 1 host", "ping", true),
+        ("cmd /c -ping", "ping", true),
+        ("PING localhost", "ping", true),
+        ("cmd /c Ping", "PING", true),
+        ("pinging the host", "ping", false),
+        ("ping123", "ping", false),
+        ("xping", "ping", false),
+        ("cmd /c whoami /all", "whoami", true),
+        ("cmd /c whoami>out.txt", "whoami", true),
+        ("cmd.exe /c \"whoami\"", "whoami", true),
+        ("whoamI", "whoami", true),
+        ("notwhoami", "whoami", false),
+        ("certutil.exe -urlcache -f http://x/a a", "certutil", true),
+        ("certutil2", "certutil", false),
+        ("timeout /t 5", "timeout", true),
+        ("timeout_5", "timeout", true), // `_` is not alphanumeric: `timeout` is a term
+        ("systeminfo|findstr", "systeminfo", true),
+        ("ipconfig/all", "ipconfig", true),
+        ("wget http://a/b", "wget", true),
+        ("Invoke-WebRequest -wget", "wget", true),
+        ("", "ping", false),
+        ("ping", "", true),
+        ("host.domain", ".", true),
+        ("hostname", ".", false),
+        ("run cmd.exe now", "cmd.exe", true),
+        ("run xcmd.exe now", "cmd.exe", false),
+        ("run cmd.exeX", "cmd.exe", false),
+        ("run cmd.exe.bak", "cmd.exe", true),
+        ("é ping é", "ping", true),
+        ("éping", "ping", true), // é is not an ASCII alphanumeric: a boundary
+    ];
+
+    #[test]
+    fn has_matches_whole_terms_only() {
+        for &(hay, term, expected) in HAS {
+            assert_eq!(has(hay, term), expected, "{hay:?} has {term:?}");
+            assert_eq!(has_any(hay, &[term]), expected, "{hay:?} has_any [{term:?}]");
+        }
+    }
+
+    #[test]
+    fn has_any_is_has_of_each() {
+        let terms = ["wget", "whoami", "certutil", "systeminfo", "ping", "ipconfig", "timeout"];
+        for &(hay, _, _) in HAS {
+            let expected = terms.iter().any(|t| has(hay, t));
+            assert_eq!(has_any(hay, &terms), expected, "{hay:?}");
+        }
+        assert!(has_any("a cmd.exe b", &["zzz", "cmd.exe"]));
+        assert!(!has_any("anything", &[]));
+    }
+
+    #[test]
+    fn contains_ignores_ascii_case() {
+        let cases = [
+            ("copy x %TEMP%\\a.exe", "%temp%", true),
+            ("copy x %temp%\\a.exe", "%temp%", true),
+            ("copy x %Temp%", "%temp%", true),
+            ("copy x %tmp%", "%temp%", false),
+            ("c:\\temp\\a", "%temp%", false),
+            ("%temp", "%temp%", false),
+            ("", "", true),
+            ("abc", "", true),
+            ("", "a", false),
+            ("ÉCOLE", "école", false), // only ASCII folds
+        ];
+        for (hay, needle, expected) in cases {
+            assert_eq!(contains(hay, needle), expected, "{hay:?} contains {needle:?}");
+        }
+    }
+
+    #[test]
+    fn startswith_ignores_ascii_case() {
+        let cases = [
+            ("tomcat9.exe", "tomcat", true),
+            ("Tomcat8.exe", "tomcat", true),
+            ("TOMCAT.EXE", "tomcat", true),
+            ("tomca", "tomcat", false),
+            ("xtomcat.exe", "tomcat", false),
+            ("", "tomcat", false),
+            ("anything", "", true),
+        ];
+        for (hay, prefix, expected) in cases {
+            assert_eq!(startswith(hay, prefix), expected, "{hay:?} startswith {prefix:?}");
+        }
+    }
+
+    #[test]
+    fn in_is_exact_and_case_sensitive() {
+        let servers = ["w3wp.exe", "beasvc.exe", "httpd.exe"];
+        assert!(in_cs("w3wp.exe", &servers));
+        assert!(!in_cs("W3WP.EXE", &servers));
+        assert!(!in_cs("w3wp.exe ", &servers));
+        assert!(!in_cs("w3wp", &servers));
+        assert!(!in_cs("", &servers));
+    }
+
+    #[test]
+    fn in_tilde_is_exact_ignoring_ascii_case() {
+        let shells = ["cmd.exe", "powershell.exe"];
+        assert!(in_ci("cmd.exe", &shells));
+        assert!(in_ci("CMD.EXE", &shells));
+        assert!(in_ci("PowerShell.exe", &shells));
+        assert!(!in_ci("cmd", &shells));
+        assert!(!in_ci("pwsh.exe", &shells));
+        assert!(!in_ci("xcmd.exe", &shells));
+        assert!(!in_ci("", &shells));
+    }
+
+    #[test]
+    fn terms_are_alphanumeric_runs() {
+        let terms: Vec<&str> = terms_of("C:\\Win\\ping.exe -n 1 a_b").collect();
+        assert_eq!(terms, ["C", "Win", "ping", "exe", "n", "1", "a", "b"]);
+    }
+}

@@ -1,0 +1,161 @@
+//! The command line: inspect, loading rules from files, refusals, exit codes.
+
+use std::path::Path;
+
+use rulehost::rules::BUNDLED_SOFT_CELL;
+
+use crate::util::{assert_golden, data, rulehost};
+
+/// `bytes` written as `name` in `dir`; returns the path.
+fn write_rule(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.display().to_string()
+}
+
+/// The bundled rule with its contract-version section changed by `edit`.
+fn with_contract_section(edit: impl Fn(&mut [u8], usize)) -> Vec<u8> {
+    let mut bytes = BUNDLED_SOFT_CELL.to_vec();
+    let name = b"detect:contract-version";
+    let at = bytes.windows(name.len()).position(|w| w == name).expect("the section is there");
+    edit(&mut bytes, at + name.len());
+    bytes
+}
+
+#[test]
+fn inspect_shows_metadata_contract_and_digest() {
+    let run = rulehost(&["inspect", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(info["id"], "fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7");
+    assert_eq!(info["severity"], "high");
+    assert_eq!(info["contract"], "detect:rule@0.1.0");
+    assert_eq!(info["exports"], serde_json::json!(["metadata", "evaluate", "summarize"]));
+    assert_eq!(info["imports"], serde_json::json!(["detect:rule/types@0.1.0"]));
+    assert_eq!(info["techniques"], serde_json::json!(["T1059", "T1574", "T1082", "T1087"]));
+    assert_eq!(
+        info["reads"],
+        serde_json::json!([
+            "InitiatingProcessParentFileName",
+            "InitiatingProcessFileName",
+            "FileName",
+            "ProcessCommandLine"
+        ])
+    );
+    assert_eq!(info["query_period_seconds"], 3600);
+    assert_eq!(info["size"], BUNDLED_SOFT_CELL.len());
+
+    let text = rulehost(&["inspect"]);
+    assert!(
+        text.stdout
+            .contains("ProcessCommandLine has (wget, whoami, certutil, systeminfo, ping, ipconfig, timeout)")
+    );
+    assert!(text.stdout.contains(&format!("digest:        {}", info["digest"].as_str().unwrap())));
+}
+
+#[test]
+fn rules_load_from_a_file_or_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_rule(dir.path(), "soft-cell.wasm", BUNDLED_SOFT_CELL);
+    std::fs::write(dir.path().join("README.txt"), "not a rule").unwrap();
+    let digest = serde_json::from_str::<serde_json::Value>(&rulehost(&["inspect", "--json", &file]).stdout)
+        .unwrap()["digest"]
+        .clone();
+    for rules in [file.as_str(), &dir.path().display().to_string()] {
+        let run = rulehost(&["eval", "--rules", rules, &data("defender-rows.jsonl")]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_golden("defender.alerts.jsonl", &run.stdout);
+        assert_eq!(run.json_lines()[0]["RuleDigest"], digest, "alerts name the artifact's digest");
+    }
+}
+
+#[test]
+fn two_rules_with_one_id_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_rule(dir.path(), "a.wasm", BUNDLED_SOFT_CELL);
+    let b = write_rule(dir.path(), "b.wasm", BUNDLED_SOFT_CELL);
+    let run = rulehost(&["eval", "--rules", &dir.path().display().to_string(), &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(&format!(
+            "rule id \"fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7\" is declared by both {a} and {b}"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_incompatible_contract_is_refused_before_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let newer = with_contract_section(|bytes, data| bytes[data..data + 5].copy_from_slice(b"0.2.0"));
+    let path = write_rule(dir.path(), "newer.wasm", &newer);
+    let run = rulehost(&["eval", "--rules", &path, &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(&format!(
+            "{path}: built against contract detect:rule@0.2.0, this host implements detect:rule@0.1.0"
+        )),
+        "{}",
+        run.stderr
+    );
+
+    let unnamed = with_contract_section(|bytes, data| bytes[data - 1] = b'N');
+    let path = write_rule(dir.path(), "unnamed.wasm", &unnamed);
+    let run = rulehost(&["inspect", &path]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains(&format!("{path}: no contract version")), "{}", run.stderr);
+}
+
+#[test]
+fn what_is_not_a_component_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = write_rule(dir.path(), "module.wasm", b"\0asm\x01\0\0\0");
+    let run = rulehost(&["inspect", &module]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(&format!("{module}: not a WebAssembly component: a core module")),
+        "{}",
+        run.stderr
+    );
+
+    let text = write_rule(dir.path(), "text.wasm", b"hello");
+    let run = rulehost(&["eval", "--rules", &text, &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains(&format!("{text}: not a WebAssembly component")), "{}", run.stderr);
+
+    let run = rulehost(&["eval", "--rules", "/nonexistent/rule.wasm"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("/nonexistent/rule.wasm: No such file"), "{}", run.stderr);
+}
+
+#[test]
+fn fail_on_detection_sets_the_exit_code() {
+    let run = rulehost(&["eval", "--fail-on-detection", &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.json_lines().len(), 2, "alerts are still written");
+
+    let quiet = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+    let rows = crate::util::read_data("defender-rows.jsonl");
+    let benign: String = rows.lines().filter(|l| l.contains("net user")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(quiet.path(), benign).unwrap();
+    let run = rulehost(&["eval", "--fail-on-detection", &quiet.path().display().to_string()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    let run = rulehost(&["eval", "--fail-on-detection", "--matches", &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 1);
+}
+
+#[test]
+fn bad_arguments_exit_with_2() {
+    for args in [
+        &["eval", "--window", "0h"][..],
+        &["eval", "--format", "xml"][..],
+        &["eval", "--input-format", "evtx2"][..],
+        &["eval", "--batch-size", "0"][..],
+        &["frobnicate"][..],
+    ] {
+        let run = rulehost(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+    }
+}

@@ -1,0 +1,110 @@
+//! Defender DeviceProcessEvents in its four export shapes.
+
+use crate::util::{assert_golden, data, rulehost, rulehost_with_stdin};
+
+/// The same nine events in every shape; the streaming file adds one DeviceNetworkEvents
+/// record. Five match: four on web01 between 10:00 and 11:00 (one through the grandparent),
+/// one on app02 after 11:00.
+const SHAPES: &[&str] =
+    &["defender-rows.jsonl", "defender-streaming.jsonl", "defender-api.json", "defender-export.csv"];
+
+#[test]
+fn every_shape_gives_the_golden_alerts() {
+    for shape in SHAPES {
+        let run = rulehost(&["eval", &data(shape)]);
+        assert_eq!(run.code, 0, "{shape}: {}", run.stderr);
+        assert_golden("defender.alerts.jsonl", &run.stdout);
+        let skipped = if shape.contains("streaming") { 1 } else { 0 };
+        assert_eq!(
+            run.summary(),
+            format!(
+                "rulehost: {} records read: 9 evaluated, {skipped} skipped{}, 0 rejected; 5 matches, 2 alerts",
+                9 + skipped,
+                if skipped == 1 { " (DeviceNetworkEvents: 1)" } else { "" }
+            ),
+            "{shape}"
+        );
+    }
+}
+
+#[test]
+fn matches_are_golden_and_name_their_source() {
+    let run = rulehost(&["eval", "--matches", &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_golden("defender-rows.matches.jsonl", &run.stdout);
+
+    let rows = run.json_lines();
+    let report_ids = |lines: &[serde_json::Value]| -> Vec<String> {
+        lines.iter().map(|m| m["event"]["ReportId"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(report_ids(&rows), ["1101", "1102", "1104", "1105", "2201"]);
+    for shape in &SHAPES[1..] {
+        let run = rulehost(&["eval", "--matches", &data(shape)]);
+        let lines = run.json_lines();
+        assert_eq!(report_ids(&lines), report_ids(&rows), "{shape}");
+        for (line, row) in lines.iter().zip(&rows) {
+            assert_eq!(line["event"], row["event"], "{shape}: the normalized event is the same");
+            assert_eq!(line["source"]["file"], data(shape).as_str());
+        }
+    }
+    let api = rulehost(&["eval", "--matches", &data("defender-api.json")]).json_lines();
+    assert_eq!(api[2]["source"]["record"], 4, "API rows are numbered by record");
+    assert_eq!(api[2]["source"]["format"], "defender-api");
+    let csv = rulehost(&["eval", "--matches", &data("defender-export.csv")]).json_lines();
+    assert_eq!(csv[0]["source"]["line"], 2, "CSV rows by line, after the header");
+    let streaming = rulehost(&["eval", "--matches", &data("defender-streaming.jsonl")]).json_lines();
+    assert_eq!(streaming[3]["source"]["line"], 6, "records of one `records` line share it");
+    assert_eq!(streaming[3]["source"]["format"], "defender-streaming");
+}
+
+#[test]
+fn stdin_is_read_when_no_input_or_dash() {
+    let input = crate::util::read_data("defender-rows.jsonl").into_bytes();
+    for args in [&["eval"][..], &["eval", "-"][..]] {
+        let run = rulehost_with_stdin(args, &input);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_golden("defender.alerts.jsonl", &run.stdout);
+    }
+    let run = rulehost_with_stdin(&["eval", "--matches", "-"], &input);
+    assert_eq!(run.json_lines()[0]["source"]["file"], "-");
+}
+
+#[test]
+fn one_window_over_everything() {
+    let run = rulehost(&["eval", "--window", "all", &data("defender-rows.jsonl")]);
+    let alerts = run.json_lines();
+    assert_eq!(alerts.len(), 2, "one per device: {}", run.stdout);
+    assert_eq!(alerts[0]["WindowStart"], "2024-05-01T10:15:02.123Z", "the input's first event");
+    assert_eq!(alerts[0]["WindowEnd"], "2024-05-01T11:12:00.001Z", "just past the input's last event");
+    assert_eq!(alerts[0]["MatchCount"], 4);
+    assert_eq!(alerts[1]["DeviceName"], "app02");
+
+    let run = rulehost(&["eval", "--window", "1d", &data("defender-rows.jsonl")]);
+    let alerts = run.json_lines();
+    assert_eq!(alerts[0]["WindowStart"], "2024-05-01T00:00:00Z");
+    assert_eq!(alerts[0]["WindowEnd"], "2024-05-02T00:00:00Z");
+}
+
+#[test]
+fn the_table_is_aligned_for_people() {
+    let run = rulehost(&["eval", "--format", "table", &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two alerts:\n{}", run.stdout);
+    assert!(lines[0].starts_with("WindowStart"));
+    let column = lines[0].find("DeviceName").unwrap();
+    assert_eq!(&lines[1][column..column + 17], "web01.contoso.com");
+    assert_eq!(&lines[2][column..column + 5], "app02");
+}
+
+#[test]
+fn the_bundled_sample_raises_an_alert() {
+    let sample = crate::util::workspace().join("examples/soft-cell-sample.jsonl");
+    let run = rulehost(&["eval", &sample.display().to_string()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let alerts = run.json_lines();
+    assert_eq!(alerts.len(), 1, "{}", run.stdout);
+    assert_eq!(alerts[0]["HostName"], "web01");
+    assert_eq!(alerts[0]["MatchCount"], 3, "whoami, ipconfig, and certutil through the grandparent");
+    assert_eq!(alerts[0]["ReportIds"], serde_json::json!(["3301", "3302", "3304"]));
+}

@@ -1,0 +1,9 @@
+//! Integration tests: they drive the real `rulehost` binary on files.
+//!
+//! Golden outputs live in `tests/golden/`; `UPDATE_GOLDEN=1 cargo test` rewrites them, and
+//! a rewrite is reviewed like code.
+
+mod bad_input;
+mod cli;
+mod defender;
+mod util;

@@ -1,0 +1,100 @@
+//! Running the binary and comparing with golden files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The output of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The stdout lines parsed as JSON.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    }
+
+    /// The summary line on stderr.
+    pub fn summary(&self) -> &str {
+        self.stderr
+            .lines()
+            .find(|l| l.contains(" read: "))
+            .unwrap_or_else(|| panic!("no summary in stderr:\n{}", self.stderr))
+    }
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A fixture of `tests/data`, relative to the workspace, where the binary runs: golden
+/// outputs name it the same on every machine.
+pub fn data(name: &str) -> String {
+    format!("tests/data/{name}")
+}
+
+/// Runs `rulehost` with `args` and `stdin`.
+pub fn rulehost_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
+        .current_dir(workspace())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting rulehost");
+    child.stdin.take().expect("piped").write_all(stdin).expect("writing stdin");
+    let output = child.wait_with_output().expect("running rulehost");
+    Run {
+        code: output.status.code().expect("exited"),
+        stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+    }
+}
+
+/// Runs `rulehost` with `args` and an empty stdin.
+pub fn rulehost(args: &[&str]) -> Run {
+    rulehost_with_stdin(args, b"")
+}
+
+/// The digest of the bundled rule, as `inspect` reports it.
+pub fn bundled_digest() -> String {
+    let run = rulehost(&["inspect", "--json"]);
+    let info: serde_json::Value = serde_json::from_str(&run.stdout).expect("inspect prints JSON");
+    info["digest"].as_str().expect("a digest").to_owned()
+}
+
+/// Compares `actual` with `tests/golden/<name>`, or writes it there under
+/// `UPDATE_GOLDEN=1`. The bundled rule's digest changes with every change of the rule,
+/// the SDK or the toolchain, so it is checked to be there and then stands as
+/// `<bundled-digest>` in golden files.
+pub fn assert_golden(name: &str, actual: &str) {
+    let digest = bundled_digest();
+    assert!(
+        actual.is_empty() || actual.contains(&digest),
+        "output names the rule digest {digest}:\n{actual}"
+    );
+    let actual = actual.replace(&digest, "<bundled-digest>");
+    let path = workspace().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &actual).expect("writing golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert!(
+        expected == actual,
+        "{} differs:\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+/// The contents of a fixture of `tests/data`.
+pub fn read_data(name: &str) -> String {
+    std::fs::read_to_string(workspace().join(data(name))).expect("reading a fixture")
+}
