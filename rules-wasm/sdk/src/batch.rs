@@ -35,6 +35,20 @@ impl Batch {
         Self { len, columns }
     }
 
+    /// A batch from columns already packed natively: per field the concatenated values and
+    /// the end offset of each, as the host sends them. For running a rule natively (tests,
+    /// benchmarks against the component). Panics when a column does not have `len` values
+    /// or its offsets do not fall on character boundaries.
+    pub fn from_columns(len: usize, packed: Vec<(Field, String, Vec<u32>)>) -> Self {
+        let mut columns: [Option<Column>; FIELD_COUNT] = Default::default();
+        for (field, text, ends) in packed {
+            assert_eq!(ends.len(), len, "column {field:?} has one value per event");
+            assert!(ends.iter().all(|&end| text.is_char_boundary(end as usize)), "offsets on boundaries");
+            columns[field as usize] = Some(Column { text, ends });
+        }
+        Self { len, columns }
+    }
+
     /// A batch made of rows of `(field, value)` pairs, for tests. A field a row does not
     /// name is `""` in that row.
     pub fn from_rows(rows: &[&[(Field, &str)]]) -> Self {

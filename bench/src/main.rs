@@ -1,0 +1,130 @@
+//! `make bench`: rulehost's figures, each a ratio of two measurements taken in one run
+//! (the machines are shared and noisy; a ratio survives that, a rate does not).
+//!
+//! 1. Wasm vs native: the Soft Cell predicate over the same events, as the component
+//!    (packing, the call, the guest) and as native Rust (the same packing and predicate).
+//! 2. End to end vs parse-only: `eval` over a JSON lines file, against only reading and
+//!    normalizing the same file.
+//!
+//! `BENCH_EVENTS` sets the number of events (default 1,000,000).
+
+mod generate;
+
+use std::io::BufWriter;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use rulehost::alerts::JsonLines;
+use rulehost::eval::{self, EvalOptions};
+use rulehost::events::{Field, Input, InputFormat, ProcessEvent, Record};
+use rulehost::rules;
+use rulehost::runtime::Runtime;
+use rulehost_sdk::{Batch, Rule};
+use soft_cell::SoftCell;
+
+/// Rounds of each measurement; the best round counts (the least disturbed by neighbours).
+const ROUNDS: usize = 5;
+/// Events per rule call, as `eval` uses by default.
+const BATCH: usize = eval::DEFAULT_BATCH_SIZE;
+/// The share of events that match.
+const MATCH_PERCENT: u64 = 5;
+
+fn main() -> Result<()> {
+    let count: u64 = std::env::var("BENCH_EVENTS").ok().map_or(Ok(1_000_000), |v| v.parse())?;
+    let dir = tempfile::tempdir()?;
+    let jsonl = dir.path().join("defender.jsonl");
+    let file = std::fs::File::create(&jsonl)?;
+    let expected_matches = generate::write_defender_jsonl(&mut BufWriter::new(file), count, MATCH_PERCENT, 7)?;
+    let size = std::fs::metadata(&jsonl)?.len();
+    println!("input: {count} Defender rows, {expected_matches} matching, {:.0} MiB", size as f64 / 1048576.0);
+
+    let input = Input::file(&jsonl);
+    let events: Vec<ProcessEvent> = input
+        .open(InputFormat::Auto)?
+        .filter_map(|r| if let Record::Event(e) = r { Some(*e) } else { None })
+        .collect();
+    ensure!(events.len() as u64 == count, "read {} of {count} events", events.len());
+
+    // 1. Wasm vs native.
+    let runtime = Runtime::new()?;
+    let rule = rules::load_bundled(&runtime)?;
+    let mut instance = rule.instantiate()?;
+    let (mut wasm, mut native) = (Duration::MAX, Duration::MAX);
+    for _ in 0..ROUNDS {
+        let (time, matches) = timed(|| {
+            events.chunks(BATCH).map(|chunk| instance.evaluate(chunk).map(|m| m.len() as u64)).sum::<Result<u64, _>>()
+        });
+        ensure!(matches? == expected_matches, "the component found another number of matches");
+        wasm = wasm.min(time);
+        let (time, matches) = timed(|| events.chunks(BATCH).map(native_matches).sum::<u64>());
+        ensure!(matches == expected_matches, "the native predicate found another number of matches");
+        native = native.min(time);
+    }
+    let per_event = |d: Duration| d.as_nanos() as f64 / count as f64;
+    println!();
+    println!("| Soft Cell predicate, {count} events, batches of {BATCH} | ns/event | events/s |");
+    println!("|---|---|---|");
+    println!("| native Rust (same packing) | {:.1} | {} |", per_event(native), rate(count, native));
+    println!("| Wasm component | {:.1} | {} |", per_event(wasm), rate(count, wasm));
+    println!("| **Wasm / native** | **{:.2}x** | |", wasm.as_secs_f64() / native.as_secs_f64());
+
+    // 2. End to end vs parse-only.
+    let options = EvalOptions::default();
+    let bundled = vec![rule.clone()];
+    let (mut parse, mut end_to_end) = (Duration::MAX, Duration::MAX);
+    for _ in 0..ROUNDS {
+        let (time, read) = timed(|| -> Result<u64> { Ok(input.open(InputFormat::Auto)?.count() as u64) });
+        ensure!(read? == count);
+        parse = parse.min(time);
+        let (time, summary) = timed(|| {
+            let mut output = JsonLines::new(std::io::sink());
+            eval::evaluate(&bundled, std::slice::from_ref(&input), &options, &mut output, &mut |_| {})
+        });
+        let summary = summary.context("eval")?;
+        ensure!(summary.matches == expected_matches && summary.evaluated == count);
+        end_to_end = end_to_end.min(time);
+    }
+    println!();
+    println!("| {count}-line Defender JSONL ({:.0} MiB) | seconds | events/s |", size as f64 / 1048576.0);
+    println!("|---|---|---|");
+    println!("| parse-only (read + normalize) | {:.2} | {} |", parse.as_secs_f64(), rate(count, parse));
+    println!("| `eval` end to end | {:.2} | {} |", end_to_end.as_secs_f64(), rate(count, end_to_end));
+    println!("| **eval / parse-only throughput** | **{:.2}** | |", parse.as_secs_f64() / end_to_end.as_secs_f64());
+    Ok(())
+}
+
+/// The Soft Cell predicate run natively over one batch, packed as the host packs it.
+fn native_matches(chunk: &[ProcessEvent]) -> u64 {
+    use rulehost_sdk::Field as F;
+    let reads = [
+        (Field::InitiatingProcessParentFileName, F::InitiatingProcessParentFileName),
+        (Field::InitiatingProcessFileName, F::InitiatingProcessFileName),
+        (Field::FileName, F::FileName),
+        (Field::ProcessCommandLine, F::ProcessCommandLine),
+    ];
+    let columns = reads
+        .iter()
+        .map(|&(host, guest)| {
+            let mut text = String::with_capacity(chunk.iter().map(|e| e.get(host).len()).sum());
+            let mut ends = Vec::with_capacity(chunk.len());
+            for event in chunk {
+                text.push_str(event.get(host));
+                ends.push(text.len() as u32);
+            }
+            (guest, text, ends)
+        })
+        .collect();
+    let batch = Batch::from_columns(chunk.len(), columns);
+    (0..batch.len()).filter(|&i| SoftCell::matches(&batch.event(i))).count() as u64
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let start = Instant::now();
+    let value = f();
+    (start.elapsed(), value)
+}
+
+fn rate(count: u64, time: Duration) -> String {
+    let per_second = count as f64 / time.as_secs_f64();
+    if per_second >= 1e6 { format!("{:.2} M", per_second / 1e6) } else { format!("{:.0} k", per_second / 1e3) }
+}
