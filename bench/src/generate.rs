@@ -31,14 +31,30 @@ impl Rng {
 const BENIGN: &[(&str, &str, &str)] = &[
     ("svchost.exe", "services.exe", "C:\\Windows\\system32\\svchost.exe -k netsvcs -p -s Schedule"),
     ("conhost.exe", "cmd.exe", "\\??\\C:\\Windows\\system32\\conhost.exe 0xffffffff -ForceV1"),
-    ("chrome.exe", "explorer.exe", "\"C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe\" --type=renderer --lang=en-US --enable-auto-reload"),
+    (
+        "chrome.exe",
+        "explorer.exe",
+        "\"C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe\" --type=renderer --lang=en-US --enable-auto-reload",
+    ),
     ("git.exe", "Code.exe", "git.exe -c core.quotepath=false -c color.ui=false status -z -uall"),
-    ("powershell.exe", "explorer.exe", "\"C:\\WINDOWS\\System32\\WindowsPowerShell\\v1.0\\powershell.exe\" -NoLogo"),
+    (
+        "powershell.exe",
+        "explorer.exe",
+        "\"C:\\WINDOWS\\System32\\WindowsPowerShell\\v1.0\\powershell.exe\" -NoLogo",
+    ),
     ("cmd.exe", "explorer.exe", "\"C:\\WINDOWS\\system32\\cmd.exe\" /c ping -n 1 fileserver01"),
     ("cmd.exe", "w3wp.exe", "cmd.exe /c \"cd /d C:\\inetpub\\logs && dir\""),
-    ("MsMpEng.exe", "services.exe", "\"C:\\ProgramData\\Microsoft\\Windows Defender\\platform\\4.18.24030.9-0\\MsMpEng.exe\""),
+    (
+        "MsMpEng.exe",
+        "services.exe",
+        "\"C:\\ProgramData\\Microsoft\\Windows Defender\\platform\\4.18.24030.9-0\\MsMpEng.exe\"",
+    ),
     ("taskhostw.exe", "svchost.exe", "taskhostw.exe Install $(Arg0)"),
-    ("java.exe", "tomcat9.exe", "\"C:\\Program Files\\Java\\jre\\bin\\java.exe\" -Xmx512m -jar app.jar --spring.profiles.active=prod"),
+    (
+        "java.exe",
+        "tomcat9.exe",
+        "\"C:\\Program Files\\Java\\jre\\bin\\java.exe\" -Xmx512m -jar app.jar --spring.profiles.active=prod",
+    ),
 ];
 
 const SUSPICIOUS: &[&str] = &[
@@ -52,9 +68,15 @@ const SUSPICIOUS: &[&str] = &[
 const WEB_SERVERS: &[&str] = &["w3wp.exe", "httpd.exe", "tomcat9.exe", "beasvc.exe"];
 
 /// Writes `count` rows as JSON lines to `out`; `match_percent` of them match Soft Cell.
-pub fn write_defender_jsonl(out: &mut impl Write, count: u64, match_percent: u64, seed: u64) -> io::Result<u64> {
+pub fn write_defender_jsonl(
+    out: &mut impl Write,
+    count: u64,
+    match_percent: u64,
+    seed: u64,
+) -> io::Result<u64> {
     let mut rng = Rng::new(seed);
-    let start = chrono::DateTime::parse_from_rfc3339("2024-05-01T00:00:00Z").expect("a time").timestamp_millis();
+    let start =
+        chrono::DateTime::parse_from_rfc3339("2024-05-01T00:00:00Z").expect("a time").timestamp_millis();
     let mut matching = 0;
     for i in 0..count {
         let device = rng.below(200);

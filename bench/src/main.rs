@@ -34,7 +34,8 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let jsonl = dir.path().join("defender.jsonl");
     let file = std::fs::File::create(&jsonl)?;
-    let expected_matches = generate::write_defender_jsonl(&mut BufWriter::new(file), count, MATCH_PERCENT, 7)?;
+    let expected_matches =
+        generate::write_defender_jsonl(&mut BufWriter::new(file), count, MATCH_PERCENT, 7)?;
     let size = std::fs::metadata(&jsonl)?.len();
     println!("input: {count} Defender rows, {expected_matches} matching, {:.0} MiB", size as f64 / 1048576.0);
 
@@ -52,7 +53,10 @@ fn main() -> Result<()> {
     let (mut wasm, mut native) = (Duration::MAX, Duration::MAX);
     for _ in 0..ROUNDS {
         let (time, matches) = timed(|| {
-            events.chunks(BATCH).map(|chunk| instance.evaluate(chunk).map(|m| m.len() as u64)).sum::<Result<u64, _>>()
+            events
+                .chunks(BATCH)
+                .map(|chunk| instance.evaluate(chunk).map(|m| m.len() as u64))
+                .sum::<Result<u64, _>>()
         });
         ensure!(matches? == expected_matches, "the component found another number of matches");
         wasm = wasm.min(time);
@@ -89,7 +93,10 @@ fn main() -> Result<()> {
     println!("|---|---|---|");
     println!("| parse-only (read + normalize) | {:.2} | {} |", parse.as_secs_f64(), rate(count, parse));
     println!("| `eval` end to end | {:.2} | {} |", end_to_end.as_secs_f64(), rate(count, end_to_end));
-    println!("| **eval / parse-only throughput** | **{:.2}** | |", parse.as_secs_f64() / end_to_end.as_secs_f64());
+    println!(
+        "| **eval / parse-only throughput** | **{:.2}** | |",
+        parse.as_secs_f64() / end_to_end.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -126,5 +133,9 @@ fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
 
 fn rate(count: u64, time: Duration) -> String {
     let per_second = count as f64 / time.as_secs_f64();
-    if per_second >= 1e6 { format!("{:.2} M", per_second / 1e6) } else { format!("{:.0} k", per_second / 1e3) }
+    if per_second >= 1e6 {
+        format!("{:.2} M", per_second / 1e6)
+    } else {
+        format!("{:.0} k", per_second / 1e3)
+    }
 }
