@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::alerts::{Alert, Match, Output, WindowSpec};
-use crate::events::{Input, InputError, InputFormat, ProcessEvent, Record, RecordError};
+use crate::events::{Input, InputError, InputFormat, Lineage, ProcessEvent, Record, RecordError, lineage};
 use crate::runtime::{CompiledRule, RuleError, RuleInstance};
 
 /// How an evaluation runs.
@@ -22,6 +22,8 @@ pub struct EvalOptions {
     pub matches_only: bool,
     /// The input format (or [`InputFormat::Auto`]).
     pub input_format: InputFormat,
+    /// Processes the lineage table holds at most.
+    pub lineage_capacity: usize,
 }
 
 impl Default for EvalOptions {
@@ -32,6 +34,7 @@ impl Default for EvalOptions {
             strict: false,
             matches_only: false,
             input_format: InputFormat::Auto,
+            lineage_capacity: lineage::DEFAULT_CAPACITY,
         }
     }
 }
@@ -152,6 +155,9 @@ pub fn evaluate(
     let readers =
         inputs.iter().map(|input| input.open(options.input_format)).collect::<Result<Vec<_>, _>>()?;
 
+    let mut lineage = Lineage::new(options.lineage_capacity);
+    prescan_lineage(inputs, options.input_format, &mut lineage);
+
     let mut summary = Summary::default();
     let mut time_range: Option<(i64, i64)> = None;
     let mut batch = Vec::with_capacity(options.batch_size);
@@ -159,7 +165,8 @@ pub fn evaluate(
         for record in reader {
             summary.read += 1;
             match record {
-                Record::Event(event) => {
+                Record::Event(mut event) => {
+                    lineage.resolve_and_record(&mut event);
                     summary.evaluated += 1;
                     let t = event.time_ms();
                     time_range = Some(time_range.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
@@ -192,6 +199,25 @@ pub fn evaluate(
     summary.matches = summary.rules.iter().map(|r| r.matches).sum();
     summary.alerts = summary.rules.iter().map(|r| r.alerts).sum();
     Ok(summary)
+}
+
+/// Fills the lineage table from the process creations of every input that can be read
+/// twice, so that a child's grandparent is known whatever the order of files and records.
+/// A file whose first event is Defender's is left after that event: Defender events carry
+/// their grandparent, and exports do not mix tables with Windows logs. Unreadable records
+/// are reported by the evaluation pass, not here.
+fn prescan_lineage(inputs: &[Input], format: InputFormat, lineage: &mut Lineage) {
+    for input in inputs.iter().filter(|input| input.is_rereadable()) {
+        let Ok(reader) = input.open(format) else { continue };
+        for record in reader {
+            if let Record::Event(mut event) = record {
+                if event.source_format().is_some_and(|f| f.is_defender()) {
+                    break;
+                }
+                lineage.resolve_and_record(&mut event);
+            }
+        }
+    }
 }
 
 /// Runs every rule over `batch`, then writes or keeps the matches, and empties `batch`.

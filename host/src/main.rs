@@ -82,6 +82,10 @@ struct EvalArgs {
     /// Show at most N warnings about rejected records (0: all); the summary counts them all.
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_warnings: u64,
+    /// Processes the lineage table (grandparents of Sysmon and 4688 events) holds at most;
+    /// the oldest are evicted first.
+    #[arg(long, default_value_t = rulehost::events::lineage::DEFAULT_CAPACITY, value_name = "N")]
+    lineage_capacity: usize,
     /// Do not print the summary on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -149,6 +153,7 @@ fn run_eval(args: EvalArgs) -> Result<ExitCode> {
         strict: args.strict,
         matches_only: args.matches,
         input_format: args.input_format,
+        lineage_capacity: args.lineage_capacity,
     };
     let stdout = io::stdout().lock();
     let mut output: Box<dyn Output> = match args.format {

@@ -14,6 +14,7 @@ fn every_shape_gives_the_golden_alerts() {
         let run = rulehost(&["eval", &data(shape)]);
         assert_eq!(run.code, 0, "{shape}: {}", run.stderr);
         assert_golden("defender.alerts.jsonl", &run.stdout);
+        assert_eq!(run.json_lines()[0]["RuleDigest"], crate::util::bundled_digest().as_str());
         let skipped = if shape.contains("streaming") { 1 } else { 0 };
         assert_eq!(
             run.summary(),

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::json::{self, kind_of};
 use super::{Field, Origin, ProcessEvent, Record, RecordError, RejectReason, Skipped, SourceFormat, time};
 
 /// The table this reader takes; records of any other table are skipped.
@@ -16,40 +17,6 @@ const INTEGER_COLUMNS: &[Field] =
     &[Field::ProcessId, Field::InitiatingProcessId, Field::InitiatingProcessParentId, Field::ReportId];
 /// Columns that hold times, normalized like `Timestamp`.
 const TIME_COLUMNS: &[Field] = &[Field::ProcessCreationTime, Field::InitiatingProcessCreationTime];
-
-/// Reads the records in one JSON value: a row, a streaming record, `{"records": [..]}`, or
-/// (with `allow_array`) an array of those. Pushes one [`Record`] per row.
-pub(super) fn read_json_value(
-    value: Value,
-    origin: &dyn Fn() -> Origin,
-    format: SourceFormat,
-    allow_array: bool,
-    out: &mut Vec<Record>,
-) {
-    match value {
-        Value::Object(mut object) => match object.remove("records") {
-            Some(Value::Array(records)) => {
-                for record in records {
-                    read_json_value(record, origin, SourceFormat::DefenderStreaming, false, out);
-                }
-            }
-            Some(other) => {
-                object.insert("records".into(), other);
-                out.push(read_json_object(object, origin(), format));
-            }
-            None => out.push(read_json_object(object, origin(), format)),
-        },
-        Value::Array(rows) if allow_array => {
-            for row in rows {
-                read_json_value(row, origin, format, false, out);
-            }
-        }
-        other => out.push(reject(
-            origin(),
-            RejectReason::UnknownShape(format!("expected a JSON object, found {}", kind_of(&other))),
-        )),
-    }
-}
 
 /// Reads an Advanced Hunting API response (`{"Schema": [..], "Results": [..]}`, also the
 /// Graph API's lower-case keys). Returns `None` when `document` is not one.
@@ -69,13 +36,13 @@ pub(super) fn read_api_response(
     }
     for (i, row) in rows.into_iter().enumerate() {
         let position = i as u64 + 1;
-        read_json_value(row, &|| origin(position), SourceFormat::DefenderApi, false, out);
+        json::read_value(row, &|| origin(position), SourceFormat::DefenderApi, false, out);
     }
     Some(())
 }
 
-/// Reads one JSON object: a streaming record or a flat row.
-fn read_json_object(mut object: Map<String, Value>, origin: Origin, format: SourceFormat) -> Record {
+/// Reads one Defender JSON object: a streaming record or a flat row.
+pub(super) fn read_object(mut object: Map<String, Value>, origin: Origin, format: SourceFormat) -> Record {
     if let (Some(Value::String(category)), Some(Value::Object(_))) =
         (object.get("category"), object.get("properties"))
     {
@@ -198,15 +165,4 @@ fn build_event(columns: Vec<(Field, String)>, origin: Origin, format: SourceForm
 
 fn reject(origin: Origin, reason: RejectReason) -> Record {
     Record::Rejected(RecordError { origin, reason })
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

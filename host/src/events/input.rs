@@ -2,14 +2,18 @@
 //! read as a stream of [`Record`]s.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::io::{self, BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
-use super::{Origin, Position, Record, RecordError, RejectReason, SourceFormat, defender};
+use super::windows::evtx::EvtxRecords;
+use super::windows::xml::XmlEvents;
+
+use super::{Origin, Position, Record, RecordError, RejectReason, SourceFormat, defender, json};
 
 /// How much of an input is read to tell its format: enough for the first line of any
 /// realistic JSON lines file; a longer first line is taken as one JSON document.
@@ -20,18 +24,23 @@ const SNIFF_BYTES: usize = 1 << 20;
 pub enum InputFormat {
     /// Tell from the file name, then from the first bytes.
     Auto,
-    /// One JSON value per line: rows, streaming records, `{"records": [..]}`.
+    /// One JSON value per line: Defender rows or streaming records, Windows events in any
+    /// JSON shape.
     Jsonl,
-    /// One JSON document: an Advanced Hunting API response, `{"records": [..]}`, or an
-    /// array of rows.
+    /// JSON documents: an Advanced Hunting API response, `{"records": [..]}`, an array,
+    /// or evtx_dump's output (objects one after another, `Record N` lines between).
     Json,
     /// CSV with a header row of column names.
     Csv,
+    /// Binary EVTX.
+    Evtx,
+    /// EVTX XML.
+    Xml,
 }
 
 impl InputFormat {
     /// Every format's name, for help texts.
-    pub const NAMES: &[&str] = &["auto", "jsonl", "json", "csv"];
+    pub const NAMES: &[&str] = &["auto", "jsonl", "json", "csv", "evtx", "xml"];
 }
 
 impl FromStr for InputFormat {
@@ -43,6 +52,8 @@ impl FromStr for InputFormat {
             "jsonl" => Ok(InputFormat::Jsonl),
             "json" => Ok(InputFormat::Json),
             "csv" => Ok(InputFormat::Csv),
+            "evtx" => Ok(InputFormat::Evtx),
+            "xml" => Ok(InputFormat::Xml),
             other => Err(format!("unknown input format {other:?} (one of: {})", Self::NAMES.join(", "))),
         }
     }
@@ -62,11 +73,19 @@ pub enum InputError {
     },
     /// Neither the name nor the content tells the format.
     #[error(
-        "{path}: cannot tell the input format (not JSON, and no CSV header of known columns); use --input-format"
+        "{path}: cannot tell the input format (not EVTX, XML or JSON, and no CSV header of known columns); use --input-format"
     )]
     UnknownFormat {
         /// The input's name.
         path: String,
+    },
+    /// A container (zip, EVTX) whose structure does not parse.
+    #[error("{path}: {message}")]
+    Container {
+        /// The input's name.
+        path: String,
+        /// What is wrong.
+        message: String,
     },
 }
 
@@ -76,6 +95,41 @@ pub struct Input {
     name: Arc<str>,
     path: Option<PathBuf>,
 }
+
+/// Bytes to read, and whether they can be re-read from the start (a file can; standard
+/// input and decompressed streams cannot, so formats that need seeking read them whole).
+enum Stream {
+    File(File),
+    Other(Box<dyn Read + Send>),
+}
+
+impl Stream {
+    fn into_read(self) -> Box<dyn Read + Send> {
+        match self {
+            Stream::File(file) => Box::new(file),
+            Stream::Other(read) => read,
+        }
+    }
+
+    /// A seekable stream from the start: the file itself, or everything in memory.
+    fn into_seekable(self, prefix: Vec<u8>) -> io::Result<Box<dyn ReadSeek>> {
+        match self {
+            Stream::File(mut file) => {
+                file.seek(SeekFrom::Start(0))?;
+                Ok(Box::new(file))
+            }
+            Stream::Other(mut read) => {
+                let mut bytes = prefix;
+                read.read_to_end(&mut bytes)?;
+                Ok(Box::new(Cursor::new(bytes)))
+            }
+        }
+    }
+}
+
+/// `Read + Seek + Send`, for EVTX and zip containers.
+trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
 
 impl Input {
     /// Standard input, named `-`.
@@ -97,57 +151,91 @@ impl Input {
         &self.name
     }
 
+    /// Whether the input can be read twice (a file, not a stream).
+    pub fn is_rereadable(&self) -> bool {
+        self.path.is_some()
+    }
+
     /// Opens the input and tells its format.
     pub fn open(&self, format: InputFormat) -> Result<Reader, InputError> {
         let io_error = |source| InputError::Io { path: self.name.to_string(), source };
-        let stream: Box<dyn Read + Send> = match &self.path {
-            Some(path) => Box::new(File::open(path).map_err(io_error)?),
-            None => Box::new(io::stdin()),
+        let stream = match &self.path {
+            Some(path) => Stream::File(File::open(path).map_err(io_error)?),
+            None => Stream::Other(Box::new(io::stdin())),
         };
-        let format = match (format, &self.path) {
-            (InputFormat::Auto, Some(path)) => format_from_name(path),
-            (format, _) => Some(format).filter(|f| *f != InputFormat::Auto),
-        };
-        let mut prefix = Vec::with_capacity(SNIFF_BYTES.min(64 * 1024));
-        let mut stream = stream;
-        (&mut stream).take(SNIFF_BYTES as u64).read_to_end(&mut prefix).map_err(io_error)?;
-        let format = match format {
-            Some(format) => format,
-            None => {
-                sniff(&prefix).ok_or_else(|| InputError::UnknownFormat { path: self.name.to_string() })?
-            }
-        };
-        let mut stream = BufReader::with_capacity(256 * 1024, Cursor::new(prefix).chain(stream));
-        stream.fill_buf().map_err(io_error)?;
-        let records: Box<dyn Iterator<Item = Record> + Send> = match format {
-            InputFormat::Jsonl => Box::new(JsonLines::new(self.name.clone(), stream)),
-            InputFormat::Json => Box::new(read_document(self.name.clone(), stream).into_iter()),
-            InputFormat::Csv => {
-                let crlf = prefix_line_ends_with_crlf(stream.buffer());
-                Box::new(CsvRows::new(self.name.clone(), stream, crlf))
-            }
-            InputFormat::Auto => unreachable!("resolved above"),
-        };
-        Ok(Reader { format, records })
+        let name_hint =
+            self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+        open_stream(self.name.clone(), name_hint.as_deref(), stream, format)
     }
 }
 
+/// Opens `stream`, named `name` (`name_hint`: its file name, for the extension), looking
+/// through gzip and zip, and picks its reader.
+fn open_stream(
+    name: Arc<str>,
+    name_hint: Option<&str>,
+    mut stream: Stream,
+    format: InputFormat,
+) -> Result<Reader, InputError> {
+    let io_error = |source| InputError::Io { path: name.to_string(), source };
+    let mut prefix = Vec::with_capacity(64 * 1024);
+    match &mut stream {
+        Stream::File(file) => file.take(SNIFF_BYTES as u64).read_to_end(&mut prefix),
+        Stream::Other(read) => read.take(SNIFF_BYTES as u64).read_to_end(&mut prefix),
+    }
+    .map_err(io_error)?;
+    if prefix.starts_with(GZIP_MAGIC) {
+        let rest = stream.into_read();
+        let decoder = MultiGzDecoder::new(Cursor::new(prefix).chain(rest));
+        let inner_name = name_hint.map(|n| n.strip_suffix(".gz").unwrap_or(n).to_owned());
+        return open_stream(name, inner_name.as_deref(), Stream::Other(Box::new(decoder)), format);
+    }
+    if prefix.starts_with(ZIP_MAGIC) {
+        let seekable = stream.into_seekable(prefix).map_err(io_error)?;
+        let archive = zip::ZipArchive::new(seekable)
+            .map_err(|e| InputError::Container { path: name.to_string(), message: format!("zip: {e}") })?;
+        let entries = ZipEntries { name, archive, next: 0, current: None, format };
+        return Ok(Reader { records: Box::new(entries) });
+    }
+    let format = match format {
+        InputFormat::Auto => name_hint
+            .and_then(format_from_name)
+            .or_else(|| sniff(&prefix))
+            .ok_or_else(|| InputError::UnknownFormat { path: name.to_string() })?,
+        format => format,
+    };
+    if format == InputFormat::Evtx {
+        let seekable = stream.into_seekable(prefix).map_err(io_error)?;
+        let records = EvtxRecords::new(name.clone(), seekable).map_err(|message| InputError::Container {
+            path: name.to_string(),
+            message: format!("EVTX: {message}"),
+        })?;
+        return Ok(Reader { records: Box::new(records) });
+    }
+    let crlf = prefix_line_ends_with_crlf(&prefix);
+    let stream = BufReader::with_capacity(256 * 1024, Cursor::new(prefix).chain(stream.into_read()));
+    let records: Box<dyn Iterator<Item = Record> + Send> = match format {
+        InputFormat::Jsonl => Box::new(JsonLines::new(name, stream)),
+        InputFormat::Json => Box::new(JsonDocuments::new(name, WithoutRecordHeaders::new(stream))),
+        InputFormat::Csv => Box::new(CsvRows::new(name, stream, crlf)),
+        InputFormat::Xml => Box::new(XmlEvents::new(name, stream)),
+        InputFormat::Evtx | InputFormat::Auto => unreachable!("handled above"),
+    };
+    Ok(Reader { records })
+}
+
+const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+const EVTX_MAGIC: &[u8] = b"ElfFile\0";
+
 /// The records of one opened input.
 pub struct Reader {
-    format: InputFormat,
     records: Box<dyn Iterator<Item = Record> + Send>,
 }
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader").field("format", &self.format).finish_non_exhaustive()
-    }
-}
-
-impl Reader {
-    /// The format the input is read in.
-    pub fn format(&self) -> InputFormat {
-        self.format
+        f.debug_struct("Reader").finish_non_exhaustive()
     }
 }
 
@@ -164,18 +252,24 @@ fn prefix_line_ends_with_crlf(bytes: &[u8]) -> bool {
     bytes.iter().position(|&b| b == b'\n').is_some_and(|at| at > 0 && bytes[at - 1] == b'\r')
 }
 
-fn format_from_name(path: &Path) -> Option<InputFormat> {
-    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+fn format_from_name(name: &str) -> Option<InputFormat> {
+    let extension = Path::new(name).extension()?.to_str()?.to_ascii_lowercase();
     match extension.as_str() {
         "csv" => Some(InputFormat::Csv),
         "jsonl" | "ndjson" => Some(InputFormat::Jsonl),
+        "evtx" => Some(InputFormat::Evtx),
+        "xml" => Some(InputFormat::Xml),
         _ => None,
     }
 }
 
-/// Tells the format from the first bytes: JSON whose first line is a whole value is JSON
-/// lines, other JSON is one document, and a first line naming a known column is CSV.
+/// Tells the format from the first bytes: EVTX's magic; XML; JSON whose first line is a
+/// whole value is JSON lines, other JSON (or evtx_dump's `Record N` headers) documents;
+/// a first line naming a known column is CSV.
 fn sniff(prefix: &[u8]) -> Option<InputFormat> {
+    if prefix.starts_with(EVTX_MAGIC) {
+        return Some(InputFormat::Evtx);
+    }
     let text = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
     let start = text.iter().position(|b| !b.is_ascii_whitespace());
     let Some(start) = start else {
@@ -183,7 +277,11 @@ fn sniff(prefix: &[u8]) -> Option<InputFormat> {
     };
     let text = &text[start..];
     let first_line = text.split(|&b| b == b'\n').next().unwrap_or(text);
+    if is_record_header(first_line) {
+        return Some(InputFormat::Json);
+    }
     match text[0] {
+        b'<' => Some(InputFormat::Xml),
         b'{' | b'[' => {
             let whole_line = first_line.len() < text.len() || prefix.len() < SNIFF_BYTES;
             if whole_line && serde_json::from_slice::<Value>(first_line).is_ok() {
@@ -201,6 +299,46 @@ fn sniff(prefix: &[u8]) -> Option<InputFormat> {
                 .ok()?;
             defender::csv_columns(&header).iter().any(Option::is_some).then_some(InputFormat::Csv)
         }
+    }
+}
+
+/// evtx_dump's `Record 12` line before each record of its JSON and XML output.
+fn is_record_header(line: &[u8]) -> bool {
+    let line = line.trim_ascii();
+    line.strip_prefix(b"Record ").is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
+}
+
+/// A stream without evtx_dump's `Record N` lines.
+struct WithoutRecordHeaders<R> {
+    stream: R,
+    line: Vec<u8>,
+    at: usize,
+}
+
+impl<R: BufRead> WithoutRecordHeaders<R> {
+    fn new(stream: R) -> Self {
+        Self { stream, line: Vec::new(), at: 0 }
+    }
+}
+
+impl<R: BufRead> Read for WithoutRecordHeaders<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.line.len() {
+            self.line.clear();
+            self.at = 0;
+            if self.stream.read_until(b'\n', &mut self.line)? == 0 {
+                return Ok(0);
+            }
+            if is_record_header(&self.line) {
+                // Keep the newline so that line numbers in errors stay true.
+                self.line.clear();
+                self.line.push(b'\n');
+            }
+        }
+        let n = out.len().min(self.line.len() - self.at);
+        out[..n].copy_from_slice(&self.line[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -257,13 +395,7 @@ impl<R: BufRead> JsonLines<R> {
                 }
             };
             let mut records = Vec::with_capacity(1);
-            defender::read_json_value(
-                value,
-                &|| origin.clone(),
-                SourceFormat::DefenderJson,
-                true,
-                &mut records,
-            );
+            json::read_value(value, &|| origin.clone(), SourceFormat::DefenderJson, true, &mut records);
             return Some(records);
         }
     }
@@ -291,52 +423,146 @@ impl<R: BufRead> Iterator for JsonLines<R> {
     }
 }
 
-/// Reads a whole JSON document and returns its records.
-fn read_document(name: Arc<str>, mut stream: impl Read) -> Vec<Record> {
-    let at = |position| Origin { file: name.clone(), position };
-    let mut bytes = Vec::new();
-    if let Err(e) = stream.read_to_end(&mut bytes) {
-        let reason = RejectReason::Truncated(format!("read error: {e}"));
-        return vec![Record::Rejected(RecordError { origin: at(Position::Record(1)), reason })];
+/// JSON documents, one after another: each is a record, or holds records (an API
+/// response, `{"records": [..]}`, an array). Records are numbered from 1 across the file.
+struct JsonDocuments<R: Read> {
+    name: Arc<str>,
+    documents: serde_json::StreamDeserializer<'static, serde_json::de::IoRead<R>, Value>,
+    pending: std::vec::IntoIter<Record>,
+    record: u64,
+    done: bool,
+}
+
+impl<R: Read> JsonDocuments<R> {
+    fn new(name: Arc<str>, stream: R) -> Self {
+        let documents = serde_json::Deserializer::from_reader(stream).into_iter::<Value>();
+        Self { name, documents, pending: Vec::new().into_iter(), record: 0, done: false }
     }
-    let document = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(document) => document,
-        Err(e) => {
-            let reason = if e.is_eof() {
-                RejectReason::Truncated(format!("the document ends early ({e})"))
-            } else {
-                RejectReason::MalformedJson(e.to_string())
-            };
-            return vec![Record::Rejected(RecordError {
-                origin: at(Position::Line(e.line() as u64)),
-                reason,
-            })];
-        }
-    };
-    let mut records = Vec::new();
-    let rows = match document {
-        Value::Object(mut object) => {
-            let origin = |n| at(Position::Record(n));
-            if defender::read_api_response(&mut object, origin, &mut records).is_some() {
-                return records;
-            }
-            match object.remove("records") {
-                Some(Value::Array(rows)) => rows,
-                Some(other) => {
-                    object.insert("records".into(), other);
-                    vec![Value::Object(object)]
+
+    fn at(&self, position: Position) -> Origin {
+        Origin { file: self.name.clone(), position }
+    }
+
+    fn read_document(&mut self, document: Value) -> Vec<Record> {
+        let mut records = Vec::new();
+        let rows = match document {
+            Value::Object(mut object) => {
+                let first = self.record;
+                let origin = |n| self.at(Position::Record(first + n));
+                if defender::read_api_response(&mut object, origin, &mut records).is_some() {
+                    self.record += records.len() as u64;
+                    return records;
                 }
-                None => vec![Value::Object(object)],
+                match object.remove("records") {
+                    Some(Value::Array(rows)) => rows,
+                    Some(other) => {
+                        object.insert("records".into(), other);
+                        vec![Value::Object(object)]
+                    }
+                    None => vec![Value::Object(object)],
+                }
+            }
+            Value::Array(rows) => rows,
+            other => vec![other],
+        };
+        for row in rows {
+            self.record += 1;
+            let origin = self.at(Position::Record(self.record));
+            json::read_value(row, &|| origin.clone(), SourceFormat::DefenderJson, false, &mut records);
+        }
+        records
+    }
+}
+
+impl<R: Read> Iterator for JsonDocuments<R> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        loop {
+            if let Some(record) = self.pending.next() {
+                return Some(record);
+            }
+            if self.done {
+                return None;
+            }
+            match self.documents.next() {
+                None => self.done = true,
+                Some(Ok(document)) => self.pending = self.read_document(document).into_iter(),
+                Some(Err(e)) => {
+                    // The stream cannot resume after a syntax error: the rest of the file
+                    // is one rejected record.
+                    self.done = true;
+                    let reason = if e.is_eof() {
+                        RejectReason::Truncated(format!("the document ends early ({e})"))
+                    } else {
+                        RejectReason::MalformedJson(e.to_string())
+                    };
+                    let origin = self.at(Position::Line(e.line() as u64));
+                    return Some(Record::Rejected(RecordError { origin, reason }));
+                }
             }
         }
-        Value::Array(rows) => rows,
-        other => vec![other],
-    };
-    for (i, row) in rows.into_iter().enumerate() {
-        let origin = at(Position::Record(i as u64 + 1));
-        defender::read_json_value(row, &|| origin.clone(), SourceFormat::DefenderJson, false, &mut records);
     }
-    records
+}
+
+/// The entries of a zip archive, each read as an input of its own named
+/// `archive.zip:entry`. An entry is decompressed into memory when its turn comes.
+struct ZipEntries {
+    name: Arc<str>,
+    archive: zip::ZipArchive<Box<dyn ReadSeek>>,
+    next: usize,
+    current: Option<Reader>,
+    format: InputFormat,
+}
+
+impl ZipEntries {
+    fn open_next(&mut self) -> Option<Result<Reader, RecordError>> {
+        while self.next < self.archive.len() {
+            let index = self.next;
+            self.next += 1;
+            let container_error = |message: String| RecordError {
+                origin: Origin { file: self.name.clone(), position: Position::Record(index as u64 + 1) },
+                reason: RejectReason::Truncated(message),
+            };
+            let mut entry = match self.archive.by_index(index) {
+                Ok(entry) => entry,
+                Err(e) => return Some(Err(container_error(format!("zip entry {}: {e}", index + 1)))),
+            };
+            if entry.is_dir() {
+                continue;
+            }
+            let entry_name = entry.name().map_or_else(|_| format!("entry {}", index + 1), |n| n.into_owned());
+            let mut bytes = Vec::with_capacity(entry.size().min(1 << 30) as usize);
+            if let Err(e) = entry.read_to_end(&mut bytes) {
+                return Some(Err(container_error(format!("zip entry {entry_name}: {e}"))));
+            }
+            let name: Arc<str> = format!("{}:{entry_name}", self.name).into();
+            let stream = Stream::Other(Box::new(Cursor::new(bytes)));
+            return Some(open_stream(name.clone(), Some(&entry_name), stream, self.format).map_err(|e| {
+                RecordError {
+                    origin: Origin { file: name, position: Position::Record(1) },
+                    reason: RejectReason::UnknownShape(e.to_string()),
+                }
+            }));
+        }
+        None
+    }
+}
+
+impl Iterator for ZipEntries {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        loop {
+            if let Some(record) = self.current.as_mut().and_then(Iterator::next) {
+                return Some(record);
+            }
+            match self.open_next()? {
+                Ok(reader) => self.current = Some(reader),
+                Err(error) => return Some(Record::Rejected(error)),
+            }
+        }
+    }
 }
 
 /// CSV rows under a header of column names.

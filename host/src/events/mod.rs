@@ -7,7 +7,10 @@
 mod defender;
 mod field;
 pub mod input;
+mod json;
+pub mod lineage;
 pub mod time;
+mod windows;
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use chrono::{DateTime, Utc};
 pub(crate) use field::for_each_field;
 pub use field::{FIELD_COUNT, Field};
 pub use input::{Input, InputError, InputFormat, Reader};
+pub use lineage::Lineage;
+use lineage::LineageKeys;
 
 /// The format a record was read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,6 +35,20 @@ pub enum SourceFormat {
     DefenderApi,
     /// The Defender portal's CSV export.
     DefenderCsv,
+    /// Binary EVTX.
+    Evtx,
+    /// EVTX as XML (`wevtutil qe /f:xml`, Event Viewer's "Save as XML").
+    EvtxXml,
+    /// evtx_dump's JSON rendering (`{"Event":{"System":..,"EventData":..}}`).
+    EvtxJson,
+    /// Winlogbeat / Elastic (`winlog.event_data`, ECS fields).
+    Winlogbeat,
+    /// Flat JSON with every EventData field at the top level (HELK, NXLog).
+    FlatWindowsJson,
+    /// Microsoft Sentinel `WindowsEvent` (EventData as a JSON string).
+    SentinelWindowsEvent,
+    /// Microsoft Sentinel `SecurityEvent` (EventData as an XML string).
+    SentinelSecurityEvent,
 }
 
 impl SourceFormat {
@@ -40,7 +59,26 @@ impl SourceFormat {
             SourceFormat::DefenderStreaming => "defender-streaming",
             SourceFormat::DefenderApi => "defender-api",
             SourceFormat::DefenderCsv => "defender-csv",
+            SourceFormat::Evtx => "evtx",
+            SourceFormat::EvtxXml => "evtx-xml",
+            SourceFormat::EvtxJson => "evtx-json",
+            SourceFormat::Winlogbeat => "winlogbeat",
+            SourceFormat::FlatWindowsJson => "windows-flat-json",
+            SourceFormat::SentinelWindowsEvent => "sentinel-windowsevent",
+            SourceFormat::SentinelSecurityEvent => "sentinel-securityevent",
         }
+    }
+
+    /// Whether records of this format are Defender's, which carry the grandparent and
+    /// need no lineage.
+    pub fn is_defender(self) -> bool {
+        matches!(
+            self,
+            SourceFormat::DefenderJson
+                | SourceFormat::DefenderStreaming
+                | SourceFormat::DefenderApi
+                | SourceFormat::DefenderCsv
+        )
     }
 }
 
@@ -65,7 +103,8 @@ pub struct Origin {
 pub enum Position {
     /// 1-based line of a line-oriented file (JSON lines, CSV).
     Line(u64),
-    /// 1-based record number in a whole-document file (one JSON document).
+    /// 1-based record number in a whole-document file (one JSON document), or the
+    /// `EventRecordID` of a binary EVTX record.
     Record(u64),
 }
 
@@ -93,6 +132,8 @@ pub struct ProcessEvent {
     values: Vec<String>,
     time: DateTime<Utc>,
     origin: Origin,
+    format: Option<SourceFormat>,
+    lineage: Option<Box<LineageKeys>>,
 }
 
 impl ProcessEvent {
@@ -103,7 +144,7 @@ impl ProcessEvent {
         values[Field::SourceFormat as usize] = format.name().to_owned();
         values[Field::SourceFile as usize] = origin.file.to_string();
         values[Field::SourceLine as usize] = origin.position.number().to_string();
-        Self { values, time, origin }
+        Self { values, time, origin, format: Some(format), lineage: None }
     }
 
     /// The value of `field`.
@@ -132,6 +173,21 @@ impl ProcessEvent {
     /// Where the event was read.
     pub fn origin(&self) -> &Origin {
         &self.origin
+    }
+
+    /// The format the event was read in.
+    pub fn source_format(&self) -> Option<SourceFormat> {
+        self.format
+    }
+
+    /// How the source identifies the process and its parent (Windows sources).
+    pub fn lineage(&self) -> Option<&LineageKeys> {
+        self.lineage.as_deref()
+    }
+
+    /// Sets the lineage keys.
+    pub fn set_lineage(&mut self, keys: LineageKeys) {
+        self.lineage = Some(Box::new(keys));
     }
 }
 
@@ -171,6 +227,15 @@ pub enum RejectReason {
     /// Not valid JSON.
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    /// Not well-formed XML.
+    #[error("malformed XML: {0}")]
+    MalformedXml(String),
+    /// A binary EVTX chunk or record that does not parse.
+    #[error("malformed EVTX: {0}")]
+    MalformedEvtx(String),
+    /// An `EventData` string that does not parse.
+    #[error("EventData does not parse: {0}")]
+    MalformedEventData(String),
     /// Not a CSV row that fits the header.
     #[error("malformed CSV row: {0}")]
     MalformedCsv(String),
@@ -205,6 +270,9 @@ impl RejectReason {
         match self {
             RejectReason::MalformedJson(_) => "malformed JSON",
             RejectReason::MalformedCsv(_) => "malformed CSV",
+            RejectReason::MalformedXml(_) => "malformed XML",
+            RejectReason::MalformedEvtx(_) => "malformed EVTX",
+            RejectReason::MalformedEventData(_) => "malformed EventData",
             RejectReason::InvalidUtf8 => "invalid UTF-8",
             RejectReason::UnknownShape(_) => "unrecognized record",
             RejectReason::WrongType { .. } => "wrong type",

@@ -1,0 +1,91 @@
+//! Binary EVTX files, read with the `evtx` crate (the parser of the Rust DFIR tools):
+//! chunk by chunk, each record rendered as evtx_dump's JSON and normalized from there.
+
+use std::io::{Read, Seek};
+use std::sync::Arc;
+
+use evtx::{EvtxParser, IntoIterChunks, ParserSettings};
+use serde_json::Value;
+
+use super::json::evtx_dump;
+use crate::events::{Origin, Position, Record, RecordError, RejectReason, SourceFormat};
+
+/// The records of a binary EVTX file, one 64 KiB chunk in memory at a time.
+pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
+    name: Arc<str>,
+    chunks: IntoIterChunks<R>,
+    settings: Arc<ParserSettings>,
+    pending: std::vec::IntoIter<Record>,
+    chunk_number: u64,
+    last_record_id: u64,
+}
+
+impl<R: Read + Seek> EvtxRecords<R> {
+    /// Opens an EVTX stream; `Err` with the parser's message when its header is bad.
+    pub(in crate::events) fn new(name: Arc<str>, stream: R) -> Result<Self, String> {
+        let settings = ParserSettings::new().num_threads(1).separate_json_attributes(false);
+        let parser = EvtxParser::from_read_seek(stream).map_err(|e| e.to_string())?;
+        let parser = parser.with_configuration(settings.clone());
+        Ok(Self {
+            name,
+            chunks: parser.into_chunks(),
+            settings: Arc::new(settings),
+            pending: Vec::new().into_iter(),
+            chunk_number: 0,
+            last_record_id: 0,
+        })
+    }
+
+    fn origin(&self, record_id: u64) -> Origin {
+        Origin { file: self.name.clone(), position: Position::Record(record_id) }
+    }
+
+    /// Reads the next chunk's records.
+    fn read_chunk(&mut self) -> Option<Vec<Record>> {
+        let chunk = self.chunks.next()?;
+        self.chunk_number += 1;
+        let chunk_number = self.chunk_number;
+        let reject = |this: &Self, message: String| {
+            Record::Rejected(RecordError {
+                origin: this.origin(this.last_record_id + 1),
+                reason: RejectReason::MalformedEvtx(format!("chunk {chunk_number}: {message}")),
+            })
+        };
+        let mut data = match chunk {
+            Ok(data) => data,
+            Err(e) => return Some(vec![reject(self, e.to_string())]),
+        };
+        let mut parsed = match data.parse(self.settings.clone()) {
+            Ok(parsed) => parsed,
+            Err(e) => return Some(vec![reject(self, e.to_string())]),
+        };
+        let mut records = Vec::new();
+        for record in parsed.iter() {
+            match record.and_then(|r| r.into_json_value()) {
+                Ok(record) => {
+                    self.last_record_id = record.event_record_id;
+                    let origin = self.origin(record.event_record_id);
+                    match record.data {
+                        Value::Object(root) => records.push(evtx_dump(&root, origin, SourceFormat::Evtx)),
+                        _ => records.push(reject(self, "a record that is not an element".into())),
+                    }
+                }
+                Err(e) => records.push(reject(self, e.to_string())),
+            }
+        }
+        Some(records)
+    }
+}
+
+impl<R: Read + Seek> Iterator for EvtxRecords<R> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        loop {
+            if let Some(record) = self.pending.next() {
+                return Some(record);
+            }
+            self.pending = self.read_chunk()?.into_iter();
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Windows event logs: Sysmon event 1 and Security-Auditing event 4688, whatever shape
+//! they were stored in, normalized into the `DeviceProcessEvents` event.
+//!
+//! Each shape (binary EVTX, EVTX XML, evtx_dump JSON, Winlogbeat, HELK/NXLog flat JSON,
+//! Sentinel `WindowsEvent` / `SecurityEvent`) is first read into a [`WinEvent`]: the
+//! `System` facts and the `EventData` name/value pairs. One mapping then turns a
+//! `WinEvent` into a [`ProcessEvent`]; events that are not process creations are skipped.
+
+pub(super) mod evtx;
+pub(super) mod json;
+pub(super) mod xml;
+
+use std::collections::HashMap;
+
+use super::lineage::{LineageKeys, ProcessKey};
+use super::{Field, Origin, ProcessEvent, Record, RecordError, RejectReason, Skipped, SourceFormat, time};
+
+/// The Sysmon channel.
+const SYSMON_CHANNEL: &str = "Microsoft-Windows-Sysmon/Operational";
+/// Sysmon: process creation.
+const SYSMON_PROCESS_CREATE: u32 = 1;
+/// Security-Auditing: a new process has been created.
+const SECURITY_PROCESS_CREATE: u32 = 4688;
+
+/// A Windows event as every shape can describe it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct WinEvent {
+    /// `System/Provider/@Name`.
+    pub provider: String,
+    /// `System/Channel`.
+    pub channel: String,
+    /// `System/EventID`.
+    pub event_id: Option<u32>,
+    /// `System/Version` (4688 has `ParentProcessName` from version 2 on).
+    pub version: Option<u32>,
+    /// `System/Computer`.
+    pub computer: String,
+    /// `System/EventRecordID`.
+    pub record_id: Option<u64>,
+    /// `System/TimeCreated/@SystemTime`, as written.
+    pub system_time: Option<String>,
+    /// `EventData/Data[@Name]` values.
+    pub data: HashMap<String, String>,
+}
+
+impl WinEvent {
+    fn data(&self, name: &str) -> &str {
+        self.data.get(name).map_or("", |v| v.as_str())
+    }
+
+    fn is_sysmon(&self) -> bool {
+        self.channel.eq_ignore_ascii_case(SYSMON_CHANNEL)
+            || self.provider.eq_ignore_ascii_case("Microsoft-Windows-Sysmon")
+    }
+
+    fn is_security(&self) -> bool {
+        self.channel.eq_ignore_ascii_case("Security")
+            || self.provider.eq_ignore_ascii_case("Microsoft-Windows-Security-Auditing")
+    }
+
+    /// What kind of event this is, for the skipped counts: `Sysmon 3`, `Security 4624`.
+    fn kind(&self) -> String {
+        let id = self.event_id.map_or_else(|| "?".to_owned(), |id| id.to_string());
+        if self.is_sysmon() {
+            format!("Sysmon {id}")
+        } else if self.is_security() {
+            format!("Security {id}")
+        } else {
+            let source = if self.channel.is_empty() { &self.provider } else { &self.channel };
+            format!("{source} {id}")
+        }
+    }
+}
+
+/// Normalizes a Windows event: a process creation becomes an event, anything else is
+/// skipped.
+pub(super) fn normalize(event: WinEvent, origin: Origin, format: SourceFormat) -> Record {
+    let result = match event.event_id {
+        Some(SYSMON_PROCESS_CREATE) if event.is_sysmon() => sysmon_process_create(&event, origin, format),
+        Some(SECURITY_PROCESS_CREATE) if event.is_security() => {
+            security_process_create(&event, origin, format)
+        }
+        _ => return Record::Skipped(Skipped { origin, kind: event.kind() }),
+    };
+    match result {
+        Ok(event) => Record::Event(Box::new(event)),
+        Err(error) => Record::Rejected(error),
+    }
+}
+
+/// Sysmon event 1. `UtcTime` is the process's creation time in UTC.
+fn sysmon_process_create(
+    e: &WinEvent,
+    origin: Origin,
+    format: SourceFormat,
+) -> Result<ProcessEvent, RecordError> {
+    let utc_time = e.data("UtcTime");
+    let time = event_time(e, if utc_time.is_empty() { None } else { Some(utc_time) }, &origin)?;
+    let mut event = ProcessEvent::new(time, origin, format);
+    set_device(&mut event, &e.computer);
+    event.set(Field::ActionType, "ProcessCreated");
+    set_image(&mut event, e.data("Image"), Field::FileName, Field::FolderPath);
+    event.set(Field::ProcessId, decimal_pid(e.data("ProcessId")));
+    event.set(Field::ProcessCommandLine, e.data("CommandLine"));
+    event.set(Field::ProcessCreationTime, event.get(Field::Timestamp).to_owned());
+    event.set(Field::ProcessIntegrityLevel, e.data("IntegrityLevel"));
+    set_account(&mut event, e.data("User"), Field::AccountDomain, Field::AccountName);
+    for (algorithm, hash) in hashes(e.data("Hashes")) {
+        match algorithm.to_ascii_uppercase().as_str() {
+            "SHA1" => event.set(Field::Sha1, hash.to_ascii_lowercase()),
+            "SHA256" => event.set(Field::Sha256, hash.to_ascii_lowercase()),
+            "MD5" => event.set(Field::Md5, hash.to_ascii_lowercase()),
+            _ => {}
+        }
+    }
+    set_image(
+        &mut event,
+        e.data("ParentImage"),
+        Field::InitiatingProcessFileName,
+        Field::InitiatingProcessFolderPath,
+    );
+    event.set(Field::InitiatingProcessCommandLine, e.data("ParentCommandLine"));
+    event.set(Field::InitiatingProcessId, decimal_pid(e.data("ParentProcessId")));
+    set_account(
+        &mut event,
+        e.data("ParentUser"),
+        Field::InitiatingProcessAccountDomain,
+        Field::InitiatingProcessAccountName,
+    );
+    event.set(Field::ReportId, e.record_id.map(|id| id.to_string()).unwrap_or_default());
+    let guid = |name| ProcessKey::guid(e.data(name));
+    if let (Some(own), Some(parent)) = (guid("ProcessGuid"), guid("ParentProcessGuid")) {
+        event.set_lineage(LineageKeys { own, parent });
+    }
+    Ok(event)
+}
+
+/// Security-Auditing event 4688.
+///
+/// The account fields: `Subject*` is the account of the creator (the parent), `Target*`
+/// (version 2) the account of the new process when it differs from the creator's, and
+/// `-` / `S-1-0-0` when it does not. So `Account*` is `Target*` when that names an
+/// account and `Subject*` otherwise, and `InitiatingProcessAccount*` is `Subject*`.
+fn security_process_create(
+    e: &WinEvent,
+    origin: Origin,
+    format: SourceFormat,
+) -> Result<ProcessEvent, RecordError> {
+    let time = event_time(e, None, &origin)?;
+    let mut event = ProcessEvent::new(time, origin, format);
+    set_device(&mut event, &e.computer);
+    event.set(Field::ActionType, "ProcessCreated");
+    set_image(&mut event, e.data("NewProcessName"), Field::FileName, Field::FolderPath);
+    let pid = decimal_pid(e.data("NewProcessId"));
+    event.set(Field::ProcessId, pid.clone());
+    event.set(Field::ProcessCommandLine, e.data("CommandLine"));
+    event.set(Field::ProcessCreationTime, event.get(Field::Timestamp).to_owned());
+    event.set(Field::ProcessTokenElevation, token_elevation(e.data("TokenElevationType")));
+    event.set(Field::ProcessIntegrityLevel, integrity_level(e.data("MandatoryLabel")));
+    let target_named = !matches!(e.data("TargetUserSid"), "" | "S-1-0-0" | "-")
+        && !matches!(e.data("TargetUserName"), "" | "-");
+    let (domain, name, sid) = if target_named {
+        (e.data("TargetDomainName"), e.data("TargetUserName"), e.data("TargetUserSid"))
+    } else {
+        (e.data("SubjectDomainName"), e.data("SubjectUserName"), e.data("SubjectUserSid"))
+    };
+    event.set(Field::AccountDomain, domain);
+    event.set(Field::AccountName, name);
+    event.set(Field::AccountSid, sid);
+    event.set(Field::InitiatingProcessAccountDomain, e.data("SubjectDomainName"));
+    event.set(Field::InitiatingProcessAccountName, e.data("SubjectUserName"));
+    event.set(Field::InitiatingProcessAccountSid, e.data("SubjectUserSid"));
+    set_image(
+        &mut event,
+        e.data("ParentProcessName"),
+        Field::InitiatingProcessFileName,
+        Field::InitiatingProcessFolderPath,
+    );
+    let parent_pid = decimal_pid(e.data("ProcessId"));
+    event.set(Field::InitiatingProcessId, parent_pid.clone());
+    event.set(Field::ReportId, e.record_id.map(|id| id.to_string()).unwrap_or_default());
+    let device = event.get(Field::DeviceId).to_owned();
+    if let (Ok(pid), Ok(parent_pid)) = (pid.parse(), parent_pid.parse()) {
+        event.set_lineage(LineageKeys {
+            own: ProcessKey::Pid { device: device.clone(), pid },
+            parent: ProcessKey::Pid { device, pid: parent_pid },
+        });
+    }
+    Ok(event)
+}
+
+/// The event's time: `preferred` (Sysmon's `UtcTime`) or `System/TimeCreated`.
+fn event_time(
+    e: &WinEvent,
+    preferred: Option<&str>,
+    origin: &Origin,
+) -> Result<chrono::DateTime<chrono::Utc>, RecordError> {
+    let reject = |reason| RecordError { origin: origin.clone(), reason };
+    let text =
+        preferred.or(e.system_time.as_deref()).ok_or_else(|| reject(RejectReason::MissingTimestamp))?;
+    time::parse(text).ok_or_else(|| reject(RejectReason::BadTimestamp(text.to_owned())))
+}
+
+/// `DeviceName` is the computer as logged; `DeviceId`, which Windows logs do not carry, is
+/// the computer name in lower case, so that one host's Sysmon and Security events share it.
+fn set_device(event: &mut ProcessEvent, computer: &str) {
+    event.set(Field::DeviceName, computer);
+    event.set(Field::DeviceId, computer.to_lowercase());
+}
+
+/// `FolderPath` is the whole path, as Defender reports it; the file name is its base name.
+fn set_image(event: &mut ProcessEvent, path: &str, name: Field, folder: Field) {
+    event.set(name, base_name(path));
+    event.set(folder, path);
+}
+
+/// `DOMAIN\user` into its two fields.
+fn set_account(event: &mut ProcessEvent, account: &str, domain: Field, name: Field) {
+    match account.split_once('\\') {
+        Some((d, n)) => {
+            event.set(domain, d);
+            event.set(name, n);
+        }
+        None => event.set(name, account),
+    }
+}
+
+/// The base name of a Windows path of any shape (`C:\..`, `\Device\HarddiskVolume2\..`,
+/// `\\?\C:\..`, `/`-separated), in the case the log reports: the rules' `in` is
+/// case-sensitive, so no case is changed here.
+pub(crate) fn base_name(path: &str) -> &str {
+    let path = path.trim_end_matches(['\\', '/']);
+    path.rsplit(['\\', '/']).next().unwrap_or(path)
+}
+
+/// A process id as decimal text: 4688 writes `0x1a2c`, Sysmon and ECS write decimal.
+fn decimal_pid(text: &str) -> String {
+    let text = text.trim();
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse::<u64>().ok(),
+    };
+    parsed.map_or_else(|| text.to_owned(), |pid| pid.to_string())
+}
+
+/// Sysmon's `Hashes`: `SHA1=..,MD5=..,SHA256=..,IMPHASH=..`.
+fn hashes(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.split(',').filter_map(|pair| pair.trim().split_once('='))
+}
+
+/// 4688's `TokenElevationType` (`%%1936`..`%%1938`) as Defender names it.
+fn token_elevation(text: &str) -> &str {
+    match text.trim() {
+        "%%1936" => "TokenElevationTypeDefault",
+        "%%1937" => "TokenElevationTypeFull",
+        "%%1938" => "TokenElevationTypeLimited",
+        other => other,
+    }
+}
+
+/// 4688's `MandatoryLabel` SID as an integrity level.
+fn integrity_level(sid: &str) -> &str {
+    match sid.trim() {
+        "S-1-16-0" => "Untrusted",
+        "S-1-16-4096" => "Low",
+        "S-1-16-8192" => "Medium",
+        "S-1-16-8448" => "MediumPlus",
+        "S-1-16-12288" => "High",
+        "S-1-16-16384" => "System",
+        "S-1-16-20480" => "ProtectedProcess",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_names_of_every_path_shape() {
+        let cases = [
+            ("C:\\Windows\\System32\\cmd.exe", "cmd.exe"),
+            ("\\Device\\HarddiskVolume2\\Windows\\System32\\W3WP.EXE", "W3WP.EXE"),
+            ("\\\\?\\C:\\Program Files\\Apache\\bin\\httpd.exe", "httpd.exe"),
+            ("\\\\server\\share\\tools\\tomcat9.exe", "tomcat9.exe"),
+            ("/usr/sbin/httpd", "httpd"),
+            ("C:/inetpub/w3wp.exe", "w3wp.exe"),
+            ("cmd.exe", "cmd.exe"),
+            ("C:\\weird\\", "weird"),
+            ("", ""),
+        ];
+        for (path, name) in cases {
+            assert_eq!(base_name(path), name, "{path}");
+        }
+    }
+
+    #[test]
+    fn pids_hex_or_decimal() {
+        assert_eq!(decimal_pid("0x1a2c"), "6700");
+        assert_eq!(decimal_pid("0X1A2C"), "6700");
+        assert_eq!(decimal_pid("3412"), "3412");
+        assert_eq!(decimal_pid(""), "");
+        assert_eq!(decimal_pid("zz"), "zz");
+    }
+}

@@ -1,0 +1,203 @@
+//! Windows event logs: Sysmon 1 and Security 4688 in every shape, normalized, with lineage.
+
+use crate::util::{assert_golden, data, rulehost, shared, test_rule};
+
+/// One scenario in every shape (see `tests/data/windows/generate.py`): four process
+/// creations logged by Sysmon and by 4688, two of them matches (one through the parent,
+/// one through the grandparent), one Sysmon 3 and one 4624 to skip.
+const SCENARIO: &[&str] = &[
+    "windows/scenario.xml",
+    "windows/scenario.evtx-dump.jsonl",
+    "windows/scenario.evtx-dump.json",
+    "windows/scenario.winlogbeat.jsonl",
+    "windows/scenario.winlogbeat.jsonl.gz",
+    "windows/scenario.helk.jsonl",
+    "windows/scenario.sentinel.jsonl",
+];
+
+const SCENARIO_SUMMARY: &str = "rulehost: 10 records read: 8 evaluated, 2 skipped (Security 4624: 1, Sysmon 3: 1), 0 rejected; 4 matches, 1 alert";
+
+#[test]
+fn every_shape_matches_through_parent_and_grandparent_in_both_sources() {
+    for file in SCENARIO {
+        let run = rulehost(&["eval", "--matches", &data(file)]);
+        assert_eq!(run.code, 0, "{file}: {}", run.stderr);
+        assert_eq!(run.summary(), SCENARIO_SUMMARY.replace("1 alert", "0 alerts"), "{file}");
+        let matches = run.json_lines();
+        let seen: Vec<(String, String, String)> = matches
+            .iter()
+            .map(|m| {
+                let e = &m["event"];
+                let text = |f: &str| e[f].as_str().unwrap().to_owned();
+                (text("ReportId"), text("InitiatingProcessParentFileName"), text("ProcessCommandLine"))
+            })
+            .collect();
+        let expected = [
+            ("5002", "svchost.exe", "cmd.exe /c whoami"),
+            ("9002", "svchost.exe", "cmd.exe /c whoami"),
+            ("5005", "w3wp.exe", "cmd.exe /c ipconfig /all"),
+            ("9004", "w3wp.exe", "cmd.exe /c ipconfig /all"),
+        ]
+        // Sentinel's exports carry no record id.
+        .map(|(r, g, c)| {
+            (if file.contains("sentinel") { "" } else { r }.to_owned(), g.to_owned(), c.to_owned())
+        });
+        assert_eq!(seen, expected, "{file}");
+    }
+}
+
+#[test]
+fn both_sources_of_one_host_make_one_alert() {
+    for file in SCENARIO {
+        let run = rulehost(&["eval", &data(file)]);
+        assert_eq!(run.summary(), SCENARIO_SUMMARY, "{file}");
+        // Sentinel's exports carry no record id, so its alert has empty ReportIds.
+        let golden = if file.contains("sentinel") {
+            "windows-scenario-sentinel.alerts.jsonl"
+        } else {
+            "windows-scenario.alerts.jsonl"
+        };
+        assert_golden(golden, &run.stdout);
+    }
+}
+
+#[test]
+fn normalized_events_are_golden_for_every_shape() {
+    let rule = test_rule("match-all");
+    for file in SCENARIO {
+        let run = rulehost(&["eval", "--rules", &rule, "--matches", &data(file)]);
+        assert_eq!(run.code, 0, "{file}: {}", run.stderr);
+        // Within one scenario the events differ only in where they were read.
+        let events: Vec<serde_json::Value> =
+            run.json_lines().into_iter().map(|m| m["event"].clone()).collect();
+        let text = serde_json::to_string_pretty(&events).unwrap() + "\n";
+        let name = file.trim_start_matches("windows/").replace(".jsonl.gz", ".jsonl");
+        let golden = if name.contains("winlogbeat") || name.contains("sentinel") || name.contains("helk") {
+            format!("windows-{name}.events.json")
+        } else {
+            "windows-evtx.events.json".to_owned()
+        };
+        assert_golden(&golden, &text);
+    }
+}
+
+#[test]
+fn a_zip_is_read_entry_by_entry() {
+    let run = rulehost(&["eval", "--matches", &data("windows/scenario.zip")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let files: Vec<String> =
+        run.json_lines().iter().map(|m| m["source"]["file"].as_str().unwrap().to_owned()).collect();
+    let zip = data("windows/scenario.zip");
+    assert_eq!(files.len(), 8);
+    assert!(files[..4].iter().all(|f| *f == format!("{zip}:scenario.xml")), "{files:?}");
+    assert!(files[4..].iter().all(|f| *f == format!("{zip}:scenario.helk.jsonl")), "{files:?}");
+}
+
+#[test]
+fn the_grandparent_is_found_across_files_in_any_order() {
+    let child = data("windows/lineage-child.xml");
+    let parents = data("windows/lineage-parents.xml");
+    for args in [[&child, &parents], [&parents, &child]] {
+        let run = rulehost(&["eval", "--matches", args[0], args[1]]);
+        let matches = run.json_lines();
+        assert_eq!(matches.len(), 1, "{args:?}: {}", run.stderr);
+        assert_eq!(matches[0]["event"]["InitiatingProcessParentFileName"], "w3wp.exe");
+        assert_eq!(matches[0]["event"]["InitiatingProcessParentId"], "4096");
+    }
+    // Standard input is read once, in arrival order: a parent that comes after its child
+    // is too late.
+    let text = format!(
+        "{}{}",
+        crate::util::read_data("windows/lineage-child.xml"),
+        crate::util::read_data("windows/lineage-parents.xml")
+    );
+    let run = crate::util::rulehost_with_stdin(&["eval", "--matches", "-"], text.as_bytes());
+    assert_eq!(run.json_lines().len(), 0, "{}", run.stderr);
+    let text = format!(
+        "{}{}",
+        crate::util::read_data("windows/lineage-parents.xml"),
+        crate::util::read_data("windows/lineage-child.xml")
+    );
+    let run = crate::util::rulehost_with_stdin(&["eval", "--matches", "-"], text.as_bytes());
+    assert_eq!(run.json_lines().len(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn a_lineage_table_of_one_process_forgets_the_grandparent() {
+    let run = rulehost(&["eval", "--matches", "--lineage-capacity", "1", &data("windows/scenario.xml")]);
+    let report_ids: Vec<String> =
+        run.json_lines().iter().map(|m| m["event"]["ReportId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(report_ids, ["5002", "9002"], "only the matches through the parent remain");
+}
+
+/// Real logs: the process creations and matches that `../shared/data/README.md` gives.
+#[test]
+fn the_shared_logs_give_their_documented_counts() {
+    let cases: &[(&str, u64, u64)] = &[
+        // (file, records read, process-creation events)
+        ("evtx/LM_typical_IIS_webshell_sysmon_1_10_traces.evtx", 4, 3),
+        ("evtx/discovery_sysmon_1_iis_pwd_and_config_discovery_appcmd.evtx", 40, 40),
+        ("evtx/privesc_rotten_potato_from_webshell_metasploit_sysmon_1_8_3.evtx", 13, 2),
+        ("evtx/Runas_4624_4648_Webshell_CreateProcessAsUserA.evtx", 3, 0),
+        ("evtx/tunna_iis_rdp_smb_tunneling_sysmon_3.evtx", 12, 0),
+        ("evtx/LM_winrm_exec_sysmon_1_winrshost.evtx", 3, 3),
+        ("evtx/LM_wmiexec_impacket_sysmon_whoami.evtx", 7, 4),
+        ("evtx/ID4688-SQL_Server_payload_injection_reverse_shell_MSF.evtx", 140, 140),
+        ("evtx/ID4688-4698-4699-5145-4624-ATexec_remote_task_creation.evtx", 12, 3),
+        ("evtx/271de298-cc0e-4842-acd8-079a0a99ea65.evtx", 1, 1),
+        ("evtx/271de298-cc0e-4842-acd8-079a0a99ea65.json", 1, 1),
+        ("otrf/sysmon_log4shell_cve2021_44228_java_serialized_object.zip", 487, 2),
+        ("otrf/securityauditing_log4shell_cve2021_44228_java_serialized_object.zip", 39, 2),
+        ("otrf/empire_shell_net_local_users.zip", 1907, 10),
+        ("otrf/cmd_seatbelt_group_user.zip", 451, 4),
+    ];
+    for &(file, read, evaluated) in cases {
+        let run = rulehost(&["eval", &shared(file)]);
+        assert_eq!(run.code, 0, "{file}: {}", run.stderr);
+        let summary = run.summary();
+        let expected = format!(
+            "rulehost: {read} record{} read: {evaluated} evaluated,",
+            if read == 1 { "" } else { "s" }
+        );
+        assert!(summary.starts_with(&expected), "{file}: {summary}\nwanted: {expected}");
+        assert!(summary.contains(" 0 rejected"), "{file}: {summary}");
+        assert!(summary.ends_with("; 0 matches, 0 alerts"), "{file}: {summary}");
+        assert!(run.stdout.is_empty());
+    }
+}
+
+/// The normalized events of a few real records per format.
+#[test]
+fn real_records_normalize_to_the_golden_events() {
+    let rule = test_rule("match-all");
+    for (file, golden) in [
+        ("evtx/LM_typical_IIS_webshell_sysmon_1_10_traces.evtx", "shared-iis-webshell-sysmon.events.json"),
+        (
+            "evtx/ID4688-4698-4699-5145-4624-ATexec_remote_task_creation.evtx",
+            "shared-atexec-4688.events.json",
+        ),
+        ("evtx/271de298-cc0e-4842-acd8-079a0a99ea65.json", "shared-271de298-evtx-dump.events.json"),
+        (
+            "otrf/sysmon_log4shell_cve2021_44228_java_serialized_object.zip",
+            "shared-log4shell-windowsevent.events.json",
+        ),
+        (
+            "otrf/securityauditing_log4shell_cve2021_44228_java_serialized_object.zip",
+            "shared-log4shell-securityevent.events.json",
+        ),
+        ("otrf/empire_shell_net_local_users.zip", "shared-empire-helk.events.json"),
+    ] {
+        let run = rulehost(&["eval", "--rules", &rule, "--matches", &shared(file)]);
+        assert_eq!(run.code, 0, "{file}: {}", run.stderr);
+        let events: Vec<serde_json::Value> = run
+            .json_lines()
+            .into_iter()
+            .map(|m| {
+                let mut e = m["event"].clone();
+                e["SourceFormat"] = m["source"]["format"].clone();
+                e
+            })
+            .collect();
+        assert_golden(golden, &(serde_json::to_string_pretty(&events).unwrap() + "\n"));
+    }
+}
