@@ -147,10 +147,8 @@ pub(super) fn parse_event(element: &[u8]) -> Result<WinEvent, String> {
             XmlEvent::Empty(start) => {
                 let name = local_name(start.name().as_ref());
                 on_attributes(&mut event, &start, &name, &path, &mut data_name)?;
-                if name == "Data"
-                    && let Some(n) = data_name.take()
-                {
-                    event.data.entry(n).or_default();
+                if name == "Data" {
+                    data_name = None;
                 }
             }
             XmlEvent::Text(text) => {
@@ -202,7 +200,10 @@ fn on_attributes(
         match (name, key.as_str()) {
             ("Provider", "Name") if in_system => event.provider = value,
             ("TimeCreated", "SystemTime") if in_system => event.system_time = Some(value),
-            ("Data", "Name") => *data_name = Some(value),
+            ("Data", "Name") => {
+                event.data.entry(value.clone()).or_default();
+                *data_name = Some(value);
+            }
             _ => {}
         }
     }
