@@ -123,3 +123,150 @@ fn a_missing_input_is_an_error_before_any_output() {
     assert!(run.stdout.is_empty());
     assert!(run.stderr.contains("/nonexistent/events.jsonl: No such file"), "{}", run.stderr);
 }
+
+/// A copy of a shared EVTX file with `edit` applied.
+fn edited_evtx(name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> tempfile::NamedTempFile {
+    let mut bytes = std::fs::read(crate::util::shared(&format!("evtx/{name}"))).unwrap();
+    edit(&mut bytes);
+    let mut file = tempfile::Builder::new().suffix(".evtx").tempfile().unwrap();
+    std::io::Write::write_all(&mut file, &bytes).unwrap();
+    file
+}
+
+/// 140 4688 events in five chunks of 28 (records 1-28, 29-56, ...).
+const SQL_4688: &str = "ID4688-SQL_Server_payload_injection_reverse_shell_MSF.evtx";
+const CHUNK: usize = 65536;
+const HEADER: usize = 4096;
+
+#[test]
+fn a_truncated_evtx_names_the_lost_chunk_and_keeps_the_rest() {
+    let file = edited_evtx(SQL_4688, |bytes| bytes.truncate(HEADER + 2 * CHUNK + 20_000));
+    let path = file.path().display().to_string();
+    let run = rulehost(&["eval", &path]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "{path}: record 57: truncated: the file ends inside chunk 3: 20000 of its 65536 bytes are there"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.summary()
+            .starts_with("rulehost: 57 records read: 56 evaluated, 0 skipped, 1 rejected (truncated: 1)")
+    );
+}
+
+#[test]
+fn a_corrupt_evtx_chunk_is_rejected_and_the_other_chunks_read() {
+    let file = edited_evtx(SQL_4688, |bytes| {
+        let at = HEADER + CHUNK + 812;
+        bytes[at..at + 400].fill(0xff);
+    });
+    let path = file.path().display().to_string();
+    let run = rulehost(&["eval", &path]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("{path}: record 29: malformed EVTX: chunk 2:")), "{}", run.stderr);
+    assert!(run.stderr.contains("its 28 records (29 to 56) are lost"), "{}", run.stderr);
+    assert!(run.summary().starts_with("rulehost: 113 records read: 112 evaluated, 0 skipped, 1 rejected"));
+
+    let file = edited_evtx(SQL_4688, |bytes| bytes[..8].copy_from_slice(b"NotEvtx!"));
+    let run = rulehost(&["eval", "--input-format", "evtx", &file.path().display().to_string()]);
+    assert_eq!(run.code, 2, "a file that is not EVTX at all is an input error");
+    assert!(run.stderr.contains("EVTX:"), "{}", run.stderr);
+}
+
+#[test]
+fn broken_xml_and_eventdata_are_named_and_the_rest_evaluated() {
+    let scenario = crate::util::read_data("windows/scenario.xml");
+    let mut lines: Vec<&str> = scenario.lines().collect();
+    // Line 4 (the first match) loses a closing tag.
+    let broken = lines[3].replacen("</EventData>", "", 1);
+    lines[3] = &broken;
+    let mut file = tempfile::Builder::new().suffix(".xml").tempfile().unwrap();
+    std::io::Write::write_all(&mut file, lines.join("\n").as_bytes()).unwrap();
+    let path = file.path().display().to_string();
+    let run = rulehost(&["eval", "--matches", &path]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("{path}:4: malformed XML")), "{}", run.stderr);
+    assert_eq!(run.json_lines().len(), 3, "the other matches");
+    assert!(run.summary().starts_with("rulehost: 10 records read: 7 evaluated, 2 skipped (Security 4624: 1, Sysmon 3: 1), 1 rejected (malformed XML: 1)"));
+
+    let sentinel = crate::util::read_data("windows/scenario.sentinel.jsonl");
+    let edited = sentinel.replacen("\"EventData\": \"{", "\"EventData\": \"{oops", 1);
+    let file = file_with(&edited);
+    let path = file.path().display().to_string();
+    let run = rulehost(&["eval", &path]);
+    assert!(
+        run.stderr.contains(&format!("{path}:1: EventData does not parse: key must be a string")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.summary().contains("9 evaluated, 0 skipped") || run.summary().contains("7 evaluated"),
+        "{}",
+        run.summary()
+    );
+    assert!(run.summary().contains("1 rejected (malformed EventData: 1)"), "{}", run.summary());
+}
+
+/// Mutated copies of every fixture: whatever the damage, the binary reports and goes on,
+/// it never panics (exit code 101) and the counts always add up.
+#[test]
+fn damaged_inputs_never_crash_the_host() {
+    let fixtures = [
+        "defender-rows.jsonl",
+        "defender-streaming.jsonl",
+        "defender-api.json",
+        "defender-export.csv",
+        "windows/scenario.xml",
+        "windows/scenario.evtx-dump.jsonl",
+        "windows/scenario.evtx-dump.json",
+        "windows/scenario.winlogbeat.jsonl",
+        "windows/scenario.helk.jsonl",
+        "windows/scenario.sentinel.jsonl",
+    ];
+    // Replacements that break types, shapes and syntax.
+    let damage: &[(&str, &str)] = &[
+        ("\"", ""),
+        (":", ": {\"x\": [1, {}]},"),
+        ("\"2024-", "\"99999-"),
+        ("}", ""),
+        ("{", "["),
+        (",", ",\"winlog\":{\"event_id\":{}},"),
+        ("\"EventID\": 1", "\"EventID\": {\"#text\": []}"),
+        ("\"EventData\": \"", "\"EventData\": \"<"),
+        ("\"properties\": {", "\"properties\": {\"properties\": null, "),
+        ("<Data", "<Data><Data"),
+        ("</Event>", ""),
+        ("\\\\", "\\"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = 0;
+    for fixture in fixtures {
+        let text = crate::util::read_data(fixture);
+        let extension = std::path::Path::new(fixture).extension().unwrap().to_str().unwrap();
+        for (i, (from, to)) in damage.iter().enumerate() {
+            for cut in [text.len() / 3, text.len() / 2, text.len()] {
+                let mut damaged = text[..text.floor_char_boundary(cut)].to_owned();
+                damaged = damaged.replacen(from, to, 2 + i % 3);
+                let path = dir.path().join(format!("damaged.{extension}"));
+                std::fs::write(&path, &damaged).unwrap();
+                let run = rulehost(&["eval", &path.display().to_string()]);
+                runs += 1;
+                assert!(
+                    run.code == 0 || run.code == 2,
+                    "{fixture} with {from:?} -> {to:?}: exit {}\n{}",
+                    run.code,
+                    run.stderr
+                );
+                assert!(!run.stderr.contains("panicked"), "{fixture}: {}", run.stderr);
+                if run.code == 0 {
+                    let (read, evaluated, skipped, rejected) = run.counts();
+                    assert_eq!(read, evaluated + skipped + rejected, "{fixture}: {}", run.summary());
+                }
+            }
+        }
+    }
+    assert_eq!(runs, fixtures.len() * damage.len() * 3);
+}

@@ -17,6 +17,23 @@ impl Run {
         self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
     }
 
+    /// The counts of the summary: records read, evaluated, skipped, rejected.
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        let summary = self.summary();
+        let before = |word: &str| -> u64 {
+            let at = summary.find(word).unwrap_or_else(|| panic!("{word:?} in {summary}"));
+            let digits: String =
+                summary[..at].trim_end().chars().rev().take_while(char::is_ascii_digit).collect();
+            digits
+                .chars()
+                .rev()
+                .collect::<String>()
+                .parse()
+                .unwrap_or_else(|_| panic!("a count before {word:?}: {summary}"))
+        };
+        (before(" record"), before(" evaluated"), before(" skipped"), before(" rejected"))
+    }
+
     /// The summary line on stderr.
     pub fn summary(&self) -> &str {
         self.stderr

@@ -1,7 +1,7 @@
 //! Binary EVTX files, read with the `evtx` crate (the parser of the Rust DFIR tools):
 //! chunk by chunk, each record rendered as evtx_dump's JSON and normalized from there.
 
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use evtx::{EvtxParser, IntoIterChunks, ParserSettings};
@@ -18,11 +18,20 @@ pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
     pending: std::vec::IntoIter<Record>,
     chunk_number: u64,
     last_record_id: u64,
+    /// Bytes past the last whole chunk: a file cut inside a chunk, whose records are lost.
+    partial_chunk_bytes: u64,
 }
+
+/// The EVTX file header's size and the size of a chunk.
+const FILE_HEADER_BYTES: u64 = 4096;
+const CHUNK_BYTES: u64 = 65536;
 
 impl<R: Read + Seek> EvtxRecords<R> {
     /// Opens an EVTX stream; `Err` with the parser's message when its header is bad.
-    pub(in crate::events) fn new(name: Arc<str>, stream: R) -> Result<Self, String> {
+    pub(in crate::events) fn new(name: Arc<str>, mut stream: R) -> Result<Self, String> {
+        let size =
+            stream.seek(SeekFrom::End(0)).and_then(|size| stream.seek(SeekFrom::Start(0)).map(|_| size));
+        let size = size.map_err(|e| e.to_string())?;
         let settings = ParserSettings::new().num_threads(1).separate_json_attributes(false);
         let parser = EvtxParser::from_read_seek(stream).map_err(|e| e.to_string())?;
         let parser = parser.with_configuration(settings.clone());
@@ -33,6 +42,7 @@ impl<R: Read + Seek> EvtxRecords<R> {
             pending: Vec::new().into_iter(),
             chunk_number: 0,
             last_record_id: 0,
+            partial_chunk_bytes: size.saturating_sub(FILE_HEADER_BYTES) % CHUNK_BYTES,
         })
     }
 
@@ -42,7 +52,21 @@ impl<R: Read + Seek> EvtxRecords<R> {
 
     /// Reads the next chunk's records.
     fn read_chunk(&mut self) -> Option<Vec<Record>> {
-        let chunk = self.chunks.next()?;
+        let Some(chunk) = self.chunks.next() else {
+            if self.partial_chunk_bytes == 0 {
+                return None;
+            }
+            let message = format!(
+                "the file ends inside chunk {}: {} of its {CHUNK_BYTES} bytes are there, and its records are lost",
+                self.chunk_number + 1,
+                std::mem::take(&mut self.partial_chunk_bytes),
+            );
+            let origin = self.origin(self.last_record_id + 1);
+            return Some(vec![Record::Rejected(RecordError {
+                origin,
+                reason: RejectReason::Truncated(message),
+            })]);
+        };
         self.chunk_number += 1;
         let chunk_number = self.chunk_number;
         let reject = |this: &Self, message: String| {
@@ -55,9 +79,16 @@ impl<R: Read + Seek> EvtxRecords<R> {
             Ok(data) => data,
             Err(e) => return Some(vec![reject(self, e.to_string())]),
         };
+        let (first, last) = (data.header.first_event_record_id, data.header.last_event_record_id);
         let mut parsed = match data.parse(self.settings.clone()) {
             Ok(parsed) => parsed,
-            Err(e) => return Some(vec![reject(self, e.to_string())]),
+            Err(e) => {
+                let lost = last.saturating_sub(first) + 1;
+                return Some(vec![reject(
+                    self,
+                    format!("{e}; its {lost} records ({first} to {last}) are lost"),
+                )]);
+            }
         };
         let mut records = Vec::new();
         for record in parsed.iter() {
