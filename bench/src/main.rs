@@ -97,6 +97,54 @@ fn main() -> Result<()> {
         "| **eval / parse-only throughput** | **{:.2}** | |",
         parse.as_secs_f64() / end_to_end.as_secs_f64()
     );
+
+    evtx_vs_parser(&bundled)?;
+    Ok(())
+}
+
+/// 3. `eval` over the shared EVTX files against the `evtx` crate rendering the same
+///    records to JSON (what `eval` reads them as), each file read `EVTX_REPEAT` times.
+fn evtx_vs_parser(rules: &[std::sync::Arc<rulehost::runtime::CompiledRule>]) -> Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/evtx");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "evtx"))
+        .collect();
+    files.sort();
+    let repeat: usize = std::env::var("EVTX_REPEAT").ok().map_or(Ok(20), |v| v.parse())?;
+    let inputs: Vec<Input> = files.iter().cycle().take(files.len() * repeat).map(Input::file).collect();
+    let settings = evtx::ParserSettings::new().num_threads(1);
+    let (mut parse, mut end_to_end) = (Duration::MAX, Duration::MAX);
+    let mut records = 0u64;
+    for _ in 0..ROUNDS {
+        let (time, count) = timed(|| -> Result<u64> {
+            let mut count = 0;
+            for input in &inputs {
+                let mut parser =
+                    evtx::EvtxParser::from_path(input.name())?.with_configuration(settings.clone());
+                count += parser.records_json_value().filter(|r| r.is_ok()).count() as u64;
+            }
+            Ok(count)
+        });
+        records = count?;
+        parse = parse.min(time);
+        let (time, summary) = timed(|| {
+            let mut output = JsonLines::new(std::io::sink());
+            eval::evaluate(rules, &inputs, &EvalOptions::default(), &mut output, &mut |_| {})
+        });
+        ensure!(summary?.read == records, "eval read another number of records than the parser");
+        end_to_end = end_to_end.min(time);
+    }
+    println!();
+    println!("| {} EVTX files x {repeat} ({records} records) | seconds | records/s |", files.len());
+    println!("|---|---|---|");
+    println!("| `evtx` crate, records to JSON | {:.3} | {} |", parse.as_secs_f64(), rate(records, parse));
+    println!("| `eval` end to end | {:.3} | {} |", end_to_end.as_secs_f64(), rate(records, end_to_end));
+    println!(
+        "| **eval / parser throughput** | **{:.2}** | |",
+        parse.as_secs_f64() / end_to_end.as_secs_f64()
+    );
     Ok(())
 }
 
