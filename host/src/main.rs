@@ -24,6 +24,7 @@ const EVAL_EXAMPLES: &str = "\
 Examples:
   rulehost eval events.jsonl                      # the bundled Soft Cell rule, alerts as JSON lines
   rulehost eval --rules rules/ a.csv b.json       # every *.wasm rule in rules/
+  rulehost eval Sysmon.evtx Security.evtx logs.zip  # raw Windows logs, with process lineage
   rulehost eval --matches --format table events.jsonl
   cat events.jsonl | rulehost eval --window all -   # one window over the whole input
   rulehost eval --strict --fail-on-detection events.jsonl && echo clean";
@@ -50,8 +51,10 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct EvalArgs {
-    /// Event files: Defender DeviceProcessEvents as JSON lines, a JSON document (Advanced
-    /// Hunting API response, streaming `{"records": [..]}`) or CSV. `-` or none: stdin.
+    /// Event files: Defender DeviceProcessEvents (JSON rows, streaming records, API
+    /// responses, CSV) and Windows Sysmon 1 / Security 4688 (EVTX, EVTX XML, evtx_dump
+    /// JSON, Winlogbeat, HELK/NXLog, Sentinel exports), also inside .gz and .zip.
+    /// `-` or none: stdin.
     #[arg(value_name = "INPUT")]
     inputs: Vec<PathBuf>,
     /// A rule component, or a directory of them (`*.wasm`); repeatable. Default: the
@@ -67,7 +70,8 @@ struct EvalArgs {
     /// Alert window: tumbling, aligned to the Unix epoch (`30m`, `1h`, `1d`), or `all`.
     #[arg(long, default_value = "1h", value_name = "DURATION|all")]
     window: WindowSpec,
-    /// Input format: `auto` (from the name, then the content), `jsonl`, `json`, `csv`.
+    /// Input format: `auto` (from the name, then the content), `jsonl`, `json`, `csv`,
+    /// `evtx`, `xml`.
     #[arg(long, default_value = "auto", value_name = "FORMAT")]
     input_format: InputFormat,
     /// Stop with an error at the first record that cannot be read.
