@@ -9,10 +9,12 @@ SAMPLE := examples/soft-cell-sample.jsonl
 
 all: build
 
-## Installs what the build needs: the Wasm target of the toolchain.
+## Installs what the build needs: the Wasm targets of the toolchain (wasm32-wasip2 only
+## builds the test rule that the sandbox must refuse for importing WASI).
 setup:
-	@rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
-		|| rustup target add wasm32-unknown-unknown
+	@for target in wasm32-unknown-unknown wasm32-wasip2; do \
+		rustup target list --installed 2>/dev/null | grep -qx $$target || rustup target add $$target; \
+	done
 
 ## The host binary (it builds and bundles the Soft Cell rule).
 build: setup

@@ -48,12 +48,18 @@ pub const DEFAULT_BATCH_SIZE: usize = 1024;
 pub enum Diagnostic<'a> {
     /// A record was rejected; the others are still evaluated.
     Rejected(&'a RecordError),
-    /// A rule call failed; `events` events were not evaluated by that rule.
+    /// A rule call failed; `events` events were not evaluated (or matches not summarized)
+    /// by that rule.
     RuleFailed {
         /// The failure.
         error: &'a RuleError,
         /// How many events the failed call held.
         events: usize,
+    },
+    /// A rule failed too many calls in a row and runs no more in this run.
+    Quarantined {
+        /// The rule's summary so far.
+        rule: &'a RuleSummary,
     },
 }
 
@@ -112,21 +118,50 @@ pub struct RuleSummary {
     pub id: String,
     /// The rule version.
     pub version: String,
+    /// The artifact's digest.
+    pub digest: String,
+    /// Events evaluated by this rule.
+    pub evaluated: u64,
     /// Matches.
     pub matches: u64,
     /// Alerts.
     pub alerts: u64,
-    /// Events this rule could not evaluate because its call failed.
+    /// Failed calls.
+    pub failures: u64,
+    /// Events this rule did not evaluate: its call failed, or it was quarantined.
     pub failed_events: u64,
+    /// Matches this rule did not summarize because its `summarize` call failed.
+    pub unsummarized_matches: u64,
     /// The last failure, if any.
     pub last_failure: Option<String>,
+    /// Why the rule was quarantined, if it was.
+    pub quarantined: Option<String>,
 }
 
-/// One loaded rule during a run: its instance, and its matches so far by window.
+/// One loaded rule during a run: its instance, its matches so far by window, and its
+/// record of failures.
 struct RuleRun {
     instance: RuleInstance,
     windows: HashMap<(i64, i64), Vec<ProcessEvent>>,
     summary: RuleSummary,
+    consecutive_failures: u32,
+}
+
+impl RuleRun {
+    /// Records a failed call over `events` events and quarantines the rule after too
+    /// many in a row.
+    fn failed(&mut self, error: &RuleError, events: usize, diagnose: &mut dyn FnMut(Diagnostic<'_>)) {
+        self.summary.failures += 1;
+        self.summary.last_failure = Some(format!("{}: {}: {}", error.stage, error.kind, error.message));
+        self.consecutive_failures += 1;
+        diagnose(Diagnostic::RuleFailed { error, events });
+        let limit = self.instance.rule().limits().max_consecutive_failures;
+        if self.consecutive_failures >= limit && self.summary.quarantined.is_none() {
+            self.summary.quarantined =
+                Some(format!("{limit} consecutive failures, the last: {}: {}", error.kind, error.message));
+            diagnose(Diagnostic::Quarantined { rule: &self.summary });
+        }
+    }
 }
 
 /// Evaluates `rules` over `inputs`, writing to `output` and reporting to `diagnose`.
@@ -146,8 +181,10 @@ pub fn evaluate(
                 summary: RuleSummary {
                     id: rule.metadata().id.clone(),
                     version: rule.metadata().version.clone(),
+                    digest: rule.digest().to_string(),
                     ..RuleSummary::default()
                 },
+                consecutive_failures: 0,
             })
         })
         .collect::<Result<Vec<_>, RuleError>>()?;
@@ -233,12 +270,22 @@ fn evaluate_batch(
     }
     let mut matched: Vec<Vec<usize>> = Vec::with_capacity(runs.len());
     for run in runs.iter_mut() {
+        if run.summary.quarantined.is_some() {
+            run.summary.failed_events += batch.len() as u64;
+            matched.push(Vec::new());
+            continue;
+        }
+        // A failed call loses this batch for this rule only: the other rules' results
+        // and the next batch are not affected (the instance is already fresh).
         let indices = match run.instance.evaluate(batch) {
-            Ok(indices) => indices,
+            Ok(indices) => {
+                run.consecutive_failures = 0;
+                run.summary.evaluated += batch.len() as u64;
+                indices
+            }
             Err(error) => {
                 run.summary.failed_events += batch.len() as u64;
-                diagnose(Diagnostic::RuleFailed { error: &error, events: batch.len() });
-                run.summary.last_failure = Some(error.to_string());
+                run.failed(&error, batch.len(), diagnose);
                 Vec::new()
             }
         };
@@ -288,12 +335,18 @@ fn summarize(
                 (WindowSpec::All, Some((lo, hi))) => (lo, hi.saturating_add(1)),
                 _ => (start, end),
             };
+            if run.summary.quarantined.is_some() {
+                run.summary.unsummarized_matches += events.len() as u64;
+                continue;
+            }
             let rows = match run.instance.summarize((start, end), &events) {
-                Ok(rows) => rows,
+                Ok(rows) => {
+                    run.consecutive_failures = 0;
+                    rows
+                }
                 Err(error) => {
-                    run.summary.failed_events += events.len() as u64;
-                    diagnose(Diagnostic::RuleFailed { error: &error, events: events.len() });
-                    run.summary.last_failure = Some(error.to_string());
+                    run.summary.unsummarized_matches += events.len() as u64;
+                    run.failed(&error, events.len(), diagnose);
                     continue;
                 }
             };

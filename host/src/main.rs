@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -12,7 +13,7 @@ use rulehost::alerts::{JsonLines, Output, OutputFormat, Table, WindowSpec};
 use rulehost::eval::{self, Diagnostic, EvalError, EvalOptions, Summary};
 use rulehost::events::{Input, InputFormat};
 use rulehost::rules;
-use rulehost::runtime::{CONTRACT_PACKAGE, CONTRACT_VERSION, CompiledRule, Runtime};
+use rulehost::runtime::{CONTRACT_PACKAGE, CONTRACT_VERSION, CompiledRule, Limits, Runtime};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -93,6 +94,45 @@ struct EvalArgs {
     /// Do not print the summary on stderr.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The sandbox's limits (see README, "Security model").
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Linear memory one rule may use, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = (Limits::default().memory_bytes >> 20) as u64, help_heading = "Sandbox limits")]
+    max_memory_mib: u64,
+    /// Wall-clock time one rule call may take, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = Limits::default().deadline.as_millis() as u64, help_heading = "Sandbox limits")]
+    deadline_ms: u64,
+    /// Fuel (about one unit per Wasm instruction) one rule call may burn; off by default.
+    #[arg(long, value_name = "UNITS", help_heading = "Sandbox limits")]
+    fuel: Option<u64>,
+    /// Alerts one summarize call may return.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_alerts, help_heading = "Sandbox limits")]
+    max_alerts: usize,
+    /// The largest rule artifact loaded, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = Limits::default().max_artifact_bytes >> 20, help_heading = "Sandbox limits")]
+    max_artifact_mib: u64,
+    /// Consecutive failed calls after which a rule is quarantined for the rest of the run.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_consecutive_failures, help_heading = "Sandbox limits")]
+    max_failures: u32,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            memory_bytes: (self.max_memory_mib as usize).saturating_mul(1 << 20),
+            deadline: Duration::from_millis(self.deadline_ms),
+            fuel: self.fuel,
+            max_alerts: self.max_alerts,
+            max_artifact_bytes: self.max_artifact_mib.saturating_mul(1 << 20),
+            max_consecutive_failures: self.max_failures,
+            ..Limits::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +143,8 @@ struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 fn main() -> ExitCode {
@@ -144,7 +186,7 @@ fn load_rules(runtime: &Runtime, paths: &[PathBuf]) -> Result<Vec<Arc<CompiledRu
 }
 
 fn run_eval(args: EvalArgs) -> Result<ExitCode> {
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::with_limits(args.limits.limits())?;
     let rules = load_rules(&runtime, &args.rules)?;
     let inputs: Vec<Input> = if args.inputs.is_empty() {
         vec![Input::stdin()]
@@ -178,7 +220,18 @@ fn run_eval(args: EvalArgs) -> Result<ExitCode> {
             }
         }
         Diagnostic::RuleFailed { error, events } => {
-            eprintln!("rulehost: warning: {error}; {events} events not evaluated by this rule");
+            let lost =
+                if error.stage == "summarize" { "matches not summarized" } else { "events not evaluated" };
+            eprintln!("rulehost: warning: {error}; {events} {lost} by this rule");
+        }
+        Diagnostic::Quarantined { rule } => {
+            eprintln!(
+                "rulehost: warning: rule {} {} ({}) quarantined for the rest of the run: {}",
+                rule.id,
+                rule.version,
+                rule.digest,
+                rule.quarantined.as_deref().unwrap_or_default()
+            );
         }
     };
     let summary = eval::evaluate(&rules, &inputs, &options, output.as_mut(), &mut diagnose)?;
@@ -187,6 +240,15 @@ fn run_eval(args: EvalArgs) -> Result<ExitCode> {
     }
     let detected = if args.matches { summary.matches > 0 } else { summary.alerts > 0 };
     Ok(if args.fail_on_detection && detected { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `1 record`, `2 records`, `2 matches`.
+fn plural(n: u64, word: &str) -> String {
+    match (n, word.ends_with("ch")) {
+        (1, _) => format!("{n} {word}"),
+        (_, true) => format!("{n} {word}es"),
+        (_, false) => format!("{n} {word}s"),
+    }
 }
 
 fn print_summary(summary: &Summary) {
@@ -198,9 +260,6 @@ fn print_summary(summary: &Summary) {
             format!(" ({})", parts.join(", "))
         }
     };
-    let plural = |n: u64, word: &str| {
-        if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
-    };
     eprintln!(
         "rulehost: {} read: {} evaluated, {} skipped{}, {} rejected{}; {}, {}",
         plural(summary.read, "record"),
@@ -209,16 +268,22 @@ fn print_summary(summary: &Summary) {
         counts(summary.skipped.iter().map(|(k, n)| (k.clone(), *n)).collect()),
         summary.rejected_total(),
         counts(summary.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect()),
-        plural(summary.matches, "match").replace("matchs", "matches"),
+        plural(summary.matches, "match"),
         plural(summary.alerts, "alert"),
     );
-    for rule in summary.rules.iter().filter(|r| r.failed_events > 0) {
+    for rule in summary.rules.iter().filter(|r| r.failures > 0 || r.quarantined.is_some()) {
+        let state = match &rule.quarantined {
+            Some(reason) => format!("quarantined ({reason})"),
+            None => format!("last failure: {}", rule.last_failure.as_deref().unwrap_or("unknown")),
+        };
         eprintln!(
-            "rulehost: rule {} {}: {} events not evaluated; last failure: {}",
+            "rulehost: rule {} {} ({}): {}, {} not evaluated, {} not summarized; {state}",
             rule.id,
             rule.version,
-            rule.failed_events,
-            rule.last_failure.as_deref().unwrap_or("unknown")
+            rule.digest,
+            plural(rule.failures, "failed call"),
+            plural(rule.failed_events, "event"),
+            plural(rule.unsummarized_matches, "match"),
         );
     }
 }
@@ -231,7 +296,7 @@ fn run_inspect(args: InspectArgs) -> Result<ExitCode> {
         }
         None => (rules::BUNDLED_SOFT_CELL_NAME.to_owned(), rules::BUNDLED_SOFT_CELL.to_vec()),
     };
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::with_limits(args.limits.limits())?;
     let rule = runtime.compile(&name, &bytes)?;
     let mut out = io::stdout().lock();
     if args.json {

@@ -6,5 +6,6 @@
 mod bad_input;
 mod cli;
 mod defender;
+mod sandbox;
 mod util;
 mod windows;

@@ -109,7 +109,12 @@ pub fn test_rule(name: &str) -> String {
         return path.clone();
     }
     let target = workspace().join("target/test-rules");
-    let component = rule_build::build_rule(&workspace(), &format!("test-{name}"), &target)
+    let manifest = workspace().join(format!("rules-wasm/testing/{name}/Cargo.toml"));
+    let wasi = std::fs::read_to_string(&manifest)
+        .expect("the test rule's manifest")
+        .contains(rule_build::WASI_TARGET);
+    let wasm_target = if wasi { rule_build::WASI_TARGET } else { rule_build::TARGET };
+    let component = rule_build::build_rule_for(&workspace(), &format!("test-{name}"), &target, wasm_target)
         .unwrap_or_else(|e| panic!("building test rule {name}: {e:#}"));
     let path = target.join(format!("{name}.wasm"));
     std::fs::write(&path, component).expect("writing the test rule");

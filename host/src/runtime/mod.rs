@@ -3,6 +3,7 @@
 
 pub mod artifact;
 mod bindings;
+mod limits;
 mod pack;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use wasmtime::{Config, Engine, Store};
 
 pub use artifact::{ArtifactInfo, CONTRACT_PACKAGE, CONTRACT_VERSION, Digest};
 use bindings::{RuleBindings, RuleBindingsPre, wit};
+pub use limits::{Limits, RuleState, TICK};
 
 use crate::events::ProcessEvent;
 use crate::rules::RuleMetadata;
@@ -19,10 +21,6 @@ use crate::rules::RuleMetadata;
 /// The contract's interface of types, the one import a rule may have (it holds no
 /// functions); followed by the version.
 const TYPES_INTERFACE: &str = "detect:rule/types@";
-
-/// What a rule's store holds for it. Rules import nothing, so nothing yet.
-#[derive(Debug, Default)]
-pub struct RuleState {}
 
 /// A rule artifact that could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +34,19 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// Larger than the limit on artifacts.
+    #[error("{artifact}: {size} bytes, more than the limit of {limit} bytes for a rule artifact")]
+    TooLarge {
+        /// The artifact's name.
+        artifact: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The limits themselves are unusable.
+    #[error("invalid limits: {0}")]
+    InvalidLimits(String),
     /// Not a WebAssembly component.
     #[error("{artifact}: not a WebAssembly component: {reason}")]
     NotAComponent {
@@ -64,12 +75,12 @@ pub enum LoadError {
         found: String,
     },
     /// Imports something the host does not provide.
-    #[error("{artifact}: imports `{import}`, but rules may import nothing but the contract's types")]
+    #[error("{artifact}: imports {}, but a rule may import nothing but the contract's types", imports.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "))]
     ForbiddenImport {
         /// The artifact's name.
         artifact: String,
-        /// The first import refused.
-        import: String,
+        /// Every import refused.
+        imports: Vec<String>,
     },
     /// Compilation, linking or the metadata call failed.
     #[error("{artifact}: {stage}: {message}")]
@@ -103,9 +114,9 @@ pub enum LoadError {
     },
 }
 
-/// A rule call that failed: a trap, or output that breaks the contract.
+/// A rule call that failed: a trap, a limit reached, or output that breaks the contract.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("rule {id} {version} ({digest}): {stage}: {message}")]
+#[error("rule {id} {version} ({digest}): {stage}: {kind}: {message}")]
 pub struct RuleError {
     /// The rule's id.
     pub id: String,
@@ -115,15 +126,68 @@ pub struct RuleError {
     pub digest: Digest,
     /// The call that failed.
     pub stage: &'static str,
-    /// What happened.
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// What happened, in the engine's words.
     pub message: String,
 }
 
-/// The engine and linker that every rule is compiled and instantiated with.
+/// Why a rule call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The call ran past its deadline.
+    Deadline,
+    /// The call burnt its fuel.
+    OutOfFuel,
+    /// The rule tried to grow its memory past the limit.
+    OutOfMemory,
+    /// The rule's call stack overflowed (deep recursion).
+    StackOverflow,
+    /// The rule executed `unreachable` (a panic or abort in a Rust rule).
+    Unreachable,
+    /// Any other trap.
+    Trap,
+    /// The rule returned something the contract forbids or the limits refuse.
+    BadOutput,
+    /// The rule could not be instantiated.
+    Instantiation,
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailureKind::Deadline => "deadline exceeded",
+            FailureKind::OutOfFuel => "out of fuel",
+            FailureKind::OutOfMemory => "out of memory",
+            FailureKind::StackOverflow => "stack overflow",
+            FailureKind::Unreachable => "unreachable executed (a panic in the rule)",
+            FailureKind::Trap => "trap",
+            FailureKind::BadOutput => "bad output",
+            FailureKind::Instantiation => "instantiation failed",
+        })
+    }
+}
+
+/// The kind of a trap, from the engine's error.
+fn classify(error: &wasmtime::Error) -> FailureKind {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => FailureKind::Deadline,
+        Some(wasmtime::Trap::OutOfFuel) => FailureKind::OutOfFuel,
+        Some(wasmtime::Trap::StackOverflow) => FailureKind::StackOverflow,
+        Some(wasmtime::Trap::UnreachableCodeReached) => FailureKind::Unreachable,
+        _ if format!("{error:#}").contains("forcing trap when growing memory") => FailureKind::OutOfMemory,
+        _ => FailureKind::Trap,
+    }
+}
+
+/// The engine and linker that every rule is compiled and instantiated with, the limits
+/// every rule runs under, and the ticker thread that measures deadlines.
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<RuleState>>,
+    limits: Arc<Limits>,
+    _ticker: Arc<limits::Ticker>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -133,12 +197,24 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// A runtime with rulehost's engine settings.
+    /// A runtime with the default [`Limits`].
     pub fn new() -> Result<Self, LoadError> {
+        Self::with_limits(Limits::default())
+    }
+
+    /// A runtime whose rules run under `limits`.
+    pub fn with_limits(limits: Limits) -> Result<Self, LoadError> {
+        limits.validate().map_err(LoadError::InvalidLimits)?;
         let mut config = Config::new();
         config.wasm_component_model(true);
         // Rule calls are synchronous; the async machinery made each call ~4x dearer.
         config.concurrency_support(false);
+        // Deadlines: the ticker advances the epoch, each call gets a budget of ticks.
+        config.epoch_interruption(true);
+        config.consume_fuel(limits.fuel.is_some());
+        // A trap is reported by its kind and message; a backtrace of anonymous guest
+        // functions would tell the operator nothing and costs time on every trap.
+        config.wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config).map_err(|e| LoadError::Wasm {
             artifact: String::new(),
             stage: "creating the engine",
@@ -153,12 +229,29 @@ impl Runtime {
             message: error_text(&e),
         })?;
         let linker = Arc::new(linker);
-        Ok(Self { engine, linker })
+        let ticker = limits::Ticker::start(engine.clone()).map_err(|e| LoadError::Wasm {
+            artifact: String::new(),
+            stage: "starting the deadline ticker",
+            message: e.to_string(),
+        })?;
+        Ok(Self { engine, linker, limits: Arc::new(limits), _ticker: Arc::new(ticker) })
+    }
+
+    /// The limits rules run under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Checks, compiles and describes the artifact `bytes`, named `artifact` in messages.
     pub fn compile(&self, artifact: &str, bytes: &[u8]) -> Result<CompiledRule, LoadError> {
         let name = || artifact.to_owned();
+        if bytes.len() as u64 > self.limits.max_artifact_bytes {
+            return Err(LoadError::TooLarge {
+                artifact: name(),
+                size: bytes.len() as u64,
+                limit: self.limits.max_artifact_bytes,
+            });
+        }
         let info = artifact::inspect(bytes).map_err(|problem| LoadError::NotAComponent {
             artifact: name(),
             reason: match problem {
@@ -173,8 +266,10 @@ impl Runtime {
         if !artifact::is_compatible(&found) {
             return Err(LoadError::IncompatibleContract { artifact: name(), found });
         }
-        if let Some(import) = info.imports.iter().find(|name| !name.starts_with(TYPES_INTERFACE)) {
-            return Err(LoadError::ForbiddenImport { artifact: name(), import: import.clone() });
+        let forbidden: Vec<String> =
+            info.imports.iter().filter(|name| !name.starts_with(TYPES_INTERFACE)).cloned().collect();
+        if !forbidden.is_empty() {
+            return Err(LoadError::ForbiddenImport { artifact: name(), imports: forbidden });
         }
         let wasm_error = |stage| {
             move |e: wasmtime::Error| LoadError::Wasm { artifact: name(), stage, message: error_text(&e) }
@@ -182,8 +277,12 @@ impl Runtime {
         let component = Component::new(&self.engine, bytes).map_err(wasm_error("compiling"))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(wasm_error("linking"))?;
         let pre = RuleBindingsPre::new(instance_pre).map_err(wasm_error("checking the exports"))?;
-        let mut store = Store::new(&self.engine, RuleState::default());
+        let mut store = new_store(&self.engine, &self.limits);
         let bindings = pre.instantiate(&mut store).map_err(wasm_error("instantiating"))?;
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        if let Some(fuel) = self.limits.fuel {
+            store.set_fuel(fuel).map_err(wasm_error("setting fuel"))?;
+        }
         let metadata: RuleMetadata =
             bindings.call_metadata(&mut store).map_err(wasm_error("calling metadata"))?.into();
         validate_metadata(&metadata).map_err(|problem| LoadError::InvalidMetadata {
@@ -191,7 +290,14 @@ impl Runtime {
             id: metadata.id.clone(),
             problem,
         })?;
-        Ok(CompiledRule { artifact: name(), info, metadata, engine: self.engine.clone(), pre })
+        Ok(CompiledRule {
+            artifact: name(),
+            info,
+            metadata,
+            engine: self.engine.clone(),
+            limits: self.limits.clone(),
+            pre,
+        })
     }
 }
 
@@ -208,6 +314,14 @@ fn validate_metadata(m: &RuleMetadata) -> Result<(), String> {
     Ok(())
 }
 
+/// A store under `limits`: a trap ends the call instead of the epoch being extended.
+fn new_store(engine: &Engine, limits: &Limits) -> Store<RuleState> {
+    let mut store = Store::new(engine, RuleState::new(limits));
+    store.limiter(|state| state.limiter());
+    store.epoch_deadline_trap();
+    store
+}
+
 /// The text of an engine error with its causes, on one line.
 fn error_text(error: &wasmtime::Error) -> String {
     format!("{error:#}")
@@ -219,6 +333,7 @@ pub struct CompiledRule {
     info: ArtifactInfo,
     metadata: RuleMetadata,
     engine: Engine,
+    limits: Arc<Limits>,
     pre: RuleBindingsPre<RuleState>,
 }
 
@@ -254,24 +369,32 @@ impl CompiledRule {
         &self.info.digest
     }
 
+    /// The limits the rule runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// A fresh instance with a store of its own.
     pub fn instantiate(self: &Arc<Self>) -> Result<RuleInstance, RuleError> {
-        let (store, bindings) = self.new_store().map_err(|message| self.error("instantiating", message))?;
+        let (store, bindings) = self
+            .new_store()
+            .map_err(|message| self.error("instantiating", FailureKind::Instantiation, message))?;
         Ok(RuleInstance { rule: self.clone(), store, bindings })
     }
 
     fn new_store(&self) -> Result<(Store<RuleState>, RuleBindings), String> {
-        let mut store = Store::new(&self.engine, RuleState::default());
+        let mut store = new_store(&self.engine, &self.limits);
         let bindings = self.pre.instantiate(&mut store).map_err(|e| error_text(&e))?;
         Ok((store, bindings))
     }
 
-    fn error(&self, stage: &'static str, message: String) -> RuleError {
+    fn error(&self, stage: &'static str, kind: FailureKind, message: String) -> RuleError {
         RuleError {
             id: self.metadata.id.clone(),
             version: self.metadata.version.clone(),
             digest: self.info.digest.clone(),
             stage,
+            kind,
             message,
         }
     }
@@ -319,6 +442,7 @@ impl RuleInstance {
     /// The `where` stages over `events`: the indices of those that match, ascending.
     pub fn evaluate(&mut self, events: &[ProcessEvent]) -> Result<Vec<usize>, RuleError> {
         let batch = pack::pack(events, &self.rule.metadata.reads);
+        self.arm()?;
         let result = self.bindings.call_evaluate(&mut self.store, &batch);
         let indices = self.after_call("evaluate", result)?;
         let mut previous: Option<u32> = None;
@@ -328,7 +452,7 @@ impl RuleInstance {
                     "returned match index {index} for a batch of {} events (indices must be ascending, unique, in range)",
                     events.len()
                 );
-                return Err(self.rule.error("evaluate", message));
+                return Err(self.rule.error("evaluate", FailureKind::BadOutput, message));
             }
             previous = Some(index);
         }
@@ -343,14 +467,40 @@ impl RuleInstance {
     ) -> Result<Vec<RuleAlert>, RuleError> {
         let batch = pack::pack(events, &self.rule.metadata.summary_reads);
         let window = wit::Window { start_ms: window.0, end_ms: window.1 };
+        self.arm()?;
         let result = self.bindings.call_summarize(&mut self.store, window, &batch);
         let alerts = self.after_call("summarize", result)?;
+        let limits = &self.rule.limits;
+        if alerts.len() > limits.max_alerts {
+            let message =
+                format!("returned {} alerts, more than the limit of {}", alerts.len(), limits.max_alerts);
+            return Err(self.rule.error("summarize", FailureKind::BadOutput, message));
+        }
+        let bytes: usize = alerts
+            .iter()
+            .flat_map(|a| &a.columns)
+            .map(|c| {
+                c.name.len()
+                    + match &c.value {
+                        wit::Value::Text(s) => s.len(),
+                        wit::Value::Texts(v) => v.iter().map(String::len).sum(),
+                        wit::Value::Number(_) => 8,
+                    }
+            })
+            .sum();
+        if bytes > limits.max_alert_bytes {
+            let message = format!(
+                "returned {bytes} bytes of alerts, more than the limit of {}",
+                limits.max_alert_bytes
+            );
+            return Err(self.rule.error("summarize", FailureKind::BadOutput, message));
+        }
         alerts
             .into_iter()
             .map(|alert| {
                 if let Some(&bad) = alert.events.iter().find(|&&i| i as usize >= events.len()) {
                     let message = format!("alert covers event {bad} of a window of {} events", events.len());
-                    return Err(self.rule.error("summarize", message));
+                    return Err(self.rule.error("summarize", FailureKind::BadOutput, message));
                 }
                 Ok(RuleAlert {
                     columns: alert
@@ -371,12 +521,28 @@ impl RuleInstance {
             .collect()
     }
 
+    /// Gives the next call its deadline and fuel.
+    fn arm(&mut self) -> Result<(), RuleError> {
+        self.store.set_epoch_deadline(self.rule.limits.deadline_ticks());
+        if let Some(fuel) = self.rule.limits.fuel {
+            self.store
+                .set_fuel(fuel)
+                .map_err(|e| self.rule.error("setting fuel", FailureKind::Instantiation, error_text(&e)))?;
+        }
+        Ok(())
+    }
+
     /// Maps a call's trap to a [`RuleError`]. After a trap the guest may be left in any
     /// state (a lock held, memory half written), so its store is thrown away and the next
     /// call runs on a fresh instance.
     fn after_call<T>(&mut self, stage: &'static str, result: wasmtime::Result<T>) -> Result<T, RuleError> {
         result.map_err(|trap| {
+            let kind = classify(&trap);
             let mut message = error_text(&trap);
+            if kind == FailureKind::Deadline {
+                message =
+                    format!("the call ran past its deadline of {} ms", self.rule.limits.deadline.as_millis());
+            }
             match self.rule.new_store() {
                 Ok((store, bindings)) => {
                     self.store = store;
@@ -384,7 +550,7 @@ impl RuleInstance {
                 }
                 Err(e) => message.push_str(&format!("; and re-instantiating failed: {e}")),
             }
-            self.rule.error(stage, message)
+            self.rule.error(stage, kind, message)
         })
     }
 }

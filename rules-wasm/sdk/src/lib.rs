@@ -263,7 +263,18 @@ macro_rules! export_rule {
                 }
             }
     $crate::bindings::export!(Export with_types_in $crate::bindings);
+        };
+        $crate::contract_version_section!();
+    };
+}
 
+/// Records the contract version in the `detect:contract-version` custom section. Part of
+/// [`export_rule!`]; a component that implements the raw bindings itself needs it too.
+#[macro_export]
+macro_rules! contract_version_section {
+    () => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
             #[unsafe(link_section = "detect:contract-version")]
             #[used]
             static CONTRACT_VERSION: [u8; $crate::CONTRACT_VERSION_SECTION.len()] =

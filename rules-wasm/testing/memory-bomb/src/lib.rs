@@ -1,0 +1,41 @@
+//! Allocates memory without end in evaluate
+//!
+//! Built only for the sandbox tests; never shipped.
+
+use rulehost_sdk::{Alert, Event, Field, Metadata, Rule, Severity, Window};
+
+/// The rule.
+#[derive(Debug)]
+pub struct TestRule;
+
+impl Rule for TestRule {
+    const METADATA: Metadata = Metadata {
+        id: "test-memory-bomb",
+        version: env!("CARGO_PKG_VERSION"),
+        title: "Allocates memory without end in evaluate",
+        description: "A misbehaving rule for the sandbox tests.",
+        severity: Severity::Informational,
+        tactics: &[],
+        techniques: &[],
+        coverage: &[],
+        reads: &[Field::ProcessCommandLine],
+        summary_reads: &[Field::DeviceName],
+        indicators: &[],
+        query_period_seconds: 3600,
+        query_frequency_seconds: 3600,
+    };
+
+    fn matches(event: &Event<'_>) -> bool {
+        let mut hoard: Vec<Vec<u8>> = Vec::new();
+        loop {
+            hoard.push(vec![event.process_command_line().len() as u8; 1 << 20]);
+            std::hint::black_box(&hoard);
+        }
+    }
+
+    fn summarize(_window: Window, matched: &[Event<'_>]) -> Vec<Alert> {
+        vec![Alert::new(0..matched.len()).number("count", matched.len() as i64)]
+    }
+}
+
+rulehost_sdk::export_rule!(TestRule);

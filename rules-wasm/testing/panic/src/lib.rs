@@ -1,0 +1,40 @@
+//! Panics in evaluate
+//!
+//! Built only for the sandbox tests; never shipped.
+
+use rulehost_sdk::{Alert, Event, Field, Metadata, Rule, Severity, Window};
+
+/// The rule.
+#[derive(Debug)]
+pub struct TestRule;
+
+impl Rule for TestRule {
+    const METADATA: Metadata = Metadata {
+        id: "test-panic",
+        version: env!("CARGO_PKG_VERSION"),
+        title: "Panics in evaluate",
+        description: "A misbehaving rule for the sandbox tests.",
+        severity: Severity::Informational,
+        tactics: &[],
+        techniques: &[],
+        coverage: &[],
+        reads: &[Field::ProcessCommandLine],
+        summary_reads: &[Field::DeviceName],
+        indicators: &[],
+        query_period_seconds: 3600,
+        query_frequency_seconds: 3600,
+    };
+
+    fn matches(event: &Event<'_>) -> bool {
+        if std::hint::black_box(true) {
+            panic!("a bug in the rule: {}", event.process_command_line().len());
+        }
+        false
+    }
+
+    fn summarize(_window: Window, matched: &[Event<'_>]) -> Vec<Alert> {
+        vec![Alert::new(0..matched.len()).number("count", matched.len() as i64)]
+    }
+}
+
+rulehost_sdk::export_rule!(TestRule);
