@@ -20,9 +20,15 @@ setup:
 build: setup
 	$(CARGO) build --release -p rulehost
 
-## Every rule crate under rules-wasm/ as a component in target/rules/.
-rules: setup
+## Every rule crate under rules-wasm/ as a component in target/rules/; signed with the
+## key at $$RULEHOST_SIGNING_KEY when it is set.
+rules: setup build
 	$(CARGO) run --release -q -p rule-build -- $(RULES_DIR) $(RULE_CRATES)
+	@if [ -n "$$RULEHOST_SIGNING_KEY" ]; then \
+		for rule in $(RULES_DIR)/*.wasm; do \
+			./target/release/rulehost sign --key "$$RULEHOST_SIGNING_KEY" "$$rule" || exit 1; \
+		done; \
+	fi
 
 ## Build everything, then evaluate the bundled sample with the bundled rule.
 run: build rules

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use sha2::{Digest as _, Sha256};
+
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let workspace = Path::new(&manifest_dir).join("..");
@@ -13,5 +15,8 @@ fn main() {
     let target_dir = workspace.join("target").join("bundled-rules");
     let component = rule_build::build_rule(&workspace, "soft-cell", &target_dir)
         .unwrap_or_else(|e| panic!("building the bundled soft-cell rule: {e:#}"));
+    // The binary trusts its bundled rule by this digest, not by a signature.
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&component)));
+    std::fs::write(Path::new(&out_dir).join("soft-cell.sha256"), digest).expect("writing the digest");
     std::fs::write(Path::new(&out_dir).join("soft-cell.wasm"), component).expect("writing the component");
 }

@@ -99,6 +99,47 @@ fn main() -> Result<()> {
     );
 
     evtx_vs_parser(&bundled)?;
+    sandbox_cost(&events, expected_matches)?;
+    Ok(())
+}
+
+/// 4. What the sandbox costs: the Soft Cell rule with the default limits enforced
+///    (epoch deadline checks compiled in, memory limiter, a deadline set per call) and with
+///    fuel metering too, against the same rule with nothing enforced.
+fn sandbox_cost(events: &[ProcessEvent], expected_matches: u64) -> Result<()> {
+    let unenforced = rules::load_bundled(&Runtime::unenforced_for_benchmarks()?)?;
+    let limited = rules::load_bundled(&Runtime::new()?)?;
+    let fueled = rules::load_bundled(&Runtime::with_limits(rulehost::runtime::Limits {
+        fuel: Some(u64::MAX / 2),
+        ..Default::default()
+    })?)?;
+    let mut instances = [unenforced.instantiate()?, limited.instantiate()?, fueled.instantiate()?];
+    let mut best = [Duration::MAX; 3];
+    for _ in 0..ROUNDS {
+        for (instance, best) in instances.iter_mut().zip(&mut best) {
+            let (time, matches) = timed(|| {
+                events
+                    .chunks(BATCH)
+                    .map(|c| instance.evaluate(c).map(|m| m.len() as u64))
+                    .sum::<Result<u64, _>>()
+            });
+            ensure!(matches? == expected_matches);
+            *best = (*best).min(time);
+        }
+    }
+    let count = events.len() as u64;
+    let per_event = |d: Duration| d.as_nanos() as f64 / count as f64;
+    println!();
+    println!("| Soft Cell in the sandbox, {count} events | ns/event | vs unenforced |");
+    println!("|---|---|---|");
+    let ratio = |d: Duration| d.as_secs_f64() / best[0].as_secs_f64();
+    println!("| no limit enforced | {:.1} | 1.00x |", per_event(best[0]));
+    println!(
+        "| default limits (deadline + memory) | {:.1} | **{:.2}x** |",
+        per_event(best[1]),
+        ratio(best[1])
+    );
+    println!("| default limits + fuel metering | {:.1} | **{:.2}x** |", per_event(best[2]), ratio(best[2]));
     Ok(())
 }
 

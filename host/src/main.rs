@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use rulehost::alerts::{JsonLines, Output, OutputFormat, Table, WindowSpec};
 use rulehost::eval::{self, Diagnostic, EvalError, EvalOptions, Summary};
 use rulehost::events::{Input, InputFormat};
-use rulehost::rules;
+use rulehost::rules::{self, Trust, TrustPolicy};
 use rulehost::runtime::{CONTRACT_PACKAGE, CONTRACT_VERSION, CompiledRule, Limits, Runtime};
 
 const EXIT_CODES: &str = "\
@@ -43,11 +43,104 @@ enum Command {
     /// Evaluate rules over event files and print alerts (or matches).
     #[command(after_help = format!("{EVAL_EXAMPLES}\n\n{EXIT_CODES}"))]
     Eval(EvalArgs),
-    /// Show what a rule artifact is: metadata, contract version, imports, digest.
+    /// Show what a rule artifact is: metadata, contract version, imports, signatures, digest.
     #[command(
-        after_help = "Examples:\n  rulehost inspect target/rules/soft-cell.wasm\n  rulehost inspect --json   # the bundled rule"
+        after_help = "Examples:\n  rulehost inspect target/rules/soft-cell.wasm\n  rulehost inspect --trust platform.pub rule.wasm\n  rulehost inspect --json   # the bundled rule"
     )]
     Inspect(InspectArgs),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Sign a rule artifact (the signature is embedded unless --detached).
+    #[command(after_help = SIGN_EXAMPLES)]
+    Sign(SignArgs),
+    /// Check a rule artifact against a trust policy.
+    #[command(after_help = VERIFY_HELP)]
+    Verify(VerifyArgs),
+}
+
+const SIGN_EXAMPLES: &str = "\
+Examples:
+  rulehost key generate --name platform                                 # platform.key, platform.pub
+  rulehost sign --key platform.key target/rules/soft-cell.wasm          # embedded, in place
+  rulehost sign --key secops.key target/rules/soft-cell.wasm            # a second signer
+  rulehost sign --key platform.key --detached -o dist/soft-cell.wasm target/rules/soft-cell.wasm";
+
+const VERIFY_HELP: &str = "\
+Examples:
+  rulehost verify --trust platform.pub target/rules/soft-cell.wasm
+  rulehost verify --trust keys/ --trust ci.pub rule.wasm     # any one of these keys
+  rulehost verify --trust policy.toml rule.wasm              # named keys, all_of / any_of / minimum
+
+Exit codes:
+  0  the artifact satisfies the policy
+  1  it does not (unsigned, unknown signer, bad signature, too few signers)
+  2  error: a missing file, a bad key or policy";
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Generate an Ed25519 key pair: NAME.key (secret, mode 0600) and NAME.pub.
+    Generate(KeyGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeyGenerateArgs {
+    /// The files' name.
+    #[arg(long, default_value = "rulehost")]
+    name: String,
+    /// Where to write them.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct SignArgs {
+    /// The secret key (as `rulehost key generate` writes it, or any Ed25519 PEM/DER key).
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// The rule artifact.
+    #[arg(value_name = "RULE")]
+    rule: PathBuf,
+    /// Where to write the signed artifact (default: RULE, in place); with --detached, the
+    /// signature goes to OUT.sig.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// Write the signature to OUT.sig and leave the artifact unchanged.
+    #[arg(long)]
+    detached: bool,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The rule artifact (a detached signature RULE.sig beside it is used).
+    #[arg(value_name = "RULE")]
+    rule: PathBuf,
+    #[command(flatten)]
+    trust: TrustArgs,
+}
+
+/// Which signers rules need.
+#[derive(Debug, Args)]
+struct TrustArgs {
+    /// Trusted public keys: key files, directories of *.pub, or a TOML policy file with
+    /// named keys and all_of / any_of / minimum. Without it, any rule loads.
+    #[arg(long = "trust", value_name = "KEY|DIR|POLICY.toml", help_heading = "Trust")]
+    trust: Vec<PathBuf>,
+    /// Under a policy, still load artifacts that carry no signature at all (development).
+    #[arg(long, help_heading = "Trust")]
+    allow_unsigned: bool,
+}
+
+impl TrustArgs {
+    fn trust(&self) -> Result<Trust> {
+        let policy = if self.trust.is_empty() { None } else { Some(TrustPolicy::load(&self.trust)?) };
+        if self.allow_unsigned {
+            eprintln!(
+                "rulehost: warning: --allow-unsigned: rules that carry no signature are loaded; for development only"
+            );
+        }
+        Ok(Trust { policy, allow_unsigned: self.allow_unsigned })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +187,8 @@ struct EvalArgs {
     /// Do not print the summary on stderr.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    trust: TrustArgs,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -144,6 +239,8 @@ struct InspectArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
     limits: LimitArgs,
 }
 
@@ -152,6 +249,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => run_eval(args),
         Command::Inspect(args) => run_inspect(args),
+        Command::Key(KeyCommand::Generate(args)) => run_key_generate(args),
+        Command::Sign(args) => run_sign(args),
+        Command::Verify(args) => run_verify(args),
     };
     match result {
         Ok(code) => code,
@@ -171,11 +271,11 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-fn load_rules(runtime: &Runtime, paths: &[PathBuf]) -> Result<Vec<Arc<CompiledRule>>> {
+fn load_rules(runtime: &Runtime, paths: &[PathBuf], trust: &Trust) -> Result<Vec<Arc<CompiledRule>>> {
     if paths.is_empty() {
         return Ok(vec![rules::load_bundled(runtime).context("loading the bundled rule")?]);
     }
-    let loaded = rules::load_paths(runtime, paths)?;
+    let loaded = rules::load_paths(runtime, paths, trust)?;
     if loaded.is_empty() {
         anyhow::bail!(
             "no rule found in {}",
@@ -187,7 +287,8 @@ fn load_rules(runtime: &Runtime, paths: &[PathBuf]) -> Result<Vec<Arc<CompiledRu
 
 fn run_eval(args: EvalArgs) -> Result<ExitCode> {
     let runtime = Runtime::with_limits(args.limits.limits())?;
-    let rules = load_rules(&runtime, &args.rules)?;
+    let trust = args.trust.trust()?;
+    let rules = load_rules(&runtime, &args.rules, &trust)?;
     let inputs: Vec<Input> = if args.inputs.is_empty() {
         vec![Input::stdin()]
     } else {
@@ -289,26 +390,84 @@ fn print_summary(summary: &Summary) {
 }
 
 fn run_inspect(args: InspectArgs) -> Result<ExitCode> {
-    let (name, bytes) = match &args.rule {
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            (path.display().to_string(), bytes)
-        }
-        None => (rules::BUNDLED_SOFT_CELL_NAME.to_owned(), rules::BUNDLED_SOFT_CELL.to_vec()),
-    };
     let runtime = Runtime::with_limits(args.limits.limits())?;
-    let rule = runtime.compile(&name, &bytes)?;
+    let trust = args.trust.trust()?;
+    let (rule, signatures) = match &args.rule {
+        Some(path) => {
+            let rule = rules::load_paths(&runtime, std::slice::from_ref(path), &trust)?.remove(0);
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let detached = std::fs::read(rules::signing::detached_signature_path(path)).ok();
+            (rule, rules::signing::signature_key_ids(&bytes, detached.as_deref()))
+        }
+        None => (rules::load_bundled(&runtime)?, Vec::new()),
+    };
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &inspect_json(&rule))?;
+        serde_json::to_writer_pretty(&mut out, &inspect_json(&rule, &signatures))?;
         writeln!(out)?;
     } else {
-        write_inspect_text(&mut out, &rule)?;
+        write_inspect_text(&mut out, &rule, &signatures)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect_json(rule: &CompiledRule) -> serde_json::Value {
+fn run_key_generate(args: KeyGenerateArgs) -> Result<ExitCode> {
+    let key = rules::signing::generate_key(&args.dir, &args.name)?;
+    // The secret key is never printed: only where it is.
+    println!("secret key: {} (mode 0600; keep it secret)", key.secret.display());
+    println!("public key: {}", key.public.display());
+    println!("key id:     {}", key.key_id);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_sign(args: SignArgs) -> Result<ExitCode> {
+    let key = rules::signing::load_secret_key(&args.key)?;
+    let name = args.rule.display().to_string();
+    let artifact = std::fs::read(&args.rule).with_context(|| format!("reading {name}"))?;
+    let (signed, detached) = rules::signing::sign(&name, &artifact, &key, args.detached)?;
+    let output = args.output.unwrap_or_else(|| args.rule.clone());
+    let key_id = rules::signing::key_id(&rules::signing::public_key_of(&key));
+    match detached {
+        Some(signature) => {
+            if output != args.rule {
+                std::fs::write(&output, &signed).with_context(|| format!("writing {}", output.display()))?;
+            }
+            let path = rules::signing::detached_signature_path(&output);
+            std::fs::write(&path, signature).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("rulehost: signed {name} with key {key_id}: detached signature {}", path.display());
+        }
+        None => {
+            std::fs::write(&output, &signed).with_context(|| format!("writing {}", output.display()))?;
+            eprintln!("rulehost: signed {name} with key {key_id}: {}", output.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
+    let trust = args.trust.trust()?;
+    if trust.policy.is_none() {
+        anyhow::bail!("verify needs --trust");
+    }
+    let bytes = std::fs::read(&args.rule).with_context(|| format!("reading {}", args.rule.display()))?;
+    match trust.check(&args.rule, &bytes) {
+        Ok(signers) if signers.is_empty() => {
+            println!("{}: accepted without a signature (--allow-unsigned)", args.rule.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(signers) => {
+            println!("{}: verified: signed by {}", args.rule.display(), signers.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(rulehost::runtime::LoadError::Untrusted { artifact, reason, .. }) => {
+            println!("{artifact}: refused: {reason}");
+            Ok(ExitCode::from(1))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn inspect_json(rule: &CompiledRule, signatures: &[String]) -> serde_json::Value {
     let m = rule.metadata();
     let info = rule.info();
     serde_json::json!({
@@ -333,10 +492,12 @@ fn inspect_json(rule: &CompiledRule) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "query_period_seconds": m.query_period.as_secs(),
         "query_frequency_seconds": m.query_frequency.as_secs(),
+        "signatures": signatures,
+        "trusted_signers": rule.signers(),
     })
 }
 
-fn write_inspect_text(out: &mut impl Write, rule: &CompiledRule) -> io::Result<()> {
+fn write_inspect_text(out: &mut impl Write, rule: &CompiledRule, signatures: &[String]) -> io::Result<()> {
     let m = rule.metadata();
     let info = rule.info();
     let list = |items: &[String]| {
@@ -353,6 +514,18 @@ fn write_inspect_text(out: &mut impl Write, rule: &CompiledRule) -> io::Result<(
         "contract:      {CONTRACT_PACKAGE}@{} (this host: {CONTRACT_PACKAGE}@{CONTRACT_VERSION})",
         info.contract_version.as_deref().unwrap_or("?")
     )?;
+    writeln!(
+        out,
+        "signatures:    {}",
+        if signatures.is_empty() {
+            "(none)".to_owned()
+        } else {
+            format!("key ids {}", signatures.join(", "))
+        }
+    )?;
+    if !rule.signers().is_empty() {
+        writeln!(out, "trusted:       signed by {}", rule.signers().join(", "))?;
+    }
     writeln!(out, "imports:       {}", list(&info.imports))?;
     writeln!(out, "exports:       {}", list(&info.exports))?;
     writeln!(out, "id:            {}", m.id)?;

@@ -7,5 +7,6 @@ mod bad_input;
 mod cli;
 mod defender;
 mod sandbox;
+mod signing;
 mod util;
 mod windows;

@@ -2,22 +2,66 @@
 //! about themselves.
 
 mod metadata;
+pub mod signing;
+pub mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use metadata::{EventSource, Indicator, Operator, RuleMetadata, Severity};
+pub use trust::{Refusal, TrustPolicy};
 
-use crate::runtime::{CompiledRule, LoadError, Runtime};
+use crate::runtime::{CompiledRule, Digest, LoadError, Runtime};
 
 /// The Soft Cell rule component, built from `rules-wasm/soft-cell` with this binary.
 pub const BUNDLED_SOFT_CELL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/soft-cell.wasm"));
 /// The name the bundled rule is known by in messages.
 pub const BUNDLED_SOFT_CELL_NAME: &str = "bundled:soft-cell";
+/// The digest of the bundled rule, pinned when the binary was built: the bundled rule is
+/// trusted by this digest rather than by a signature.
+pub const BUNDLED_SOFT_CELL_DIGEST: &str = include_str!(concat!(env!("OUT_DIR"), "/soft-cell.sha256"));
+
+/// What loading requires of an artifact's signatures.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// The policy in force; `None` loads any artifact.
+    pub policy: Option<TrustPolicy>,
+    /// Under a policy, load artifacts with no signature at all (development only).
+    pub allow_unsigned: bool,
+}
+
+impl Trust {
+    /// Checks an artifact against the policy, if one is in force; returns the names of
+    /// the trusted keys that signed it.
+    pub fn check(&self, artifact: &Path, bytes: &[u8]) -> Result<Vec<String>, LoadError> {
+        let Some(policy) = &self.policy else { return Ok(Vec::new()) };
+        let name = artifact.display().to_string();
+        let signature_path = signing::detached_signature_path(artifact);
+        let detached = match std::fs::read(&signature_path) {
+            Ok(signature) => Some(signature),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(LoadError::Io { artifact: signature_path.display().to_string(), source });
+            }
+        };
+        match policy.verify(bytes, detached.as_deref()) {
+            Ok(signers) => Ok(signers),
+            Err(Refusal::Unsigned) if self.allow_unsigned => Ok(Vec::new()),
+            Err(reason) => {
+                Err(LoadError::Untrusted { artifact: name, policy: policy.source().to_owned(), reason })
+            }
+        }
+    }
+}
 
 /// Loads the rules at `paths`: component files, or directories whose `*.wasm` files are
-/// loaded in name order. Two rules with the same id are refused.
-pub fn load_paths(runtime: &Runtime, paths: &[PathBuf]) -> Result<Vec<Arc<CompiledRule>>, LoadError> {
+/// loaded in name order. Every artifact must satisfy `trust`; two rules with the same id
+/// are refused.
+pub fn load_paths(
+    runtime: &Runtime,
+    paths: &[PathBuf],
+    trust: &Trust,
+) -> Result<Vec<Arc<CompiledRule>>, LoadError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -29,9 +73,18 @@ pub fn load_paths(runtime: &Runtime, paths: &[PathBuf]) -> Result<Vec<Arc<Compil
     let mut rules: Vec<Arc<CompiledRule>> = Vec::with_capacity(files.len());
     for file in files {
         let name = file.display().to_string();
-        let bytes =
-            std::fs::read(&file).map_err(|source| LoadError::Io { artifact: name.clone(), source })?;
-        let rule = runtime.compile(&name, &bytes)?;
+        let io_error = |source| LoadError::Io { artifact: name.clone(), source };
+        // The size is checked before reading, so a huge file is not read into memory.
+        let size = std::fs::metadata(&file).map_err(io_error)?.len();
+        let limit = runtime.limits().max_artifact_bytes;
+        if size > limit {
+            return Err(LoadError::TooLarge { artifact: name, size, limit });
+        }
+        let bytes = std::fs::read(&file).map_err(io_error)?;
+        // The signature is checked before anything else reads the artifact.
+        let signers = trust.check(&file, &bytes)?;
+        let mut rule = runtime.compile(&name, &bytes)?;
+        rule.set_signers(signers);
         if let Some(first) = rules.iter().find(|r| r.metadata().id == rule.metadata().id) {
             return Err(LoadError::DuplicateId {
                 id: rule.metadata().id.clone(),
@@ -44,8 +97,18 @@ pub fn load_paths(runtime: &Runtime, paths: &[PathBuf]) -> Result<Vec<Arc<Compil
     Ok(rules)
 }
 
-/// Loads the rule bundled into this binary.
+/// Loads the rule bundled into this binary, trusted by its digest pinned at build time.
 pub fn load_bundled(runtime: &Runtime) -> Result<Arc<CompiledRule>, LoadError> {
+    let digest = Digest::of(BUNDLED_SOFT_CELL);
+    if digest.as_str() != BUNDLED_SOFT_CELL_DIGEST.trim() {
+        return Err(LoadError::Untrusted {
+            artifact: BUNDLED_SOFT_CELL_NAME.into(),
+            policy: "the digest pinned at build time".into(),
+            reason: Refusal::BadSignature(format!(
+                "digest {digest} is not the pinned {BUNDLED_SOFT_CELL_DIGEST}"
+            )),
+        });
+    }
     runtime.compile(BUNDLED_SOFT_CELL_NAME, BUNDLED_SOFT_CELL).map(Arc::new)
 }
 

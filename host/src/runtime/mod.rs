@@ -102,6 +102,16 @@ pub enum LoadError {
         /// What is wrong.
         problem: String,
     },
+    /// The artifact does not satisfy the trust policy.
+    #[error("{artifact}: refused by the trust policy ({policy}): {reason}")]
+    Untrusted {
+        /// The artifact's name.
+        artifact: String,
+        /// Where the policy came from.
+        policy: String,
+        /// Why it was refused.
+        reason: crate::rules::Refusal,
+    },
     /// Two artifacts declare the same rule id.
     #[error("rule id {id:?} is declared by both {first} and {second}")]
     DuplicateId {
@@ -187,6 +197,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<RuleState>>,
     limits: Arc<Limits>,
+    /// Whether the limits are enforced (always, but for the benchmark's comparison).
+    enforce: bool,
     _ticker: Arc<limits::Ticker>,
 }
 
@@ -204,13 +216,25 @@ impl Runtime {
 
     /// A runtime whose rules run under `limits`.
     pub fn with_limits(limits: Limits) -> Result<Self, LoadError> {
+        Self::build(limits, true)
+    }
+
+    /// A runtime that enforces no limit at all: no deadline (code compiled without epoch
+    /// checks), no memory limit, no fuel. Only `make bench` uses it, to measure what the
+    /// sandbox costs; never run rules with it.
+    #[doc(hidden)]
+    pub fn unenforced_for_benchmarks() -> Result<Self, LoadError> {
+        Self::build(Limits { fuel: None, ..Limits::default() }, false)
+    }
+
+    fn build(limits: Limits, enforce: bool) -> Result<Self, LoadError> {
         limits.validate().map_err(LoadError::InvalidLimits)?;
         let mut config = Config::new();
         config.wasm_component_model(true);
         // Rule calls are synchronous; the async machinery made each call ~4x dearer.
         config.concurrency_support(false);
         // Deadlines: the ticker advances the epoch, each call gets a budget of ticks.
-        config.epoch_interruption(true);
+        config.epoch_interruption(enforce);
         config.consume_fuel(limits.fuel.is_some());
         // A trap is reported by its kind and message; a backtrace of anonymous guest
         // functions would tell the operator nothing and costs time on every trap.
@@ -234,7 +258,7 @@ impl Runtime {
             stage: "starting the deadline ticker",
             message: e.to_string(),
         })?;
-        Ok(Self { engine, linker, limits: Arc::new(limits), _ticker: Arc::new(ticker) })
+        Ok(Self { engine, linker, limits: Arc::new(limits), enforce, _ticker: Arc::new(ticker) })
     }
 
     /// The limits rules run under.
@@ -277,7 +301,7 @@ impl Runtime {
         let component = Component::new(&self.engine, bytes).map_err(wasm_error("compiling"))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(wasm_error("linking"))?;
         let pre = RuleBindingsPre::new(instance_pre).map_err(wasm_error("checking the exports"))?;
-        let mut store = new_store(&self.engine, &self.limits);
+        let mut store = new_store(&self.engine, &self.limits, self.enforce);
         let bindings = pre.instantiate(&mut store).map_err(wasm_error("instantiating"))?;
         store.set_epoch_deadline(self.limits.deadline_ticks());
         if let Some(fuel) = self.limits.fuel {
@@ -296,6 +320,8 @@ impl Runtime {
             metadata,
             engine: self.engine.clone(),
             limits: self.limits.clone(),
+            enforce: self.enforce,
+            signers: Vec::new(),
             pre,
         })
     }
@@ -315,10 +341,12 @@ fn validate_metadata(m: &RuleMetadata) -> Result<(), String> {
 }
 
 /// A store under `limits`: a trap ends the call instead of the epoch being extended.
-fn new_store(engine: &Engine, limits: &Limits) -> Store<RuleState> {
+fn new_store(engine: &Engine, limits: &Limits, enforce: bool) -> Store<RuleState> {
     let mut store = Store::new(engine, RuleState::new(limits));
-    store.limiter(|state| state.limiter());
-    store.epoch_deadline_trap();
+    if enforce {
+        store.limiter(|state| state.limiter());
+        store.epoch_deadline_trap();
+    }
     store
 }
 
@@ -334,6 +362,8 @@ pub struct CompiledRule {
     metadata: RuleMetadata,
     engine: Engine,
     limits: Arc<Limits>,
+    enforce: bool,
+    signers: Vec<String>,
     pre: RuleBindingsPre<RuleState>,
 }
 
@@ -374,6 +404,16 @@ impl CompiledRule {
         &self.limits
     }
 
+    /// The trusted keys that signed the artifact (empty when no policy was in force).
+    pub fn signers(&self) -> &[String] {
+        &self.signers
+    }
+
+    /// Records the trusted keys that signed the artifact.
+    pub fn set_signers(&mut self, signers: Vec<String>) {
+        self.signers = signers;
+    }
+
     /// A fresh instance with a store of its own.
     pub fn instantiate(self: &Arc<Self>) -> Result<RuleInstance, RuleError> {
         let (store, bindings) = self
@@ -383,7 +423,7 @@ impl CompiledRule {
     }
 
     fn new_store(&self) -> Result<(Store<RuleState>, RuleBindings), String> {
-        let mut store = new_store(&self.engine, &self.limits);
+        let mut store = new_store(&self.engine, &self.limits, self.enforce);
         let bindings = self.pre.instantiate(&mut store).map_err(|e| error_text(&e))?;
         Ok((store, bindings))
     }
