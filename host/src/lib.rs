@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod alerts;
+pub mod config;
 pub mod eval;
 pub mod events;
 pub mod rules;

@@ -2,18 +2,18 @@
 //! itself is in the `rulehost` library.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rulehost::alerts::{JsonLines, Output, OutputFormat, Table, WindowSpec};
+use rulehost::config::{Flags, LimitSettings, Settings};
 use rulehost::eval::{self, Diagnostic, EvalError, EvalOptions, Summary};
 use rulehost::events::{Input, InputFormat};
 use rulehost::rules::{self, Trust, TrustPolicy};
-use rulehost::runtime::{CONTRACT_PACKAGE, CONTRACT_VERSION, CompiledRule, Limits, Runtime};
+use rulehost::runtime::{CONTRACT_PACKAGE, CONTRACT_VERSION, CompiledRule, Runtime};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -34,6 +34,10 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "rulehost", version, after_help = EXIT_CODES)]
 struct Cli {
+    /// The config file (default: rulehost/config.toml in the user's config directory, if
+    /// it exists). Flags override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,6 +61,29 @@ enum Command {
     /// Check a rule artifact against a trust policy.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Show the effective settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print every setting, its value and where it came from (default, file, flag).
+    #[command(
+        after_help = "Examples:\n  rulehost config show\n  rulehost --config /etc/rulehost/config.toml config show --deadline-ms 200"
+    )]
+    Show(ConfigShowArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigShowArgs {
+    /// Rule paths, as `eval --rules` takes them.
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 const SIGN_EXAMPLES: &str = "\
@@ -131,18 +158,6 @@ struct TrustArgs {
     allow_unsigned: bool,
 }
 
-impl TrustArgs {
-    fn trust(&self) -> Result<Trust> {
-        let policy = if self.trust.is_empty() { None } else { Some(TrustPolicy::load(&self.trust)?) };
-        if self.allow_unsigned {
-            eprintln!(
-                "rulehost: warning: --allow-unsigned: rules that carry no signature are loaded; for development only"
-            );
-        }
-        Ok(Trust { policy, allow_unsigned: self.allow_unsigned })
-    }
-}
-
 #[derive(Debug, Args)]
 struct EvalArgs {
     /// Event files: Defender DeviceProcessEvents (JSON rows, streaming records, API
@@ -193,41 +208,80 @@ struct EvalArgs {
     limits: LimitArgs,
 }
 
-/// The sandbox's limits (see README, "Security model").
+/// The sandbox's limits (see README, "Security model"); each overrides the config file.
 #[derive(Debug, Args)]
 struct LimitArgs {
-    /// Linear memory one rule may use, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = (Limits::default().memory_bytes >> 20) as u64, help_heading = "Sandbox limits")]
-    max_memory_mib: u64,
-    /// Wall-clock time one rule call may take, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = Limits::default().deadline.as_millis() as u64, help_heading = "Sandbox limits")]
-    deadline_ms: u64,
-    /// Fuel (about one unit per Wasm instruction) one rule call may burn; off by default.
+    /// Linear memory one rule may use, in MiB [default: 64].
+    #[arg(long, value_name = "MIB", help_heading = "Sandbox limits")]
+    max_memory_mib: Option<u64>,
+    /// Wall-clock time one rule call may take, in milliseconds [default: 1000].
+    #[arg(long, value_name = "MS", help_heading = "Sandbox limits")]
+    deadline_ms: Option<u64>,
+    /// Fuel (about one unit per Wasm instruction) one rule call may burn [default: off].
     #[arg(long, value_name = "UNITS", help_heading = "Sandbox limits")]
     fuel: Option<u64>,
-    /// Alerts one summarize call may return.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_alerts, help_heading = "Sandbox limits")]
-    max_alerts: usize,
-    /// The largest rule artifact loaded, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = Limits::default().max_artifact_bytes >> 20, help_heading = "Sandbox limits")]
-    max_artifact_mib: u64,
-    /// Consecutive failed calls after which a rule is quarantined for the rest of the run.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_consecutive_failures, help_heading = "Sandbox limits")]
-    max_failures: u32,
+    /// Alerts one summarize call may return [default: 10000].
+    #[arg(long, value_name = "N", help_heading = "Sandbox limits")]
+    max_alerts: Option<usize>,
+    /// The largest rule artifact loaded, in MiB [default: 16].
+    #[arg(long, value_name = "MIB", help_heading = "Sandbox limits")]
+    max_artifact_mib: Option<u64>,
+    /// Consecutive failed calls after which a rule is quarantined for the rest of the run
+    /// [default: 3].
+    #[arg(long, value_name = "N", help_heading = "Sandbox limits")]
+    max_failures: Option<u32>,
 }
 
 impl LimitArgs {
-    fn limits(&self) -> Limits {
-        Limits {
-            memory_bytes: (self.max_memory_mib as usize).saturating_mul(1 << 20),
-            deadline: Duration::from_millis(self.deadline_ms),
-            fuel: self.fuel,
-            max_alerts: self.max_alerts,
-            max_artifact_bytes: self.max_artifact_mib.saturating_mul(1 << 20),
-            max_consecutive_failures: self.max_failures,
-            ..Limits::default()
+    /// No limit given on the command line.
+    fn none() -> Self {
+        Self {
+            max_memory_mib: None,
+            deadline_ms: None,
+            fuel: None,
+            max_alerts: None,
+            max_artifact_mib: None,
+            max_failures: None,
         }
     }
+
+    fn settings(&self) -> LimitSettings {
+        LimitSettings {
+            max_memory_mib: self.max_memory_mib,
+            deadline_ms: self.deadline_ms,
+            fuel: self.fuel,
+            max_alerts: self.max_alerts,
+            max_artifact_mib: self.max_artifact_mib,
+            max_failures: self.max_failures,
+        }
+    }
+}
+
+/// Resolves the settings from the config file and the flags that override it.
+fn settings(
+    config: Option<&Path>,
+    rules: &[PathBuf],
+    trust: &TrustArgs,
+    limits: &LimitArgs,
+) -> Result<Settings> {
+    let flags = Flags {
+        rules: rules.to_vec(),
+        trust: trust.trust.clone(),
+        allow_unsigned: trust.allow_unsigned,
+        limits: limits.settings(),
+    };
+    Ok(Settings::resolve(config, &flags)?)
+}
+
+/// The trust policy the settings name, announcing --allow-unsigned.
+fn trust_of(settings: &Settings) -> Result<Trust> {
+    let policy = if settings.trust.is_empty() { None } else { Some(TrustPolicy::load(&settings.trust)?) };
+    if settings.allow_unsigned {
+        eprintln!(
+            "rulehost: warning: --allow-unsigned: rules that carry no signature are loaded; for development only"
+        );
+    }
+    Ok(Trust { policy, allow_unsigned: settings.allow_unsigned })
 }
 
 #[derive(Debug, Args)]
@@ -246,12 +300,14 @@ struct InspectArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = cli.config.as_deref();
     let result = match cli.command {
-        Command::Eval(args) => run_eval(args),
-        Command::Inspect(args) => run_inspect(args),
+        Command::Eval(args) => run_eval(args, config),
+        Command::Inspect(args) => run_inspect(args, config),
+        Command::Config(ConfigCommand::Show(args)) => run_config_show(args, config),
         Command::Key(KeyCommand::Generate(args)) => run_key_generate(args),
         Command::Sign(args) => run_sign(args),
-        Command::Verify(args) => run_verify(args),
+        Command::Verify(args) => run_verify(args, config),
     };
     match result {
         Ok(code) => code,
@@ -285,10 +341,11 @@ fn load_rules(runtime: &Runtime, paths: &[PathBuf], trust: &Trust) -> Result<Vec
     Ok(loaded)
 }
 
-fn run_eval(args: EvalArgs) -> Result<ExitCode> {
-    let runtime = Runtime::with_limits(args.limits.limits())?;
-    let trust = args.trust.trust()?;
-    let rules = load_rules(&runtime, &args.rules, &trust)?;
+fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
+    let settings = settings(config, &args.rules, &args.trust, &args.limits)?;
+    let runtime = Runtime::with_limits(settings.limits.clone())?;
+    let trust = trust_of(&settings)?;
+    let rules = load_rules(&runtime, &settings.rules, &trust)?;
     let inputs: Vec<Input> = if args.inputs.is_empty() {
         vec![Input::stdin()]
     } else {
@@ -389,9 +446,10 @@ fn print_summary(summary: &Summary) {
     }
 }
 
-fn run_inspect(args: InspectArgs) -> Result<ExitCode> {
-    let runtime = Runtime::with_limits(args.limits.limits())?;
-    let trust = args.trust.trust()?;
+fn run_inspect(args: InspectArgs, config: Option<&Path>) -> Result<ExitCode> {
+    let settings = settings(config, &[], &args.trust, &args.limits)?;
+    let runtime = Runtime::with_limits(settings.limits.clone())?;
+    let trust = trust_of(&settings)?;
     let (rule, signatures) = match &args.rule {
         Some(path) => {
             let rule = rules::load_paths(&runtime, std::slice::from_ref(path), &trust)?.remove(0);
@@ -444,8 +502,29 @@ fn run_sign(args: SignArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
-    let trust = args.trust.trust()?;
+fn run_config_show(args: ConfigShowArgs, config: Option<&Path>) -> Result<ExitCode> {
+    let settings = settings(config, &args.rules, &args.trust, &args.limits)?;
+    let mut out = io::stdout().lock();
+    match &settings.file {
+        Some(file) => writeln!(out, "config file: {}", file.display())?,
+        None => writeln!(
+            out,
+            "config file: none ({} does not exist)",
+            rulehost::config::default_path()
+                .map_or_else(|| "no config directory".into(), |p| p.display().to_string())
+        )?,
+    }
+    let rows = settings.describe();
+    let width = rows.iter().map(|(name, _, _)| name.len()).max().unwrap_or(0);
+    for (name, value, source) in rows {
+        writeln!(out, "{name:<width$}  {value}  ({source})")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode> {
+    let settings = settings(config, &[], &args.trust, &LimitArgs::none())?;
+    let trust = trust_of(&settings)?;
     if trust.policy.is_none() {
         anyhow::bail!("verify needs --trust");
     }

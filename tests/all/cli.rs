@@ -159,3 +159,41 @@ fn bad_arguments_exit_with_2() {
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
     }
 }
+
+#[test]
+fn the_config_file_sets_what_flags_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = write_rule(dir.path(), "soft-cell.wasm", BUNDLED_SOFT_CELL);
+    let config = dir.path().join("config.toml");
+    let keys = dir.path().display().to_string();
+    assert_eq!(rulehost(&["key", "generate", "--name", "platform", "--dir", &keys]).code, 0);
+    std::fs::write(
+        &config,
+        "rules = [\"soft-cell.wasm\"]\n[trust]\nkeys = [\"platform.pub\"]\n[limits]\ndeadline_ms = 250\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+
+    let shown = rulehost(&["--config", &config, "config", "show", "--max-alerts", "5"]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(shown.stdout.contains(&format!("deadline_ms       250  ({config})")), "{}", shown.stdout);
+    assert!(shown.stdout.contains("max_alerts        5  (command line)"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("max_memory_mib    64  (default)"), "{}", shown.stdout);
+    assert!(shown.stdout.contains(&format!("rules             {rule}  ({config})")), "{}", shown.stdout);
+
+    // The policy in the file is in force: the unsigned rule it names is refused.
+    let run = rulehost(&["--config", &config, "eval", &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains(&format!("{rule}: refused by the trust policy")), "{}", run.stderr);
+    let key = dir.path().join("platform.key").display().to_string();
+    assert_eq!(rulehost(&["sign", "--key", &key, &rule]).code, 0);
+    let run = rulehost(&["--config", &config, "eval", &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_golden("defender.alerts.jsonl", &run.stdout);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[limits]\ndeadline = 1\n").unwrap();
+    let run = rulehost(&["--config", &bad.display().to_string(), "eval", &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("unknown field `deadline`"), "{}", run.stderr);
+}

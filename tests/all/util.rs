@@ -59,6 +59,8 @@ pub fn rulehost_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
         .current_dir(workspace())
+        // Hermetic: no config file of the machine's user applies.
+        .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
