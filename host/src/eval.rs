@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use crate::alerts::{Alert, Match, Output, WindowSpec};
 use crate::events::{Input, InputError, InputFormat, Lineage, ProcessEvent, Record, RecordError, lineage};
@@ -24,6 +25,8 @@ pub struct EvalOptions {
     pub input_format: InputFormat,
     /// Processes the lineage table holds at most.
     pub lineage_capacity: usize,
+    /// Counts the bytes read from the inputs, for a progress bar.
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 impl Default for EvalOptions {
@@ -35,6 +38,7 @@ impl Default for EvalOptions {
             matches_only: false,
             input_format: InputFormat::Auto,
             lineage_capacity: lineage::DEFAULT_CAPACITY,
+            progress: None,
         }
     }
 }
@@ -172,7 +176,83 @@ pub fn evaluate(
     output: &mut dyn Output,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<Summary, EvalError> {
-    let mut runs = rules
+    let mut runs = start_runs(rules)?;
+    // Open every input first: a missing file is an error before any output.
+    let readers = inputs
+        .iter()
+        .map(|input| input.open_counted(options.input_format, options.progress.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut lineage = Lineage::new(options.lineage_capacity);
+    prescan_lineage(inputs, options.input_format, &mut lineage);
+    evaluate_records(&mut runs, readers.into_iter().flatten(), &mut lineage, options, output, diagnose)
+}
+
+/// Evaluates `rules` over in-memory `records` (rule test cases, tests), with lineage
+/// resolved in arrival order.
+pub fn evaluate_records_with(
+    rules: &[Arc<CompiledRule>],
+    records: impl Iterator<Item = Record>,
+    options: &EvalOptions,
+    output: &mut dyn Output,
+    diagnose: &mut dyn FnMut(Diagnostic<'_>),
+) -> Result<Summary, EvalError> {
+    let mut runs = start_runs(rules)?;
+    let mut lineage = Lineage::new(options.lineage_capacity);
+    evaluate_records(&mut runs, records, &mut lineage, options, output, diagnose)
+}
+
+fn evaluate_records(
+    runs: &mut Vec<RuleRun>,
+    records: impl Iterator<Item = Record>,
+    lineage: &mut Lineage,
+    options: &EvalOptions,
+    output: &mut dyn Output,
+    diagnose: &mut dyn FnMut(Diagnostic<'_>),
+) -> Result<Summary, EvalError> {
+    let mut summary = Summary::default();
+    let mut time_range: Option<(i64, i64)> = None;
+    let mut batch = Vec::with_capacity(options.batch_size);
+    for record in records {
+        summary.read += 1;
+        match record {
+            Record::Event(mut event) => {
+                lineage.resolve_and_record(&mut event);
+                summary.evaluated += 1;
+                let t = event.time_ms();
+                time_range = Some(time_range.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+                batch.push(*event);
+                if batch.len() == options.batch_size {
+                    evaluate_batch(runs, &mut batch, options, output, diagnose)?;
+                }
+            }
+            Record::Skipped(skipped) => *summary.skipped.entry(skipped.kind).or_default() += 1,
+            Record::Rejected(error) => {
+                if options.strict {
+                    return Err(EvalError::Strict(error));
+                }
+                *summary.rejected.entry(error.reason.kind()).or_default() += 1;
+                diagnose(Diagnostic::Rejected(&error));
+            }
+        }
+    }
+    evaluate_batch(runs, &mut batch, options, output, diagnose)?;
+
+    if !options.matches_only {
+        let alerts = summarize(runs, options.window, time_range, diagnose);
+        for alert in &alerts {
+            output.alert(alert)?;
+        }
+    }
+    output.finish()?;
+    summary.rules = runs.drain(..).map(|run| run.summary).collect();
+    summary.matches = summary.rules.iter().map(|r| r.matches).sum();
+    summary.alerts = summary.rules.iter().map(|r| r.alerts).sum();
+    Ok(summary)
+}
+
+/// An instance and an empty record for every rule.
+fn start_runs(rules: &[Arc<CompiledRule>]) -> Result<Vec<RuleRun>, RuleError> {
+    rules
         .iter()
         .map(|rule| {
             Ok(RuleRun {
@@ -187,55 +267,7 @@ pub fn evaluate(
                 consecutive_failures: 0,
             })
         })
-        .collect::<Result<Vec<_>, RuleError>>()?;
-    // Open every input first: a missing file is an error before any output.
-    let readers =
-        inputs.iter().map(|input| input.open(options.input_format)).collect::<Result<Vec<_>, _>>()?;
-
-    let mut lineage = Lineage::new(options.lineage_capacity);
-    prescan_lineage(inputs, options.input_format, &mut lineage);
-
-    let mut summary = Summary::default();
-    let mut time_range: Option<(i64, i64)> = None;
-    let mut batch = Vec::with_capacity(options.batch_size);
-    for reader in readers {
-        for record in reader {
-            summary.read += 1;
-            match record {
-                Record::Event(mut event) => {
-                    lineage.resolve_and_record(&mut event);
-                    summary.evaluated += 1;
-                    let t = event.time_ms();
-                    time_range = Some(time_range.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
-                    batch.push(*event);
-                    if batch.len() == options.batch_size {
-                        evaluate_batch(&mut runs, &mut batch, options, output, diagnose)?;
-                    }
-                }
-                Record::Skipped(skipped) => *summary.skipped.entry(skipped.kind).or_default() += 1,
-                Record::Rejected(error) => {
-                    if options.strict {
-                        return Err(EvalError::Strict(error));
-                    }
-                    *summary.rejected.entry(error.reason.kind()).or_default() += 1;
-                    diagnose(Diagnostic::Rejected(&error));
-                }
-            }
-        }
-    }
-    evaluate_batch(&mut runs, &mut batch, options, output, diagnose)?;
-
-    if !options.matches_only {
-        let alerts = summarize(&mut runs, options.window, time_range, diagnose);
-        for alert in &alerts {
-            output.alert(alert)?;
-        }
-    }
-    output.finish()?;
-    summary.rules = runs.into_iter().map(|run| run.summary).collect();
-    summary.matches = summary.rules.iter().map(|r| r.matches).sum();
-    summary.alerts = summary.rules.iter().map(|r| r.alerts).sum();
-    Ok(summary)
+        .collect()
 }
 
 /// Fills the lineage table from the process creations of every input that can be read

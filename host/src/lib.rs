@@ -10,8 +10,10 @@
 #![deny(unsafe_code)]
 
 pub mod alerts;
+pub mod cases;
 pub mod config;
 pub mod eval;
 pub mod events;
 pub mod rules;
 pub mod runtime;
+pub mod scaffold;

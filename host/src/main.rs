@@ -1,13 +1,14 @@
 //! The `rulehost` command line: argument parsing, output streams and exit codes. The work
 //! itself is in the `rulehost` library.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use rulehost::alerts::{JsonLines, Output, OutputFormat, Table, WindowSpec};
 use rulehost::config::{Flags, LimitSettings, Settings};
 use rulehost::eval::{self, Diagnostic, EvalError, EvalOptions, Summary};
@@ -64,6 +65,64 @@ enum Command {
     /// Show the effective settings.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Scaffold a rule crate that builds with `make rules` as it is.
+    #[command(
+        after_help = "Examples:\n  rulehost new web-shell-recon                # rules-wasm/web-shell-recon\n  rulehost new my-rule --dir my-rules\n\nThen: make rules && rulehost test target/rules/web-shell-recon.wasm"
+    )]
+    New(NewArgs),
+    /// Run a rule against its test cases and report pass or fail per case.
+    #[command(after_help = TEST_HELP)]
+    Test(TestArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  rulehost completions bash > /etc/bash_completion.d/rulehost\n  rulehost completions zsh > ~/.zfunc/_rulehost"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    #[command(after_help = "Examples:\n  rulehost man > rulehost.1 && man ./rulehost.1")]
+    Man,
+}
+
+const TEST_HELP: &str = "\
+Examples:
+  rulehost test target/rules/soft-cell.wasm                        # rules-wasm/soft-cell/cases.json
+  rulehost test target/rules/my-rule.wasm my-cases.json more.json
+
+Case files are JSON: {\"cases\": [{\"name\", \"events\": [Defender rows], \"expect\":
+{\"matches\": [indices], \"alerts\": [{column: value, ...}]}}]} (see the README).
+
+Exit codes:
+  0  every case passed
+  1  a case failed
+  2  error: the rule or a case file could not be read";
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// The rule's crate name (lower case, digits, hyphens).
+    name: String,
+    /// The folder to create it in.
+    #[arg(long, default_value = "rules-wasm", value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// The rule component.
+    #[arg(value_name = "RULE")]
+    rule: PathBuf,
+    /// Case files (default: rules-wasm/<RULE's name>/cases.json).
+    #[arg(value_name = "CASES")]
+    cases: Vec<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +166,9 @@ Exit codes:
 #[derive(Debug, Subcommand)]
 enum KeyCommand {
     /// Generate an Ed25519 key pair: NAME.key (secret, mode 0600) and NAME.pub.
+    #[command(
+        after_help = "Examples:\n  rulehost key generate --name platform --dir ~/.config/rulehost/keys"
+    )]
     Generate(KeyGenerateArgs),
 }
 
@@ -305,6 +367,16 @@ fn main() -> ExitCode {
         Command::Eval(args) => run_eval(args, config),
         Command::Inspect(args) => run_inspect(args, config),
         Command::Config(ConfigCommand::Show(args)) => run_config_show(args, config),
+        Command::New(args) => run_new(args),
+        Command::Test(args) => run_test(args, config),
+        Command::Completions(args) => {
+            clap_complete::generate(args.shell, &mut Cli::command(), "rulehost", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
         Command::Key(KeyCommand::Generate(args)) => run_key_generate(args),
         Command::Sign(args) => run_sign(args),
         Command::Verify(args) => run_verify(args, config),
@@ -358,11 +430,27 @@ fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
         matches_only: args.matches,
         input_format: args.input_format,
         lineage_capacity: args.lineage_capacity,
+        progress: None,
     };
-    let stdout = io::stdout().lock();
-    let mut output: Box<dyn Output> = match args.format {
+    let counter = Arc::new(AtomicU64::new(0));
+    let progress = if args.quiet { None } else { Progress::start(&inputs, counter.clone()) };
+    let options = EvalOptions { progress: progress.as_ref().map(|_| counter.clone()), ..options };
+    let stdout = io::stdout();
+    let terminal = stdout.is_terminal();
+    let stdout = stdout.lock();
+    let output: Box<dyn Output> = match args.format {
         OutputFormat::Jsonl => Box::new(JsonLines::new(io::BufWriter::new(stdout))),
-        OutputFormat::Table => Box::new(Table::new(io::BufWriter::new(stdout))),
+        OutputFormat::Table => {
+            // For a terminal: fit its width and colour (unless NO_COLOR); for a file or
+            // a pipe: every value whole.
+            let width = terminal.then(terminal_width).flatten();
+            Box::new(Table::new(io::BufWriter::new(stdout)).fit_to(width).colored(use_color(terminal)))
+        }
+    };
+    let mut output = Suspending { inner: output, progress: progress.as_ref().map(|p| p.bar.clone()) };
+    let say = |line: String| match &progress {
+        Some(progress) => progress.bar.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
     };
     let mut warnings = 0u64;
     let max_warnings = args.max_warnings;
@@ -370,34 +458,122 @@ fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
         Diagnostic::Rejected(error) => {
             warnings += 1;
             if max_warnings == 0 || warnings <= max_warnings {
-                eprintln!("rulehost: warning: {error}");
+                say(format!("rulehost: warning: {error}"));
             } else if warnings == max_warnings + 1 {
-                eprintln!(
-                    "rulehost: warning: more records rejected; the summary counts them (--max-warnings 0 shows all)"
-                );
+                say("rulehost: warning: more records rejected; the summary counts them (--max-warnings 0 shows all)".into());
             }
         }
         Diagnostic::RuleFailed { error, events } => {
             let lost =
                 if error.stage == "summarize" { "matches not summarized" } else { "events not evaluated" };
-            eprintln!("rulehost: warning: {error}; {events} {lost} by this rule");
+            say(format!("rulehost: warning: {error}; {events} {lost} by this rule"));
         }
-        Diagnostic::Quarantined { rule } => {
-            eprintln!(
-                "rulehost: warning: rule {} {} ({}) quarantined for the rest of the run: {}",
-                rule.id,
-                rule.version,
-                rule.digest,
-                rule.quarantined.as_deref().unwrap_or_default()
-            );
-        }
+        Diagnostic::Quarantined { rule } => say(format!(
+            "rulehost: warning: rule {} {} ({}) quarantined for the rest of the run: {}",
+            rule.id,
+            rule.version,
+            rule.digest,
+            rule.quarantined.as_deref().unwrap_or_default()
+        )),
     };
-    let summary = eval::evaluate(&rules, &inputs, &options, output.as_mut(), &mut diagnose)?;
+    let result = eval::evaluate(&rules, &inputs, &options, &mut output, &mut diagnose);
+    drop(output);
+    if let Some(progress) = progress {
+        progress.finish(&counter);
+    }
+    let summary = result?;
     if !args.quiet {
         print_summary(&summary);
     }
     let detected = if args.matches { summary.matches > 0 } else { summary.alerts > 0 };
     Ok(if args.fail_on_detection && detected { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// An output that lifts the progress bar off the terminal while it writes.
+struct Suspending {
+    inner: Box<dyn Output>,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+impl Suspending {
+    fn quiet<T>(&mut self, write: impl FnOnce(&mut dyn Output) -> T) -> T {
+        match self.progress.clone() {
+            Some(bar) => bar.suspend(|| write(self.inner.as_mut())),
+            None => write(self.inner.as_mut()),
+        }
+    }
+}
+
+impl Output for Suspending {
+    fn alert(&mut self, alert: &rulehost::alerts::Alert) -> io::Result<()> {
+        self.quiet(|out| out.alert(alert))
+    }
+
+    fn matched(&mut self, matched: &rulehost::alerts::Match<'_>) -> io::Result<()> {
+        self.quiet(|out| out.matched(matched))
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.quiet(|out| out.finish())
+    }
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal: bytes read of the
+/// inputs' total, rate and ETA (a spinner with bytes and rate for standard input).
+struct Progress {
+    bar: indicatif::ProgressBar,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    updater: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(inputs: &[Input], counter: Arc<AtomicU64>) -> Option<Self> {
+        if !io::stderr().is_terminal() {
+            return None;
+        }
+        let total: Option<u64> = inputs.iter().map(Input::size).sum();
+        let (bar, template) = match total {
+            Some(total) => (
+                indicatif::ProgressBar::new(total),
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            ),
+            None => (
+                indicatif::ProgressBar::new_spinner(),
+                "{spinner} [{elapsed_precise}] {bytes} read, {bytes_per_sec}",
+            ),
+        };
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (shown, done) = (bar.clone(), stop.clone());
+        let updater = std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                shown.set_position(counter.load(Ordering::Relaxed));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        Some(Self { bar, stop, updater: Some(updater) })
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(updater) = self.updater.take() {
+            let _ = updater.join();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress {
+    /// Shows the final count before the bar goes.
+    fn finish(self, counter: &AtomicU64) {
+        self.bar.set_position(counter.load(Ordering::Relaxed));
+        drop(self);
+    }
 }
 
 /// `1 record`, `2 records`, `2 matches`.
@@ -500,6 +676,84 @@ fn run_sign(args: SignArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_new(args: NewArgs) -> Result<ExitCode> {
+    let files = rulehost::scaffold::new_rule(&args.dir, &args.name)?;
+    for file in &files {
+        println!("created {}", file.display());
+    }
+    println!(
+        "next: edit {0}/{1}/src/lib.rs, then `make rules` and `rulehost test target/rules/{1}.wasm`",
+        args.dir.display(),
+        args.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_test(args: TestArgs, config: Option<&Path>) -> Result<ExitCode> {
+    let settings = settings(config, std::slice::from_ref(&args.rule), &args.trust, &args.limits)?;
+    let runtime = Runtime::with_limits(settings.limits.clone())?;
+    let trust = trust_of(&settings)?;
+    let rule = rules::load_paths(&runtime, std::slice::from_ref(&args.rule), &trust)?.remove(0);
+    let case_files = if args.cases.is_empty() {
+        let stem = args.rule.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let default = PathBuf::from("rules-wasm").join(&stem).join("cases.json");
+        if !default.is_file() {
+            anyhow::bail!("no case file given, and {} does not exist", default.display());
+        }
+        vec![default]
+    } else {
+        args.cases.clone()
+    };
+    let color = use_color(io::stdout().is_terminal());
+    let (mut passed, mut failed) = (0, 0);
+    let mut out = io::stdout().lock();
+    for path in &case_files {
+        let file = rulehost::cases::CaseFile::load(path)?;
+        writeln!(
+            out,
+            "{} ({} cases, rule {} {})",
+            path.display(),
+            file.cases.len(),
+            rule.metadata().id,
+            rule.metadata().version
+        )?;
+        for result in rulehost::cases::run(&rule, &file, &path.display().to_string()) {
+            if result.passed() {
+                passed += 1;
+                writeln!(out, "  {} {}", paint("PASS", GREEN, color), result.name)?;
+            } else {
+                failed += 1;
+                writeln!(out, "  {} {}", paint("FAIL", RED, color), result.name)?;
+                for difference in &result.differences {
+                    writeln!(out, "       {difference}")?;
+                }
+            }
+        }
+    }
+    writeln!(out, "{passed} passed, {failed} failed")?;
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+const GREEN: &str = "32";
+const RED: &str = "31";
+
+/// The terminal's width: asked of the terminal, else `$COLUMNS`.
+fn terminal_width() -> Option<usize> {
+    terminal_size::terminal_size()
+        .map(|(width, _)| width.0 as usize)
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+        .filter(|&width| width > 0)
+}
+
+/// Colour only for a terminal, and never when `NO_COLOR` is set (no-color.org).
+fn use_color(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn paint(text: &str, color: &str, enabled: bool) -> String {
+    if enabled { format!("\x1b[{color}m{text}\x1b[0m") } else { text.to_owned() }
 }
 
 fn run_config_show(args: ConfigShowArgs, config: Option<&Path>) -> Result<ExitCode> {

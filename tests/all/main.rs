@@ -3,6 +3,7 @@
 //! Golden outputs live in `tests/golden/`; `UPDATE_GOLDEN=1 cargo test` rewrites them, and
 //! a rewrite is reviewed like code.
 
+mod authoring;
 mod bad_input;
 mod cli;
 mod defender;

@@ -100,7 +100,7 @@ pub fn mask_digests(text: &str) -> String {
     out
 }
 
-/// The component of the test rule crate `rules-wasm/testing/<name>`, built once per test
+/// The component of the test rule crate `tests/rules/<name>`, built once per test
 /// run into `target/test-rules`.
 pub fn test_rule(name: &str) -> String {
     use std::collections::HashMap;
@@ -111,7 +111,7 @@ pub fn test_rule(name: &str) -> String {
         return path.clone();
     }
     let target = workspace().join("target/test-rules");
-    let manifest = workspace().join(format!("rules-wasm/testing/{name}/Cargo.toml"));
+    let manifest = workspace().join(format!("tests/rules/{name}/Cargo.toml"));
     let wasi = std::fs::read_to_string(&manifest)
         .expect("the test rule's manifest")
         .contains(rule_build::WASI_TARGET);

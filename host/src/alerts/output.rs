@@ -126,8 +126,10 @@ impl<W: Write> Output for JsonLines<W> {
     }
 }
 
-/// The widest a table cell gets before it is cut with `…`.
-const MAX_CELL_WIDTH: usize = 60;
+/// The width a column keeps whatever the terminal: a column no wider keeps its width.
+const MIN_COLUMN_WIDTH: usize = 20;
+/// Between columns.
+const GAP: &str = "  ";
 /// The columns of a match in the table.
 const MATCH_COLUMNS: &[Field] = &[
     Field::Timestamp,
@@ -138,26 +140,118 @@ const MATCH_COLUMNS: &[Field] = &[
     Field::ProcessCommandLine,
 ];
 
-/// An aligned text table, written at the end (column widths need every row).
+/// An aligned text table, written at the end (column widths need every row). Rows of
+/// another shape (rules with other columns) start a table of their own.
 #[derive(Debug)]
 pub struct Table<W: Write> {
     out: W,
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
+    tables: Vec<(Vec<String>, Vec<Vec<String>>)>,
+    width: Option<usize>,
+    color: bool,
 }
 
 impl<W: Write> Table<W> {
-    /// Writes to `out`.
+    /// Writes to `out`, every value whole, without colour.
     pub fn new(out: W) -> Self {
-        Self { out, header: Vec::new(), rows: Vec::new() }
+        Self { out, tables: Vec::new(), width: None, color: false }
+    }
+
+    /// Fits the table to `width` columns (a terminal's), wrapping long values.
+    #[must_use]
+    pub fn fit_to(mut self, width: Option<usize>) -> Self {
+        self.width = width;
+        self
+    }
+
+    /// Colours the header and severities with ANSI escapes.
+    #[must_use]
+    pub fn colored(mut self, color: bool) -> Self {
+        self.color = color;
+        self
     }
 
     fn row(&mut self, header: Vec<String>, row: Vec<String>) {
-        if self.header.is_empty() {
-            self.header = header;
+        match self.tables.last_mut() {
+            Some((last, rows)) if *last == header => rows.push(row),
+            _ => self.tables.push((header, vec![row])),
         }
-        self.rows.push(row);
     }
+
+    /// Column widths: each column's widest value, then, for a terminal, the widest columns
+    /// narrowed one at a time until the table fits.
+    fn widths(&self, header: &[String], rows: &[Vec<String>]) -> Vec<usize> {
+        let mut widths: Vec<usize> = (0..header.len())
+            .map(|i| {
+                rows.iter()
+                    .filter_map(|r| r.get(i))
+                    .chain(std::iter::once(&header[i]))
+                    .flat_map(|c| c.lines())
+                    .map(|c| c.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        if let Some(limit) = self.width {
+            // Short columns keep their width; the long ones share what is left, in
+            // proportion to how much they would need.
+            let gaps = GAP.len() * widths.len().saturating_sub(1);
+            if widths.iter().sum::<usize>() + gaps > limit {
+                let mut floors: Vec<usize> = widths.iter().map(|&w| w.min(MIN_COLUMN_WIDTH)).collect();
+                let room = limit.saturating_sub(gaps);
+                if floors.iter().sum::<usize>() > room {
+                    // Too many columns even for their short widths: every one shrinks in
+                    // proportion (at least 4 wide).
+                    let total: usize = floors.iter().sum();
+                    floors = floors.iter().map(|&f| (f * room / total.max(1)).max(4)).collect();
+                }
+                let spare = limit.saturating_sub(floors.iter().sum::<usize>() + gaps);
+                let wanted: usize = widths.iter().zip(&floors).map(|(w, f)| w - f).sum();
+                widths =
+                    widths.iter().zip(&floors).map(|(&w, &f)| f + (w - f) * spare / wanted.max(1)).collect();
+            }
+        }
+        widths
+    }
+
+    fn paint(&self, text: &str, code: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+    }
+}
+
+/// `text` cut into lines of at most `width` characters, at spaces where it can.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.split(['\n', '\r', '\t']) {
+        let mut line = String::new();
+        for word in paragraph.split(' ') {
+            let mut word = word.to_owned();
+            loop {
+                let line_len = line.chars().count();
+                let word_len = word.chars().count();
+                let space = usize::from(line_len > 0);
+                if line_len + space + word_len <= width {
+                    if space == 1 {
+                        line.push(' ');
+                    }
+                    line.push_str(&word);
+                    break;
+                }
+                if line_len > 0 {
+                    lines.push(std::mem::take(&mut line));
+                    continue;
+                }
+                // A word longer than the column: cut it.
+                let head: String = word.chars().take(width).collect();
+                word = word.chars().skip(width).collect();
+                lines.push(head);
+                if word.is_empty() {
+                    break;
+                }
+            }
+        }
+        lines.push(line);
+    }
+    lines
 }
 
 impl<W: Write> Output for Table<W> {
@@ -172,7 +266,7 @@ impl<W: Write> Output for Table<W> {
             header.push(name.clone());
             row.push(match value {
                 AlertValue::Text(s) => s.clone(),
-                AlertValue::Texts(v) => v.join(" | "),
+                AlertValue::Texts(v) => v.join("\n"),
                 AlertValue::Number(n) => n.to_string(),
             });
         }
@@ -194,35 +288,40 @@ impl<W: Write> Output for Table<W> {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        if self.rows.is_empty() {
-            return self.out.flush();
-        }
-        let cut = |cell: &str| -> String {
-            let cell = cell.replace(['\n', '\r', '\t'], " ");
-            if cell.chars().count() <= MAX_CELL_WIDTH {
-                cell
-            } else {
-                let mut short: String = cell.chars().take(MAX_CELL_WIDTH - 1).collect();
-                short.push('…');
-                short
+        let tables = std::mem::take(&mut self.tables);
+        for (n, (header, rows)) in tables.iter().enumerate() {
+            if n > 0 {
+                writeln!(self.out)?;
             }
-        };
-        let header: Vec<String> = self.header.iter().map(|h| cut(h)).collect();
-        let rows: Vec<Vec<String>> = self.rows.iter().map(|r| r.iter().map(|c| cut(c)).collect()).collect();
-        let widths: Vec<usize> = (0..header.len())
-            .map(|i| {
-                rows.iter()
-                    .filter_map(|r| r.get(i))
-                    .chain(std::iter::once(&header[i]))
-                    .map(|c| c.chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for line in std::iter::once(&header).chain(rows.iter()) {
-            let cells: Vec<String> =
-                line.iter().zip(&widths).map(|(cell, &width)| format!("{cell:<width$}")).collect();
-            writeln!(self.out, "{}", cells.join("  ").trim_end())?;
+            let widths = self.widths(header, rows);
+            for (r, row) in std::iter::once(header).chain(rows.iter()).enumerate() {
+                let cells: Vec<Vec<String>> =
+                    row.iter().zip(&widths).map(|(cell, &w)| wrap(cell, w.max(1))).collect();
+                let height = cells.iter().map(Vec::len).max().unwrap_or(1);
+                for line in 0..height {
+                    let mut text = String::new();
+                    for (c, (cell, &width)) in cells.iter().zip(&widths).enumerate() {
+                        let part = cell.get(line).map_or("", String::as_str);
+                        let padded = format!("{part:<width$}");
+                        let painted = if r == 0 {
+                            self.paint(&padded, "1")
+                        } else if header[c] == "Severity" {
+                            match part {
+                                "high" => self.paint(&padded, "31"),
+                                "medium" => self.paint(&padded, "33"),
+                                _ => padded,
+                            }
+                        } else {
+                            padded
+                        };
+                        if c > 0 {
+                            text.push_str(GAP);
+                        }
+                        text.push_str(&painted);
+                    }
+                    writeln!(self.out, "{}", text.trim_end())?;
+                }
+            }
         }
         self.out.flush()
     }

@@ -6,6 +6,7 @@ use std::io::{self, BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
@@ -99,8 +100,30 @@ pub struct Input {
 /// Bytes to read, and whether they can be re-read from the start (a file can; standard
 /// input and decompressed streams cannot, so formats that need seeking read them whole).
 enum Stream {
-    File(File),
+    File(Counted<File>),
     Other(Box<dyn Read + Send>),
+}
+
+/// A stream that counts the bytes read from it.
+struct Counted<R> {
+    inner: R,
+    counter: Option<Arc<AtomicU64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(counter) = &self.counter {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Counted<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
 }
 
 impl Stream {
@@ -158,10 +181,25 @@ impl Input {
 
     /// Opens the input and tells its format.
     pub fn open(&self, format: InputFormat) -> Result<Reader, InputError> {
+        self.open_counted(format, None)
+    }
+
+    /// The size of the input in bytes, when it is a file.
+    pub fn size(&self) -> Option<u64> {
+        self.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len())
+    }
+
+    /// [`Input::open`], adding the bytes read from the input (before any decompression)
+    /// to `counter`, for progress reports.
+    pub fn open_counted(
+        &self,
+        format: InputFormat,
+        counter: Option<Arc<AtomicU64>>,
+    ) -> Result<Reader, InputError> {
         let io_error = |source| InputError::Io { path: self.name.to_string(), source };
         let stream = match &self.path {
-            Some(path) => Stream::File(File::open(path).map_err(io_error)?),
-            None => Stream::Other(Box::new(io::stdin())),
+            Some(path) => Stream::File(Counted { inner: File::open(path).map_err(io_error)?, counter }),
+            None => Stream::Other(Box::new(Counted { inner: io::stdin(), counter })),
         };
         let name_hint =
             self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());

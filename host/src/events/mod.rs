@@ -20,6 +20,12 @@ use chrono::{DateTime, Utc};
 pub(crate) use field::for_each_field;
 pub use field::{FIELD_COUNT, Field};
 pub use input::{Input, InputError, InputFormat, Reader};
+
+/// Reads one JSON object as a record, whatever its shape (a Defender row, a streaming
+/// record, a Windows event in any JSON shape).
+pub fn read_json_record(object: serde_json::Map<String, serde_json::Value>, origin: Origin) -> Record {
+    json::read_object(object, origin, SourceFormat::DefenderJson)
+}
 pub use lineage::Lineage;
 use lineage::LineageKeys;
 
