@@ -5,7 +5,7 @@ RULE_CRATES := $(notdir $(patsubst %/,%,$(dir $(wildcard rules-wasm/*/Cargo.toml
 RULE_CRATES := $(filter-out sdk build,$(RULE_CRATES))
 SAMPLE := examples/soft-cell-sample.jsonl
 
-.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench clean
+.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean
 
 all: build
 
@@ -56,6 +56,11 @@ fmt:
 ## Benchmarks; figures go to BENCHMARKS.md by hand, as ratios.
 bench: setup
 	$(CARGO) run --release -p rulehost-bench
+
+## The man page, generated from the command-line definitions.
+man: build
+	mkdir -p target/man
+	./target/release/rulehost man > target/man/rulehost.1
 
 clean:
 	$(CARGO) clean
