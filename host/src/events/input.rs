@@ -216,10 +216,9 @@ fn open_stream(
     format: InputFormat,
 ) -> Result<Reader, InputError> {
     let io_error = |source| InputError::Io { path: name.to_string(), source };
-    let mut prefix = Vec::with_capacity(64 * 1024);
-    match &mut stream {
-        Stream::File(file) => file.take(SNIFF_BYTES as u64).read_to_end(&mut prefix),
-        Stream::Other(read) => read.take(SNIFF_BYTES as u64).read_to_end(&mut prefix),
+    let prefix = match &mut stream {
+        Stream::File(file) => read_prefix(file),
+        Stream::Other(read) => read_prefix(read),
     }
     .map_err(io_error)?;
     if prefix.starts_with(GZIP_MAGIC) {
@@ -282,6 +281,36 @@ impl Iterator for Reader {
 
     fn next(&mut self) -> Option<Record> {
         self.records.next()
+    }
+}
+
+/// Reads enough of a stream to tell its format: up to the end of its first non-blank line
+/// (and at least the 8 bytes of the longest magic number), or [`SNIFF_BYTES`], or the end.
+/// It stops there rather than filling a buffer, so a live stream (a pipe, a followed
+/// file) is not held up waiting for bytes that have not been written yet.
+fn read_prefix(stream: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut prefix: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let has_line = prefix.len() >= EVTX_MAGIC.len()
+            && prefix
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .is_some_and(|start| prefix[start..].contains(&b'\n'));
+        // Binary containers are sniffed on their magic alone.
+        let binary = [GZIP_MAGIC, ZIP_MAGIC, EVTX_MAGIC]
+            .iter()
+            .any(|m| prefix.len() >= m.len() && prefix.starts_with(m));
+        if has_line || binary || prefix.len() >= SNIFF_BYTES {
+            return Ok(prefix);
+        }
+        let want = chunk.len().min(SNIFF_BYTES - prefix.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => return Ok(prefix),
+            Ok(n) => prefix.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
