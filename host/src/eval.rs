@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::alerts::{Alert, Match, Output, WindowSpec};
-use crate::events::{Input, InputError, InputFormat, Lineage, ProcessEvent, Record, RecordError, lineage};
+use crate::events::{
+    Field, Input, InputError, InputFormat, Lineage, ProcessEvent, Record, RecordError, lineage,
+};
 use crate::runtime::{CompiledRule, RuleError, RuleInstance};
 
 /// How an evaluation runs.
@@ -348,6 +350,37 @@ fn evaluate_batch(
     Ok(())
 }
 
+/// The `summarize` stage of one rule over the matched `events` of one window, and the
+/// engine's columns (count, first and last time, report ids) of each alert. The events
+/// are put in time order first.
+pub(crate) fn summarize_window(
+    instance: &mut RuleInstance,
+    (start, end): (i64, i64),
+    events: &mut [ProcessEvent],
+) -> Result<Vec<Alert>, RuleError> {
+    events.sort_by_key(ProcessEvent::time_ms);
+    let rows = instance.summarize((start, end), events)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let covered: Vec<&ProcessEvent> = row.events.iter().map(|&i| &events[i]).collect();
+            let time_text = |e: Option<&&ProcessEvent>| {
+                e.map_or_else(String::new, |e| e.get(Field::Timestamp).to_owned())
+            };
+            Alert {
+                rule: instance.rule().clone(),
+                window_start_ms: start,
+                window_end_ms: end,
+                columns: row.columns,
+                match_count: covered.len(),
+                first_timestamp: time_text(covered.iter().min_by_key(|e| e.time_ms())),
+                last_timestamp: time_text(covered.iter().max_by_key(|e| e.time_ms())),
+                report_ids: covered.iter().map(|e| e.get(Field::ReportId).to_owned()).collect(),
+            }
+        })
+        .collect())
+}
+
 /// Summarizes every rule's windows into alerts, ordered by window start, then rule load
 /// order, then the rule's own order.
 fn summarize(
@@ -361,7 +394,6 @@ fn summarize(
         let mut windows: Vec<_> = std::mem::take(&mut run.windows).into_iter().collect();
         windows.sort_by_key(|(w, _)| *w);
         for ((start, end), mut events) in windows {
-            events.sort_by_key(ProcessEvent::time_ms);
             // `--window all` reports the input's own span, end exclusive.
             let (start, end) = match (window, time_range) {
                 (WindowSpec::All, Some((lo, hi))) => (lo, hi.saturating_add(1)),
@@ -371,39 +403,16 @@ fn summarize(
                 run.summary.unsummarized_matches += events.len() as u64;
                 continue;
             }
-            let rows = match run.instance.summarize((start, end), &events) {
-                Ok(rows) => {
+            match summarize_window(&mut run.instance, (start, end), &mut events) {
+                Ok(window_alerts) => {
                     run.consecutive_failures = 0;
-                    rows
+                    run.summary.alerts += window_alerts.len() as u64;
+                    alerts.extend(window_alerts.into_iter().map(|alert| (start, rule_index, alert)));
                 }
                 Err(error) => {
                     run.summary.unsummarized_matches += events.len() as u64;
                     run.failed(&error, events.len(), diagnose);
-                    continue;
                 }
-            };
-            for row in rows {
-                let covered: Vec<&ProcessEvent> = row.events.iter().map(|&i| &events[i]).collect();
-                let time_text = |e: Option<&&ProcessEvent>| {
-                    e.map_or_else(String::new, |e| e.get(crate::events::Field::Timestamp).to_owned())
-                };
-                let first = covered.iter().min_by_key(|e| e.time_ms());
-                let last = covered.iter().max_by_key(|e| e.time_ms());
-                let alert = Alert {
-                    rule: run.instance.rule().clone(),
-                    window_start_ms: start,
-                    window_end_ms: end,
-                    columns: row.columns,
-                    match_count: covered.len(),
-                    first_timestamp: time_text(first),
-                    last_timestamp: time_text(last),
-                    report_ids: covered
-                        .iter()
-                        .map(|e| e.get(crate::events::Field::ReportId).to_owned())
-                        .collect(),
-                };
-                run.summary.alerts += 1;
-                alerts.push((start, rule_index, alert));
             }
         }
     }

@@ -15,5 +15,6 @@ pub mod config;
 pub mod eval;
 pub mod events;
 pub mod rules;
+pub mod run;
 pub mod runtime;
 pub mod scaffold;

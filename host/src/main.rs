@@ -62,6 +62,9 @@ enum Command {
     /// Check a rule artifact against a trust policy.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Evaluate a stream continuously, swapping rules as their files change.
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
     /// Show the effective settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -123,6 +126,58 @@ struct TestArgs {
 struct CompletionsArgs {
     /// The shell.
     shell: clap_complete::Shell,
+}
+
+const RUN_HELP: &str = "\
+Examples:
+  tail -F /var/log/defender.jsonl | rulehost run --rules /etc/rulehost/rules --trust platform.pub -
+  rulehost run --rules rules/ --follow events.jsonl --matches
+  rulehost run --rules rules/ --stats-interval 60 /run/events.fifo
+
+The rules directory is watched: a new or changed *.wasm is verified, compiled and checked
+(and a smoke call made) off the evaluation path, then swapped in between two batches; a
+removed file unloads its rule; a candidate that fails any step is reported and the running
+version stays. SIGHUP rescans the directory; SIGINT and SIGTERM (and the end of the input)
+flush every open window and exit.";
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The input: a file (with --follow, read as it grows), a named pipe, or `-` for stdin.
+    #[arg(value_name = "INPUT", default_value = "-")]
+    input: PathBuf,
+    /// The rules directory, watched for changes.
+    #[arg(long = "rules", value_name = "DIR", required = true)]
+    rules: PathBuf,
+    /// Follow a file as it grows, like `tail -f`.
+    #[arg(long)]
+    follow: bool,
+    /// Write every match as soon as its batch is evaluated, instead of alerts.
+    #[arg(long)]
+    matches: bool,
+    /// Alert window: tumbling, aligned to the Unix epoch (`30m`, `1h`), or `all`.
+    #[arg(long, default_value = "1h", value_name = "DURATION|all")]
+    window: WindowSpec,
+    /// How far behind the latest event time an event may come and still find its window
+    /// open (`30s`, `5m`).
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    allowed_lateness: WindowSpec,
+    /// Input format: `jsonl`, `csv`, `xml`, `json` (streams are not sniffed beyond their
+    /// first line: `auto` works too).
+    #[arg(long, default_value = "auto", value_name = "FORMAT")]
+    input_format: InputFormat,
+    /// Print each rule's counters every N seconds (and always at exit).
+    #[arg(long, value_name = "SECONDS")]
+    stats_interval: Option<u64>,
+    /// Events per rule call at most.
+    #[arg(long, default_value_t = eval::DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    batch_size: u32,
+    /// How long a partial batch waits for more events, in milliseconds.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    max_batch_delay_ms: u64,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -368,6 +423,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => run_inspect(args, config),
         Command::Config(ConfigCommand::Show(args)) => run_config_show(args, config),
         Command::New(args) => run_new(args),
+        Command::Run(args) => run_live(args, config),
         Command::Test(args) => run_test(args, config),
         Command::Completions(args) => {
             clap_complete::generate(args.shell, &mut Cli::command(), "rulehost", &mut io::stdout());
@@ -675,6 +731,92 @@ fn run_sign(args: SignArgs) -> Result<ExitCode> {
             eprintln!("rulehost: signed {name} with key {key_id}: {}", output.display());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode> {
+    use rulehost::rules::watch::{self, DirectoryState, RuleUpdate};
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(use_color(io::stderr().is_terminal()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RULEHOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let settings = settings(config, std::slice::from_ref(&args.rules), &args.trust, &args.limits)?;
+    let runtime = Runtime::with_limits(settings.limits.clone())?;
+    let trust = trust_of(&settings)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rescan = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, rescan.clone())?;
+
+    let mut state = DirectoryState::default();
+    let mut initial = Vec::new();
+    for update in watch::rescan(&args.rules, &runtime, &trust, &mut state) {
+        match update {
+            RuleUpdate::Loaded { path, rule } => {
+                tracing::info!(rule = %rule.metadata().id, version = %rule.metadata().version, digest = %rule.digest(), path = %path.display(), "rule loaded");
+                initial.push((path, rule));
+            }
+            RuleUpdate::Refused { path, reason } => {
+                tracing::error!(path = %path.display(), "refused: {reason}")
+            }
+            RuleUpdate::Removed { .. } => {}
+        }
+    }
+    let (updates_tx, updates_rx) = std::sync::mpsc::channel();
+    let _watcher = watch::watch(args.rules.clone(), runtime, trust, state, rescan, updates_tx)
+        .with_context(|| format!("watching {}", args.rules.display()))?;
+    let input = match (args.input.as_os_str() == "-", args.follow) {
+        (true, _) => Input::stdin(),
+        (false, true) => Input::follow(&args.input, stop.clone()),
+        (false, false) => Input::file(&args.input),
+    };
+    let lateness = match args.allowed_lateness {
+        WindowSpec::Every(ms) => std::time::Duration::from_millis(ms as u64),
+        WindowSpec::All => anyhow::bail!("--allowed-lateness takes a duration"),
+    };
+    let options = rulehost::run::RunOptions {
+        window: args.window,
+        allowed_lateness: lateness,
+        batch_size: args.batch_size as usize,
+        max_batch_delay: std::time::Duration::from_millis(args.max_batch_delay_ms),
+        matches_only: args.matches,
+        input_format: args.input_format,
+        stats_interval: args.stats_interval.map(std::time::Duration::from_secs),
+        lineage_capacity: rulehost::events::lineage::DEFAULT_CAPACITY,
+    };
+    let mut output = JsonLines::new(io::BufWriter::new(io::stdout().lock()));
+    let mut print_stats = |rules: &[rulehost::run::RuleStats], last: bool| {
+        let when = if last { "at exit" } else { "so far" };
+        for r in rules {
+            eprintln!(
+                "rulehost: stats {when}: rule {} {} ({}): {} events, {}, {}, {}, {} swaps",
+                r.id,
+                r.version,
+                r.digest,
+                r.events,
+                plural(r.matches, "match"),
+                plural(r.alerts, "alert"),
+                plural(r.failures, "failure"),
+                r.swaps
+            );
+        }
+    };
+    let summary =
+        rulehost::run::run(initial, input, updates_rx, stop, &options, &mut output, &mut print_stats)?;
+    eprintln!(
+        "rulehost: {} read: {} evaluated, {} skipped, {} rejected, {} late",
+        plural(summary.read, "record"),
+        summary.evaluated,
+        summary.skipped,
+        summary.rejected,
+        summary.late
+    );
     Ok(ExitCode::SUCCESS)
 }
 

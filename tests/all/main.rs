@@ -7,6 +7,7 @@ mod authoring;
 mod bad_input;
 mod cli;
 mod defender;
+mod hot_swap;
 mod sandbox;
 mod signing;
 mod util;

@@ -38,6 +38,12 @@ pub trait Output {
     fn matched(&mut self, matched: &Match<'_>) -> io::Result<()>;
     /// Writes whatever is buffered; called once at the end.
     fn finish(&mut self) -> io::Result<()>;
+
+    /// Pushes what was written so far to its reader (a live run calls it after every
+    /// batch); outputs that can only write at the end keep it a no-op.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The JSON object of an alert: the rule, the window, the rule's columns, then the
@@ -122,6 +128,10 @@ impl<W: Write> Output for JsonLines<W> {
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }

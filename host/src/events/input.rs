@@ -6,7 +6,7 @@ use std::io::{self, BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
@@ -91,10 +91,12 @@ pub enum InputError {
 }
 
 /// An input: a file, or standard input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Input {
     name: Arc<str>,
     path: Option<PathBuf>,
+    /// Keep reading a file as it grows (`tail -f`) until this flag is set.
+    follow: Option<Arc<AtomicBool>>,
 }
 
 /// Bytes to read, and whether they can be re-read from the start (a file can; standard
@@ -102,6 +104,27 @@ pub struct Input {
 enum Stream {
     File(Counted<File>),
     Other(Box<dyn Read + Send>),
+}
+
+/// A file read as it grows: at its end, wait and read again, until `stop` is set.
+struct Follow {
+    file: File,
+    stop: Arc<AtomicBool>,
+}
+
+/// How often a followed file is polled at its end.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Read for Follow {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.file.read(buf)?;
+            if n > 0 || self.stop.load(Ordering::Relaxed) {
+                return Ok(n);
+            }
+            std::thread::sleep(FOLLOW_POLL);
+        }
+    }
 }
 
 /// A stream that counts the bytes read from it.
@@ -157,7 +180,7 @@ impl<T: Read + Seek + Send> ReadSeek for T {}
 impl Input {
     /// Standard input, named `-`.
     pub fn stdin() -> Self {
-        Self { name: "-".into(), path: None }
+        Self { name: "-".into(), path: None, follow: None }
     }
 
     /// The file at `path`; `-` means standard input.
@@ -166,7 +189,13 @@ impl Input {
         if path.as_os_str() == "-" {
             return Self::stdin();
         }
-        Self { name: path.display().to_string().into(), path: Some(path) }
+        Self { name: path.display().to_string().into(), path: Some(path), follow: None }
+    }
+
+    /// The file at `path`, read as it grows, like `tail -f`: at its end the reader waits
+    /// for more until `stop` is set.
+    pub fn follow(path: impl Into<PathBuf>, stop: Arc<AtomicBool>) -> Self {
+        Self { follow: Some(stop), ..Self::file(path) }
     }
 
     /// The name used in events and messages.
@@ -197,9 +226,15 @@ impl Input {
         counter: Option<Arc<AtomicU64>>,
     ) -> Result<Reader, InputError> {
         let io_error = |source| InputError::Io { path: self.name.to_string(), source };
-        let stream = match &self.path {
-            Some(path) => Stream::File(Counted { inner: File::open(path).map_err(io_error)?, counter }),
-            None => Stream::Other(Box::new(Counted { inner: io::stdin(), counter })),
+        let stream = match (&self.path, &self.follow) {
+            (Some(path), Some(stop)) => {
+                let file = File::open(path).map_err(io_error)?;
+                Stream::Other(Box::new(Counted { inner: Follow { file, stop: stop.clone() }, counter }))
+            }
+            (Some(path), None) => {
+                Stream::File(Counted { inner: File::open(path).map_err(io_error)?, counter })
+            }
+            (None, _) => Stream::Other(Box::new(Counted { inner: io::stdin(), counter })),
         };
         let name_hint =
             self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());

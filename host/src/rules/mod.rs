@@ -4,6 +4,7 @@
 mod metadata;
 pub mod signing;
 pub mod trust;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,195 @@
+//! `rulehost run`: a stream of more than a million events while the rules directory
+//! changes under it, checked from the output alone.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use rulehost::rules::BUNDLED_SOFT_CELL;
+
+use crate::util::{rulehost, test_rule, workspace};
+
+/// Events per chunk, and chunks: a swap (or a refused candidate) after each chunk.
+const CHUNK: u64 = 20_000;
+const CHUNKS: u64 = 56;
+
+/// Waits for a stderr line containing one of `needles`, returning it.
+fn wait_for(lines: &Receiver<String>, needles: &[&str], seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line.clone());
+            if needles.iter().any(|n| line.contains(n)) {
+                return line;
+            }
+        }
+    }
+    panic!("no {needles:?} in stderr:\n{}", seen.join("\n"));
+}
+
+/// Replaces `dir/versioned.wasm` the way a deployment does: write aside, then rename.
+fn deploy(dir: &Path, bytes: &[u8]) {
+    let aside = dir.join("versioned.wasm.partial");
+    std::fs::write(&aside, bytes).unwrap();
+    std::fs::rename(aside, dir.join("versioned.wasm")).unwrap();
+}
+
+#[test]
+fn every_event_is_evaluated_once_by_one_version_through_fifty_swaps() {
+    let keys = tempfile::tempdir().unwrap();
+    let keys_dir = keys.path().display().to_string();
+    assert_eq!(rulehost(&["key", "generate", "--name", "platform", "--dir", &keys_dir]).code, 0);
+    let secret = keys.path().join("platform.key").display().to_string();
+    let public = keys.path().join("platform.pub").display().to_string();
+    let signed = |source: &str, name: &str| -> Vec<u8> {
+        let out = keys.path().join(name);
+        let run = rulehost(&["sign", "--key", &secret, "-o", &out.display().to_string(), source]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        std::fs::read(out).unwrap()
+    };
+    let v1 = signed(&test_rule("versioned-1"), "v1.wasm");
+    let v2 = signed(&test_rule("versioned-2"), "v2.wasm");
+    let unsigned = std::fs::read(test_rule("versioned-2")).unwrap();
+    let soft_cell_path = keys.path().join("soft-cell-unsigned.wasm");
+    std::fs::write(&soft_cell_path, BUNDLED_SOFT_CELL).unwrap();
+    let soft_cell = signed(&soft_cell_path.display().to_string(), "soft-cell.wasm");
+
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("soft-cell.wasm"), soft_cell).unwrap();
+    std::fs::write(rules.path().join("versioned.wasm"), &v1).unwrap();
+    let output = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
+        .current_dir(workspace())
+        .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
+        .env("RULEHOST_LOG", "info")
+        .args(["run", "--rules", &rules.path().display().to_string(), "--trust", &public])
+        .args(["--window", "1m", "--allowed-lateness", "1s", "--input-format", "jsonl", "-"])
+        .stdin(Stdio::piped())
+        .stdout(output.reopen().unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    wait_for(&lines, &["rule loaded"], &mut seen);
+    wait_for(&lines, &["rule loaded"], &mut seen);
+
+    let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
+    let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().timestamp_millis();
+    let (mut swaps, mut refusals) = (0, 0);
+    let mut current = 1;
+    for chunk in 0..CHUNKS {
+        for i in chunk * CHUNK..(chunk + 1) * CHUNK {
+            let time = chrono::DateTime::from_timestamp_millis(start + i as i64).unwrap();
+            writeln!(
+                stdin,
+                r#"{{"Timestamp":"{}","DeviceId":"d1","DeviceName":"host1","FileName":"x.exe","ReportId":{}}}"#,
+                time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                i + 1
+            )
+            .unwrap();
+        }
+        stdin.flush().unwrap();
+        // Every seventh change is a broken or an unsigned candidate: refused, the running
+        // version stays.
+        match chunk % 7 {
+            3 => {
+                deploy(rules.path(), b"\0asm garbage");
+                let line = wait_for(&lines, &["candidate refused", "rule swapped"], &mut seen);
+                assert!(line.contains("candidate refused"), "{line}");
+                refusals += 1;
+            }
+            5 => {
+                deploy(rules.path(), &unsigned);
+                let line = wait_for(&lines, &["candidate refused", "rule swapped"], &mut seen);
+                assert!(line.contains("candidate refused") && line.contains("unsigned"), "{line}");
+                refusals += 1;
+            }
+            _ => {
+                current = if current == 1 { 2 } else { 1 };
+                deploy(rules.path(), if current == 1 { &v1 } else { &v2 });
+                let line = wait_for(&lines, &["rule swapped", "candidate refused"], &mut seen);
+                assert!(line.contains("rule swapped"), "{line}");
+                swaps += 1;
+            }
+        }
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(lines.try_iter());
+    assert!(status.success(), "{}", seen.join("\n"));
+    assert!(swaps >= 40 && swaps + refusals >= 50, "{swaps} swaps, {refusals} refusals");
+
+    let total = CHUNK * CHUNKS;
+    assert!(total >= 1_000_000);
+    // From the output alone: every ReportId in exactly one alert of the versioned rule,
+    // and every alert tagged (by the rule itself) with the version the host names.
+    let text = std::fs::read_to_string(output.path()).unwrap();
+    let mut seen_ids = vec![0u8; total as usize + 1];
+    let mut versions = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let alert: serde_json::Value = serde_json::from_str(line).unwrap();
+        if alert["RuleId"] != "test-versioned" {
+            continue;
+        }
+        assert_eq!(
+            alert["tag"], alert["RuleVersion"],
+            "the alert names the version that made it: {line:.300}"
+        );
+        versions.insert(alert["RuleVersion"].as_str().unwrap().to_owned());
+        for id in alert["ReportIds"].as_array().unwrap() {
+            let id: usize = id.as_str().unwrap().parse().unwrap();
+            seen_ids[id] += 1;
+        }
+    }
+    let missing = seen_ids[1..].iter().filter(|&&n| n == 0).count();
+    let twice = seen_ids[1..].iter().filter(|&&n| n > 1).count();
+    assert_eq!((missing, twice), (0, 0), "every event exactly once");
+    assert_eq!(versions.into_iter().collect::<Vec<_>>(), ["1.0.0", "2.0.0"]);
+    // Both rules evaluated every event once, as their counters say at exit.
+    let stats: Vec<&String> = seen.iter().filter(|l| l.contains("stats at exit")).collect();
+    assert_eq!(stats.len(), 2, "{}", seen.join("\n"));
+    for line in stats {
+        assert!(line.contains(&format!(": {total} events,")), "{line}");
+    }
+    let versioned = seen.iter().find(|l| l.contains("stats at exit: rule test-versioned")).unwrap();
+    assert!(versioned.contains(&format!("{swaps} swaps")), "{versioned}");
+}
+
+#[test]
+fn matches_stream_as_they_are_found() {
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("soft-cell.wasm"), BUNDLED_SOFT_CELL).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
+        .current_dir(workspace())
+        .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
+        .args(["run", "--rules", &rules.path().display().to_string(), "--matches", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let rows = crate::util::read_data("defender-rows.jsonl");
+    // One matching row, and the stream stays open: its match must come out anyway.
+    stdin.write_all(rows.lines().next().unwrap().as_bytes()).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    stdin.flush().unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let matched: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(matched["event"]["ReportId"], "1101");
+    assert_eq!(matched["rule_version"], "1.0.0");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
