@@ -54,7 +54,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## Benchmarks; figures go to BENCHMARKS.md by hand, as ratios.
-bench: setup
+bench: build
 	$(CARGO) run --release -p rulehost-bench
 
 ## The man page, generated from the command-line definitions.

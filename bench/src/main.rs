@@ -100,6 +100,133 @@ fn main() -> Result<()> {
 
     evtx_vs_parser(&bundled)?;
     sandbox_cost(&events, expected_matches)?;
+    drop(events);
+    hot_swap(&jsonl, count)?;
+    Ok(())
+}
+
+/// A variant of a component with another digest and the same rule: the component with a
+/// custom section appended (a component may end with custom sections).
+fn variant(component: &[u8], n: u32) -> Vec<u8> {
+    let name = b"bench-variant";
+    let payload = n.to_le_bytes();
+    let size = 1 + name.len() + payload.len();
+    let mut out = component.to_vec();
+    out.push(0); // custom section
+    out.push(size as u8); // < 128: one LEB byte
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// 5. `rulehost run` while its rule is swapped: the latency from a new artifact landing
+///    in the rules directory to the swap (applied just before the next batch), p50/p99 over
+///    `SWAPS` swaps; and the throughput of a run over the whole file while the rule is
+///    swapped every 400 ms, against the same run without swaps.
+fn hot_swap(jsonl: &std::path::Path, count: u64) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    const SWAPS: usize = 60;
+    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost");
+    ensure!(binary.exists(), "{} is not built (make build)", binary.display());
+    let dir = tempfile::tempdir()?;
+    let deploy = |n: u32| -> Result<Instant> {
+        let aside = dir.path().join("rule.wasm.partial");
+        std::fs::write(&aside, variant(rules::BUNDLED_SOFT_CELL, n))?;
+        let landed = Instant::now();
+        std::fs::rename(aside, dir.path().join("rule.wasm"))?;
+        Ok(landed)
+    };
+    let start = |input: &std::path::Path, follow: bool| -> Result<std::process::Child> {
+        let mut command = Command::new(&binary);
+        command.args(["run", "--rules"]).arg(dir.path()).args(["--input-format", "jsonl"]);
+        if follow {
+            command.arg("--follow");
+        }
+        Ok(command.arg(input).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?)
+    };
+
+    // Latency: a live stream (a followed file that grows), a swap every 300 ms.
+    deploy(0)?;
+    let live = dir.path().join("live.jsonl");
+    std::fs::write(&live, "")?;
+    let mut child = start(&live, true)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("rule swapped") || line.contains("rule loaded") {
+                let _ = tx.send(Instant::now());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))?;
+    let source = std::fs::read_to_string(jsonl)?;
+    let mut rows = source.lines().cycle();
+    let mut feed = std::fs::OpenOptions::new().append(true).open(&live)?;
+    let mut latencies = Vec::with_capacity(SWAPS);
+    for n in 1..=SWAPS as u32 {
+        for _ in 0..2000 {
+            use std::io::Write;
+            writeln!(feed, "{}", rows.next().expect("cycled"))?;
+        }
+        let landed = deploy(n)?;
+        let swapped = rx.recv_timeout(Duration::from_secs(30))?;
+        latencies.push(swapped - landed);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    child.kill()?;
+    child.wait()?;
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+
+    // Throughput: the whole file, without swaps and with a swap every 100 ms.
+    let timed_run = |swapping: bool| -> Result<(Duration, usize)> {
+        deploy(1000)?;
+        let began = Instant::now();
+        let mut child = start(jsonl, false)?;
+        let stderr = child.stderr.take().expect("piped");
+        let drain = std::thread::spawn(move || {
+            BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| l.contains("rule swapped"))
+                .count()
+        });
+        let mut n = 1001;
+        while child.try_wait()?.is_none() {
+            std::thread::sleep(Duration::from_millis(400));
+            if swapping {
+                deploy(n)?;
+                n += 1;
+            }
+        }
+        let took = began.elapsed();
+        Ok((took, drain.join().unwrap_or(0)))
+    };
+    let (mut quiet, mut busy, mut swaps) = (Duration::MAX, Duration::MAX, 0);
+    for _ in 0..2 {
+        quiet = quiet.min(timed_run(false)?.0);
+        let (took, applied) = timed_run(true)?;
+        if took < busy {
+            (busy, swaps) = (took, applied);
+        }
+    }
+    println!();
+    println!("| `rulehost run`, Soft Cell swapped | value |");
+    println!("|---|---|");
+    println!(
+        "| swap latency, artifact landed to swap applied (p50 of {SWAPS}) | {:.1} ms |",
+        at(0.5).as_secs_f64() * 1e3
+    );
+    println!("| swap latency (p99) | {:.1} ms |", at(0.99).as_secs_f64() * 1e3);
+    println!("| {count} events, no swap | {} events/s |", rate(count, quiet));
+    println!("| {count} events, a swap every 400 ms ({swaps} applied) | {} events/s |", rate(count, busy));
+    println!(
+        "| **throughput while swapping / without** | **{:.2}** |",
+        quiet.as_secs_f64() / busy.as_secs_f64()
+    );
     Ok(())
 }
 

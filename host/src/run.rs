@@ -235,33 +235,10 @@ pub fn run(
         };
         match incoming.recv_timeout(wait) {
             Ok(Incoming::Record(record)) => {
-                summary.read += 1;
-                match record {
-                    Record::Event(mut event) => {
-                        lineage.resolve_and_record(&mut event);
-                        summary.evaluated += 1;
-                        let t = event.time_ms();
-                        let watermark = latest.map(|l| l - lateness);
-                        if options.window != WindowSpec::All
-                            && watermark.is_some_and(|w| options.window.window_of(t).1 <= w)
-                        {
-                            summary.late += 1;
-                            if summary.late <= 10 {
-                                tracing::warn!(origin = %event.origin(), timestamp = event.get(crate::events::Field::Timestamp), "late event: its window has closed; evaluated, and its matches make an alert of their own");
-                            }
-                        }
-                        latest = Some(latest.map_or(t, |l| l.max(t)));
-                        if batch.is_empty() {
-                            batch_started = Instant::now();
-                        }
-                        batch.push(*event);
-                    }
-                    Record::Skipped(_) => summary.skipped += 1,
-                    Record::Rejected(error) => {
-                        summary.rejected += 1;
-                        tracing::warn!(origin = %error.origin, "record rejected: {}", error.reason);
-                    }
+                if batch.is_empty() {
+                    batch_started = Instant::now();
                 }
+                take(record, &mut summary, &mut lineage, &mut batch, &mut latest, options);
             }
             Ok(Incoming::Failed(error)) => return Err(error.into()),
             Ok(Incoming::End) | Err(RecvTimeoutError::Disconnected) => input_done = true,
@@ -291,6 +268,13 @@ pub fn run(
             next_stats = options.stats_interval.map(|i| Instant::now() + i);
         }
     }
+    // Stopped by a signal: the records already read are still evaluated.
+    while let Ok(Incoming::Record(record)) = incoming.try_recv() {
+        take(record, &mut summary, &mut lineage, &mut batch, &mut latest, options);
+        if batch.len() >= options.batch_size {
+            evaluate_batch(&mut slots, &mut batch, options, output)?;
+        }
+    }
     if !batch.is_empty() {
         evaluate_batch(&mut slots, &mut batch, options, output)?;
     }
@@ -301,6 +285,42 @@ pub fn run(
     summary.rules = all_stats(&slots, &retired);
     stats(&summary.rules, true);
     Ok(summary)
+}
+
+/// Counts one record and, for an event, resolves its lineage, notes whether it is late,
+/// and adds it to the batch.
+fn take(
+    record: Record,
+    summary: &mut RunSummary,
+    lineage: &mut Lineage,
+    batch: &mut Vec<ProcessEvent>,
+    latest: &mut Option<i64>,
+    options: &RunOptions,
+) {
+    summary.read += 1;
+    match record {
+        Record::Event(mut event) => {
+            lineage.resolve_and_record(&mut event);
+            summary.evaluated += 1;
+            let t = event.time_ms();
+            let watermark = latest.map(|l| l - options.allowed_lateness.as_millis() as i64);
+            if options.window != WindowSpec::All
+                && watermark.is_some_and(|w| options.window.window_of(t).1 <= w)
+            {
+                summary.late += 1;
+                if summary.late <= 10 {
+                    tracing::warn!(origin = %event.origin(), timestamp = event.get(crate::events::Field::Timestamp), "late event: its window has closed; evaluated, and its matches make an alert of their own");
+                }
+            }
+            *latest = Some(latest.map_or(t, |l| l.max(t)));
+            batch.push(*event);
+        }
+        Record::Skipped(_) => summary.skipped += 1,
+        Record::Rejected(error) => {
+            summary.rejected += 1;
+            tracing::warn!(origin = %error.origin, "record rejected: {}", error.reason);
+        }
+    }
 }
 
 fn all_stats(slots: &[Slot], retired: &[RuleStats]) -> Vec<RuleStats> {

@@ -193,3 +193,61 @@ fn matches_stream_as_they_are_found() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn rules_come_and_go_and_signals_are_obeyed() {
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("soft-cell.wasm"), BUNDLED_SOFT_CELL).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
+        .current_dir(workspace())
+        .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
+        .env("RULEHOST_LOG", "info")
+        .args(["run", "--rules", &rules.path().display().to_string(), "--window", "1h", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    wait_for(&lines, &["rule loaded"], &mut seen);
+    // A new id is added; a removed file unloads its rule.
+    std::fs::copy(test_rule("match-all"), rules.path().join("match-all.wasm")).unwrap();
+    let line = wait_for(&lines, &["rule loaded", "refused"], &mut seen);
+    assert!(line.contains("rule loaded") && line.contains("test-match-all"), "{line}");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(crate::util::read_data("defender-rows.jsonl").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(rules.path().join("match-all.wasm")).unwrap();
+    let line = wait_for(&lines, &["unloaded"], &mut seen);
+    assert!(line.contains("test-match-all"), "{line}");
+    // SIGHUP rescans; SIGTERM flushes the open windows and exits cleanly, although the
+    // input is still open.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_for(&lines, &["rescanning the rules directory"], &mut seen);
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut text).unwrap();
+    let alerts: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let soft_cell: Vec<&serde_json::Value> =
+        alerts.iter().filter(|a| a["RuleId"] == "fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7").collect();
+    assert_eq!(soft_cell.len(), 2, "the open windows were flushed at SIGTERM: {text}");
+    let match_all: Vec<&serde_json::Value> =
+        alerts.iter().filter(|a| a["RuleId"] == "test-match-all").collect();
+    assert_eq!(
+        match_all.iter().map(|a| a["MatchCount"].as_u64().unwrap()).sum::<u64>(),
+        9,
+        "the removed rule summarized what it had matched before it went: {text}"
+    );
+    drop(stdin);
+}
