@@ -104,19 +104,8 @@ pub struct RunSummary {
     pub rules: Vec<RuleStats>,
 }
 
-/// What ended a run early.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The input could not be opened.
-    #[error(transparent)]
-    Input(#[from] InputError),
-    /// A rule could not be instantiated.
-    #[error(transparent)]
-    Rule(#[from] RuleError),
-    /// Writing the output failed.
-    #[error("writing the output: {0}")]
-    Output(#[from] std::io::Error),
-}
+/// What ended a run early: the same as for `eval`.
+pub use crate::eval::EvalError as RunError;
 
 /// One loaded rule.
 struct Slot {

@@ -96,6 +96,35 @@ pub struct Metadata {
     pub query_frequency_seconds: u64,
 }
 
+impl Metadata {
+    /// Metadata with only what a rule cannot do without: informational severity, no
+    /// ATT&CK mapping, coverage or indicators, a one-hour period. For drafts and test
+    /// rules; a published rule fills in every field.
+    pub const fn draft(
+        id: &'static str,
+        version: &'static str,
+        title: &'static str,
+        reads: &'static [Field],
+        summary_reads: &'static [Field],
+    ) -> Self {
+        Metadata {
+            id,
+            version,
+            title,
+            description: title,
+            severity: Severity::Informational,
+            tactics: &[],
+            techniques: &[],
+            coverage: &[],
+            reads,
+            summary_reads,
+            indicators: &[],
+            query_period_seconds: 3600,
+            query_frequency_seconds: 3600,
+        }
+    }
+}
+
 /// A condition a rule tests, `field operator (values...)`, for people and tooling.
 #[derive(Debug, Clone, Copy)]
 pub struct Indicator {

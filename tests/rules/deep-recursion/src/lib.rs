@@ -2,28 +2,20 @@
 //!
 //! Built only for the sandbox tests; never shipped.
 
-use rulehost_sdk::{Alert, Event, Field, Metadata, Rule, Severity, Window};
+use rulehost_sdk::{Alert, Event, Field, Metadata, Rule, Window};
 
 /// The rule.
 #[derive(Debug)]
 pub struct TestRule;
 
 impl Rule for TestRule {
-    const METADATA: Metadata = Metadata {
-        id: "test-deep-recursion",
-        version: env!("CARGO_PKG_VERSION"),
-        title: "Recurses without end in evaluate",
-        description: "A misbehaving rule for the sandbox tests.",
-        severity: Severity::Informational,
-        tactics: &[],
-        techniques: &[],
-        coverage: &[],
-        reads: &[Field::ProcessCommandLine],
-        summary_reads: &[Field::DeviceName],
-        indicators: &[],
-        query_period_seconds: 3600,
-        query_frequency_seconds: 3600,
-    };
+    const METADATA: Metadata = Metadata::draft(
+        "test-deep-recursion",
+        env!("CARGO_PKG_VERSION"),
+        "Recurses without end in evaluate",
+        &[Field::ProcessCommandLine],
+        &[Field::DeviceName],
+    );
 
     fn matches(event: &Event<'_>) -> bool {
         depth(std::hint::black_box(event.process_command_line().len() as u64)) > 0

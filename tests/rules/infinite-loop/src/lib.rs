@@ -2,28 +2,20 @@
 //!
 //! Built only for the sandbox tests; never shipped.
 
-use rulehost_sdk::{Alert, Event, Field, Metadata, Rule, Severity, Window};
+use rulehost_sdk::{Alert, Event, Field, Metadata, Rule, Window};
 
 /// The rule.
 #[derive(Debug)]
 pub struct TestRule;
 
 impl Rule for TestRule {
-    const METADATA: Metadata = Metadata {
-        id: "test-infinite-loop",
-        version: env!("CARGO_PKG_VERSION"),
-        title: "Loops forever in evaluate",
-        description: "A misbehaving rule for the sandbox tests.",
-        severity: Severity::Informational,
-        tactics: &[],
-        techniques: &[],
-        coverage: &[],
-        reads: &[Field::ProcessCommandLine],
-        summary_reads: &[Field::DeviceName],
-        indicators: &[],
-        query_period_seconds: 3600,
-        query_frequency_seconds: 3600,
-    };
+    const METADATA: Metadata = Metadata::draft(
+        "test-infinite-loop",
+        env!("CARGO_PKG_VERSION"),
+        "Loops forever in evaluate",
+        &[Field::ProcessCommandLine],
+        &[Field::DeviceName],
+    );
 
     fn matches(event: &Event<'_>) -> bool {
         // An endless loop the optimizer cannot remove: it reads the event each time.

@@ -2,28 +2,20 @@
 //!
 //! Built only for the sandbox tests; never shipped.
 
-use rulehost_sdk::{Alert, Event, Field, Metadata, Rule, Severity, Window};
+use rulehost_sdk::{Alert, Event, Field, Metadata, Rule, Window};
 
 /// The rule.
 #[derive(Debug)]
 pub struct TestRule;
 
 impl Rule for TestRule {
-    const METADATA: Metadata = Metadata {
-        id: "test-unreachable",
-        version: env!("CARGO_PKG_VERSION"),
-        title: "Executes unreachable in evaluate",
-        description: "A misbehaving rule for the sandbox tests.",
-        severity: Severity::Informational,
-        tactics: &[],
-        techniques: &[],
-        coverage: &[],
-        reads: &[Field::ProcessCommandLine],
-        summary_reads: &[Field::DeviceName],
-        indicators: &[],
-        query_period_seconds: 3600,
-        query_frequency_seconds: 3600,
-    };
+    const METADATA: Metadata = Metadata::draft(
+        "test-unreachable",
+        env!("CARGO_PKG_VERSION"),
+        "Executes unreachable in evaluate",
+        &[Field::ProcessCommandLine],
+        &[Field::DeviceName],
+    );
 
     fn matches(event: &Event<'_>) -> bool {
         let _ = event;

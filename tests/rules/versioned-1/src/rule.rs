@@ -3,28 +3,20 @@
 // (as the rule itself knows it), so a test can check the host's attribution from the
 // output alone.
 
-use rulehost_sdk::{Alert, Event, Field, Metadata, Rule, Severity, Window};
+use rulehost_sdk::{Alert, Event, Field, Metadata, Rule, Window};
 
 /// The rule.
 #[derive(Debug)]
 pub struct Versioned;
 
 impl Rule for Versioned {
-    const METADATA: Metadata = Metadata {
-        id: "test-versioned",
-        version: env!("CARGO_PKG_VERSION"),
-        title: "Every event, tagged with the rule's version (test rule)",
-        description: "Matches every event; its alerts carry the version of the rule that made them.",
-        severity: Severity::Informational,
-        tactics: &[],
-        techniques: &[],
-        coverage: &[],
-        reads: &[Field::ReportId],
-        summary_reads: &[Field::ReportId],
-        indicators: &[],
-        query_period_seconds: 60,
-        query_frequency_seconds: 60,
-    };
+    const METADATA: Metadata = Metadata::draft(
+        "test-versioned",
+        env!("CARGO_PKG_VERSION"),
+        "Every event, tagged with the rule's version (test rule)",
+        &[Field::ReportId],
+        &[Field::ReportId],
+    );
 
     fn matches(_event: &Event<'_>) -> bool {
         true
