@@ -43,7 +43,7 @@ const MISBEHAVING: &[(&str, &str, &str)] = &[
     ),
     (
         "bad-indices",
-        "evaluate: bad output: returned match index 0 for a batch of 9 events (indices must be ascending, unique, in range)",
+        "evaluate: bad output: returned match index 9 for a batch of 9 events (indices must be ascending, unique, in range)",
         "9 events not evaluated",
     ),
 ];
@@ -118,6 +118,25 @@ fn fuel_bounds_a_call_when_asked() {
     assert!(run.stderr.contains("evaluate: out of fuel"), "{}", run.stderr);
     let soft_cell = rulehost(&["eval", "--fuel", "1000000", &data("defender-rows.jsonl")]);
     assert_golden("defender.alerts.jsonl", &soft_cell.stdout);
+}
+
+#[test]
+fn duplicated_and_out_of_range_indices_are_both_refused() {
+    let rule = test_rule("bad-indices");
+    // Batches of 2, 2, 2, 2 and 1 events: duplicates four times, then out of range.
+    let run = eval_with(&[&rule], &["--batch-size", "2", "--max-failures", "10"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("returned match index 0 for a batch of 2 events"),
+        "duplicated: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("returned match index 1 for a batch of 1 events"),
+        "out of range: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("5 failed calls, 9 events not evaluated"), "{}", run.stderr);
 }
 
 #[test]
