@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! rules = ["/etc/rulehost/rules"]       # default for --rules
+//! cache_dir = "/var/cache/rulehost"     # compiled components (default: the user's cache)
 //!
 //! [trust]
 //! keys = ["/etc/rulehost/policy.toml"]  # default for --trust
@@ -76,6 +77,7 @@ impl fmt::Display for Source {
 struct File {
     #[serde(default)]
     rules: Vec<PathBuf>,
+    cache_dir: Option<PathBuf>,
     #[serde(default)]
     trust: TrustSection,
     #[serde(default)]
@@ -121,6 +123,10 @@ pub struct Flags {
     pub allow_unsigned: bool,
     /// The limits' flags.
     pub limits: LimitSettings,
+    /// `--cache-dir`.
+    pub cache_dir: Option<PathBuf>,
+    /// `--no-cache`.
+    pub no_cache: bool,
 }
 
 /// The effective settings and where each came from.
@@ -136,6 +142,8 @@ pub struct Settings {
     pub allow_unsigned: bool,
     /// The sandbox's limits.
     pub limits: Limits,
+    /// Where compiled components are cached (`None`: off).
+    pub cache_dir: Option<PathBuf>,
     /// Each setting's source, by name.
     pub sources: BTreeMap<&'static str, Source>,
 }
@@ -189,6 +197,19 @@ impl Settings {
             false
         };
 
+        let cache_dir = if flags.no_cache {
+            sources.insert("cache_dir", Source::Flag);
+            None
+        } else if let Some(dir) = &flags.cache_dir {
+            sources.insert("cache_dir", Source::Flag);
+            Some(dir.clone())
+        } else if let Some(dir) = &file.cache_dir {
+            sources.insert("cache_dir", from_file.clone());
+            Some(base.join(dir))
+        } else {
+            sources.insert("cache_dir", Source::Default);
+            crate::runtime::ComponentCache::default_dir()
+        };
         let defaults = Limits::default();
         macro_rules! pick {
             ($name:ident, $default:expr) => {{
@@ -221,7 +242,7 @@ impl Settings {
                 .unwrap_or(defaults.max_consecutive_failures),
             ..defaults
         };
-        Ok(Settings { file: file_path, rules, trust, allow_unsigned, limits, sources })
+        Ok(Settings { file: file_path, rules, trust, allow_unsigned, limits, cache_dir, sources })
     }
 
     /// Each setting as `(name, value, source)`, for `rulehost config show`.
@@ -244,6 +265,10 @@ impl Settings {
             ("max_alerts", l.max_alerts.to_string()),
             ("max_artifact_mib", (l.max_artifact_bytes >> 20).to_string()),
             ("max_failures", l.max_consecutive_failures.to_string()),
+            (
+                "cache_dir",
+                self.cache_dir.as_ref().map_or_else(|| "(off)".to_owned(), |d| d.display().to_string()),
+            ),
         ];
         values
             .into_iter()

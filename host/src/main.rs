@@ -120,6 +120,8 @@ struct TestArgs {
     trust: TrustArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +180,8 @@ struct RunArgs {
     trust: TrustArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +202,8 @@ struct ConfigShowArgs {
     trust: TrustArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 const SIGN_EXAMPLES: &str = "\
@@ -323,6 +329,8 @@ struct EvalArgs {
     trust: TrustArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 /// The sandbox's limits (see README, "Security model"); each overrides the config file.
@@ -374,20 +382,40 @@ impl LimitArgs {
     }
 }
 
+/// Where compiled components are kept.
+#[derive(Debug, Args, Default)]
+struct CacheArgs {
+    /// Cache compiled components here [default: the user's cache directory].
+    #[arg(long, value_name = "DIR", help_heading = "Cache")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every rule, and cache nothing.
+    #[arg(long, help_heading = "Cache")]
+    no_cache: bool,
+}
+
 /// Resolves the settings from the config file and the flags that override it.
 fn settings(
     config: Option<&Path>,
     rules: &[PathBuf],
     trust: &TrustArgs,
     limits: &LimitArgs,
+    cache: &CacheArgs,
 ) -> Result<Settings> {
     let flags = Flags {
         rules: rules.to_vec(),
         trust: trust.trust.clone(),
         allow_unsigned: trust.allow_unsigned,
         limits: limits.settings(),
+        cache_dir: cache.cache_dir.clone(),
+        no_cache: cache.no_cache,
     };
     Ok(Settings::resolve(config, &flags)?)
+}
+
+/// The runtime the settings describe.
+fn runtime_of(settings: &Settings) -> Result<Runtime> {
+    let cache = settings.cache_dir.clone().map(rulehost::runtime::ComponentCache::new);
+    Ok(Runtime::with_limits(settings.limits.clone())?.with_cache(cache))
 }
 
 /// The trust policy the settings name, announcing --allow-unsigned.
@@ -413,6 +441,8 @@ struct InspectArgs {
     trust: TrustArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 fn main() -> ExitCode {
@@ -470,8 +500,8 @@ fn load_rules(runtime: &Runtime, paths: &[PathBuf], trust: &Trust) -> Result<Vec
 }
 
 fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let settings = settings(config, &args.rules, &args.trust, &args.limits)?;
-    let runtime = Runtime::with_limits(settings.limits.clone())?;
+    let settings = settings(config, &args.rules, &args.trust, &args.limits, &args.cache)?;
+    let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
     let rules = load_rules(&runtime, &settings.rules, &trust)?;
     let inputs: Vec<Input> = if args.inputs.is_empty() {
@@ -679,8 +709,8 @@ fn print_summary(summary: &Summary) {
 }
 
 fn run_inspect(args: InspectArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let settings = settings(config, &[], &args.trust, &args.limits)?;
-    let runtime = Runtime::with_limits(settings.limits.clone())?;
+    let settings = settings(config, &[], &args.trust, &args.limits, &args.cache)?;
+    let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
     let (rule, signatures) = match &args.rule {
         Some(path) => {
@@ -744,8 +774,9 @@ fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let settings = settings(config, std::slice::from_ref(&args.rules), &args.trust, &args.limits)?;
-    let runtime = Runtime::with_limits(settings.limits.clone())?;
+    let settings =
+        settings(config, std::slice::from_ref(&args.rules), &args.trust, &args.limits, &args.cache)?;
+    let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let rescan = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -834,8 +865,9 @@ fn run_new(args: NewArgs) -> Result<ExitCode> {
 }
 
 fn run_test(args: TestArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let settings = settings(config, std::slice::from_ref(&args.rule), &args.trust, &args.limits)?;
-    let runtime = Runtime::with_limits(settings.limits.clone())?;
+    let settings =
+        settings(config, std::slice::from_ref(&args.rule), &args.trust, &args.limits, &args.cache)?;
+    let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
     let rule = rules::load_paths(&runtime, std::slice::from_ref(&args.rule), &trust)?.remove(0);
     let case_files = if args.cases.is_empty() {
@@ -899,7 +931,7 @@ fn paint(text: &str, color: &str, enabled: bool) -> String {
 }
 
 fn run_config_show(args: ConfigShowArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let settings = settings(config, &args.rules, &args.trust, &args.limits)?;
+    let settings = settings(config, &args.rules, &args.trust, &args.limits, &args.cache)?;
     let mut out = io::stdout().lock();
     match &settings.file {
         Some(file) => writeln!(out, "config file: {}", file.display())?,
@@ -919,7 +951,7 @@ fn run_config_show(args: ConfigShowArgs, config: Option<&Path>) -> Result<ExitCo
 }
 
 fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let settings = settings(config, &[], &args.trust, &LimitArgs::none())?;
+    let settings = settings(config, &[], &args.trust, &LimitArgs::none(), &CacheArgs::default())?;
     let trust = trust_of(&settings)?;
     if trust.policy.is_none() {
         anyhow::bail!("verify needs --trust");

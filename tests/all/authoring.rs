@@ -122,6 +122,7 @@ fn in_terminal(command: &str, columns: u32, env: &[(&str, &str)]) -> String {
         .args(["-q", "-e", "-c", &line, "/dev/null"])
         .current_dir(workspace())
         .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
+        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
         .env_remove("NO_COLOR")
         .envs(env.iter().copied())
         .output()

@@ -197,3 +197,41 @@ fn the_config_file_sets_what_flags_do_not() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("unknown field `deadline`"), "{}", run.stderr);
 }
+
+#[test]
+fn compiled_components_are_cached_and_a_bad_entry_is_a_miss() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().display().to_string();
+    let entries = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(cache.path())
+            .map_or_else(|_| Vec::new(), |d| d.map(|e| e.unwrap().path()).collect())
+    };
+    let run = rulehost(&["eval", "--no-cache", "--cache-dir", &dir, &data("defender-rows.jsonl")]);
+    assert_golden("defender.alerts.jsonl", &run.stdout);
+    assert!(entries().is_empty(), "--no-cache writes nothing");
+
+    let cold = rulehost(&["eval", "--cache-dir", &dir, &data("defender-rows.jsonl")]);
+    assert_golden("defender.alerts.jsonl", &cold.stdout);
+    let written = entries();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(written[0].extension().is_some_and(|e| e == "cwasm"));
+    let original = std::fs::read(&written[0]).unwrap();
+    let warm = rulehost(&["eval", "--cache-dir", &dir, &data("defender-rows.jsonl")]);
+    assert_eq!(warm.stdout, cold.stdout, "the cached component gives the same output");
+
+    // Truncated, then with one byte changed: each a miss, compiled again and rewritten.
+    for damage in [0u8, 1] {
+        let mut bytes = std::fs::read(&written[0]).unwrap();
+        if damage == 0 {
+            bytes.truncate(bytes.len() / 2);
+        } else {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x40;
+        }
+        std::fs::write(&written[0], bytes).unwrap();
+        let run = rulehost(&["eval", "--cache-dir", &dir, &data("defender-rows.jsonl")]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.stdout, cold.stdout);
+        assert!(std::fs::read(&written[0]).unwrap() == original, "the entry is written anew, whole");
+    }
+}

@@ -61,6 +61,7 @@ pub fn rulehost_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
         .current_dir(workspace())
         // Hermetic: no config file of the machine's user applies.
         .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
+        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

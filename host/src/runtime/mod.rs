@@ -3,6 +3,7 @@
 
 pub mod artifact;
 mod bindings;
+mod cache;
 mod limits;
 mod pack;
 
@@ -13,6 +14,7 @@ use wasmtime::{Config, Engine, Store};
 
 pub use artifact::{ArtifactInfo, CONTRACT_PACKAGE, CONTRACT_VERSION, Digest};
 use bindings::{RuleBindings, RuleBindingsPre, wit};
+pub use cache::ComponentCache;
 pub use limits::{Limits, RuleState, TICK};
 
 use crate::events::ProcessEvent;
@@ -199,6 +201,8 @@ pub struct Runtime {
     limits: Arc<Limits>,
     /// Whether the limits are enforced (always, but for the benchmark's comparison).
     enforce: bool,
+    /// Compiled components on disk, if caching is on.
+    cache: Option<ComponentCache>,
     _ticker: Arc<limits::Ticker>,
 }
 
@@ -258,12 +262,19 @@ impl Runtime {
             stage: "starting the deadline ticker",
             message: e.to_string(),
         })?;
-        Ok(Self { engine, linker, limits: Arc::new(limits), enforce, _ticker: Arc::new(ticker) })
+        Ok(Self { engine, linker, limits: Arc::new(limits), enforce, cache: None, _ticker: Arc::new(ticker) })
     }
 
     /// The limits rules run under.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Caches compiled components in `cache` (`None`: compile every time).
+    #[must_use]
+    pub fn with_cache(mut self, cache: Option<ComponentCache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Checks, compiles and describes the artifact `bytes`, named `artifact` in messages.
@@ -298,7 +309,17 @@ impl Runtime {
         let wasm_error = |stage| {
             move |e: wasmtime::Error| LoadError::Wasm { artifact: name(), stage, message: error_text(&e) }
         };
-        let component = Component::new(&self.engine, bytes).map_err(wasm_error("compiling"))?;
+        let cached = self.cache.as_ref().and_then(|cache| cache.load(&self.engine, &info.digest));
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, bytes).map_err(wasm_error("compiling"))?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&self.engine, &info.digest, &component);
+                }
+                component
+            }
+        };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(wasm_error("linking"))?;
         let pre = RuleBindingsPre::new(instance_pre).map_err(wasm_error("checking the exports"))?;
         let mut store = new_store(&self.engine, &self.limits, self.enforce);
