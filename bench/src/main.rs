@@ -103,6 +103,7 @@ fn main() -> Result<()> {
         parse.as_secs_f64() / end_to_end.as_secs_f64()
     );
 
+    jobs_speedup(&bundled, &input, count)?;
     evtx_vs_parser(&bundled)?;
     sandbox_cost(&events, expected_matches)?;
     drop(events);
@@ -310,6 +311,33 @@ fn sandbox_cost(events: &[ProcessEvent], expected_matches: u64) -> Result<()> {
         ratio(best[1])
     );
     println!("| default limits + fuel metering | {:.1} | **{:.2}x** |", per_event(best[2]), ratio(best[2]));
+    Ok(())
+}
+
+/// 2b. `eval` over the same file with one parsing thread and with two, best of 3 each.
+fn jobs_speedup(
+    rules: &[std::sync::Arc<rulehost::runtime::CompiledRule>],
+    input: &Input,
+    count: u64,
+) -> Result<()> {
+    let mut best = [Duration::MAX; 2];
+    for _ in 0..3 {
+        for (jobs, best) in [1usize, 2].into_iter().zip(&mut best) {
+            let inputs = [input.clone().with_jobs(jobs)];
+            let (time, summary) = timed(|| {
+                let mut output = JsonLines::new(std::io::sink());
+                eval::evaluate(rules, &inputs, &EvalOptions::default(), &mut output, &mut |_| {})
+            });
+            ensure!(summary?.evaluated == count);
+            *best = (*best).min(time);
+        }
+    }
+    println!();
+    println!("| `eval`, {count}-line Defender JSONL | seconds | events/s |");
+    println!("|---|---|---|");
+    println!("| `--jobs 1` | {:.2} | {} |", best[0].as_secs_f64(), rate(count, best[0]));
+    println!("| `--jobs 2` | {:.2} | {} |", best[1].as_secs_f64(), rate(count, best[1]));
+    println!("| **speed-up, 1 to 2 jobs** | **{:.2}x** | |", best[0].as_secs_f64() / best[1].as_secs_f64());
     Ok(())
 }
 

@@ -315,6 +315,10 @@ struct EvalArgs {
     /// Events per rule call.
     #[arg(long, default_value_t = eval::DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     batch_size: u32,
+    /// Threads that parse JSON lines [default: the number of cores]; the output is the
+    /// same, in the same order, whatever the number.
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    jobs: Option<u32>,
     /// Show at most N warnings about rejected records (0: all); the summary counts them all.
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_warnings: u64,
@@ -504,10 +508,12 @@ fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
     let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
     let rules = load_rules(&runtime, &settings.rules, &trust)?;
+    let jobs =
+        args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, usize::from), |j| j as usize);
     let inputs: Vec<Input> = if args.inputs.is_empty() {
-        vec![Input::stdin()]
+        vec![Input::stdin().with_jobs(jobs)]
     } else {
-        args.inputs.iter().map(Input::file).collect()
+        args.inputs.iter().map(|path| Input::file(path).with_jobs(jobs)).collect()
     };
     let options = EvalOptions {
         window: args.window,

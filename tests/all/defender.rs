@@ -114,3 +114,41 @@ fn the_bundled_sample_raises_an_alert() {
     assert_eq!(alerts[0]["MatchCount"], 3, "whoami, ipconfig, and certutil through the grandparent");
     assert_eq!(alerts[0]["ReportIds"], serde_json::json!(["3301", "3302", "3304"]));
 }
+
+#[test]
+fn the_output_is_the_same_whatever_the_number_of_jobs() {
+    let mut big = String::new();
+    let rows = crate::util::read_data("defender-rows.jsonl");
+    for round in 0..500 {
+        for line in rows.lines() {
+            big.push_str(&line.replace("\"ReportId\": 1", &format!("\"ReportId\": {round}1")));
+            big.push('\n');
+        }
+        if round == 250 {
+            big.push_str("{not json\n\n");
+        }
+    }
+    let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+    std::fs::write(file.path(), &big).unwrap();
+    let path = file.path().display().to_string();
+    for (input, extra) in [
+        (path.as_str(), &[][..]),
+        (path.as_str(), &["--matches"][..]),
+        ("tests/data/defender-streaming.jsonl", &[][..]),
+        ("tests/data/windows/scenario.helk.jsonl", &["--matches"][..]),
+    ] {
+        let run = |jobs: &str| {
+            let mut args = vec!["eval", "--jobs", jobs];
+            args.extend(extra);
+            args.push(input);
+            rulehost(&args)
+        };
+        let one = run("1");
+        assert_eq!(one.code, 0, "{}", one.stderr);
+        for jobs in ["2", "3"] {
+            let many = run(jobs);
+            assert!(many.stdout == one.stdout, "{input} {extra:?}: --jobs {jobs} differs from --jobs 1");
+            assert_eq!(many.summary(), one.summary(), "{input}");
+        }
+    }
+}

@@ -97,6 +97,8 @@ pub struct Input {
     path: Option<PathBuf>,
     /// Keep reading a file as it grows (`tail -f`) until this flag is set.
     follow: Option<Arc<AtomicBool>>,
+    /// Threads that parse JSON lines (1: the reading thread parses).
+    jobs: usize,
 }
 
 /// Bytes to read, and whether they can be re-read from the start (a file can; standard
@@ -180,7 +182,7 @@ impl<T: Read + Seek + Send> ReadSeek for T {}
 impl Input {
     /// Standard input, named `-`.
     pub fn stdin() -> Self {
-        Self { name: "-".into(), path: None, follow: None }
+        Self { name: "-".into(), path: None, follow: None, jobs: 1 }
     }
 
     /// The file at `path`; `-` means standard input.
@@ -189,13 +191,21 @@ impl Input {
         if path.as_os_str() == "-" {
             return Self::stdin();
         }
-        Self { name: path.display().to_string().into(), path: Some(path), follow: None }
+        Self { name: path.display().to_string().into(), path: Some(path), follow: None, jobs: 1 }
     }
 
     /// The file at `path`, read as it grows, like `tail -f`: at its end the reader waits
     /// for more until `stop` is set.
     pub fn follow(path: impl Into<PathBuf>, stop: Arc<AtomicBool>) -> Self {
         Self { follow: Some(stop), ..Self::file(path) }
+    }
+
+    /// Parses JSON lines with `jobs` threads; the records come out in input order whatever
+    /// the number.
+    #[must_use]
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
     }
 
     /// The name used in events and messages.
@@ -238,7 +248,7 @@ impl Input {
         };
         let name_hint =
             self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
-        open_stream(self.name.clone(), name_hint.as_deref(), stream, format)
+        open_stream(self.name.clone(), name_hint.as_deref(), stream, format, self.jobs)
     }
 }
 
@@ -249,6 +259,7 @@ fn open_stream(
     name_hint: Option<&str>,
     mut stream: Stream,
     format: InputFormat,
+    jobs: usize,
 ) -> Result<Reader, InputError> {
     let io_error = |source| InputError::Io { path: name.to_string(), source };
     let prefix = match &mut stream {
@@ -260,7 +271,7 @@ fn open_stream(
         let rest = stream.into_read();
         let decoder = MultiGzDecoder::new(Cursor::new(prefix).chain(rest));
         let inner_name = name_hint.map(|n| n.strip_suffix(".gz").unwrap_or(n).to_owned());
-        return open_stream(name, inner_name.as_deref(), Stream::Other(Box::new(decoder)), format);
+        return open_stream(name, inner_name.as_deref(), Stream::Other(Box::new(decoder)), format, jobs);
     }
     if prefix.starts_with(ZIP_MAGIC) {
         let seekable = stream.into_seekable(prefix).map_err(io_error)?;
@@ -287,6 +298,7 @@ fn open_stream(
     let crlf = prefix_line_ends_with_crlf(&prefix);
     let stream = BufReader::with_capacity(256 * 1024, Cursor::new(prefix).chain(stream.into_read()));
     let records: Box<dyn Iterator<Item = Record> + Send> = match format {
+        InputFormat::Jsonl if jobs > 1 => Box::new(ParallelJsonLines::new(name, stream, jobs)),
         InputFormat::Jsonl => Box::new(JsonLines::new(name, stream)),
         InputFormat::Json => Box::new(JsonDocuments::new(name, WithoutRecordHeaders::new(stream))),
         InputFormat::Csv => Box::new(CsvRows::new(name, stream, crlf)),
@@ -478,27 +490,146 @@ impl<R: BufRead> JsonLines<R> {
                 }
             }
             let complete = self.buffer.ends_with(b"\n");
-            let line = self.buffer.trim_ascii();
-            if line.is_empty() {
+            if self.buffer.trim_ascii().is_empty() {
                 continue;
             }
-            let origin = self.origin();
-            let value = match serde_json::from_slice::<Value>(line) {
-                Ok(value) => value,
-                Err(e) => {
-                    let reason = if std::str::from_utf8(line).is_err() {
-                        RejectReason::InvalidUtf8
-                    } else if e.is_eof() && !complete {
-                        RejectReason::Truncated(format!("the input ends inside a JSON value ({e})"))
-                    } else {
-                        RejectReason::MalformedJson(e.to_string())
-                    };
-                    return Some(vec![Record::Rejected(RecordError { origin, reason })]);
-                }
-            };
             let mut records = Vec::with_capacity(1);
-            json::read_value(value, &|| origin.clone(), SourceFormat::DefenderJson, true, &mut records);
+            parse_json_line(&self.buffer, complete, self.origin(), &mut records);
             return Some(records);
+        }
+    }
+}
+
+/// Parses one JSON line (`line` may end with its newline) into its records.
+fn parse_json_line(line: &[u8], complete: bool, origin: Origin, out: &mut Vec<Record>) {
+    let line = line.trim_ascii();
+    let value = match serde_json::from_slice::<Value>(line) {
+        Ok(value) => value,
+        Err(e) => {
+            let reason = if std::str::from_utf8(line).is_err() {
+                RejectReason::InvalidUtf8
+            } else if e.is_eof() && !complete {
+                RejectReason::Truncated(format!("the input ends inside a JSON value ({e})"))
+            } else {
+                RejectReason::MalformedJson(e.to_string())
+            };
+            out.push(Record::Rejected(RecordError { origin, reason }));
+            return;
+        }
+    };
+    json::read_value(value, &|| origin.clone(), SourceFormat::DefenderJson, true, out);
+}
+
+/// Lines handed to a parsing worker at once: enough that the hand-off is cheap, few
+/// enough that the workers' queues hold little.
+const CHUNK_LINES: usize = 1024;
+
+/// Lines read by the reader thread for a worker: their bytes and, per line, its number and
+/// its range in the bytes.
+struct Chunk {
+    seq: u64,
+    bytes: Vec<u8>,
+    lines: Vec<(u64, usize, usize)>,
+    /// A read error after the last line, with the line it happened at.
+    error: Option<(u64, String)>,
+}
+
+/// JSON lines parsed by `jobs` worker threads: one thread reads and cuts the input into
+/// chunks of lines, the workers parse chunks, and the records come out in input order
+/// whatever the number of workers. Memory stays bounded: at most two chunks per worker
+/// are queued or waiting to be put back in order.
+struct ParallelJsonLines {
+    results: std::sync::mpsc::Receiver<(u64, Vec<Record>)>,
+    waiting: std::collections::BTreeMap<u64, Vec<Record>>,
+    pending: std::vec::IntoIter<Record>,
+    next_seq: u64,
+}
+
+impl ParallelJsonLines {
+    fn new(name: Arc<str>, mut stream: impl BufRead + Send + 'static, jobs: usize) -> Self {
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(jobs * 2);
+        let (results_tx, results) = std::sync::mpsc::sync_channel(jobs * 2);
+        std::thread::spawn(move || {
+            let mut line = 0u64;
+            for seq in 0.. {
+                let mut chunk =
+                    Chunk { seq, bytes: Vec::with_capacity(256 * 1024), lines: Vec::new(), error: None };
+                let mut end = false;
+                while chunk.lines.len() < CHUNK_LINES {
+                    let start = chunk.bytes.len();
+                    match stream.read_until(b'\n', &mut chunk.bytes) {
+                        Ok(0) => {
+                            end = true;
+                            break;
+                        }
+                        Ok(_) => {
+                            line += 1;
+                            chunk.lines.push((line, start, chunk.bytes.len()));
+                        }
+                        Err(e) => {
+                            chunk.error = Some((line + 1, e.to_string()));
+                            end = true;
+                            break;
+                        }
+                    }
+                }
+                if work_tx.send(chunk).is_err() || end {
+                    return;
+                }
+            }
+        });
+        let work = Arc::new(std::sync::Mutex::new(work_rx));
+        for _ in 0..jobs {
+            let (work, results_tx, name) = (work.clone(), results_tx.clone(), name.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let chunk = match work.lock().map(|queue| queue.recv()) {
+                        Ok(Ok(chunk)) => chunk,
+                        _ => return,
+                    };
+                    let mut records = Vec::with_capacity(chunk.lines.len());
+                    for &(number, start, end) in &chunk.lines {
+                        let bytes = &chunk.bytes[start..end];
+                        if bytes.trim_ascii().is_empty() {
+                            continue;
+                        }
+                        let origin = Origin { file: name.clone(), position: Position::Line(number) };
+                        parse_json_line(bytes, bytes.ends_with(b"\n"), origin, &mut records);
+                    }
+                    if let Some((number, message)) = chunk.error {
+                        let origin = Origin { file: name.clone(), position: Position::Line(number) };
+                        let reason = RejectReason::Truncated(format!("read error: {message}"));
+                        records.push(Record::Rejected(RecordError { origin, reason }));
+                    }
+                    if results_tx.send((chunk.seq, records)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Self { results, waiting: Default::default(), pending: Vec::new().into_iter(), next_seq: 0 }
+    }
+}
+
+impl Iterator for ParallelJsonLines {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        loop {
+            if let Some(record) = self.pending.next() {
+                return Some(record);
+            }
+            if let Some(records) = self.waiting.remove(&self.next_seq) {
+                self.next_seq += 1;
+                self.pending = records.into_iter();
+                continue;
+            }
+            match self.results.recv() {
+                Ok((seq, records)) => {
+                    self.waiting.insert(seq, records);
+                }
+                Err(_) => return None,
+            }
         }
     }
 }
@@ -640,7 +771,7 @@ impl ZipEntries {
             }
             let name: Arc<str> = format!("{}:{entry_name}", self.name).into();
             let stream = Stream::Other(Box::new(Cursor::new(bytes)));
-            return Some(open_stream(name.clone(), Some(&entry_name), stream, self.format).map_err(|e| {
+            return Some(open_stream(name.clone(), Some(&entry_name), stream, self.format, 1).map_err(|e| {
                 RecordError {
                     origin: Origin { file: name, position: Position::Record(1) },
                     reason: RejectReason::UnknownShape(e.to_string()),
