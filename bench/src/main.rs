@@ -23,6 +23,10 @@ use rulehost::runtime::Runtime;
 use rulehost_sdk::{Batch, Rule};
 use soft_cell::SoftCell;
 
+/// The allocator the `rulehost` binary uses, so that in-process figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Rounds of each measurement; the best round counts (the least disturbed by neighbours).
 const ROUNDS: usize = 5;
 /// Events per rule call, as `eval` uses by default.

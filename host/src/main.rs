@@ -16,6 +16,11 @@ use rulehost::events::{Input, InputFormat};
 use rulehost::rules::{self, Trust, TrustPolicy};
 use rulehost::runtime::{CONTRACT_PACKAGE, CONTRACT_VERSION, CompiledRule, Runtime};
 
+/// mimalloc: parsing threads allocate the events that the evaluating thread frees, which
+/// glibc's allocator handles slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (with --fail-on-detection: and nothing detected)
