@@ -122,11 +122,7 @@ struct TestArgs {
     #[arg(value_name = "CASES")]
     cases: Vec<PathBuf>,
     #[command(flatten)]
-    trust: TrustArgs,
-    #[command(flatten)]
-    limits: LimitArgs,
-    #[command(flatten)]
-    cache: CacheArgs,
+    load: LoadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -182,11 +178,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 100, value_name = "MS")]
     max_batch_delay_ms: u64,
     #[command(flatten)]
-    trust: TrustArgs,
-    #[command(flatten)]
-    limits: LimitArgs,
-    #[command(flatten)]
-    cache: CacheArgs,
+    load: LoadArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,11 +196,7 @@ struct ConfigShowArgs {
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
     #[command(flatten)]
-    trust: TrustArgs,
-    #[command(flatten)]
-    limits: LimitArgs,
-    #[command(flatten)]
-    cache: CacheArgs,
+    load: LoadArgs,
 }
 
 const SIGN_EXAMPLES: &str = "\
@@ -275,7 +263,7 @@ struct VerifyArgs {
 }
 
 /// Which signers rules need.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 struct TrustArgs {
     /// Trusted public keys: key files, directories of *.pub, or a TOML policy file with
     /// named keys and all_of / any_of / minimum. Without it, any rule loads.
@@ -335,15 +323,11 @@ struct EvalArgs {
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]
-    trust: TrustArgs,
-    #[command(flatten)]
-    limits: LimitArgs,
-    #[command(flatten)]
-    cache: CacheArgs,
+    load: LoadArgs,
 }
 
 /// The sandbox's limits (see README, "Security model"); each overrides the config file.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default)]
 struct LimitArgs {
     /// Linear memory one rule may use, in MiB [default: 64].
     #[arg(long, value_name = "MIB", help_heading = "Sandbox limits")]
@@ -367,18 +351,6 @@ struct LimitArgs {
 }
 
 impl LimitArgs {
-    /// No limit given on the command line.
-    fn none() -> Self {
-        Self {
-            max_memory_mib: None,
-            deadline_ms: None,
-            fuel: None,
-            max_alerts: None,
-            max_artifact_mib: None,
-            max_failures: None,
-        }
-    }
-
     fn settings(&self) -> LimitSettings {
         LimitSettings {
             max_memory_mib: self.max_memory_mib,
@@ -389,6 +361,18 @@ impl LimitArgs {
             max_failures: self.max_failures,
         }
     }
+}
+
+/// What every command that loads rules takes: the trust policy, the sandbox's limits and
+/// the component cache.
+#[derive(Debug, Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 /// Where compiled components are kept.
@@ -403,13 +387,8 @@ struct CacheArgs {
 }
 
 /// Resolves the settings from the config file and the flags that override it.
-fn settings(
-    config: Option<&Path>,
-    rules: &[PathBuf],
-    trust: &TrustArgs,
-    limits: &LimitArgs,
-    cache: &CacheArgs,
-) -> Result<Settings> {
+fn settings(config: Option<&Path>, rules: &[PathBuf], load: &LoadArgs) -> Result<Settings> {
+    let LoadArgs { trust, limits, cache } = load;
     let flags = Flags {
         rules: rules.to_vec(),
         trust: trust.trust.clone(),
@@ -447,11 +426,7 @@ struct InspectArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    trust: TrustArgs,
-    #[command(flatten)]
-    limits: LimitArgs,
-    #[command(flatten)]
-    cache: CacheArgs,
+    load: LoadArgs,
 }
 
 fn main() -> ExitCode {
@@ -509,7 +484,7 @@ fn load_rules(runtime: &Runtime, paths: &[PathBuf], trust: &Trust) -> Result<Vec
 }
 
 fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let settings = settings(config, &args.rules, &args.trust, &args.limits, &args.cache)?;
+    let settings = settings(config, &args.rules, &args.load)?;
     let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
     let rules = load_rules(&runtime, &settings.rules, &trust)?;
@@ -720,7 +695,7 @@ fn print_summary(summary: &Summary) {
 }
 
 fn run_inspect(args: InspectArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let settings = settings(config, &[], &args.trust, &args.limits, &args.cache)?;
+    let settings = settings(config, &[], &args.load)?;
     let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
     let (rule, signatures) = match &args.rule {
@@ -785,8 +760,7 @@ fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let settings =
-        settings(config, std::slice::from_ref(&args.rules), &args.trust, &args.limits, &args.cache)?;
+    let settings = settings(config, std::slice::from_ref(&args.rules), &args.load)?;
     let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -876,8 +850,7 @@ fn run_new(args: NewArgs) -> Result<ExitCode> {
 }
 
 fn run_test(args: TestArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let settings =
-        settings(config, std::slice::from_ref(&args.rule), &args.trust, &args.limits, &args.cache)?;
+    let settings = settings(config, std::slice::from_ref(&args.rule), &args.load)?;
     let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
     let rule = rules::load_paths(&runtime, std::slice::from_ref(&args.rule), &trust)?.remove(0);
@@ -942,7 +915,7 @@ fn paint(text: &str, color: &str, enabled: bool) -> String {
 }
 
 fn run_config_show(args: ConfigShowArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let settings = settings(config, &args.rules, &args.trust, &args.limits, &args.cache)?;
+    let settings = settings(config, &args.rules, &args.load)?;
     let mut out = io::stdout().lock();
     match &settings.file {
         Some(file) => writeln!(out, "config file: {}", file.display())?,
@@ -962,7 +935,11 @@ fn run_config_show(args: ConfigShowArgs, config: Option<&Path>) -> Result<ExitCo
 }
 
 fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let settings = settings(config, &[], &args.trust, &LimitArgs::none(), &CacheArgs::default())?;
+    let settings = settings(
+        config,
+        &[],
+        &LoadArgs { trust: args.trust.clone(), limits: LimitArgs::default(), cache: CacheArgs::default() },
+    )?;
     let trust = trust_of(&settings)?;
     if trust.policy.is_none() {
         anyhow::bail!("verify needs --trust");
