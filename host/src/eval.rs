@@ -282,7 +282,7 @@ fn prescan_lineage(inputs: &[Input], format: InputFormat, lineage: &mut Lineage)
         let Ok(reader) = input.open(format) else { continue };
         for record in reader {
             if let Record::Event(mut event) = record {
-                if event.source_format().is_some_and(|f| f.is_defender()) {
+                if event.source_format().is_defender() {
                     break;
                 }
                 lineage.resolve_and_record(&mut event);

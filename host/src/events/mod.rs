@@ -138,7 +138,7 @@ pub struct ProcessEvent {
     values: Vec<String>,
     time: DateTime<Utc>,
     origin: Origin,
-    format: Option<SourceFormat>,
+    format: SourceFormat,
     lineage: Option<Box<LineageKeys>>,
 }
 
@@ -147,15 +147,19 @@ impl ProcessEvent {
     pub fn new(time: DateTime<Utc>, origin: Origin, format: SourceFormat) -> Self {
         let mut values = vec![String::new(); FIELD_COUNT];
         values[Field::Timestamp as usize] = time::format(time);
-        values[Field::SourceFormat as usize] = format.name().to_owned();
-        values[Field::SourceFile as usize] = origin.file.to_string();
+        // SourceFormat and SourceFile are read from `format` and `origin`; only the line
+        // needs text of its own.
         values[Field::SourceLine as usize] = origin.position.number().to_string();
-        Self { values, time, origin, format: Some(format), lineage: None }
+        Self { values, time, origin, format, lineage: None }
     }
 
     /// The value of `field`.
     pub fn get(&self, field: Field) -> &str {
-        &self.values[field as usize]
+        match field {
+            Field::SourceFormat => self.format.name(),
+            Field::SourceFile => &self.origin.file,
+            _ => &self.values[field as usize],
+        }
     }
 
     /// Sets a field of the process. `Timestamp` and the source fields are set by
@@ -182,7 +186,7 @@ impl ProcessEvent {
     }
 
     /// The format the event was read in.
-    pub fn source_format(&self) -> Option<SourceFormat> {
+    pub fn source_format(&self) -> SourceFormat {
         self.format
     }
 
