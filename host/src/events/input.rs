@@ -293,14 +293,14 @@ fn open_stream(
             path: name.to_string(),
             message: format!("EVTX: {message}"),
         })?;
-        return Ok(Reader { records: Box::new(records) });
+        return Ok(Reader { records: Box::new(records.flatten()) });
     }
     let crlf = prefix_line_ends_with_crlf(&prefix);
     let stream = BufReader::with_capacity(256 * 1024, Cursor::new(prefix).chain(stream.into_read()));
     let records: Box<dyn Iterator<Item = Record> + Send> = match format {
-        InputFormat::Jsonl if jobs > 1 => Box::new(ParallelJsonLines::new(name, stream, jobs)),
-        InputFormat::Jsonl => Box::new(JsonLines::new(name, stream)),
-        InputFormat::Json => Box::new(JsonDocuments::new(name, WithoutRecordHeaders::new(stream))),
+        InputFormat::Jsonl if jobs > 1 => Box::new(ParallelJsonLines::new(name, stream, jobs).flatten()),
+        InputFormat::Jsonl => Box::new(JsonLines::new(name, stream).flatten()),
+        InputFormat::Json => Box::new(JsonDocuments::new(name, WithoutRecordHeaders::new(stream)).flatten()),
         InputFormat::Csv => Box::new(CsvRows::new(name, stream, crlf)),
         InputFormat::Xml => Box::new(XmlEvents::new(name, stream)),
         InputFormat::Evtx | InputFormat::Auto => unreachable!("handled above"),
@@ -462,13 +462,13 @@ struct JsonLines<R> {
     stream: R,
     line: u64,
     buffer: Vec<u8>,
-    pending: std::vec::IntoIter<Record>,
+    /// Set after a read error: the line that failed is the last.
     done: bool,
 }
 
 impl<R: BufRead> JsonLines<R> {
     fn new(name: Arc<str>, stream: R) -> Self {
-        Self { name, stream, line: 0, buffer: Vec::new(), pending: Vec::new().into_iter(), done: false }
+        Self { name, stream, line: 0, buffer: Vec::new(), done: false }
     }
 
     fn origin(&self) -> Origin {
@@ -541,7 +541,6 @@ struct Chunk {
 struct ParallelJsonLines {
     results: std::sync::mpsc::Receiver<(u64, Vec<Record>)>,
     waiting: std::collections::BTreeMap<u64, Vec<Record>>,
-    pending: std::vec::IntoIter<Record>,
     next_seq: u64,
 }
 
@@ -607,52 +606,32 @@ impl ParallelJsonLines {
                 }
             });
         }
-        Self { results, waiting: Default::default(), pending: Vec::new().into_iter(), next_seq: 0 }
+        Self { results, waiting: Default::default(), next_seq: 0 }
     }
 }
 
+/// The records of each chunk, in input order.
 impl Iterator for ParallelJsonLines {
-    type Item = Record;
+    type Item = Vec<Record>;
 
-    fn next(&mut self) -> Option<Record> {
+    fn next(&mut self) -> Option<Vec<Record>> {
         loop {
-            if let Some(record) = self.pending.next() {
-                return Some(record);
-            }
             if let Some(records) = self.waiting.remove(&self.next_seq) {
                 self.next_seq += 1;
-                self.pending = records.into_iter();
-                continue;
+                return Some(records);
             }
-            match self.results.recv() {
-                Ok((seq, records)) => {
-                    self.waiting.insert(seq, records);
-                }
-                Err(_) => return None,
-            }
+            let (seq, records) = self.results.recv().ok()?;
+            self.waiting.insert(seq, records);
         }
     }
 }
 
+/// The records of each line that holds any.
 impl<R: BufRead> Iterator for JsonLines<R> {
-    type Item = Record;
+    type Item = Vec<Record>;
 
-    fn next(&mut self) -> Option<Record> {
-        loop {
-            if let Some(record) = self.pending.next() {
-                return Some(record);
-            }
-            if self.done {
-                return None;
-            }
-            match self.read_line() {
-                Some(records) => self.pending = records.into_iter(),
-                None => {
-                    self.done = true;
-                    return None;
-                }
-            }
-        }
+    fn next(&mut self) -> Option<Vec<Record>> {
+        if self.done { None } else { self.read_line() }
     }
 }
 
@@ -661,15 +640,15 @@ impl<R: BufRead> Iterator for JsonLines<R> {
 struct JsonDocuments<R: Read> {
     name: Arc<str>,
     documents: serde_json::StreamDeserializer<'static, serde_json::de::IoRead<R>, Value>,
-    pending: std::vec::IntoIter<Record>,
     record: u64,
+    /// Set after a syntax error, from which the stream cannot resume.
     done: bool,
 }
 
 impl<R: Read> JsonDocuments<R> {
     fn new(name: Arc<str>, stream: R) -> Self {
         let documents = serde_json::Deserializer::from_reader(stream).into_iter::<Value>();
-        Self { name, documents, pending: Vec::new().into_iter(), record: 0, done: false }
+        Self { name, documents, record: 0, done: false }
     }
 
     fn at(&self, position: Position) -> Origin {
@@ -707,32 +686,27 @@ impl<R: Read> JsonDocuments<R> {
     }
 }
 
+/// The records of each document.
 impl<R: Read> Iterator for JsonDocuments<R> {
-    type Item = Record;
+    type Item = Vec<Record>;
 
-    fn next(&mut self) -> Option<Record> {
-        loop {
-            if let Some(record) = self.pending.next() {
-                return Some(record);
-            }
-            if self.done {
-                return None;
-            }
-            match self.documents.next() {
-                None => self.done = true,
-                Some(Ok(document)) => self.pending = self.read_document(document).into_iter(),
-                Some(Err(e)) => {
-                    // The stream cannot resume after a syntax error: the rest of the file
-                    // is one rejected record.
-                    self.done = true;
-                    let reason = if e.is_eof() {
-                        RejectReason::Truncated(format!("the document ends early ({e})"))
-                    } else {
-                        RejectReason::MalformedJson(e.to_string())
-                    };
-                    let origin = self.at(Position::Line(e.line() as u64));
-                    return Some(Record::Rejected(RecordError { origin, reason }));
-                }
+    fn next(&mut self) -> Option<Vec<Record>> {
+        if self.done {
+            return None;
+        }
+        match self.documents.next()? {
+            Ok(document) => Some(self.read_document(document)),
+            Err(e) => {
+                // The stream cannot resume after a syntax error: the rest of the file is
+                // one rejected record.
+                self.done = true;
+                let reason = if e.is_eof() {
+                    RejectReason::Truncated(format!("the document ends early ({e})"))
+                } else {
+                    RejectReason::MalformedJson(e.to_string())
+                };
+                let origin = self.at(Position::Line(e.line() as u64));
+                Some(vec![Record::Rejected(RecordError { origin, reason })])
             }
         }
     }

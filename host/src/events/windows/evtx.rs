@@ -15,7 +15,6 @@ pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
     name: Arc<str>,
     chunks: IntoIterChunks<R>,
     settings: Arc<ParserSettings>,
-    pending: std::vec::IntoIter<Record>,
     chunk_number: u64,
     last_record_id: u64,
     /// Bytes past the last whole chunk: a file cut inside a chunk, whose records are lost.
@@ -39,7 +38,6 @@ impl<R: Read + Seek> EvtxRecords<R> {
             name,
             chunks: parser.into_chunks(),
             settings: Arc::new(settings),
-            pending: Vec::new().into_iter(),
             chunk_number: 0,
             last_record_id: 0,
             partial_chunk_bytes: size.saturating_sub(FILE_HEADER_BYTES) % CHUNK_BYTES,
@@ -108,15 +106,11 @@ impl<R: Read + Seek> EvtxRecords<R> {
     }
 }
 
+/// The records of each chunk (and, at the end, the report of a chunk the file cuts short).
 impl<R: Read + Seek> Iterator for EvtxRecords<R> {
-    type Item = Record;
+    type Item = Vec<Record>;
 
-    fn next(&mut self) -> Option<Record> {
-        loop {
-            if let Some(record) = self.pending.next() {
-                return Some(record);
-            }
-            self.pending = self.read_chunk()?.into_iter();
-        }
+    fn next(&mut self) -> Option<Vec<Record>> {
+        self.read_chunk()
     }
 }
