@@ -115,11 +115,16 @@ pub fn load_bundled(runtime: &Runtime) -> Result<Arc<CompiledRule>, LoadError> {
 
 /// The `*.wasm` files directly in `dir`, sorted by name.
 fn rule_files_in(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let io_error = |source| LoadError::Io { artifact: dir.display().to_string(), source };
+    files_with_extension(dir, "wasm")
+        .map_err(|source| LoadError::Io { artifact: dir.display().to_string(), source })
+}
+
+/// The files directly in `dir` whose name ends with `.extension`, sorted by name.
+pub(crate) fn files_with_extension(dir: &Path, extension: &str) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error)? {
-        let path = entry.map_err(io_error)?.path();
-        if path.is_file() && path.extension().is_some_and(|e| e == "wasm") {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == extension) {
             files.push(path);
         }
     }

@@ -233,14 +233,6 @@ impl TrustPolicy {
 
 /// The `*.pub` files directly in `dir`, sorted.
 fn public_key_files(dir: &Path) -> Result<Vec<PathBuf>, TrustError> {
-    let io_error = |source| SigningError::Io { path: dir.display().to_string(), source };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error)? {
-        let path = entry.map_err(io_error)?.path();
-        if path.is_file() && path.extension().is_some_and(|e| e == "pub") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
+    super::files_with_extension(dir, "pub")
+        .map_err(|source| SigningError::Io { path: dir.display().to_string(), source }.into())
 }

@@ -61,9 +61,8 @@ impl DirectoryState {
 /// checked, removals, refusals. An unchanged file (same digest) is not loaded again.
 pub fn rescan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut DirectoryState) -> Vec<RuleUpdate> {
     let mut updates = Vec::new();
-    let mut present = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let files = match super::files_with_extension(dir, "wasm") {
+        Ok(files) => files,
         Err(e) => {
             return vec![RuleUpdate::Refused {
                 path: dir.to_path_buf(),
@@ -71,13 +70,7 @@ pub fn rescan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut Director
             }];
         }
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
-        .collect();
-    files.sort();
-    for path in files {
-        present.push(path.clone());
+    for path in files.iter().cloned() {
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -97,7 +90,7 @@ pub fn rescan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut Director
             Err(reason) => updates.push(RuleUpdate::Refused { path, reason }),
         }
     }
-    let gone: Vec<PathBuf> = state.known.keys().filter(|p| !present.contains(p)).cloned().collect();
+    let gone: Vec<PathBuf> = state.known.keys().filter(|p| !files.contains(p)).cloned().collect();
     for path in gone {
         state.known.remove(&path);
         updates.push(RuleUpdate::Removed { path });

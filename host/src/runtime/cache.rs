@@ -29,11 +29,7 @@ impl ComponentCache {
     /// The user's cache directory: `$XDG_CACHE_HOME/rulehost/components`, else
     /// `~/.cache/rulehost/components`.
     pub fn default_dir() -> Option<PathBuf> {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-        Some(base.join("rulehost").join("components"))
+        Some(crate::config::user_dir("XDG_CACHE_HOME", ".cache")?.join("components"))
     }
 
     /// The directory.
