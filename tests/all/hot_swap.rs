@@ -205,7 +205,16 @@ fn rules_come_and_go_and_signals_are_obeyed() {
         .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
         .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
         .env("RULEHOST_LOG", "info")
-        .args(["run", "--rules", &rules.path().display().to_string(), "--window", "1h", "-"])
+        .args([
+            "run",
+            "--rules",
+            &rules.path().display().to_string(),
+            "--window",
+            "1h",
+            "--stats-interval",
+            "1",
+            "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -227,7 +236,8 @@ fn rules_come_and_go_and_signals_are_obeyed() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(crate::util::read_data("defender-rows.jsonl").as_bytes()).unwrap();
     stdin.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // The periodic counters tell when the nine events have been evaluated.
+    while !wait_for(&lines, &["stats so far: rule test-match-all"], &mut seen).contains("): 9 events") {}
     std::fs::remove_file(rules.path().join("match-all.wasm")).unwrap();
     let line = wait_for(&lines, &["unloaded"], &mut seen);
     assert!(line.contains("test-match-all"), "{line}");

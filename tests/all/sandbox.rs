@@ -94,7 +94,7 @@ fn soft_cell_beside_a_misbehaving_rule_is_unchanged() {
 #[test]
 fn a_slow_rule_within_its_deadline_succeeds_and_fails_past_it() {
     let slow = test_rule("slow");
-    let run = rulehost(&["eval", "--rules", &slow, "--deadline-ms", "1000", &data("defender-rows.jsonl")]);
+    let run = rulehost(&["eval", "--rules", &slow, "--deadline-ms", "5000", &data("defender-rows.jsonl")]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("warning"), "{}", run.stderr);
     assert_eq!(

@@ -10,6 +10,13 @@ use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 /// deadline: a deadline of N ms is N ticks.
 pub const TICK: Duration = Duration::from_millis(1);
 
+/// The least time the `metadata` call made while loading a rule is given.
+pub const LOAD_CALL_DEADLINE: Duration = Duration::from_secs(1);
+
+fn ticks(deadline: Duration) -> u64 {
+    (deadline.as_micros() / TICK.as_micros()).max(1) as u64
+}
+
 /// Limits that apply to every rule, each with a default that a well-behaved rule never
 /// reaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +84,15 @@ impl Limits {
 
     /// The deadline in ticks.
     pub(super) fn deadline_ticks(&self) -> u64 {
-        (self.deadline.as_micros() / TICK.as_micros()).max(1) as u64
+        ticks(self.deadline)
+    }
+
+    /// The deadline in ticks of the one `metadata` call made while loading. Loading is off
+    /// the evaluation path, and a deadline tuned to a batch of a few milliseconds would
+    /// refuse a sound rule whenever the machine is busy, so that call gets at least
+    /// [`LOAD_CALL_DEADLINE`]; a rule that loops there is still refused.
+    pub(super) fn load_deadline_ticks(&self) -> u64 {
+        ticks(self.deadline.max(LOAD_CALL_DEADLINE))
     }
 
     pub(super) fn store_limits(&self) -> StoreLimits {

@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine, Store};
 pub use artifact::{ArtifactInfo, CONTRACT_PACKAGE, CONTRACT_VERSION, Digest};
 use bindings::{RuleBindings, RuleBindingsPre, wit};
 pub use cache::ComponentCache;
-pub use limits::{Limits, RuleState, TICK};
+pub use limits::{LOAD_CALL_DEADLINE, Limits, RuleState, TICK};
 
 use crate::events::ProcessEvent;
 use crate::rules::RuleMetadata;
@@ -324,7 +324,7 @@ impl Runtime {
         let pre = RuleBindingsPre::new(instance_pre).map_err(wasm_error("checking the exports"))?;
         let mut store = new_store(&self.engine, &self.limits, self.enforce);
         let bindings = pre.instantiate(&mut store).map_err(wasm_error("instantiating"))?;
-        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.set_epoch_deadline(self.limits.load_deadline_ticks());
         if let Some(fuel) = self.limits.fuel {
             store.set_fuel(fuel).map_err(wasm_error("setting fuel"))?;
         }
