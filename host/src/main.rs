@@ -177,6 +177,11 @@ struct RunArgs {
     /// How long a partial batch waits for more events, in milliseconds.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     max_batch_delay_ms: u64,
+    /// Parse every JSON line in full. By default an evtx_dump line that a scan of its
+    /// EventID and Channel shows to be of a skipped kind (not Sysmon 1 or Security 4688) is
+    /// counted as skipped without a parse, so its JSON syntax is not checked.
+    #[arg(long)]
+    parse_all: bool,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -312,6 +317,11 @@ struct EvalArgs {
     /// same, in the same order, whatever the number.
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: Option<u32>,
+    /// Parse every JSON line in full. By default an evtx_dump line that a scan of its
+    /// EventID and Channel shows to be of a skipped kind (not Sysmon 1 or Security 4688) is
+    /// counted as skipped without a parse, so its JSON syntax is not checked.
+    #[arg(long)]
+    parse_all: bool,
     /// Show at most N warnings about rejected records (0: all); the summary counts them all.
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_warnings: u64,
@@ -491,10 +501,12 @@ fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
     let jobs =
         args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, usize::from), |j| j as usize);
     let inputs: Vec<Input> = if args.inputs.is_empty() {
-        vec![Input::stdin().with_jobs(jobs)]
+        vec![Input::stdin()]
     } else {
-        args.inputs.iter().map(|path| Input::file(path).with_jobs(jobs)).collect()
+        args.inputs.iter().map(Input::file).collect()
     };
+    let inputs: Vec<Input> =
+        inputs.into_iter().map(|input| input.with_jobs(jobs).with_parse_all(args.parse_all)).collect();
     let options = EvalOptions {
         window: args.window,
         batch_size: args.batch_size as usize,
@@ -791,7 +803,8 @@ fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode> {
         (true, _) => Input::stdin(),
         (false, true) => Input::follow(&args.input, stop.clone()),
         (false, false) => Input::file(&args.input),
-    };
+    }
+    .with_parse_all(args.parse_all);
     let lateness = match args.allowed_lateness {
         WindowSpec::Every(ms) => std::time::Duration::from_millis(ms as u64),
         WindowSpec::All => anyhow::bail!("--allowed-lateness takes a duration"),

@@ -201,3 +201,61 @@ fn real_records_normalize_to_the_golden_events() {
         assert_golden(golden, &(serde_json::to_string_pretty(&events).unwrap() + "\n"));
     }
 }
+
+/// Every shared EVTX file rendered as evtx_dump's JSON lines (`evtx_dump -o jsonl`), in a
+/// scratch directory.
+fn shared_evtx_as_jsonl(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(shared("evtx")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "evtx") {
+            continue;
+        }
+        let mut lines = String::new();
+        for record in evtx::EvtxParser::from_path(&path).unwrap().records_json_value() {
+            lines.push_str(&serde_json::to_string(&record.unwrap().data).unwrap());
+            lines.push('\n');
+        }
+        let jsonl = dir.join(path.file_name().unwrap()).with_extension("jsonl");
+        std::fs::write(&jsonl, lines).unwrap();
+        files.push((path.display().to_string(), jsonl.display().to_string()));
+    }
+    assert!(files.len() >= 10, "{files:?}");
+    files
+}
+
+/// Lines dismissed by a scan of their EventID and Channel are counted exactly as the full
+/// parse counts them: the same summary, the same normalized events, with and without
+/// `--parse-all`, and the same counts as the EVTX file itself.
+#[test]
+fn dismissed_lines_count_as_the_full_parse_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = test_rule("match-all");
+    let mut inputs = shared_evtx_as_jsonl(dir.path());
+    inputs.push((data("windows/scenario.evtx-dump.jsonl"), data("windows/scenario.evtx-dump.jsonl")));
+    let mut skipped = 0;
+    for (evtx, jsonl) in &inputs {
+        let scanned = rulehost(&["eval", "--matches", "--rules", &rule, jsonl]);
+        let parsed = rulehost(&["eval", "--matches", "--rules", &rule, "--parse-all", jsonl]);
+        assert_eq!(scanned.code, 0, "{jsonl}: {}", scanned.stderr);
+        assert_eq!(scanned.stdout, parsed.stdout, "{jsonl}");
+        assert_eq!(scanned.summary(), parsed.summary(), "{jsonl}");
+        let original = rulehost(&["eval", "--matches", "--rules", &rule, evtx]);
+        assert_eq!(scanned.counts(), original.counts(), "{jsonl}: {}", scanned.summary());
+        skipped += scanned.counts().2;
+    }
+    assert!(skipped >= 30, "the files hold records of other kinds: {skipped}");
+}
+
+/// What `--parse-all` changes: a damaged line of a skipped kind is rejected, not skipped.
+#[test]
+fn parse_all_checks_the_syntax_of_lines_of_skipped_kinds() {
+    let good = r##"{"Event":{"System":{"EventID":4624,"Channel":"Security","TimeCreated":{"#attributes":{"SystemTime":"2024-05-01T00:00:00Z"}}}}}"##;
+    let damaged = r#"{"Event":{"System":{"EventID":4624,"Channel":"Security",,"Computer":"x"}}}"#;
+    let stdin = format!("{good}\n{damaged}\n");
+    let scanned = crate::util::rulehost_with_stdin(&["eval", "-"], stdin.as_bytes());
+    assert_eq!(scanned.counts(), (2, 0, 2, 0), "{}", scanned.stderr);
+    let parsed = crate::util::rulehost_with_stdin(&["eval", "--parse-all", "-"], stdin.as_bytes());
+    assert_eq!(parsed.counts(), (2, 0, 1, 1), "{}", parsed.stderr);
+    assert!(parsed.stderr.contains("-:2: malformed JSON"), "{}", parsed.stderr);
+}

@@ -14,7 +14,9 @@ use serde_json::Value;
 use super::windows::evtx::EvtxRecords;
 use super::windows::xml::XmlEvents;
 
-use super::{Origin, Position, Record, RecordError, RejectReason, SourceFormat, defender, json};
+use super::{
+    Origin, Position, Record, RecordError, RejectReason, Skipped, SourceFormat, defender, json, windows,
+};
 
 /// How much of an input is read to tell its format: enough for the first line of any
 /// realistic JSON lines file; a longer first line is taken as one JSON document.
@@ -97,8 +99,23 @@ pub struct Input {
     path: Option<PathBuf>,
     /// Keep reading a file as it grows (`tail -f`) until this flag is set.
     follow: Option<Arc<AtomicBool>>,
-    /// Threads that parse JSON lines (1: the reading thread parses).
+    /// How lines are parsed.
+    reading: Reading,
+}
+
+/// How JSON lines are parsed.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    /// Threads that parse (1: the reading thread parses).
     jobs: usize,
+    /// Parse every line in full, dismissing none by its `EventID` first.
+    parse_all: bool,
+}
+
+impl Default for Reading {
+    fn default() -> Self {
+        Self { jobs: 1, parse_all: false }
+    }
 }
 
 /// Bytes to read, and whether they can be re-read from the start (a file can; standard
@@ -182,7 +199,7 @@ impl<T: Read + Seek + Send> ReadSeek for T {}
 impl Input {
     /// Standard input, named `-`.
     pub fn stdin() -> Self {
-        Self { name: "-".into(), path: None, follow: None, jobs: 1 }
+        Self { name: "-".into(), path: None, follow: None, reading: Reading::default() }
     }
 
     /// The file at `path`; `-` means standard input.
@@ -191,7 +208,12 @@ impl Input {
         if path.as_os_str() == "-" {
             return Self::stdin();
         }
-        Self { name: path.display().to_string().into(), path: Some(path), follow: None, jobs: 1 }
+        Self {
+            name: path.display().to_string().into(),
+            path: Some(path),
+            follow: None,
+            reading: Reading::default(),
+        }
     }
 
     /// The file at `path`, read as it grows, like `tail -f`: at its end the reader waits
@@ -204,7 +226,16 @@ impl Input {
     /// the number.
     #[must_use]
     pub fn with_jobs(mut self, jobs: usize) -> Self {
-        self.jobs = jobs.max(1);
+        self.reading.jobs = jobs.max(1);
+        self
+    }
+
+    /// With `true`, every JSON line is parsed in full: none is dismissed by a scan of its
+    /// `EventID` and `Channel` first, so a malformed line of a kind that is skipped anyway
+    /// is rejected rather than counted as skipped. Slower on Windows logs.
+    #[must_use]
+    pub fn with_parse_all(mut self, parse_all: bool) -> Self {
+        self.reading.parse_all = parse_all;
         self
     }
 
@@ -248,7 +279,7 @@ impl Input {
         };
         let name_hint =
             self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
-        open_stream(self.name.clone(), name_hint.as_deref(), stream, format, self.jobs)
+        open_stream(self.name.clone(), name_hint.as_deref(), stream, format, self.reading)
     }
 }
 
@@ -259,7 +290,7 @@ fn open_stream(
     name_hint: Option<&str>,
     mut stream: Stream,
     format: InputFormat,
-    jobs: usize,
+    reading: Reading,
 ) -> Result<Reader, InputError> {
     let io_error = |source| InputError::Io { path: name.to_string(), source };
     let prefix = match &mut stream {
@@ -271,13 +302,14 @@ fn open_stream(
         let rest = stream.into_read();
         let decoder = MultiGzDecoder::new(Cursor::new(prefix).chain(rest));
         let inner_name = name_hint.map(|n| n.strip_suffix(".gz").unwrap_or(n).to_owned());
-        return open_stream(name, inner_name.as_deref(), Stream::Other(Box::new(decoder)), format, jobs);
+        return open_stream(name, inner_name.as_deref(), Stream::Other(Box::new(decoder)), format, reading);
     }
     if prefix.starts_with(ZIP_MAGIC) {
         let seekable = stream.into_seekable(prefix).map_err(io_error)?;
         let archive = zip::ZipArchive::new(seekable)
             .map_err(|e| InputError::Container { path: name.to_string(), message: format!("zip: {e}") })?;
-        let entries = ZipEntries { name, archive, next: 0, current: None, format };
+        let reading = Reading { jobs: 1, ..reading };
+        let entries = ZipEntries { name, archive, next: 0, current: None, format, reading };
         return Ok(Reader { records: Box::new(entries) });
     }
     let format = match format {
@@ -298,8 +330,10 @@ fn open_stream(
     let crlf = prefix_line_ends_with_crlf(&prefix);
     let stream = BufReader::with_capacity(256 * 1024, Cursor::new(prefix).chain(stream.into_read()));
     let records: Box<dyn Iterator<Item = Record> + Send> = match format {
-        InputFormat::Jsonl if jobs > 1 => Box::new(ParallelJsonLines::new(name, stream, jobs).flatten()),
-        InputFormat::Jsonl => Box::new(JsonLines::new(name, stream).flatten()),
+        InputFormat::Jsonl if reading.jobs > 1 => {
+            Box::new(ParallelJsonLines::new(name, stream, reading).flatten())
+        }
+        InputFormat::Jsonl => Box::new(JsonLines::new(name, stream, reading.parse_all).flatten()),
         InputFormat::Json => Box::new(JsonDocuments::new(name, WithoutRecordHeaders::new(stream)).flatten()),
         InputFormat::Csv => Box::new(CsvRows::new(name, stream, crlf)),
         InputFormat::Xml => Box::new(XmlEvents::new(name, stream)),
@@ -464,11 +498,12 @@ struct JsonLines<R> {
     buffer: Vec<u8>,
     /// Set after a read error: the line that failed is the last.
     done: bool,
+    parse_all: bool,
 }
 
 impl<R: BufRead> JsonLines<R> {
-    fn new(name: Arc<str>, stream: R) -> Self {
-        Self { name, stream, line: 0, buffer: Vec::new(), done: false }
+    fn new(name: Arc<str>, stream: R, parse_all: bool) -> Self {
+        Self { name, stream, line: 0, buffer: Vec::new(), done: false, parse_all }
     }
 
     fn origin(&self) -> Origin {
@@ -494,15 +529,24 @@ impl<R: BufRead> JsonLines<R> {
                 continue;
             }
             let mut records = Vec::with_capacity(1);
-            parse_json_line(&self.buffer, complete, self.origin(), &mut records);
+            parse_json_line(&self.buffer, complete, self.parse_all, self.origin(), &mut records);
             return Some(records);
         }
     }
 }
 
-/// Parses one JSON line (`line` may end with its newline) into its records.
-fn parse_json_line(line: &[u8], complete: bool, origin: Origin, out: &mut Vec<Record>) {
+/// Parses one JSON line (`line` may end with its newline) into its records. Unless
+/// `parse_all`, a whole line that a scan shows to be a Windows event of another kind is
+/// dismissed without a parse.
+fn parse_json_line(line: &[u8], complete: bool, parse_all: bool, origin: Origin, out: &mut Vec<Record>) {
     let line = line.trim_ascii();
+    if complete
+        && !parse_all
+        && let Some(kind) = windows::dismiss(line)
+    {
+        out.push(Record::Skipped(Skipped { origin, kind }));
+        return;
+    }
     let value = match serde_json::from_slice::<Value>(line) {
         Ok(value) => value,
         Err(e) => {
@@ -520,24 +564,26 @@ fn parse_json_line(line: &[u8], complete: bool, origin: Origin, out: &mut Vec<Re
     json::read_value(value, &|| origin.clone(), SourceFormat::DefenderJson, true, out);
 }
 
-/// Lines handed to a parsing worker at once: enough that the hand-off is cheap, few
-/// enough that the workers' queues hold little.
-const CHUNK_LINES: usize = 1024;
+/// Bytes handed to a parsing worker at once (whole lines; more when one line is longer):
+/// enough that the hand-off is cheap, little enough that the queues hold little.
+const CHUNK_BYTES: usize = 1 << 20;
 
-/// Lines read by the reader thread for a worker: their bytes and, per line, its number and
-/// its range in the bytes.
+/// Whole lines read by the reader thread for a worker.
 struct Chunk {
     seq: u64,
     bytes: Vec<u8>,
-    lines: Vec<(u64, usize, usize)>,
-    /// A read error after the last line, with the line it happened at.
-    error: Option<(u64, String)>,
+    /// The number of the chunk's first line.
+    first_line: u64,
+    /// Whether the input ended after these bytes (its last line may lack a newline).
+    last: bool,
+    /// A read error after the chunk's lines.
+    error: Option<String>,
 }
 
-/// JSON lines parsed by `jobs` worker threads: one thread reads and cuts the input into
-/// chunks of lines, the workers parse chunks, and the records come out in input order
-/// whatever the number of workers. Memory stays bounded: at most two chunks per worker
-/// are queued or waiting to be put back in order.
+/// JSON lines parsed by worker threads: one thread reads the input in blocks cut at a
+/// line's end, the workers cut and parse the lines of a block, and the records come out
+/// in input order whatever the number of workers. Memory stays bounded: at most two
+/// blocks per worker are queued or waiting to be put back in order.
 struct ParallelJsonLines {
     results: std::sync::mpsc::Receiver<(u64, Vec<Record>)>,
     waiting: std::collections::BTreeMap<u64, Vec<Record>>,
@@ -545,61 +591,21 @@ struct ParallelJsonLines {
 }
 
 impl ParallelJsonLines {
-    fn new(name: Arc<str>, mut stream: impl BufRead + Send + 'static, jobs: usize) -> Self {
+    fn new(name: Arc<str>, stream: BufReader<impl Read + Send + 'static>, reading: Reading) -> Self {
+        let jobs = reading.jobs;
         let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(jobs * 2);
         let (results_tx, results) = std::sync::mpsc::sync_channel(jobs * 2);
-        std::thread::spawn(move || {
-            let mut line = 0u64;
-            for seq in 0.. {
-                let mut chunk =
-                    Chunk { seq, bytes: Vec::with_capacity(256 * 1024), lines: Vec::new(), error: None };
-                let mut end = false;
-                while chunk.lines.len() < CHUNK_LINES {
-                    let start = chunk.bytes.len();
-                    match stream.read_until(b'\n', &mut chunk.bytes) {
-                        Ok(0) => {
-                            end = true;
-                            break;
-                        }
-                        Ok(_) => {
-                            line += 1;
-                            chunk.lines.push((line, start, chunk.bytes.len()));
-                        }
-                        Err(e) => {
-                            chunk.error = Some((line + 1, e.to_string()));
-                            end = true;
-                            break;
-                        }
-                    }
-                }
-                if work_tx.send(chunk).is_err() || end {
-                    return;
-                }
-            }
-        });
+        spawn("rulehost-read", move || read_chunks(stream, &work_tx));
         let work = Arc::new(std::sync::Mutex::new(work_rx));
         for _ in 0..jobs {
             let (work, results_tx, name) = (work.clone(), results_tx.clone(), name.clone());
-            std::thread::spawn(move || {
+            spawn("rulehost-parse", move || {
                 loop {
                     let chunk = match work.lock().map(|queue| queue.recv()) {
                         Ok(Ok(chunk)) => chunk,
                         _ => return,
                     };
-                    let mut records = Vec::with_capacity(chunk.lines.len());
-                    for &(number, start, end) in &chunk.lines {
-                        let bytes = &chunk.bytes[start..end];
-                        if bytes.trim_ascii().is_empty() {
-                            continue;
-                        }
-                        let origin = Origin { file: name.clone(), position: Position::Line(number) };
-                        parse_json_line(bytes, bytes.ends_with(b"\n"), origin, &mut records);
-                    }
-                    if let Some((number, message)) = chunk.error {
-                        let origin = Origin { file: name.clone(), position: Position::Line(number) };
-                        let reason = RejectReason::Truncated(format!("read error: {message}"));
-                        records.push(Record::Rejected(RecordError { origin, reason }));
-                    }
+                    let records = parse_chunk(&name, &chunk, reading.parse_all);
                     if results_tx.send((chunk.seq, records)).is_err() {
                         return;
                     }
@@ -608,6 +614,83 @@ impl ParallelJsonLines {
         }
         Self { results, waiting: Default::default(), next_seq: 0 }
     }
+}
+
+/// Starts a named thread (names show in `top -H` and profiles).
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new().name(name.to_owned()).spawn(body).expect("a thread can be started");
+}
+
+/// Reads `stream` in chunks of whole lines and sends them to the workers, until the end,
+/// a read error, or no worker is left. Bytes go from the stream straight into the chunk.
+fn read_chunks(mut stream: BufReader<impl Read>, work: &std::sync::mpsc::SyncSender<Chunk>) {
+    let mut carry: Vec<u8> = stream.buffer().to_vec();
+    stream.consume(carry.len());
+    let mut stream = stream.into_inner();
+    let mut first_line = 1;
+    for seq in 0.. {
+        let mut bytes = Vec::with_capacity(CHUNK_BYTES + carry.len());
+        bytes.append(&mut carry);
+        let (mut last, mut error) = (false, None);
+        // Fill to CHUNK_BYTES, then on until a line ends.
+        loop {
+            let before = bytes.len();
+            let want = CHUNK_BYTES.saturating_sub(before).max(64 * 1024) as u64;
+            match (&mut stream).take(want).read_to_end(&mut bytes) {
+                Ok(0) => {
+                    last = true;
+                    break;
+                }
+                Ok(_) => {
+                    if bytes.len() >= CHUNK_BYTES && memchr::memchr(b'\n', &bytes[before..]).is_some() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    (last, error) = (true, Some(e.to_string()));
+                    break;
+                }
+            }
+        }
+        if !last {
+            let end = memchr::memrchr(b'\n', &bytes).map_or(0, |at| at + 1);
+            carry = bytes.split_off(end);
+        }
+        let lines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
+        let chunk = Chunk { seq, bytes, first_line, last, error };
+        first_line += lines;
+        if work.send(chunk).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The records of the lines of `chunk`, in order.
+fn parse_chunk(name: &Arc<str>, chunk: &Chunk, parse_all: bool) -> Vec<Record> {
+    let mut records = Vec::with_capacity(chunk.bytes.len() / 512);
+    let origin = |line| Origin { file: name.clone(), position: Position::Line(line) };
+    let mut number = chunk.first_line;
+    let mut start = 0;
+    let mut parse = |line: &[u8], number: u64, complete: bool| {
+        if !line.trim_ascii().is_empty() {
+            parse_json_line(line, complete, parse_all, origin(number), &mut records);
+        }
+    };
+    for end in memchr::memchr_iter(b'\n', &chunk.bytes) {
+        parse(&chunk.bytes[start..=end], number, true);
+        start = end + 1;
+        number += 1;
+    }
+    if start < chunk.bytes.len() {
+        // The input's last line, without a newline.
+        parse(&chunk.bytes[start..], number, !chunk.last);
+        number += 1;
+    }
+    if let Some(message) = &chunk.error {
+        let reason = RejectReason::Truncated(format!("read error: {message}"));
+        records.push(Record::Rejected(RecordError { origin: origin(number), reason }));
+    }
+    records
 }
 
 /// The records of each chunk, in input order.
@@ -720,6 +803,7 @@ struct ZipEntries {
     next: usize,
     current: Option<Reader>,
     format: InputFormat,
+    reading: Reading,
 }
 
 impl ZipEntries {
@@ -745,12 +829,14 @@ impl ZipEntries {
             }
             let name: Arc<str> = format!("{}:{entry_name}", self.name).into();
             let stream = Stream::Other(Box::new(Cursor::new(bytes)));
-            return Some(open_stream(name.clone(), Some(&entry_name), stream, self.format, 1).map_err(|e| {
-                RecordError {
-                    origin: Origin { file: name, position: Position::Record(1) },
-                    reason: RejectReason::UnknownShape(e.to_string()),
-                }
-            }));
+            return Some(
+                open_stream(name.clone(), Some(&entry_name), stream, self.format, self.reading).map_err(
+                    |e| RecordError {
+                        origin: Origin { file: name, position: Position::Record(1) },
+                        reason: RejectReason::UnknownShape(e.to_string()),
+                    },
+                ),
+            );
         }
         None
     }

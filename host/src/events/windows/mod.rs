@@ -6,17 +6,22 @@
 //! `System` facts and the `EventData` name/value pairs. One mapping then turns a
 //! `WinEvent` into a [`ProcessEvent`]; events that are not process creations are skipped.
 
+mod dismiss;
 pub(super) mod evtx;
 pub(super) mod json;
 pub(super) mod xml;
 
 use std::collections::HashMap;
 
+pub(super) use dismiss::dismiss;
+
 use super::lineage::{LineageKeys, ProcessKey};
 use super::{Field, Origin, ProcessEvent, Record, RecordError, RejectReason, Skipped, SourceFormat, time};
 
 /// The Sysmon channel.
 const SYSMON_CHANNEL: &str = "Microsoft-Windows-Sysmon/Operational";
+/// The Security channel.
+const SECURITY_CHANNEL: &str = "Security";
 /// Sysmon: process creation.
 const SYSMON_PROCESS_CREATE: u32 = 1;
 /// Security-Auditing: a new process has been created.
@@ -54,7 +59,7 @@ impl WinEvent {
     }
 
     fn is_security(&self) -> bool {
-        self.channel.eq_ignore_ascii_case("Security")
+        self.channel.eq_ignore_ascii_case(SECURITY_CHANNEL)
             || self.provider.eq_ignore_ascii_case("Microsoft-Windows-Security-Auditing")
     }
 
