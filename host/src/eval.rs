@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::alerts::{Alert, Match, Output, WindowSpec};
 use crate::events::{
-    Field, Input, InputError, InputFormat, Lineage, ProcessEvent, Record, RecordError, lineage,
+    Field, Input, InputError, InputFormat, Lineage, ProcessEvent, Reader, Record, RecordError, lineage,
 };
 use crate::runtime::{CompiledRule, RuleError, RuleInstance};
 
@@ -171,6 +171,14 @@ impl RuleRun {
 }
 
 /// Evaluates `rules` over `inputs`, writing to `output` and reporting to `diagnose`.
+///
+/// A Windows log in a file is read twice, so that a child's grandparent is known whatever
+/// the order of files and records: the first pass counts every record and fills the
+/// lineage table from the process creations, the second evaluates the process creations.
+/// Where the first pass could note where their lines start (JSON lines in a plain file),
+/// the second reads only those lines; otherwise it reads the input again and takes its
+/// events. Defender inputs carry their grandparent and standard input cannot be read
+/// twice: those are read once.
 pub fn evaluate(
     rules: &[Arc<CompiledRule>],
     inputs: &[Input],
@@ -184,9 +192,87 @@ pub fn evaluate(
         .iter()
         .map(|input| input.open_counted(options.input_format, options.progress.clone()))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut lineage = Lineage::new(options.lineage_capacity);
-    prescan_lineage(inputs, options.input_format, &mut lineage);
-    evaluate_records(&mut runs, readers.into_iter().flatten(), &mut lineage, options, output, diagnose)
+    let mut evaluation = Evaluation::new(&mut runs, options, output, diagnose);
+    let mut second_passes = Vec::with_capacity(inputs.len());
+    for (input, reader) in inputs.iter().zip(readers) {
+        second_passes.push(first_pass(input, reader, &mut evaluation)?);
+    }
+    for (input, pass) in inputs.iter().zip(second_passes) {
+        match pass {
+            SecondPass::Nothing => {}
+            SecondPass::Rest(records) => {
+                for record in records {
+                    evaluation.record(record)?;
+                }
+            }
+            SecondPass::Lines(lines) => {
+                for record in input.read_lines_at(lines)? {
+                    evaluation.event_of_first_pass(record)?;
+                }
+            }
+            SecondPass::Whole => {
+                for record in input.open(options.input_format)? {
+                    evaluation.event_of_first_pass(record)?;
+                }
+            }
+        }
+    }
+    evaluation.finish()
+}
+
+/// What is left to read of an input after its first pass.
+enum SecondPass {
+    /// Nothing: the input held no event.
+    Nothing,
+    /// The rest of the records, read once (a Defender input, standard input).
+    Rest(Box<dyn Iterator<Item = Record>>),
+    /// The lines of the process creations, by offset and line number.
+    Lines(Vec<(u64, u64)>),
+    /// The whole input again, for its events.
+    Whole,
+}
+
+/// Line offsets noted per input at most (16 bytes each); past that, the second pass reads
+/// the whole input again.
+const MAX_NOTED_LINES: usize = 4 << 20;
+
+/// The first pass over one input: see [`evaluate`].
+fn first_pass(
+    input: &Input,
+    mut reader: Reader,
+    evaluation: &mut Evaluation<'_>,
+) -> Result<SecondPass, EvalError> {
+    let noting = reader.has_line_offsets();
+    if !input.is_rereadable() {
+        return Ok(SecondPass::Rest(Box::new(reader)));
+    }
+    let (mut lines, mut whole, mut events) = (Vec::new(), !noting, 0u64);
+    while let Some(record) = reader.next() {
+        let Record::Event(mut event) = record else {
+            evaluation.record(record)?;
+            continue;
+        };
+        if events == 0 && event.source_format().is_defender() {
+            let first = std::iter::once(Record::Event(event));
+            return Ok(SecondPass::Rest(Box::new(first.chain(reader))));
+        }
+        events += 1;
+        evaluation.lineage.resolve_and_record(&mut event);
+        match event.line_offset() {
+            // Several events of one line (`{"records": [..]}`) are noted once.
+            Some(offset) if !whole && lines.last().is_none_or(|&(last, _)| last < offset) => {
+                lines.push((offset, event.origin().position.number()));
+                whole = lines.len() > MAX_NOTED_LINES;
+            }
+            Some(_) if !whole => {}
+            _ => whole = true,
+        }
+    }
+    Ok(match (events, whole) {
+        (0, _) => SecondPass::Nothing,
+        (_, true) => SecondPass::Whole,
+        (_, false) => SecondPass::Lines(lines),
+    })
 }
 
 /// Evaluates `rules` over in-memory `records` (rule test cases, tests), with lineage
@@ -199,57 +285,99 @@ pub fn evaluate_records_with(
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<Summary, EvalError> {
     let mut runs = start_runs(rules)?;
-    let mut lineage = Lineage::new(options.lineage_capacity);
-    evaluate_records(&mut runs, records, &mut lineage, options, output, diagnose)
+    let mut evaluation = Evaluation::new(&mut runs, options, output, diagnose);
+    for record in records {
+        evaluation.record(record)?;
+    }
+    evaluation.finish()
 }
 
-fn evaluate_records(
-    runs: &mut Vec<RuleRun>,
-    records: impl Iterator<Item = Record>,
-    lineage: &mut Lineage,
-    options: &EvalOptions,
-    output: &mut dyn Output,
-    diagnose: &mut dyn FnMut(Diagnostic<'_>),
-) -> Result<Summary, EvalError> {
-    let mut summary = Summary::default();
-    let mut time_range: Option<(i64, i64)> = None;
-    let mut batch = Vec::with_capacity(options.batch_size);
-    for record in records {
-        summary.read += 1;
+/// One run in progress: the counts, the batch being filled, the lineage table.
+struct Evaluation<'a> {
+    runs: &'a mut Vec<RuleRun>,
+    options: &'a EvalOptions,
+    output: &'a mut dyn Output,
+    diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
+    lineage: Lineage,
+    summary: Summary,
+    time_range: Option<(i64, i64)>,
+    batch: Vec<ProcessEvent>,
+}
+
+impl<'a> Evaluation<'a> {
+    fn new(
+        runs: &'a mut Vec<RuleRun>,
+        options: &'a EvalOptions,
+        output: &'a mut dyn Output,
+        diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
+    ) -> Self {
+        Self {
+            runs,
+            options,
+            output,
+            diagnose,
+            lineage: Lineage::new(options.lineage_capacity),
+            summary: Summary::default(),
+            time_range: None,
+            batch: Vec::with_capacity(options.batch_size),
+        }
+    }
+
+    /// Counts a record, and evaluates it if it is an event.
+    fn record(&mut self, record: Record) -> Result<(), EvalError> {
+        self.summary.read += 1;
         match record {
             Record::Event(mut event) => {
-                lineage.resolve_and_record(&mut event);
-                summary.evaluated += 1;
+                self.lineage.resolve_and_record(&mut event);
+                self.summary.evaluated += 1;
                 let t = event.time_ms();
-                time_range = Some(time_range.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
-                batch.push(*event);
-                if batch.len() == options.batch_size {
-                    evaluate_batch(runs, &mut batch, options, output, diagnose)?;
+                self.time_range = Some(self.time_range.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+                self.batch.push(*event);
+                if self.batch.len() == self.options.batch_size {
+                    self.evaluate_batch()?;
                 }
             }
-            Record::Skipped(skipped) => *summary.skipped.entry(skipped.kind).or_default() += 1,
+            Record::Skipped(skipped) => *self.summary.skipped.entry(skipped.kind).or_default() += 1,
             Record::Rejected(error) => {
-                if options.strict {
+                if self.options.strict {
                     return Err(EvalError::Strict(error));
                 }
-                *summary.rejected.entry(error.reason.kind()).or_default() += 1;
-                diagnose(Diagnostic::Rejected(&error));
+                *self.summary.rejected.entry(error.reason.kind()).or_default() += 1;
+                (self.diagnose)(Diagnostic::Rejected(&error));
             }
         }
+        Ok(())
     }
-    evaluate_batch(runs, &mut batch, options, output, diagnose)?;
 
-    if !options.matches_only {
-        let alerts = summarize(runs, options.window, time_range, diagnose);
-        for alert in &alerts {
-            output.alert(alert)?;
+    /// A record read again in a second pass: the first counted every record, so only its
+    /// events count now.
+    fn event_of_first_pass(&mut self, record: Record) -> Result<(), EvalError> {
+        match record {
+            Record::Event(_) => self.record(record),
+            _ => Ok(()),
         }
     }
-    output.finish()?;
-    summary.rules = runs.drain(..).map(|run| run.summary).collect();
-    summary.matches = summary.rules.iter().map(|r| r.matches).sum();
-    summary.alerts = summary.rules.iter().map(|r| r.alerts).sum();
-    Ok(summary)
+
+    fn evaluate_batch(&mut self) -> Result<(), EvalError> {
+        evaluate_batch(self.runs, &mut self.batch, self.options, self.output, self.diagnose)
+    }
+
+    /// Evaluates the last batch, summarizes every window and writes the alerts.
+    fn finish(mut self) -> Result<Summary, EvalError> {
+        self.evaluate_batch()?;
+        if !self.options.matches_only {
+            let alerts = summarize(self.runs, self.options.window, self.time_range, self.diagnose);
+            for alert in &alerts {
+                self.output.alert(alert)?;
+            }
+        }
+        self.output.finish()?;
+        let mut summary = self.summary;
+        summary.rules = self.runs.drain(..).map(|run| run.summary).collect();
+        summary.matches = summary.rules.iter().map(|r| r.matches).sum();
+        summary.alerts = summary.rules.iter().map(|r| r.alerts).sum();
+        Ok(summary)
+    }
 }
 
 /// An instance and an empty record for every rule.
@@ -270,25 +398,6 @@ fn start_runs(rules: &[Arc<CompiledRule>]) -> Result<Vec<RuleRun>, RuleError> {
             })
         })
         .collect()
-}
-
-/// Fills the lineage table from the process creations of every input that can be read
-/// twice, so that a child's grandparent is known whatever the order of files and records.
-/// A file whose first event is Defender's is left after that event: Defender events carry
-/// their grandparent, and exports do not mix tables with Windows logs. Unreadable records
-/// are reported by the evaluation pass, not here.
-fn prescan_lineage(inputs: &[Input], format: InputFormat, lineage: &mut Lineage) {
-    for input in inputs.iter().filter(|input| input.is_rereadable()) {
-        let Ok(reader) = input.open(format) else { continue };
-        for record in reader {
-            if let Record::Event(mut event) = record {
-                if event.source_format().is_defender() {
-                    break;
-                }
-                lineage.resolve_and_record(&mut event);
-            }
-        }
-    }
 }
 
 /// Runs every rule over `batch`, then writes or keeps the matches, and empties `batch`.

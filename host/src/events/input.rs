@@ -254,6 +254,43 @@ impl Input {
         self.open_counted(format, None)
     }
 
+    /// The records of the JSON lines that start at `lines` (byte offset, line number), in
+    /// ascending order, read again from the input's file; see [`Reader::has_line_offsets`].
+    pub fn read_lines_at(&self, lines: Vec<(u64, u64)>) -> Result<Reader, InputError> {
+        let io_error = |source| InputError::Io { path: self.name.to_string(), source };
+        let path = self.path.as_ref().ok_or_else(|| io_error(io::ErrorKind::Unsupported.into()))?;
+        // Small: the lines are usually far apart, and each is read through the buffer.
+        let mut file = BufReader::with_capacity(8 * 1024, File::open(path).map_err(io_error)?);
+        let name = self.name.clone();
+        // Where the file stands, while known: the next line is then a relative seek away,
+        // often inside the buffer already.
+        let mut at = Some(0u64);
+        let mut buffer = Vec::new();
+        let records = lines.into_iter().flat_map(move |(offset, number)| {
+            let origin = Origin { file: name.clone(), position: Position::Line(number) };
+            buffer.clear();
+            let seek = match at.take() {
+                Some(at) => file.seek_relative(offset as i64 - at as i64),
+                None => file.seek(SeekFrom::Start(offset)).map(drop),
+            };
+            let read = seek.and_then(|()| file.read_until(b'\n', &mut buffer));
+            let mut records = Vec::with_capacity(1);
+            match read {
+                Ok(n) => {
+                    at = Some(offset + n as u64);
+                    parse_json_line(&buffer, buffer.ends_with(b"\n"), true, origin, &mut records);
+                    set_line_offset(&mut records, offset);
+                }
+                Err(e) => {
+                    let reason = RejectReason::Truncated(format!("reading the line again: {e}"));
+                    records.push(Record::Rejected(RecordError { origin, reason }));
+                }
+            }
+            records
+        });
+        Ok(Reader::new(records))
+    }
+
     /// The size of the input in bytes, when it is a file.
     pub fn size(&self) -> Option<u64> {
         self.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len())
@@ -310,7 +347,7 @@ fn open_stream(
             .map_err(|e| InputError::Container { path: name.to_string(), message: format!("zip: {e}") })?;
         let reading = Reading { jobs: 1, ..reading };
         let entries = ZipEntries { name, archive, next: 0, current: None, format, reading };
-        return Ok(Reader { records: Box::new(entries) });
+        return Ok(Reader::new(entries));
     }
     let format = match format {
         InputFormat::Auto => name_hint
@@ -325,8 +362,9 @@ fn open_stream(
             path: name.to_string(),
             message: format!("EVTX: {message}"),
         })?;
-        return Ok(Reader { records: Box::new(records.flatten()) });
+        return Ok(Reader::new(records.flatten()));
     }
+    let plain_file = matches!(stream, Stream::File(_));
     let crlf = prefix_line_ends_with_crlf(&prefix);
     let stream = BufReader::with_capacity(256 * 1024, Cursor::new(prefix).chain(stream.into_read()));
     let records: Box<dyn Iterator<Item = Record> + Send> = match format {
@@ -339,7 +377,7 @@ fn open_stream(
         InputFormat::Xml => Box::new(XmlEvents::new(name, stream)),
         InputFormat::Evtx | InputFormat::Auto => unreachable!("handled above"),
     };
-    Ok(Reader { records })
+    Ok(Reader { records, line_offsets: plain_file && format == InputFormat::Jsonl })
 }
 
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
@@ -349,6 +387,21 @@ const EVTX_MAGIC: &[u8] = b"ElfFile\0";
 /// The records of one opened input.
 pub struct Reader {
     records: Box<dyn Iterator<Item = Record> + Send>,
+    /// Whether each event's [`ProcessEvent::line_offset`] is where its line starts in the
+    /// file itself (JSON lines read from a file, not decompressed or followed).
+    line_offsets: bool,
+}
+
+impl Reader {
+    fn new(records: impl Iterator<Item = Record> + Send + 'static) -> Self {
+        Self { records: Box::new(records), line_offsets: false }
+    }
+
+    /// Whether the events' line offsets are positions in the input's file, so that
+    /// [`Input::read_lines_at`] can read their lines again.
+    pub fn has_line_offsets(&self) -> bool {
+        self.line_offsets
+    }
 }
 
 impl std::fmt::Debug for Reader {
@@ -495,6 +548,8 @@ struct JsonLines<R> {
     name: Arc<str>,
     stream: R,
     line: u64,
+    /// Where the next line starts.
+    offset: u64,
     buffer: Vec<u8>,
     /// Set after a read error: the line that failed is the last.
     done: bool,
@@ -503,7 +558,7 @@ struct JsonLines<R> {
 
 impl<R: BufRead> JsonLines<R> {
     fn new(name: Arc<str>, stream: R, parse_all: bool) -> Self {
-        Self { name, stream, line: 0, buffer: Vec::new(), done: false, parse_all }
+        Self { name, stream, line: 0, offset: 0, buffer: Vec::new(), done: false, parse_all }
     }
 
     fn origin(&self) -> Origin {
@@ -515,9 +570,10 @@ impl<R: BufRead> JsonLines<R> {
         loop {
             self.buffer.clear();
             self.line += 1;
+            let start = self.offset;
             match self.stream.read_until(b'\n', &mut self.buffer) {
                 Ok(0) => return None,
-                Ok(_) => {}
+                Ok(n) => self.offset += n as u64,
                 Err(e) => {
                     self.done = true;
                     let reason = RejectReason::Truncated(format!("read error: {e}"));
@@ -530,7 +586,17 @@ impl<R: BufRead> JsonLines<R> {
             }
             let mut records = Vec::with_capacity(1);
             parse_json_line(&self.buffer, complete, self.parse_all, self.origin(), &mut records);
+            set_line_offset(&mut records, start);
             return Some(records);
+        }
+    }
+}
+
+/// Notes where their line starts in the events of `records`.
+fn set_line_offset(records: &mut [Record], offset: u64) {
+    for record in records {
+        if let Record::Event(event) = record {
+            event.set_line_offset(offset);
         }
     }
 }
@@ -567,6 +633,8 @@ fn parse_json_line(line: &[u8], complete: bool, parse_all: bool, origin: Origin,
 /// Bytes handed to a parsing worker at once (whole lines; more when one line is longer):
 /// enough that the hand-off is cheap, little enough that the queues hold little.
 const CHUNK_BYTES: usize = 1 << 20;
+/// Room for one read at least.
+const READ_BYTES: usize = 64 * 1024;
 
 /// Whole lines read by the reader thread for a worker.
 struct Chunk {
@@ -574,6 +642,8 @@ struct Chunk {
     bytes: Vec<u8>,
     /// The number of the chunk's first line.
     first_line: u64,
+    /// Where the chunk starts in the input.
+    offset: u64,
     /// Whether the input ended after these bytes (its last line may lack a newline).
     last: bool,
     /// A read error after the chunk's lines.
@@ -595,10 +665,12 @@ impl ParallelJsonLines {
         let jobs = reading.jobs;
         let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(jobs * 2);
         let (results_tx, results) = std::sync::mpsc::sync_channel(jobs * 2);
-        spawn("rulehost-read", move || read_chunks(stream, &work_tx));
+        let (spent_tx, spent) = std::sync::mpsc::sync_channel(jobs * 2);
+        spawn("rulehost-read", move || read_chunks(stream, &work_tx, &spent));
         let work = Arc::new(std::sync::Mutex::new(work_rx));
         for _ in 0..jobs {
-            let (work, results_tx, name) = (work.clone(), results_tx.clone(), name.clone());
+            let (work, results_tx, spent_tx, name) =
+                (work.clone(), results_tx.clone(), spent_tx.clone(), name.clone());
             spawn("rulehost-parse", move || {
                 loop {
                     let chunk = match work.lock().map(|queue| queue.recv()) {
@@ -606,6 +678,8 @@ impl ParallelJsonLines {
                         _ => return,
                     };
                     let records = parse_chunk(&name, &chunk, reading.parse_all);
+                    // When the reader has enough spare buffers, this one is freed.
+                    let _ = spent_tx.try_send(chunk.bytes);
                     if results_tx.send((chunk.seq, records)).is_err() {
                         return;
                     }
@@ -622,43 +696,56 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) {
 }
 
 /// Reads `stream` in chunks of whole lines and sends them to the workers, until the end,
-/// a read error, or no worker is left. Bytes go from the stream straight into the chunk.
-fn read_chunks(mut stream: BufReader<impl Read>, work: &std::sync::mpsc::SyncSender<Chunk>) {
+/// a read error, or no worker is left. Bytes go from the stream straight into the chunk,
+/// whose buffer comes back from the workers to be filled again (`spent`).
+fn read_chunks(
+    mut stream: BufReader<impl Read>,
+    work: &std::sync::mpsc::SyncSender<Chunk>,
+    spent: &std::sync::mpsc::Receiver<Vec<u8>>,
+) {
     let mut carry: Vec<u8> = stream.buffer().to_vec();
     stream.consume(carry.len());
     let mut stream = stream.into_inner();
-    let mut first_line = 1;
+    let (mut first_line, mut offset) = (1, 0);
     for seq in 0.. {
-        let mut bytes = Vec::with_capacity(CHUNK_BYTES + carry.len());
-        bytes.append(&mut carry);
+        let mut bytes = spent.try_recv().unwrap_or_default();
+        // A spent buffer is already initialized up to its length: only growth is zeroed.
+        bytes.resize(bytes.len().max(CHUNK_BYTES + carry.len() + READ_BYTES), 0);
+        bytes[..carry.len()].copy_from_slice(&carry);
+        let mut filled = carry.len();
         let (mut last, mut error) = (false, None);
         // Fill to CHUNK_BYTES, then on until a line ends.
         loop {
-            let before = bytes.len();
-            let want = CHUNK_BYTES.saturating_sub(before).max(64 * 1024) as u64;
-            match (&mut stream).take(want).read_to_end(&mut bytes) {
+            if bytes.len() - filled < READ_BYTES {
+                bytes.resize(bytes.len() * 2, 0);
+            }
+            match stream.read(&mut bytes[filled..]) {
                 Ok(0) => {
                     last = true;
                     break;
                 }
-                Ok(_) => {
-                    if bytes.len() >= CHUNK_BYTES && memchr::memchr(b'\n', &bytes[before..]).is_some() {
+                Ok(n) => {
+                    filled += n;
+                    if filled >= CHUNK_BYTES && memchr::memchr(b'\n', &bytes[filled - n..filled]).is_some() {
                         break;
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     (last, error) = (true, Some(e.to_string()));
                     break;
                 }
             }
         }
-        if !last {
-            let end = memchr::memrchr(b'\n', &bytes).map_or(0, |at| at + 1);
-            carry = bytes.split_off(end);
-        }
+        let end = if last { filled } else { memchr::memrchr(b'\n', &bytes[..filled]).map_or(0, |at| at + 1) };
+        carry.clear();
+        carry.extend_from_slice(&bytes[end..filled]);
+        bytes.truncate(end);
         let lines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
-        let chunk = Chunk { seq, bytes, first_line, last, error };
+        let size = bytes.len() as u64;
+        let chunk = Chunk { seq, bytes, first_line, offset, last, error };
         first_line += lines;
+        offset += size;
         if work.send(chunk).is_err() || last {
             return;
         }
@@ -671,19 +758,21 @@ fn parse_chunk(name: &Arc<str>, chunk: &Chunk, parse_all: bool) -> Vec<Record> {
     let origin = |line| Origin { file: name.clone(), position: Position::Line(line) };
     let mut number = chunk.first_line;
     let mut start = 0;
-    let mut parse = |line: &[u8], number: u64, complete: bool| {
+    let mut parse = |start: usize, line: &[u8], number: u64, complete: bool| {
         if !line.trim_ascii().is_empty() {
+            let first = records.len();
             parse_json_line(line, complete, parse_all, origin(number), &mut records);
+            set_line_offset(&mut records[first..], chunk.offset + start as u64);
         }
     };
     for end in memchr::memchr_iter(b'\n', &chunk.bytes) {
-        parse(&chunk.bytes[start..=end], number, true);
+        parse(start, &chunk.bytes[start..=end], number, true);
         start = end + 1;
         number += 1;
     }
     if start < chunk.bytes.len() {
         // The input's last line, without a newline.
-        parse(&chunk.bytes[start..], number, !chunk.last);
+        parse(start, &chunk.bytes[start..], number, !chunk.last);
         number += 1;
     }
     if let Some(message) = &chunk.error {

@@ -140,6 +140,7 @@ pub struct ProcessEvent {
     origin: Origin,
     format: SourceFormat,
     lineage: Option<Box<LineageKeys>>,
+    line_offset: Option<u64>,
 }
 
 impl ProcessEvent {
@@ -150,7 +151,7 @@ impl ProcessEvent {
         // SourceFormat and SourceFile are read from `format` and `origin`; only the line
         // needs text of its own.
         values[Field::SourceLine as usize] = origin.position.number().to_string();
-        Self { values, time, origin, format, lineage: None }
+        Self { values, time, origin, format, lineage: None, line_offset: None }
     }
 
     /// The value of `field`.
@@ -193,6 +194,16 @@ impl ProcessEvent {
     /// How the source identifies the process and its parent (Windows sources).
     pub fn lineage(&self) -> Option<&LineageKeys> {
         self.lineage.as_deref()
+    }
+
+    /// Where the event's line starts in its input, for JSON lines.
+    pub fn line_offset(&self) -> Option<u64> {
+        self.line_offset
+    }
+
+    /// Sets where the event's line starts.
+    pub fn set_line_offset(&mut self, offset: u64) {
+        self.line_offset = Some(offset);
     }
 
     /// Sets the lineage keys.
