@@ -109,6 +109,13 @@ fn main() -> Result<()> {
         "| **eval / parse-only throughput** | **{:.2}** | |",
         parse.as_secs_f64() / end_to_end.as_secs_f64()
     );
+    let (time, peak) = binary_run(&jsonl)?;
+    println!(
+        "| `rulehost eval` binary, all cores, start to exit | {:.2} | {} |",
+        time.as_secs_f64(),
+        rate(count, time)
+    );
+    println!("| peak RSS of that run ({:.0} MiB input) | {} MiB | |", size as f64 / 1048576.0, peak >> 20);
 
     jobs_speedup(&bundled, &input, count)?;
     evtx_vs_parser(&bundled)?;
@@ -164,7 +171,39 @@ fn windows_jsonl() -> Result<()> {
         "| **eval / read-only throughput** | **{:.2}** | |",
         parse.as_secs_f64() / end_to_end.as_secs_f64()
     );
+    let (time, peak) = binary_run(&path)?;
+    println!("| `rulehost eval` binary, start to exit | {:.2} | {} |", time.as_secs_f64(), rate(count, time));
+    println!("| peak RSS of that run | {} MiB | |", peak >> 20);
     Ok(())
+}
+
+/// The best of three runs of the `rulehost eval` binary over `input` (all cores, output
+/// thrown away): its wall time, and the largest peak RSS (`VmHWM`, polled every 2 ms).
+fn binary_run(input: &std::path::Path) -> Result<(Duration, u64)> {
+    use std::process::{Command, Stdio};
+    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost");
+    let (mut best, mut peak) = (Duration::MAX, 0u64);
+    for _ in 0..3 {
+        let began = Instant::now();
+        let mut child =
+            Command::new(&binary).args(["eval", "--quiet"]).arg(input).stdout(Stdio::null()).spawn()?;
+        let status_file = format!("/proc/{}/status", child.id());
+        let status = loop {
+            if let Ok(text) = std::fs::read_to_string(&status_file)
+                && let Some(kib) = text.lines().find_map(|l| l.strip_prefix("VmHWM:"))
+            {
+                let kib: u64 = kib.trim().trim_end_matches("kB").trim().parse()?;
+                peak = peak.max(kib << 10);
+            }
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        ensure!(status.success(), "rulehost eval {}: {status}", input.display());
+        best = best.min(began.elapsed());
+    }
+    Ok((best, peak))
 }
 
 /// 6. Start-up to the first evaluated event: `rulehost eval` on a one-event file, with an
