@@ -150,7 +150,7 @@ fn windows_jsonl() -> Result<()> {
             eval::evaluate(
                 &rules,
                 std::slice::from_ref(&input),
-                &EvalOptions::default(),
+                &EvalOptions { jobs, ..EvalOptions::default() },
                 &mut output,
                 &mut |_| {},
             )
@@ -418,9 +418,10 @@ fn jobs_speedup(
     for _ in 0..3 {
         for (jobs, best) in [1usize, 2].into_iter().zip(&mut best) {
             let inputs = [input.clone().with_jobs(jobs)];
+            let options = EvalOptions { jobs, ..EvalOptions::default() };
             let (time, summary) = timed(|| {
                 let mut output = JsonLines::new(std::io::sink());
-                eval::evaluate(rules, &inputs, &EvalOptions::default(), &mut output, &mut |_| {})
+                eval::evaluate(rules, &inputs, &options, &mut output, &mut |_| {})
             });
             ensure!(summary?.evaluated == count);
             *best = (*best).min(time);

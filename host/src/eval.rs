@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use crate::alerts::{Alert, Match, Output, WindowSpec};
 use crate::events::{
@@ -29,6 +30,9 @@ pub struct EvalOptions {
     pub lineage_capacity: usize,
     /// Counts the bytes read from the inputs, for a progress bar.
     pub progress: Option<Arc<AtomicU64>>,
+    /// Threads that evaluate batches, each with its own instance of every rule (1: the
+    /// calling thread evaluates). The output is the same whatever the number.
+    pub jobs: usize,
 }
 
 impl Default for EvalOptions {
@@ -41,6 +45,7 @@ impl Default for EvalOptions {
             input_format: InputFormat::Auto,
             lineage_capacity: lineage::DEFAULT_CAPACITY,
             progress: None,
+            jobs: 1,
         }
     }
 }
@@ -192,7 +197,7 @@ pub fn evaluate(
         .iter()
         .map(|input| input.open_counted(options.input_format, options.progress.clone()))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut evaluation = Evaluation::new(&mut runs, options, output, diagnose);
+    let mut evaluation = Evaluation::new(rules, &mut runs, options, output, diagnose)?;
     let mut second_passes = Vec::with_capacity(inputs.len());
     for (input, reader) in inputs.iter().zip(readers) {
         second_passes.push(first_pass(input, reader, &mut evaluation)?);
@@ -285,7 +290,7 @@ pub fn evaluate_records_with(
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<Summary, EvalError> {
     let mut runs = start_runs(rules)?;
-    let mut evaluation = Evaluation::new(&mut runs, options, output, diagnose);
+    let mut evaluation = Evaluation::new(rules, &mut runs, options, output, diagnose)?;
     for record in records {
         evaluation.record(record)?;
     }
@@ -302,16 +307,26 @@ struct Evaluation<'a> {
     summary: Summary,
     time_range: Option<(i64, i64)>,
     batch: Vec<ProcessEvent>,
+    /// Per rule, whether it is quarantined (shared with the workers).
+    quarantined: Arc<[AtomicBool]>,
+    /// With more than one job, the evaluation workers.
+    workers: Option<Workers>,
 }
 
 impl<'a> Evaluation<'a> {
     fn new(
+        rules: &[Arc<CompiledRule>],
         runs: &'a mut Vec<RuleRun>,
         options: &'a EvalOptions,
         output: &'a mut dyn Output,
         diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
-    ) -> Self {
-        Self {
+    ) -> Result<Self, RuleError> {
+        let quarantined: Arc<[AtomicBool]> = runs.iter().map(|_| AtomicBool::new(false)).collect();
+        let workers = match options.jobs {
+            0 | 1 => None,
+            jobs => Some(Workers::start(rules, jobs, &quarantined)?),
+        };
+        Ok(Self {
             runs,
             options,
             output,
@@ -320,7 +335,9 @@ impl<'a> Evaluation<'a> {
             summary: Summary::default(),
             time_range: None,
             batch: Vec::with_capacity(options.batch_size),
-        }
+            quarantined,
+            workers,
+        })
     }
 
     /// Counts a record, and evaluates it if it is an event.
@@ -358,13 +375,47 @@ impl<'a> Evaluation<'a> {
         }
     }
 
+    /// Evaluates the batch (or hands it to a worker) and takes in what is done.
     fn evaluate_batch(&mut self) -> Result<(), EvalError> {
-        evaluate_batch(self.runs, &mut self.batch, self.options, self.output, self.diagnose)
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.options.batch_size));
+        let done = match &mut self.workers {
+            Some(workers) => workers.submit(batch),
+            // One job: the runs' own instances evaluate, on this thread.
+            None => {
+                let instances = self.runs.iter_mut().map(|run| &mut run.instance);
+                let outcomes = call_rules(instances, &self.quarantined, &batch);
+                vec![(batch, outcomes)]
+            }
+        };
+        for (batch, outcomes) in done {
+            self.apply(&batch, outcomes)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, batch: &[ProcessEvent], outcomes: Vec<Outcome>) -> Result<(), EvalError> {
+        apply_outcomes(
+            self.runs,
+            &self.quarantined,
+            batch,
+            outcomes,
+            self.options,
+            self.output,
+            self.diagnose,
+        )
     }
 
     /// Evaluates the last batch, summarizes every window and writes the alerts.
     fn finish(mut self) -> Result<Summary, EvalError> {
         self.evaluate_batch()?;
+        if let Some(workers) = &mut self.workers {
+            for (batch, outcomes) in workers.drain() {
+                self.apply(&batch, outcomes)?;
+            }
+        }
         if !self.options.matches_only {
             let alerts = summarize(self.runs, self.options.window, self.time_range, self.diagnose);
             for alert in &alerts {
@@ -400,35 +451,75 @@ fn start_runs(rules: &[Arc<CompiledRule>]) -> Result<Vec<RuleRun>, RuleError> {
         .collect()
 }
 
-/// Runs every rule over `batch`, then writes or keeps the matches, and empties `batch`.
-fn evaluate_batch(
+/// What one rule's call over one batch gave.
+enum Outcome {
+    /// The indices of the matching events.
+    Matched(Vec<usize>),
+    /// The call failed.
+    Failed(RuleError),
+    /// The rule is quarantined: not called.
+    NotCalled,
+}
+
+/// Calls every rule that is not quarantined over `batch`.
+fn call_rules<'i>(
+    instances: impl Iterator<Item = &'i mut RuleInstance>,
+    quarantined: &[AtomicBool],
+    batch: &[ProcessEvent],
+) -> Vec<Outcome> {
+    instances
+        .zip(quarantined)
+        .map(|(instance, quarantined)| {
+            if quarantined.load(Ordering::Relaxed) {
+                return Outcome::NotCalled;
+            }
+            // A failed call loses this batch for this rule only: the other rules' results
+            // and the next batch are not affected (the instance is already fresh).
+            match instance.evaluate(batch) {
+                Ok(indices) => Outcome::Matched(indices),
+                Err(error) => Outcome::Failed(error),
+            }
+        })
+        .collect()
+}
+
+/// Takes in the outcomes of one batch, in batch order: counts, failures and quarantine,
+/// then writes or keeps the matches.
+fn apply_outcomes(
     runs: &mut [RuleRun],
-    batch: &mut Vec<ProcessEvent>,
+    quarantined: &[AtomicBool],
+    batch: &[ProcessEvent],
+    outcomes: Vec<Outcome>,
     options: &EvalOptions,
     output: &mut dyn Output,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<(), EvalError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
     let mut matched: Vec<Vec<usize>> = Vec::with_capacity(runs.len());
-    for run in runs.iter_mut() {
-        if run.summary.quarantined.is_some() {
-            run.summary.failed_events += batch.len() as u64;
-            matched.push(Vec::new());
-            continue;
-        }
-        // A failed call loses this batch for this rule only: the other rules' results
-        // and the next batch are not affected (the instance is already fresh).
-        let indices = match run.instance.evaluate(batch) {
-            Ok(indices) => {
+    for ((run, outcome), flag) in runs.iter_mut().zip(outcomes).zip(quarantined) {
+        // A worker may have evaluated this batch before an earlier batch's failure
+        // quarantined the rule: what counts is the rule's state in batch order, so the
+        // result is the same whatever the number of workers.
+        let indices = match outcome {
+            _ if run.summary.quarantined.is_some() => {
+                run.summary.failed_events += batch.len() as u64;
+                Vec::new()
+            }
+            Outcome::Matched(indices) => {
                 run.consecutive_failures = 0;
                 run.summary.evaluated += batch.len() as u64;
                 indices
             }
-            Err(error) => {
+            Outcome::Failed(error) => {
                 run.summary.failed_events += batch.len() as u64;
                 run.failed(&error, batch.len(), diagnose);
+                if run.summary.quarantined.is_some() {
+                    flag.store(true, Ordering::Relaxed);
+                }
+                Vec::new()
+            }
+            // Only a quarantined rule is not called, and that is handled above.
+            Outcome::NotCalled => {
+                run.summary.failed_events += batch.len() as u64;
                 Vec::new()
             }
         };
@@ -455,8 +546,96 @@ fn evaluate_batch(
             }
         }
     }
-    batch.clear();
     Ok(())
+}
+
+/// Batches evaluated by worker threads, each with its own instance (its own Store) of
+/// every rule; the outcomes are taken in in batch order. At most two batches per worker
+/// are in flight.
+struct Workers {
+    work: Option<SyncSender<(u64, Vec<ProcessEvent>)>>,
+    results: Receiver<(u64, Vec<ProcessEvent>, Vec<Outcome>)>,
+    waiting: BTreeMap<u64, (Vec<ProcessEvent>, Vec<Outcome>)>,
+    sent: u64,
+    taken: u64,
+    in_flight_limit: u64,
+}
+
+impl Workers {
+    fn start(
+        rules: &[Arc<CompiledRule>],
+        jobs: usize,
+        quarantined: &Arc<[AtomicBool]>,
+    ) -> Result<Self, RuleError> {
+        let (work, queue) = std::sync::mpsc::sync_channel::<(u64, Vec<ProcessEvent>)>(jobs);
+        let (results_tx, results) = std::sync::mpsc::channel();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for _ in 0..jobs {
+            let mut instances = rules.iter().map(|rule| rule.instantiate()).collect::<Result<Vec<_>, _>>()?;
+            let (queue, results_tx, quarantined) = (queue.clone(), results_tx.clone(), quarantined.clone());
+            std::thread::Builder::new()
+                .name("rulehost-eval".into())
+                .spawn(move || {
+                    while let Ok(Ok((seq, batch))) = queue.lock().map(|queue| queue.recv()) {
+                        let outcomes = call_rules(instances.iter_mut(), &quarantined, &batch);
+                        if results_tx.send((seq, batch, outcomes)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("a thread can be started");
+        }
+        Ok(Self {
+            work: Some(work),
+            results,
+            waiting: BTreeMap::new(),
+            sent: 0,
+            taken: 0,
+            in_flight_limit: 2 * jobs as u64,
+        })
+    }
+
+    /// Hands `batch` to a worker, then returns the batches done in order, waiting for the
+    /// oldest when too many are in flight.
+    fn submit(&mut self, batch: Vec<ProcessEvent>) -> Vec<(Vec<ProcessEvent>, Vec<Outcome>)> {
+        if let Some(work) = &self.work {
+            // The workers live as long as `self.work`: sending fails only if one panicked.
+            work.send((self.sent, batch)).expect("the evaluation workers are running");
+            self.sent += 1;
+        }
+        let mut done = Vec::new();
+        while let Ok((seq, batch, outcomes)) = self.results.try_recv() {
+            self.waiting.insert(seq, (batch, outcomes));
+        }
+        while self.sent - self.taken >= self.in_flight_limit {
+            self.take_next_into(&mut done);
+        }
+        while let Some(next) = self.waiting.remove(&self.taken) {
+            self.taken += 1;
+            done.push(next);
+        }
+        done
+    }
+
+    /// Waits for every batch in flight and returns them in order.
+    fn drain(&mut self) -> Vec<(Vec<ProcessEvent>, Vec<Outcome>)> {
+        self.work = None;
+        let mut done = Vec::new();
+        while self.taken < self.sent {
+            self.take_next_into(&mut done);
+        }
+        done
+    }
+
+    fn take_next_into(&mut self, done: &mut Vec<(Vec<ProcessEvent>, Vec<Outcome>)>) {
+        while !self.waiting.contains_key(&self.taken) {
+            let (seq, batch, outcomes) = self.results.recv().expect("the evaluation workers are running");
+            self.waiting.insert(seq, (batch, outcomes));
+        }
+        let next = self.waiting.remove(&self.taken).expect("just checked");
+        self.taken += 1;
+        done.push(next);
+    }
 }
 
 /// The `summarize` stage of one rule over the matched `events` of one window, and the

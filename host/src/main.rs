@@ -313,8 +313,8 @@ struct EvalArgs {
     /// Events per rule call.
     #[arg(long, default_value_t = eval::DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     batch_size: u32,
-    /// Threads that parse JSON lines [default: the number of cores]; the output is the
-    /// same, in the same order, whatever the number.
+    /// Threads that parse JSON lines, and threads that evaluate batches [default: the
+    /// number of cores]; the output is the same, in the same order, whatever the number.
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: Option<u32>,
     /// Parse every JSON line in full. By default an evtx_dump line that a scan of its
@@ -515,6 +515,7 @@ fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
         input_format: args.input_format,
         lineage_capacity: args.lineage_capacity,
         progress: None,
+        jobs,
     };
     let counter = Arc::new(AtomicU64::new(0));
     let progress = if args.quiet { None } else { Progress::start(&inputs, counter.clone()) };
