@@ -212,7 +212,13 @@ pub fn evaluate(
             }
             SecondPass::Lines(lines) => {
                 for record in input.read_lines_at(lines)? {
-                    evaluation.event_of_first_pass(record)?;
+                    match record {
+                        // An event line that no longer reads (the file changed in between)
+                        // is reported: its events were not counted in the first pass.
+                        Record::Event(_) | Record::Rejected(_) => evaluation.record(record)?,
+                        // Records of other kinds on an event's line were counted already.
+                        Record::Skipped(_) => {}
+                    }
                 }
             }
             SecondPass::Whole => {

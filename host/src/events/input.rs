@@ -1014,3 +1014,52 @@ impl<R: Read> Iterator for CsvRows<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROW: &str = r#"{"Timestamp":"2024-05-01T10:00:00Z","DeviceName":"web01","FileName":"cmd.exe"}"#;
+
+    fn events_with_offsets(reader: Reader) -> Vec<(u64, Option<u64>)> {
+        reader
+            .map(|record| match record {
+                Record::Event(event) => (event.origin().position.number(), event.line_offset()),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_are_read_again_at_their_offsets() {
+        let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+        std::fs::write(file.path(), format!("{ROW}\n\n{ROW}\n{ROW}")).unwrap();
+        let line = ROW.len() as u64 + 1;
+        let expected = vec![(1, Some(0)), (3, Some(line + 1)), (4, Some(2 * line + 1))];
+        for jobs in [1, 2] {
+            let input = Input::file(file.path()).with_jobs(jobs);
+            let reader = input.open(InputFormat::Auto).unwrap();
+            assert!(reader.has_line_offsets());
+            assert_eq!(events_with_offsets(reader), expected, "{jobs} jobs");
+            let again = input.read_lines_at(vec![(line + 1, 3), (2 * line + 1, 4)]).unwrap();
+            assert_eq!(events_with_offsets(again), expected[1..], "{jobs} jobs");
+        }
+        // An offset that is not a line's start any more is a rejected record, named.
+        let input = Input::file(file.path());
+        let records: Vec<Record> = input.read_lines_at(vec![(5, 1)]).unwrap().collect();
+        assert!(
+            matches!(&records[..], [Record::Rejected(RecordError { origin, reason: RejectReason::MalformedJson(_) })] if origin.position == Position::Line(1)),
+            "{records:?}"
+        );
+    }
+
+    #[test]
+    fn decompressed_lines_have_no_file_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.jsonl.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, format!("{ROW}\n").as_bytes()).unwrap();
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        assert!(!Input::file(&path).open(InputFormat::Auto).unwrap().has_line_offsets());
+    }
+}

@@ -165,6 +165,13 @@ fn watch_loop(
     updates: &Sender<RuleUpdate>,
     stop: &AtomicBool,
 ) {
+    // A file that landed after the caller's first scan but before the watch began has
+    // sent no event: one rescan now catches it (unchanged files give no update).
+    for update in rescan(dir, runtime, trust, state) {
+        if updates.send(update).is_err() {
+            return;
+        }
+    }
     while !stop.load(Ordering::Relaxed) {
         let changed = match events.recv_timeout(Duration::from_millis(100)) {
             Ok(_) => {
