@@ -273,7 +273,9 @@ fn first_pass(
             // Several events of one line (`{"records": [..]}`) are noted once.
             Some(offset) if !whole && lines.last().is_none_or(|&(last, _)| last < offset) => {
                 lines.push((offset, event.origin().position.number()));
-                whole = lines.len() > MAX_NOTED_LINES;
+                if lines.len() > MAX_NOTED_LINES {
+                    (whole, lines) = (true, Vec::new());
+                }
             }
             Some(_) if !whole => {}
             _ => whole = true,
