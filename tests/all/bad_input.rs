@@ -270,3 +270,30 @@ fn damaged_inputs_never_crash_the_host() {
     }
     assert_eq!(runs, fixtures.len() * damage.len() * 3);
 }
+
+/// Windows tools write a UTF-8 byte order mark at the start of a file: every text format
+/// reads the same with one as without.
+#[test]
+fn a_byte_order_mark_is_ignored_in_every_text_format() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in [
+        "defender-export.csv",
+        "defender-rows.jsonl",
+        "defender-api.json",
+        "windows/scenario.xml",
+        "windows/scenario.evtx-dump.json",
+        "windows/scenario.evtx-dump.jsonl",
+    ] {
+        let plain = rulehost(&["eval", "--matches", &data(file)]);
+        let name = std::path::Path::new(file).file_name().unwrap();
+        let marked = dir.path().join(name);
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend(std::fs::read(crate::util::workspace().join(data(file))).unwrap());
+        std::fs::write(&marked, bytes).unwrap();
+        let run = rulehost(&["eval", "--matches", &marked.display().to_string()]);
+        assert_eq!(run.code, 0, "{file}: {}", run.stderr);
+        assert_eq!(run.summary(), plain.summary(), "{file}");
+        assert!(run.summary().contains(" 0 rejected"), "{file}: {}", run.summary());
+        assert_eq!(run.json_lines().len(), plain.json_lines().len(), "{file}");
+    }
+}

@@ -365,6 +365,12 @@ fn open_stream(
         return Ok(Reader::new(records.flatten()));
     }
     let plain_file = matches!(stream, Stream::File(_));
+    // A byte order mark before a CSV header, a JSON document or XML is not part of them.
+    // JSON lines keep it, so that their offsets stay the file's: each line drops its own.
+    let mut prefix = prefix;
+    if format != InputFormat::Jsonl && prefix.starts_with(UTF8_BOM) {
+        prefix.drain(..UTF8_BOM.len());
+    }
     let crlf = prefix_line_ends_with_crlf(&prefix);
     let stream = BufReader::with_capacity(256 * 1024, Cursor::new(prefix).chain(stream.into_read()));
     let records: Box<dyn Iterator<Item = Record> + Send> = match format {
@@ -381,6 +387,7 @@ fn open_stream(
 }
 
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const EVTX_MAGIC: &[u8] = b"ElfFile\0";
 
@@ -471,7 +478,7 @@ fn sniff(prefix: &[u8]) -> Option<InputFormat> {
     if prefix.starts_with(EVTX_MAGIC) {
         return Some(InputFormat::Evtx);
     }
-    let text = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
+    let text = prefix.strip_prefix(UTF8_BOM).unwrap_or(prefix);
     let start = text.iter().position(|b| !b.is_ascii_whitespace());
     let Some(start) = start else {
         return Some(InputFormat::Jsonl); // empty: no records in any format
@@ -605,7 +612,10 @@ fn set_line_offset(records: &mut [Record], offset: u64) {
 /// `parse_all`, a whole line that a scan shows to be a Windows event of another kind is
 /// dismissed without a parse.
 fn parse_json_line(line: &[u8], complete: bool, parse_all: bool, origin: Origin, out: &mut Vec<Record>) {
+    // A byte order mark (Windows tools write one at the start of a file, and concatenated
+    // files carry it on) is not part of the JSON.
     let line = line.trim_ascii();
+    let line = line.strip_prefix(UTF8_BOM).unwrap_or(line);
     if complete
         && !parse_all
         && let Some(kind) = windows::dismiss(line)
