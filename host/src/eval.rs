@@ -550,7 +550,10 @@ fn apply_outcomes(
             for &i in indices {
                 let event = &batch[i];
                 let window = options.window.window_of(event.time_ms());
-                run.windows.entry(window).or_default().push(event.clone());
+                run.windows
+                    .entry(window)
+                    .or_default()
+                    .push(event.projected(&run.instance.rule().metadata().summary_reads));
             }
         }
     }

@@ -348,7 +348,10 @@ fn evaluate_batch(
                 output.matched(&Match { rule: slot.instance.rule(), event })?;
             } else {
                 let window = options.window.window_of(event.time_ms());
-                slot.windows.entry(window).or_default().push(event.clone());
+                slot.windows
+                    .entry(window)
+                    .or_default()
+                    .push(event.projected(&slot.instance.rule().metadata().summary_reads));
             }
         }
     }
