@@ -259,3 +259,24 @@ fn parse_all_checks_the_syntax_of_lines_of_skipped_kinds() {
     assert_eq!(parsed.counts(), (2, 0, 1, 1), "{}", parsed.stderr);
     assert!(parsed.stderr.contains("-:2: malformed JSON"), "{}", parsed.stderr);
 }
+
+/// A named pipe (or `<(zcat log.gz)`) is a path but not a file: it is read once, in
+/// arrival order, and every record counts.
+#[test]
+fn a_named_pipe_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["windows/scenario.evtx-dump.jsonl", "windows/scenario.xml"] {
+        let fifo = dir.path().join(std::path::Path::new(file).file_name().unwrap());
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let bytes = std::fs::read(crate::util::workspace().join(data(file))).unwrap();
+        let writer = {
+            let fifo = fifo.clone();
+            // Blocks until the reader opens the pipe; a second open would find no writer.
+            std::thread::spawn(move || std::fs::write(fifo, bytes).unwrap())
+        };
+        let run = rulehost(&["eval", "--matches", &fifo.display().to_string()]);
+        writer.join().unwrap();
+        assert_eq!(run.code, 0, "{file}: {}", run.stderr);
+        assert_eq!(run.summary(), SCENARIO_SUMMARY.replace("1 alert", "0 alerts"), "{file}");
+    }
+}

@@ -244,9 +244,11 @@ impl Input {
         &self.name
     }
 
-    /// Whether the input can be read twice (a file, not a stream).
+    /// Whether the input can be read twice: a regular file, not a stream (standard input,
+    /// a named pipe, `<(zcat log.gz)`) or a file being followed.
     pub fn is_rereadable(&self) -> bool {
-        self.path.is_some()
+        self.follow.is_none()
+            && self.path.as_ref().is_some_and(|path| path.metadata().is_ok_and(|m| m.is_file()))
     }
 
     /// Opens the input and tells its format.
@@ -310,7 +312,14 @@ impl Input {
                 Stream::Other(Box::new(Counted { inner: Follow { file, stop: stop.clone() }, counter }))
             }
             (Some(path), None) => {
-                Stream::File(Counted { inner: File::open(path).map_err(io_error)?, counter })
+                let file = File::open(path).map_err(io_error)?;
+                // A named pipe or a process substitution is a path but no file: it can be
+                // neither sought nor read twice.
+                if file.metadata().is_ok_and(|m| m.is_file()) {
+                    Stream::File(Counted { inner: file, counter })
+                } else {
+                    Stream::Other(Box::new(Counted { inner: file, counter }))
+                }
             }
             (None, _) => Stream::Other(Box::new(Counted { inner: io::stdin(), counter })),
         };
