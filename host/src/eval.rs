@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::SyncSender;
 
 use crate::alerts::{Alert, Match, Output, WindowSpec};
 use crate::events::{
     Field, Input, InputError, InputFormat, Lineage, ProcessEvent, Reader, Record, RecordError, lineage,
 };
+use crate::in_order::InOrder;
 use crate::runtime::{CompiledRule, RuleError, RuleInstance};
 
 /// How an evaluation runs.
@@ -199,8 +200,8 @@ pub fn evaluate(
         .collect::<Result<Vec<_>, _>>()?;
     let mut evaluation = Evaluation::new(rules, &mut runs, options, output, diagnose)?;
     let mut second_passes = Vec::with_capacity(inputs.len());
-    for (input, reader) in inputs.iter().zip(readers) {
-        second_passes.push(first_pass(input, reader, &mut evaluation)?);
+    for reader in readers {
+        second_passes.push(first_pass(reader, &mut evaluation)?);
     }
     for (input, pass) in inputs.iter().zip(second_passes) {
         match pass {
@@ -248,13 +249,9 @@ enum SecondPass {
 const MAX_NOTED_LINES: usize = 4 << 20;
 
 /// The first pass over one input: see [`evaluate`].
-fn first_pass(
-    input: &Input,
-    mut reader: Reader,
-    evaluation: &mut Evaluation<'_>,
-) -> Result<SecondPass, EvalError> {
+fn first_pass(mut reader: Reader, evaluation: &mut Evaluation<'_>) -> Result<SecondPass, EvalError> {
     let noting = reader.has_line_offsets();
-    if !input.is_rereadable() {
+    if !reader.is_rereadable() {
         return Ok(SecondPass::Rest(Box::new(reader)));
     }
     let (mut lines, mut whole, mut events) = (Vec::new(), !noting, 0u64);
@@ -565,10 +562,8 @@ fn apply_outcomes(
 /// are in flight.
 struct Workers {
     work: Option<SyncSender<(u64, Vec<ProcessEvent>)>>,
-    results: Receiver<(u64, Vec<ProcessEvent>, Vec<Outcome>)>,
-    waiting: BTreeMap<u64, (Vec<ProcessEvent>, Vec<Outcome>)>,
+    results: InOrder<(Vec<ProcessEvent>, Vec<Outcome>)>,
     sent: u64,
-    taken: u64,
     in_flight_limit: u64,
 }
 
@@ -589,7 +584,7 @@ impl Workers {
                 .spawn(move || {
                     while let Ok(Ok((seq, batch))) = queue.lock().map(|queue| queue.recv()) {
                         let outcomes = call_rules(instances.iter_mut(), &quarantined, &batch);
-                        if results_tx.send((seq, batch, outcomes)).is_err() {
+                        if results_tx.send((seq, (batch, outcomes))).is_err() {
                             return;
                         }
                     }
@@ -598,10 +593,8 @@ impl Workers {
         }
         Ok(Self {
             work: Some(work),
-            results,
-            waiting: BTreeMap::new(),
+            results: InOrder::new(results),
             sent: 0,
-            taken: 0,
             in_flight_limit: 2 * jobs as u64,
         })
     }
@@ -615,16 +608,10 @@ impl Workers {
             self.sent += 1;
         }
         let mut done = Vec::new();
-        while let Ok((seq, batch, outcomes)) = self.results.try_recv() {
-            self.waiting.insert(seq, (batch, outcomes));
+        while self.sent - self.results.taken() >= self.in_flight_limit {
+            done.push(self.next_blocking());
         }
-        while self.sent - self.taken >= self.in_flight_limit {
-            self.take_next_into(&mut done);
-        }
-        while let Some(next) = self.waiting.remove(&self.taken) {
-            self.taken += 1;
-            done.push(next);
-        }
+        done.extend(std::iter::from_fn(|| self.results.next_ready()));
         done
     }
 
@@ -632,20 +619,14 @@ impl Workers {
     fn drain(&mut self) -> Vec<(Vec<ProcessEvent>, Vec<Outcome>)> {
         self.work = None;
         let mut done = Vec::new();
-        while self.taken < self.sent {
-            self.take_next_into(&mut done);
+        while self.results.taken() < self.sent {
+            done.push(self.next_blocking());
         }
         done
     }
 
-    fn take_next_into(&mut self, done: &mut Vec<(Vec<ProcessEvent>, Vec<Outcome>)>) {
-        while !self.waiting.contains_key(&self.taken) {
-            let (seq, batch, outcomes) = self.results.recv().expect("the evaluation workers are running");
-            self.waiting.insert(seq, (batch, outcomes));
-        }
-        let next = self.waiting.remove(&self.taken).expect("just checked");
-        self.taken += 1;
-        done.push(next);
+    fn next_blocking(&mut self) -> (Vec<ProcessEvent>, Vec<Outcome>) {
+        self.results.next_blocking().expect("the evaluation workers are running")
     }
 }
 

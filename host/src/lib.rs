@@ -14,6 +14,7 @@ pub mod cases;
 pub mod config;
 pub mod eval;
 pub mod events;
+mod in_order;
 pub mod rules;
 pub mod run;
 pub mod runtime;

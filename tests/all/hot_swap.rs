@@ -3,17 +3,29 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use rulehost::rules::BUNDLED_SOFT_CELL;
 
-use crate::util::{rulehost, test_rule, workspace};
+use crate::util::{command, rulehost, test_rule};
 
 /// Events per chunk, and chunks: a swap (or a refused candidate) after each chunk.
 const CHUNK: u64 = 20_000;
 const CHUNKS: u64 = 56;
+
+/// The lines of `child`'s stderr as they come, read by a thread of their own.
+fn stderr_lines(child: &mut Child) -> (Receiver<String>, std::thread::JoinHandle<()>) {
+    let (tx, lines) = channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (lines, reader)
+}
 
 /// Waits for a stderr line containing one of `needles`, returning it.
 fn wait_for(lines: &Receiver<String>, needles: &[&str], seen: &mut Vec<String>) -> String {
@@ -60,10 +72,7 @@ fn every_event_is_evaluated_once_by_one_version_through_fifty_swaps() {
     std::fs::write(rules.path().join("soft-cell.wasm"), soft_cell).unwrap();
     std::fs::write(rules.path().join("versioned.wasm"), &v1).unwrap();
     let output = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
-        .current_dir(workspace())
-        .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
-        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
+    let mut child = command()
         .env("RULEHOST_LOG", "info")
         .args(["run", "--rules", &rules.path().display().to_string(), "--trust", &public])
         .args(["--window", "1m", "--allowed-lateness", "1s", "--input-format", "jsonl", "-"])
@@ -72,13 +81,7 @@ fn every_event_is_evaluated_once_by_one_version_through_fifty_swaps() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, lines) = channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (lines, reader) = stderr_lines(&mut child);
     let mut seen = Vec::new();
     wait_for(&lines, &["rule loaded"], &mut seen);
     wait_for(&lines, &["rule loaded"], &mut seen);
@@ -170,10 +173,7 @@ fn every_event_is_evaluated_once_by_one_version_through_fifty_swaps() {
 fn matches_stream_as_they_are_found() {
     let rules = tempfile::tempdir().unwrap();
     std::fs::write(rules.path().join("soft-cell.wasm"), BUNDLED_SOFT_CELL).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
-        .current_dir(workspace())
-        .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
-        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
+    let mut child = command()
         .args(["run", "--rules", &rules.path().display().to_string(), "--matches", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -200,10 +200,7 @@ fn matches_stream_as_they_are_found() {
 fn rules_come_and_go_and_signals_are_obeyed() {
     let rules = tempfile::tempdir().unwrap();
     std::fs::write(rules.path().join("soft-cell.wasm"), BUNDLED_SOFT_CELL).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
-        .current_dir(workspace())
-        .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
-        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
+    let mut child = command()
         .env("RULEHOST_LOG", "info")
         .args([
             "run",
@@ -220,13 +217,7 @@ fn rules_come_and_go_and_signals_are_obeyed() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, lines) = channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (lines, _reader) = stderr_lines(&mut child);
     let mut seen = Vec::new();
     wait_for(&lines, &["rule loaded"], &mut seen);
     // A new id is added; a removed file unloads its rule.

@@ -54,14 +54,21 @@ pub fn data(name: &str) -> String {
     format!("tests/data/{name}")
 }
 
-/// Runs `rulehost` with `args` and `stdin`.
-pub fn rulehost_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
+/// The `rulehost` binary, run from the workspace.
+pub fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rulehost"));
+    command
         .current_dir(workspace())
         // Hermetic: no config file of the machine's user applies.
         .env("XDG_CONFIG_HOME", workspace().join("target/test-no-config"))
-        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
+        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"));
+    command
+}
+
+/// Runs `rulehost` with `args` and `stdin`.
+pub fn rulehost_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
+    use std::io::Write;
+    let mut child = command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

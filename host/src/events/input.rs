@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::windows::evtx::EvtxRecords;
 use super::windows::xml::XmlEvents;
+use crate::in_order::InOrder;
 
 use super::{
     Origin, Position, Record, RecordError, RejectReason, Skipped, SourceFormat, defender, json, windows,
@@ -244,13 +245,6 @@ impl Input {
         &self.name
     }
 
-    /// Whether the input can be read twice: a regular file, not a stream (standard input,
-    /// a named pipe, `<(zcat log.gz)`) or a file being followed.
-    pub fn is_rereadable(&self) -> bool {
-        self.follow.is_none()
-            && self.path.as_ref().is_some_and(|path| path.metadata().is_ok_and(|m| m.is_file()))
-    }
-
     /// Opens the input and tells its format.
     pub fn open(&self, format: InputFormat) -> Result<Reader, InputError> {
         self.open_counted(format, None)
@@ -325,7 +319,10 @@ impl Input {
         };
         let name_hint =
             self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
-        open_stream(self.name.clone(), name_hint.as_deref(), stream, format, self.reading)
+        let regular_file = matches!(stream, Stream::File(_));
+        let mut reader = open_stream(self.name.clone(), name_hint.as_deref(), stream, format, self.reading)?;
+        reader.rereadable = regular_file;
+        Ok(reader)
     }
 }
 
@@ -392,7 +389,7 @@ fn open_stream(
         InputFormat::Xml => Box::new(XmlEvents::new(name, stream)),
         InputFormat::Evtx | InputFormat::Auto => unreachable!("handled above"),
     };
-    Ok(Reader { records, line_offsets: plain_file && format == InputFormat::Jsonl })
+    Ok(Reader { records, line_offsets: plain_file && format == InputFormat::Jsonl, rereadable: false })
 }
 
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
@@ -406,11 +403,19 @@ pub struct Reader {
     /// Whether each event's [`ProcessEvent::line_offset`] is where its line starts in the
     /// file itself (JSON lines read from a file, not decompressed or followed).
     line_offsets: bool,
+    /// Whether the input is a regular file, which [`Input::open`] can read again: not a
+    /// stream (standard input, a named pipe, `<(zcat log.gz)`) or a file being followed.
+    rereadable: bool,
 }
 
 impl Reader {
     fn new(records: impl Iterator<Item = Record> + Send + 'static) -> Self {
-        Self { records: Box::new(records), line_offsets: false }
+        Self { records: Box::new(records), line_offsets: false, rereadable: false }
+    }
+
+    /// Whether the input can be read again from the start.
+    pub fn is_rereadable(&self) -> bool {
+        self.rereadable
     }
 
     /// Whether the events' line offsets are positions in the input's file, so that
@@ -674,9 +679,7 @@ struct Chunk {
 /// in input order whatever the number of workers. Memory stays bounded: at most two
 /// blocks per worker are queued or waiting to be put back in order.
 struct ParallelJsonLines {
-    results: std::sync::mpsc::Receiver<(u64, Vec<Record>)>,
-    waiting: std::collections::BTreeMap<u64, Vec<Record>>,
-    next_seq: u64,
+    results: InOrder<Vec<Record>>,
 }
 
 impl ParallelJsonLines {
@@ -705,7 +708,7 @@ impl ParallelJsonLines {
                 }
             });
         }
-        Self { results, waiting: Default::default(), next_seq: 0 }
+        Self { results: InOrder::new(results) }
     }
 }
 
@@ -806,14 +809,7 @@ impl Iterator for ParallelJsonLines {
     type Item = Vec<Record>;
 
     fn next(&mut self) -> Option<Vec<Record>> {
-        loop {
-            if let Some(records) = self.waiting.remove(&self.next_seq) {
-                self.next_seq += 1;
-                return Some(records);
-            }
-            let (seq, records) = self.results.recv().ok()?;
-            self.waiting.insert(seq, records);
-        }
+        self.results.next_blocking()
     }
 }
 
