@@ -242,27 +242,13 @@ fn bad_key_files_and_policies_give_clear_errors() {
 fn allow_unsigned_is_loud_and_still_refuses_bad_signatures() {
     let keys = Keys::new();
     let platform = keys.path("platform.pub");
-    let run = rulehost(&[
-        "eval",
-        "--trust",
-        &platform,
-        "--allow-unsigned",
-        "--rules",
-        &keys.path("rule.wasm"),
-        &data("defender-rows.jsonl"),
-    ]);
+    let (rule, rows) = (keys.path("rule.wasm"), data("defender-rows.jsonl"));
+    let args = ["eval", "--trust", &platform, "--allow-unsigned", "--rules", &rule, &rows];
+    let run = rulehost(&args);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("warning: --allow-unsigned"), "{}", run.stderr);
     keys.sign("secops", "rule.wasm", &[]);
-    let run = rulehost(&[
-        "eval",
-        "--trust",
-        &platform,
-        "--allow-unsigned",
-        "--rules",
-        &keys.path("rule.wasm"),
-        &data("defender-rows.jsonl"),
-    ]);
+    let run = rulehost(&args);
     assert_eq!(run.code, 2, "signed by a stranger is not unsigned");
 }
 
