@@ -6,8 +6,10 @@
 //! 2. End to end vs parse-only: `eval` over a JSON lines file, against only reading and
 //!    normalizing the same file.
 //!
-//! `BENCH_EVENTS` sets the number of events (default 1,000,000); `BENCH_ONLY=startup`
-//! runs only the start-up measurement.
+//! `BENCH_EVENTS` sets the number of events (default 1,000,000); `BENCH_ONLY=startup`,
+//! `=windows` or `=predicate` runs only that measurement (`predicate`: Wasm vs native and
+//! the sandbox's cost); `BENCH_PROFILE=wasm` or `=native` runs one side of Wasm vs native
+//! over and over for a profiler (with `RULEHOST_PERF_MAP=1`, perf names guest functions).
 
 mod generate;
 
@@ -59,30 +61,10 @@ fn main() -> Result<()> {
     ensure!(events.len() as u64 == count, "read {} of {count} events", events.len());
 
     // 1. Wasm vs native.
-    let runtime = Runtime::new()?;
-    let rule = rules::load_bundled(&runtime)?;
-    let mut instance = rule.instantiate()?;
-    let (mut wasm, mut native) = (Duration::MAX, Duration::MAX);
-    for _ in 0..ROUNDS {
-        let (time, matches) = timed(|| {
-            events
-                .chunks(BATCH)
-                .map(|chunk| instance.evaluate(chunk).map(|m| m.len() as u64))
-                .sum::<Result<u64, _>>()
-        });
-        ensure!(matches? == expected_matches, "the component found another number of matches");
-        wasm = wasm.min(time);
-        let (time, matches) = timed(|| events.chunks(BATCH).map(native_matches).sum::<u64>());
-        ensure!(matches == expected_matches, "the native predicate found another number of matches");
-        native = native.min(time);
+    let rule = wasm_vs_native(&events, expected_matches)?;
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "predicate") {
+        return sandbox_cost(&events, expected_matches);
     }
-    let per_event = |d: Duration| d.as_nanos() as f64 / count as f64;
-    println!();
-    println!("| Soft Cell predicate, {count} events, batches of {BATCH} | ns/event | events/s |");
-    println!("|---|---|---|");
-    println!("| native Rust (same packing) | {:.1} | {} |", per_event(native), rate(count, native));
-    println!("| Wasm component | {:.1} | {} |", per_event(wasm), rate(count, wasm));
-    println!("| **Wasm / native** | **{:.2}x** | |", wasm.as_secs_f64() / native.as_secs_f64());
 
     // 2. End to end vs parse-only.
     let options = EvalOptions::default();
@@ -125,6 +107,60 @@ fn main() -> Result<()> {
     startup()?;
     windows_jsonl()?;
     Ok(())
+}
+
+/// 1. The Soft Cell predicate over `events` in batches, as the component and natively over
+///    the same packing; also the packing alone, so the table shows where the time goes.
+fn wasm_vs_native(
+    events: &[ProcessEvent],
+    expected_matches: u64,
+) -> Result<std::sync::Arc<rulehost::runtime::CompiledRule>> {
+    let count = events.len() as u64;
+    let rule = rules::load_bundled(&Runtime::new()?)?;
+    let mut instance = rule.instantiate()?;
+    // `BENCH_PROFILE=wasm` or `=native`: only that side, `BENCH_LOOPS` times over the
+    // events (default 100), for a profiler (perf, `valgrind --tool=callgrind`).
+    if let Ok(side) = std::env::var("BENCH_PROFILE") {
+        let loops: usize = std::env::var("BENCH_LOOPS").ok().map_or(Ok(100), |v| v.parse())?;
+        for _ in 0..loops {
+            let matches = match side.as_str() {
+                "wasm" => {
+                    events.chunks(BATCH).map(|c| instance.evaluate(c).map_or(0, |m| m.len() as u64)).sum()
+                }
+                "native" => events.chunks(BATCH).map(native_matches).sum::<u64>(),
+                other => anyhow::bail!("BENCH_PROFILE is wasm or native, not {other:?}"),
+            };
+            ensure!(matches == expected_matches, "{side} found another number of matches");
+        }
+        std::process::exit(0);
+    }
+    let (mut wasm, mut native, mut packing) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    for _ in 0..ROUNDS {
+        let (time, matches) = timed(|| {
+            events
+                .chunks(BATCH)
+                .map(|chunk| instance.evaluate(chunk).map(|m| m.len() as u64))
+                .sum::<Result<u64, _>>()
+        });
+        ensure!(matches? == expected_matches, "the component found another number of matches");
+        wasm = wasm.min(time);
+        let (time, matches) = timed(|| events.chunks(BATCH).map(native_matches).sum::<u64>());
+        ensure!(matches == expected_matches, "the native predicate found another number of matches");
+        native = native.min(time);
+        let (time, packed) =
+            timed(|| events.chunks(BATCH).map(|chunk| native_batch(chunk).len()).sum::<usize>());
+        ensure!(packed as u64 == count);
+        packing = packing.min(time);
+    }
+    let per_event = |d: Duration| d.as_nanos() as f64 / count as f64;
+    println!();
+    println!("| Soft Cell predicate, {count} events, batches of {BATCH} | ns/event | events/s |");
+    println!("|---|---|---|");
+    println!("| packing alone (both sides do it) | {:.1} | {} |", per_event(packing), rate(count, packing));
+    println!("| native Rust (same packing) | {:.1} | {} |", per_event(native), rate(count, native));
+    println!("| Wasm component | {:.1} | {} |", per_event(wasm), rate(count, wasm));
+    println!("| **Wasm / native** | **{:.2}x** | |", wasm.as_secs_f64() / native.as_secs_f64());
+    Ok(rule)
 }
 
 /// 7. `eval` over an evtx_dump-shaped Windows JSONL log (`WINDOWS_EVENTS` lines, default
@@ -483,7 +519,15 @@ fn evtx_vs_parser(rules: &[std::sync::Arc<rulehost::runtime::CompiledRule>]) -> 
 }
 
 /// The Soft Cell predicate run natively over one batch, packed as the host packs it.
+#[inline(never)]
 fn native_matches(chunk: &[ProcessEvent]) -> u64 {
+    let batch = native_batch(chunk);
+    (0..batch.len()).filter(|&i| SoftCell::matches(&batch.event(i))).count() as u64
+}
+
+/// One batch packed as the host packs it for the component: the fields Soft Cell reads.
+#[inline(never)]
+fn native_batch(chunk: &[ProcessEvent]) -> Batch {
     use rulehost_sdk::Field as F;
     let reads = [
         (Field::InitiatingProcessParentFileName, F::InitiatingProcessParentFileName),
@@ -503,8 +547,7 @@ fn native_matches(chunk: &[ProcessEvent]) -> u64 {
             (guest, text, ends)
         })
         .collect();
-    let batch = Batch::from_columns(chunk.len(), columns);
-    (0..batch.len()).filter(|&i| SoftCell::matches(&batch.event(i))).count() as u64
+    Batch::from_columns(chunk.len(), columns)
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {

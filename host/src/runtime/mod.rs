@@ -23,6 +23,9 @@ use crate::rules::RuleMetadata;
 /// The contract's interface of types, the one import a rule may have (it holds no
 /// functions); followed by the version.
 const TYPES_INTERFACE: &str = "detect:rule/types@";
+/// Set (to anything) in the environment, the engine writes a perf map of the compiled
+/// rules, so that `perf report` shows guest functions by name.
+pub const PERF_MAP_VARIABLE: &str = "RULEHOST_PERF_MAP";
 
 /// A rule artifact that could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +246,11 @@ impl Runtime {
         // A trap is reported by its kind and message; a backtrace of anonymous guest
         // functions would tell the operator nothing and costs time on every trap.
         config.wasm_backtrace_max_frames(None);
+        // Profiling rules: `perf` names guest functions from the map this writes to
+        // /tmp/perf-PID.map (rule components keep their function names unless stripped).
+        if std::env::var_os(PERF_MAP_VARIABLE).is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| LoadError::Wasm {
             artifact: String::new(),
             stage: "creating the engine",

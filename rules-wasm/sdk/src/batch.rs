@@ -69,6 +69,7 @@ impl Batch {
     }
 
     /// The number of events.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -79,11 +80,14 @@ impl Batch {
     }
 
     /// The event at `index`.
+    #[inline]
     pub fn event(&self, index: usize) -> Event<'_> {
         assert!(index < self.len, "event {index} of a batch of {}", self.len);
         Event { batch: self, index }
     }
 
+    // Inlined everywhere: in a Wasm guest an out-of-line call costs more than the lookup.
+    #[inline(always)]
     fn value(&self, field: Field, index: usize) -> &str {
         let Some(column) = &self.columns[field as usize] else {
             return "";
@@ -106,6 +110,7 @@ macro_rules! accessors {
         impl<'a> Event<'a> {
             $(
                 #[doc = concat!("The `", stringify!($field), "` field.")]
+                #[inline(always)]
                 pub fn $method(&self) -> &'a str {
                     self.get(Field::$field)
                 }
@@ -116,6 +121,7 @@ macro_rules! accessors {
 
 impl<'a> Event<'a> {
     /// The value of `field`, `""` when missing.
+    #[inline(always)]
     pub fn get(&self, field: Field) -> &'a str {
         self.batch.value(field, self.index)
     }

@@ -8,26 +8,37 @@
 //! | `x has "a"` | [`has`]`(x, "a")`; several terms at once: [`has_any`] |
 //! | `x contains "a"` | [`contains`]`(x, "a")` |
 //! | `x startswith "a"` | [`startswith`]`(x, "a")` |
+//!
+//! Comparisons and searches go eight bytes at a time (see `swar`), which is what makes them
+//! cheap inside a Wasm guest.
+
+use crate::swar;
 
 /// `value in (set)`: equal to one of `set`, case-sensitive.
+#[inline]
 pub fn in_cs(value: &str, set: &[&str]) -> bool {
-    set.contains(&value)
+    set.iter().any(|candidate| swar::eq(candidate.as_bytes(), value.as_bytes()))
 }
 
 /// `value in~ (set)`: equal to one of `set`, ignoring ASCII case.
+#[inline]
 pub fn in_ci(value: &str, set: &[&str]) -> bool {
-    set.iter().any(|candidate| candidate.eq_ignore_ascii_case(value))
+    set.iter().any(|candidate| swar::eq_ignore_ascii_case(candidate.as_bytes(), value.as_bytes()))
 }
 
 /// `haystack contains needle`: `needle` occurs in `haystack`, ignoring ASCII case.
+#[inline]
 pub fn contains(haystack: &str, needle: &str) -> bool {
     find_ci(haystack.as_bytes(), needle.as_bytes(), 0).is_some()
 }
 
 /// `haystack startswith prefix`, ignoring ASCII case.
+#[inline]
 pub fn startswith(haystack: &str, prefix: &str) -> bool {
-    haystack.len() >= prefix.len()
-        && haystack.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    haystack
+        .as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|start| swar::eq_ignore_ascii_case(start, prefix.as_bytes()))
 }
 
 /// `haystack has term`: `term` occurs in `haystack` as a whole term, ignoring ASCII case.
@@ -67,12 +78,18 @@ pub fn has_any(haystack: &str, terms: &[&str]) -> bool {
     if terms.iter().filter(|t| !is_plain(t)).any(|t| has(haystack, t)) {
         return true;
     }
-    terms_of(haystack).any(|word| terms.iter().any(|t| t.eq_ignore_ascii_case(word)))
+    // Bit `n` set when some term is `n` bytes long (bit 63: 63 or more), so that most of
+    // the haystack's terms are passed over on their length alone.
+    let lengths = terms.iter().fold(0u64, |bits, t| bits | 1 << t.len().min(63));
+    terms_of(haystack).any(|word| {
+        lengths >> word.len().min(63) & 1 == 1
+            && terms.iter().any(|t| swar::eq_ignore_ascii_case(t.as_bytes(), word.as_bytes()))
+    })
 }
 
 /// The terms of `text`: its maximal runs of ASCII letters and digits.
 pub fn terms_of(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|term| !term.is_empty())
+    swar::AlnumRuns::new(text)
 }
 
 /// The first position at or after `from` where `needle` occurs in `hay`, ignoring ASCII case.
@@ -83,10 +100,7 @@ fn find_ci(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     if hay.len() < needle.len() {
         return None;
     }
-    let first = needle[0].to_ascii_lowercase();
-    (from..=hay.len() - needle.len()).find(|&at| {
-        hay[at].to_ascii_lowercase() == first && hay[at..at + needle.len()].eq_ignore_ascii_case(needle)
-    })
+    swar::find_ignore_ascii_case(hay, needle, from)
 }
 
 #[cfg(test)]

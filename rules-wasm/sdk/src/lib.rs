@@ -49,6 +49,7 @@
 pub mod aggregate;
 mod batch;
 pub mod kql;
+mod swar;
 
 pub use batch::{Batch, Event};
 
