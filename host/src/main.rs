@@ -14,7 +14,7 @@ use rulehost::config::{Flags, LimitSettings, Settings};
 use rulehost::eval::{self, Diagnostic, EvalError, EvalOptions, Summary};
 use rulehost::events::{Input, InputFormat};
 use rulehost::rules::{self, Trust, TrustPolicy};
-use rulehost::runtime::{CONTRACT_PACKAGE, CONTRACT_VERSION, CompiledRule, Runtime};
+use rulehost::runtime::{CONTRACT_PACKAGE, CompiledRule, Runtime, implemented_contracts};
 
 /// mimalloc: parsing threads allocate the events that the evaluating thread frees, which
 /// glibc's allocator handles slowly.
@@ -1020,8 +1020,9 @@ fn write_inspect_text(out: &mut impl Write, rule: &CompiledRule, signatures: &[S
     writeln!(out, "size:          {} bytes", info.size)?;
     writeln!(
         out,
-        "contract:      {CONTRACT_PACKAGE}@{} (this host: {CONTRACT_PACKAGE}@{CONTRACT_VERSION})",
-        info.contract_version.as_deref().unwrap_or("?")
+        "contract:      {CONTRACT_PACKAGE}@{} (this host: {})",
+        info.contract_version.as_deref().unwrap_or("?"),
+        implemented_contracts()
     )?;
     writeln!(
         out,

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rulehost::rules::BUNDLED_SOFT_CELL;
 
-use crate::util::{assert_golden, data, rulehost};
+use crate::util::{assert_golden, data, mask_digests, rulehost};
 
 /// `bytes` written as `name` in `dir`; returns the path.
 fn write_rule(dir: &Path, name: &str, bytes: &[u8]) -> String {
@@ -29,9 +29,9 @@ fn inspect_shows_metadata_contract_and_digest() {
     let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(info["id"], "fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7");
     assert_eq!(info["severity"], "high");
-    assert_eq!(info["contract"], "detect:rule@0.1.0");
+    assert_eq!(info["contract"], "detect:rule@0.2.0");
     assert_eq!(info["exports"], serde_json::json!(["metadata", "evaluate", "summarize"]));
-    assert_eq!(info["imports"], serde_json::json!(["detect:rule/types@0.1.0"]));
+    assert_eq!(info["imports"], serde_json::json!(["detect:rule/types@0.2.0"]));
     assert_eq!(info["techniques"], serde_json::json!(["T1059", "T1574", "T1082", "T1087"]));
     assert_eq!(
         info["reads"],
@@ -88,13 +88,13 @@ fn two_rules_with_one_id_are_refused() {
 #[test]
 fn an_incompatible_contract_is_refused_before_compiling() {
     let dir = tempfile::tempdir().unwrap();
-    let newer = with_contract_section(|bytes, data| bytes[data..data + 5].copy_from_slice(b"0.2.0"));
+    let newer = with_contract_section(|bytes, data| bytes[data..data + 5].copy_from_slice(b"0.3.0"));
     let path = write_rule(dir.path(), "newer.wasm", &newer);
     let run = rulehost(&["eval", "--rules", &path, &data("defender-rows.jsonl")]);
     assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains(&format!(
-            "{path}: built against contract detect:rule@0.2.0, this host implements detect:rule@0.1.0"
+            "{path}: built against contract detect:rule@0.3.0, this host implements detect:rule@0.2.0 and detect:rule@0.1.0"
         )),
         "{}",
         run.stderr
@@ -105,6 +105,49 @@ fn an_incompatible_contract_is_refused_before_compiling() {
     let run = rulehost(&["inspect", &path]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains(&format!("{path}: no contract version")), "{}", run.stderr);
+}
+
+/// A Soft Cell component built against contract 0.1.0 (where a column's values travel as
+/// `list<u8>`), kept from before 0.2.0 (see tests/data/contract-0.1.0/README.md).
+const SOFT_CELL_0_1: &str = "tests/data/contract-0.1.0/soft-cell.wasm";
+
+#[test]
+fn a_rule_built_against_contract_0_1_still_runs_and_gives_the_same_alerts() {
+    let run = rulehost(&["inspect", "--json", "--allow-unsigned", SOFT_CELL_0_1]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(info["contract"], "detect:rule@0.1.0");
+    assert_eq!(info["imports"], serde_json::json!(["detect:rule/types@0.1.0"]));
+
+    let old = rulehost(&["eval", "--allow-unsigned", "--rules", SOFT_CELL_0_1, &data("defender-rows.jsonl")]);
+    assert_eq!(old.code, 0, "{}", old.stderr);
+    assert_golden("defender.alerts.jsonl", &old.stdout);
+    assert_eq!(old.json_lines()[0]["RuleDigest"], info["digest"]);
+    // The same matched events, field for field, from both builds of the rule.
+    let scenario = data("windows/scenario.xml");
+    let matched = |rules: Option<&str>| {
+        let mut args = vec!["eval", "--matches", "--allow-unsigned"];
+        args.extend(rules.map(|r| ["--rules", r]).into_iter().flatten());
+        args.push(&scenario);
+        let run = rulehost(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        mask_digests(&run.stdout)
+    };
+    let bundled = matched(None);
+    assert_eq!(bundled.lines().count(), 4, "{bundled}");
+    assert_eq!(matched(Some(SOFT_CELL_0_1)), bundled);
+}
+
+#[test]
+fn a_rule_whose_exports_do_not_match_its_contract_version_is_refused() {
+    // The bundled rule (0.2.0 types) with its section saying 0.1.0.
+    let dir = tempfile::tempdir().unwrap();
+    let mislabelled = with_contract_section(|bytes, data| bytes[data..data + 5].copy_from_slice(b"0.1.0"));
+    let path = write_rule(dir.path(), "mislabelled.wasm", &mislabelled);
+    let run = rulehost(&["eval", "--allow-unsigned", "--rules", &path, &data("defender-rows.jsonl")]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains(&format!("{path}: ")), "{}", run.stderr);
+    assert!(run.stderr.contains("checking the exports"), "{}", run.stderr);
 }
 
 #[test]

@@ -6,8 +6,7 @@ use wasmparser::{Parser, Payload};
 
 /// The custom section in which the SDK records the contract version.
 pub const CONTRACT_SECTION: &str = "detect:contract-version";
-/// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub use super::bindings::CONTRACT_VERSIONS;
 /// The contract's WIT package, for messages.
 pub const CONTRACT_PACKAGE: &str = "detect:rule";
 
@@ -109,18 +108,20 @@ pub fn inspect(bytes: &[u8]) -> Result<ArtifactInfo, ArtifactProblem> {
     Ok(info)
 }
 
-/// Whether a rule built against contract `found` runs on this host: the same major
-/// version, and for 0.x the same minor version (semantic versioning's caret rule).
-pub fn is_compatible(found: &str) -> bool {
+/// The implemented contract version (one of [`CONTRACT_VERSIONS`]) that a rule built
+/// against contract `found` runs under: the one with the same major version, and for 0.x
+/// the same minor version (semantic versioning's caret rule); `None` when there is none.
+pub fn implemented_contract(found: &str) -> Option<&'static str> {
     let parse = |v: &str| -> Option<(u64, u64)> {
         let mut parts = v.split('.');
         Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
     };
-    match (parse(found), parse(CONTRACT_VERSION)) {
-        (Some((0, found_minor)), Some((0, minor))) => found_minor == minor,
-        (Some((found_major, _)), Some((major, _))) => found_major == major,
-        _ => false,
-    }
+    let (found_major, found_minor) = parse(found)?;
+    CONTRACT_VERSIONS.into_iter().find(|implemented| match parse(implemented) {
+        Some((0, minor)) => found_major == 0 && found_minor == minor,
+        Some((major, _)) => found_major == major,
+        None => false,
+    })
 }
 
 #[cfg(test)]
@@ -129,11 +130,14 @@ mod tests {
 
     #[test]
     fn compatibility_follows_the_caret_rule() {
-        assert!(is_compatible("0.1.0"));
-        assert!(is_compatible("0.1.7"));
-        assert!(!is_compatible("0.2.0"));
-        assert!(!is_compatible("1.1.0"));
-        assert!(!is_compatible("banana"));
+        assert_eq!(implemented_contract("0.2.0"), Some("0.2.0"));
+        assert_eq!(implemented_contract("0.2.3"), Some("0.2.0"));
+        assert_eq!(implemented_contract("0.1.0"), Some("0.1.0"));
+        assert_eq!(implemented_contract("0.1.7"), Some("0.1.0"));
+        assert_eq!(implemented_contract("0.3.0"), None);
+        assert_eq!(implemented_contract("1.1.0"), None);
+        assert_eq!(implemented_contract("1.2"), None);
+        assert_eq!(implemented_contract("banana"), None);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 
-pub use artifact::{ArtifactInfo, CONTRACT_PACKAGE, CONTRACT_VERSION, Digest};
-use bindings::{RuleBindings, RuleBindingsPre, wit};
+pub use artifact::{ArtifactInfo, CONTRACT_PACKAGE, CONTRACT_VERSIONS, Digest};
+use bindings::{RuleBindings, RuleBindingsPre};
 pub use cache::ComponentCache;
 pub use limits::{LOAD_CALL_DEADLINE, Limits, RuleState, TICK};
 
@@ -71,7 +71,8 @@ pub enum LoadError {
     },
     /// Built against a contract this host does not implement.
     #[error(
-        "{artifact}: built against contract {CONTRACT_PACKAGE}@{found}, this host implements {CONTRACT_PACKAGE}@{CONTRACT_VERSION}"
+        "{artifact}: built against contract {CONTRACT_PACKAGE}@{found}, this host implements {}",
+        implemented_contracts()
     )]
     IncompatibleContract {
         /// The artifact's name.
@@ -259,11 +260,13 @@ impl Runtime {
         // Rules import nothing but the contract's type-only interface: the linker holds an
         // empty instance for it, so any other import fails to link.
         let mut linker = Linker::new(&engine);
-        linker.instance(&format!("{TYPES_INTERFACE}{CONTRACT_VERSION}")).map_err(|e| LoadError::Wasm {
-            artifact: String::new(),
-            stage: "creating the linker",
-            message: error_text(&e),
-        })?;
+        for version in CONTRACT_VERSIONS {
+            linker.instance(&format!("{TYPES_INTERFACE}{version}")).map_err(|e| LoadError::Wasm {
+                artifact: String::new(),
+                stage: "creating the linker",
+                message: error_text(&e),
+            })?;
+        }
         let linker = Arc::new(linker);
         let ticker = limits::Ticker::start(engine.clone()).map_err(|e| LoadError::Wasm {
             artifact: String::new(),
@@ -306,9 +309,9 @@ impl Runtime {
         })?;
         let found =
             info.contract_version.clone().ok_or_else(|| LoadError::NoContractVersion { artifact: name() })?;
-        if !artifact::is_compatible(&found) {
+        let Some(contract) = artifact::implemented_contract(&found) else {
             return Err(LoadError::IncompatibleContract { artifact: name(), found });
-        }
+        };
         let forbidden: Vec<String> =
             info.imports.iter().filter(|name| !name.starts_with(TYPES_INTERFACE)).cloned().collect();
         if !forbidden.is_empty() {
@@ -329,15 +332,14 @@ impl Runtime {
             }
         };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(wasm_error("linking"))?;
-        let pre = RuleBindingsPre::new(instance_pre).map_err(wasm_error("checking the exports"))?;
+        let pre = RuleBindingsPre::new(contract, instance_pre).map_err(wasm_error("checking the exports"))?;
         let mut store = new_store(&self.engine, &self.limits, self.enforce);
         let bindings = pre.instantiate(&mut store).map_err(wasm_error("instantiating"))?;
         store.set_epoch_deadline(self.limits.load_deadline_ticks());
         if let Some(fuel) = self.limits.fuel {
             store.set_fuel(fuel).map_err(wasm_error("setting fuel"))?;
         }
-        let metadata: RuleMetadata =
-            bindings.call_metadata(&mut store).map_err(wasm_error("calling metadata"))?.into();
+        let metadata: RuleMetadata = bindings.metadata(&mut store).map_err(wasm_error("calling metadata"))?;
         validate_metadata(&metadata).map_err(|problem| LoadError::InvalidMetadata {
             artifact: name(),
             id: metadata.id.clone(),
@@ -379,6 +381,13 @@ fn new_store(engine: &Engine, limits: &Limits, enforce: bool) -> Store<RuleState
     store
 }
 
+/// The contract versions this host implements, for messages: `detect:rule@0.2.0 and
+/// detect:rule@0.1.0`.
+pub fn implemented_contracts() -> String {
+    let names: Vec<String> = CONTRACT_VERSIONS.iter().map(|v| format!("{CONTRACT_PACKAGE}@{v}")).collect();
+    names.join(" and ")
+}
+
 /// The text of an engine error with its causes, on one line.
 fn error_text(error: &wasmtime::Error) -> String {
     format!("{error:#}")
@@ -393,7 +402,7 @@ pub struct CompiledRule {
     limits: Arc<Limits>,
     enforce: bool,
     signers: Vec<String>,
-    pre: RuleBindingsPre<RuleState>,
+    pre: RuleBindingsPre,
 }
 
 impl std::fmt::Debug for CompiledRule {
@@ -510,9 +519,8 @@ impl RuleInstance {
 
     /// The `where` stages over `events`: the indices of those that match, ascending.
     pub fn evaluate(&mut self, events: &[ProcessEvent]) -> Result<Vec<usize>, RuleError> {
-        let batch = pack::pack(events, &self.rule.metadata.reads);
         self.arm()?;
-        let result = self.bindings.call_evaluate(&mut self.store, &batch);
+        let result = self.bindings.evaluate(&mut self.store, events, &self.rule.metadata.reads);
         let indices = self.after_call("evaluate", result)?;
         let mut previous: Option<u32> = None;
         for &index in &indices {
@@ -534,10 +542,9 @@ impl RuleInstance {
         window: (i64, i64),
         events: &[ProcessEvent],
     ) -> Result<Vec<RuleAlert>, RuleError> {
-        let batch = pack::pack(events, &self.rule.metadata.summary_reads);
-        let window = wit::Window { start_ms: window.0, end_ms: window.1 };
         self.arm()?;
-        let result = self.bindings.call_summarize(&mut self.store, window, &batch);
+        let result =
+            self.bindings.summarize(&mut self.store, window, events, &self.rule.metadata.summary_reads);
         let alerts = self.after_call("summarize", result)?;
         let limits = &self.rule.limits;
         if alerts.len() > limits.max_alerts {
@@ -548,12 +555,12 @@ impl RuleInstance {
         let bytes: usize = alerts
             .iter()
             .flat_map(|a| &a.columns)
-            .map(|c| {
-                c.name.len()
-                    + match &c.value {
-                        wit::Value::Text(s) => s.len(),
-                        wit::Value::Texts(v) => v.iter().map(String::len).sum(),
-                        wit::Value::Number(_) => 8,
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        AlertValue::Text(s) => s.len(),
+                        AlertValue::Texts(v) => v.iter().map(String::len).sum(),
+                        AlertValue::Number(_) => 8,
                     }
             })
             .sum();
@@ -572,18 +579,7 @@ impl RuleInstance {
                     return Err(self.rule.error("summarize", FailureKind::BadOutput, message));
                 }
                 Ok(RuleAlert {
-                    columns: alert
-                        .columns
-                        .into_iter()
-                        .map(|c| {
-                            let value = match c.value {
-                                wit::Value::Text(s) => AlertValue::Text(s),
-                                wit::Value::Texts(v) => AlertValue::Texts(v),
-                                wit::Value::Number(n) => AlertValue::Number(n),
-                            };
-                            (c.name, value)
-                        })
-                        .collect(),
+                    columns: alert.columns,
                     events: alert.events.into_iter().map(|i| i as usize).collect(),
                 })
             })

@@ -22,15 +22,16 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Unpacks a batch from the host. A column that is not UTF-8 or does not have one
-    /// value per event breaks the contract and traps the call.
+    /// Unpacks a batch from the host. The text arrives as a contract `string`, whose UTF-8
+    /// the canonical ABI guarantees; a column that does not have one value per event, or
+    /// an offset off a character boundary (when read), breaks the contract and traps the
+    /// call.
     pub(crate) fn from_wit(batch: wit::EventBatch) -> Self {
         let len = batch.count as usize;
         let mut columns: [Option<Column>; FIELD_COUNT] = Default::default();
         for column in batch.columns {
             assert_eq!(column.ends.len(), len, "column {:?} has one value per event", column.field);
-            let text = String::from_utf8(column.data).expect("the host sends UTF-8 columns");
-            columns[column.field as usize] = Some(Column { text, ends: column.ends });
+            columns[column.field as usize] = Some(Column { text: column.data, ends: column.ends });
         }
         Self { len, columns }
     }
@@ -176,7 +177,7 @@ mod tests {
             count: 3,
             columns: vec![wit::Column {
                 field: Field::FileName,
-                data: b"cmd.exepowershell.exe".to_vec(),
+                data: "cmd.exepowershell.exe".into(),
                 ends: vec![7, 7, 21],
             }],
         });

@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `x in ("a", "b")` | [`in_cs`]`(x, &["a", "b"])` |
 //! | `x in~ ("a", "b")` | [`in_ci`]`(x, &["a", "b"])` |
-//! | `x has "a"` | [`has`]`(x, "a")`; several terms at once: [`has_any`] |
+//! | `x has "a"` | [`has`]`(x, "a")` |
+//! | `x has_any ("a", "b")` | [`has_any`]`(x, &["a", "b"])`, or a `const` [`Terms`] |
 //! | `x contains "a"` | [`contains`]`(x, "a")` |
 //! | `x startswith "a"` | [`startswith`]`(x, "a")` |
 //!
@@ -67,24 +68,85 @@ pub fn has(haystack: &str, term: &str) -> bool {
     false
 }
 
-/// `haystack has term1 or haystack has term2 or ...` for terms made only of ASCII letters
-/// and digits, in one pass over `haystack`: each of its terms is compared with `terms`.
+/// `haystack has_any (terms)`: `haystack has term1 or haystack has term2 or ...`, in one
+/// pass over `haystack` for the terms made only of ASCII letters and digits: each term of
+/// `haystack` is compared with those of the same length. A term with any other character
+/// is tested with [`has`].
 ///
-/// A term with any other character is tested with [`has`].
-pub fn has_any(haystack: &str, terms: &[&str]) -> bool {
-    // A term of `haystack` is a non-empty alphanumeric run, so it can only equal a plain
-    // term; the others need the general search.
-    let is_plain = |t: &&&str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric());
-    if terms.iter().filter(|t| !is_plain(t)).any(|t| has(haystack, t)) {
+/// `terms` is a slice of strings, or [`Terms`] analysed once in a `const`:
+/// `const TOOLS: Terms = Terms::new(&["whoami", "ping"]);`.
+pub fn has_any<'a>(haystack: &str, terms: impl Into<Terms<'a>>) -> bool {
+    let terms = terms.into();
+    if terms.others && terms.terms.iter().filter(|t| !is_plain(t.as_bytes())).any(|t| has(haystack, t)) {
         return true;
     }
-    // Bit `n` set when some term is `n` bytes long (bit 63: 63 or more), so that most of
-    // the haystack's terms are passed over on their length alone.
-    let lengths = terms.iter().fold(0u64, |bits, t| bits | 1 << t.len().min(63));
-    terms_of(haystack).any(|word| {
-        lengths >> word.len().min(63) & 1 == 1
-            && terms.iter().any(|t| swar::eq_ignore_ascii_case(t.as_bytes(), word.as_bytes()))
-    })
+    terms.plain_lengths != 0
+        && terms_of(haystack).any(|word| {
+            terms.plain_lengths >> word.len().min(63) & 1 == 1
+                && terms.terms.iter().any(|t| swar::eq_ignore_ascii_case(t.as_bytes(), word.as_bytes()))
+        })
+}
+
+/// The terms of a [`has_any`], with what it needs to know of them: the lengths of the
+/// plain ones (letters and digits only), and whether there are others. `Terms::new` is a
+/// `const fn`, so a rule's constant terms are analysed when the rule is compiled rather
+/// than on every call.
+#[derive(Debug, Clone, Copy)]
+pub struct Terms<'a> {
+    terms: &'a [&'a str],
+    /// Bit `n` set when a plain term is `n` bytes long (bit 63: 63 or more), so that most
+    /// of a haystack's terms are passed over on their length alone.
+    plain_lengths: u64,
+    /// Whether some term is not plain, and needs the general search of [`has`].
+    others: bool,
+}
+
+impl<'a> Terms<'a> {
+    /// Analyses `terms`.
+    pub const fn new(terms: &'a [&'a str]) -> Self {
+        let (mut plain_lengths, mut others, mut i) = (0u64, false, 0);
+        while i < terms.len() {
+            let term = terms[i].as_bytes();
+            if is_plain(term) {
+                let len = if term.len() < 63 { term.len() } else { 63 };
+                plain_lengths |= 1 << len;
+            } else {
+                others = true;
+            }
+            i += 1;
+        }
+        Self { terms, plain_lengths, others }
+    }
+
+    /// The terms, as given.
+    pub const fn terms(&self) -> &'a [&'a str] {
+        self.terms
+    }
+}
+
+impl<'a> From<&'a [&'a str]> for Terms<'a> {
+    fn from(terms: &'a [&'a str]) -> Self {
+        Terms::new(terms)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [&'a str; N]> for Terms<'a> {
+    fn from(terms: &'a [&'a str; N]) -> Self {
+        Terms::new(terms)
+    }
+}
+
+/// Whether `term` is non-empty and made only of ASCII letters and digits: the only kind of
+/// term that can equal a term of a haystack.
+const fn is_plain(term: &[u8]) -> bool {
+    let mut i = 0;
+    while i < term.len() {
+        if !term[i].is_ascii_alphanumeric() {
+            return false;
+        }
+        i += 1;
+    }
+    !term.is_empty()
 }
 
 /// The terms of `text`: its maximal runs of ASCII letters and digits.
@@ -158,7 +220,17 @@ mod tests {
             assert_eq!(has_any(hay, &terms), expected, "{hay:?}");
         }
         assert!(has_any("a cmd.exe b", &["zzz", "cmd.exe"]));
-        assert!(!has_any("anything", &[]));
+        assert!(!has_any("anything", &[] as &[&str]));
+        const ANALYSED: Terms =
+            Terms::new(&["wget", "whoami", "certutil", "systeminfo", "ping", "ipconfig", "timeout"]);
+        for &(hay, _, _) in HAS {
+            assert_eq!(has_any(hay, ANALYSED), has_any(hay, ANALYSED.terms()), "{hay:?}");
+        }
+        // A term of 63 bytes or more shares the last length bit; lengths still must match.
+        let long = "a".repeat(70);
+        let longer = format!("x {} y", "a".repeat(71));
+        assert!(!has_any(&longer, &[long.as_str()]));
+        assert!(has_any(&format!("x {long} y"), &[long.as_str()]));
     }
 
     #[test]

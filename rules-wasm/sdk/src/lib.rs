@@ -57,7 +57,7 @@ pub use batch::{Batch, Event};
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rule",
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "rulehost_sdk::bindings",
@@ -75,7 +75,7 @@ pub const CONTRACT_VERSION: &str = match core::str::from_utf8(&CONTRACT_VERSION_
 /// The content of the `detect:contract-version` custom section that [`export_rule!`]
 /// puts in every rule, so the host can refuse an incompatible rule before compiling it.
 #[doc(hidden)]
-pub const CONTRACT_VERSION_SECTION: [u8; 5] = *b"0.1.0";
+pub const CONTRACT_VERSION_SECTION: [u8; 5] = *b"0.2.0";
 
 /// What a rule is. See the `rule-metadata` record of the contract for each field.
 #[derive(Debug, Clone, Copy)]

@@ -31,6 +31,8 @@ const SHELLS: &[&str] = &["cmd.exe", "powershell.exe"];
 const TEMP_DIR: &str = "%temp%";
 /// Matched with `has`.
 const RECON_TOOLS: &[&str] = &["wget", "whoami", "certutil", "systeminfo", "ping", "ipconfig", "timeout"];
+/// The same, analysed for [`kql::has_any`] when the rule is compiled.
+const RECON_TERMS: kql::Terms = kql::Terms::new(RECON_TOOLS);
 /// `make_set(ProcessCommandLine, 100000)`.
 const MAX_COMMAND_LINES: usize = 100_000;
 
@@ -107,7 +109,7 @@ impl Rule for SoftCell {
         (is_web_server(event.initiating_process_parent_file_name())
             || is_web_server(event.initiating_process_file_name()))
             && kql::in_ci(event.file_name(), SHELLS)
-            && (kql::contains(command_line, TEMP_DIR) || kql::has_any(command_line, RECON_TOOLS))
+            && (kql::contains(command_line, TEMP_DIR) || kql::has_any(command_line, RECON_TERMS))
     }
 
     fn summarize(_window: Window, matched: &[Event<'_>]) -> Vec<Alert> {
