@@ -150,11 +150,13 @@ const fn is_plain(term: &[u8]) -> bool {
 }
 
 /// The terms of `text`: its maximal runs of ASCII letters and digits.
+#[inline]
 pub fn terms_of(text: &str) -> impl Iterator<Item = &str> {
     swar::AlnumRuns::new(text)
 }
 
 /// The first position at or after `from` where `needle` occurs in `hay`, ignoring ASCII case.
+#[inline]
 fn find_ci(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     if needle.is_empty() {
         return Some(from.min(hay.len()));

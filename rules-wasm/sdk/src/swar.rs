@@ -123,6 +123,7 @@ fn words_eq(a: &[u8], b: &[u8], map: impl Fn(u64) -> u64) -> bool {
 /// The first position at or after `from` where `needle` (not empty) occurs in `hay`,
 /// ignoring ASCII case: candidates are the bytes equal to `needle`'s first byte, eight
 /// tested at once.
+#[inline]
 pub(crate) fn find_ignore_ascii_case(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     let last_start = hay.len().checked_sub(needle.len())?;
     let first = fold(ONES * u64::from(needle[0]));
@@ -155,6 +156,7 @@ pub(crate) struct AlnumRuns<'a> {
 }
 
 impl<'a> AlnumRuns<'a> {
+    #[inline]
     pub(crate) fn new(text: &'a str) -> Self {
         Self { text, block: 0, mask: alnum_mask(text.as_bytes(), 0) }
     }
@@ -163,6 +165,7 @@ impl<'a> AlnumRuns<'a> {
 impl<'a> Iterator for AlnumRuns<'a> {
     type Item = &'a str;
 
+    #[inline]
     fn next(&mut self) -> Option<&'a str> {
         let bytes = self.text.as_bytes();
         while self.mask == 0 {
