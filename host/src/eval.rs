@@ -34,6 +34,9 @@ pub struct EvalOptions {
     /// Threads that evaluate batches, each with its own instance of every rule (1: the
     /// calling thread evaluates). The output is the same whatever the number.
     pub jobs: usize,
+    /// Bytes of process creations the first pass over one Windows log keeps for the
+    /// second (0: the second pass reads them again). The output is the same whatever it is.
+    pub kept_event_bytes: usize,
 }
 
 impl Default for EvalOptions {
@@ -47,6 +50,7 @@ impl Default for EvalOptions {
             lineage_capacity: lineage::DEFAULT_CAPACITY,
             progress: None,
             jobs: 1,
+            kept_event_bytes: DEFAULT_KEPT_EVENT_BYTES,
         }
     }
 }
@@ -178,13 +182,14 @@ impl RuleRun {
 
 /// Evaluates `rules` over `inputs`, writing to `output` and reporting to `diagnose`.
 ///
-/// A Windows log in a file is read twice, so that a child's grandparent is known whatever
+/// A Windows log is taken in two passes, so that a child's grandparent is known whatever
 /// the order of files and records: the first pass counts every record and fills the
 /// lineage table from the process creations, the second evaluates the process creations.
-/// Where the first pass could note where their lines start (JSON lines in a plain file),
-/// the second reads only those lines; otherwise it reads the input again and takes its
-/// events. Defender inputs carry their grandparent and standard input cannot be read
-/// twice: those are read once.
+/// The first pass keeps the process creations it read, up to `kept_event_bytes` of them, and the
+/// second evaluates those; past that, where the first pass could note where their lines
+/// start (JSON lines in a plain file), the second reads only those lines, and otherwise
+/// it reads the input again and takes its events. Defender inputs carry their grandparent
+/// and standard input cannot be read twice: those are read once.
 pub fn evaluate(
     rules: &[Arc<CompiledRule>],
     inputs: &[Input],
@@ -209,6 +214,11 @@ pub fn evaluate(
             SecondPass::Rest(records) => {
                 for record in records {
                     evaluation.record(record)?;
+                }
+            }
+            SecondPass::Kept(events) => {
+                for event in events {
+                    evaluation.record(Record::Event(Box::new(event)))?;
                 }
             }
             SecondPass::Lines(lines) => {
@@ -238,6 +248,8 @@ enum SecondPass {
     Nothing,
     /// The rest of the records, read once (a Defender input, standard input).
     Rest(Box<dyn Iterator<Item = Record>>),
+    /// The process creations themselves, kept by the first pass as they were read.
+    Kept(Vec<ProcessEvent>),
     /// The lines of the process creations, by offset and line number.
     Lines(Vec<(u64, u64)>),
     /// The whole input again, for its events.
@@ -248,6 +260,12 @@ enum SecondPass {
 /// the whole input again.
 const MAX_NOTED_LINES: usize = 4 << 20;
 
+/// Bytes of process creations (their text and their fields) that the first pass of one
+/// input keeps for the second by default, which then reads nothing again: about 40,000
+/// events. In real logs few events are process creations, so most inputs stay under it;
+/// past it the kept events are dropped and the second pass reads them again.
+pub const DEFAULT_KEPT_EVENT_BYTES: usize = 64 << 20;
+
 /// The first pass over one input: see [`evaluate`].
 fn first_pass(mut reader: Reader, evaluation: &mut Evaluation<'_>) -> Result<SecondPass, EvalError> {
     let noting = reader.has_line_offsets();
@@ -255,6 +273,7 @@ fn first_pass(mut reader: Reader, evaluation: &mut Evaluation<'_>) -> Result<Sec
         return Ok(SecondPass::Rest(Box::new(reader)));
     }
     let (mut lines, mut whole, mut events) = (Vec::new(), !noting, 0u64);
+    let (mut kept, mut kept_bytes) = (Some(Vec::new()), 0usize);
     while let Some(record) = reader.next() {
         let Record::Event(mut event) = record else {
             evaluation.record(record)?;
@@ -265,6 +284,15 @@ fn first_pass(mut reader: Reader, evaluation: &mut Evaluation<'_>) -> Result<Sec
             return Ok(SecondPass::Rest(Box::new(first.chain(reader))));
         }
         events += 1;
+        if let Some(events) = &mut kept {
+            kept_bytes += event.size_in_memory();
+            if kept_bytes <= evaluation.options.kept_event_bytes {
+                // As read: the second pass resolves its lineage against the whole table.
+                events.push((*event).clone());
+            } else {
+                kept = None;
+            }
+        }
         evaluation.lineage.resolve_and_record(&mut event);
         match event.line_offset() {
             // Several events of one line (`{"records": [..]}`) are noted once.
@@ -278,10 +306,11 @@ fn first_pass(mut reader: Reader, evaluation: &mut Evaluation<'_>) -> Result<Sec
             _ => whole = true,
         }
     }
-    Ok(match (events, whole) {
-        (0, _) => SecondPass::Nothing,
-        (_, true) => SecondPass::Whole,
-        (_, false) => SecondPass::Lines(lines),
+    Ok(match (events, kept, whole) {
+        (0, _, _) => SecondPass::Nothing,
+        (_, Some(kept), _) => SecondPass::Kept(kept),
+        (_, None, true) => SecondPass::Whole,
+        (_, None, false) => SecondPass::Lines(lines),
     })
 }
 

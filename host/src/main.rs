@@ -329,6 +329,10 @@ struct EvalArgs {
     /// the oldest are evicted first.
     #[arg(long, default_value_t = rulehost::events::lineage::DEFAULT_CAPACITY, value_name = "N")]
     lineage_capacity: usize,
+    /// Memory, in MiB, for the process creations that the first pass over a Windows log
+    /// keeps for evaluation; past it, they are read from the file again (0: always).
+    #[arg(long, default_value_t = rulehost::eval::DEFAULT_KEPT_EVENT_BYTES >> 20, value_name = "MIB")]
+    kept_events_mib: usize,
     /// Do not print the summary on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -516,6 +520,7 @@ fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
         lineage_capacity: args.lineage_capacity,
         progress: None,
         jobs,
+        kept_event_bytes: args.kept_events_mib.saturating_mul(1 << 20),
     };
     let counter = Arc::new(AtomicU64::new(0));
     let progress = if args.quiet { None } else { Progress::start(&inputs, counter.clone()) };

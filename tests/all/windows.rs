@@ -280,3 +280,38 @@ fn a_named_pipe_is_read_once() {
         assert_eq!(run.summary(), SCENARIO_SUMMARY.replace("1 alert", "0 alerts"), "{file}");
     }
 }
+
+/// The second pass over a Windows log evaluates the process creations that the first
+/// pass kept, or, with `--kept-events-mib 0` (as past the limit), reads them again by
+/// their lines' offsets or in a whole second read: the matches and the summary are the
+/// same either way, lineage across files included.
+#[test]
+fn kept_and_read_again_process_creations_give_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = test_rule("match-all");
+    let mut runs: Vec<Vec<String>> = SCENARIO.iter().map(|file| vec![data(file)]).collect();
+    let (child, parents) = (data("windows/lineage-child.xml"), data("windows/lineage-parents.xml"));
+    runs.push(vec![child.clone(), parents.clone()]);
+    runs.push(vec![parents, child]);
+    // evtx_dump JSON lines (offsets), and the EVTX files and zips themselves (read again).
+    for (evtx, jsonl) in shared_evtx_as_jsonl(dir.path()) {
+        runs.push(vec![jsonl]);
+        runs.push(vec![evtx]);
+    }
+    runs.push(vec![shared("otrf/empire_shell_net_local_users.zip")]);
+    for inputs in &runs {
+        let eval = |extra: &[&str]| {
+            let mut args = vec!["eval", "--matches", "--rules", &rule];
+            args.extend_from_slice(extra);
+            args.extend(inputs.iter().map(String::as_str));
+            let run = rulehost(&args);
+            assert_eq!(run.code, 0, "{inputs:?} {extra:?}: {}", run.stderr);
+            run
+        };
+        let kept = eval(&[]);
+        let read_again = eval(&["--kept-events-mib", "0"]);
+        assert!(!kept.stdout.is_empty() || kept.counts().1 == 0, "{inputs:?}: {}", kept.stderr);
+        assert_eq!(kept.stdout, read_again.stdout, "{inputs:?}");
+        assert_eq!(kept.summary(), read_again.summary(), "{inputs:?}");
+    }
+}

@@ -201,6 +201,12 @@ impl ProcessEvent {
         self.line_offset
     }
 
+    /// About how many bytes the event holds: its values' text and their headers.
+    pub fn size_in_memory(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.values.iter().map(|v| v.len() + std::mem::size_of::<String>()).sum::<usize>()
+    }
+
     /// A copy that holds only `fields`, with the event's time, `Timestamp`, `ReportId` and
     /// origin: what a matched event needs while it waits for its window to be summarized
     /// (a rule's `summary-reads`), at a fraction of the memory of the whole event.
