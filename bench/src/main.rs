@@ -7,8 +7,8 @@
 //!    normalizing the same file.
 //!
 //! `BENCH_EVENTS` sets the number of events (default 1,000,000); `BENCH_ONLY=startup`,
-//! `=windows` or `=predicate` runs only that measurement (`predicate`: Wasm vs native and
-//! the sandbox's cost); `BENCH_PROFILE=wasm` or `=native` runs one side of Wasm vs native
+//! `=windows`, `=jobs` or `=predicate` runs only that measurement (`predicate`: Wasm vs
+//! native and the sandbox's cost); `BENCH_PROFILE=wasm` or `=native` runs one side of Wasm vs native
 //! over and over for a profiler (with `RULEHOST_PERF_MAP=1`, perf names guest functions).
 
 mod generate;
@@ -61,9 +61,15 @@ fn main() -> Result<()> {
     ensure!(events.len() as u64 == count, "read {} of {count} events", events.len());
 
     // 1. Wasm vs native.
-    let rule = wasm_vs_native(&events, expected_matches)?;
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "predicate") {
+    let Some(rule) = wasm_vs_native(&events, expected_matches)? else {
+        return Ok(()); // BENCH_PROFILE
+    };
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only == "predicate" {
         return sandbox_cost(&events, expected_matches);
+    }
+    if only == "jobs" {
+        return jobs_speedup(&[rule], &input, count);
     }
 
     // 2. End to end vs parse-only.
@@ -114,7 +120,7 @@ fn main() -> Result<()> {
 fn wasm_vs_native(
     events: &[ProcessEvent],
     expected_matches: u64,
-) -> Result<std::sync::Arc<rulehost::runtime::CompiledRule>> {
+) -> Result<Option<std::sync::Arc<rulehost::runtime::CompiledRule>>> {
     let count = events.len() as u64;
     let rule = rules::load_bundled(&Runtime::new()?)?;
     let mut instance = rule.instantiate()?;
@@ -132,7 +138,7 @@ fn wasm_vs_native(
             };
             ensure!(matches == expected_matches, "{side} found another number of matches");
         }
-        std::process::exit(0);
+        return Ok(None);
     }
     let (mut wasm, mut native, mut packing) = (Duration::MAX, Duration::MAX, Duration::MAX);
     for _ in 0..ROUNDS {
@@ -160,7 +166,7 @@ fn wasm_vs_native(
     println!("| native Rust (same packing) | {:.1} | {} |", per_event(native), rate(count, native));
     println!("| Wasm component | {:.1} | {} |", per_event(wasm), rate(count, wasm));
     println!("| **Wasm / native** | **{:.2}x** | |", wasm.as_secs_f64() / native.as_secs_f64());
-    Ok(rule)
+    Ok(Some(rule))
 }
 
 /// 7. `eval` over an evtx_dump-shaped Windows JSONL log (`WINDOWS_EVENTS` lines, default
