@@ -37,12 +37,12 @@ const BATCH: usize = eval::DEFAULT_BATCH_SIZE;
 const MATCH_PERCENT: u64 = 5;
 
 fn main() -> Result<()> {
-    // `BENCH_ONLY=startup` measures only the start-up (it needs no generated input).
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "startup") {
-        return startup();
-    }
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "windows") {
-        return windows_jsonl();
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    // These two need no generated Defender input.
+    match only.as_str() {
+        "startup" => return startup(),
+        "windows" => return windows_jsonl(),
+        _ => {}
     }
     let count: u64 = std::env::var("BENCH_EVENTS").ok().map_or(Ok(1_000_000), |v| v.parse())?;
     let dir = tempfile::tempdir()?;
@@ -64,7 +64,6 @@ fn main() -> Result<()> {
     let Some(rule) = wasm_vs_native(&events, expected_matches)? else {
         return Ok(()); // BENCH_PROFILE
     };
-    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only == "predicate" {
         return sandbox_cost(&events, expected_matches);
     }

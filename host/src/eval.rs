@@ -275,7 +275,7 @@ fn first_pass(mut reader: Reader, evaluation: &mut Evaluation<'_>) -> Result<Sec
     let (mut lines, mut whole, mut events) = (Vec::new(), !noting, 0u64);
     let (mut kept, mut kept_bytes) = (Some(Vec::new()), 0usize);
     while let Some(record) = reader.next() {
-        let Record::Event(mut event) = record else {
+        let Record::Event(event) = record else {
             evaluation.record(record)?;
             continue;
         };
@@ -284,16 +284,8 @@ fn first_pass(mut reader: Reader, evaluation: &mut Evaluation<'_>) -> Result<Sec
             return Ok(SecondPass::Rest(Box::new(first.chain(reader))));
         }
         events += 1;
-        if let Some(events) = &mut kept {
-            kept_bytes += event.size_in_memory();
-            if kept_bytes <= evaluation.options.kept_event_bytes {
-                // As read: the second pass resolves its lineage against the whole table.
-                events.push((*event).clone());
-            } else {
-                kept = None;
-            }
-        }
-        evaluation.lineage.resolve_and_record(&mut event);
+        // The event stays as read: the second pass resolves it against the whole table.
+        evaluation.lineage.learn(&event);
         match event.line_offset() {
             // Several events of one line (`{"records": [..]}`) are noted once.
             Some(offset) if !whole && lines.last().is_none_or(|&(last, _)| last < offset) => {
@@ -304,6 +296,14 @@ fn first_pass(mut reader: Reader, evaluation: &mut Evaluation<'_>) -> Result<Sec
             }
             Some(_) if !whole => {}
             _ => whole = true,
+        }
+        if let Some(events) = &mut kept {
+            kept_bytes += event.size_in_memory();
+            if kept_bytes <= evaluation.options.kept_event_bytes {
+                events.push(*event);
+            } else {
+                kept = None;
+            }
         }
     }
     Ok(match (events, kept, whole) {

@@ -109,19 +109,34 @@ impl Lineage {
     /// lineage keys (Defender's, which carry the grandparent) are left alone.
     pub fn resolve_and_record(&mut self, event: &mut ProcessEvent) {
         self.resolve(event);
-        self.record(event);
+        let parent_file_name = event.get(Field::InitiatingProcessFileName).to_owned();
+        self.record(event, parent_file_name);
     }
 
-    fn resolve(&self, event: &mut ProcessEvent) {
-        let Some(keys) = event.lineage() else { return };
-        let parent = match &keys.parent {
+    /// Records `event`'s own process as [`Lineage::resolve_and_record`] would, and leaves
+    /// `event` as it was read: for a first pass whose events are resolved later, against
+    /// the whole table.
+    pub fn learn(&mut self, event: &ProcessEvent) {
+        let parent_file_name = match event.get(Field::InitiatingProcessFileName) {
+            "" => self.parent(event).map(|p| p.file_name.clone()).unwrap_or_default(),
+            name => name.to_owned(),
+        };
+        self.record(event, parent_file_name);
+    }
+
+    /// The creation of `event`'s parent, when the table holds it.
+    fn parent(&self, event: &ProcessEvent) -> Option<&ProcessInfo> {
+        match &event.lineage()?.parent {
             ProcessKey::Guid(guid) => self.by_guid.get(guid),
             ProcessKey::Pid { device, pid } => self
                 .by_pid
                 .get(&(device.clone(), *pid))
                 .and_then(|entries| entries.iter().rev().find(|p| p.created_ms <= event.time_ms())),
-        };
-        let Some(parent) = parent.cloned() else { return };
+        }
+    }
+
+    fn resolve(&self, event: &mut ProcessEvent) {
+        let Some(parent) = self.parent(event).cloned() else { return };
         if event.get(Field::InitiatingProcessFileName).is_empty() {
             event.set(Field::InitiatingProcessFileName, parent.file_name);
             event.set(Field::InitiatingProcessFolderPath, parent.folder_path);
@@ -137,13 +152,14 @@ impl Lineage {
         }
     }
 
-    fn record(&mut self, event: &ProcessEvent) {
+    /// Records `event`'s own process, its parent's image being `parent_file_name`.
+    fn record(&mut self, event: &ProcessEvent, parent_file_name: String) {
         let Some(keys) = event.lineage() else { return };
         let info = ProcessInfo {
             created_ms: event.time_ms(),
             file_name: event.get(Field::FileName).to_owned(),
             folder_path: event.get(Field::FolderPath).to_owned(),
-            parent_file_name: event.get(Field::InitiatingProcessFileName).to_owned(),
+            parent_file_name,
             parent_id: event.get(Field::InitiatingProcessId).to_owned(),
         };
         let created_ms = info.created_ms;

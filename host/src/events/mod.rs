@@ -12,7 +12,7 @@ pub mod lineage;
 pub mod time;
 mod windows;
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -164,13 +164,22 @@ impl ProcessEvent {
         event.write(Field::Timestamp, &time::format(time));
         // SourceFormat and SourceFile are read from `format` and `origin`; only the line
         // needs text of its own.
-        event.write(Field::SourceLine, &event.origin.position.number().to_string());
+        let start = event.text.len();
+        let number = event.origin.position.number();
+        write!(event.text, "{number}").expect("writing to a String does not fail");
+        event.end_value(Field::SourceLine, start);
         event
     }
 
+    /// Appends `value` to the text as `field`'s value.
     fn write(&mut self, field: Field, value: &str) {
         let start = self.text.len();
         self.text.push_str(value);
+        self.end_value(field, start);
+    }
+
+    /// Makes the text from `start` to its end `field`'s value.
+    fn end_value(&mut self, field: Field, start: usize) {
         let span = |n: usize| u32::try_from(n).expect("an event's text is under 4 GiB");
         self.spans[field as usize] = (span(start), span(self.text.len()));
     }
@@ -192,6 +201,27 @@ impl ProcessEvent {
     pub fn set(&mut self, field: Field, value: impl AsRef<str>) {
         if field != Field::Timestamp && !field.is_source() {
             self.write(field, value.as_ref());
+        }
+    }
+
+    /// Sets `field` to the value `from` has (as [`ProcessEvent::set`] would), copying it
+    /// within the event's text.
+    pub fn set_from(&mut self, field: Field, from: Field) {
+        if field == Field::Timestamp || field.is_source() {
+            return;
+        }
+        match from {
+            Field::SourceFormat | Field::SourceFile => {
+                // Not in the text: read from the format and origin.
+                let value = self.get(from).to_owned();
+                self.write(field, &value);
+            }
+            _ => {
+                let (start, end) = self.spans[from as usize];
+                let at = self.text.len();
+                self.text.extend_from_within(start as usize..end as usize);
+                self.end_value(field, at);
+            }
         }
     }
 

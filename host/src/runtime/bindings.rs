@@ -15,7 +15,7 @@ use crate::rules::{EventSource, Indicator, Operator, RuleMetadata, Severity};
 
 /// The contract versions this host implements, newest first: the SDK builds against the
 /// first; rules built against the others still load.
-pub const CONTRACT_VERSIONS: [&str; 2] = ["0.2.0", "0.1.0"];
+pub const CONTRACT_VERSIONS: [&str; 2] = [v0_2::VERSION, v0_1::VERSION];
 
 /// One alert row as the rule returned it, before the runtime checks it.
 pub(super) struct ReturnedAlert {
@@ -47,9 +47,12 @@ macro_rules! field_conversions {
 /// Versions differ only in how a column's values travel (`$data` turns the packed text
 /// into the version's type), so the rest is written once here.
 macro_rules! contract_version {
-    ($module:ident, $path:literal, $data:expr) => {
+    ($module:ident, $version:literal, $path:literal, $data:expr) => {
         mod $module {
             use super::*;
+
+            /// The contract version these bindings implement.
+            pub(super) const VERSION: &str = $version;
 
             mod generated {
                 wasmtime::component::bindgen!({ world: "rule", path: $path });
@@ -163,9 +166,9 @@ macro_rules! contract_version {
 }
 
 // 0.2.0: the values travel as a `string`, which the guest takes without checking it again.
-contract_version!(v0_2, "../wit/v0.2.0", std::convert::identity::<String>);
+contract_version!(v0_2, "0.2.0", "../wit/v0.2.0", std::convert::identity::<String>);
 // 0.1.0: the values travel as a `list<u8>` (the same bytes; no copy to turn them into it).
-contract_version!(v0_1, "../wit/v0.1.0", String::into_bytes);
+contract_version!(v0_1, "0.1.0", "../wit/v0.1.0", String::into_bytes);
 
 /// A rule's component linked and checked against its contract version, ready to
 /// instantiate.
@@ -184,8 +187,8 @@ impl RuleBindingsPre {
     /// Checks the exports of `pre` against `contract`, one of [`CONTRACT_VERSIONS`].
     pub(super) fn new(contract: &str, pre: InstancePre<RuleState>) -> wasmtime::Result<Self> {
         match contract {
-            "0.2.0" => Ok(Self::V0_2(v0_2::RulePre::new(pre)?)),
-            "0.1.0" => Ok(Self::V0_1(v0_1::RulePre::new(pre)?)),
+            v0_2::VERSION => Ok(Self::V0_2(v0_2::RulePre::new(pre)?)),
+            v0_1::VERSION => Ok(Self::V0_1(v0_1::RulePre::new(pre)?)),
             other => Err(wasmtime::format_err!("contract {other} is not implemented")),
         }
     }

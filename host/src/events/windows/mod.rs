@@ -107,9 +107,7 @@ fn sysmon_process_create(
     set_image(&mut event, e.data("Image"), Field::FileName, Field::FolderPath);
     event.set(Field::ProcessId, decimal_pid(e.data("ProcessId")));
     event.set(Field::ProcessCommandLine, e.data("CommandLine"));
-    // Copied out first: the value is read from the event that is being written.
-    let created = event.get(Field::Timestamp).to_owned();
-    event.set(Field::ProcessCreationTime, created);
+    event.set_from(Field::ProcessCreationTime, Field::Timestamp);
     event.set(Field::ProcessIntegrityLevel, e.data("IntegrityLevel"));
     set_account(&mut event, e.data("User"), Field::AccountDomain, Field::AccountName);
     for (algorithm, hash) in hashes(e.data("Hashes")) {
@@ -161,9 +159,7 @@ fn security_process_create(
     let pid = decimal_pid(e.data("NewProcessId"));
     event.set(Field::ProcessId, pid.clone());
     event.set(Field::ProcessCommandLine, e.data("CommandLine"));
-    // Copied out first: the value is read from the event that is being written.
-    let created = event.get(Field::Timestamp).to_owned();
-    event.set(Field::ProcessCreationTime, created);
+    event.set_from(Field::ProcessCreationTime, Field::Timestamp);
     event.set(Field::ProcessTokenElevation, token_elevation(e.data("TokenElevationType")));
     event.set(Field::ProcessIntegrityLevel, integrity_level(e.data("MandatoryLabel")));
     let target_named = !matches!(e.data("TargetUserSid"), "" | "S-1-0-0" | "-")
