@@ -1,10 +1,16 @@
 //! Microsoft Defender `DeviceProcessEvents` in its export shapes: flat JSON rows, streaming
 //! API records, Advanced Hunting API responses and the portal's CSV.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::json::{self, kind_of};
-use super::{Field, Origin, ProcessEvent, Record, RecordError, RejectReason, Skipped, SourceFormat, time};
+use super::{
+    FIELD_COUNT, Field, Origin, ProcessEvent, Record, RecordError, RejectReason, Skipped, SourceFormat, time,
+};
 
 /// The table this reader takes; records of any other table are skipped.
 const TABLE: &str = "DeviceProcessEvents";
@@ -70,6 +76,156 @@ pub(super) fn read_object(mut object: Map<String, Value>, origin: Origin, format
     read_row(object, origin, format)
 }
 
+/// Keys that tell a JSON object is not a flat row of [`TABLE`]: another shape's
+/// (Windows events, streaming records, `{"records": [..]}`) or a table's name.
+const NOT_FLAT_ROW_KEYS: &[&str] = &[
+    "records",
+    "Event",
+    "winlog",
+    "EventData",
+    "EventID",
+    "Channel",
+    "SourceName",
+    "category",
+    "properties",
+];
+
+/// Reads `line` as a flat row of [`TABLE`] straight from its text, as [`json::read_value`]
+/// would read it, without building a `Value`: the columns the event holds are borrowed
+/// from the line where they have no escapes, every other key is skipped unread.
+///
+/// Gives `origin` back when the line may be anything else (another shape, a table name other than
+/// [`TABLE`], a column twice, a column that is no scalar, a syntax error): the general
+/// reader then takes it, with its own messages. Most Defender exports are such rows, and
+/// this is what a full read of one costs most: a map of every key, a string of every value.
+pub(super) fn read_flat_row(line: &str, origin: Origin) -> Result<Record, Origin> {
+    let Ok(row) = serde_json::from_str::<FlatRow<'_>>(line) else {
+        return Err(origin);
+    };
+    let mut columns = row.columns;
+    if !row.has_timestamp
+        && let Some(time) = row.time_generated
+    {
+        columns.push((Field::Timestamp, time));
+    }
+    if columns.is_empty() {
+        return Err(origin);
+    }
+    Ok(build_event(columns, origin, SourceFormat::DefenderJson))
+}
+
+/// The columns of a flat row, in the order of the line; see [`read_flat_row`].
+struct FlatRow<'a> {
+    columns: Vec<(Field, Cow<'a, str>)>,
+    has_timestamp: bool,
+    time_generated: Option<Cow<'a, str>>,
+}
+
+/// Why a line is left to the general reader (the message is never shown).
+const NOT_FLAT: &str = "not a flat DeviceProcessEvents row";
+
+impl<'de> de::Deserialize<'de> for FlatRow<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FlatRowVisitor)
+    }
+}
+
+struct FlatRowVisitor;
+
+impl<'de> Visitor<'de> for FlatRowVisitor {
+    type Value = FlatRow<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FlatRow<'de>, A::Error> {
+        let mut row =
+            FlatRow { columns: Vec::with_capacity(FIELD_COUNT), has_timestamp: false, time_generated: None };
+        let mut seen = 0u64;
+        let mut time_generated_seen = false;
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            if let Some(field) = Field::from_name(&key) {
+                let bit = 1u64 << field as usize;
+                if seen & bit != 0 {
+                    return Err(de::Error::custom(NOT_FLAT));
+                }
+                seen |= bit;
+                row.has_timestamp |= field == Field::Timestamp;
+                row.columns.push((field, map.next_value::<Text<'de>>()?.0));
+            } else if key == "TimeGenerated" {
+                if std::mem::replace(&mut time_generated_seen, true) {
+                    return Err(de::Error::custom(NOT_FLAT));
+                }
+                row.time_generated = Some(map.next_value::<Text<'de>>()?.0);
+            } else if TABLE_KEYS.contains(&&*key) {
+                if map.next_value::<Text<'de>>()?.0 != TABLE {
+                    return Err(de::Error::custom(NOT_FLAT));
+                }
+            } else if NOT_FLAT_ROW_KEYS.contains(&&*key) {
+                return Err(de::Error::custom(NOT_FLAT));
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(row)
+    }
+}
+
+/// A JSON scalar's text as the general reader writes it (see the `Value` arms of
+/// `read_row`), borrowed from the line when it is a string without escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, a number, a boolean or null")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text<'de>, E> {
+        // Written as a `Value` writes it.
+        let number = serde_json::Number::from_f64(v).ok_or_else(|| E::custom(NOT_FLAT))?;
+        Ok(Text(Cow::Owned(number.to_string())))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(if v { "true" } else { "false" })))
+    }
+
+    fn visit_unit<E>(self) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed("")))
+    }
+}
+
 /// Reads a flat row of `DeviceProcessEvents` columns.
 fn read_row(mut row: Map<String, Value>, origin: Origin, format: SourceFormat) -> Record {
     if !row.contains_key("Timestamp")
@@ -127,8 +283,8 @@ pub(super) fn read_csv_row(columns: &[Option<Field>], row: &csv::StringRecord, o
 }
 
 /// Checks and normalizes a row's columns into an event.
-fn build_event(columns: Vec<(Field, String)>, origin: Origin, format: SourceFormat) -> Record {
-    let Some(timestamp) = columns.iter().find(|(f, _)| *f == Field::Timestamp).map(|(_, v)| v.as_str())
+fn build_event<S: AsRef<str>>(columns: Vec<(Field, S)>, origin: Origin, format: SourceFormat) -> Record {
+    let Some(timestamp) = columns.iter().find(|(f, _)| *f == Field::Timestamp).map(|(_, v)| v.as_ref())
     else {
         return reject(origin, RejectReason::MissingTimestamp);
     };
@@ -140,6 +296,7 @@ fn build_event(columns: Vec<(Field, String)>, origin: Origin, format: SourceForm
     };
     let mut event = ProcessEvent::new(time, origin, format);
     for (field, value) in columns {
+        let value = value.as_ref();
         if field == Field::Timestamp || field.is_source() || value.is_empty() {
             continue;
         }
@@ -148,7 +305,7 @@ fn build_event(columns: Vec<(Field, String)>, origin: Origin, format: SourceForm
             return reject(event.origin().clone(), RejectReason::WrongType { column: field.name(), problem });
         }
         if TIME_COLUMNS.contains(&field) {
-            let Some(t) = time::parse(&value) else {
+            let Some(t) = time::parse(value) else {
                 let problem = format!("expected a time, found {value:?}");
                 return reject(
                     event.origin().clone(),
@@ -165,4 +322,129 @@ fn build_event(columns: Vec<(Field, String)>, origin: Origin, format: SourceForm
 
 fn reject(origin: Origin, reason: RejectReason) -> Record {
     Record::Rejected(RecordError { origin, reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::events::Position;
+
+    fn origin() -> Origin {
+        Origin { file: Arc::from("rows.jsonl"), position: Position::Line(7) }
+    }
+
+    /// What the general reader makes of `line`: a `Value`, then its shape's reader.
+    fn general(line: &str) -> Vec<Record> {
+        let mut records = Vec::new();
+        match serde_json::from_str::<Value>(line) {
+            Ok(value) => json::read_value(value, &origin, SourceFormat::DefenderJson, true, &mut records),
+            Err(e) => records.push(reject(origin(), RejectReason::MalformedJson(e.to_string()))),
+        }
+        records
+    }
+
+    fn same(a: &Record, b: &Record) -> bool {
+        match (a, b) {
+            (Record::Event(a), Record::Event(b)) => a == b,
+            _ => format!("{a:?}") == format!("{b:?}"),
+        }
+    }
+
+    /// Whether `line` is read by the flat-row reader, which must then give what the
+    /// general reader gives.
+    fn read_flat(line: &str) -> bool {
+        match read_flat_row(line, origin()) {
+            Ok(record) => {
+                let expected = general(line);
+                assert!(
+                    expected.len() == 1 && same(&record, &expected[0]),
+                    "{line}\nflat row: {record:?}\ngeneral: {expected:?}"
+                );
+                true
+            }
+            Err(given_back) => {
+                assert_eq!(given_back, origin());
+                false
+            }
+        }
+    }
+
+    fn lines_of(file: &str) -> Vec<String> {
+        let path = format!("{}/../tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn exported_rows_are_read_as_flat_rows_as_the_general_reader_reads_them() {
+        let rows = lines_of("defender-rows.jsonl");
+        assert!(rows.len() >= 9);
+        for row in &rows {
+            assert!(read_flat(row), "not read as a flat row: {row}");
+        }
+    }
+
+    #[test]
+    fn other_shapes_are_left_to_the_general_reader() {
+        for file in [
+            "defender-streaming.jsonl",
+            "windows/scenario.evtx-dump.jsonl",
+            "windows/scenario.helk.jsonl",
+            "windows/scenario.sentinel.jsonl",
+            "windows/scenario.winlogbeat.jsonl",
+        ] {
+            for line in lines_of(file) {
+                assert!(!read_flat(&line), "{file}: read as a flat row: {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn scalars_times_and_table_names_read_as_in_a_value() {
+        let t = r#""Timestamp":"2024-05-01T10:00:00Z""#;
+        let read = [
+            // Escapes in values and keys, numbers of each kind, null, booleans.
+            format!(
+                r#"{{{t},"FileName":"c\u006dd.exe","File\u0050ath":1,"ProcessId":5120,"ReportId":-5,"ProcessIntegrityLevel":1.0,"AccountName":1e3,"ProcessCommandLine":null,"ProcessTokenElevation":true}}"#
+            ),
+            // Unknown keys of any kind are skipped.
+            format!(r#"{{"AdditionalFields":{{"a":[1,{{"b":null}}]}},{t},"Other":[1,2],"FileName":"a"}}"#),
+            // The table named as the reader's.
+            format!(r#"{{"Type":"DeviceProcessEvents",{t},"$table":"DeviceProcessEvents"}}"#),
+            // TimeGenerated stands for a missing Timestamp only.
+            r#"{"TimeGenerated":"2024-05-01T10:00:00Z","FileName":"a"}"#.to_owned(),
+            format!(r#"{{"TimeGenerated":"2023-01-01T00:00:00Z",{t}}}"#),
+            // Rejected the same way: no Timestamp, a bad one, a number out of range.
+            r#"{"FileName":"a"}"#.to_owned(),
+            r#"{"Timestamp":5,"FileName":"a"}"#.to_owned(),
+            format!(r#"{{{t},"ReportId":123456789012345678901234}}"#),
+            format!(r#"{{{t},"ProcessId":"12x"}}"#),
+            format!(r#"{{{t},"ProcessCreationTime":"yesterday"}}"#),
+        ];
+        for line in &read {
+            assert!(read_flat(line), "not read as a flat row: {line}");
+        }
+        let left = [
+            // Another table, another shape, a column twice, a column that is no scalar,
+            // no column at all, not an object, not JSON.
+            format!(r#"{{"Type":"DeviceFileEvents",{t}}}"#),
+            format!(r#"{{{t},"Type":"SecurityEvent"}}"#),
+            format!(r#"{{{t},"category":"AdvancedHunting-DeviceProcessEvents","properties":{{}}}}"#),
+            format!(r#"{{"records":[{{{t}}}]}}"#),
+            format!(r#"{{{t},"EventID":4688,"Channel":"Security"}}"#),
+            format!(r#"{{{t},"FileName":"a","FileName":"b"}}"#),
+            format!(r#"{{"TimeGenerated":"x","TimeGenerated":"y",{t}}}"#),
+            format!(r#"{{{t},"FileName":{{"a":1}}}}"#),
+            format!(r#"{{{t},"FileName":["a"]}}"#),
+            r#"{"Other":1}"#.to_owned(),
+            format!("[{{{t}}}]"),
+            format!("{{{t}}} trailing"),
+            format!("{{{t},"),
+        ];
+        for line in &left {
+            assert!(!read_flat(line), "read as a flat row: {line}");
+        }
+    }
 }

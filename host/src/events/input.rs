@@ -637,6 +637,16 @@ fn parse_json_line(line: &[u8], complete: bool, parse_all: bool, origin: Origin,
         out.push(Record::Skipped(Skipped { origin, kind }));
         return;
     }
+    let origin = match std::str::from_utf8(line) {
+        Ok(text) => match defender::read_flat_row(text, origin) {
+            Ok(record) => {
+                out.push(record);
+                return;
+            }
+            Err(origin) => origin,
+        },
+        Err(_) => origin,
+    };
     let value = match serde_json::from_slice::<Value>(line) {
         Ok(value) => value,
         Err(e) => {
