@@ -1,21 +1,22 @@
 //! KQL aggregation helpers for [`Rule::summarize`](crate::Rule::summarize).
 
+use std::collections::BTreeMap;
+
 use crate::{Event, Field};
 
 /// `summarize ... by key`: the indices of `events` grouped by `key`, groups in the order
-/// their first event appears, events in order within a group.
-pub fn group_by<'a, K: PartialEq>(events: &[Event<'a>], key: impl Fn(&Event<'a>) -> K) -> Vec<Vec<usize>> {
-    let mut keys: Vec<K> = Vec::new();
+/// their first event appears, events in order within a group. Each event's key is looked
+/// up in an ordered map, so a window of many matches over many keys stays cheap.
+pub fn group_by<'a, K: Ord>(events: &[Event<'a>], key: impl Fn(&Event<'a>) -> K) -> Vec<Vec<usize>> {
+    let mut group_of: BTreeMap<K, usize> = BTreeMap::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, event) in events.iter().enumerate() {
-        let k = key(event);
-        match keys.iter().position(|existing| *existing == k) {
-            Some(g) => groups[g].push(i),
-            None => {
-                keys.push(k);
-                groups.push(vec![i]);
-            }
+        let next = groups.len();
+        let group = *group_of.entry(key(event)).or_insert(next);
+        if group == next {
+            groups.push(Vec::new());
         }
+        groups[group].push(i);
     }
     groups
 }
@@ -62,6 +63,26 @@ mod tests {
         ]);
         let events = events(&batch);
         assert_eq!(group_by(&events, |e| e.device_id()), vec![vec![0, 2], vec![1, 4], vec![3]]);
+    }
+
+    #[test]
+    fn many_keys_group_as_a_scan_of_the_groups_does() {
+        let keys: Vec<String> = (0..600).map(|i| format!("device-{}", (i * 37) % 97)).collect();
+        let rows: Vec<[(Field, &str); 1]> = keys.iter().map(|k| [(Field::DeviceId, k.as_str())]).collect();
+        let rows: Vec<&[(Field, &str)]> = rows.iter().map(|r| &r[..]).collect();
+        let batch = Batch::from_rows(&rows);
+        let events = events(&batch);
+        // The definition: a new group at a key's first appearance, then each event in it.
+        let mut expected: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match expected.iter_mut().find(|(k, _)| k == key) {
+                Some((_, group)) => group.push(i),
+                None => expected.push((key, vec![i])),
+            }
+        }
+        let expected: Vec<Vec<usize>> = expected.into_iter().map(|(_, group)| group).collect();
+        assert_eq!(expected.len(), 97);
+        assert_eq!(group_by(&events, |e| e.device_id()), expected);
     }
 
     #[test]
