@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::json::{self, kind_of};
@@ -165,10 +165,65 @@ impl<'de> Visitor<'de> for FlatRowVisitor {
             } else if NOT_FLAT_ROW_KEYS.contains(&&*key) {
                 return Err(de::Error::custom(NOT_FLAT));
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<Unread>()?;
             }
         }
         Ok(row)
+    }
+}
+
+/// A value of a key that no column reads, checked as a `Value` would check it but kept
+/// nowhere. (serde's `IgnoredAny` would skip faster, but it lets a lone UTF-16 surrogate
+/// escape through, which the general reader rejects.)
+struct Unread;
+
+impl<'de> de::Deserialize<'de> for Unread {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UnreadVisitor)
+    }
+}
+
+struct UnreadVisitor;
+
+impl<'de> Visitor<'de> for UnreadVisitor {
+    type Value = Unread;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Unread, E> {
+        Ok(Unread)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Unread, E> {
+        Ok(Unread)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Unread, E> {
+        Ok(Unread)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Unread, E> {
+        Ok(Unread)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Unread, E> {
+        Ok(Unread)
+    }
+
+    fn visit_unit<E>(self) -> Result<Unread, E> {
+        Ok(Unread)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unread, A::Error> {
+        while seq.next_element::<Unread>()?.is_some() {}
+        Ok(Unread)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unread, A::Error> {
+        while map.next_entry::<Unread, Unread>()?.is_some() {}
+        Ok(Unread)
     }
 }
 
@@ -441,6 +496,16 @@ mod tests {
             r#"{"Other":1}"#.to_owned(),
             format!("[{{{t}}}]"),
             format!("{{{t}}} trailing"),
+            // Bad escapes and control characters, also in a key that is skipped.
+            format!(r#"{{{t},"Other":"\q"}}"#),
+            format!(r#"{{{t},"Other":"\ud800"}}"#),
+            format!(r#"{{{t},"Other":"\u12"}}"#),
+            format!("{{{t},\"Other\":\"a\tb\"}}"),
+            format!(r#"{{{t},"Other":[1,}}"#),
+            format!(r#"{{{t},"Other":01}}"#),
+            format!(r#"{{{t},"Other":1e400}}"#),
+            format!(r#"{{{t},"Other":{{"\udc00":1}}}}"#),
+            format!(r#"{{{t},"Other":["\ud800x"]}}"#),
             format!("{{{t},"),
         ];
         for line in &left {
