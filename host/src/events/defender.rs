@@ -442,6 +442,46 @@ mod tests {
     }
 
     #[test]
+    fn rows_with_any_column_changed_read_as_the_general_reader_reads_them() {
+        // Every real row with each of its keys removed or given a value of every kind:
+        // either the flat-row reader gives what the general reader gives, or leaves it.
+        let replacements = [
+            Value::Null,
+            Value::from(12345),
+            Value::from(-7),
+            Value::from(1.5),
+            Value::from(true),
+            Value::from("a\"b\u{e9}\n\u{1F600}"),
+            Value::from(""),
+            serde_json::json!({"x": [1, {"y": null}]}),
+            serde_json::json!(["a"]),
+        ];
+        let (mut read, mut left) = (0, 0);
+        for row in lines_of("defender-rows.jsonl") {
+            let Value::Object(object) = serde_json::from_str::<Value>(&row).unwrap() else { panic!("{row}") };
+            for key in object.keys() {
+                let mut variants = Vec::new();
+                let mut removed = object.clone();
+                removed.shift_remove(key);
+                variants.push(removed);
+                for value in &replacements {
+                    let mut changed = object.clone();
+                    changed.insert(key.clone(), value.clone());
+                    variants.push(changed);
+                }
+                for variant in variants {
+                    match read_flat(&serde_json::to_string(&variant).unwrap()) {
+                        true => read += 1,
+                        false => left += 1,
+                    }
+                }
+            }
+        }
+        // Most variants are flat rows still; those with an object or array in a column are not.
+        assert!(read > 1000 && left > 100, "{read} read as flat rows, {left} left");
+    }
+
+    #[test]
     fn other_shapes_are_left_to_the_general_reader() {
         for file in [
             "defender-streaming.jsonl",
