@@ -108,6 +108,10 @@ impl Lineage {
     /// from its parent's creation, then records `event`'s own process. Events without
     /// lineage keys (Defender's, which carry the grandparent) are left alone.
     pub fn resolve_and_record(&mut self, event: &mut ProcessEvent) {
+        if event.lineage().is_none() {
+            // Nothing to look up or record (a Defender row names its grandparent itself).
+            return;
+        }
         self.resolve(event);
         let parent_file_name = event.get(Field::InitiatingProcessFileName).to_owned();
         self.record(event, parent_file_name);
