@@ -345,6 +345,10 @@ struct Evaluation<'a> {
     quarantined: Arc<[AtomicBool]>,
     /// With more than one job, the evaluation workers.
     workers: Option<Workers>,
+    /// Emptied batches, filled again: a batch is hundreds of KiB, and a fresh one each time
+    /// costs the kernel zeroing fresh pages (a 2 MiB huge page per batch where the kernel
+    /// backs large allocations with them).
+    spare_batches: Vec<Vec<ProcessEvent>>,
 }
 
 impl<'a> Evaluation<'a> {
@@ -371,6 +375,7 @@ impl<'a> Evaluation<'a> {
             batch: Vec::with_capacity(options.batch_size),
             quarantined,
             workers,
+            spare_batches: Vec::new(),
         })
     }
 
@@ -414,7 +419,8 @@ impl<'a> Evaluation<'a> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.options.batch_size));
+        let spare = self.spare_batches.pop().unwrap_or_else(|| Vec::with_capacity(self.options.batch_size));
+        let batch = std::mem::replace(&mut self.batch, spare);
         let done = match &mut self.workers {
             Some(workers) => workers.submit(batch),
             // One job: the runs' own instances evaluate, on this thread.
@@ -424,8 +430,10 @@ impl<'a> Evaluation<'a> {
                 vec![(batch, outcomes)]
             }
         };
-        for (batch, outcomes) in done {
+        for (mut batch, outcomes) in done {
             self.apply(&batch, outcomes)?;
+            batch.clear();
+            self.spare_batches.push(batch);
         }
         Ok(())
     }
