@@ -367,7 +367,7 @@ fn build_event<S: AsRef<str>>(columns: Vec<(Field, S)>, origin: Origin, format: 
                     RejectReason::WrongType { column: field.name(), problem },
                 );
             };
-            event.set(field, time::format(t));
+            event.set_time(field, t);
             continue;
         }
         event.set(field, value);

@@ -161,7 +161,9 @@ impl ProcessEvent {
             lineage: None,
             line_offset: None,
         };
-        event.write(Field::Timestamp, &time::format(time));
+        let start = event.text.len();
+        time::write(&mut event.text, time);
+        event.end_value(Field::Timestamp, start);
         // SourceFormat and SourceFile are read from `format` and `origin`; only the line
         // needs text of its own.
         let start = event.text.len();
@@ -201,6 +203,15 @@ impl ProcessEvent {
     pub fn set(&mut self, field: Field, value: impl AsRef<str>) {
         if field != Field::Timestamp && !field.is_source() {
             self.write(field, value.as_ref());
+        }
+    }
+
+    /// Sets `field` (as [`ProcessEvent::set`] would) to the canonical text of `time`.
+    pub fn set_time(&mut self, field: Field, time: DateTime<Utc>) {
+        if field != Field::Timestamp && !field.is_source() {
+            let start = self.text.len();
+            time::write(&mut self.text, time);
+            self.end_value(field, start);
         }
     }
 
