@@ -92,34 +92,24 @@ const NOT_FLAT_ROW_KEYS: &[&str] = &[
 
 /// Reads `line` as a flat row of [`TABLE`] straight from its text, as [`json::read_value`]
 /// would read it, without building a `Value`: the columns the event holds are borrowed
-/// from the line where they have no escapes, every other key is skipped unread.
+/// from the line where they have no escapes, every other key is checked and skipped.
 ///
 /// Gives `origin` back when the line may be anything else (another shape, a table name other than
 /// [`TABLE`], a column twice, a column that is no scalar, a syntax error): the general
 /// reader then takes it, with its own messages. Most Defender exports are such rows, and
 /// this is what a full read of one costs most: a map of every key, a string of every value.
 pub(super) fn read_flat_row(line: &str, origin: Origin) -> Result<Record, Origin> {
-    let Ok(row) = serde_json::from_str::<FlatRow<'_>>(line) else {
-        return Err(origin);
-    };
-    let mut columns = row.columns;
-    if !row.has_timestamp
-        && let Some(time) = row.time_generated
-    {
-        columns.push((Field::Timestamp, time));
+    match serde_json::from_str::<FlatRow<'_>>(line) {
+        Ok(FlatRow(columns)) if !columns.is_empty() => {
+            Ok(build_event(columns, origin, SourceFormat::DefenderJson))
+        }
+        _ => Err(origin),
     }
-    if columns.is_empty() {
-        return Err(origin);
-    }
-    Ok(build_event(columns, origin, SourceFormat::DefenderJson))
 }
 
-/// The columns of a flat row, in the order of the line; see [`read_flat_row`].
-struct FlatRow<'a> {
-    columns: Vec<(Field, Cow<'a, str>)>,
-    has_timestamp: bool,
-    time_generated: Option<Cow<'a, str>>,
-}
+/// The columns of a flat row, in the order of the line (`TimeGenerated` last, as
+/// `Timestamp`, when there is no `Timestamp`); see [`read_flat_row`].
+struct FlatRow<'a>(Vec<(Field, Cow<'a, str>)>);
 
 /// Why a line is left to the general reader (the message is never shown).
 const NOT_FLAT: &str = "not a flat DeviceProcessEvents row";
@@ -140,10 +130,10 @@ impl<'de> Visitor<'de> for FlatRowVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FlatRow<'de>, A::Error> {
-        let mut row =
-            FlatRow { columns: Vec::with_capacity(FIELD_COUNT), has_timestamp: false, time_generated: None };
+        let mut columns = Vec::with_capacity(FIELD_COUNT);
+        let mut time_generated = None;
+        // The columns read so far, one bit each.
         let mut seen = 0u64;
-        let mut time_generated_seen = false;
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if let Some(field) = Field::from_name(&key) {
                 let bit = 1u64 << field as usize;
@@ -151,13 +141,11 @@ impl<'de> Visitor<'de> for FlatRowVisitor {
                     return Err(de::Error::custom(NOT_FLAT));
                 }
                 seen |= bit;
-                row.has_timestamp |= field == Field::Timestamp;
-                row.columns.push((field, map.next_value::<Text<'de>>()?.0));
+                columns.push((field, map.next_value::<Text<'de>>()?.0));
             } else if key == "TimeGenerated" {
-                if std::mem::replace(&mut time_generated_seen, true) {
+                if time_generated.replace(map.next_value::<Text<'de>>()?.0).is_some() {
                     return Err(de::Error::custom(NOT_FLAT));
                 }
-                row.time_generated = Some(map.next_value::<Text<'de>>()?.0);
             } else if TABLE_KEYS.contains(&&*key) {
                 if map.next_value::<Text<'de>>()?.0 != TABLE {
                     return Err(de::Error::custom(NOT_FLAT));
@@ -168,24 +156,27 @@ impl<'de> Visitor<'de> for FlatRowVisitor {
                 map.next_value::<Unread>()?;
             }
         }
-        Ok(row)
+        if seen & (1u64 << Field::Timestamp as usize) == 0
+            && let Some(time) = time_generated
+        {
+            columns.push((Field::Timestamp, time));
+        }
+        Ok(FlatRow(columns))
     }
 }
 
 /// A value of a key that no column reads, checked as a `Value` would check it but kept
 /// nowhere. (serde's `IgnoredAny` would skip faster, but it lets a lone UTF-16 surrogate
-/// escape through, which the general reader rejects.)
+/// escape through, which the general reader rejects.) It is its own visitor.
 struct Unread;
 
 impl<'de> de::Deserialize<'de> for Unread {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(UnreadVisitor)
+        deserializer.deserialize_any(Unread)
     }
 }
 
-struct UnreadVisitor;
-
-impl<'de> Visitor<'de> for UnreadVisitor {
+impl<'de> Visitor<'de> for Unread {
     type Value = Unread;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -252,10 +243,6 @@ impl<'de> Visitor<'de> for TextVisitor {
 
     fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
         Ok(Text(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Owned(v)))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Text<'de>, E> {

@@ -637,7 +637,8 @@ fn parse_json_line(line: &[u8], complete: bool, parse_all: bool, origin: Origin,
         out.push(Record::Skipped(Skipped { origin, kind }));
         return;
     }
-    let origin = match std::str::from_utf8(line) {
+    let text = std::str::from_utf8(line);
+    let origin = match text {
         Ok(text) => match defender::read_flat_row(text, origin) {
             Ok(record) => {
                 out.push(record);
@@ -647,10 +648,11 @@ fn parse_json_line(line: &[u8], complete: bool, parse_all: bool, origin: Origin,
         },
         Err(_) => origin,
     };
-    let value = match serde_json::from_slice::<Value>(line) {
+    // Text known to be UTF-8 is parsed as such (its strings are not checked again).
+    let value = match text.map_or_else(|_| serde_json::from_slice::<Value>(line), serde_json::from_str) {
         Ok(value) => value,
         Err(e) => {
-            let reason = if std::str::from_utf8(line).is_err() {
+            let reason = if text.is_err() {
                 RejectReason::InvalidUtf8
             } else if e.is_eof() && !complete {
                 RejectReason::Truncated(format!("the input ends inside a JSON value ({e})"))

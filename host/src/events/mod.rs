@@ -161,22 +161,25 @@ impl ProcessEvent {
             lineage: None,
             line_offset: None,
         };
-        let start = event.text.len();
-        time::write(&mut event.text, time);
-        event.end_value(Field::Timestamp, start);
+        event.write_with(Field::Timestamp, |text| time::write(text, time));
         // SourceFormat and SourceFile are read from `format` and `origin`; only the line
         // needs text of its own.
-        let start = event.text.len();
         let number = event.origin.position.number();
-        write!(event.text, "{number}").expect("writing to a String does not fail");
-        event.end_value(Field::SourceLine, start);
+        event.write_with(Field::SourceLine, |text| {
+            write!(text, "{number}").expect("writing to a String does not fail");
+        });
         event
     }
 
     /// Appends `value` to the text as `field`'s value.
     fn write(&mut self, field: Field, value: &str) {
+        self.write_with(field, |text| text.push_str(value));
+    }
+
+    /// Makes what `append` appends to the text `field`'s value.
+    fn write_with(&mut self, field: Field, append: impl FnOnce(&mut String)) {
         let start = self.text.len();
-        self.text.push_str(value);
+        append(&mut self.text);
         self.end_value(field, start);
     }
 
@@ -209,9 +212,7 @@ impl ProcessEvent {
     /// Sets `field` (as [`ProcessEvent::set`] would) to the canonical text of `time`.
     pub fn set_time(&mut self, field: Field, time: DateTime<Utc>) {
         if field != Field::Timestamp && !field.is_source() {
-            let start = self.text.len();
-            time::write(&mut self.text, time);
-            self.end_value(field, start);
+            self.write_with(field, |text| time::write(text, time));
         }
     }
 

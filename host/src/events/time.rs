@@ -40,14 +40,12 @@ pub fn write(out: &mut String, time: DateTime<Utc>) {
     use chrono::{Datelike, Timelike};
     let (date, clock) = (time.date_naive(), time.time());
     let (nanos, seconds) = (clock.nanosecond(), clock.num_seconds_from_midnight());
-    let Ok(year) = u32::try_from(date.year()) else {
+    // A leap second has a nanosecond of 1,000,000,000 or more.
+    let year = u32::try_from(date.year()).ok().filter(|&year| year <= 9999 && nanos < 1_000_000_000);
+    let Some(year) = year else {
         out.push_str(&time.to_rfc3339_opts(SecondsFormat::AutoSi, true));
         return;
     };
-    if year > 9999 || nanos >= 1_000_000_000 {
-        out.push_str(&time.to_rfc3339_opts(SecondsFormat::AutoSi, true));
-        return;
-    }
     let mut text = *b"0000-00-00T00:00:00.000000000Z";
     put_digits(&mut text[0..4], year);
     put_digits(&mut text[5..7], date.month());
