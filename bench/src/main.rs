@@ -536,12 +536,18 @@ const JOBS_ROUNDS: usize = 5;
 /// Writes the lines of `path` into two files in `dir`, the first half of its bytes (to the
 /// end of a line) and the rest.
 fn split_lines_in_half(path: &std::path::Path, dir: &std::path::Path) -> Result<[std::path::PathBuf; 2]> {
-    let bytes = std::fs::read(path)?;
-    let middle =
-        memchr::memchr(b'\n', &bytes[bytes.len() / 2..]).map_or(bytes.len(), |at| bytes.len() / 2 + at + 1);
+    use std::io::{Read, Seek, SeekFrom};
+    // Streamed: the file is as large as the bench's inputs, and its events are in memory.
+    let mut file = std::fs::File::open(path)?;
+    let half = file.metadata()?.len() / 2;
+    file.seek(SeekFrom::Start(half))?;
+    let mut window = Vec::new();
+    (&mut file).take(1 << 20).read_to_end(&mut window)?;
+    let middle = half + memchr::memchr(b'\n', &window).context("no line ends after the middle")? as u64 + 1;
     let halves = [dir.join("first-half.jsonl"), dir.join("second-half.jsonl")];
-    std::fs::write(&halves[0], &bytes[..middle])?;
-    std::fs::write(&halves[1], &bytes[middle..])?;
+    file.seek(SeekFrom::Start(0))?;
+    std::io::copy(&mut (&mut file).take(middle), &mut std::fs::File::create(&halves[0])?)?;
+    std::io::copy(&mut file, &mut std::fs::File::create(&halves[1])?)?;
     Ok(halves)
 }
 
