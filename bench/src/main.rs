@@ -633,12 +633,7 @@ fn native_batch(chunk: &[ProcessEvent]) -> Batch {
     let columns = reads
         .iter()
         .map(|&(host, guest)| {
-            let mut text = String::with_capacity(chunk.iter().map(|e| e.get(host).len()).sum());
-            let mut ends = Vec::with_capacity(chunk.len());
-            for event in chunk {
-                text.push_str(event.get(host));
-                ends.push(text.len() as u32);
-            }
+            let (text, ends) = rulehost::runtime::pack::column(chunk, host);
             (guest, text, ends)
         })
         .collect();

@@ -5,7 +5,7 @@ pub mod artifact;
 mod bindings;
 mod cache;
 mod limits;
-mod pack;
+pub mod pack;
 
 use std::sync::Arc;
 
