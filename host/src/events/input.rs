@@ -676,8 +676,6 @@ const READ_BYTES: usize = 64 * 1024;
 struct Chunk {
     seq: u64,
     bytes: Vec<u8>,
-    /// The number of the chunk's first line.
-    first_line: u64,
     /// Where the chunk starts in the input.
     offset: u64,
     /// Whether the input ended after these bytes (its last line may lack a newline).
@@ -686,12 +684,26 @@ struct Chunk {
     error: Option<String>,
 }
 
+/// The records of a chunk's lines, numbered from 1 at the chunk's first line, and how many
+/// lines it held.
+struct ParsedChunk {
+    records: Vec<Record>,
+    lines: u64,
+}
+
 /// JSON lines parsed by worker threads: one thread reads the input in blocks cut at a
 /// line's end, the workers cut and parse the lines of a block, and the records come out
 /// in input order whatever the number of workers. Memory stays bounded: at most two
 /// blocks per worker are queued or waiting to be put back in order.
+///
+/// The reader does not count a block's lines (a pass over every byte, on the one thread
+/// that all the input goes through): the worker that cuts them counts them, numbering
+/// them from 1, and the records are moved to their lines in the file as they come out
+/// in order.
 struct ParallelJsonLines {
-    results: InOrder<Vec<Record>>,
+    results: InOrder<ParsedChunk>,
+    /// Lines in the chunks given out so far.
+    lines_before: u64,
 }
 
 impl ParallelJsonLines {
@@ -720,7 +732,7 @@ impl ParallelJsonLines {
                 }
             });
         }
-        Self { results: InOrder::new(results) }
+        Self { results: InOrder::new(results), lines_before: 0 }
     }
 }
 
@@ -740,7 +752,7 @@ fn read_chunks(
     let mut carry: Vec<u8> = stream.buffer().to_vec();
     stream.consume(carry.len());
     let mut stream = stream.into_inner();
-    let (mut first_line, mut offset) = (1, 0);
+    let mut offset = 0;
     for seq in 0.. {
         let mut bytes = spent.try_recv().unwrap_or_default();
         // A spent buffer is already initialized up to its length: only growth is zeroed.
@@ -775,10 +787,8 @@ fn read_chunks(
         carry.clear();
         carry.extend_from_slice(&bytes[end..filled]);
         bytes.truncate(end);
-        let lines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
         let size = bytes.len() as u64;
-        let chunk = Chunk { seq, bytes, first_line, offset, last, error };
-        first_line += lines;
+        let chunk = Chunk { seq, bytes, offset, last, error };
         offset += size;
         if work.send(chunk).is_err() || last {
             return;
@@ -786,11 +796,11 @@ fn read_chunks(
     }
 }
 
-/// The records of the lines of `chunk`, in order.
-fn parse_chunk(name: &Arc<str>, chunk: &Chunk, parse_all: bool) -> Vec<Record> {
+/// The records of the lines of `chunk`, in order, its first line numbered 1.
+fn parse_chunk(name: &Arc<str>, chunk: &Chunk, parse_all: bool) -> ParsedChunk {
     let mut records = Vec::with_capacity(chunk.bytes.len() / 512);
     let origin = |line| Origin { file: name.clone(), position: Position::Line(line) };
-    let mut number = chunk.first_line;
+    let mut number = 1;
     let mut start = 0;
     let mut parse = |start: usize, line: &[u8], number: u64, complete: bool| {
         if !line.trim_ascii().is_empty() {
@@ -813,7 +823,24 @@ fn parse_chunk(name: &Arc<str>, chunk: &Chunk, parse_all: bool) -> Vec<Record> {
         let reason = RejectReason::Truncated(format!("read error: {message}"));
         records.push(Record::Rejected(RecordError { origin: origin(number), reason }));
     }
-    records
+    ParsedChunk { records, lines: number - 1 }
+}
+
+/// Moves a record numbered within its chunk to its line in the input, `lines_before` the
+/// chunk's first.
+fn move_down(record: &mut Record, lines_before: u64) {
+    match record {
+        Record::Event(event) => {
+            if let Position::Line(line) = event.origin().position {
+                event.move_to_line(line + lines_before);
+            }
+        }
+        Record::Skipped(Skipped { origin, .. }) | Record::Rejected(RecordError { origin, .. }) => {
+            if let Position::Line(line) = &mut origin.position {
+                *line += lines_before;
+            }
+        }
+    }
 }
 
 /// The records of each chunk, in input order.
@@ -821,7 +848,12 @@ impl Iterator for ParallelJsonLines {
     type Item = Vec<Record>;
 
     fn next(&mut self) -> Option<Vec<Record>> {
-        self.results.next_blocking()
+        let ParsedChunk { mut records, lines } = self.results.next_blocking()?;
+        if self.lines_before > 0 {
+            records.iter_mut().for_each(|record| move_down(record, self.lines_before));
+        }
+        self.lines_before += lines;
+        Some(records)
     }
 }
 
@@ -1055,6 +1087,59 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect()
+    }
+
+    /// A record as a comparable value: events by their values, the others as they are.
+    fn comparable(
+        record: Record,
+    ) -> (Option<crate::events::ProcessEvent>, Option<Skipped>, Option<RecordError>) {
+        match record {
+            Record::Event(event) => (Some(*event), None, None),
+            Record::Skipped(skipped) => (None, Some(skipped), None),
+            Record::Rejected(error) => (None, None, Some(error)),
+        }
+    }
+
+    #[test]
+    fn parsing_workers_number_every_record_as_one_thread_does() {
+        // Windows lines of every kind (process creations, others, dismissed unparsed) and
+        // Defender rows, over several chunks, with blank lines, a malformed line, a line
+        // longer than a chunk and an unterminated last line.
+        let data =
+            |file| std::fs::read_to_string(format!("{}/../tests/data/{file}", env!("CARGO_MANIFEST_DIR")));
+        let (windows, defender) =
+            (data("windows/scenario.evtx-dump.jsonl").unwrap(), data("defender-rows.jsonl").unwrap());
+        let mut text = String::new();
+        for round in 0..400 {
+            text.push_str(if round % 2 == 0 { &windows } else { &defender });
+            text.push_str(if round == 97 { "\n{not json\n\n" } else { "\n" });
+            if round == 201 {
+                text.push_str(&format!("{{\"FileName\": \"{}\"}}\n", "a".repeat(CHUNK_BYTES + 5)));
+            }
+        }
+        text.push_str(&ROW[..ROW.len() - 1]);
+        assert!(text.len() > 4 * CHUNK_BYTES, "{} bytes", text.len());
+        let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+        std::fs::write(file.path(), &text).unwrap();
+        let read = |jobs| -> Vec<_> {
+            Input::file(file.path())
+                .with_jobs(jobs)
+                .open(InputFormat::Auto)
+                .unwrap()
+                .map(comparable)
+                .collect()
+        };
+        let one = read(1);
+        let lines = text.lines().count() as u64;
+        assert_eq!(one.last().unwrap().2.as_ref().map(|e| e.origin.position), Some(Position::Line(lines)));
+        assert!(one.iter().any(|r| r.1.is_some()) && one.iter().filter(|r| r.2.is_some()).count() == 3);
+        for jobs in [2, 3] {
+            let many = read(jobs);
+            assert_eq!(many.len(), one.len(), "{jobs} jobs");
+            for (a, b) in one.iter().zip(&many) {
+                assert!(a == b, "{jobs} jobs: {a:?} != {b:?}");
+            }
+        }
     }
 
     #[test]

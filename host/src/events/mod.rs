@@ -293,6 +293,15 @@ impl ProcessEvent {
         projected
     }
 
+    /// Puts the event on line `line` of its input: a worker that numbers the lines of a
+    /// block from 1 learns only later how many lines came before the block.
+    pub(crate) fn move_to_line(&mut self, line: u64) {
+        self.origin.position = Position::Line(line);
+        self.write_with(Field::SourceLine, |text| {
+            write!(text, "{line}").expect("writing to a String does not fail");
+        });
+    }
+
     /// Sets where the event's line starts.
     pub fn set_line_offset(&mut self, offset: u64) {
         self.line_offset = Some(offset);
