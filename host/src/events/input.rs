@@ -111,11 +111,15 @@ struct Reading {
     jobs: usize,
     /// Parse every line in full, dismissing none by its `EventID` first.
     parse_all: bool,
+    /// Bytes of a regular file that a worker reads at once (its last line read on to its
+    /// end): enough that the hand-off is cheap, little enough that it stays in the core's
+    /// cache while it is parsed.
+    block_bytes: u64,
 }
 
 impl Default for Reading {
     fn default() -> Self {
-        Self { jobs: 1, parse_all: false }
+        Self { jobs: 1, parse_all: false, block_bytes: CHUNK_BYTES as u64 }
     }
 }
 
@@ -237,6 +241,13 @@ impl Input {
     #[must_use]
     pub fn with_parse_all(mut self, parse_all: bool) -> Self {
         self.reading.parse_all = parse_all;
+        self
+    }
+
+    /// Workers read blocks of `bytes` of a regular file.
+    #[cfg(test)]
+    fn with_block_bytes(mut self, bytes: u64) -> Self {
+        self.reading.block_bytes = bytes;
         self
     }
 
@@ -371,6 +382,13 @@ fn open_stream(
         return Ok(Reader::new(records.flatten()));
     }
     let plain_file = matches!(stream, Stream::File(_));
+    if format == InputFormat::Jsonl
+        && reading.jobs > 1
+        && let Stream::File(file) = stream
+    {
+        let records = ParallelJsonLines::of_file(name, file, prefix.len() as u64, reading).flatten();
+        return Ok(Reader { records: Box::new(records), line_offsets: true, rereadable: false });
+    }
     // A byte order mark before a CSV header, a JSON document or XML is not part of them.
     // JSON lines keep it, so that their offsets stay the file's: each line drops its own.
     let mut prefix = prefix;
@@ -381,7 +399,7 @@ fn open_stream(
     let stream = BufReader::with_capacity(256 * 1024, Cursor::new(prefix).chain(stream.into_read()));
     let records: Box<dyn Iterator<Item = Record> + Send> = match format {
         InputFormat::Jsonl if reading.jobs > 1 => {
-            Box::new(ParallelJsonLines::new(name, stream, reading).flatten())
+            Box::new(ParallelJsonLines::of_stream(name, stream, reading).flatten())
         }
         InputFormat::Jsonl => Box::new(JsonLines::new(name, stream, reading.parse_all).flatten()),
         InputFormat::Json => Box::new(JsonDocuments::new(name, WithoutRecordHeaders::new(stream)).flatten()),
@@ -684,30 +702,57 @@ struct Chunk {
     error: Option<String>,
 }
 
-/// The records of a chunk's lines, numbered from 1 at the chunk's first line, and how many
-/// lines it held.
+impl Chunk {
+    fn lines(&self) -> Lines<'_> {
+        Lines { bytes: &self.bytes, offset: self.offset, last: self.last, error: self.error.as_deref() }
+    }
+}
+
+/// Whole lines of an input, to parse.
+struct Lines<'a> {
+    bytes: &'a [u8],
+    /// Where they start in the input.
+    offset: u64,
+    /// Whether the input ended after them (the last may lack a newline).
+    last: bool,
+    /// A read error after them.
+    error: Option<&'a str>,
+}
+
+/// The records of a chunk's lines, numbered from 1 at the chunk's first line, how many
+/// lines it held, and whether the input ended with it.
 struct ParsedChunk {
     records: Vec<Record>,
     lines: u64,
+    last: bool,
 }
 
-/// JSON lines parsed by worker threads: one thread reads the input in blocks cut at a
-/// line's end, the workers cut and parse the lines of a block, and the records come out
-/// in input order whatever the number of workers. Memory stays bounded: at most two
-/// blocks per worker are queued or waiting to be put back in order.
+/// JSON lines parsed by worker threads, the records coming out in input order whatever
+/// the number of workers.
 ///
-/// The reader does not count a block's lines (a pass over every byte, on the one thread
-/// that all the input goes through): the worker that cuts them counts them, numbering
-/// them from 1, and the records are moved to their lines in the file as they come out
-/// in order.
+/// From a regular file, each worker reads blocks of it itself (at fixed offsets, so that
+/// no thread reads for the others and a block's bytes are parsed on the core that read
+/// them): see [`read_block`]. From a stream, one thread reads it in chunks cut at a
+/// line's end, and the workers cut and parse the lines of a chunk. Memory stays bounded:
+/// at most two blocks or chunks per worker are read ahead, queued or waiting to be put
+/// back in order.
+///
+/// Neither reader counts lines (a pass over every byte): the worker that cuts them counts
+/// them, numbering them from 1, and the records are moved to their lines in the input as
+/// they come out in order.
 struct ParallelJsonLines {
     results: InOrder<ParsedChunk>,
     /// Lines in the chunks given out so far.
     lines_before: u64,
+    /// With a regular file, the numbers of the blocks to read, and the next to ask for.
+    blocks: Option<(std::sync::mpsc::SyncSender<u64>, u64)>,
+    /// Set once the input's last chunk came out.
+    ended: bool,
 }
 
 impl ParallelJsonLines {
-    fn new(name: Arc<str>, stream: BufReader<impl Read + Send + 'static>, reading: Reading) -> Self {
+    /// Lines of `stream`, read by a thread of their own.
+    fn of_stream(name: Arc<str>, stream: BufReader<impl Read + Send + 'static>, reading: Reading) -> Self {
         let jobs = reading.jobs;
         let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(jobs * 2);
         let (results_tx, results) = std::sync::mpsc::sync_channel(jobs * 2);
@@ -718,12 +763,8 @@ impl ParallelJsonLines {
             let (work, results_tx, spent_tx, name) =
                 (work.clone(), results_tx.clone(), spent_tx.clone(), name.clone());
             spawn("rulehost-parse", move || {
-                loop {
-                    let chunk = match work.lock().map(|queue| queue.recv()) {
-                        Ok(Ok(chunk)) => chunk,
-                        _ => return,
-                    };
-                    let records = parse_chunk(&name, &chunk, reading.parse_all);
+                while let Ok(Ok(chunk)) = work.lock().map(|queue| queue.recv()) {
+                    let records = parse_chunk(&name, chunk.lines(), reading.parse_all);
                     // When the reader has enough spare buffers, this one is freed.
                     let _ = spent_tx.try_send(chunk.bytes);
                     if results_tx.send((chunk.seq, records)).is_err() {
@@ -732,8 +773,142 @@ impl ParallelJsonLines {
                 }
             });
         }
-        Self { results: InOrder::new(results), lines_before: 0 }
+        Self { results: InOrder::new(results), lines_before: 0, blocks: None, ended: false }
     }
+
+    /// Lines of a regular file, read block by block by the workers. Its first `counted`
+    /// bytes were counted already (the counter counts the rest, for progress reports).
+    fn of_file(name: Arc<str>, file: Counted<File>, counted: u64, reading: Reading) -> Self {
+        let (jobs, ahead) = (reading.jobs, reading.jobs as u64 * 2);
+        let (blocks_tx, blocks_rx) = std::sync::mpsc::sync_channel::<u64>(ahead as usize);
+        for block in 0..ahead {
+            blocks_tx.send(block).expect("the queue holds this many");
+        }
+        let (results_tx, results) = std::sync::mpsc::sync_channel(ahead as usize);
+        let (blocks_rx, file, counter) =
+            (Arc::new(std::sync::Mutex::new(blocks_rx)), Arc::new(file.inner), file.counter);
+        for _ in 0..jobs {
+            let (blocks_rx, results_tx, file, counter, name) =
+                (blocks_rx.clone(), results_tx.clone(), file.clone(), counter.clone(), name.clone());
+            spawn("rulehost-parse", move || {
+                let mut buffer = Vec::new();
+                while let Ok(Ok(block)) = blocks_rx.lock().map(|queue| queue.recv()) {
+                    let lines = read_block(&file, block, reading.block_bytes, &mut buffer);
+                    if let Some(counter) = &counter {
+                        let own = lines.own.start.max(counted)..lines.own.end.max(counted);
+                        counter.fetch_add(own.end - own.start, Ordering::Relaxed);
+                    }
+                    let records = parse_chunk(&name, lines.lines(&buffer), reading.parse_all);
+                    if results_tx.send((block, records)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Self {
+            results: InOrder::new(results),
+            lines_before: 0,
+            blocks: Some((blocks_tx, ahead)),
+            ended: false,
+        }
+    }
+}
+
+/// Where the lines of a block lie in the buffer it was read into: see [`read_block`].
+struct BlockLines {
+    start: usize,
+    end: usize,
+    /// Where `start` is in the file.
+    offset: u64,
+    /// Whether the file ended in the block or its last line.
+    last: bool,
+    error: Option<String>,
+    /// The bytes of the file read that are the block's own.
+    own: std::ops::Range<u64>,
+}
+
+impl BlockLines {
+    fn lines<'a>(&'a self, buffer: &'a [u8]) -> Lines<'a> {
+        Lines {
+            bytes: &buffer[self.start..self.end],
+            offset: self.offset,
+            last: self.last,
+            error: self.error.as_deref(),
+        }
+    }
+}
+
+/// Reads the lines that start in block `index` of `file` (its bytes from `index * size`
+/// to `(index + 1) * size`) into `buffer`: the byte before the block tells whether a line
+/// starts at its first; the line that starts last in it is read on to its newline. So every
+/// line belongs to one block, whatever its length, and blocks can be read in any order.
+fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> BlockLines {
+    let block = index * size;
+    let from = block.saturating_sub(1);
+    let mut filled = 0;
+    let (mut ended, mut error) = (false, None);
+    match read_at(file, from, (block + size - from) as usize, buffer, &mut filled) {
+        Ok(whole) => ended = !whole,
+        Err(e) => error = Some(e.to_string()),
+    }
+    let own = block..(from + filled as u64).max(block);
+    let start =
+        if index == 0 { 0 } else { memchr::memchr(b'\n', &buffer[..filled]).map_or(filled, |at| at + 1) };
+    let mut end = filled;
+    if start < filled && !ended && error.is_none() && buffer[filled - 1] != b'\n' {
+        // The last line goes on past the block.
+        loop {
+            let before = filled;
+            match read_at(file, from + before as u64, READ_BYTES, buffer, &mut filled) {
+                Ok(whole) => {
+                    if let Some(at) = memchr::memchr(b'\n', &buffer[before..filled]) {
+                        end = before + at + 1;
+                        break;
+                    }
+                    end = filled;
+                    if !whole {
+                        ended = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    if error.is_some() {
+        // Only whole lines before the error.
+        end = memchr::memrchr(b'\n', &buffer[start..end]).map_or(start, |at| start + at + 1);
+    }
+    BlockLines { start, end, offset: from + start as u64, last: ended || error.is_some(), error, own }
+}
+
+/// Reads up to `len` bytes of `file` at `offset` into `buffer` after its first `filled`,
+/// adding them to `filled`; tells whether it read them all (not: the file ended). The
+/// buffer only grows, so that its bytes are initialized once.
+fn read_at(
+    file: &File,
+    offset: u64,
+    len: usize,
+    buffer: &mut Vec<u8>,
+    filled: &mut usize,
+) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    if buffer.len() < *filled + len {
+        buffer.resize((*filled + len).max(buffer.len() * 2), 0);
+    }
+    let wanted = *filled + len;
+    while *filled < wanted {
+        match file.read_at(&mut buffer[*filled..wanted], offset + (*filled - (wanted - len)) as u64) {
+            Ok(0) => return Ok(false),
+            Ok(n) => *filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Starts a named thread (names show in `top -H` and profiles).
@@ -796,8 +971,8 @@ fn read_chunks(
     }
 }
 
-/// The records of the lines of `chunk`, in order, its first line numbered 1.
-fn parse_chunk(name: &Arc<str>, chunk: &Chunk, parse_all: bool) -> ParsedChunk {
+/// The records of `chunk`'s lines, in order, its first line numbered 1.
+fn parse_chunk(name: &Arc<str>, chunk: Lines<'_>, parse_all: bool) -> ParsedChunk {
     let mut records = Vec::with_capacity(chunk.bytes.len() / 512);
     let origin = |line| Origin { file: name.clone(), position: Position::Line(line) };
     let mut number = 1;
@@ -809,7 +984,7 @@ fn parse_chunk(name: &Arc<str>, chunk: &Chunk, parse_all: bool) -> ParsedChunk {
             set_line_offset(&mut records[first..], chunk.offset + start as u64);
         }
     };
-    for end in memchr::memchr_iter(b'\n', &chunk.bytes) {
+    for end in memchr::memchr_iter(b'\n', chunk.bytes) {
         parse(start, &chunk.bytes[start..=end], number, true);
         start = end + 1;
         number += 1;
@@ -819,11 +994,11 @@ fn parse_chunk(name: &Arc<str>, chunk: &Chunk, parse_all: bool) -> ParsedChunk {
         parse(start, &chunk.bytes[start..], number, !chunk.last);
         number += 1;
     }
-    if let Some(message) = &chunk.error {
+    if let Some(message) = chunk.error {
         let reason = RejectReason::Truncated(format!("read error: {message}"));
         records.push(Record::Rejected(RecordError { origin: origin(number), reason }));
     }
-    ParsedChunk { records, lines: number - 1 }
+    ParsedChunk { records, lines: number - 1, last: chunk.last }
 }
 
 /// Moves a record numbered within its chunk to its line in the input, `lines_before` the
@@ -848,7 +1023,17 @@ impl Iterator for ParallelJsonLines {
     type Item = Vec<Record>;
 
     fn next(&mut self) -> Option<Vec<Record>> {
-        let ParsedChunk { mut records, lines } = self.results.next_blocking()?;
+        if self.ended {
+            return None;
+        }
+        let ParsedChunk { mut records, lines, last } = self.results.next_blocking()?;
+        if last {
+            // The workers stop once the blocks asked for are read.
+            (self.ended, self.blocks) = (true, None);
+        } else if let Some((blocks, next)) = &mut self.blocks {
+            let _ = blocks.send(*next);
+            *next += 1;
+        }
         if self.lines_before > 0 {
             records.iter_mut().for_each(|record| move_down(record, self.lines_before));
         }
@@ -1133,13 +1318,61 @@ mod tests {
         let lines = text.lines().count() as u64;
         assert_eq!(one.last().unwrap().2.as_ref().map(|e| e.origin.position), Some(Position::Line(lines)));
         assert!(one.iter().any(|r| r.1.is_some()) && one.iter().filter(|r| r.2.is_some()).count() == 3);
-        for jobs in [2, 3] {
-            let many = read(jobs);
+        // The same lines as a stream, read by a thread for the workers.
+        let streamed = |jobs| -> Vec<_> {
+            let stream = Stream::Other(Box::new(Cursor::new(text.clone().into_bytes())));
+            let (name, reading) =
+                (file.path().display().to_string().into(), Reading { jobs, ..Reading::default() });
+            open_stream(name, None, stream, InputFormat::Jsonl, reading).unwrap().map(comparable).collect()
+        };
+        for (jobs, many) in [(2, read(2)), (3, read(3)), (1, streamed(1)), (2, streamed(2))] {
             assert_eq!(many.len(), one.len(), "{jobs} jobs");
             for (a, b) in one.iter().zip(&many) {
                 assert!(a == b, "{jobs} jobs: {a:?} != {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn blocks_of_any_size_give_every_line_once() {
+        // Block edges at every place a line can have one: on a newline, just before and
+        // after it, inside a blank line, a CRLF, a line longer than several blocks, a file
+        // that ends without a newline.
+        let rows = std::fs::read_to_string(format!(
+            "{}/../tests/data/defender-rows.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        let rows = rows.unwrap();
+        let long =
+            format!("{{\"FileName\": \"{}\", \"Timestamp\": \"2024-05-01T10:00:00Z\"}}", "b".repeat(300));
+        let text = format!("\n{rows}\n\n{ROW}\r\n{long}\n{{not json\n{rows}{ROW}");
+        let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+        std::fs::write(file.path(), &text).unwrap();
+        let read = |jobs, block| -> Vec<_> {
+            let input = Input::file(file.path()).with_jobs(jobs).with_block_bytes(block);
+            input.open(InputFormat::Auto).unwrap().map(comparable).collect()
+        };
+        let one = read(1, 1);
+        assert!(one.len() > 10 && one.iter().any(|r| r.2.is_some()), "{one:?}");
+        for block in [1, 2, 3, 5, 64, 299, 300, 301, 4096, 1 << 20] {
+            let many = read(2, block);
+            assert_eq!(many.len(), one.len(), "blocks of {block}");
+            for (a, b) in one.iter().zip(&many) {
+                assert!(a == b, "blocks of {block}: {a:?} != {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_read_in_blocks_counts_its_bytes_once() {
+        let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+        let text = format!("{ROW}\n").repeat(1000);
+        std::fs::write(file.path(), &text).unwrap();
+        let counter = Arc::new(AtomicU64::new(0));
+        let input = Input::file(file.path()).with_jobs(2).with_block_bytes(1000);
+        let reader = input.open_counted(InputFormat::Auto, Some(counter.clone())).unwrap();
+        assert_eq!(reader.count(), 1000);
+        assert_eq!(counter.load(Ordering::Relaxed), text.len() as u64);
     }
 
     #[test]
