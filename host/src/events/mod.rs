@@ -421,3 +421,26 @@ impl RejectReason {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_moved_to_another_line_reads_it_and_keeps_its_values() {
+        let origin = |line| Origin { file: Arc::from("rows.jsonl"), position: Position::Line(line) };
+        let time = DateTime::from_timestamp(1_714_557_600, 0).unwrap();
+        for (from, to) in [(1, 0), (0, 9), (9, 10), (7, 99_999), (12_345, u64::MAX), (u64::MAX, 1)] {
+            let mut event = ProcessEvent::new(time, origin(from), SourceFormat::DefenderJson);
+            event.set(Field::FileName, "cmd.exe");
+            assert_eq!(event.get(Field::SourceLine), from.to_string());
+            event.move_to_line(to);
+            event.set(Field::ProcessCommandLine, "cmd /c whoami");
+            assert_eq!(event.get(Field::SourceLine), to.to_string());
+            assert_eq!(event.origin().position, Position::Line(to));
+            assert_eq!(event.get(Field::FileName), "cmd.exe");
+            assert_eq!(event.get(Field::ProcessCommandLine), "cmd /c whoami");
+            assert_eq!(event.get(Field::Timestamp), "2024-05-01T10:00:00Z");
+        }
+    }
+}
