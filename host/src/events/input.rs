@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
+use super::blocks::{BlockFile, FileBlocks, Stage};
 use super::windows::evtx::EvtxRecords;
 use super::windows::xml::XmlEvents;
 use crate::in_order::InOrder;
@@ -386,7 +387,16 @@ fn open_stream(
         && reading.jobs > 1
         && let Stream::File(file) = stream
     {
-        let records = ParallelJsonLines::of_file(name, file, prefix.len() as u64, reading).flatten();
+        let file = BlockFile {
+            name,
+            file: Arc::new(file.inner),
+            block_bytes: reading.block_bytes,
+            parse_all: reading.parse_all,
+            counter: file.counter,
+            counted: prefix.len() as u64,
+        };
+        let stages = (0..reading.jobs).map(|_| Box::new(|records| records) as Stage<Vec<Record>>).collect();
+        let records = FileBlocks::new(file, stages).flatten();
         return Ok(Reader { records: Box::new(records), line_offsets: true, rereadable: false });
     }
     // A byte order mark before a CSV header, a JSON document or XML is not part of them.
@@ -709,45 +719,35 @@ impl Chunk {
 }
 
 /// Whole lines of an input, to parse.
-struct Lines<'a> {
-    bytes: &'a [u8],
+pub(super) struct Lines<'a> {
+    pub(super) bytes: &'a [u8],
     /// Where they start in the input.
-    offset: u64,
+    pub(super) offset: u64,
     /// Whether the input ended after them (the last may lack a newline).
-    last: bool,
+    pub(super) last: bool,
     /// A read error after them.
-    error: Option<&'a str>,
+    pub(super) error: Option<&'a str>,
 }
 
-/// The records of a chunk's lines, numbered from 1 at the chunk's first line, how many
-/// lines it held, and whether the input ended with it.
-struct ParsedChunk {
-    records: Vec<Record>,
-    lines: u64,
-    last: bool,
+/// The records of some lines, and how many lines they were.
+pub(super) struct ParsedLines {
+    pub(super) records: Vec<Record>,
+    pub(super) lines: u64,
 }
 
-/// JSON lines parsed by worker threads, the records coming out in input order whatever
-/// the number of workers.
+/// JSON lines of a stream parsed by worker threads, the records coming out in input order
+/// whatever the number of workers (a regular file is read by the workers themselves: see
+/// [`super::blocks`]). One thread reads the stream in chunks cut at a line's end, the
+/// workers cut and parse the lines of a chunk. Memory stays bounded: at most two chunks
+/// per worker are queued or waiting to be put back in order.
 ///
-/// From a regular file, each worker reads blocks of it itself (at fixed offsets, so that
-/// no thread reads for the others and a block's bytes are parsed on the core that read
-/// them): see [`read_block`]. From a stream, one thread reads it in chunks cut at a
-/// line's end, and the workers cut and parse the lines of a chunk. Memory stays bounded:
-/// at most two blocks or chunks per worker are read ahead, queued or waiting to be put
-/// back in order.
-///
-/// Neither reader counts lines (a pass over every byte): the worker that cuts them counts
-/// them, numbering them from 1, and the records are moved to their lines in the input as
-/// they come out in order.
+/// The reader does not count lines (a pass over every byte, on the one thread that all
+/// the input goes through): the worker that cuts them counts them, numbering them from 1,
+/// and the records are moved to their lines in the input as they come out in order.
 struct ParallelJsonLines {
-    results: InOrder<ParsedChunk>,
+    results: InOrder<ParsedLines>,
     /// Lines in the chunks given out so far.
     lines_before: u64,
-    /// With a regular file, the numbers of the blocks to read, and the next to ask for.
-    blocks: Option<(std::sync::mpsc::SyncSender<u64>, u64)>,
-    /// Set once the input's last chunk came out.
-    ended: bool,
 }
 
 impl ParallelJsonLines {
@@ -764,7 +764,7 @@ impl ParallelJsonLines {
                 (work.clone(), results_tx.clone(), spent_tx.clone(), name.clone());
             spawn("rulehost-parse", move || {
                 while let Ok(Ok(chunk)) = work.lock().map(|queue| queue.recv()) {
-                    let records = parse_chunk(&name, chunk.lines(), reading.parse_all);
+                    let records = parse_lines(&name, chunk.lines(), 1, reading.parse_all);
                     // When the reader has enough spare buffers, this one is freed.
                     let _ = spent_tx.try_send(chunk.bytes);
                     if results_tx.send((chunk.seq, records)).is_err() {
@@ -773,146 +773,12 @@ impl ParallelJsonLines {
                 }
             });
         }
-        Self { results: InOrder::new(results), lines_before: 0, blocks: None, ended: false }
+        Self { results: InOrder::new(results), lines_before: 0 }
     }
-
-    /// Lines of a regular file, read block by block by the workers. Its first `counted`
-    /// bytes were counted already (the counter counts the rest, for progress reports).
-    fn of_file(name: Arc<str>, file: Counted<File>, counted: u64, reading: Reading) -> Self {
-        let (jobs, ahead) = (reading.jobs, reading.jobs as u64 * 2);
-        let (blocks_tx, blocks_rx) = std::sync::mpsc::sync_channel::<u64>(ahead as usize);
-        for block in 0..ahead {
-            blocks_tx.send(block).expect("the queue holds this many");
-        }
-        let (results_tx, results) = std::sync::mpsc::sync_channel(ahead as usize);
-        let (blocks_rx, file, counter) =
-            (Arc::new(std::sync::Mutex::new(blocks_rx)), Arc::new(file.inner), file.counter);
-        for _ in 0..jobs {
-            let (blocks_rx, results_tx, file, counter, name) =
-                (blocks_rx.clone(), results_tx.clone(), file.clone(), counter.clone(), name.clone());
-            spawn("rulehost-parse", move || {
-                let mut buffer = Vec::new();
-                while let Ok(Ok(block)) = blocks_rx.lock().map(|queue| queue.recv()) {
-                    let lines = read_block(&file, block, reading.block_bytes, &mut buffer);
-                    if let Some(counter) = &counter {
-                        let own = lines.own.start.max(counted)..lines.own.end.max(counted);
-                        counter.fetch_add(own.end - own.start, Ordering::Relaxed);
-                    }
-                    let records = parse_chunk(&name, lines.lines(&buffer), reading.parse_all);
-                    if results_tx.send((block, records)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        Self {
-            results: InOrder::new(results),
-            lines_before: 0,
-            blocks: Some((blocks_tx, ahead)),
-            ended: false,
-        }
-    }
-}
-
-/// Where the lines of a block lie in the buffer it was read into: see [`read_block`].
-struct BlockLines {
-    start: usize,
-    end: usize,
-    /// Where `start` is in the file.
-    offset: u64,
-    /// Whether the file ended in the block or its last line.
-    last: bool,
-    error: Option<String>,
-    /// The bytes of the file read that are the block's own.
-    own: std::ops::Range<u64>,
-}
-
-impl BlockLines {
-    fn lines<'a>(&'a self, buffer: &'a [u8]) -> Lines<'a> {
-        Lines {
-            bytes: &buffer[self.start..self.end],
-            offset: self.offset,
-            last: self.last,
-            error: self.error.as_deref(),
-        }
-    }
-}
-
-/// Reads the lines that start in block `index` of `file` (its bytes from `index * size`
-/// to `(index + 1) * size`) into `buffer`: the byte before the block tells whether a line
-/// starts at its first; the line that starts last in it is read on to its newline. So every
-/// line belongs to one block, whatever its length, and blocks can be read in any order.
-fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> BlockLines {
-    let block = index * size;
-    let from = block.saturating_sub(1);
-    let mut filled = 0;
-    let (mut ended, mut error) = (false, None);
-    match read_at(file, from, (block + size - from) as usize, buffer, &mut filled) {
-        Ok(whole) => ended = !whole,
-        Err(e) => error = Some(e.to_string()),
-    }
-    let own = block..(from + filled as u64).max(block);
-    let start =
-        if index == 0 { 0 } else { memchr::memchr(b'\n', &buffer[..filled]).map_or(filled, |at| at + 1) };
-    let mut end = filled;
-    if start < filled && !ended && error.is_none() && buffer[filled - 1] != b'\n' {
-        // The last line goes on past the block.
-        loop {
-            let before = filled;
-            match read_at(file, from + before as u64, READ_BYTES, buffer, &mut filled) {
-                Ok(whole) => {
-                    if let Some(at) = memchr::memchr(b'\n', &buffer[before..filled]) {
-                        end = before + at + 1;
-                        break;
-                    }
-                    end = filled;
-                    if !whole {
-                        ended = true;
-                        break;
-                    }
-                }
-                Err(e) => {
-                    error = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-    }
-    if error.is_some() {
-        // Only whole lines before the error.
-        end = memchr::memrchr(b'\n', &buffer[start..end]).map_or(start, |at| start + at + 1);
-    }
-    BlockLines { start, end, offset: from + start as u64, last: ended || error.is_some(), error, own }
-}
-
-/// Reads up to `len` bytes of `file` at `offset` into `buffer` after its first `filled`,
-/// adding them to `filled`; tells whether it read them all (not: the file ended). The
-/// buffer only grows, so that its bytes are initialized once.
-fn read_at(
-    file: &File,
-    offset: u64,
-    len: usize,
-    buffer: &mut Vec<u8>,
-    filled: &mut usize,
-) -> io::Result<bool> {
-    use std::os::unix::fs::FileExt;
-    if buffer.len() < *filled + len {
-        buffer.resize((*filled + len).max(buffer.len() * 2), 0);
-    }
-    let wanted = *filled + len;
-    while *filled < wanted {
-        match file.read_at(&mut buffer[*filled..wanted], offset + (*filled - (wanted - len)) as u64) {
-            Ok(0) => return Ok(false),
-            Ok(n) => *filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
 }
 
 /// Starts a named thread (names show in `top -H` and profiles).
-fn spawn(name: &str, body: impl FnOnce() + Send + 'static) {
+pub(super) fn spawn(name: &str, body: impl FnOnce() + Send + 'static) {
     std::thread::Builder::new().name(name.to_owned()).spawn(body).expect("a thread can be started");
 }
 
@@ -971,11 +837,16 @@ fn read_chunks(
     }
 }
 
-/// The records of `chunk`'s lines, in order, its first line numbered 1.
-fn parse_chunk(name: &Arc<str>, chunk: Lines<'_>, parse_all: bool) -> ParsedChunk {
+/// The records of `chunk`'s lines, in order, its first line numbered `first_line`.
+pub(super) fn parse_lines(
+    name: &Arc<str>,
+    chunk: Lines<'_>,
+    first_line: u64,
+    parse_all: bool,
+) -> ParsedLines {
     let mut records = Vec::with_capacity(chunk.bytes.len() / 512);
     let origin = |line| Origin { file: name.clone(), position: Position::Line(line) };
-    let mut number = 1;
+    let mut number = first_line;
     let mut start = 0;
     let mut parse = |start: usize, line: &[u8], number: u64, complete: bool| {
         if !line.trim_ascii().is_empty() {
@@ -998,7 +869,7 @@ fn parse_chunk(name: &Arc<str>, chunk: Lines<'_>, parse_all: bool) -> ParsedChun
         let reason = RejectReason::Truncated(format!("read error: {message}"));
         records.push(Record::Rejected(RecordError { origin: origin(number), reason }));
     }
-    ParsedChunk { records, lines: number - 1, last: chunk.last }
+    ParsedLines { records, lines: number - first_line }
 }
 
 /// Moves a record numbered within its chunk to its line in the input, `lines_before` the
@@ -1023,17 +894,7 @@ impl Iterator for ParallelJsonLines {
     type Item = Vec<Record>;
 
     fn next(&mut self) -> Option<Vec<Record>> {
-        if self.ended {
-            return None;
-        }
-        let ParsedChunk { mut records, lines, last } = self.results.next_blocking()?;
-        if last {
-            // The workers stop once the blocks asked for are read.
-            (self.ended, self.blocks) = (true, None);
-        } else if let Some((blocks, next)) = &mut self.blocks {
-            let _ = blocks.send(*next);
-            *next += 1;
-        }
+        let ParsedLines { mut records, lines } = self.results.next_blocking()?;
         if self.lines_before > 0 {
             records.iter_mut().for_each(|record| move_down(record, self.lines_before));
         }

@@ -1,0 +1,261 @@
+//! A regular file of JSON lines read in blocks at fixed offsets, each block read, parsed
+//! and handed on (to be evaluated, say) by one worker, the results coming out in file order.
+//!
+//! No thread reads for the others: a block's bytes are read (`pread`) and parsed on the
+//! core that then works on its records, and only what the stage makes of them crosses to
+//! the thread that takes the results in.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use super::Record;
+use super::input::{Lines, parse_lines, spawn};
+use crate::in_order::InOrder;
+
+/// Bytes read at once beyond a block, looking for the end of its last line.
+const READ_BYTES: usize = 64 * 1024;
+
+/// What one worker makes of the records of one block, on the worker's thread.
+pub(crate) type Stage<T> = Box<dyn FnMut(Vec<Record>) -> T + Send>;
+
+/// The results of every block of a file in order, with whether the file ended there.
+pub(crate) struct FileBlocks<T> {
+    /// `None` once the file's last block came out (the workers then stop).
+    source: Option<Source<T>>,
+}
+
+enum Source<T> {
+    /// One stage: the blocks are read and handed to it on the calling thread.
+    Inline { reader: BlockReader, stage: Stage<T>, next: u64 },
+    /// A worker per stage, a few blocks ahead of the results taken.
+    Workers {
+        results: InOrder<(T, bool)>,
+        /// The numbers of the blocks to read, and the next to ask for.
+        blocks: SyncSender<u64>,
+        next: u64,
+    },
+}
+
+/// What a block reader needs: the file, how to parse it, and where the lines stand.
+#[derive(Clone)]
+pub(crate) struct BlockFile {
+    pub(crate) name: Arc<str>,
+    pub(crate) file: Arc<File>,
+    /// Bytes of a block (its last line is read on to its end).
+    pub(crate) block_bytes: u64,
+    pub(crate) parse_all: bool,
+    /// Counts the bytes read, past the first `counted` (counted already), for progress.
+    pub(crate) counter: Option<Arc<AtomicU64>>,
+    pub(crate) counted: u64,
+}
+
+impl<T: Send + 'static> FileBlocks<T> {
+    /// Reads `file` with one worker per stage; with one stage, on the calling thread.
+    pub(crate) fn new(file: BlockFile, mut stages: Vec<Stage<T>>) -> Self {
+        let numbers = Arc::new(LineNumbers::default());
+        if stages.len() <= 1 {
+            let stage = stages.pop().unwrap_or_else(|| panic!("a stage to hand the blocks to"));
+            let reader = BlockReader { file, numbers, buffer: Vec::new() };
+            return Self { source: Some(Source::Inline { reader, stage, next: 0 }) };
+        }
+        let ahead = stages.len() as u64 * 2;
+        let (blocks, queue) = std::sync::mpsc::sync_channel::<u64>(ahead as usize);
+        for block in 0..ahead {
+            blocks.send(block).expect("the queue holds this many");
+        }
+        let (results_tx, results) = std::sync::mpsc::sync_channel(ahead as usize);
+        let queue = Arc::new(Mutex::new(queue));
+        for mut stage in stages {
+            let (queue, results_tx) = (queue.clone(), results_tx.clone());
+            let mut reader = BlockReader { file: file.clone(), numbers: numbers.clone(), buffer: Vec::new() };
+            spawn("rulehost-parse", move || {
+                while let Ok(Ok(block)) = queue.lock().map(|queue| queue.recv()) {
+                    let (records, last) = reader.read(block);
+                    if results_tx.send((block, (stage(records), last))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Self { source: Some(Source::Workers { results: InOrder::new(results), blocks, next: ahead }) }
+    }
+}
+
+/// What each block gave, in file order.
+impl<T> Iterator for FileBlocks<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        let (result, last) = match self.source.as_mut()? {
+            Source::Inline { reader, stage, next } => {
+                let (records, last) = reader.read(*next);
+                *next += 1;
+                (stage(records), last)
+            }
+            Source::Workers { results, blocks, next } => {
+                let (result, last) = results.next_blocking()?;
+                if !last {
+                    // Fails only once the workers are gone, which `next_blocking` tells.
+                    let _ = blocks.send(*next);
+                    *next += 1;
+                }
+                (result, last)
+            }
+        };
+        if last {
+            // The workers stop once the blocks asked for are read and the queue is gone.
+            self.source = None;
+        }
+        Some(result)
+    }
+}
+
+/// Line numbers handed out block by block in file order: a worker counts its block's lines
+/// and learns how many came before it once the block before has counted its own.
+#[derive(Default)]
+struct LineNumbers {
+    /// The next block to number, and the lines before it.
+    state: Mutex<(u64, u64)>,
+    turn: Condvar,
+}
+
+impl LineNumbers {
+    /// Waits for `block`'s turn, then returns how many lines came before it and counts
+    /// its `lines`.
+    fn number(&self, block: u64, lines: u64) -> u64 {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.0 != block {
+            state = self.turn.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        let before = state.1;
+        *state = (block + 1, before + lines);
+        self.turn.notify_all();
+        before
+    }
+}
+
+/// One worker's reader of blocks, with its own buffer.
+struct BlockReader {
+    file: BlockFile,
+    numbers: Arc<LineNumbers>,
+    buffer: Vec<u8>,
+}
+
+impl BlockReader {
+    /// The records of block `index`'s lines, numbered in the file, and whether the file
+    /// ended there.
+    fn read(&mut self, index: u64) -> (Vec<Record>, bool) {
+        let file = &self.file;
+        let lines = read_block(&file.file, index, file.block_bytes, &mut self.buffer);
+        if let Some(counter) = &file.counter {
+            let own = lines.own.start.max(file.counted)..lines.own.end.max(file.counted);
+            counter.fetch_add(own.end - own.start, Ordering::Relaxed);
+        }
+        let lines = lines.lines(&self.buffer);
+        let count = memchr::memchr_iter(b'\n', lines.bytes).count() as u64
+            + u64::from(lines.bytes.last().is_some_and(|&b| b != b'\n'));
+        let before = self.numbers.number(index, count);
+        let last = lines.last;
+        (parse_lines(&file.name, lines, before + 1, file.parse_all).records, last)
+    }
+}
+
+/// Where the lines of a block lie in the buffer it was read into: see [`read_block`].
+struct BlockLines {
+    start: usize,
+    end: usize,
+    /// Where `start` is in the file.
+    offset: u64,
+    /// Whether the file ended in the block or its last line.
+    last: bool,
+    error: Option<String>,
+    /// The bytes of the file read that are the block's own.
+    own: std::ops::Range<u64>,
+}
+
+impl BlockLines {
+    fn lines<'a>(&'a self, buffer: &'a [u8]) -> Lines<'a> {
+        Lines {
+            bytes: &buffer[self.start..self.end],
+            offset: self.offset,
+            last: self.last,
+            error: self.error.as_deref(),
+        }
+    }
+}
+
+/// Reads the lines that start in block `index` of `file` (its bytes from `index * size`
+/// to `(index + 1) * size`) into `buffer`: the byte before the block tells whether a line
+/// starts at its first; the line that starts last in it is read on to its newline. So every
+/// line belongs to one block, whatever its length, and blocks can be read in any order.
+fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> BlockLines {
+    let block = index * size;
+    let from = block.saturating_sub(1);
+    let mut filled = 0;
+    let (mut ended, mut error) = (false, None);
+    match read_at(file, from, (block + size - from) as usize, buffer, &mut filled) {
+        Ok(whole) => ended = !whole,
+        Err(e) => error = Some(e.to_string()),
+    }
+    let own = block..(from + filled as u64).max(block);
+    let start =
+        if index == 0 { 0 } else { memchr::memchr(b'\n', &buffer[..filled]).map_or(filled, |at| at + 1) };
+    let mut end = filled;
+    if start < filled && !ended && error.is_none() && buffer[filled - 1] != b'\n' {
+        // The last line goes on past the block.
+        loop {
+            let before = filled;
+            match read_at(file, from + before as u64, READ_BYTES, buffer, &mut filled) {
+                Ok(whole) => {
+                    if let Some(at) = memchr::memchr(b'\n', &buffer[before..filled]) {
+                        end = before + at + 1;
+                        break;
+                    }
+                    end = filled;
+                    if !whole {
+                        ended = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    if error.is_some() {
+        // Only whole lines before the error.
+        end = memchr::memrchr(b'\n', &buffer[start..end]).map_or(start, |at| start + at + 1);
+    }
+    BlockLines { start, end, offset: from + start as u64, last: ended || error.is_some(), error, own }
+}
+
+/// Reads up to `len` bytes of `file` at `offset` into `buffer` after its first `filled`,
+/// adding them to `filled`; tells whether it read them all (not: the file ended). The
+/// buffer only grows, so that its bytes are initialized once.
+fn read_at(
+    file: &File,
+    offset: u64,
+    len: usize,
+    buffer: &mut Vec<u8>,
+    filled: &mut usize,
+) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let (first, wanted) = (*filled, *filled + len);
+    if buffer.len() < wanted {
+        buffer.resize(wanted.max(buffer.len() * 2), 0);
+    }
+    while *filled < wanted {
+        match file.read_at(&mut buffer[*filled..wanted], offset + (*filled - first) as u64) {
+            Ok(0) => return Ok(false),
+            Ok(n) => *filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
