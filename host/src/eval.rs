@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 
 use crate::alerts::{Alert, Match, Output, WindowSpec};
+use crate::events::blocks::Stage;
 use crate::events::{
     Field, Input, InputError, InputFormat, Lineage, ProcessEvent, Reader, Record, RecordError, lineage,
 };
@@ -201,16 +202,23 @@ pub fn evaluate(
     // Open every input first: a missing file is an error before any output.
     let readers = inputs
         .iter()
-        .map(|input| input.open_counted(options.input_format, options.progress.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|input| match is_defender_json_lines_file(input, options.input_format)? {
+            true => Ok(None),
+            false => input.open_counted(options.input_format, options.progress.clone()).map(Some),
+        })
+        .collect::<Result<Vec<_>, InputError>>()?;
     let mut evaluation = Evaluation::new(rules, &mut runs, options, output, diagnose)?;
     let mut second_passes = Vec::with_capacity(inputs.len());
     for reader in readers {
-        second_passes.push(first_pass(reader, &mut evaluation)?);
+        second_passes.push(match reader {
+            Some(reader) => first_pass(reader, &mut evaluation)?,
+            None => SecondPass::Blocks,
+        });
     }
     for (input, pass) in inputs.iter().zip(second_passes) {
         match pass {
             SecondPass::Nothing => {}
+            SecondPass::Blocks => evaluation.blocks(input)?,
             SecondPass::Rest(records) => {
                 for record in records {
                     evaluation.record(record)?;
@@ -254,6 +262,33 @@ enum SecondPass {
     Lines(Vec<(u64, u64)>),
     /// The whole input again, for its events.
     Whole,
+    /// A file of Defender JSON lines, read once in blocks, each evaluated by the worker
+    /// that parsed it.
+    Blocks,
+}
+
+/// Records a file is looked at for its first event, to tell whether it is Defender JSON
+/// lines (see [`is_defender_json_lines_file`]).
+const SNIFFED_RECORDS: usize = 1000;
+
+/// Whether `input` is a regular file of JSON lines whose first event (among its first
+/// records) is a Defender row without lineage keys. Such a file is read once, and each
+/// block of its lines is evaluated on the thread that read and parsed it: nothing of its
+/// events crosses to another thread but the matches. Any other input takes the passes of
+/// [`evaluate`].
+fn is_defender_json_lines_file(input: &Input, format: InputFormat) -> Result<bool, InputError> {
+    // A named pipe cannot be read twice, nor a followed file be read to its end.
+    if !input.is_regular_file() {
+        return Ok(false);
+    }
+    let reader = input.clone().with_jobs(1).open(format)?;
+    if !reader.has_line_offsets() || !reader.is_rereadable() {
+        return Ok(false);
+    }
+    Ok(reader.take(SNIFFED_RECORDS).find_map(|record| match record {
+        Record::Event(event) => Some(event.source_format().is_defender() && event.lineage().is_none()),
+        _ => None,
+    }) == Some(true))
 }
 
 /// Line offsets noted per input at most (16 bytes each); past that, the second pass reads
@@ -333,6 +368,7 @@ pub fn evaluate_records_with(
 
 /// One run in progress: the counts, the batch being filled, the lineage table.
 struct Evaluation<'a> {
+    rules: &'a [Arc<CompiledRule>],
     runs: &'a mut Vec<RuleRun>,
     options: &'a EvalOptions,
     output: &'a mut dyn Output,
@@ -353,7 +389,7 @@ struct Evaluation<'a> {
 
 impl<'a> Evaluation<'a> {
     fn new(
-        rules: &[Arc<CompiledRule>],
+        rules: &'a [Arc<CompiledRule>],
         runs: &'a mut Vec<RuleRun>,
         options: &'a EvalOptions,
         output: &'a mut dyn Output,
@@ -365,6 +401,7 @@ impl<'a> Evaluation<'a> {
             jobs => Some(Workers::start(rules, jobs, &quarantined)?),
         };
         Ok(Self {
+            rules,
             runs,
             options,
             output,
@@ -405,6 +442,53 @@ impl<'a> Evaluation<'a> {
         Ok(())
     }
 
+    /// Reads and evaluates a file of Defender JSON lines in blocks, each block evaluated
+    /// by the worker that parsed it with instances of its own (see [`evaluate_block`]),
+    /// then taken in here in file order; `jobs` workers, none with one job.
+    fn blocks(&mut self, input: &Input) -> Result<(), EvalError> {
+        let batch_size = self.options.batch_size.max(1);
+        let stages = (0..self.options.jobs.max(1))
+            .map(|_| {
+                let mut instances =
+                    self.rules.iter().map(|rule| rule.instantiate()).collect::<Result<Vec<_>, _>>()?;
+                let quarantined = self.quarantined.clone();
+                let mut batch = Vec::with_capacity(batch_size);
+                let stage: Stage<Vec<BlockItem>> = Box::new(move |records| {
+                    evaluate_block(&mut instances, &quarantined, batch_size, &mut batch, records)
+                });
+                Ok(stage)
+            })
+            .collect::<Result<Vec<_>, RuleError>>()?;
+        for items in input.open_blocks(self.options.progress.clone(), stages)? {
+            for item in items {
+                match item {
+                    BlockItem::Record(record) => self.record(record)?,
+                    BlockItem::Evaluated(batch) => self.evaluated(batch)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes in a batch a worker evaluated: as [`Evaluation::record`] takes its events and
+    /// [`Evaluation::evaluate_batch`] its outcomes.
+    fn evaluated(&mut self, batch: EvaluatedBatch) -> Result<(), EvalError> {
+        // What was batched here before is older: its matches come first.
+        self.evaluate_batch()?;
+        if let Some(workers) = &mut self.workers {
+            for (batch, outcomes) in workers.wait_all() {
+                self.apply(BatchEvents::All(&batch), outcomes)?;
+            }
+        }
+        let count = batch.len as u64;
+        self.summary.read += count;
+        self.summary.evaluated += count;
+        if let Some((lo, hi)) = batch.time_range {
+            self.time_range = Some(self.time_range.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
+        }
+        self.apply(BatchEvents::Matched { len: batch.len, events: &batch.matched }, batch.outcomes)
+    }
+
     /// A record read again in a second pass: the first counted every record, so only its
     /// events count now.
     fn event_of_first_pass(&mut self, record: Record) -> Result<(), EvalError> {
@@ -431,14 +515,14 @@ impl<'a> Evaluation<'a> {
             }
         };
         for (mut batch, outcomes) in done {
-            self.apply(&batch, outcomes)?;
+            self.apply(BatchEvents::All(&batch), outcomes)?;
             batch.clear();
             self.spare_batches.push(batch);
         }
         Ok(())
     }
 
-    fn apply(&mut self, batch: &[ProcessEvent], outcomes: Vec<Outcome>) -> Result<(), EvalError> {
+    fn apply(&mut self, batch: BatchEvents<'_>, outcomes: Vec<Outcome>) -> Result<(), EvalError> {
         apply_outcomes(
             self.runs,
             &self.quarantined,
@@ -455,7 +539,7 @@ impl<'a> Evaluation<'a> {
         self.evaluate_batch()?;
         if let Some(workers) = &mut self.workers {
             for (batch, outcomes) in workers.drain() {
-                self.apply(&batch, outcomes)?;
+                self.apply(BatchEvents::All(&batch), outcomes)?;
             }
         }
         if !self.options.matches_only {
@@ -530,7 +614,7 @@ fn call_rules<'i>(
 fn apply_outcomes(
     runs: &mut [RuleRun],
     quarantined: &[AtomicBool],
-    batch: &[ProcessEvent],
+    batch: BatchEvents<'_>,
     outcomes: Vec<Outcome>,
     options: &EvalOptions,
     output: &mut dyn Output,
@@ -570,8 +654,12 @@ fn apply_outcomes(
     }
     if options.matches_only {
         // In input order, and for one event in rule order.
+        let mut any: Vec<usize> = matched.iter().flatten().copied().collect();
+        any.sort_unstable();
+        any.dedup();
         let mut cursors = vec![0usize; runs.len()];
-        for (i, event) in batch.iter().enumerate() {
+        for i in any {
+            let event = batch.get(i);
             for (r, run) in runs.iter().enumerate() {
                 if matched[r].get(cursors[r]) == Some(&i) {
                     cursors[r] += 1;
@@ -582,7 +670,7 @@ fn apply_outcomes(
     } else {
         for (run, indices) in runs.iter_mut().zip(&matched) {
             for &i in indices {
-                let event = &batch[i];
+                let event = batch.get(i);
                 let window = options.window.window_of(event.time_ms());
                 run.windows
                     .entry(window)
@@ -592,6 +680,123 @@ fn apply_outcomes(
         }
     }
     Ok(())
+}
+
+/// The events of one evaluated batch, for taking in its outcomes: all of them, or (from a
+/// worker that evaluated the batch itself) only those some rule matched.
+enum BatchEvents<'a> {
+    All(&'a [ProcessEvent]),
+    Matched {
+        /// Events in the batch.
+        len: usize,
+        /// The matched events and their indices in the batch, ascending.
+        events: &'a [(usize, ProcessEvent)],
+    },
+}
+
+impl BatchEvents<'_> {
+    fn len(&self) -> usize {
+        match self {
+            BatchEvents::All(events) => events.len(),
+            BatchEvents::Matched { len, .. } => *len,
+        }
+    }
+
+    /// The event at `index`, which a rule matched.
+    fn get(&self, index: usize) -> &ProcessEvent {
+        match self {
+            BatchEvents::All(events) => &events[index],
+            BatchEvents::Matched { events, .. } => {
+                let at = events.binary_search_by_key(&index, |(i, _)| *i);
+                &events[at.expect("a worker keeps every matched event")].1
+            }
+        }
+    }
+}
+
+/// What a worker made of one block of lines: its records in order, where each batch of
+/// events it evaluated stands at the place where the batch was full (or at the block's
+/// end), as [`Evaluation::record`] would have evaluated it.
+enum BlockItem {
+    /// A record of another kind, a rejected one, or (in a block with lineage keys, which
+    /// only the in-order table can resolve) an event not evaluated yet.
+    Record(Record),
+    /// A batch of events the worker evaluated.
+    Evaluated(EvaluatedBatch),
+}
+
+/// A batch evaluated by the worker that parsed it.
+struct EvaluatedBatch {
+    len: usize,
+    /// The earliest and latest event time, if any.
+    time_range: Option<(i64, i64)>,
+    outcomes: Vec<Outcome>,
+    /// The events some rule matched, with their index in the batch; the others were freed
+    /// where they were parsed.
+    matched: Vec<(usize, ProcessEvent)>,
+}
+
+/// The worker's stage of [`Evaluation::blocks`]: evaluates the events of a block of lines
+/// in batches of `batch_size` (the last one cut at the block's end) with the worker's own
+/// instances. A block holding an event with lineage keys is left as it is: the lineage
+/// table resolves those in input order.
+fn evaluate_block(
+    instances: &mut [RuleInstance],
+    quarantined: &[AtomicBool],
+    batch_size: usize,
+    batch: &mut Vec<ProcessEvent>,
+    records: Vec<Record>,
+) -> Vec<BlockItem> {
+    if records.iter().any(|r| matches!(r, Record::Event(e) if e.lineage().is_some())) {
+        return records.into_iter().map(BlockItem::Record).collect();
+    }
+    let mut items = Vec::with_capacity(records.len() / batch_size + 1);
+    for record in records {
+        match record {
+            Record::Event(event) => {
+                batch.push(*event);
+                if batch.len() == batch_size {
+                    items.push(BlockItem::Evaluated(evaluate_events(instances, quarantined, batch)));
+                }
+            }
+            other => items.push(BlockItem::Record(other)),
+        }
+    }
+    if !batch.is_empty() {
+        items.push(BlockItem::Evaluated(evaluate_events(instances, quarantined, batch)));
+    }
+    items
+}
+
+/// Calls the rules over `batch` and keeps only the events some rule matched; `batch` is
+/// left empty, for the next.
+fn evaluate_events(
+    instances: &mut [RuleInstance],
+    quarantined: &[AtomicBool],
+    batch: &mut Vec<ProcessEvent>,
+) -> EvaluatedBatch {
+    let outcomes = call_rules(instances.iter_mut(), quarantined, batch);
+    let time_range = batch
+        .iter()
+        .map(ProcessEvent::time_ms)
+        .fold(None, |range, t| Some(range.map_or((t, t), |(lo, hi): (i64, i64)| (lo.min(t), hi.max(t)))));
+    let mut keep: Vec<usize> = outcomes
+        .iter()
+        .filter_map(|o| if let Outcome::Matched(indices) = o { Some(indices) } else { None })
+        .flatten()
+        .copied()
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let len = batch.len();
+    let mut matched = Vec::with_capacity(keep.len());
+    let mut wanted = keep.into_iter().peekable();
+    for (i, event) in batch.drain(..).enumerate() {
+        if wanted.next_if_eq(&i).is_some() {
+            matched.push((i, event));
+        }
+    }
+    EvaluatedBatch { len, time_range, outcomes, matched }
 }
 
 /// Batches evaluated by worker threads, each with its own instance (its own Store) of
@@ -652,14 +857,19 @@ impl Workers {
         done
     }
 
-    /// Waits for every batch in flight and returns them in order.
-    fn drain(&mut self) -> Vec<(Vec<ProcessEvent>, Vec<Outcome>)> {
-        self.work = None;
+    /// Waits for every batch in flight and returns them in order; the workers stay.
+    fn wait_all(&mut self) -> Vec<(Vec<ProcessEvent>, Vec<Outcome>)> {
         let mut done = Vec::new();
         while self.results.taken() < self.sent {
             done.push(self.next_blocking());
         }
         done
+    }
+
+    /// Waits for every batch in flight and returns them in order, and lets the workers end.
+    fn drain(&mut self) -> Vec<(Vec<ProcessEvent>, Vec<Outcome>)> {
+        self.work = None;
+        self.wait_all()
     }
 
     fn next_blocking(&mut self) -> (Vec<ProcessEvent>, Vec<Outcome>) {

@@ -1,18 +1,10 @@
 //! The command line: inspect, loading rules from files, refusals, exit codes.
 
-use std::path::Path;
-
 use rulehost::rules::BUNDLED_SOFT_CELL;
 
-use crate::util::{assert_golden, data, mask_digests, rulehost};
+use crate::util::{assert_golden, data, mask_digests, rulehost, write_rule};
 
 /// `bytes` written as `name` in `dir`; returns the path.
-fn write_rule(dir: &Path, name: &str, bytes: &[u8]) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path.display().to_string()
-}
-
 /// The bundled rule with its contract-version section changed by `edit`.
 fn with_contract_section(edit: impl Fn(&mut [u8], usize)) -> Vec<u8> {
     let mut bytes = BUNDLED_SOFT_CELL.to_vec();

@@ -135,13 +135,8 @@ fn the_output_is_the_same_whatever_the_number_of_jobs() {
     // small batches: the failing rule is quarantined after its third batch, while the
     // workers may already be evaluating later ones.
     let dir = tempfile::tempdir().unwrap();
-    let soft_cell = dir.path().join("soft-cell.wasm");
-    std::fs::write(&soft_cell, rulehost::rules::BUNDLED_SOFT_CELL).unwrap();
-    let (soft_cell, match_all, panic) = (
-        soft_cell.display().to_string(),
-        crate::util::test_rule("match-all"),
-        crate::util::test_rule("panic"),
-    );
+    let soft_cell = crate::util::write_rule(dir.path(), "soft-cell.wasm", rulehost::rules::BUNDLED_SOFT_CELL);
+    let (match_all, panic) = (crate::util::test_rule("match-all"), crate::util::test_rule("panic"));
     let three_rules =
         ["--rules", &soft_cell, "--rules", &match_all, "--rules", &panic, "--batch-size", "100", "--matches"];
     for (input, extra) in [
@@ -164,6 +159,50 @@ fn the_output_is_the_same_whatever_the_number_of_jobs() {
             let many = run(jobs);
             assert!(many.stdout == one.stdout, "{input} {extra:?}: --jobs {jobs} differs from --jobs 1");
             assert_eq!(many.stderr, one.stderr, "{input} {extra:?}");
+        }
+    }
+}
+
+#[test]
+fn a_file_evaluated_in_blocks_gives_what_the_same_lines_read_as_a_stream_give() {
+    // A regular file of Defender rows is read in 1 MiB blocks, each evaluated on the thread
+    // that parsed it; standard input is read as a stream and evaluated in input order. Both
+    // must give the same output. Windows events among the rows (their grandparents known
+    // only to the lineage table, in input order), a malformed line, and ~4 MiB in all.
+    let rows = crate::util::read_data("defender-rows.jsonl");
+    let windows = crate::util::read_data("windows/scenario.evtx-dump.jsonl");
+    let mut text = String::new();
+    for round in 0..480 {
+        text.push_str(&rows.replace("\"ReportId\": ", &format!("\"ReportId\": {}", round + 1)));
+        text.push('\n');
+        if round % 60 == 7 {
+            text.push_str(&windows);
+        }
+        if round == 301 {
+            text.push_str("{\"Timestamp\": \n");
+        }
+    }
+    assert!(text.len() > 4 << 20, "{} bytes", text.len());
+    let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+    std::fs::write(file.path(), &text).unwrap();
+    let path = file.path().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let soft_cell = crate::util::write_rule(dir.path(), "soft-cell.wasm", rulehost::rules::BUNDLED_SOFT_CELL);
+    let match_all = crate::util::test_rule("match-all");
+    let with_match_all = ["--rules", &soft_cell, "--rules", &match_all, "--matches"];
+    for extra in [&[][..], &["--matches"][..], &with_match_all[..]] {
+        for jobs in ["1", "2"] {
+            let args = |input| [&["eval", "--jobs", jobs][..], extra, &[input]].concat();
+            let from_file = rulehost(&args(&path));
+            let from_stream = rulehost_with_stdin(&args("-"), text.as_bytes());
+            assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+            let least = if extra.is_empty() { 3 } else { 2000 };
+            assert!(from_file.stdout.lines().count() >= least, "{extra:?}: {}", from_file.stdout);
+            assert!(
+                from_file.stdout.replace(&path, "-") == from_stream.stdout,
+                "{extra:?} --jobs {jobs}: the file's output differs from the stream's"
+            );
+            assert_eq!(from_file.stderr.replace(&path, "-"), from_stream.stderr, "{extra:?} --jobs {jobs}");
         }
     }
 }

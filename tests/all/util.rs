@@ -75,8 +75,15 @@ pub fn rulehost_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting rulehost");
-    child.stdin.take().expect("piped").write_all(stdin).expect("writing stdin");
-    let output = child.wait_with_output().expect("running rulehost");
+    // Written beside the reading of the output, which could otherwise fill its pipe and
+    // stop rulehost before it read all of its input.
+    let mut pipe = child.stdin.take().expect("piped");
+    let output = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || pipe.write_all(stdin));
+        let output = child.wait_with_output().expect("running rulehost");
+        writer.join().expect("the writer ends").expect("writing stdin");
+        output
+    });
     Run {
         code: output.status.code().expect("exited"),
         stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
@@ -168,4 +175,11 @@ pub fn shared(name: &str) -> String {
 /// The contents of a fixture of `tests/data`.
 pub fn read_data(name: &str) -> String {
     std::fs::read_to_string(workspace().join(data(name))).expect("reading a fixture")
+}
+
+/// Writes a rule's `bytes` to `name` in `dir`; returns its path.
+pub fn write_rule(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.display().to_string()
 }

@@ -299,6 +299,35 @@ impl Input {
         Ok(Reader::new(records))
     }
 
+    /// The input, a regular file of JSON lines, read in blocks: each of `stages` is given
+    /// the records of one block after another on a worker thread of its own (with one stage,
+    /// on the calling thread), and what they make of them comes out in file order. Counts
+    /// the bytes read in `counter`, as [`Input::open_counted`] does.
+    pub(crate) fn open_blocks<T: Send + 'static>(
+        &self,
+        counter: Option<Arc<AtomicU64>>,
+        stages: Vec<Stage<T>>,
+    ) -> Result<FileBlocks<T>, InputError> {
+        let io_error = |source| InputError::Io { path: self.name.to_string(), source };
+        let path = self.path.as_ref().ok_or_else(|| io_error(io::ErrorKind::Unsupported.into()))?;
+        let file = BlockFile {
+            name: self.name.clone(),
+            file: Arc::new(File::open(path).map_err(io_error)?),
+            block_bytes: self.reading.block_bytes,
+            parse_all: self.reading.parse_all,
+            counter,
+            counted: 0,
+        };
+        Ok(FileBlocks::new(file, stages))
+    }
+
+    /// Whether the input is a regular file, not followed: it can be read more than once,
+    /// and to its end.
+    pub fn is_regular_file(&self) -> bool {
+        self.follow.is_none()
+            && self.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).is_some_and(|m| m.is_file())
+    }
+
     /// The size of the input in bytes, when it is a file.
     pub fn size(&self) -> Option<u64> {
         self.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len())

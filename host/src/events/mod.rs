@@ -4,7 +4,7 @@
 //! record that could not be read, with the reason. Nothing is dropped without a trace: the
 //! evaluator counts every record in one of the three.
 
-mod blocks;
+pub(crate) mod blocks;
 mod defender;
 mod field;
 pub mod input;
