@@ -207,7 +207,7 @@ pub fn evaluate(
             false => input.open_counted(options.input_format, options.progress.clone()).map(Some),
         })
         .collect::<Result<Vec<_>, InputError>>()?;
-    let mut evaluation = Evaluation::new(rules, &mut runs, options, output, diagnose)?;
+    let mut evaluation = Evaluation::new(rules, &mut runs, options, output, diagnose);
     let mut second_passes = Vec::with_capacity(inputs.len());
     for reader in readers {
         second_passes.push(match reader {
@@ -359,7 +359,7 @@ pub fn evaluate_records_with(
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<Summary, EvalError> {
     let mut runs = start_runs(rules)?;
-    let mut evaluation = Evaluation::new(rules, &mut runs, options, output, diagnose)?;
+    let mut evaluation = Evaluation::new(rules, &mut runs, options, output, diagnose);
     for record in records {
         evaluation.record(record)?;
     }
@@ -379,7 +379,8 @@ struct Evaluation<'a> {
     batch: Vec<ProcessEvent>,
     /// Per rule, whether it is quarantined (shared with the workers).
     quarantined: Arc<[AtomicBool]>,
-    /// With more than one job, the evaluation workers.
+    /// With more than one job, the evaluation workers, started with the first batch (a
+    /// file evaluated in blocks needs none).
     workers: Option<Workers>,
     /// Emptied batches, filled again: a batch is hundreds of KiB, and a fresh one each time
     /// costs the kernel zeroing fresh pages (a 2 MiB huge page per batch where the kernel
@@ -394,13 +395,9 @@ impl<'a> Evaluation<'a> {
         options: &'a EvalOptions,
         output: &'a mut dyn Output,
         diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
-    ) -> Result<Self, RuleError> {
+    ) -> Self {
         let quarantined: Arc<[AtomicBool]> = runs.iter().map(|_| AtomicBool::new(false)).collect();
-        let workers = match options.jobs {
-            0 | 1 => None,
-            jobs => Some(Workers::start(rules, jobs, &quarantined)?),
-        };
-        Ok(Self {
+        Self {
             rules,
             runs,
             options,
@@ -411,9 +408,9 @@ impl<'a> Evaluation<'a> {
             time_range: None,
             batch: Vec::with_capacity(options.batch_size),
             quarantined,
-            workers,
+            workers: None,
             spare_batches: Vec::new(),
-        })
+        }
     }
 
     /// Counts a record, and evaluates it if it is an event.
@@ -505,6 +502,9 @@ impl<'a> Evaluation<'a> {
         }
         let spare = self.spare_batches.pop().unwrap_or_else(|| Vec::with_capacity(self.options.batch_size));
         let batch = std::mem::replace(&mut self.batch, spare);
+        if self.workers.is_none() && self.options.jobs > 1 {
+            self.workers = Some(Workers::start(self.rules, self.options.jobs, &self.quarantined)?);
+        }
         let done = match &mut self.workers {
             Some(workers) => workers.submit(batch),
             // One job: the runs' own instances evaluate, on this thread.
