@@ -20,7 +20,8 @@ use crate::runtime::{CompiledRule, RuleError, RuleInstance};
 pub struct EvalOptions {
     /// How matches are grouped in time.
     pub window: WindowSpec,
-    /// Events per rule call.
+    /// Events per rule call, at most: a file evaluated in blocks (see [`evaluate`]) ends
+    /// a batch with each block, whatever the number of jobs.
     pub batch_size: usize,
     /// The first rejected record ends the run with an error.
     pub strict: bool,
@@ -190,7 +191,10 @@ impl RuleRun {
 /// second evaluates those; past that, where the first pass could note where their lines
 /// start (JSON lines in a plain file), the second reads only those lines, and otherwise
 /// it reads the input again and takes its events. Defender inputs carry their grandparent
-/// and standard input cannot be read twice: those are read once.
+/// and standard input cannot be read twice: those are read once. A regular file of
+/// Defender JSON lines is read once in blocks, each block evaluated by the worker that read
+/// and parsed it (one job: on the calling thread), so that nothing of its events but the
+/// matches crosses between threads.
 pub fn evaluate(
     rules: &[Arc<CompiledRule>],
     inputs: &[Input],

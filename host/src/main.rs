@@ -310,10 +310,11 @@ struct EvalArgs {
     /// Exit with 1 when anything is detected.
     #[arg(long)]
     fail_on_detection: bool,
-    /// Events per rule call.
+    /// Events per rule call at most (a file of Defender rows is read in 1 MiB blocks, and
+    /// a batch ends with its block).
     #[arg(long, default_value_t = eval::DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     batch_size: u32,
-    /// Threads that parse JSON lines, and threads that evaluate batches [default: the
+    /// Threads that read and parse JSON lines, and that evaluate batches [default: the
     /// number of cores]; the output is the same, in the same order, whatever the number.
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: Option<u32>,
