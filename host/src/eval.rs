@@ -793,13 +793,12 @@ fn evaluate_events(
     keep.sort_unstable();
     keep.dedup();
     let len = batch.len();
-    let mut matched = Vec::with_capacity(keep.len());
-    let mut wanted = keep.into_iter().peekable();
-    for (i, event) in batch.drain(..).enumerate() {
-        if wanted.next_if_eq(&i).is_some() {
-            matched.push((i, event));
-        }
-    }
+    // Taken out from the last: what `swap_remove` puts in a matched event's place is then
+    // one that no rule matched, and the others are freed where they lie.
+    let mut matched: Vec<(usize, ProcessEvent)> =
+        keep.into_iter().rev().map(|i| (i, batch.swap_remove(i))).collect();
+    matched.reverse();
+    batch.clear();
     EvaluatedBatch { len, time_range, outcomes, matched }
 }
 
