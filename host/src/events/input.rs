@@ -412,8 +412,8 @@ fn open_stream(
         return Ok(Reader::new(records.flatten()));
     }
     let plain_file = matches!(stream, Stream::File(_));
+    // A regular file of JSON lines is read in blocks, by the parsing workers themselves.
     if format == InputFormat::Jsonl
-        && reading.jobs > 1
         && let Stream::File(file) = stream
     {
         let file = BlockFile {
@@ -1165,9 +1165,9 @@ mod tests {
     }
 
     /// A record as a comparable value: events by their values, the others as they are.
-    fn comparable(
-        record: Record,
-    ) -> (Option<crate::events::ProcessEvent>, Option<Skipped>, Option<RecordError>) {
+    type Comparable = (Option<crate::events::ProcessEvent>, Option<Skipped>, Option<RecordError>);
+
+    fn comparable(record: Record) -> Comparable {
         match record {
             Record::Event(event) => (Some(*event), None, None),
             Record::Skipped(skipped) => (None, Some(skipped), None),
@@ -1204,23 +1204,26 @@ mod tests {
                 .map(comparable)
                 .collect()
         };
-        let one = read(1);
+        // Line by line from a stream, as the reference.
+        let one = streamed(file.path(), &text, 1);
         let lines = text.lines().count() as u64;
         assert_eq!(one.last().unwrap().2.as_ref().map(|e| e.origin.position), Some(Position::Line(lines)));
         assert!(one.iter().any(|r| r.1.is_some()) && one.iter().filter(|r| r.2.is_some()).count() == 3);
-        // The same lines as a stream, read by a thread for the workers.
-        let streamed = |jobs| -> Vec<_> {
-            let stream = Stream::Other(Box::new(Cursor::new(text.clone().into_bytes())));
-            let (name, reading) =
-                (file.path().display().to_string().into(), Reading { jobs, ..Reading::default() });
-            open_stream(name, None, stream, InputFormat::Jsonl, reading).unwrap().map(comparable).collect()
-        };
-        for (jobs, many) in [(2, read(2)), (3, read(3)), (1, streamed(1)), (2, streamed(2))] {
+        // The file in blocks, and the stream read by a thread for the workers.
+        for (jobs, many) in [(1, read(1)), (2, read(2)), (3, read(3)), (2, streamed(file.path(), &text, 2))] {
             assert_eq!(many.len(), one.len(), "{jobs} jobs");
             for (a, b) in one.iter().zip(&many) {
                 assert!(a == b, "{jobs} jobs: {a:?} != {b:?}");
             }
         }
+    }
+
+    /// `text` read as a stream (standard input, a pipe) named as `path` is: line by line
+    /// with one job, by a reading thread for the workers with more.
+    fn streamed(path: &Path, text: &str, jobs: usize) -> Vec<Comparable> {
+        let stream = Stream::Other(Box::new(Cursor::new(text.as_bytes().to_vec())));
+        let (name, reading) = (path.display().to_string().into(), Reading { jobs, ..Reading::default() });
+        open_stream(name, None, stream, InputFormat::Jsonl, reading).unwrap().map(comparable).collect()
     }
 
     #[test]
@@ -1242,13 +1245,14 @@ mod tests {
             let input = Input::file(file.path()).with_jobs(jobs).with_block_bytes(block);
             input.open(InputFormat::Auto).unwrap().map(comparable).collect()
         };
-        let one = read(1, 1);
+        let one = streamed(file.path(), &text, 1);
         assert!(one.len() > 10 && one.iter().any(|r| r.2.is_some()), "{one:?}");
-        for block in [1, 2, 3, 5, 64, 299, 300, 301, 4096, 1 << 20] {
-            let many = read(2, block);
-            assert_eq!(many.len(), one.len(), "blocks of {block}");
+        let sizes = [1, 2, 3, 5, 64, 299, 300, 301, 4096, 1 << 20];
+        for (jobs, block) in [1, 2].into_iter().flat_map(|jobs| sizes.map(|block| (jobs, block))) {
+            let many = read(jobs, block);
+            assert_eq!(many.len(), one.len(), "{jobs} jobs, blocks of {block}");
             for (a, b) in one.iter().zip(&many) {
-                assert!(a == b, "blocks of {block}: {a:?} != {b:?}");
+                assert!(a == b, "{jobs} jobs, blocks of {block}: {a:?} != {b:?}");
             }
         }
     }
