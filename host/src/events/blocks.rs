@@ -21,7 +21,7 @@ const READ_BYTES: usize = 64 * 1024;
 /// What one worker makes of the records of one block, on the worker's thread.
 pub(crate) type Stage<T> = Box<dyn FnMut(Vec<Record>) -> T + Send>;
 
-/// The results of every block of a file in order, with whether the file ended there.
+/// What the stages made of each block of a file, in file order.
 pub(crate) struct FileBlocks<T> {
     /// `None` once the file's last block came out (the workers then stop).
     source: Option<Source<T>>,
@@ -32,6 +32,7 @@ enum Source<T> {
     Inline { reader: BlockReader, stage: Stage<T>, next: u64 },
     /// A worker per stage, a few blocks ahead of the results taken.
     Workers {
+        /// Each block's result, and whether the file ended with it.
         results: InOrder<(T, bool)>,
         /// The numbers of the blocks to read, and the next to ask for.
         blocks: SyncSender<u64>,
@@ -57,7 +58,7 @@ impl<T: Send + 'static> FileBlocks<T> {
     pub(crate) fn new(file: BlockFile, mut stages: Vec<Stage<T>>) -> Self {
         let numbers = Arc::new(LineNumbers::default());
         if stages.len() <= 1 {
-            let stage = stages.pop().unwrap_or_else(|| panic!("a stage to hand the blocks to"));
+            let stage = stages.pop().expect("a stage to hand the blocks to");
             let reader = BlockReader { file, numbers, buffer: Vec::new() };
             return Self { source: Some(Source::Inline { reader, stage, next: 0 }) };
         }
