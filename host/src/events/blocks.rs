@@ -32,8 +32,9 @@ enum Source<T> {
     Inline { reader: BlockReader, stage: Stage<T>, next: u64 },
     /// A worker per stage, a few blocks ahead of the results taken.
     Workers {
-        /// Each block's result, and whether the file ended with it.
-        results: InOrder<(T, bool)>,
+        /// Each block's result (or the panic of the stage that made it), and whether the
+        /// file ended with it.
+        results: InOrder<(std::thread::Result<T>, bool)>,
         /// The numbers of the blocks to read, and the next to ask for.
         blocks: SyncSender<u64>,
         next: u64,
@@ -75,7 +76,11 @@ impl<T: Send + 'static> FileBlocks<T> {
             spawn("rulehost-parse", move || {
                 while let Ok(Ok(block)) = queue.lock().map(|queue| queue.recv()) {
                     let (records, last) = reader.read(block);
-                    if results_tx.send((block, (stage(records), last))).is_err() {
+                    // A stage that panics (a bug: a rule's failure is an outcome) ends the
+                    // run where its block is taken in, instead of leaving it waiting.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage(records)));
+                    let failed = result.is_err();
+                    if results_tx.send((block, (result, last || failed))).is_err() || failed {
                         return;
                     }
                 }
@@ -98,6 +103,7 @@ impl<T> Iterator for FileBlocks<T> {
             }
             Source::Workers { results, blocks, next } => {
                 let (result, last) = results.next_blocking()?;
+                let result = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 if !last {
                     // Fails only once the workers are gone, which `next_blocking` tells.
                     let _ = blocks.send(*next);
@@ -259,4 +265,37 @@ fn read_at(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "a stage's bug")]
+    fn a_stage_that_panics_ends_the_run_where_its_block_is_taken_in() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "{}\n".repeat(100)).unwrap();
+        let file = BlockFile {
+            name: Arc::from("test.jsonl"),
+            file: Arc::new(File::open(file.path()).unwrap()),
+            block_bytes: 30,
+            parse_all: false,
+            counter: None,
+            counted: 0,
+        };
+        let stages = (0..2)
+            .map(|_| {
+                let mut blocks = 0;
+                Box::new(move |records: Vec<Record>| {
+                    blocks += 1;
+                    assert!(blocks < 3, "a stage's bug");
+                    records.len()
+                }) as Stage<usize>
+            })
+            .collect();
+        // Without the panic carried over, this would wait for the failed block forever.
+        let taken: usize = FileBlocks::new(file, stages).sum();
+        panic!("all {taken} records were taken in");
+    }
 }
