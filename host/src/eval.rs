@@ -274,6 +274,8 @@ enum SecondPass {
 /// Records a file is looked at for its first event, to tell whether it is Defender JSON
 /// lines (see [`is_defender_json_lines_file`]).
 const SNIFFED_RECORDS: usize = 1000;
+/// Bytes of a file parsed at once while looking for its first event.
+const SNIFFED_BLOCK_BYTES: u64 = 64 * 1024;
 
 /// Whether `input` is a regular file of JSON lines whose first event (among its first
 /// records) is a Defender row without lineage keys. Such a file is read once, and each
@@ -285,8 +287,10 @@ fn is_defender_json_lines_file(input: &Input, format: InputFormat) -> Result<boo
     if !input.is_regular_file() {
         return Ok(false);
     }
-    let reader = input.clone().with_jobs(1).open(format)?;
-    if !reader.has_line_offsets() || !reader.is_rereadable() {
+    // Small blocks: the first event is usually on the first line, and the file is read
+    // again from its start.
+    let reader = input.clone().with_jobs(1).with_block_bytes(SNIFFED_BLOCK_BYTES).open(format)?;
+    if !reader.has_line_offsets() {
         return Ok(false);
     }
     Ok(reader.take(SNIFFED_RECORDS).find_map(|record| match record {

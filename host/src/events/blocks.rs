@@ -9,10 +9,10 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use super::Record;
-use super::input::{Lines, parse_lines, spawn};
+use super::input::{LineNumbers, Lines, Reading, spawn};
 use crate::in_order::InOrder;
 
 /// Bytes read at once beyond a block, looking for the end of its last line.
@@ -52,6 +52,20 @@ pub(crate) struct BlockFile {
     /// Counts the bytes read, past the first `counted` (counted already), for progress.
     pub(crate) counter: Option<Arc<AtomicU64>>,
     pub(crate) counted: u64,
+}
+
+impl BlockFile {
+    /// `file`, named `name`, read as `reading` says; its first `counted` bytes were counted.
+    pub(super) fn new(
+        name: Arc<str>,
+        file: File,
+        counter: Option<Arc<AtomicU64>>,
+        counted: u64,
+        reading: Reading,
+    ) -> Self {
+        let (block_bytes, parse_all) = (reading.block_bytes, reading.parse_all);
+        Self { name, file: Arc::new(file), block_bytes, parse_all, counter, counted }
+    }
 }
 
 impl<T: Send + 'static> FileBlocks<T> {
@@ -120,30 +134,6 @@ impl<T> Iterator for FileBlocks<T> {
     }
 }
 
-/// Line numbers handed out block by block in file order: a worker counts its block's lines
-/// and learns how many came before it once the block before has counted its own.
-#[derive(Default)]
-struct LineNumbers {
-    /// The next block to number, and the lines before it.
-    state: Mutex<(u64, u64)>,
-    turn: Condvar,
-}
-
-impl LineNumbers {
-    /// Waits for `block`'s turn, then returns how many lines came before it and counts
-    /// its `lines`.
-    fn number(&self, block: u64, lines: u64) -> u64 {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while state.0 != block {
-            state = self.turn.wait(state).unwrap_or_else(PoisonError::into_inner);
-        }
-        let before = state.1;
-        *state = (block + 1, before + lines);
-        self.turn.notify_all();
-        before
-    }
-}
-
 /// One worker's reader of blocks, with its own buffer.
 struct BlockReader {
     file: BlockFile,
@@ -162,11 +152,8 @@ impl BlockReader {
             counter.fetch_add(own.end - own.start, Ordering::Relaxed);
         }
         let lines = lines.lines(&self.buffer);
-        let count = memchr::memchr_iter(b'\n', lines.bytes).count() as u64
-            + u64::from(lines.bytes.last().is_some_and(|&b| b != b'\n'));
-        let before = self.numbers.number(index, count);
         let last = lines.last;
-        (parse_lines(&file.name, lines, before + 1, file.parse_all).records, last)
+        (self.numbers.parse(&file.name, index, lines, file.parse_all), last)
     }
 }
 

@@ -107,15 +107,15 @@ pub struct Input {
 
 /// How JSON lines are parsed.
 #[derive(Debug, Clone, Copy)]
-struct Reading {
+pub(super) struct Reading {
     /// Threads that parse (1: the reading thread parses).
     jobs: usize,
     /// Parse every line in full, dismissing none by its `EventID` first.
-    parse_all: bool,
+    pub(super) parse_all: bool,
     /// Bytes of a regular file that a worker reads at once (its last line read on to its
     /// end): enough that the hand-off is cheap, little enough that it stays in the core's
     /// cache while it is parsed.
-    block_bytes: u64,
+    pub(super) block_bytes: u64,
 }
 
 impl Default for Reading {
@@ -246,8 +246,8 @@ impl Input {
     }
 
     /// Workers read blocks of `bytes` of a regular file.
-    #[cfg(test)]
-    fn with_block_bytes(mut self, bytes: u64) -> Self {
+    #[must_use]
+    pub(crate) fn with_block_bytes(mut self, bytes: u64) -> Self {
         self.reading.block_bytes = bytes;
         self
     }
@@ -310,15 +310,8 @@ impl Input {
     ) -> Result<FileBlocks<T>, InputError> {
         let io_error = |source| InputError::Io { path: self.name.to_string(), source };
         let path = self.path.as_ref().ok_or_else(|| io_error(io::ErrorKind::Unsupported.into()))?;
-        let file = BlockFile {
-            name: self.name.clone(),
-            file: Arc::new(File::open(path).map_err(io_error)?),
-            block_bytes: self.reading.block_bytes,
-            parse_all: self.reading.parse_all,
-            counter,
-            counted: 0,
-        };
-        Ok(FileBlocks::new(file, stages))
+        let file = File::open(path).map_err(io_error)?;
+        Ok(FileBlocks::new(BlockFile::new(self.name.clone(), file, counter, 0, self.reading), stages))
     }
 
     /// Whether the input is a regular file, not followed: it can be read more than once,
@@ -411,19 +404,11 @@ fn open_stream(
         })?;
         return Ok(Reader::new(records.flatten()));
     }
-    let plain_file = matches!(stream, Stream::File(_));
     // A regular file of JSON lines is read in blocks, by the parsing workers themselves.
     if format == InputFormat::Jsonl
         && let Stream::File(file) = stream
     {
-        let file = BlockFile {
-            name,
-            file: Arc::new(file.inner),
-            block_bytes: reading.block_bytes,
-            parse_all: reading.parse_all,
-            counter: file.counter,
-            counted: prefix.len() as u64,
-        };
+        let file = BlockFile::new(name, file.inner, file.counter, prefix.len() as u64, reading);
         let stages = (0..reading.jobs).map(|_| Box::new(|records| records) as Stage<Vec<Record>>).collect();
         let records = FileBlocks::new(file, stages).flatten();
         return Ok(Reader { records: Box::new(records), line_offsets: true, rereadable: false });
@@ -446,7 +431,7 @@ fn open_stream(
         InputFormat::Xml => Box::new(XmlEvents::new(name, stream)),
         InputFormat::Evtx | InputFormat::Auto => unreachable!("handled above"),
     };
-    Ok(Reader { records, line_offsets: plain_file && format == InputFormat::Jsonl, rereadable: false })
+    Ok(Reader::new(records))
 }
 
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
@@ -758,12 +743,6 @@ pub(super) struct Lines<'a> {
     pub(super) error: Option<&'a str>,
 }
 
-/// The records of some lines, and how many lines they were.
-pub(super) struct ParsedLines {
-    pub(super) records: Vec<Record>,
-    pub(super) lines: u64,
-}
-
 /// JSON lines of a stream parsed by worker threads, the records coming out in input order
 /// whatever the number of workers (a regular file is read by the workers themselves: see
 /// [`super::blocks`]). One thread reads the stream in chunks cut at a line's end, the
@@ -771,12 +750,10 @@ pub(super) struct ParsedLines {
 /// per worker are queued or waiting to be put back in order.
 ///
 /// The reader does not count lines (a pass over every byte, on the one thread that all
-/// the input goes through): the worker that cuts them counts them, numbering them from 1,
-/// and the records are moved to their lines in the input as they come out in order.
+/// the input goes through): each worker counts its chunk's, in chunk order, as block
+/// readers do ([`LineNumbers`]).
 struct ParallelJsonLines {
-    results: InOrder<ParsedLines>,
-    /// Lines in the chunks given out so far.
-    lines_before: u64,
+    results: InOrder<Vec<Record>>,
 }
 
 impl ParallelJsonLines {
@@ -787,13 +764,13 @@ impl ParallelJsonLines {
         let (results_tx, results) = std::sync::mpsc::sync_channel(jobs * 2);
         let (spent_tx, spent) = std::sync::mpsc::sync_channel(jobs * 2);
         spawn("rulehost-read", move || read_chunks(stream, &work_tx, &spent));
-        let work = Arc::new(std::sync::Mutex::new(work_rx));
+        let (work, numbers) = (Arc::new(std::sync::Mutex::new(work_rx)), Arc::new(LineNumbers::default()));
         for _ in 0..jobs {
-            let (work, results_tx, spent_tx, name) =
-                (work.clone(), results_tx.clone(), spent_tx.clone(), name.clone());
+            let (work, results_tx, spent_tx, name, numbers) =
+                (work.clone(), results_tx.clone(), spent_tx.clone(), name.clone(), numbers.clone());
             spawn("rulehost-parse", move || {
                 while let Ok(Ok(chunk)) = work.lock().map(|queue| queue.recv()) {
-                    let records = parse_lines(&name, chunk.lines(), 1, reading.parse_all);
+                    let records = numbers.parse(&name, chunk.seq, chunk.lines(), reading.parse_all);
                     // When the reader has enough spare buffers, this one is freed.
                     let _ = spent_tx.try_send(chunk.bytes);
                     if results_tx.send((chunk.seq, records)).is_err() {
@@ -802,7 +779,7 @@ impl ParallelJsonLines {
                 }
             });
         }
-        Self { results: InOrder::new(results), lines_before: 0 }
+        Self { results: InOrder::new(results) }
     }
 }
 
@@ -867,12 +844,7 @@ fn read_chunks(
 }
 
 /// The records of `chunk`'s lines, in order, its first line numbered `first_line`.
-pub(super) fn parse_lines(
-    name: &Arc<str>,
-    chunk: Lines<'_>,
-    first_line: u64,
-    parse_all: bool,
-) -> ParsedLines {
+fn parse_lines(name: &Arc<str>, chunk: Lines<'_>, first_line: u64, parse_all: bool) -> Vec<Record> {
     let mut records = Vec::with_capacity(chunk.bytes.len() / 512);
     let origin = |line| Origin { file: name.clone(), position: Position::Line(line) };
     let mut number = first_line;
@@ -898,23 +870,35 @@ pub(super) fn parse_lines(
         let reason = RejectReason::Truncated(format!("read error: {message}"));
         records.push(Record::Rejected(RecordError { origin: origin(number), reason }));
     }
-    ParsedLines { records, lines: number - first_line }
+    records
 }
 
-/// Moves a record numbered within its chunk to its line in the input, `lines_before` the
-/// chunk's first.
-fn move_down(record: &mut Record, lines_before: u64) {
-    match record {
-        Record::Event(event) => {
-            if let Position::Line(line) = event.origin().position {
-                event.move_to_line(line + lines_before);
-            }
+/// Line numbers handed out chunk by chunk (or block by block) in input order: a worker
+/// counts its chunk's lines and learns how many came before it once the chunk before has
+/// counted its own. Chunks are taken from their queue in order, so the one before is
+/// always being counted.
+#[derive(Default)]
+pub(super) struct LineNumbers {
+    /// The next chunk to number, and the lines before it.
+    state: std::sync::Mutex<(u64, u64)>,
+    turn: std::sync::Condvar,
+}
+
+impl LineNumbers {
+    /// Waits for chunk `seq`'s turn, numbers its `lines` and parses them.
+    pub(super) fn parse(&self, name: &Arc<str>, seq: u64, lines: Lines<'_>, parse_all: bool) -> Vec<Record> {
+        let count = memchr::memchr_iter(b'\n', lines.bytes).count() as u64
+            + u64::from(lines.bytes.last().is_some_and(|&b| b != b'\n'));
+        let poisoned = std::sync::PoisonError::into_inner;
+        let mut state = self.state.lock().unwrap_or_else(poisoned);
+        while state.0 != seq {
+            state = self.turn.wait(state).unwrap_or_else(poisoned);
         }
-        Record::Skipped(Skipped { origin, .. }) | Record::Rejected(RecordError { origin, .. }) => {
-            if let Position::Line(line) = &mut origin.position {
-                *line += lines_before;
-            }
-        }
+        let before = state.1;
+        *state = (seq + 1, before + count);
+        self.turn.notify_all();
+        drop(state);
+        parse_lines(name, lines, before + 1, parse_all)
     }
 }
 
@@ -923,12 +907,7 @@ impl Iterator for ParallelJsonLines {
     type Item = Vec<Record>;
 
     fn next(&mut self) -> Option<Vec<Record>> {
-        let ParsedLines { mut records, lines } = self.results.next_blocking()?;
-        if self.lines_before > 0 {
-            records.iter_mut().for_each(|record| move_down(record, self.lines_before));
-        }
-        self.lines_before += lines;
-        Some(records)
+        self.results.next_blocking()
     }
 }
 

@@ -294,15 +294,6 @@ impl ProcessEvent {
         projected
     }
 
-    /// Puts the event on line `line` of its input: a worker that numbers the lines of a
-    /// block from 1 learns only later how many lines came before the block.
-    pub(crate) fn move_to_line(&mut self, line: u64) {
-        self.origin.position = Position::Line(line);
-        self.write_with(Field::SourceLine, |text| {
-            write!(text, "{line}").expect("writing to a String does not fail");
-        });
-    }
-
     /// Sets where the event's line starts.
     pub fn set_line_offset(&mut self, offset: u64) {
         self.line_offset = Some(offset);
@@ -419,29 +410,6 @@ impl RejectReason {
             RejectReason::MissingTimestamp => "no Timestamp",
             RejectReason::BadTimestamp(_) => "bad Timestamp",
             RejectReason::Truncated(_) => "truncated",
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_event_moved_to_another_line_reads_it_and_keeps_its_values() {
-        let origin = |line| Origin { file: Arc::from("rows.jsonl"), position: Position::Line(line) };
-        let time = DateTime::from_timestamp(1_714_557_600, 0).unwrap();
-        for (from, to) in [(1, 0), (0, 9), (9, 10), (7, 99_999), (12_345, u64::MAX), (u64::MAX, 1)] {
-            let mut event = ProcessEvent::new(time, origin(from), SourceFormat::DefenderJson);
-            event.set(Field::FileName, "cmd.exe");
-            assert_eq!(event.get(Field::SourceLine), from.to_string());
-            event.move_to_line(to);
-            event.set(Field::ProcessCommandLine, "cmd /c whoami");
-            assert_eq!(event.get(Field::SourceLine), to.to_string());
-            assert_eq!(event.origin().position, Position::Line(to));
-            assert_eq!(event.get(Field::FileName), "cmd.exe");
-            assert_eq!(event.get(Field::ProcessCommandLine), "cmd /c whoami");
-            assert_eq!(event.get(Field::Timestamp), "2024-05-01T10:00:00Z");
         }
     }
 }
