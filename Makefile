@@ -2,7 +2,7 @@
 CARGO ?= cargo
 RULES_DIR := target/rules
 RULE_CRATES := $(notdir $(patsubst %/,%,$(dir $(wildcard rules-wasm/*/Cargo.toml))))
-RULE_CRATES := $(filter-out sdk build,$(RULE_CRATES))
+RULE_CRATES := $(filter-out sdk build sigma sigma-pack,$(RULE_CRATES))
 SAMPLE := examples/soft-cell-sample.jsonl
 
 .PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean

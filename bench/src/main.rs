@@ -138,7 +138,7 @@ fn wasm_vs_native(
 ) -> Result<Option<std::sync::Arc<rulehost::runtime::CompiledRule>>> {
     let count = events.len() as u64;
     let rule = rules::load_bundled(&Runtime::new()?)?;
-    let mut instance = rule.instantiate()?;
+    let mut instance = rule.pack().instantiate()?;
     // `BENCH_PROFILE=wasm` or `=native`: only that side, `BENCH_LOOPS` times over the
     // events (default 100), for a profiler (perf, `valgrind --tool=callgrind`).
     if let Ok(side) = std::env::var("BENCH_PROFILE") {
@@ -146,7 +146,7 @@ fn wasm_vs_native(
         for _ in 0..loops {
             let matches = match side.as_str() {
                 "wasm" => {
-                    events.chunks(BATCH).map(|c| instance.evaluate(c).map_or(0, |m| m.len() as u64)).sum()
+                    events.chunks(BATCH).map(|c| instance.evaluate(c).map_or(0, |m| m[0].len() as u64)).sum()
                 }
                 "native" => events.chunks(BATCH).map(native_matches).sum::<u64>(),
                 other => anyhow::bail!("BENCH_PROFILE is wasm or native, not {other:?}"),
@@ -160,7 +160,7 @@ fn wasm_vs_native(
         let (time, matches) = timed(|| {
             events
                 .chunks(BATCH)
-                .map(|chunk| instance.evaluate(chunk).map(|m| m.len() as u64))
+                .map(|chunk| instance.evaluate(chunk).map(|m| m[0].len() as u64))
                 .sum::<Result<u64, _>>()
         });
         ensure!(matches? == expected_matches, "the component found another number of matches");
@@ -435,14 +435,15 @@ fn sandbox_cost(events: &[ProcessEvent], expected_matches: u64) -> Result<()> {
         fuel: Some(u64::MAX / 2),
         ..Default::default()
     })?)?;
-    let mut instances = [unenforced.instantiate()?, limited.instantiate()?, fueled.instantiate()?];
+    let mut instances =
+        [unenforced.pack().instantiate()?, limited.pack().instantiate()?, fueled.pack().instantiate()?];
     let mut best = [Duration::MAX; 3];
     for _ in 0..ROUNDS {
         for (instance, best) in instances.iter_mut().zip(&mut best) {
             let (time, matches) = timed(|| {
                 events
                     .chunks(BATCH)
-                    .map(|c| instance.evaluate(c).map(|m| m.len() as u64))
+                    .map(|c| instance.evaluate(c).map(|m| m[0].len() as u64))
                     .sum::<Result<u64, _>>()
             });
             ensure!(matches? == expected_matches);

@@ -13,7 +13,7 @@ use crate::events::{
     Field, Input, InputError, InputFormat, Lineage, ProcessEvent, Reader, Record, RecordError, lineage,
 };
 use crate::in_order::InOrder;
-use crate::runtime::{CompiledRule, RuleError, RuleInstance};
+use crate::runtime::{CompiledRule, Instances, RuleError, RuleInstance};
 
 /// How an evaluation runs.
 #[derive(Debug, Clone)]
@@ -159,7 +159,7 @@ pub struct RuleSummary {
 /// One loaded rule during a run: its instance, its matches so far by window, and its
 /// record of failures.
 struct RuleRun {
-    instance: RuleInstance,
+    rule: Arc<CompiledRule>,
     windows: HashMap<(i64, i64), Vec<ProcessEvent>>,
     summary: RuleSummary,
     consecutive_failures: u32,
@@ -172,8 +172,11 @@ impl RuleRun {
         self.summary.failures += 1;
         self.summary.last_failure = Some(format!("{}: {}: {}", error.stage, error.kind, error.message));
         self.consecutive_failures += 1;
-        diagnose(Diagnostic::RuleFailed { error, events });
-        let limit = self.instance.rule().limits().max_consecutive_failures;
+        // A pack's failure is the failure of each of its rules, reported once, by its first.
+        if error.stage != "evaluate" || self.rule.member() == 0 {
+            diagnose(Diagnostic::RuleFailed { error, events });
+        }
+        let limit = self.rule.limits().max_consecutive_failures;
         if self.consecutive_failures >= limit && self.summary.quarantined.is_none() {
             self.summary.quarantined =
                 Some(format!("{limit} consecutive failures, the last: {}: {}", error.kind, error.message));
@@ -202,7 +205,8 @@ pub fn evaluate(
     output: &mut dyn Output,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<Summary, EvalError> {
-    let mut runs = start_runs(rules)?;
+    let mut runs = start_runs(rules);
+    let mut instances = Instances::new(rules)?;
     // Open every input first: a missing file is an error before any output.
     let readers = inputs
         .iter()
@@ -211,7 +215,7 @@ pub fn evaluate(
             false => input.open_counted(options.input_format, options.progress.clone()).map(Some),
         })
         .collect::<Result<Vec<_>, InputError>>()?;
-    let mut evaluation = Evaluation::new(rules, &mut runs, options, output, diagnose);
+    let mut evaluation = Evaluation::new(rules, &mut runs, &mut instances, options, output, diagnose);
     let mut second_passes = Vec::with_capacity(inputs.len());
     for reader in readers {
         second_passes.push(match reader {
@@ -366,8 +370,9 @@ pub fn evaluate_records_with(
     output: &mut dyn Output,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<Summary, EvalError> {
-    let mut runs = start_runs(rules)?;
-    let mut evaluation = Evaluation::new(rules, &mut runs, options, output, diagnose);
+    let mut runs = start_runs(rules);
+    let mut instances = Instances::new(rules)?;
+    let mut evaluation = Evaluation::new(rules, &mut runs, &mut instances, options, output, diagnose);
     for record in records {
         evaluation.record(record)?;
     }
@@ -378,6 +383,8 @@ pub fn evaluate_records_with(
 struct Evaluation<'a> {
     rules: &'a [Arc<CompiledRule>],
     runs: &'a mut Vec<RuleRun>,
+    /// The instances of this thread: for one job, and for the summaries.
+    instances: &'a mut Instances,
     options: &'a EvalOptions,
     output: &'a mut dyn Output,
     diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
@@ -400,6 +407,7 @@ impl<'a> Evaluation<'a> {
     fn new(
         rules: &'a [Arc<CompiledRule>],
         runs: &'a mut Vec<RuleRun>,
+        instances: &'a mut Instances,
         options: &'a EvalOptions,
         output: &'a mut dyn Output,
         diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
@@ -408,6 +416,7 @@ impl<'a> Evaluation<'a> {
         Self {
             rules,
             runs,
+            instances,
             options,
             output,
             diagnose,
@@ -454,8 +463,7 @@ impl<'a> Evaluation<'a> {
         let batch_size = self.options.batch_size.max(1);
         let stages = (0..self.options.jobs.max(1))
             .map(|_| {
-                let mut instances =
-                    self.rules.iter().map(|rule| rule.instantiate()).collect::<Result<Vec<_>, _>>()?;
+                let mut instances = Instances::new(self.rules)?;
                 let quarantined = self.quarantined.clone();
                 let mut batch = Vec::with_capacity(batch_size);
                 let stage: Stage<Vec<BlockItem>> = Box::new(move |records| {
@@ -517,8 +525,7 @@ impl<'a> Evaluation<'a> {
             Some(workers) => workers.submit(batch),
             // One job: the runs' own instances evaluate, on this thread.
             None => {
-                let instances = self.runs.iter_mut().map(|run| &mut run.instance);
-                let outcomes = call_rules(instances, &self.quarantined, &batch);
+                let outcomes = call_rules(self.instances, &self.quarantined, &batch);
                 vec![(batch, outcomes)]
             }
         };
@@ -551,7 +558,8 @@ impl<'a> Evaluation<'a> {
             }
         }
         if !self.options.matches_only {
-            let alerts = summarize(self.runs, self.options.window, self.time_range, self.diagnose);
+            let alerts =
+                summarize(self.runs, self.instances, self.options.window, self.time_range, self.diagnose);
             for alert in &alerts {
                 self.output.alert(alert)?;
             }
@@ -565,22 +573,20 @@ impl<'a> Evaluation<'a> {
     }
 }
 
-/// An instance and an empty record for every rule.
-fn start_runs(rules: &[Arc<CompiledRule>]) -> Result<Vec<RuleRun>, RuleError> {
+/// An empty record for every rule.
+fn start_runs(rules: &[Arc<CompiledRule>]) -> Vec<RuleRun> {
     rules
         .iter()
-        .map(|rule| {
-            Ok(RuleRun {
-                instance: rule.instantiate()?,
-                windows: HashMap::new(),
-                summary: RuleSummary {
-                    id: rule.metadata().id.clone(),
-                    version: rule.metadata().version.clone(),
-                    digest: rule.digest().to_string(),
-                    ..RuleSummary::default()
-                },
-                consecutive_failures: 0,
-            })
+        .map(|rule| RuleRun {
+            rule: rule.clone(),
+            windows: HashMap::new(),
+            summary: RuleSummary {
+                id: rule.metadata().id.clone(),
+                version: rule.metadata().version.clone(),
+                digest: rule.digest().to_string(),
+                ..RuleSummary::default()
+            },
+            consecutive_failures: 0,
         })
         .collect()
 }
@@ -595,24 +601,17 @@ enum Outcome {
     NotCalled,
 }
 
-/// Calls every rule that is not quarantined over `batch`.
-fn call_rules<'i>(
-    instances: impl Iterator<Item = &'i mut RuleInstance>,
-    quarantined: &[AtomicBool],
-    batch: &[ProcessEvent],
-) -> Vec<Outcome> {
+/// Calls every pack with a rule that is not quarantined over `batch`, once.
+fn call_rules(instances: &mut Instances, quarantined: &[AtomicBool], batch: &[ProcessEvent]) -> Vec<Outcome> {
+    // A failed call loses this batch for this pack only: the other packs' results and the
+    // next batch are not affected (the instance is already fresh).
     instances
-        .zip(quarantined)
-        .map(|(instance, quarantined)| {
-            if quarantined.load(Ordering::Relaxed) {
-                return Outcome::NotCalled;
-            }
-            // A failed call loses this batch for this rule only: the other rules' results
-            // and the next batch are not affected (the instance is already fresh).
-            match instance.evaluate(batch) {
-                Ok(indices) => Outcome::Matched(indices),
-                Err(error) => Outcome::Failed(error),
-            }
+        .evaluate(batch, |rule| quarantined[rule].load(Ordering::Relaxed))
+        .into_iter()
+        .map(|result| match result {
+            None => Outcome::NotCalled,
+            Some(Ok(indices)) => Outcome::Matched(indices),
+            Some(Err(error)) => Outcome::Failed(error),
         })
         .collect()
 }
@@ -671,7 +670,7 @@ fn apply_outcomes(
             for (r, run) in runs.iter().enumerate() {
                 if matched[r].get(cursors[r]) == Some(&i) {
                     cursors[r] += 1;
-                    output.matched(&Match { rule: run.instance.rule(), event })?;
+                    output.matched(&Match { rule: &run.rule, event })?;
                 }
             }
         }
@@ -683,7 +682,7 @@ fn apply_outcomes(
                 run.windows
                     .entry(window)
                     .or_default()
-                    .push(event.projected(&run.instance.rule().metadata().summary_reads));
+                    .push(event.projected(&run.rule.metadata().summary_reads));
             }
         }
     }
@@ -749,7 +748,7 @@ struct EvaluatedBatch {
 /// instances. A block holding an event with lineage keys is left as it is: the lineage
 /// table resolves those in input order.
 fn evaluate_block(
-    instances: &mut [RuleInstance],
+    instances: &mut Instances,
     quarantined: &[AtomicBool],
     batch_size: usize,
     batch: &mut Vec<ProcessEvent>,
@@ -779,11 +778,11 @@ fn evaluate_block(
 /// Calls the rules over `batch` and keeps only the events some rule matched; `batch` is
 /// left empty, for the next.
 fn evaluate_events(
-    instances: &mut [RuleInstance],
+    instances: &mut Instances,
     quarantined: &[AtomicBool],
     batch: &mut Vec<ProcessEvent>,
 ) -> EvaluatedBatch {
-    let outcomes = call_rules(instances.iter_mut(), quarantined, batch);
+    let outcomes = call_rules(instances, quarantined, batch);
     let time_range = batch
         .iter()
         .map(ProcessEvent::time_ms)
@@ -826,13 +825,13 @@ impl Workers {
         let (results_tx, results) = std::sync::mpsc::channel();
         let queue = Arc::new(std::sync::Mutex::new(queue));
         for _ in 0..jobs {
-            let mut instances = rules.iter().map(|rule| rule.instantiate()).collect::<Result<Vec<_>, _>>()?;
+            let mut instances = Instances::new(rules)?;
             let (queue, results_tx, quarantined) = (queue.clone(), results_tx.clone(), quarantined.clone());
             std::thread::Builder::new()
                 .name("rulehost-eval".into())
                 .spawn(move || {
                     while let Ok(Ok((seq, batch))) = queue.lock().map(|queue| queue.recv()) {
-                        let outcomes = call_rules(instances.iter_mut(), &quarantined, &batch);
+                        let outcomes = call_rules(&mut instances, &quarantined, &batch);
                         if results_tx.send((seq, (batch, outcomes))).is_err() {
                             return;
                         }
@@ -889,11 +888,12 @@ impl Workers {
 /// are put in time order first.
 pub(crate) fn summarize_window(
     instance: &mut RuleInstance,
+    rule: &Arc<CompiledRule>,
     (start, end): (i64, i64),
     events: &mut [ProcessEvent],
 ) -> Result<Vec<Alert>, RuleError> {
     events.sort_by_key(ProcessEvent::time_ms);
-    let rows = instance.summarize((start, end), events)?;
+    let rows = instance.summarize(rule.member(), (start, end), events)?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -902,7 +902,7 @@ pub(crate) fn summarize_window(
                 e.map_or_else(String::new, |e| e.get(Field::Timestamp).to_owned())
             };
             Alert {
-                rule: instance.rule().clone(),
+                rule: rule.clone(),
                 window_start_ms: start,
                 window_end_ms: end,
                 columns: row.columns,
@@ -919,6 +919,7 @@ pub(crate) fn summarize_window(
 /// order, then the rule's own order.
 fn summarize(
     runs: &mut [RuleRun],
+    instances: &mut Instances,
     window: WindowSpec,
     time_range: Option<(i64, i64)>,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
@@ -937,7 +938,8 @@ fn summarize(
                 run.summary.unsummarized_matches += events.len() as u64;
                 continue;
             }
-            match summarize_window(&mut run.instance, (start, end), &mut events) {
+            let (instance, _) = instances.of(rule_index);
+            match summarize_window(instance, &run.rule, (start, end), &mut events) {
                 Ok(window_alerts) => {
                     run.consecutive_failures = 0;
                     run.summary.alerts += window_alerts.len() as u64;

@@ -4,6 +4,7 @@
 //! - [`events`]: inputs and their normalization into one process event;
 //! - [`runtime`]: the engine, compiled rules and their instances;
 //! - [`rules`]: where rules come from and what they declare;
+//! - [`sigma`]: Sigma rules compiled into packs;
 //! - [`alerts`]: windows, alerts and outputs;
 //! - [`eval`]: the evaluation of inputs by rules, from first record to last alert.
 #![deny(missing_docs)]
@@ -19,3 +20,4 @@ pub mod rules;
 pub mod run;
 pub mod runtime;
 pub mod scaffold;
+pub mod sigma;

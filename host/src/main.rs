@@ -81,6 +81,9 @@ enum Command {
     /// Run a rule against its test cases and report pass or fail per case.
     #[command(after_help = TEST_HELP)]
     Test(TestArgs),
+    /// Sigma rules: compile them into a pack artifact, or check which compile.
+    #[command(subcommand)]
+    Sigma(SigmaCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  rulehost completions bash > /etc/bash_completion.d/rulehost\n  rulehost completions zsh > ~/.zfunc/_rulehost"
@@ -89,6 +92,40 @@ enum Command {
     /// Print the man page (roff).
     #[command(after_help = "Examples:\n  rulehost man > rulehost.1 && man ./rulehost.1")]
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+enum SigmaCommand {
+    /// Compile Sigma rules into one pack artifact (a component of contract 0.3.0), to sign and
+    /// ship like any rule. Rules the compiler refuses are listed on stderr and left out.
+    #[command(
+        after_help = "Examples:\n  rulehost sigma compile sigma/rules/windows/process_creation -o process-creation.wasm\n  rulehost sign --key platform.key process-creation.wasm"
+    )]
+    Compile(SigmaCompileArgs),
+    /// List every Sigma rule that cannot be compiled, with the construct and the reason, and
+    /// the coverage. Exit 1 when any is refused.
+    #[command(after_help = "Examples:\n  rulehost sigma check sigma/rules/ sigma/rules-emerging-threats/")]
+    Check(SigmaCheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SigmaCompileArgs {
+    /// Sigma files (.yml, .yaml) and directories of them (searched recursively).
+    #[arg(required = true, value_name = "RULES")]
+    rules: Vec<PathBuf>,
+    /// Where to write the pack.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// Fail, writing nothing, when any rule is refused.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SigmaCheckArgs {
+    /// Sigma files (.yml, .yaml) and directories of them (searched recursively).
+    #[arg(required = true, value_name = "RULES")]
+    rules: Vec<PathBuf>,
 }
 
 const TEST_HELP: &str = "\
@@ -462,6 +499,8 @@ fn main() -> ExitCode {
             .render(&mut io::stdout())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
+        Command::Sigma(SigmaCommand::Compile(args)) => run_sigma_compile(args),
+        Command::Sigma(SigmaCommand::Check(args)) => run_sigma_check(args),
         Command::Key(KeyCommand::Generate(args)) => run_key_generate(args),
         Command::Sign(args) => run_sign(args),
         Command::Verify(args) => run_verify(args, config),
@@ -488,7 +527,17 @@ fn load_rules(runtime: &Runtime, paths: &[PathBuf], trust: &Trust) -> Result<Vec
     if paths.is_empty() {
         return Ok(vec![rules::load_bundled(runtime).context("loading the bundled rule")?]);
     }
-    let loaded = rules::load_paths(runtime, paths, trust)?;
+    let mut left_out = 0;
+    let loaded = rules::load_paths_with(runtime, paths, trust, &mut |refused| {
+        left_out += 1;
+        eprintln!("rulehost: warning: Sigma rule left out: {refused}");
+    })?;
+    if left_out > 0 {
+        eprintln!(
+            "rulehost: warning: {} left out (`rulehost sigma check` lists them)",
+            plural(left_out, "Sigma rule")
+        );
+    }
     if loaded.is_empty() {
         anyhow::bail!(
             "no rule found in {}",
@@ -734,6 +783,50 @@ fn run_inspect(args: InspectArgs, config: Option<&Path>) -> Result<ExitCode> {
         write_inspect_text(&mut out, &rule, &signatures)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_sigma_compile(args: SigmaCompileArgs) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let compilation = rulehost::sigma::compile_paths(&args.rules)?;
+    for refused in &compilation.refused {
+        eprintln!("rulehost: warning: left out: {refused}");
+    }
+    if args.strict && !compilation.refused.is_empty() {
+        anyhow::bail!("{} refused; nothing written", plural(compilation.refused.len() as u64, "rule"));
+    }
+    if compilation.rules.is_empty() {
+        anyhow::bail!("no Sigma rule to compile");
+    }
+    let rules: Vec<_> = compilation.rules.into_iter().map(|(_, rule)| rule).collect();
+    let bytes = rulehost::sigma::pack::build(&rules)?;
+    std::fs::write(&args.output, &bytes).with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "rulehost: {}: {} ({} bytes, {}), {} left out, in {:.2} s",
+        args.output.display(),
+        plural(rules.len() as u64, "rule"),
+        bytes.len(),
+        rulehost::runtime::Digest::of(&bytes),
+        compilation.refused.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_sigma_check(args: SigmaCheckArgs) -> Result<ExitCode> {
+    let compilation = rulehost::sigma::compile_paths(&args.rules)?;
+    let mut out = io::stdout().lock();
+    let mut by_construct: std::collections::BTreeMap<String, usize> = Default::default();
+    for refused in &compilation.refused {
+        writeln!(out, "{refused}")?;
+        *by_construct.entry(refused.construct()).or_default() += 1;
+    }
+    let total = compilation.rules.len() + compilation.refused.len();
+    let coverage = if total == 0 { 0.0 } else { 100.0 * compilation.rules.len() as f64 / total as f64 };
+    writeln!(out, "{} of {} rules compile ({coverage:.2}%)", compilation.rules.len(), total)?;
+    for (construct, count) in &by_construct {
+        writeln!(out, "  refused for {construct}: {count}")?;
+    }
+    Ok(if compilation.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn run_key_generate(args: KeyGenerateArgs) -> Result<ExitCode> {

@@ -110,6 +110,8 @@ pub use crate::eval::EvalError as RunError;
 /// One loaded rule.
 struct Slot {
     path: PathBuf,
+    rule: Arc<CompiledRule>,
+    /// An instance of the rule's pack (a pack of one: `run` takes no larger pack yet).
     instance: RuleInstance,
     windows: BTreeMap<(i64, i64), Vec<ProcessEvent>>,
     stats: RuleStats,
@@ -122,7 +124,8 @@ impl Slot {
         let m = rule.metadata();
         Ok(Self {
             path,
-            instance: rule.instantiate()?,
+            rule: rule.clone(),
+            instance: rule.pack().instantiate()?,
             windows: BTreeMap::new(),
             stats: RuleStats {
                 id: m.id.clone(),
@@ -139,7 +142,7 @@ impl Slot {
         self.stats.failures += 1;
         self.consecutive_failures += 1;
         tracing::warn!(rule = %self.stats.id, version = %self.stats.version, digest = %self.stats.digest, stage = error.stage, kind = %error.kind, "rule call failed: {}", error.message);
-        let limit = self.instance.rule().limits().max_consecutive_failures;
+        let limit = self.rule.limits().max_consecutive_failures;
         if self.consecutive_failures >= limit && !self.quarantined {
             self.quarantined = true;
             tracing::error!(rule = %self.stats.id, version = %self.stats.version, digest = %self.stats.digest, "rule quarantined after {limit} consecutive failures; it runs again when a new version is loaded");
@@ -155,7 +158,7 @@ impl Slot {
             if self.quarantined {
                 continue;
             }
-            match summarize_window(&mut self.instance, window, &mut events) {
+            match summarize_window(&mut self.instance, &self.rule, window, &mut events) {
                 Ok(alerts) => {
                     self.consecutive_failures = 0;
                     self.stats.alerts += alerts.len() as u64;
@@ -328,7 +331,11 @@ fn evaluate_batch(
             matched.push(Vec::new());
             continue;
         }
-        match slot.instance.evaluate(batch) {
+        match slot
+            .instance
+            .evaluate(batch)
+            .map(|mut per_rule| std::mem::take(&mut per_rule[slot.rule.member()]))
+        {
             Ok(indices) => {
                 slot.consecutive_failures = 0;
                 slot.stats.events += batch.len() as u64;
@@ -345,13 +352,13 @@ fn evaluate_batch(
         for &i in indices {
             let event = &batch[i];
             if options.matches_only {
-                output.matched(&Match { rule: slot.instance.rule(), event })?;
+                output.matched(&Match { rule: &slot.rule, event })?;
             } else {
                 let window = options.window.window_of(event.time_ms());
                 slot.windows
                     .entry(window)
                     .or_default()
-                    .push(event.projected(&slot.instance.rule().metadata().summary_reads));
+                    .push(event.projected(&slot.rule.metadata().summary_reads));
             }
         }
     }

@@ -1,11 +1,13 @@
 //! The fields of the normalized process event, named after `DeviceProcessEvents`.
 
 /// Calls `$callback!` with every field of the contract's `field` enum, in contract order:
-/// `Variant "ColumnName"`. One list serves the host's own enum and its conversion to the
-/// generated bindings, so the two cannot drift apart.
+/// `Variant "ColumnName"`, in two groups: the fields of contracts 0.1.0 and 0.2.0, then those
+/// 0.3.0 added. One list serves the host's own enum and its conversions to the generated
+/// bindings of each version, so they cannot drift apart.
 macro_rules! for_each_field {
     ($callback:ident) => {
         $callback! {
+            [
             Timestamp "Timestamp",
             DeviceId "DeviceId",
             DeviceName "DeviceName",
@@ -37,13 +39,34 @@ macro_rules! for_each_field {
             SourceFormat "SourceFormat",
             SourceFile "SourceFile",
             SourceLine "SourceLine",
+            ]
+            [
+            ProcessVersionInfoOriginalFileName "ProcessVersionInfoOriginalFileName",
+            ProcessVersionInfoFileDescription "ProcessVersionInfoFileDescription",
+            ProcessVersionInfoProductName "ProcessVersionInfoProductName",
+            ProcessVersionInfoCompanyName "ProcessVersionInfoCompanyName",
+            ProcessVersionInfoProductVersion "ProcessVersionInfoProductVersion",
+            ProcessCurrentDirectory "ProcessCurrentDirectory",
+            LogonId "LogonId",
+            Imphash "IMPHASH",
+            InitiatingProcessParentFolderPath "InitiatingProcessParentFolderPath",
+            ]
         }
     };
 }
 pub(crate) use for_each_field;
 
 macro_rules! define_field {
-    ($($variant:ident $name:literal,)*) => {
+    ([$($old:ident $old_name:literal,)*] [$($new:ident $new_name:literal,)*]) => {
+        define_field!(@ $($old $old_name,)* $($new $new_name,)*);
+        impl Field {
+            /// Whether contracts before 0.3.0 have the field.
+            pub fn before_0_3(self) -> bool {
+                matches!(self, $(Field::$old)|*)
+            }
+        }
+    };
+    (@ $($variant:ident $name:literal,)*) => {
         /// One column of the normalized process event.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Field {
@@ -102,6 +125,7 @@ mod tests {
             assert_eq!(Field::from_name(field.name()), Some(field));
         }
         assert_eq!(Field::from_name("filename"), None);
-        assert_eq!(FIELD_COUNT, 31);
+        assert_eq!(FIELD_COUNT, 40);
+        assert_eq!(Field::ALL.iter().filter(|f| f.before_0_3()).count(), 31);
     }
 }

@@ -57,6 +57,8 @@ struct ProcessInfo {
     file_name: String,
     folder_path: String,
     parent_file_name: String,
+    /// The parent's image path, when known: the grandparent's of a child.
+    parent_folder_path: String,
     parent_id: String,
 }
 
@@ -113,19 +115,24 @@ impl Lineage {
             return;
         }
         self.resolve(event);
-        let parent_file_name = event.get(Field::InitiatingProcessFileName).to_owned();
-        self.record(event, parent_file_name);
+        let parent = (
+            event.get(Field::InitiatingProcessFileName).to_owned(),
+            event.get(Field::InitiatingProcessFolderPath).to_owned(),
+        );
+        self.record(event, parent);
     }
 
     /// Records `event`'s own process as [`Lineage::resolve_and_record`] would, and leaves
     /// `event` as it was read: for a first pass whose events are resolved later, against
     /// the whole table.
     pub fn learn(&mut self, event: &ProcessEvent) {
-        let parent_file_name = match event.get(Field::InitiatingProcessFileName) {
-            "" => self.parent(event).map(|p| p.file_name.clone()).unwrap_or_default(),
-            name => name.to_owned(),
+        let parent = match event.get(Field::InitiatingProcessFileName) {
+            "" => {
+                self.parent(event).map(|p| (p.file_name.clone(), p.folder_path.clone())).unwrap_or_default()
+            }
+            name => (name.to_owned(), event.get(Field::InitiatingProcessFolderPath).to_owned()),
         };
-        self.record(event, parent_file_name);
+        self.record(event, parent);
     }
 
     /// The creation of `event`'s parent, when the table holds it.
@@ -148,6 +155,9 @@ impl Lineage {
         if event.get(Field::InitiatingProcessParentFileName).is_empty() {
             event.set(Field::InitiatingProcessParentFileName, parent.parent_file_name);
         }
+        if event.get(Field::InitiatingProcessParentFolderPath).is_empty() {
+            event.set(Field::InitiatingProcessParentFolderPath, parent.parent_folder_path);
+        }
         if event.get(Field::InitiatingProcessParentId).is_empty() {
             event.set(Field::InitiatingProcessParentId, parent.parent_id);
         }
@@ -156,14 +166,16 @@ impl Lineage {
         }
     }
 
-    /// Records `event`'s own process, its parent's image being `parent_file_name`.
-    fn record(&mut self, event: &ProcessEvent, parent_file_name: String) {
+    /// Records `event`'s own process, its parent's image being `parent_file_name` at
+    /// `parent_folder_path`.
+    fn record(&mut self, event: &ProcessEvent, (parent_file_name, parent_folder_path): (String, String)) {
         let Some(keys) = event.lineage() else { return };
         let info = ProcessInfo {
             created_ms: event.time_ms(),
             file_name: event.get(Field::FileName).to_owned(),
             folder_path: event.get(Field::FolderPath).to_owned(),
             parent_file_name,
+            parent_folder_path,
             parent_id: event.get(Field::InitiatingProcessId).to_owned(),
         };
         let created_ms = info.created_ms;

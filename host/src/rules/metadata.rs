@@ -83,6 +83,8 @@ closed_vocabulary! {
         Medium => "medium",
         /// High.
         High => "high",
+        /// Critical (Sigma's highest level; contract 0.3.0).
+        Critical => "critical",
     }
 }
 
@@ -99,6 +101,14 @@ closed_vocabulary! {
         Contains => "contains",
         /// `startswith`.
         Startswith => "startswith",
+        /// `endswith` (contract 0.3.0).
+        Endswith => "endswith",
+        /// `=~`: equal, case-insensitive (contract 0.3.0).
+        EqualsCi => "equals-ci",
+        /// A Sigma wildcard pattern (contract 0.3.0).
+        Wildcard => "wildcard",
+        /// A regular expression (contract 0.3.0).
+        Regex => "regex",
     }
 }
 

@@ -13,6 +13,7 @@ pub use metadata::{EventSource, Indicator, Operator, RuleMetadata, Severity};
 pub use trust::{Refusal, TrustPolicy};
 
 use crate::runtime::{CompiledRule, Digest, LoadError, Runtime};
+use crate::sigma::{self, SigmaError};
 
 /// The Soft Cell rule component, built from `rules-wasm/soft-cell` with this binary.
 pub const BUNDLED_SOFT_CELL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/soft-cell.wasm"));
@@ -55,18 +56,28 @@ impl Trust {
     }
 }
 
-/// Loads the rules at `paths`: component files, or directories whose `*.wasm` files are
-/// loaded in name order. Every artifact must satisfy `trust`; two rules with the same id
-/// are refused.
-pub fn load_paths(
+/// Loads the rules at `paths`: component files, Sigma files (`.yml`, `.yaml`), and
+/// directories, whose `*.wasm` files are loaded in name order and whose Sigma files (searched
+/// recursively) are compiled. All the Sigma files together make one pack, evaluated once per
+/// batch. Every component must satisfy `trust`; two rules with the same id are refused.
+/// A Sigma rule the compiler refuses is passed to `refused` and left out.
+pub fn load_paths_with(
     runtime: &Runtime,
     paths: &[PathBuf],
     trust: &Trust,
+    refused: &mut dyn FnMut(&SigmaError),
 ) -> Result<Vec<Arc<CompiledRule>>, LoadError> {
     let mut files = Vec::new();
+    let mut sigma_files = Vec::new();
     for path in paths {
         if path.is_dir() {
             files.extend(rule_files_in(path)?);
+            sigma_files.extend(
+                sigma::files_under(path)
+                    .map_err(|source| LoadError::Io { artifact: path.display().to_string(), source })?,
+            );
+        } else if sigma::is_sigma_file(path) {
+            sigma_files.push(path.clone());
         } else {
             files.push(path.clone());
         }
@@ -84,18 +95,88 @@ pub fn load_paths(
         let bytes = std::fs::read(&file).map_err(io_error)?;
         // The signature is checked before anything else reads the artifact.
         let signers = trust.check(&file, &bytes)?;
-        let mut rule = runtime.compile(&name, &bytes)?;
-        rule.set_signers(signers);
+        let mut pack = runtime.compile(&name, &bytes)?;
+        pack.set_signers(signers);
+        add_rules(&mut rules, pack.into_rules())?;
+    }
+    if !sigma_files.is_empty() {
+        add_rules(&mut rules, load_sigma(runtime, &sigma_files, trust, refused)?)?;
+    }
+    Ok(rules)
+}
+
+/// [`load_paths_with`], refusing any Sigma rule that does not compile.
+pub fn load_paths(
+    runtime: &Runtime,
+    paths: &[PathBuf],
+    trust: &Trust,
+) -> Result<Vec<Arc<CompiledRule>>, LoadError> {
+    let mut first_refused: Option<String> = None;
+    let rules = load_paths_with(runtime, paths, trust, &mut |e| {
+        first_refused.get_or_insert_with(|| e.to_string());
+    });
+    if let Some(refused) = first_refused {
+        return Err(LoadError::InvalidMetadata {
+            artifact: "Sigma rules".into(),
+            id: String::new(),
+            problem: refused,
+        });
+    }
+    rules
+}
+
+/// Compiles `files` into one pack and loads it.
+fn load_sigma(
+    runtime: &Runtime,
+    files: &[PathBuf],
+    trust: &Trust,
+    refused: &mut dyn FnMut(&SigmaError),
+) -> Result<Vec<Arc<CompiledRule>>, LoadError> {
+    let name = match files {
+        [one] => one.display().to_string(),
+        many => format!("sigma:{} files", many.len()),
+    };
+    // Sigma text carries no signature: under a policy it loads only as a signed pack.
+    if let Some(policy) = &trust.policy
+        && !trust.allow_unsigned
+    {
+        return Err(LoadError::Untrusted {
+            artifact: name,
+            policy: policy.source().to_owned(),
+            reason: Refusal::Unsigned,
+        });
+    }
+    let compilation = sigma::compile_paths(files)?;
+    for error in &compilation.refused {
+        refused(error);
+    }
+    if compilation.rules.is_empty() {
+        return Err(compilation.refused.into_iter().next().map_or_else(
+            || LoadError::InvalidMetadata {
+                artifact: name.clone(),
+                id: String::new(),
+                problem: "no Sigma rule".into(),
+            },
+            LoadError::Sigma,
+        ));
+    }
+    let rules: Vec<_> = compilation.rules.into_iter().map(|(_, rule)| rule).collect();
+    let bytes = sigma::pack::build(&rules)?;
+    Ok(runtime.compile(&name, &bytes)?.into_rules())
+}
+
+fn add_rules(rules: &mut Vec<Arc<CompiledRule>>, new: Vec<Arc<CompiledRule>>) -> Result<(), LoadError> {
+    for rule in new {
         if let Some(first) = rules.iter().find(|r| r.metadata().id == rule.metadata().id) {
             return Err(LoadError::DuplicateId {
                 id: rule.metadata().id.clone(),
                 first: first.artifact().to_owned(),
-                second: name,
+                second: rule.artifact().to_owned(),
             });
         }
-        rules.push(Arc::new(rule));
+        rules.push(rule);
     }
-    Ok(rules)
+    Ok(())
 }
 
 /// Loads the rule bundled into this binary, trusted by its digest pinned at build time.
@@ -110,7 +191,7 @@ pub fn load_bundled(runtime: &Runtime) -> Result<Arc<CompiledRule>, LoadError> {
             )),
         });
     }
-    runtime.compile(BUNDLED_SOFT_CELL_NAME, BUNDLED_SOFT_CELL).map(Arc::new)
+    Ok(runtime.compile(BUNDLED_SOFT_CELL_NAME, BUNDLED_SOFT_CELL)?.into_rules().remove(0))
 }
 
 /// The `*.wasm` files directly in `dir`, sorted by name.

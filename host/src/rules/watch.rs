@@ -101,12 +101,18 @@ pub fn rescan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut Director
 /// Loads one candidate: trust, compile, contract, imports, metadata, then a smoke call on
 /// an empty batch and an empty window in a fresh instance.
 fn load_candidate(runtime: &Runtime, path: &Path, trust: &Trust) -> Result<Arc<CompiledRule>, String> {
-    let rule = load_paths(runtime, std::slice::from_ref(&path.to_path_buf()), trust)
-        .map_err(|e| e.to_string())?
-        .remove(0);
-    let mut instance = rule.instantiate().map_err(|e| e.to_string())?;
+    let mut rules =
+        load_paths(runtime, std::slice::from_ref(&path.to_path_buf()), trust).map_err(|e| e.to_string())?;
+    if rules.len() != 1 {
+        return Err(format!(
+            "a pack of {} rules: `rulehost run` takes packs of one rule for now",
+            rules.len()
+        ));
+    }
+    let rule = rules.remove(0);
+    let mut instance = rule.pack().instantiate().map_err(|e| e.to_string())?;
     instance.evaluate(&[]).map_err(|e| format!("smoke call: {e}"))?;
-    instance.summarize((0, 1), &[]).map_err(|e| format!("smoke call: {e}"))?;
+    instance.summarize(rule.member(), (0, 1), &[]).map_err(|e| format!("smoke call: {e}"))?;
     Ok(rule)
 }
 

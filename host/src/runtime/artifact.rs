@@ -134,7 +134,8 @@ mod tests {
         assert_eq!(implemented_contract("0.2.3"), Some("0.2.0"));
         assert_eq!(implemented_contract("0.1.0"), Some("0.1.0"));
         assert_eq!(implemented_contract("0.1.7"), Some("0.1.0"));
-        assert_eq!(implemented_contract("0.3.0"), None);
+        assert_eq!(implemented_contract("0.3.0"), Some("0.3.0"));
+        assert_eq!(implemented_contract("0.4.0"), None);
         assert_eq!(implemented_contract("1.1.0"), None);
         assert_eq!(implemented_contract("1.2"), None);
         assert_eq!(implemented_contract("banana"), None);

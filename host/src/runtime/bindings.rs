@@ -13,9 +13,9 @@ use super::{AlertValue, pack};
 use crate::events::{Field, ProcessEvent, for_each_field};
 use crate::rules::{EventSource, Indicator, Operator, RuleMetadata, Severity};
 
-/// The contract versions this host implements, newest first: the SDK builds against the
-/// first; rules built against the others still load.
-pub const CONTRACT_VERSIONS: [&str; 2] = [v0_2::VERSION, v0_1::VERSION];
+/// The contract versions this host implements, newest first: Sigma packs are built against
+/// the first, the SDK's single rules against the second; rules built against any of them load.
+pub const CONTRACT_VERSIONS: [&str; 3] = [v0_3::VERSION, v0_2::VERSION, v0_1::VERSION];
 
 /// One alert row as the rule returned it, before the runtime checks it.
 pub(super) struct ReturnedAlert {
@@ -23,12 +23,15 @@ pub(super) struct ReturnedAlert {
     pub events: Vec<u32>,
 }
 
-macro_rules! field_conversions {
-    ($($variant:ident $name:literal,)*) => {
+/// Contracts before 0.3.0: only the first group of fields exists in their bindings. A rule of
+/// such a contract reads only fields it declared, which are all of that group.
+macro_rules! old_field_conversions {
+    ([$($old:ident $old_name:literal,)*] [$($new:ident $new_name:literal,)*]) => {
         impl From<Field> for wit::Field {
             fn from(field: Field) -> Self {
                 match field {
-                    $(Field::$variant => wit::Field::$variant,)*
+                    $(Field::$old => wit::Field::$old,)*
+                    $(Field::$new => unreachable!("a rule of contract {VERSION} reads only the fields of its contract, not {}", Field::$new),)*
                 }
             }
         }
@@ -36,7 +39,30 @@ macro_rules! field_conversions {
         impl From<wit::Field> for Field {
             fn from(field: wit::Field) -> Self {
                 match field {
-                    $(wit::Field::$variant => Field::$variant,)*
+                    $(wit::Field::$old => Field::$old,)*
+                }
+            }
+        }
+    };
+}
+
+/// Contract 0.3.0 and later: every field.
+macro_rules! all_field_conversions {
+    ([$($old:ident $old_name:literal,)*] [$($new:ident $new_name:literal,)*]) => {
+        impl From<Field> for wit::Field {
+            fn from(field: Field) -> Self {
+                match field {
+                    $(Field::$old => wit::Field::$old,)*
+                    $(Field::$new => wit::Field::$new,)*
+                }
+            }
+        }
+
+        impl From<wit::Field> for Field {
+            fn from(field: wit::Field) -> Self {
+                match field {
+                    $(wit::Field::$old => Field::$old,)*
+                    $(wit::Field::$new => Field::$new,)*
                 }
             }
         }
@@ -44,10 +70,12 @@ macro_rules! field_conversions {
 }
 
 /// The bindings of one contract version and their conversions to the curated types.
-/// Versions differ only in how a column's values travel (`$data` turns the packed text
-/// into the version's type), so the rest is written once here.
+/// Versions differ in how a column's values travel (`$data` turns the packed text into the
+/// version's type), in their fields and severities, and in their world (`rule` or `pack`);
+/// the rest is written once here.
 macro_rules! contract_version {
-    ($module:ident, $version:literal, $path:literal, $data:expr) => {
+    ($module:ident, $version:literal, $path:literal, $world:literal, $data:expr, $fields:ident,
+     { $($severity:ident,)* }, $calls:ident) => {
         mod $module {
             use super::*;
 
@@ -55,38 +83,14 @@ macro_rules! contract_version {
             pub(super) const VERSION: &str = $version;
 
             mod generated {
-                wasmtime::component::bindgen!({ world: "rule", path: $path });
+                wasmtime::component::bindgen!({ world: $world, path: $path });
             }
 
             use generated::detect::rule::types as wit;
-            pub(super) use generated::{Rule, RulePre};
 
-            for_each_field!(field_conversions);
+            for_each_field!($fields);
 
-            pub(super) fn metadata(bindings: &Rule, store: &mut Store<RuleState>) -> wasmtime::Result<RuleMetadata> {
-                bindings.call_metadata(store).map(curated_metadata)
-            }
-
-            pub(super) fn evaluate(
-                bindings: &Rule,
-                store: &mut Store<RuleState>,
-                events: &[ProcessEvent],
-                fields: &[Field],
-            ) -> wasmtime::Result<Vec<u32>> {
-                bindings.call_evaluate(store, &batch(events, fields))
-            }
-
-            pub(super) fn summarize(
-                bindings: &Rule,
-                store: &mut Store<RuleState>,
-                window: (i64, i64),
-                events: &[ProcessEvent],
-                fields: &[Field],
-            ) -> wasmtime::Result<Vec<ReturnedAlert>> {
-                let window = wit::Window { start_ms: window.0, end_ms: window.1 };
-                let alerts = bindings.call_summarize(store, window, &batch(events, fields))?;
-                Ok(alerts.into_iter().map(curated_alert).collect())
-            }
+            $calls!();
 
             fn batch(events: &[ProcessEvent], fields: &[Field]) -> wit::EventBatch {
                 let columns = fields
@@ -122,10 +126,7 @@ macro_rules! contract_version {
                     title: m.title,
                     description: m.description,
                     severity: match m.severity {
-                        wit::Severity::Informational => Severity::Informational,
-                        wit::Severity::Low => Severity::Low,
-                        wit::Severity::Medium => Severity::Medium,
-                        wit::Severity::High => Severity::High,
+                        $(wit::Severity::$severity => Severity::$severity,)*
                     },
                     tactics: m.tactics,
                     techniques: m.techniques,
@@ -145,17 +146,7 @@ macro_rules! contract_version {
                     indicators: m
                         .indicators
                         .into_iter()
-                        .map(|i| Indicator {
-                            field: i.field.into(),
-                            operator: match i.operator {
-                                wit::Operator::InCs => Operator::InCs,
-                                wit::Operator::InCi => Operator::InCi,
-                                wit::Operator::Has => Operator::Has,
-                                wit::Operator::Contains => Operator::Contains,
-                                wit::Operator::Startswith => Operator::Startswith,
-                            },
-                            values: i.values,
-                        })
+                        .map(|i| Indicator { field: i.field.into(), operator: operator(i.operator), values: i.values })
                         .collect(),
                     query_period: Duration::from_secs(m.query_period_seconds),
                     query_frequency: Duration::from_secs(m.query_frequency_seconds),
@@ -165,36 +156,142 @@ macro_rules! contract_version {
     };
 }
 
-// 0.2.0: the values travel as a `string`, which the guest takes without checking it again.
-contract_version!(v0_2, "0.2.0", "../wit/v0.2.0", std::convert::identity::<String>);
-// 0.1.0: the values travel as a `list<u8>` (the same bytes; no copy to turn them into it).
-contract_version!(v0_1, "0.1.0", "../wit/v0.1.0", String::into_bytes);
+/// The calls of the `rule` world (contracts 0.1.0 and 0.2.0): one rule, a pack of one.
+macro_rules! rule_world_calls {
+    () => {
+        pub(super) use generated::{Rule as Bindings, RulePre as BindingsPre};
 
-/// A rule's component linked and checked against its contract version, ready to
-/// instantiate.
-pub(super) enum RuleBindingsPre {
-    V0_2(v0_2::RulePre<RuleState>),
-    V0_1(v0_1::RulePre<RuleState>),
+        fn operator(operator: wit::Operator) -> Operator {
+            match operator {
+                wit::Operator::InCs => Operator::InCs,
+                wit::Operator::InCi => Operator::InCi,
+                wit::Operator::Has => Operator::Has,
+                wit::Operator::Contains => Operator::Contains,
+                wit::Operator::Startswith => Operator::Startswith,
+            }
+        }
+
+        pub(super) fn metadata(
+            bindings: &Bindings,
+            store: &mut Store<RuleState>,
+        ) -> wasmtime::Result<Vec<RuleMetadata>> {
+            bindings.call_metadata(store).map(|m| vec![curated_metadata(m)])
+        }
+
+        pub(super) fn evaluate(
+            bindings: &Bindings,
+            store: &mut Store<RuleState>,
+            events: &[ProcessEvent],
+            fields: &[Field],
+        ) -> wasmtime::Result<Vec<(u32, Vec<u32>)>> {
+            let matched = bindings.call_evaluate(store, &batch(events, fields))?;
+            Ok(if matched.is_empty() { Vec::new() } else { vec![(0, matched)] })
+        }
+
+        pub(super) fn summarize(
+            bindings: &Bindings,
+            store: &mut Store<RuleState>,
+            _rule: u32,
+            window: (i64, i64),
+            events: &[ProcessEvent],
+            fields: &[Field],
+        ) -> wasmtime::Result<Vec<ReturnedAlert>> {
+            let window = wit::Window { start_ms: window.0, end_ms: window.1 };
+            let alerts = bindings.call_summarize(store, window, &batch(events, fields))?;
+            Ok(alerts.into_iter().map(curated_alert).collect())
+        }
+    };
 }
 
-/// An instantiated rule of any implemented contract version.
+/// The calls of the `pack` world (contract 0.3.0): many rules in one component.
+macro_rules! pack_world_calls {
+    () => {
+        pub(super) use generated::{Pack as Bindings, PackPre as BindingsPre};
+
+        fn operator(operator: wit::Operator) -> Operator {
+            match operator {
+                wit::Operator::InCs => Operator::InCs,
+                wit::Operator::InCi => Operator::InCi,
+                wit::Operator::Has => Operator::Has,
+                wit::Operator::Contains => Operator::Contains,
+                wit::Operator::Startswith => Operator::Startswith,
+                wit::Operator::Endswith => Operator::Endswith,
+                wit::Operator::EqualsCi => Operator::EqualsCi,
+                wit::Operator::Wildcard => Operator::Wildcard,
+                wit::Operator::Regex => Operator::Regex,
+            }
+        }
+
+        pub(super) fn metadata(
+            bindings: &Bindings,
+            store: &mut Store<RuleState>,
+        ) -> wasmtime::Result<Vec<RuleMetadata>> {
+            bindings.call_metadata(store).map(|rules| rules.into_iter().map(curated_metadata).collect())
+        }
+
+        pub(super) fn evaluate(
+            bindings: &Bindings,
+            store: &mut Store<RuleState>,
+            events: &[ProcessEvent],
+            fields: &[Field],
+        ) -> wasmtime::Result<Vec<(u32, Vec<u32>)>> {
+            let matched = bindings.call_evaluate(store, &batch(events, fields))?;
+            Ok(matched.into_iter().map(|m| (m.rule, m.events)).collect())
+        }
+
+        pub(super) fn summarize(
+            bindings: &Bindings,
+            store: &mut Store<RuleState>,
+            rule: u32,
+            window: (i64, i64),
+            events: &[ProcessEvent],
+            fields: &[Field],
+        ) -> wasmtime::Result<Vec<ReturnedAlert>> {
+            let window = wit::Window { start_ms: window.0, end_ms: window.1 };
+            let alerts = bindings.call_summarize(store, rule, window, &batch(events, fields))?;
+            Ok(alerts.into_iter().map(curated_alert).collect())
+        }
+    };
+}
+
+// 0.3.0: packs; the fields Sigma reads; `critical`.
+contract_version!(v0_3, "0.3.0", "../wit/v0.3.0", "pack", std::convert::identity::<String>, all_field_conversions,
+    { Informational, Low, Medium, High, Critical, }, pack_world_calls);
+// 0.2.0: the values travel as a `string`, which the guest takes without checking it again.
+contract_version!(v0_2, "0.2.0", "../wit/v0.2.0", "rule", std::convert::identity::<String>, old_field_conversions,
+    { Informational, Low, Medium, High, }, rule_world_calls);
+// 0.1.0: the values travel as a `list<u8>` (the same bytes; no copy to turn them into it).
+contract_version!(v0_1, "0.1.0", "../wit/v0.1.0", "rule", String::into_bytes, old_field_conversions,
+    { Informational, Low, Medium, High, }, rule_world_calls);
+
+/// A component linked and checked against its contract version, ready to instantiate.
+pub(super) enum RuleBindingsPre {
+    V0_3(v0_3::BindingsPre<RuleState>),
+    V0_2(v0_2::BindingsPre<RuleState>),
+    V0_1(v0_1::BindingsPre<RuleState>),
+}
+
+/// An instantiated component of any implemented contract version.
 pub(super) enum RuleBindings {
-    V0_2(v0_2::Rule),
-    V0_1(v0_1::Rule),
+    V0_3(v0_3::Bindings),
+    V0_2(v0_2::Bindings),
+    V0_1(v0_1::Bindings),
 }
 
 impl RuleBindingsPre {
     /// Checks the exports of `pre` against `contract`, one of [`CONTRACT_VERSIONS`].
     pub(super) fn new(contract: &str, pre: InstancePre<RuleState>) -> wasmtime::Result<Self> {
         match contract {
-            v0_2::VERSION => Ok(Self::V0_2(v0_2::RulePre::new(pre)?)),
-            v0_1::VERSION => Ok(Self::V0_1(v0_1::RulePre::new(pre)?)),
+            v0_3::VERSION => Ok(Self::V0_3(v0_3::BindingsPre::new(pre)?)),
+            v0_2::VERSION => Ok(Self::V0_2(v0_2::BindingsPre::new(pre)?)),
+            v0_1::VERSION => Ok(Self::V0_1(v0_1::BindingsPre::new(pre)?)),
             other => Err(wasmtime::format_err!("contract {other} is not implemented")),
         }
     }
 
     pub(super) fn instantiate(&self, store: &mut Store<RuleState>) -> wasmtime::Result<RuleBindings> {
         match self {
+            Self::V0_3(pre) => pre.instantiate(store).map(RuleBindings::V0_3),
             Self::V0_2(pre) => pre.instantiate(store).map(RuleBindings::V0_2),
             Self::V0_1(pre) => pre.instantiate(store).map(RuleBindings::V0_1),
         }
@@ -202,37 +299,44 @@ impl RuleBindingsPre {
 }
 
 impl RuleBindings {
-    pub(super) fn metadata(&self, store: &mut Store<RuleState>) -> wasmtime::Result<RuleMetadata> {
+    /// The metadata of every rule of the component (one, before 0.3.0).
+    pub(super) fn metadata(&self, store: &mut Store<RuleState>) -> wasmtime::Result<Vec<RuleMetadata>> {
         match self {
+            Self::V0_3(b) => v0_3::metadata(b, store),
             Self::V0_2(b) => v0_2::metadata(b, store),
             Self::V0_1(b) => v0_1::metadata(b, store),
         }
     }
 
-    /// Packs the `fields` of `events` and calls `evaluate`.
+    /// Packs the `fields` of `events` and calls `evaluate`: for each rule that matched, its
+    /// index and the events' indices, as the component returned them.
     pub(super) fn evaluate(
         &self,
         store: &mut Store<RuleState>,
         events: &[ProcessEvent],
         fields: &[Field],
-    ) -> wasmtime::Result<Vec<u32>> {
+    ) -> wasmtime::Result<Vec<(u32, Vec<u32>)>> {
         match self {
+            Self::V0_3(b) => v0_3::evaluate(b, store, events, fields),
             Self::V0_2(b) => v0_2::evaluate(b, store, events, fields),
             Self::V0_1(b) => v0_1::evaluate(b, store, events, fields),
         }
     }
 
-    /// Packs the `fields` of `events` and calls `summarize` for `window` (start and end, ms).
+    /// Packs the `fields` of `events` and calls `summarize` of rule `rule` for `window`
+    /// (start and end, ms).
     pub(super) fn summarize(
         &self,
         store: &mut Store<RuleState>,
+        rule: u32,
         window: (i64, i64),
         events: &[ProcessEvent],
         fields: &[Field],
     ) -> wasmtime::Result<Vec<ReturnedAlert>> {
         match self {
-            Self::V0_2(b) => v0_2::summarize(b, store, window, events, fields),
-            Self::V0_1(b) => v0_1::summarize(b, store, window, events, fields),
+            Self::V0_3(b) => v0_3::summarize(b, store, rule, window, events, fields),
+            Self::V0_2(b) => v0_2::summarize(b, store, rule, window, events, fields),
+            Self::V0_1(b) => v0_1::summarize(b, store, rule, window, events, fields),
         }
     }
 }

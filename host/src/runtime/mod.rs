@@ -17,7 +17,7 @@ use bindings::{RuleBindings, RuleBindingsPre};
 pub use cache::ComponentCache;
 pub use limits::{LOAD_CALL_DEADLINE, Limits, RuleState, TICK};
 
-use crate::events::ProcessEvent;
+use crate::events::{Field, ProcessEvent};
 use crate::rules::RuleMetadata;
 
 /// The contract's interface of types, the one import a rule may have (it holds no
@@ -118,6 +118,12 @@ pub enum LoadError {
         /// Why it was refused.
         reason: crate::rules::Refusal,
     },
+    /// Sigma rules that could not be made into a pack.
+    #[error("{0}")]
+    Sigma(#[from] crate::sigma::SigmaError),
+    /// The Sigma pack could not be built.
+    #[error("building the Sigma pack: {0}")]
+    SigmaPack(#[from] crate::sigma::pack::PackError),
     /// Two artifacts declare the same rule id.
     #[error("rule id {id:?} is declared by both {first} and {second}")]
     DuplicateId {
@@ -288,8 +294,9 @@ impl Runtime {
         self
     }
 
-    /// Checks, compiles and describes the artifact `bytes`, named `artifact` in messages.
-    pub fn compile(&self, artifact: &str, bytes: &[u8]) -> Result<CompiledRule, LoadError> {
+    /// Checks, compiles and describes the artifact `bytes`, named `artifact` in messages: a
+    /// pack of one rule or many.
+    pub fn compile(&self, artifact: &str, bytes: &[u8]) -> Result<CompiledPack, LoadError> {
         let name = || artifact.to_owned();
         if bytes.len() as u64 > self.limits.max_artifact_bytes {
             return Err(LoadError::TooLarge {
@@ -339,16 +346,31 @@ impl Runtime {
         if let Some(fuel) = self.limits.fuel {
             store.set_fuel(fuel).map_err(wasm_error("setting fuel"))?;
         }
-        let metadata: RuleMetadata = bindings.metadata(&mut store).map_err(wasm_error("calling metadata"))?;
-        validate_metadata(&metadata).map_err(|problem| LoadError::InvalidMetadata {
-            artifact: name(),
-            id: metadata.id.clone(),
-            problem,
-        })?;
-        Ok(CompiledRule {
+        let members: Vec<RuleMetadata> =
+            bindings.metadata(&mut store).map_err(wasm_error("calling metadata"))?;
+        if members.is_empty() {
+            return Err(LoadError::InvalidMetadata {
+                artifact: name(),
+                id: String::new(),
+                problem: "the pack holds no rule".into(),
+            });
+        }
+        for (index, metadata) in members.iter().enumerate() {
+            let invalid =
+                |problem| LoadError::InvalidMetadata { artifact: name(), id: metadata.id.clone(), problem };
+            validate_metadata(metadata).map_err(invalid)?;
+            if members[..index].iter().any(|m| m.id == metadata.id) {
+                return Err(invalid("the pack declares this id twice".into()));
+            }
+        }
+        let mut reads: Vec<Field> = members.iter().flat_map(|m| m.reads.iter().copied()).collect();
+        reads.sort_unstable();
+        reads.dedup();
+        Ok(CompiledPack {
             artifact: name(),
             info,
-            metadata,
+            members,
+            reads,
             engine: self.engine.clone(),
             limits: self.limits.clone(),
             enforce: self.enforce,
@@ -381,11 +403,15 @@ fn new_store(engine: &Engine, limits: &Limits, enforce: bool) -> Store<RuleState
     store
 }
 
-/// The contract versions this host implements, for messages: `detect:rule@0.2.0 and
-/// detect:rule@0.1.0`.
+/// The contract versions this host implements, for messages: `detect:rule@0.3.0,
+/// detect:rule@0.2.0 and detect:rule@0.1.0`.
 pub fn implemented_contracts() -> String {
     let names: Vec<String> = CONTRACT_VERSIONS.iter().map(|v| format!("{CONTRACT_PACKAGE}@{v}")).collect();
-    names.join(" and ")
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// The text of an engine error with its causes, on one line.
@@ -393,11 +419,13 @@ fn error_text(error: &wasmtime::Error) -> String {
     format!("{error:#}")
 }
 
-/// A rule compiled and ready to instantiate.
-pub struct CompiledRule {
+/// A component compiled and ready to instantiate: a pack of one rule or many.
+pub struct CompiledPack {
     artifact: String,
     info: ArtifactInfo,
-    metadata: RuleMetadata,
+    members: Vec<RuleMetadata>,
+    /// The fields of every member, each once: what `evaluate` is sent.
+    reads: Vec<Field>,
     engine: Engine,
     limits: Arc<Limits>,
     enforce: bool,
@@ -405,26 +433,20 @@ pub struct CompiledRule {
     pre: RuleBindingsPre,
 }
 
-impl std::fmt::Debug for CompiledRule {
+impl std::fmt::Debug for CompiledPack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompiledRule")
+        f.debug_struct("CompiledPack")
             .field("artifact", &self.artifact)
-            .field("id", &self.metadata.id)
-            .field("version", &self.metadata.version)
+            .field("rules", &self.members.len())
             .field("digest", &self.info.digest)
             .finish_non_exhaustive()
     }
 }
 
-impl CompiledRule {
+impl CompiledPack {
     /// The artifact's name: its path, or `bundled:<name>`.
     pub fn artifact(&self) -> &str {
         &self.artifact
-    }
-
-    /// What the rule says about itself.
-    pub fn metadata(&self) -> &RuleMetadata {
-        &self.metadata
     }
 
     /// What its sections say: contract version, imports, exports, digest.
@@ -432,19 +454,9 @@ impl CompiledRule {
         &self.info
     }
 
-    /// The sha256 of the artifact.
-    pub fn digest(&self) -> &Digest {
-        &self.info.digest
-    }
-
-    /// The limits the rule runs under.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// The trusted keys that signed the artifact (empty when no policy was in force).
-    pub fn signers(&self) -> &[String] {
-        &self.signers
+    /// The metadata of every rule, in the pack's order.
+    pub fn members(&self) -> &[RuleMetadata] {
+        &self.members
     }
 
     /// Records the trusted keys that signed the artifact.
@@ -452,12 +464,23 @@ impl CompiledRule {
         self.signers = signers;
     }
 
+    /// The limits the pack runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Each rule of the pack, as a rule of its own that shares the pack's code.
+    pub fn into_rules(self) -> Vec<Arc<CompiledRule>> {
+        let pack = Arc::new(self);
+        (0..pack.members.len()).map(|member| Arc::new(CompiledRule { pack: pack.clone(), member })).collect()
+    }
+
     /// A fresh instance with a store of its own.
     pub fn instantiate(self: &Arc<Self>) -> Result<RuleInstance, RuleError> {
         let (store, bindings) = self
             .new_store()
             .map_err(|message| self.error("instantiating", FailureKind::Instantiation, message))?;
-        Ok(RuleInstance { rule: self.clone(), store, bindings })
+        Ok(RuleInstance { pack: self.clone(), store, bindings })
     }
 
     fn new_store(&self) -> Result<(Store<RuleState>, RuleBindings), String> {
@@ -466,15 +489,96 @@ impl CompiledRule {
         Ok((store, bindings))
     }
 
+    /// An error of the whole pack: named by its one rule, or by the artifact when it holds
+    /// several.
     fn error(&self, stage: &'static str, kind: FailureKind, message: String) -> RuleError {
+        let (id, version) = match self.members.as_slice() {
+            [only] => (only.id.clone(), only.version.clone()),
+            many => (format!("pack {}", self.artifact), format!("{} rules", many.len())),
+        };
+        RuleError { id, version, digest: self.info.digest.clone(), stage, kind, message }
+    }
+
+    fn member_error(
+        &self,
+        member: usize,
+        stage: &'static str,
+        kind: FailureKind,
+        message: String,
+    ) -> RuleError {
+        let m = &self.members[member];
         RuleError {
-            id: self.metadata.id.clone(),
-            version: self.metadata.version.clone(),
+            id: m.id.clone(),
+            version: m.version.clone(),
             digest: self.info.digest.clone(),
             stage,
             kind,
             message,
         }
+    }
+}
+
+/// One rule: of its pack's rules, the one at `member`.
+pub struct CompiledRule {
+    pack: Arc<CompiledPack>,
+    member: usize,
+}
+
+impl std::fmt::Debug for CompiledRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledRule")
+            .field("artifact", &self.pack.artifact)
+            .field("id", &self.metadata().id)
+            .field("version", &self.metadata().version)
+            .field("digest", &self.pack.info.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledRule {
+    /// The artifact's name: its path, or `bundled:<name>`.
+    pub fn artifact(&self) -> &str {
+        &self.pack.artifact
+    }
+
+    /// What the rule says about itself.
+    pub fn metadata(&self) -> &RuleMetadata {
+        &self.pack.members[self.member]
+    }
+
+    /// What its artifact's sections say: contract version, imports, exports, digest.
+    pub fn info(&self) -> &ArtifactInfo {
+        &self.pack.info
+    }
+
+    /// The sha256 of the artifact.
+    pub fn digest(&self) -> &Digest {
+        &self.pack.info.digest
+    }
+
+    /// The limits the rule runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.pack.limits
+    }
+
+    /// The trusted keys that signed the artifact (empty when no policy was in force).
+    pub fn signers(&self) -> &[String] {
+        &self.pack.signers
+    }
+
+    /// The pack the rule belongs to.
+    pub fn pack(&self) -> &Arc<CompiledPack> {
+        &self.pack
+    }
+
+    /// The rule's index in its pack.
+    pub fn member(&self) -> usize {
+        self.member
+    }
+
+    /// Whether `other` is a rule of the same pack (the same compiled artifact).
+    pub fn same_pack(&self, other: &CompiledRule) -> bool {
+        Arc::ptr_eq(&self.pack, &other.pack)
     }
 }
 
@@ -498,59 +602,80 @@ pub enum AlertValue {
     Number(i64),
 }
 
-/// A rule instantiated in a store of its own: one per rule per worker.
+/// A pack instantiated in a store of its own: one per pack per worker.
 pub struct RuleInstance {
-    rule: Arc<CompiledRule>,
+    pack: Arc<CompiledPack>,
     store: Store<RuleState>,
     bindings: RuleBindings,
 }
 
 impl std::fmt::Debug for RuleInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuleInstance").field("rule", &self.rule).finish_non_exhaustive()
+        f.debug_struct("RuleInstance").field("pack", &self.pack).finish_non_exhaustive()
     }
 }
 
 impl RuleInstance {
-    /// The rule this instance runs.
-    pub fn rule(&self) -> &Arc<CompiledRule> {
-        &self.rule
+    /// The pack this instance runs.
+    pub fn pack(&self) -> &Arc<CompiledPack> {
+        &self.pack
     }
 
-    /// The `where` stages over `events`: the indices of those that match, ascending.
-    pub fn evaluate(&mut self, events: &[ProcessEvent]) -> Result<Vec<usize>, RuleError> {
+    /// The `where` stages of every rule of the pack over `events`: for each rule, in the
+    /// pack's order, the indices of the events it matched, ascending.
+    pub fn evaluate(&mut self, events: &[ProcessEvent]) -> Result<Vec<Vec<usize>>, RuleError> {
         self.arm()?;
-        let result = self.bindings.evaluate(&mut self.store, events, &self.rule.metadata.reads);
-        let indices = self.after_call("evaluate", result)?;
-        let mut previous: Option<u32> = None;
-        for &index in &indices {
-            if index as usize >= events.len() || previous.is_some_and(|p| p >= index) {
-                let message = format!(
-                    "returned match index {index} for a batch of {} events (indices must be ascending, unique, in range)",
-                    events.len()
-                );
-                return Err(self.rule.error("evaluate", FailureKind::BadOutput, message));
+        let result = self.bindings.evaluate(&mut self.store, events, &self.pack.reads);
+        let returned = self.after_call("evaluate", result)?;
+        let bad = |message: String| self.pack.error("evaluate", FailureKind::BadOutput, message);
+        let mut matched: Vec<Vec<usize>> = vec![Vec::new(); self.pack.members.len()];
+        let mut previous_rule: Option<u32> = None;
+        for (rule, indices) in returned {
+            if rule as usize >= matched.len() || previous_rule.is_some_and(|p| p >= rule) {
+                return Err(bad(format!(
+                    "returned matches of rule {rule} for a pack of {} rules (rules must be ascending, unique, in range)",
+                    matched.len()
+                )));
             }
-            previous = Some(index);
+            previous_rule = Some(rule);
+            let mut previous: Option<u32> = None;
+            for &index in &indices {
+                if index as usize >= events.len() || previous.is_some_and(|p| p >= index) {
+                    return Err(bad(format!(
+                        "returned match index {index} for a batch of {} events (indices must be ascending, unique, in range)",
+                        events.len()
+                    )));
+                }
+                previous = Some(index);
+            }
+            matched[rule as usize] = indices.into_iter().map(|i| i as usize).collect();
         }
-        Ok(indices.into_iter().map(|i| i as usize).collect())
+        Ok(matched)
     }
 
-    /// The `summarize` stage over the matched events of one window, in time order.
+    /// The `summarize` stage of the pack's rule `member` over its matched events of one
+    /// window, in time order.
     pub fn summarize(
         &mut self,
+        member: usize,
         window: (i64, i64),
         events: &[ProcessEvent],
     ) -> Result<Vec<RuleAlert>, RuleError> {
         self.arm()?;
-        let result =
-            self.bindings.summarize(&mut self.store, window, events, &self.rule.metadata.summary_reads);
-        let alerts = self.after_call("summarize", result)?;
-        let limits = &self.rule.limits;
+        let pack = self.pack.clone();
+        let fields = &pack.members[member].summary_reads;
+        let result = self.bindings.summarize(&mut self.store, member as u32, window, events, fields);
+        let alerts = self
+            .after_call("summarize", result)
+            .map_err(|mut e| pack.member_error(member, e.stage, e.kind, std::mem::take(&mut e.message)))?;
+        let bad = |message: String| pack.member_error(member, "summarize", FailureKind::BadOutput, message);
+        let limits = &pack.limits;
         if alerts.len() > limits.max_alerts {
-            let message =
-                format!("returned {} alerts, more than the limit of {}", alerts.len(), limits.max_alerts);
-            return Err(self.rule.error("summarize", FailureKind::BadOutput, message));
+            return Err(bad(format!(
+                "returned {} alerts, more than the limit of {}",
+                alerts.len(),
+                limits.max_alerts
+            )));
         }
         let bytes: usize = alerts
             .iter()
@@ -565,18 +690,19 @@ impl RuleInstance {
             })
             .sum();
         if bytes > limits.max_alert_bytes {
-            let message = format!(
+            return Err(bad(format!(
                 "returned {bytes} bytes of alerts, more than the limit of {}",
                 limits.max_alert_bytes
-            );
-            return Err(self.rule.error("summarize", FailureKind::BadOutput, message));
+            )));
         }
         alerts
             .into_iter()
             .map(|alert| {
-                if let Some(&bad) = alert.events.iter().find(|&&i| i as usize >= events.len()) {
-                    let message = format!("alert covers event {bad} of a window of {} events", events.len());
-                    return Err(self.rule.error("summarize", FailureKind::BadOutput, message));
+                if let Some(&i) = alert.events.iter().find(|&&i| i as usize >= events.len()) {
+                    return Err(bad(format!(
+                        "alert covers event {i} of a window of {} events",
+                        events.len()
+                    )));
                 }
                 Ok(RuleAlert {
                     columns: alert.columns,
@@ -588,11 +714,11 @@ impl RuleInstance {
 
     /// Gives the next call its deadline and fuel.
     fn arm(&mut self) -> Result<(), RuleError> {
-        self.store.set_epoch_deadline(self.rule.limits.deadline_ticks());
-        if let Some(fuel) = self.rule.limits.fuel {
+        self.store.set_epoch_deadline(self.pack.limits.deadline_ticks());
+        if let Some(fuel) = self.pack.limits.fuel {
             self.store
                 .set_fuel(fuel)
-                .map_err(|e| self.rule.error("setting fuel", FailureKind::Instantiation, error_text(&e)))?;
+                .map_err(|e| self.pack.error("setting fuel", FailureKind::Instantiation, error_text(&e)))?;
         }
         Ok(())
     }
@@ -606,16 +732,80 @@ impl RuleInstance {
             let mut message = error_text(&trap);
             if kind == FailureKind::Deadline {
                 message =
-                    format!("the call ran past its deadline of {} ms", self.rule.limits.deadline.as_millis());
+                    format!("the call ran past its deadline of {} ms", self.pack.limits.deadline.as_millis());
             }
-            match self.rule.new_store() {
+            match self.pack.new_store() {
                 Ok((store, bindings)) => {
                     self.store = store;
                     self.bindings = bindings;
                 }
                 Err(e) => message.push_str(&format!("; and re-instantiating failed: {e}")),
             }
-            self.rule.error(stage, kind, message)
+            self.pack.error(stage, kind, message)
         })
+    }
+}
+
+/// One instance of each pack that `rules` come from, and where each rule is: what a worker
+/// holds to evaluate a list of rules, calling each pack once per batch.
+#[derive(Debug)]
+pub struct Instances {
+    instances: Vec<RuleInstance>,
+    /// For each rule of the list, its pack's instance and its index in the pack.
+    places: Vec<(usize, usize)>,
+}
+
+impl Instances {
+    /// Instantiates the packs of `rules`, each once.
+    pub fn new(rules: &[Arc<CompiledRule>]) -> Result<Self, RuleError> {
+        let mut instances: Vec<RuleInstance> = Vec::new();
+        let mut places = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let at = match instances.iter().position(|i| Arc::ptr_eq(&i.pack, &rule.pack)) {
+                Some(at) => at,
+                None => {
+                    instances.push(rule.pack.instantiate()?);
+                    instances.len() - 1
+                }
+            };
+            places.push((at, rule.member));
+        }
+        Ok(Self { instances, places })
+    }
+
+    /// Evaluates `events` with every pack that has a rule `skip` does not name: for each rule,
+    /// `None` if skipped, else its matches or its pack's failure.
+    pub fn evaluate(
+        &mut self,
+        events: &[ProcessEvent],
+        skip: impl Fn(usize) -> bool,
+    ) -> Vec<Option<Result<Vec<usize>, RuleError>>> {
+        let mut results: Vec<Option<Result<Vec<usize>, RuleError>>> = vec![None; self.places.len()];
+        for (at, instance) in self.instances.iter_mut().enumerate() {
+            let rules: Vec<usize> =
+                (0..self.places.len()).filter(|&r| self.places[r].0 == at && !skip(r)).collect();
+            if rules.is_empty() {
+                continue;
+            }
+            match instance.evaluate(events) {
+                Ok(mut matched) => {
+                    for rule in rules {
+                        results[rule] = Some(Ok(std::mem::take(&mut matched[self.places[rule].1])));
+                    }
+                }
+                Err(error) => {
+                    for rule in rules {
+                        results[rule] = Some(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// The instance of rule `rule`'s pack, and the rule's index in it.
+    pub fn of(&mut self, rule: usize) -> (&mut RuleInstance, usize) {
+        let (at, member) = self.places[rule];
+        (&mut self.instances[at], member)
     }
 }

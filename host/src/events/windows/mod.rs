@@ -115,9 +115,17 @@ fn sysmon_process_create(
             "SHA1" => event.set(Field::Sha1, hash.to_ascii_lowercase()),
             "SHA256" => event.set(Field::Sha256, hash.to_ascii_lowercase()),
             "MD5" => event.set(Field::Md5, hash.to_ascii_lowercase()),
+            "IMPHASH" => event.set(Field::Imphash, hash.to_ascii_lowercase()),
             _ => {}
         }
     }
+    event.set(Field::ProcessVersionInfoOriginalFileName, e.data("OriginalFileName"));
+    event.set(Field::ProcessVersionInfoFileDescription, e.data("Description"));
+    event.set(Field::ProcessVersionInfoProductName, e.data("Product"));
+    event.set(Field::ProcessVersionInfoCompanyName, e.data("Company"));
+    event.set(Field::ProcessVersionInfoProductVersion, e.data("FileVersion"));
+    event.set(Field::ProcessCurrentDirectory, e.data("CurrentDirectory"));
+    event.set(Field::LogonId, e.data("LogonId"));
     set_image(
         &mut event,
         e.data("ParentImage"),
@@ -164,11 +172,22 @@ fn security_process_create(
     event.set(Field::ProcessIntegrityLevel, integrity_level(e.data("MandatoryLabel")));
     let target_named = !matches!(e.data("TargetUserSid"), "" | "S-1-0-0" | "-")
         && !matches!(e.data("TargetUserName"), "" | "-");
-    let (domain, name, sid) = if target_named {
-        (e.data("TargetDomainName"), e.data("TargetUserName"), e.data("TargetUserSid"))
+    let (domain, name, sid, logon_id) = if target_named {
+        (
+            e.data("TargetDomainName"),
+            e.data("TargetUserName"),
+            e.data("TargetUserSid"),
+            e.data("TargetLogonId"),
+        )
     } else {
-        (e.data("SubjectDomainName"), e.data("SubjectUserName"), e.data("SubjectUserSid"))
+        (
+            e.data("SubjectDomainName"),
+            e.data("SubjectUserName"),
+            e.data("SubjectUserSid"),
+            e.data("SubjectLogonId"),
+        )
     };
+    event.set(Field::LogonId, logon_id);
     event.set(Field::AccountDomain, domain);
     event.set(Field::AccountName, name);
     event.set(Field::AccountSid, sid);

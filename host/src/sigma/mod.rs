@@ -1,0 +1,509 @@
+//! Sigma rules: read from YAML, checked, and compiled into the data of a rule pack
+//! ([`rulehost_sigma::Pack`]). What this compiler cannot express exactly it refuses, naming the
+//! construct and the reason: nothing is approximated.
+//!
+//! The semantics are the specification's and pySigma's (its reference implementation); see
+//! [`value`] for values and modifiers and [`condition`] for the condition grammar.
+
+mod condition;
+pub mod pack;
+mod value;
+
+use std::path::{Path, PathBuf};
+
+use rulehost_sigma::ir::{self, Check, Expr, Level, Target, Test, View};
+use yaml_rust2::{Yaml, YamlLoader};
+
+use condition::Condition;
+use value::{Compiled, Modifier, Value};
+
+/// A Sigma file larger than this is refused before it is parsed: the largest rule of the
+/// catalog is ~20 KiB.
+pub const MAX_RULE_BYTES: u64 = 1 << 20;
+
+/// A construct the compiler refuses, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The construct: a modifier (`|cidr`), `condition`, `field`, `logsource`, ...
+    pub construct: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl Unsupported {
+    fn new(construct: &str, reason: &str) -> Self {
+        Unsupported { construct: construct.into(), reason: reason.into() }
+    }
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.construct, self.reason)
+    }
+}
+
+/// A Sigma rule that could not be read or compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum SigmaError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_RULE_BYTES`].
+    #[error("{file}: {size} bytes, more than the {MAX_RULE_BYTES} bytes a Sigma rule may have")]
+    TooLarge {
+        /// The file.
+        file: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// Not YAML, or not a Sigma rule.
+    #[error("{file}: not a Sigma rule: {reason}")]
+    Malformed {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A construct the compiler refuses.
+    #[error("{file}: rule {id} ({title}): {unsupported}")]
+    Unsupported {
+        /// The file.
+        file: PathBuf,
+        /// The rule's id.
+        id: String,
+        /// The rule's title.
+        title: String,
+        /// What and why.
+        unsupported: Unsupported,
+    },
+}
+
+impl SigmaError {
+    /// The construct refused, or what kind of error this is, for counting.
+    pub fn construct(&self) -> String {
+        match self {
+            SigmaError::Io { .. } => "unreadable".into(),
+            SigmaError::TooLarge { .. } => "too large".into(),
+            SigmaError::Malformed { .. } => "malformed".into(),
+            SigmaError::Unsupported { unsupported, .. } => unsupported.construct.clone(),
+        }
+    }
+}
+
+/// Whether `path` names a Sigma file by its extension.
+pub fn is_sigma_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "yml" || e == "yaml")
+}
+
+/// The Sigma files under `dir`, recursively, in path order (the catalog keeps its rules in
+/// nested folders).
+pub fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() && is_sigma_file(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and compiles the Sigma rule in `file`.
+pub fn compile_file(file: &Path) -> Result<ir::Rule, SigmaError> {
+    let io = |source| SigmaError::Io { file: file.to_path_buf(), source };
+    let size = std::fs::metadata(file).map_err(io)?.len();
+    if size > MAX_RULE_BYTES {
+        return Err(SigmaError::TooLarge { file: file.to_path_buf(), size });
+    }
+    let text = std::fs::read_to_string(file).map_err(io)?;
+    compile_text(file, &text)
+}
+
+/// Compiles the Sigma rule `text`, named `file` in errors.
+pub fn compile_text(file: &Path, text: &str) -> Result<ir::Rule, SigmaError> {
+    let malformed = |reason: String| SigmaError::Malformed { file: file.to_path_buf(), reason };
+    let mut documents = YamlLoader::load_from_str(text).map_err(|e| malformed(e.to_string()))?;
+    if documents.len() != 1 {
+        return Err(malformed(format!(
+            "{} YAML documents; a rule file holds one rule (multi-document collections are not supported)",
+            documents.len()
+        )));
+    }
+    let document = documents.pop().expect("one");
+    let Yaml::Hash(_) = document else { return Err(malformed("the document is not a mapping".into())) };
+    let string = |key: &str| match &document[key] {
+        Yaml::String(s) => Some(s.clone()),
+        _ => None,
+    };
+    let title = string("title").ok_or_else(|| malformed("no `title`".into()))?;
+    let id = string("id").unwrap_or_default();
+    let unsupported = |unsupported: Unsupported| SigmaError::Unsupported {
+        file: file.to_path_buf(),
+        id: id.clone(),
+        title: title.clone(),
+        unsupported,
+    };
+    if id.is_empty() {
+        return Err(malformed(format!("rule {title:?} has no `id`")));
+    }
+    if !document["correlation"].is_badvalue() {
+        return Err(unsupported(Unsupported::new("correlation", "correlation rules are not supported")));
+    }
+    check_logsource(&document["logsource"]).map_err(unsupported)?;
+    let level = match string("level").as_deref() {
+        None => Level::Medium,
+        Some("informational") => Level::Informational,
+        Some("low") => Level::Low,
+        Some("medium") => Level::Medium,
+        Some("high") => Level::High,
+        Some("critical") => Level::Critical,
+        Some(other) => return Err(malformed(format!("unknown level {other:?}"))),
+    };
+    let condition = detection(&document["detection"]).map_err(unsupported)?;
+    let (tactics, techniques) = attack_tags(&document["tags"]);
+    let version =
+        string("modified").or_else(|| string("date")).unwrap_or_else(|| "0".into()).replace('/', "-");
+    Ok(ir::Rule {
+        id,
+        version,
+        title,
+        description: string("description").unwrap_or_default(),
+        level,
+        tactics,
+        techniques,
+        condition,
+    })
+}
+
+/// The pack evaluates process creations on Windows, and only those.
+fn check_logsource(logsource: &Yaml) -> Result<(), Unsupported> {
+    let category = logsource["category"].as_str();
+    let product = logsource["product"].as_str();
+    if category == Some("process_creation")
+        && product == Some("windows")
+        && logsource["service"].is_badvalue()
+    {
+        return Ok(());
+    }
+    Err(Unsupported {
+        construct: "logsource".into(),
+        reason: format!(
+            "logsource category {:?}, product {:?}: only Windows process_creation rules are compiled",
+            category.unwrap_or("-"),
+            product.unwrap_or("-")
+        ),
+    })
+}
+
+/// ATT&CK tactics and techniques from `attack.*` tags.
+fn attack_tags(tags: &Yaml) -> (Vec<String>, Vec<String>) {
+    const TACTICS: &[(&str, &str)] = &[
+        ("reconnaissance", "Reconnaissance"),
+        ("resource-development", "Resource Development"),
+        ("initial-access", "Initial Access"),
+        ("execution", "Execution"),
+        ("persistence", "Persistence"),
+        ("privilege-escalation", "Privilege Escalation"),
+        ("defense-evasion", "Defense Evasion"),
+        ("credential-access", "Credential Access"),
+        ("discovery", "Discovery"),
+        ("lateral-movement", "Lateral Movement"),
+        ("collection", "Collection"),
+        ("command-and-control", "Command and Control"),
+        ("exfiltration", "Exfiltration"),
+        ("impact", "Impact"),
+    ];
+    let (mut tactics, mut techniques) = (Vec::new(), Vec::new());
+    for tag in tags.as_vec().map(Vec::as_slice).unwrap_or_default() {
+        let Some(name) = tag.as_str().and_then(|t| t.strip_prefix("attack.")) else { continue };
+        if let Some((_, tactic)) = TACTICS.iter().find(|(key, _)| *key == name) {
+            tactics.push((*tactic).to_owned());
+        } else if name.len() > 1
+            && name.starts_with('t')
+            && name[1..].chars().all(|c| c.is_ascii_digit() || c == '.')
+        {
+            techniques.push(name.to_ascii_uppercase());
+        }
+    }
+    (tactics, techniques)
+}
+
+/// The detection section: its condition with every identifier put in place.
+fn detection(detection: &Yaml) -> Result<Expr, Unsupported> {
+    let Yaml::Hash(map) = detection else {
+        return Err(Unsupported::new("detection", "no `detection` mapping"));
+    };
+    let mut definitions: Vec<(String, Expr)> = Vec::new();
+    let mut conditions = Vec::new();
+    for (key, value) in map {
+        let Some(name) = key.as_str() else {
+            return Err(Unsupported::new("detection", "a detection identifier is not a string"));
+        };
+        if name == "condition" {
+            match value {
+                Yaml::String(text) => conditions.push(text.clone()),
+                Yaml::Array(list) => {
+                    for item in list {
+                        let text =
+                            item.as_str().ok_or_else(|| Unsupported::new("condition", "not a string"))?;
+                        conditions.push(text.to_owned());
+                    }
+                }
+                _ => return Err(Unsupported::new("condition", "not a string")),
+            }
+        } else if name == "timeframe" {
+            return Err(Unsupported::new("timeframe", "timeframes (aggregations) are not supported"));
+        } else {
+            definitions.push((name.to_owned(), definition(value)?));
+        }
+    }
+    if conditions.is_empty() {
+        return Err(Unsupported::new("condition", "the detection has no condition"));
+    }
+    let mut exprs = Vec::with_capacity(conditions.len());
+    for text in &conditions {
+        exprs.push(resolve(&condition::parse(text)?, &definitions)?);
+    }
+    // Several conditions are alternatives (Sigma: a list of conditions is OR).
+    Ok(if exprs.len() == 1 { exprs.pop().expect("one") } else { Expr::Or(exprs) })
+}
+
+/// Puts the definitions in place of the identifiers of `condition`.
+fn resolve(condition: &Condition, definitions: &[(String, Expr)]) -> Result<Expr, Unsupported> {
+    Ok(match condition {
+        Condition::And(c) => Expr::And(c.iter().map(|c| resolve(c, definitions)).collect::<Result<_, _>>()?),
+        Condition::Or(c) => Expr::Or(c.iter().map(|c| resolve(c, definitions)).collect::<Result<_, _>>()?),
+        Condition::Not(c) => Expr::Not(Box::new(resolve(c, definitions)?)),
+        Condition::Identifier(name) => {
+            definitions.iter().find(|(n, _)| n == name).map(|(_, e)| e.clone()).ok_or_else(|| {
+                Unsupported { construct: "condition".into(), reason: format!("no detection named {name:?}") }
+            })?
+        }
+        Condition::Of { all, pattern } => {
+            let matched: Vec<Expr> = definitions
+                .iter()
+                .filter(|(name, _)| condition::name_matches(pattern, name))
+                .map(|(_, e)| e.clone())
+                .collect();
+            if matched.is_empty() {
+                return Err(Unsupported {
+                    construct: "condition".into(),
+                    reason: format!("`{pattern}` names no detection"),
+                });
+            }
+            if *all { Expr::And(matched) } else { Expr::Or(matched) }
+        }
+    })
+}
+
+/// One detection definition: a map (AND of its fields), a list of maps (OR), or a list of
+/// plain values (keywords, OR).
+fn definition(value: &Yaml) -> Result<Expr, Unsupported> {
+    match value {
+        Yaml::Hash(map) => {
+            let mut tests = Vec::with_capacity(map.len());
+            for (key, values) in map {
+                let key = match key {
+                    Yaml::String(k) => k.as_str(),
+                    _ => return Err(Unsupported::new("field", "a field name is not a string")),
+                };
+                tests.push(field(key, values)?);
+            }
+            Ok(Expr::And(tests))
+        }
+        Yaml::Array(items) => {
+            if items.iter().all(|i| matches!(i, Yaml::Hash(_))) {
+                Ok(Expr::Or(items.iter().map(definition).collect::<Result<_, _>>()?))
+            } else if items.iter().all(|i| !matches!(i, Yaml::Hash(_) | Yaml::Array(_))) {
+                keywords(items)
+            } else {
+                Err(Unsupported::new("detection", "a list that mixes maps and plain values"))
+            }
+        }
+        Yaml::String(_) | Yaml::Integer(_) => keywords(std::slice::from_ref(value)),
+        _ => Err(Unsupported::new("detection", "a detection is a map, a list of maps or a list of keywords")),
+    }
+}
+
+/// Plain values: each is searched in the event's text ([`ir::KEYWORD_VIEWS`]), anywhere in a
+/// value (full-text search), with Sigma's wildcards and escapes.
+fn keywords(items: &[Yaml]) -> Result<Expr, Unsupported> {
+    let values = items.iter().map(scalar).collect::<Result<Vec<_>, _>>()?;
+    let Compiled::Checks { values, .. } = value::compile(&[Modifier::Contains], &values)? else {
+        unreachable!("contains makes checks")
+    };
+    Ok(Expr::Or(
+        values
+            .into_iter()
+            .flatten()
+            .map(|check| match check {
+                Check::Empty => Err(Unsupported::new("keyword", "a null keyword")),
+                check => Ok(Expr::Test(Test { target: Target::Keyword, check })),
+            })
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+fn scalar(value: &Yaml) -> Result<Value, Unsupported> {
+    Ok(match value {
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Integer(i) => Value::String(i.to_string()),
+        Yaml::Real(r) => Value::String(r.clone()),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Null => Value::Null,
+        _ => return Err(Unsupported::new("value", "a value is a string, a number, a boolean or null")),
+    })
+}
+
+/// `Field|modifier|...: value or list`.
+fn field(key: &str, values: &Yaml) -> Result<Expr, Unsupported> {
+    let mut parts = key.split('|');
+    let name = parts.next().unwrap_or_default();
+    let modifiers = parts.map(Modifier::parse).collect::<Result<Vec<_>, _>>()?;
+    let view = view(name)?;
+    let values = match values {
+        Yaml::Array(items) => items.iter().map(scalar).collect::<Result<Vec<_>, _>>()?,
+        single => vec![scalar(single)?],
+    };
+    if values.is_empty() {
+        return Err(Unsupported::new("value", &format!("{name} has an empty list of values")));
+    }
+    let exists = modifiers.contains(&Modifier::Exists);
+    let test = |check: Check| Expr::Test(Test { target: Target::View(view), check });
+    Ok(match value::compile(&modifiers, &values)? {
+        Compiled::FieldRefs { all, fields } => {
+            let tests = fields
+                .iter()
+                .map(|f| Ok(test(Check::EqualsView(self::view(f)?))))
+                .collect::<Result<Vec<_>, Unsupported>>()?;
+            if all { Expr::And(tests) } else { Expr::Or(tests) }
+        }
+        Compiled::Checks { all, values: checks } => {
+            let per_value: Vec<Expr> = checks
+                .into_iter()
+                .zip(&values)
+                .map(|(alternatives, value)| {
+                    let expr = Expr::Or(alternatives.into_iter().map(test).collect());
+                    match value {
+                        // `exists: true`: not empty.
+                        Value::Bool(true) if exists => Expr::Not(Box::new(expr)),
+                        _ => expr,
+                    }
+                })
+                .collect();
+            if all { Expr::And(per_value) } else { Expr::Or(per_value) }
+        }
+    })
+}
+
+fn view(name: &str) -> Result<View, Unsupported> {
+    ir::view_of(name).ok_or_else(|| Unsupported {
+        construct: "field".into(),
+        reason: format!("field {name:?} is not in the process event (known: {})", known_fields()),
+    })
+}
+
+fn known_fields() -> String {
+    ir::SIGMA_FIELDS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+}
+
+/// The outcome of compiling a set of files: the rules compiled, and every one refused.
+#[derive(Debug, Default)]
+pub struct Compilation {
+    /// Compiled rules with their files, in file order.
+    pub rules: Vec<(PathBuf, ir::Rule)>,
+    /// Files refused, with the reason.
+    pub refused: Vec<SigmaError>,
+}
+
+/// Compiles every Sigma file among `paths` (files, and directories searched recursively).
+/// Two rules with one id are an error of the second.
+pub fn compile_paths(paths: &[PathBuf]) -> Result<Compilation, SigmaError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(files_under(path).map_err(|source| SigmaError::Io { file: path.clone(), source })?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut compilation = Compilation::default();
+    for file in files {
+        match compile_file(&file) {
+            Ok(rule) => {
+                if let Some((first, _)) = compilation.rules.iter().find(|(_, r)| r.id == rule.id) {
+                    compilation.refused.push(SigmaError::Unsupported {
+                        file: file.clone(),
+                        id: rule.id.clone(),
+                        title: rule.title.clone(),
+                        unsupported: Unsupported {
+                            construct: "id".into(),
+                            reason: format!("the id is also the id of {}", first.display()),
+                        },
+                    });
+                } else {
+                    compilation.rules.push((file, rule));
+                }
+            }
+            Err(e) => compilation.refused.push(e),
+        }
+    }
+    Ok(compilation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(text: &str) -> Result<ir::Rule, SigmaError> {
+        compile_text(Path::new("test.yml"), text)
+    }
+
+    const HEADER: &str = "title: t\nid: 0f7a7c9e-0000-4000-8000-000000000001\nlogsource:\n  category: process_creation\n  product: windows\nlevel: critical\ntags:\n  - attack.execution\n  - attack.t1059.001\n  - attack.g0049\n";
+
+    #[test]
+    fn a_rule_compiles_with_its_metadata() {
+        let rule = compile(&format!(
+            "{HEADER}detection:\n  selection:\n    Image|endswith: '\\cmd.exe'\n    CommandLine|contains|all: ['a', 'b']\n  filter:\n    User: null\n  condition: selection and not filter\n"
+        ))
+        .unwrap();
+        assert_eq!(rule.level, Level::Critical);
+        assert_eq!(rule.tactics, vec!["Execution"]);
+        assert_eq!(rule.techniques, vec!["T1059.001"]);
+        let Expr::And(parts) = &rule.condition else { panic!("{:?}", rule.condition) };
+        assert_eq!(parts.len(), 2);
+    }
+
+    #[test]
+    fn refusals_name_the_construct() {
+        let cases = [
+            ("detection:\n  sel:\n    Provider_Name: x\n  condition: sel\n", "field"),
+            ("detection:\n  sel:\n    Image|cidr: 10.0.0.0/8\n  condition: sel\n", "|cidr"),
+            ("detection:\n  sel:\n    Image: x\n  condition: sel | count() > 3\n", "aggregation"),
+            ("detection:\n  sel:\n    Image: x\n  condition: nothere\n", "condition"),
+            ("detection:\n  sel:\n    CommandLine|re: '(?<=a)b'\n  condition: sel\n", "|re"),
+        ];
+        for (detection, construct) in cases {
+            let err = compile(&format!("{HEADER}{detection}")).unwrap_err();
+            assert_eq!(err.construct(), construct, "{err}");
+        }
+        let other = HEADER.replace("process_creation", "file_event");
+        let err =
+            compile(&format!("{other}detection:\n  sel:\n    Image: x\n  condition: sel\n")).unwrap_err();
+        assert_eq!(err.construct(), "logsource");
+    }
+}

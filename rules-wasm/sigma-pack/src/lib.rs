@@ -1,0 +1,300 @@
+//! The evaluator of every Sigma pack (contract `detect:rule@0.3.0`, world `pack`).
+//!
+//! This crate is built once, with the host, into a core module that holds no rule. The host's
+//! `rulehost sigma compile` writes a set of compiled rules ([`rulehost_sigma::Pack`], as JSON)
+//! into a copy of that module as data and wraps it into a component: the component's code is
+//! always this evaluator, its rules are its data, and no Rust toolchain is needed to make one.
+//! The host tells the evaluator where the data lies by overwriting [`PACK_DATA`] (found by its
+//! marker) with the data's offset and length in linear memory.
+//!
+//! An alert groups one rule's matches on one device in one window.
+
+use std::sync::OnceLock;
+
+use rulehost_sigma::ir::{Check, Column, Expr, Level, Target, View};
+use rulehost_sigma::{Event as _, Matcher, Pack, Scratch};
+
+// The generated glue is the canonical ABI's: raw pointers and exported symbols.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({ world: "pack", path: "../../wit/v0.3.0" });
+}
+
+use bindings::detect::rule::types::{
+    Alert, AlertColumn, EventBatch, EventSource, Field, RuleMatches, RuleMetadata, Severity, Value, Window,
+};
+
+/// The contract version, for the host to read before it compiles the component.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+#[unsafe(link_section = "detect:contract-version")]
+#[used]
+static CONTRACT_VERSION: [u8; 5] = *b"0.3.0";
+
+/// Where the pack's data lies: the marker the host finds it by, then (written by the host) the
+/// data's offset and length in linear memory, little-endian. All ones: no data (an empty pack).
+#[used]
+pub static PACK_DATA: [u8; 16] = *b"\xd1rhpack\x01\xff\xff\xff\xff\xff\xff\xff\xff";
+
+/// The marker at the start of [`PACK_DATA`], which the host searches for.
+pub const PACK_DATA_MARKER: &[u8; 8] = b"\xd1rhpack\x01";
+
+/// At most this many distinct values are kept in each set column of an alert (as KQL's
+/// `make_set(x, 100)`).
+const MAX_SET_VALUES: usize = 100;
+
+/// The columns an alert is made of.
+const SUMMARY_COLUMNS: [Column; 7] = [
+    Column::DeviceId,
+    Column::DeviceName,
+    Column::FolderPath,
+    Column::ProcessCommandLine,
+    Column::InitiatingProcessFolderPath,
+    Column::AccountDomain,
+    Column::AccountName,
+];
+
+struct State {
+    pack: Pack,
+    matcher: Matcher,
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
+
+/// The pack's data as the host wrote it.
+#[allow(unsafe_code)]
+fn data() -> &'static [u8] {
+    // SAFETY: PACK_DATA is a plain static; the volatile read keeps the compiler from folding
+    // the value it was compiled with, which the host overwrites in the module's data.
+    let location: [u8; 16] = unsafe { std::ptr::read_volatile(&raw const PACK_DATA) };
+    let offset = u32::from_le_bytes(location[8..12].try_into().expect("4 bytes"));
+    let length = u32::from_le_bytes(location[12..16].try_into().expect("4 bytes"));
+    if offset == u32::MAX || length == 0 {
+        return &[];
+    }
+    // SAFETY: the host placed `length` bytes at `offset`, in pages it added to the module's
+    // initial memory beyond everything the program's own data and allocator use; they are
+    // never written. The component model validates that the memory holds them.
+    unsafe { std::slice::from_raw_parts(offset as usize as *const u8, length as usize) }
+}
+
+fn state() -> &'static State {
+    STATE.get_or_init(|| {
+        let data = data();
+        let pack: Pack = if data.is_empty() {
+            Pack { format: rulehost_sigma::ir::FORMAT, rules: Vec::new() }
+        } else {
+            // The host wrote this data from the same definitions; a failure is a broken pack,
+            // and the trap that follows is reported as the rule's failure.
+            serde_json::from_slice(data).expect("the pack's data reads")
+        };
+        let matcher = Matcher::new(&pack).expect("the pack's rules compile");
+        State { pack, matcher }
+    })
+}
+
+fn field(column: Column) -> Field {
+    match column {
+        Column::DeviceId => Field::DeviceId,
+        Column::DeviceName => Field::DeviceName,
+        Column::FileName => Field::FileName,
+        Column::FolderPath => Field::FolderPath,
+        Column::ProcessId => Field::ProcessId,
+        Column::ProcessCommandLine => Field::ProcessCommandLine,
+        Column::ProcessIntegrityLevel => Field::ProcessIntegrityLevel,
+        Column::AccountDomain => Field::AccountDomain,
+        Column::AccountName => Field::AccountName,
+        Column::Sha1 => Field::Sha1,
+        Column::Sha256 => Field::Sha256,
+        Column::Md5 => Field::Md5,
+        Column::Imphash => Field::Imphash,
+        Column::InitiatingProcessFileName => Field::InitiatingProcessFileName,
+        Column::InitiatingProcessFolderPath => Field::InitiatingProcessFolderPath,
+        Column::InitiatingProcessCommandLine => Field::InitiatingProcessCommandLine,
+        Column::InitiatingProcessId => Field::InitiatingProcessId,
+        Column::InitiatingProcessAccountDomain => Field::InitiatingProcessAccountDomain,
+        Column::InitiatingProcessAccountName => Field::InitiatingProcessAccountName,
+        Column::InitiatingProcessParentFolderPath => Field::InitiatingProcessParentFolderPath,
+        Column::ProcessVersionInfoOriginalFileName => Field::ProcessVersionInfoOriginalFileName,
+        Column::ProcessVersionInfoFileDescription => Field::ProcessVersionInfoFileDescription,
+        Column::ProcessVersionInfoProductName => Field::ProcessVersionInfoProductName,
+        Column::ProcessVersionInfoCompanyName => Field::ProcessVersionInfoCompanyName,
+        Column::ProcessVersionInfoProductVersion => Field::ProcessVersionInfoProductVersion,
+        Column::ProcessCurrentDirectory => Field::ProcessCurrentDirectory,
+        Column::LogonId => Field::LogonId,
+    }
+}
+
+/// One event of a batch, read through the batch's columns.
+struct BatchEvent<'b> {
+    batch: &'b EventBatch,
+    /// For each [`Column`], the index of its column in the batch.
+    columns: &'b [Option<usize>],
+    index: usize,
+}
+
+impl rulehost_sigma::Event for BatchEvent<'_> {
+    fn column(&self, column: Column) -> &str {
+        let Some(at) = self.columns[column as usize] else { return "" };
+        let packed = &self.batch.columns[at];
+        let end = packed.ends.get(self.index).copied().unwrap_or(0) as usize;
+        let start = match self.index {
+            0 => 0,
+            i => packed.ends.get(i - 1).copied().unwrap_or(0) as usize,
+        };
+        // The host packs on character boundaries; anything else reads as absent, not a panic.
+        packed.data.get(start..end).unwrap_or("")
+    }
+}
+
+fn column_index(batch: &EventBatch) -> Vec<Option<usize>> {
+    Column::ALL.iter().map(|&column| batch.columns.iter().position(|c| c.field == field(column))).collect()
+}
+
+/// The columns a rule's condition reads.
+fn rule_columns(expr: &Expr, out: &mut Vec<Column>) {
+    match expr {
+        Expr::And(exprs) | Expr::Or(exprs) => exprs.iter().for_each(|e| rule_columns(e, out)),
+        Expr::Not(expr) => rule_columns(expr, out),
+        Expr::Test(test) => {
+            let views: &[View] = match &test.target {
+                Target::View(view) => std::slice::from_ref(view),
+                Target::Keyword => rulehost_sigma::ir::KEYWORD_VIEWS,
+            };
+            for view in views {
+                out.extend_from_slice(view.columns());
+            }
+            if let Check::EqualsView(other) = &test.check {
+                out.extend_from_slice(other.columns());
+            }
+        }
+    }
+}
+
+struct SigmaPack;
+
+impl bindings::Guest for SigmaPack {
+    fn metadata() -> Vec<RuleMetadata> {
+        state()
+            .pack
+            .rules
+            .iter()
+            .map(|rule| {
+                let mut columns = Vec::new();
+                rule_columns(&rule.condition, &mut columns);
+                columns.sort_unstable();
+                columns.dedup();
+                RuleMetadata {
+                    id: rule.id.clone(),
+                    version: rule.version.clone(),
+                    title: rule.title.clone(),
+                    description: rule.description.clone(),
+                    severity: match rule.level {
+                        Level::Informational => Severity::Informational,
+                        Level::Low => Severity::Low,
+                        Level::Medium => Severity::Medium,
+                        Level::High => Severity::High,
+                        Level::Critical => Severity::Critical,
+                    },
+                    tactics: rule.tactics.clone(),
+                    techniques: rule.techniques.clone(),
+                    coverage: vec![
+                        EventSource::SysmonProcessCreate,
+                        EventSource::SecurityProcessCreate,
+                        EventSource::DefenderDeviceProcessEvents,
+                    ],
+                    // A rule that reads nothing (a condition of constants) still reads the
+                    // device, so that its batch is never empty of columns.
+                    reads: if columns.is_empty() {
+                        vec![Field::DeviceId]
+                    } else {
+                        columns.into_iter().map(field).collect()
+                    },
+                    summary_reads: SUMMARY_COLUMNS.iter().map(|&c| field(c)).collect(),
+                    indicators: Vec::new(),
+                    query_period_seconds: 3600,
+                    query_frequency_seconds: 3600,
+                }
+            })
+            .collect()
+    }
+
+    fn evaluate(batch: EventBatch) -> Vec<RuleMatches> {
+        let state = state();
+        let columns = column_index(&batch);
+        let mut per_rule: Vec<Vec<u32>> = vec![Vec::new(); state.matcher.len()];
+        let mut scratch = Scratch::default();
+        let mut matched = Vec::new();
+        for index in 0..batch.count as usize {
+            let event = BatchEvent { batch: &batch, columns: &columns, index };
+            matched.clear();
+            state.matcher.evaluate(&event, &mut scratch, &mut matched);
+            for &rule in &matched {
+                per_rule[rule as usize].push(index as u32);
+            }
+        }
+        per_rule
+            .into_iter()
+            .enumerate()
+            .filter(|(_, events)| !events.is_empty())
+            .map(|(rule, events)| RuleMatches { rule: rule as u32, events })
+            .collect()
+    }
+
+    fn summarize(_rule: u32, _window: Window, matched: EventBatch) -> Vec<Alert> {
+        let columns = column_index(&matched);
+        // Groups by device, in the order devices are first seen.
+        let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
+        let mut by_device: std::collections::BTreeMap<String, usize> = Default::default();
+        for index in 0..matched.count as usize {
+            let event = BatchEvent { batch: &matched, columns: &columns, index };
+            let device = match event.column(Column::DeviceId) {
+                "" => event.column(Column::DeviceName),
+                id => id,
+            };
+            let group = *by_device.entry(device.to_owned()).or_insert_with(|| {
+                groups.push((device.to_owned(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[group].1.push(index as u32);
+        }
+        groups
+            .into_iter()
+            .map(|(_, events)| {
+                let event = |i: u32| BatchEvent { batch: &matched, columns: &columns, index: i as usize };
+                let set = |name: &str, value: &dyn Fn(&BatchEvent<'_>) -> String| {
+                    let mut values: Vec<String> = Vec::new();
+                    for &i in &events {
+                        let v = value(&event(i));
+                        if !v.is_empty() && !values.contains(&v) && values.len() < MAX_SET_VALUES {
+                            values.push(v);
+                        }
+                    }
+                    AlertColumn { name: name.into(), value: Value::Texts(values) }
+                };
+                let first = event(events[0]);
+                let columns = vec![
+                    AlertColumn {
+                        name: "DeviceName".into(),
+                        value: Value::Text(first.column(Column::DeviceName).into()),
+                    },
+                    set("set_Image", &|e| e.column(Column::FolderPath).to_owned()),
+                    set("set_CommandLine", &|e| e.column(Column::ProcessCommandLine).to_owned()),
+                    set("set_ParentImage", &|e| e.column(Column::InitiatingProcessFolderPath).to_owned()),
+                    set("set_User", &|e| {
+                        let mut user = String::new();
+                        rulehost_sigma::matcher::render(View::User, e, &mut user);
+                        user
+                    }),
+                ];
+                Alert { columns, events }
+            })
+            .collect()
+    }
+}
+
+#[allow(unsafe_code)]
+mod exports {
+    use super::{SigmaPack, bindings};
+    bindings::export!(SigmaPack with_types_in bindings);
+}
