@@ -9,6 +9,7 @@ mod cli;
 mod defender;
 mod hot_swap;
 mod sandbox;
+mod sigma;
 mod signing;
 mod util;
 mod windows;
