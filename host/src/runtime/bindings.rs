@@ -75,7 +75,7 @@ macro_rules! all_field_conversions {
 /// the rest is written once here.
 macro_rules! contract_version {
     ($module:ident, $version:literal, $path:literal, $world:literal, $data:expr, $fields:ident,
-     { $($severity:ident,)* }, $calls:ident) => {
+     { $($severity:ident,)* }, { $($operator:ident,)* }, $calls:ident) => {
         mod $module {
             use super::*;
 
@@ -91,6 +91,12 @@ macro_rules! contract_version {
             for_each_field!($fields);
 
             $calls!();
+
+            fn operator(operator: wit::Operator) -> Operator {
+                match operator {
+                    $(wit::Operator::$operator => Operator::$operator,)*
+                }
+            }
 
             fn batch(events: &[ProcessEvent], fields: &[Field]) -> wit::EventBatch {
                 let columns = fields
@@ -161,16 +167,6 @@ macro_rules! rule_world_calls {
     () => {
         pub(super) use generated::{Rule as Bindings, RulePre as BindingsPre};
 
-        fn operator(operator: wit::Operator) -> Operator {
-            match operator {
-                wit::Operator::InCs => Operator::InCs,
-                wit::Operator::InCi => Operator::InCi,
-                wit::Operator::Has => Operator::Has,
-                wit::Operator::Contains => Operator::Contains,
-                wit::Operator::Startswith => Operator::Startswith,
-            }
-        }
-
         pub(super) fn metadata(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
@@ -208,20 +204,6 @@ macro_rules! pack_world_calls {
     () => {
         pub(super) use generated::{Pack as Bindings, PackPre as BindingsPre};
 
-        fn operator(operator: wit::Operator) -> Operator {
-            match operator {
-                wit::Operator::InCs => Operator::InCs,
-                wit::Operator::InCi => Operator::InCi,
-                wit::Operator::Has => Operator::Has,
-                wit::Operator::Contains => Operator::Contains,
-                wit::Operator::Startswith => Operator::Startswith,
-                wit::Operator::Endswith => Operator::Endswith,
-                wit::Operator::EqualsCi => Operator::EqualsCi,
-                wit::Operator::Wildcard => Operator::Wildcard,
-                wit::Operator::Regex => Operator::Regex,
-            }
-        }
-
         pub(super) fn metadata(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
@@ -256,13 +238,16 @@ macro_rules! pack_world_calls {
 
 // 0.3.0: packs; the fields Sigma reads; `critical`.
 contract_version!(v0_3, "0.3.0", "../wit/v0.3.0", "pack", std::convert::identity::<String>, all_field_conversions,
-    { Informational, Low, Medium, High, Critical, }, pack_world_calls);
+    { Informational, Low, Medium, High, Critical, },
+    { InCs, InCi, Has, Contains, Startswith, Endswith, EqualsCi, Wildcard, Regex, }, pack_world_calls);
 // 0.2.0: the values travel as a `string`, which the guest takes without checking it again.
 contract_version!(v0_2, "0.2.0", "../wit/v0.2.0", "rule", std::convert::identity::<String>, old_field_conversions,
-    { Informational, Low, Medium, High, }, rule_world_calls);
+    { Informational, Low, Medium, High, },
+    { InCs, InCi, Has, Contains, Startswith, }, rule_world_calls);
 // 0.1.0: the values travel as a `list<u8>` (the same bytes; no copy to turn them into it).
 contract_version!(v0_1, "0.1.0", "../wit/v0.1.0", "rule", String::into_bytes, old_field_conversions,
-    { Informational, Low, Medium, High, }, rule_world_calls);
+    { Informational, Low, Medium, High, },
+    { InCs, InCi, Has, Contains, Startswith, }, rule_world_calls);
 
 /// A component linked and checked against its contract version, ready to instantiate.
 pub(super) enum RuleBindingsPre {
