@@ -753,6 +753,9 @@ pub struct Instances {
     instances: Vec<RuleInstance>,
     /// For each rule of the list, its pack's instance and its index in the pack.
     places: Vec<(usize, usize)>,
+    /// For each instance, the rules of the list (by index) that are its pack's, and so which
+    /// of them a call over a batch serves: computed once, not per batch.
+    rules_of: Vec<Vec<usize>>,
 }
 
 impl Instances {
@@ -770,7 +773,11 @@ impl Instances {
             };
             places.push((at, rule.member));
         }
-        Ok(Self { instances, places })
+        let mut rules_of = vec![Vec::new(); instances.len()];
+        for (rule, &(at, _)) in places.iter().enumerate() {
+            rules_of[at].push(rule);
+        }
+        Ok(Self { instances, places, rules_of })
     }
 
     /// Evaluates `events` with every pack that has a rule `skip` does not name: for each rule,
@@ -782,8 +789,7 @@ impl Instances {
     ) -> Vec<Option<Result<Vec<usize>, RuleError>>> {
         let mut results: Vec<Option<Result<Vec<usize>, RuleError>>> = vec![None; self.places.len()];
         for (at, instance) in self.instances.iter_mut().enumerate() {
-            let rules: Vec<usize> =
-                (0..self.places.len()).filter(|&r| self.places[r].0 == at && !skip(r)).collect();
+            let rules: Vec<usize> = self.rules_of[at].iter().copied().filter(|&r| !skip(r)).collect();
             if rules.is_empty() {
                 continue;
             }
