@@ -5,7 +5,9 @@ RULE_CRATES := $(notdir $(patsubst %/,%,$(dir $(wildcard rules-wasm/*/Cargo.toml
 RULE_CRATES := $(filter-out sdk build sigma sigma-pack,$(RULE_CRATES))
 SAMPLE := examples/soft-cell-sample.jsonl
 
-.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean
+PYSIGMA := target/pysigma
+
+.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma
 
 all: build
 
@@ -36,14 +38,22 @@ run: build rules
 	@echo
 	./target/release/rulehost eval --rules $(RULES_DIR)/soft-cell.wasm $(SAMPLE)
 
+## pySigma in a virtual environment, the reference of the Sigma differential test.
+pysigma: $(PYSIGMA)/installed
+
+$(PYSIGMA)/installed: tests/pysigma/requirements.txt
+	python3 -m venv $(PYSIGMA)
+	$(PYSIGMA)/bin/pip install --quiet --disable-pip-version-check -r tests/pysigma/requirements.txt
+	touch $@
+
 ## Unit and integration tests, in the release profile (one build serves both).
-test: setup lint
+test: setup lint pysigma
 	$(CARGO) test --release --workspace
 
 unit-tests: setup
 	$(CARGO) test --release --workspace --lib --bins
 
-integration-tests: setup
+integration-tests: setup pysigma
 	$(CARGO) test --release -p rulehost-tests
 
 lint: setup

@@ -10,6 +10,7 @@ mod defender;
 mod hot_swap;
 mod sandbox;
 mod sigma;
+mod sigma_differential;
 mod signing;
 mod util;
 mod windows;

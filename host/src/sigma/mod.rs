@@ -85,6 +85,16 @@ pub enum SigmaError {
 }
 
 impl SigmaError {
+    /// The file the error is about.
+    pub fn file(&self) -> &Path {
+        match self {
+            SigmaError::Io { file, .. }
+            | SigmaError::TooLarge { file, .. }
+            | SigmaError::Malformed { file, .. }
+            | SigmaError::Unsupported { file, .. } => file,
+        }
+    }
+
     /// The construct refused, or what kind of error this is, for counting.
     pub fn construct(&self) -> String {
         match self {
