@@ -766,23 +766,76 @@ fn run_inspect(args: InspectArgs, config: Option<&Path>) -> Result<ExitCode> {
     let settings = settings(config, &[], &args.load)?;
     let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
-    let (rule, signatures) = match &args.rule {
+    let (rules, signatures) = match &args.rule {
         Some(path) => {
-            let rule = rules::load_paths(&runtime, std::slice::from_ref(path), &trust)?.remove(0);
+            let rules = rules::load_paths(&runtime, std::slice::from_ref(path), &trust)?;
             let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let detached = std::fs::read(rules::signing::detached_signature_path(path)).ok();
-            (rule, rules::signing::signature_key_ids(&bytes, detached.as_deref()))
+            (rules, rules::signing::signature_key_ids(&bytes, detached.as_deref()))
         }
-        None => (rules::load_bundled(&runtime)?, Vec::new()),
+        None => (vec![rules::load_bundled(&runtime)?], Vec::new()),
     };
     let mut out = io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &inspect_json(&rule, &signatures))?;
-        writeln!(out)?;
-    } else {
-        write_inspect_text(&mut out, &rule, &signatures)?;
+    match (rules.as_slice(), args.json) {
+        ([rule], true) => {
+            serde_json::to_writer_pretty(&mut out, &inspect_json(rule, &signatures))?;
+            writeln!(out)?;
+        }
+        ([rule], false) => write_inspect_text(&mut out, rule, &signatures)?,
+        (pack, true) => {
+            serde_json::to_writer_pretty(&mut out, &inspect_pack_json(pack, &signatures))?;
+            writeln!(out)?;
+        }
+        (pack, false) => write_inspect_pack_text(&mut out, pack, &signatures)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A pack of many rules: what the artifact is, then each rule's metadata under `rules`.
+fn inspect_pack_json(rules: &[Arc<CompiledRule>], signatures: &[String]) -> serde_json::Value {
+    let first = inspect_json(&rules[0], signatures);
+    let artifact_keys =
+        ["artifact", "digest", "size", "contract", "imports", "exports", "signatures", "trusted_signers"];
+    let mut object = serde_json::Map::new();
+    for key in artifact_keys {
+        object.insert(key.into(), first[key].clone());
+    }
+    let members = rules
+        .iter()
+        .map(|rule| {
+            let mut member = inspect_json(rule, signatures);
+            if let Some(member) = member.as_object_mut() {
+                member.retain(|key, _| !artifact_keys.contains(&key.as_str()));
+            }
+            member
+        })
+        .collect();
+    object.insert("rules".into(), serde_json::Value::Array(members));
+    serde_json::Value::Object(object)
+}
+
+/// A pack of many rules: the artifact, then one line per rule (`--json` has everything).
+fn write_inspect_pack_text(
+    out: &mut impl Write,
+    rules: &[Arc<CompiledRule>],
+    signatures: &[String],
+) -> io::Result<()> {
+    write_artifact_header(out, &rules[0], signatures)?;
+    writeln!(out, "rules:         {}", rules.len())?;
+    let width = |text: fn(&CompiledRule) -> usize| rules.iter().map(|r| text(r)).max().unwrap_or(0);
+    let (id_width, version_width) = (width(|r| r.metadata().id.len()), width(|r| r.metadata().version.len()));
+    for rule in rules {
+        let m = rule.metadata();
+        writeln!(
+            out,
+            "  {:<id_width$}  {:<version_width$}  {:<13}  {}",
+            m.id,
+            m.version,
+            m.severity.name(),
+            m.title
+        )?;
+    }
+    Ok(())
 }
 
 fn run_sigma_compile(args: SigmaCompileArgs) -> Result<ExitCode> {
@@ -886,9 +939,16 @@ fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode> {
     let mut initial = Vec::new();
     for update in watch::rescan(&args.rules, &runtime, &trust, &mut state) {
         match update {
-            RuleUpdate::Loaded { path, rule } => {
-                tracing::info!(rule = %rule.metadata().id, version = %rule.metadata().version, digest = %rule.digest(), path = %path.display(), "rule loaded");
-                initial.push((path, rule));
+            RuleUpdate::Loaded { path, rules, .. } => {
+                match rules.as_slice() {
+                    [rule] => {
+                        tracing::info!(rule = %rule.metadata().id, version = %rule.metadata().version, digest = %rule.digest(), path = %path.display(), "rule loaded")
+                    }
+                    many => {
+                        tracing::info!(pack = %many[0].artifact(), rules = many.len(), digest = %many[0].digest(), path = %path.display(), "pack loaded")
+                    }
+                }
+                initial.push((path, rules));
             }
             RuleUpdate::Refused { path, reason } => {
                 tracing::error!(path = %path.display(), "refused: {reason}")
@@ -1105,15 +1165,12 @@ fn inspect_json(rule: &CompiledRule, signatures: &[String]) -> serde_json::Value
     })
 }
 
-fn write_inspect_text(out: &mut impl Write, rule: &CompiledRule, signatures: &[String]) -> io::Result<()> {
-    let m = rule.metadata();
+/// What `inspect` says of the artifact, whether it holds one rule or many.
+fn write_artifact_header(out: &mut impl Write, rule: &CompiledRule, signatures: &[String]) -> io::Result<()> {
     let info = rule.info();
     let list = |items: &[String]| {
         if items.is_empty() { "(none)".to_owned() } else { items.join(", ") }
     };
-    let fields =
-        |fields: &[rulehost::events::Field]| fields.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ");
-    let hours = |d: std::time::Duration| format!("{}s", d.as_secs());
     writeln!(out, "artifact:      {}", rule.artifact())?;
     writeln!(out, "digest:        {}", info.digest)?;
     writeln!(out, "size:          {} bytes", info.size)?;
@@ -1123,20 +1180,28 @@ fn write_inspect_text(out: &mut impl Write, rule: &CompiledRule, signatures: &[S
         info.contract_version.as_deref().unwrap_or("?"),
         implemented_contracts()
     )?;
-    writeln!(
-        out,
-        "signatures:    {}",
-        if signatures.is_empty() {
-            "(none)".to_owned()
-        } else {
-            format!("key ids {}", signatures.join(", "))
-        }
-    )?;
+    let signatures = if signatures.is_empty() {
+        "(none)".to_owned()
+    } else {
+        format!("key ids {}", signatures.join(", "))
+    };
+    writeln!(out, "signatures:    {signatures}")?;
     if !rule.signers().is_empty() {
         writeln!(out, "trusted:       signed by {}", rule.signers().join(", "))?;
     }
     writeln!(out, "imports:       {}", list(&info.imports))?;
-    writeln!(out, "exports:       {}", list(&info.exports))?;
+    writeln!(out, "exports:       {}", list(&info.exports))
+}
+
+fn write_inspect_text(out: &mut impl Write, rule: &CompiledRule, signatures: &[String]) -> io::Result<()> {
+    let m = rule.metadata();
+    let list = |items: &[String]| {
+        if items.is_empty() { "(none)".to_owned() } else { items.join(", ") }
+    };
+    let fields =
+        |fields: &[rulehost::events::Field]| fields.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ");
+    let hours = |d: std::time::Duration| format!("{}s", d.as_secs());
+    write_artifact_header(out, rule, signatures)?;
     writeln!(out, "id:            {}", m.id)?;
     writeln!(out, "title:         {}", m.title)?;
     writeln!(out, "version:       {}", m.version)?;

@@ -107,66 +107,105 @@ pub struct RunSummary {
 /// What ended a run early: the same as for `eval`.
 pub use crate::eval::EvalError as RunError;
 
-/// One loaded rule.
+/// One loaded artifact: a pack of one rule or many, with one instance.
 struct Slot {
     path: PathBuf,
-    rule: Arc<CompiledRule>,
-    /// An instance of the rule's pack (a pack of one: `run` takes no larger pack yet).
+    rules: Vec<Arc<CompiledRule>>,
     instance: RuleInstance,
-    windows: BTreeMap<(i64, i64), Vec<ProcessEvent>>,
-    stats: RuleStats,
+    /// Per member rule, in the pack's order.
+    members: Vec<Member>,
     consecutive_failures: u32,
     quarantined: bool,
 }
 
+/// One rule of a pack: its open windows and its counters.
+#[derive(Default)]
+struct Member {
+    windows: BTreeMap<(i64, i64), Vec<ProcessEvent>>,
+    stats: RuleStats,
+}
+
 impl Slot {
-    fn new(path: PathBuf, rule: &Arc<CompiledRule>) -> Result<Self, RuleError> {
-        let m = rule.metadata();
-        Ok(Self {
-            path,
-            rule: rule.clone(),
-            instance: rule.pack().instantiate()?,
-            windows: BTreeMap::new(),
-            stats: RuleStats {
-                id: m.id.clone(),
-                version: m.version.clone(),
-                digest: rule.digest().to_string(),
-                ..RuleStats::default()
-            },
-            consecutive_failures: 0,
-            quarantined: false,
-        })
+    fn new(path: PathBuf, rules: Vec<Arc<CompiledRule>>) -> Result<Self, RuleError> {
+        let instance = rules[0].pack().instantiate()?;
+        let members = rules
+            .iter()
+            .map(|rule| {
+                let m = rule.metadata();
+                Member {
+                    windows: BTreeMap::new(),
+                    stats: RuleStats {
+                        id: m.id.clone(),
+                        version: m.version.clone(),
+                        digest: rule.digest().to_string(),
+                        ..RuleStats::default()
+                    },
+                }
+            })
+            .collect();
+        Ok(Self { path, rules, instance, members, consecutive_failures: 0, quarantined: false })
     }
 
-    fn failed(&mut self, error: &RuleError) {
-        self.stats.failures += 1;
-        self.consecutive_failures += 1;
-        tracing::warn!(rule = %self.stats.id, version = %self.stats.version, digest = %self.stats.digest, stage = error.stage, kind = %error.kind, "rule call failed: {}", error.message);
-        let limit = self.rule.limits().max_consecutive_failures;
-        if self.consecutive_failures >= limit && !self.quarantined {
-            self.quarantined = true;
-            tracing::error!(rule = %self.stats.id, version = %self.stats.version, digest = %self.stats.digest, "rule quarantined after {limit} consecutive failures; it runs again when a new version is loaded");
+    /// Names the slot in logs: its rule, or its artifact and the number of its rules.
+    fn name(&self) -> String {
+        match self.members.as_slice() {
+            [one] => format!("rule {} {}", one.stats.id, one.stats.version),
+            many => format!("pack {} ({} rules)", self.rules[0].artifact(), many.len()),
         }
     }
 
-    /// Summarizes the windows that end at or before `watermark` (all, with `None`).
+    /// A failed call of the pack (its evaluate fails for all its rules at once), or of one
+    /// member's summarize. Consecutive failures quarantine the whole artifact.
+    fn failed(&mut self, member: Option<usize>, error: &RuleError) {
+        let counted: Vec<usize> = member.map_or_else(|| (0..self.members.len()).collect(), |m| vec![m]);
+        for m in counted {
+            self.members[m].stats.failures += 1;
+        }
+        self.consecutive_failures += 1;
+        let stats = &self.members[member.unwrap_or(0)].stats;
+        tracing::warn!(rule = %stats.id, version = %stats.version, digest = %stats.digest, stage = error.stage, kind = %error.kind, "rule call failed: {}", error.message);
+        let limit = self.rules[0].limits().max_consecutive_failures;
+        if self.consecutive_failures >= limit && !self.quarantined {
+            self.quarantined = true;
+            tracing::error!(rule = %stats.id, version = %stats.version, digest = %stats.digest, "{} quarantined after {limit} consecutive failures; it runs again when a new version is loaded", self.name());
+        }
+    }
+
+    /// Summarizes the windows of every member that end at or before `watermark` (all, with
+    /// `None`).
     fn close_windows(&mut self, watermark: Option<i64>, output: &mut dyn Output) -> std::io::Result<()> {
-        let closing: Vec<(i64, i64)> =
-            self.windows.keys().filter(|(_, end)| watermark.is_none_or(|w| *end <= w)).copied().collect();
+        for member in 0..self.members.len() {
+            self.close_member_windows(member, watermark, output)?;
+        }
+        Ok(())
+    }
+
+    fn close_member_windows(
+        &mut self,
+        member: usize,
+        watermark: Option<i64>,
+        output: &mut dyn Output,
+    ) -> std::io::Result<()> {
+        let closing: Vec<(i64, i64)> = self.members[member]
+            .windows
+            .keys()
+            .filter(|(_, end)| watermark.is_none_or(|w| *end <= w))
+            .copied()
+            .collect();
         for window in closing {
-            let mut events = self.windows.remove(&window).expect("listed above");
+            let mut events = self.members[member].windows.remove(&window).expect("listed above");
             if self.quarantined {
                 continue;
             }
-            match summarize_window(&mut self.instance, &self.rule, window, &mut events) {
+            match summarize_window(&mut self.instance, &self.rules[member], window, &mut events) {
                 Ok(alerts) => {
                     self.consecutive_failures = 0;
-                    self.stats.alerts += alerts.len() as u64;
+                    self.members[member].stats.alerts += alerts.len() as u64;
                     for alert in &alerts {
                         output.alert(alert)?;
                     }
                 }
-                Err(error) => self.failed(&error),
+                Err(error) => self.failed(Some(member), &error),
             }
         }
         Ok(())
@@ -180,11 +219,12 @@ enum Incoming {
     End,
 }
 
-/// Runs until the input ends or `stop` is set. `rules` are the rules loaded at start, by
-/// file; `updates` brings new versions, additions and removals. `stats` is called every
-/// `stats_interval` and once at the end (with `true`).
+/// Runs until the input ends or `stop` is set. `rules` are the packs loaded at start, by
+/// file (a directory's Sigma rules make one pack, named by the directory); `updates` brings
+/// new versions, additions and removals. `stats` is called every `stats_interval` and once
+/// at the end (with `true`).
 pub fn run(
-    rules: Vec<(PathBuf, Arc<CompiledRule>)>,
+    rules: Vec<(PathBuf, Vec<Arc<CompiledRule>>)>,
     input: Input,
     updates: Receiver<RuleUpdate>,
     stop: Arc<AtomicBool>,
@@ -193,7 +233,7 @@ pub fn run(
     stats: &mut dyn FnMut(&[RuleStats], bool),
 ) -> Result<RunSummary, RunError> {
     let mut slots =
-        rules.iter().map(|(path, rule)| Slot::new(path.clone(), rule)).collect::<Result<Vec<_>, _>>()?;
+        rules.into_iter().map(|(path, rules)| Slot::new(path, rules)).collect::<Result<Vec<_>, _>>()?;
     let mut retired: Vec<RuleStats> = Vec::new();
     let (sender, incoming) = sync_channel::<Incoming>(options.batch_size.max(1) * 4);
     let format = options.input_format;
@@ -316,7 +356,11 @@ fn take(
 }
 
 fn all_stats(slots: &[Slot], retired: &[RuleStats]) -> Vec<RuleStats> {
-    slots.iter().map(|s| s.stats.clone()).chain(retired.iter().cloned()).collect()
+    slots
+        .iter()
+        .flat_map(|s| s.members.iter().map(|m| m.stats.clone()))
+        .chain(retired.iter().cloned())
+        .collect()
 }
 
 fn evaluate_batch(
@@ -325,40 +369,42 @@ fn evaluate_batch(
     options: &RunOptions,
     output: &mut dyn Output,
 ) -> std::io::Result<()> {
-    let mut matched: Vec<Vec<usize>> = Vec::with_capacity(slots.len());
+    let mut matched: Vec<Vec<Vec<usize>>> = Vec::with_capacity(slots.len());
     for slot in slots.iter_mut() {
         if slot.quarantined {
             matched.push(Vec::new());
             continue;
         }
-        match slot
-            .instance
-            .evaluate(batch)
-            .map(|mut per_rule| std::mem::take(&mut per_rule[slot.rule.member()]))
-        {
-            Ok(indices) => {
+        match slot.instance.evaluate(batch) {
+            Ok(per_rule) => {
                 slot.consecutive_failures = 0;
-                slot.stats.events += batch.len() as u64;
-                slot.stats.matches += indices.len() as u64;
-                matched.push(indices);
+                for (member, indices) in slot.members.iter_mut().zip(&per_rule) {
+                    member.stats.events += batch.len() as u64;
+                    member.stats.matches += indices.len() as u64;
+                }
+                matched.push(per_rule);
             }
             Err(error) => {
-                slot.failed(&error);
+                slot.failed(None, &error);
                 matched.push(Vec::new());
             }
         }
     }
-    for (slot, indices) in slots.iter_mut().zip(&matched) {
-        for &i in indices {
-            let event = &batch[i];
-            if options.matches_only {
-                output.matched(&Match { rule: &slot.rule, event })?;
-            } else {
-                let window = options.window.window_of(event.time_ms());
-                slot.windows
-                    .entry(window)
-                    .or_default()
-                    .push(event.projected(&slot.rule.metadata().summary_reads));
+    for (slot, per_rule) in slots.iter_mut().zip(&matched) {
+        for (member, indices) in per_rule.iter().enumerate() {
+            let rule = &slot.rules[member];
+            for &i in indices {
+                let event = &batch[i];
+                if options.matches_only {
+                    output.matched(&Match { rule, event })?;
+                } else {
+                    let window = options.window.window_of(event.time_ms());
+                    slot.members[member]
+                        .windows
+                        .entry(window)
+                        .or_default()
+                        .push(event.projected(&rule.metadata().summary_reads));
+                }
             }
         }
     }
@@ -374,49 +420,70 @@ fn apply(
     output: &mut dyn Output,
 ) -> std::io::Result<()> {
     match update {
-        RuleUpdate::Loaded { path, rule } => {
-            let id = rule.metadata().id.clone();
-            // The same id replaces the running rule, whichever file it comes from; a file
-            // that now holds another rule replaces what that file held.
-            let by_id = slots.iter().position(|s| s.stats.id == id);
+        RuleUpdate::Loaded { path, rules, unchanged } => {
+            let ids: Vec<String> = rules.iter().map(|r| r.metadata().id.clone()).collect();
+            // A file that now holds another version replaces what it held; a rule id that
+            // another file held moves here with its counters, whichever file it came from.
             let by_path = slots.iter().position(|s| s.path == path);
-            let mut fresh = match Slot::new(path.clone(), &rule) {
+            let by_id = || slots.iter().position(|s| s.members.iter().any(|m| ids.contains(&m.stats.id)));
+            let mut fresh = match Slot::new(path.clone(), rules) {
                 Ok(slot) => slot,
                 Err(error) => {
                     tracing::error!(path = %path.display(), "refused: {error}");
                     return Ok(());
                 }
             };
-            match by_id.or(by_path) {
-                Some(index) => {
-                    let old = &mut slots[index];
+            let Some(index) = by_path.or_else(by_id) else {
+                log_loaded(&fresh, &path);
+                slots.push(fresh);
+                return Ok(());
+            };
+            let mut old = slots.remove(index);
+            let (mut changed, mut kept) = (0usize, 0usize);
+            for member in 0..old.members.len() {
+                let id = old.members[member].stats.id.clone();
+                let successor = fresh.members.iter().position(|m| m.stats.id == id);
+                let same = unchanged.contains(&id) && successor.is_some() && !old.quarantined;
+                if same {
+                    // The same rule in the new pack: its open windows move with it.
+                    let windows = std::mem::take(&mut old.members[member].windows);
+                    fresh.members[successor.unwrap()].windows = windows;
+                    kept += 1;
+                } else {
                     // The old version summarizes what it matched before it goes.
-                    old.close_windows(None, output)?;
-                    tracing::info!(rule = %id, from = %old.stats.version, to = %fresh.stats.version, digest = %fresh.stats.digest, path = %path.display(), "rule swapped");
-                    let previous = std::mem::take(&mut old.stats);
-                    if previous.id == fresh.stats.id {
-                        fresh.stats.events = previous.events;
-                        fresh.stats.matches = previous.matches;
-                        fresh.stats.alerts = previous.alerts;
-                        fresh.stats.failures = previous.failures;
-                        fresh.stats.swaps = previous.swaps + 1;
-                    } else {
-                        retired.push(previous);
-                    }
-                    *old = fresh;
+                    old.close_member_windows(member, None, output)?;
+                    changed += 1;
                 }
-                None => {
-                    tracing::info!(rule = %id, version = %fresh.stats.version, digest = %fresh.stats.digest, path = %path.display(), "rule loaded");
-                    slots.push(fresh);
+                let previous = std::mem::take(&mut old.members[member].stats);
+                match successor {
+                    Some(s) => {
+                        let stats = &mut fresh.members[s].stats;
+                        stats.events = previous.events;
+                        stats.matches = previous.matches;
+                        stats.alerts = previous.alerts;
+                        stats.failures = previous.failures;
+                        stats.swaps = previous.swaps + u64::from(!same);
+                    }
+                    None => retired.push(previous),
                 }
             }
+            match (old.members.as_slice(), fresh.members.as_slice()) {
+                ([from], [to]) => {
+                    tracing::info!(rule = %to.stats.id, from = %from.stats.version, to = %to.stats.version, digest = %to.stats.digest, path = %path.display(), "rule swapped")
+                }
+                (_, new) => {
+                    let added = new.len().saturating_sub(kept + changed);
+                    tracing::info!(pack = %fresh.rules[0].artifact(), rules = new.len(), unchanged = kept, replaced = changed, added, digest = %new[0].stats.digest, path = %path.display(), "pack swapped")
+                }
+            }
+            slots.insert(index, fresh);
         }
         RuleUpdate::Removed { path } => {
             if let Some(index) = slots.iter().position(|s| s.path == path) {
                 let mut slot = slots.remove(index);
                 slot.close_windows(None, output)?;
-                tracing::info!(rule = %slot.stats.id, version = %slot.stats.version, path = %path.display(), "rule unloaded: its file was removed");
-                retired.push(slot.stats);
+                tracing::info!(what = %slot.name(), path = %path.display(), "unloaded: its file was removed");
+                retired.extend(slot.members.into_iter().map(|m| m.stats));
             }
         }
         RuleUpdate::Refused { path, reason } => {
@@ -424,4 +491,15 @@ fn apply(
         }
     }
     Ok(())
+}
+
+fn log_loaded(slot: &Slot, path: &std::path::Path) {
+    match slot.members.as_slice() {
+        [one] => {
+            tracing::info!(rule = %one.stats.id, version = %one.stats.version, digest = %one.stats.digest, path = %path.display(), "rule loaded")
+        }
+        many => {
+            tracing::info!(pack = %slot.rules[0].artifact(), rules = many.len(), digest = %many[0].stats.digest, path = %path.display(), "pack loaded")
+        }
+    }
 }

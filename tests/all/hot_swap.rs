@@ -27,6 +27,26 @@ fn stderr_lines(child: &mut Child) -> (Receiver<String>, std::thread::JoinHandle
     (lines, reader)
 }
 
+/// `rulehost run ARGS --input-format jsonl -`, logging at info, writing to `output`; its
+/// stderr lines as they come.
+fn spawn_run(
+    args: &[&str],
+    output: &tempfile::NamedTempFile,
+) -> (Child, Receiver<String>, std::thread::JoinHandle<()>) {
+    let mut child = command()
+        .env("RULEHOST_LOG", "info")
+        .arg("run")
+        .args(args)
+        .args(["--input-format", "jsonl", "-"])
+        .stdin(Stdio::piped())
+        .stdout(output.reopen().unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, reader) = stderr_lines(&mut child);
+    (child, lines, reader)
+}
+
 /// Waits for a stderr line containing one of `needles`, returning it.
 fn wait_for(lines: &Receiver<String>, needles: &[&str], seen: &mut Vec<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -72,16 +92,11 @@ fn every_event_is_evaluated_once_by_one_version_through_fifty_swaps() {
     std::fs::write(rules.path().join("soft-cell.wasm"), soft_cell).unwrap();
     std::fs::write(rules.path().join("versioned.wasm"), &v1).unwrap();
     let output = tempfile::NamedTempFile::new().unwrap();
-    let mut child = command()
-        .env("RULEHOST_LOG", "info")
-        .args(["run", "--rules", &rules.path().display().to_string(), "--trust", &public])
-        .args(["--window", "1m", "--allowed-lateness", "1s", "--input-format", "jsonl", "-"])
-        .stdin(Stdio::piped())
-        .stdout(output.reopen().unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines, reader) = stderr_lines(&mut child);
+    let rules_dir = rules.path().display().to_string();
+    let (mut child, lines, reader) = spawn_run(
+        &["--rules", &rules_dir, "--trust", &public, "--window", "1m", "--allowed-lateness", "1s"],
+        &output,
+    );
     let mut seen = Vec::new();
     wait_for(&lines, &["rule loaded"], &mut seen);
     wait_for(&lines, &["rule loaded"], &mut seen);
@@ -254,4 +269,122 @@ fn rules_come_and_go_and_signals_are_obeyed() {
         "the removed rule summarized what it had matched before it went: {text}"
     );
     drop(stdin);
+}
+
+/// A Sysmon process creation as evtx_dump writes it, at `minute` past midnight.
+fn sysmon_line(record: u64, minute: u32, image: &str, command_line: &str, parent: &str) -> String {
+    serde_json::json!({"Event": {
+        "System": {
+            "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}},
+            "EventID": 1,
+            "TimeCreated": {"#attributes": {"SystemTime": format!("2024-05-01T00:{minute:02}:00.000Z")}},
+            "EventRecordID": record,
+            "Channel": "Microsoft-Windows-Sysmon/Operational",
+            "Computer": "web01",
+        },
+        "EventData": {"Image": image, "CommandLine": command_line, "ParentImage": parent, "User": "IIS APPPOOL\\site"},
+    }})
+    .to_string()
+}
+
+fn marker_rule(marker: &str, modified: &str) -> String {
+    format!(
+        "title: Marker\nid: 0b9a1c5e-0000-4000-8000-000000000001\nstatus: test\nmodified: {modified}\n\
+         logsource:\n  category: process_creation\n  product: windows\n\
+         detection:\n  selection:\n    CommandLine|contains: '{marker}'\n  condition: selection\nlevel: high\n"
+    )
+}
+
+#[test]
+fn sigma_files_are_recompiled_and_swapped_as_a_pack_and_unchanged_rules_keep_their_windows() {
+    let rules = tempfile::tempdir().unwrap();
+    // The ten web-server rules, one level down: Sigma files are found recursively.
+    let nested = rules.path().join("webserver");
+    std::fs::create_dir(&nested).unwrap();
+    for entry in std::fs::read_dir(crate::util::shared("sigma")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml") {
+            std::fs::copy(&path, nested.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let marker = rules.path().join("marker.yml");
+    let output = tempfile::NamedTempFile::new().unwrap();
+    let rules_dir = rules.path().display().to_string();
+    let (mut child, lines, reader) =
+        spawn_run(&["--rules", &rules_dir, "--window", "1h", "--max-batch-delay-ms", "10"], &output);
+    let mut seen = Vec::new();
+    let loaded = wait_for(&lines, &["pack loaded"], &mut seen);
+    assert!(loaded.contains("rules=10"), "{loaded}");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut send = move |line: String| {
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        // Past --max-batch-delay-ms, so that the event is evaluated before the next change.
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let w3wp = "C:\\Windows\\System32\\inetsrv\\w3wp.exe";
+    let cmd = "C:\\Windows\\System32\\cmd.exe";
+    send(sysmon_line(1, 1, cmd, "cmd /c whoami", w3wp));
+
+    // A new file: the pack is rebuilt with it; the ten others are unchanged.
+    std::fs::write(&marker, marker_rule("marker-one", "2024-01-01")).unwrap();
+    let swapped = wait_for(&lines, &["pack swapped"], &mut seen);
+    assert!(
+        swapped.contains("rules=11") && swapped.contains("unchanged=10") && swapped.contains("added=1"),
+        "{swapped}"
+    );
+    send(sysmon_line(2, 2, cmd, "cmd /c marker-one", "C:\\Windows\\explorer.exe"));
+
+    // A file that no longer compiles: refused, its last good version stays.
+    std::fs::write(&marker, "title: [unclosed\n").unwrap();
+    let refused = wait_for(&lines, &["candidate refused"], &mut seen);
+    assert!(
+        refused.contains("marker.yml") && refused.contains("last version that compiled stays"),
+        "{refused}"
+    );
+    send(sysmon_line(3, 3, cmd, "cmd /c marker-one", "C:\\Windows\\explorer.exe"));
+
+    // A new version of the rule: it replaces the old one, which summarizes its window first.
+    std::fs::write(&marker, marker_rule("marker-two", "2024-02-02")).unwrap();
+    let swapped = wait_for(&lines, &["pack swapped"], &mut seen);
+    assert!(swapped.contains("unchanged=10") && swapped.contains("replaced=1"), "{swapped}");
+    send(sysmon_line(4, 4, cmd, "cmd /c marker-one marker-two", "C:\\Windows\\explorer.exe"));
+    send(sysmon_line(5, 5, cmd, "cmd /c dir", w3wp));
+    drop(send);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+
+    let alerts: Vec<serde_json::Value> = std::fs::read_to_string(output.path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |id: &str| -> Vec<(String, u64, Vec<serde_json::Value>)> {
+        alerts
+            .iter()
+            .filter(|a| a["RuleId"] == id)
+            .map(|a| {
+                (
+                    a["RuleVersion"].as_str().unwrap().to_owned(),
+                    a["MatchCount"].as_u64().unwrap(),
+                    a["ReportIds"].as_array().unwrap().clone(),
+                )
+            })
+            .collect()
+    };
+    // The web-server rule was the same in all three packs: one window, one alert, both events.
+    assert_eq!(
+        of("8202070f-edeb-4d31-a010-a26c72ac5600"),
+        vec![("2024-11-26".to_owned(), 2, vec!["1".into(), "5".into()])],
+        "{alerts:#?}"
+    );
+    // The marker rule: its first version's window was summarized when it was replaced.
+    assert_eq!(
+        of("0b9a1c5e-0000-4000-8000-000000000001"),
+        vec![
+            ("2024-01-01".to_owned(), 2, vec!["2".into(), "3".into()]),
+            ("2024-02-02".to_owned(), 1, vec!["4".into()]),
+        ],
+        "{alerts:#?}"
+    );
 }

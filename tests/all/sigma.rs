@@ -73,6 +73,16 @@ fn a_compiled_pack_is_an_artifact_that_signs_verifies_and_gives_the_same_matches
     let inspect = rulehost(&["inspect", "--json", &pack]);
     assert_eq!(inspect.code, 0, "{}", inspect.stderr);
     assert!(inspect.stdout.contains("0.3.0"), "{}", inspect.stdout);
+    // Every rule of the pack is listed, with its own metadata.
+    let described: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    let listed = described["rules"].as_array().expect(&inspect.stdout);
+    assert_eq!(listed.len(), 10, "{}", inspect.stdout);
+    assert!(
+        listed.iter().any(|r| r["id"] == "8202070f-edeb-4d31-a010-a26c72ac5600" && r["severity"] == "high")
+    );
+    let text = rulehost(&["inspect", &pack]);
+    assert!(text.stdout.contains("rules:         10"), "{}", text.stdout);
+    assert_eq!(text.stdout.lines().filter(|l| l.starts_with("  ")).count(), 10, "{}", text.stdout);
 
     let logs = [
         shared("evtx/discovery_sysmon_1_iis_pwd_and_config_discovery_appcmd.evtx"),

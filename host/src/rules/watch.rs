@@ -3,8 +3,14 @@
 //! metadata, a smoke call) off the evaluation path, then handed over as an update; the
 //! evaluator swaps it in between two batches. A candidate that fails any step is reported
 //! and never replaces the running version.
+//!
+//! The directory's Sigma files (`.yml`, `.yaml`, searched recursively) make one pack, known
+//! by the directory's path. A changed file is recompiled on its own and the pack rebuilt; a
+//! file that no longer compiles is reported and its last good version stays in the pack, as
+//! a refused component leaves its running version. The rules whose compiled form did not
+//! change are named in the update, so that their open windows move to the new pack.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +21,8 @@ use notify::{RecursiveMode, Watcher};
 
 use super::{Trust, load_paths};
 use crate::runtime::{CompiledRule, Digest, Runtime};
+use crate::sigma;
+use rulehost_sigma::ir;
 
 /// How long the watcher waits for a burst of file events to settle before rescanning:
 /// a copy or a rename shows as several events.
@@ -25,10 +33,13 @@ pub const DEBOUNCE: Duration = Duration::from_millis(150);
 pub enum RuleUpdate {
     /// A new or changed artifact passed every check.
     Loaded {
-        /// Its file.
+        /// Its file (the directory, for the pack of its Sigma files).
         path: PathBuf,
-        /// The compiled rule.
-        rule: Arc<CompiledRule>,
+        /// The rules of the compiled pack, in its order (one for a single-rule component).
+        rules: Vec<Arc<CompiledRule>>,
+        /// Ids of rules that are the same as in the version running from `path`: their open
+        /// windows carry over. Empty for a component (its code changed).
+        unchanged: BTreeSet<String>,
     },
     /// An artifact was removed: its rule is unloaded.
     Removed {
@@ -44,10 +55,21 @@ pub enum RuleUpdate {
     },
 }
 
-/// What the watcher knows of the directory: each artifact's digest when last seen.
+/// What the watcher knows of the directory: each artifact's digest when last seen, and its
+/// Sigma files.
 #[derive(Debug, Default)]
 pub struct DirectoryState {
     known: HashMap<PathBuf, Digest>,
+    sigma: BTreeMap<PathBuf, SigmaFile>,
+    /// The rules of the Sigma pack last handed over, by id.
+    sigma_running: Option<BTreeMap<String, ir::Rule>>,
+}
+
+/// A Sigma file as last seen: its digest, and the last version of it that compiled.
+#[derive(Debug)]
+struct SigmaFile {
+    digest: Digest,
+    rule: Option<ir::Rule>,
 }
 
 impl DirectoryState {
@@ -71,14 +93,7 @@ pub fn rescan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut Director
         }
     };
     for path in files.iter().cloned() {
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                updates.push(RuleUpdate::Refused { path, reason: e.to_string() });
-                continue;
-            }
-        };
-        let digest = Digest::of(&bytes);
+        let Some((_, digest)) = read_file(&path, &mut updates) else { continue };
         if state.known.get(&path) == Some(&digest) {
             continue;
         }
@@ -86,7 +101,7 @@ pub fn rescan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut Director
         // until the file changes again.
         state.known.insert(path.clone(), digest);
         match load_candidate(runtime, &path, trust) {
-            Ok(rule) => updates.push(RuleUpdate::Loaded { path, rule }),
+            Ok(rules) => updates.push(RuleUpdate::Loaded { path, rules, unchanged: BTreeSet::new() }),
             Err(reason) => updates.push(RuleUpdate::Refused { path, reason }),
         }
     }
@@ -95,25 +110,143 @@ pub fn rescan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut Director
         state.known.remove(&path);
         updates.push(RuleUpdate::Removed { path });
     }
+    rescan_sigma(dir, runtime, trust, state, &mut updates);
     updates
 }
 
-/// Loads one candidate: trust, compile, contract, imports, metadata, then a smoke call on
-/// an empty batch and an empty window in a fresh instance.
-fn load_candidate(runtime: &Runtime, path: &Path, trust: &Trust) -> Result<Arc<CompiledRule>, String> {
-    let mut rules =
-        load_paths(runtime, std::slice::from_ref(&path.to_path_buf()), trust).map_err(|e| e.to_string())?;
-    if rules.len() != 1 {
-        return Err(format!(
-            "a pack of {} rules: `rulehost run` takes packs of one rule for now",
-            rules.len()
-        ));
+/// A file's bytes and digest; a file that cannot be read is reported as refused.
+fn read_file(path: &Path, updates: &mut Vec<RuleUpdate>) -> Option<(Vec<u8>, Digest)> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let digest = Digest::of(&bytes);
+            Some((bytes, digest))
+        }
+        Err(e) => {
+            updates.push(RuleUpdate::Refused { path: path.to_path_buf(), reason: e.to_string() });
+            None
+        }
     }
-    let rule = rules.remove(0);
-    let mut instance = rule.pack().instantiate().map_err(|e| e.to_string())?;
+}
+
+/// The Sigma part of [`rescan`]: recompiles the changed files and, when the set of compiled
+/// rules changed, builds, checks and hands over the directory's pack.
+fn rescan_sigma(
+    dir: &Path,
+    runtime: &Runtime,
+    trust: &Trust,
+    state: &mut DirectoryState,
+    updates: &mut Vec<RuleUpdate>,
+) {
+    let files = match sigma::files_under(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            updates.push(RuleUpdate::Refused {
+                path: dir.to_path_buf(),
+                reason: format!("cannot read the directory's Sigma files: {e}"),
+            });
+            return;
+        }
+    };
+    state.sigma.retain(|path, _| files.contains(path));
+    // Sigma text carries no signature: under a policy it loads only as a signed pack.
+    let unsigned_refused = trust.policy.is_some() && !trust.allow_unsigned;
+    for path in files {
+        let Some((bytes, digest)) = read_file(&path, updates) else { continue };
+        if state.sigma.get(&path).is_some_and(|f| f.digest == digest) {
+            continue;
+        }
+        let previous = state.sigma.remove(&path).and_then(|f| f.rule);
+        let compiled = if unsigned_refused {
+            Err("Sigma text carries no signature and the trust policy requires one: compile it \
+                 with `rulehost sigma compile` and sign the pack"
+                .to_owned())
+        } else {
+            std::str::from_utf8(&bytes)
+                .map_err(|e| format!("not UTF-8: {e}"))
+                .and_then(|text| sigma::compile_text(&path, text).map_err(|e| e.to_string()))
+        };
+        let rule = match compiled {
+            Ok(rule) => Some(rule),
+            Err(reason) => {
+                let reason = match &previous {
+                    Some(_) => format!("{reason}; its last version that compiled stays"),
+                    None => reason,
+                };
+                updates.push(RuleUpdate::Refused { path: path.clone(), reason });
+                previous
+            }
+        };
+        state.sigma.insert(path, SigmaFile { digest, rule });
+    }
+
+    // The rules in path order; a second file with an id already taken is left out.
+    let mut rules: BTreeMap<String, ir::Rule> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for (path, file) in &state.sigma {
+        let Some(rule) = &file.rule else { continue };
+        if rules.contains_key(&rule.id) {
+            tracing::warn!(path = %path.display(), id = %rule.id, "Sigma rule left out: its id is taken by an earlier file");
+            continue;
+        }
+        order.push(rule.id.clone());
+        rules.insert(rule.id.clone(), rule.clone());
+    }
+    if state.sigma_running.as_ref() == Some(&rules) {
+        return;
+    }
+    if rules.is_empty() {
+        if state.sigma_running.take().is_some() {
+            updates.push(RuleUpdate::Removed { path: dir.to_path_buf() });
+        }
+        return;
+    }
+    let ordered: Vec<ir::Rule> = order.iter().map(|id| rules[id].clone()).collect();
+    match load_sigma_pack(runtime, dir, &ordered) {
+        Ok(loaded) => {
+            let unchanged = state.sigma_running.as_ref().map_or_else(BTreeSet::new, |running| {
+                rules
+                    .iter()
+                    .filter(|(id, rule)| running.get(*id) == Some(rule))
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            });
+            state.sigma_running = Some(rules);
+            updates.push(RuleUpdate::Loaded { path: dir.to_path_buf(), rules: loaded, unchanged });
+        }
+        Err(reason) => updates.push(RuleUpdate::Refused { path: dir.to_path_buf(), reason }),
+    }
+}
+
+/// Builds the pack of `rules`, compiles it and makes the smoke calls.
+fn load_sigma_pack(
+    runtime: &Runtime,
+    dir: &Path,
+    rules: &[ir::Rule],
+) -> Result<Vec<Arc<CompiledRule>>, String> {
+    let bytes = sigma::pack::build(rules).map_err(|e| e.to_string())?;
+    let name = format!("sigma:{}", dir.display());
+    let rules = runtime.compile(&name, &bytes).map_err(|e| e.to_string())?.into_rules();
+    smoke(&rules)?;
+    Ok(rules)
+}
+
+/// An empty batch and an empty window of each rule, in a fresh instance.
+fn smoke(rules: &[Arc<CompiledRule>]) -> Result<(), String> {
+    let mut instance = rules[0].pack().instantiate().map_err(|e| e.to_string())?;
     instance.evaluate(&[]).map_err(|e| format!("smoke call: {e}"))?;
-    instance.summarize(rule.member(), (0, 1), &[]).map_err(|e| format!("smoke call: {e}"))?;
-    Ok(rule)
+    for rule in rules {
+        instance.summarize(rule.member(), (0, 1), &[]).map_err(|e| format!("smoke call: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Loads one candidate: trust, compile, contract, imports, metadata, then a smoke call on
+/// an empty batch and an empty window of each rule in a fresh instance.
+fn load_candidate(runtime: &Runtime, path: &Path, trust: &Trust) -> Result<Vec<Arc<CompiledRule>>, String> {
+    let rules =
+        load_paths(runtime, std::slice::from_ref(&path.to_path_buf()), trust).map_err(|e| e.to_string())?;
+    smoke(&rules)?;
+    Ok(rules)
 }
 
 /// A running watcher; dropping it stops watching.
@@ -148,7 +281,8 @@ pub fn watch(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let _ = events_tx.send(event.is_ok());
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    // Recursive: Sigma files are searched in subdirectories (components are not).
+    watcher.watch(&dir, RecursiveMode::Recursive)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     std::thread::Builder::new()
