@@ -6,12 +6,16 @@
 //! 2. End to end vs parse-only: `eval` over a JSON lines file, against only reading and
 //!    normalizing the same file.
 //!
+//! 3. Sigma packs: µs per real process-creation event for 1, 100 and every rule of the
+//!    catalog, against Soft Cell over the same events; compile and start-up times.
+//!
 //! `BENCH_EVENTS` sets the number of events (default 1,000,000); `BENCH_ONLY=startup`,
-//! `=windows`, `=jobs`, `=parse` or `=predicate` runs only that measurement (`parse`: eval
+//! `=windows`, `=sigma`, `=jobs`, `=parse` or `=predicate` runs only that measurement (`parse`: eval
 //! vs parse-only; `predicate`: Wasm vs native and the sandbox's cost); `BENCH_PROFILE=wasm` or `=native` runs one side of Wasm vs native
 //! over and over for a profiler (with `RULEHOST_PERF_MAP=1`, perf names guest functions).
 
 mod generate;
+mod sigma;
 
 use std::io::BufWriter;
 use std::time::{Duration, Instant};
@@ -42,6 +46,7 @@ fn main() -> Result<()> {
     match only.as_str() {
         "startup" => return startup(),
         "windows" => return windows_jsonl(),
+        "sigma" => return sigma::packs(),
         _ => {}
     }
     let count: u64 = std::env::var("BENCH_EVENTS").ok().map_or(Ok(1_000_000), |v| v.parse())?;
@@ -92,6 +97,7 @@ fn main() -> Result<()> {
     hot_swap(&jsonl, count)?;
     startup()?;
     windows_jsonl()?;
+    sigma::packs()?;
     Ok(())
 }
 
@@ -237,13 +243,22 @@ fn windows_jsonl() -> Result<()> {
 /// The best of three runs of the `rulehost eval` binary over `input` (all cores, output
 /// thrown away): its wall time, and the largest peak RSS (`VmHWM`, polled every 2 ms).
 fn binary_run(input: &std::path::Path) -> Result<(Duration, u64)> {
+    binary_run_with(&[], input)
+}
+
+/// `rulehost eval --quiet ARGS INPUT`: the best wall time of three runs and the peak RSS.
+pub(crate) fn binary_run_with(args: &[&str], input: &std::path::Path) -> Result<(Duration, u64)> {
     use std::process::{Command, Stdio};
     let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost");
     let (mut best, mut peak) = (Duration::MAX, 0u64);
     for _ in 0..3 {
         let began = Instant::now();
-        let mut child =
-            Command::new(&binary).args(["eval", "--quiet"]).arg(input).stdout(Stdio::null()).spawn()?;
+        let mut child = Command::new(&binary)
+            .args(["eval", "--quiet"])
+            .args(args)
+            .arg(input)
+            .stdout(Stdio::null())
+            .spawn()?;
         let status_file = format!("/proc/{}/status", child.id());
         let status = loop {
             if let Ok(text) = std::fs::read_to_string(&status_file)
@@ -263,17 +278,23 @@ fn binary_run(input: &std::path::Path) -> Result<(Duration, u64)> {
     Ok((best, peak))
 }
 
+/// A file of one Defender row in `dir`, for start-up times.
+pub(crate) fn one_event_file(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let one = dir.join("one.jsonl");
+    std::fs::write(
+        &one,
+        "{\"Timestamp\":\"2024-05-01T10:00:00Z\",\"DeviceName\":\"web01\",\"FileName\":\"cmd.exe\",\"ProcessCommandLine\":\"cmd /c whoami\",\"InitiatingProcessFileName\":\"w3wp.exe\"}\n",
+    )?;
+    Ok(one)
+}
+
 /// 6. Start-up to the first evaluated event: `rulehost eval` on a one-event file, with an
 ///    empty component cache (the rule is compiled) and with a warm one, best of 5 each.
 fn startup() -> Result<()> {
     use std::process::{Command, Stdio};
     let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost");
     let dir = tempfile::tempdir()?;
-    let one = dir.path().join("one.jsonl");
-    std::fs::write(
-        &one,
-        "{\"Timestamp\":\"2024-05-01T10:00:00Z\",\"DeviceName\":\"web01\",\"FileName\":\"cmd.exe\",\"ProcessCommandLine\":\"cmd /c whoami\",\"InitiatingProcessFileName\":\"w3wp.exe\"}\n",
-    )?;
+    let one = one_event_file(dir.path())?;
     let eval = |cache: &std::path::Path| -> Result<Duration> {
         let began = Instant::now();
         let status = Command::new(&binary)

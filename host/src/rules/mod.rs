@@ -166,16 +166,18 @@ fn load_sigma(
 }
 
 fn add_rules(rules: &mut Vec<Arc<CompiledRule>>, new: Vec<Arc<CompiledRule>>) -> Result<(), LoadError> {
-    for rule in new {
-        if let Some(first) = rules.iter().find(|r| r.metadata().id == rule.metadata().id) {
-            return Err(LoadError::DuplicateId {
-                id: rule.metadata().id.clone(),
-                first: first.artifact().to_owned(),
-                second: rule.artifact().to_owned(),
-            });
-        }
-        rules.push(rule);
+    // A pack's own ids are unique (the runtime checks); only ids across artifacts can meet.
+    let taken: std::collections::HashMap<&str, &Arc<CompiledRule>> =
+        rules.iter().map(|r| (r.metadata().id.as_str(), r)).collect();
+    if let Some((rule, first)) = new.iter().find_map(|r| taken.get(r.metadata().id.as_str()).map(|f| (r, *f)))
+    {
+        return Err(LoadError::DuplicateId {
+            id: rule.metadata().id.clone(),
+            first: first.artifact().to_owned(),
+            second: rule.artifact().to_owned(),
+        });
     }
+    rules.extend(new);
     Ok(())
 }
 

@@ -355,11 +355,12 @@ impl Runtime {
                 problem: "the pack holds no rule".into(),
             });
         }
-        for (index, metadata) in members.iter().enumerate() {
+        let mut ids = std::collections::HashSet::with_capacity(members.len());
+        for metadata in &members {
             let invalid =
                 |problem| LoadError::InvalidMetadata { artifact: name(), id: metadata.id.clone(), problem };
             validate_metadata(metadata).map_err(invalid)?;
-            if members[..index].iter().any(|m| m.id == metadata.id) {
+            if !ids.insert(metadata.id.as_str()) {
                 return Err(invalid("the pack declares this id twice".into()));
             }
         }

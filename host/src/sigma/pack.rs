@@ -34,7 +34,7 @@ pub enum PackError {
 /// The artifact of a pack holding `rules`.
 pub fn build(rules: &[Rule]) -> Result<Vec<u8>, PackError> {
     let pack = Pack { format: FORMAT, rules: rules.to_vec() };
-    let data = serde_json::to_vec(&pack).expect("the pack's data serializes");
+    let data = pack.encode();
     let module = with_data(EVALUATOR, &data)?;
     wit_component::ComponentEncoder::default()
         .module(&module)

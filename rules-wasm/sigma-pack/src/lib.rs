@@ -54,12 +54,11 @@ const SUMMARY_COLUMNS: [Column; 7] = [
     Column::AccountName,
 ];
 
-struct State {
-    pack: Pack,
-    matcher: Matcher,
-}
-
-static STATE: OnceLock<State> = OnceLock::new();
+/// The pack's rules, read from its data when first asked for (by `metadata`).
+static PACK: OnceLock<Pack> = OnceLock::new();
+/// The matcher over them, built when first needed (by `evaluate`): loading a pack, which
+/// asks only for the metadata, does not pay for it.
+static MATCHER: OnceLock<Matcher> = OnceLock::new();
 
 /// The pack's data as the host wrote it.
 #[allow(unsafe_code)]
@@ -78,19 +77,26 @@ fn data() -> &'static [u8] {
     unsafe { std::slice::from_raw_parts(offset as usize as *const u8, length as usize) }
 }
 
-fn state() -> &'static State {
-    STATE.get_or_init(|| {
+thread_local! {
+    /// The matcher's working memory, kept from one batch to the next.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+fn pack() -> &'static Pack {
+    PACK.get_or_init(|| {
         let data = data();
-        let pack: Pack = if data.is_empty() {
+        if data.is_empty() {
             Pack { format: rulehost_sigma::ir::FORMAT, rules: Vec::new() }
         } else {
             // The host wrote this data from the same definitions; a failure is a broken pack,
             // and the trap that follows is reported as the rule's failure.
-            serde_json::from_slice(data).expect("the pack's data reads")
-        };
-        let matcher = Matcher::new(&pack).expect("the pack's rules compile");
-        State { pack, matcher }
+            Pack::decode(data).expect("the pack's data reads")
+        }
     })
+}
+
+fn matcher() -> &'static Matcher {
+    MATCHER.get_or_init(|| Matcher::new(pack()).expect("the pack's rules compile"))
 }
 
 fn field(column: Column) -> Field {
@@ -175,8 +181,7 @@ struct SigmaPack;
 
 impl bindings::Guest for SigmaPack {
     fn metadata() -> Vec<RuleMetadata> {
-        state()
-            .pack
+        pack()
             .rules
             .iter()
             .map(|rule| {
@@ -220,19 +225,20 @@ impl bindings::Guest for SigmaPack {
     }
 
     fn evaluate(batch: EventBatch) -> Vec<RuleMatches> {
-        let state = state();
+        let matcher = matcher();
         let columns = column_index(&batch);
-        let mut per_rule: Vec<Vec<u32>> = vec![Vec::new(); state.matcher.len()];
-        let mut scratch = Scratch::default();
-        let mut matched = Vec::new();
-        for index in 0..batch.count as usize {
-            let event = BatchEvent { batch: &batch, columns: &columns, index };
-            matched.clear();
-            state.matcher.evaluate(&event, &mut scratch, &mut matched);
-            for &rule in &matched {
-                per_rule[rule as usize].push(index as u32);
+        let mut per_rule: Vec<Vec<u32>> = vec![Vec::new(); matcher.len()];
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut matched = Vec::new();
+            for index in 0..batch.count as usize {
+                let event = BatchEvent { batch: &batch, columns: &columns, index };
+                matched.clear();
+                matcher.evaluate(&event, scratch, &mut matched);
+                for &rule in &matched {
+                    per_rule[rule as usize].push(index as u32);
+                }
             }
-        }
+        });
         per_rule
             .into_iter()
             .enumerate()

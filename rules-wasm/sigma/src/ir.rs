@@ -5,8 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The version of this data format; a pack whose data has another is refused.
-pub const FORMAT: u32 = 1;
+/// The version of this data format; a pack whose data has another is refused. 2: postcard
+/// (1 was JSON, which took most of a pack's start to read).
+pub const FORMAT: u32 = 2;
 
 /// A set of compiled rules, in the order they were given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,6 +16,24 @@ pub struct Pack {
     pub format: u32,
     /// The rules.
     pub rules: Vec<Rule>,
+}
+
+impl Pack {
+    /// The bytes a pack carries: the format number, then the rules in postcard (compact, and
+    /// read several times faster than JSON in the guest).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a pack serializes")
+    }
+
+    /// Reads [`Pack::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Pack, String> {
+        let pack: Pack =
+            postcard::from_bytes(bytes).map_err(|e| format!("the pack's data does not read: {e}"))?;
+        if pack.format != FORMAT {
+            return Err(format!("pack data format {} (this matcher reads format {FORMAT})", pack.format));
+        }
+        Ok(pack)
+    }
 }
 
 /// One compiled Sigma rule.

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder};
+use std::sync::OnceLock;
 
 use crate::ir::{Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold};
 
@@ -35,6 +36,26 @@ enum Node {
     Test(u32),
 }
 
+/// A regular expression as the pack states it.
+#[derive(Debug)]
+struct RegexSource {
+    pattern: String,
+    ignore_case: bool,
+    multi_line: bool,
+    dot_all: bool,
+}
+
+impl RegexSource {
+    fn build(&self) -> Result<Regex, regex::Error> {
+        RegexBuilder::new(&self.pattern)
+            .case_insensitive(self.ignore_case)
+            .multi_line(self.multi_line)
+            .dot_matches_new_line(self.dot_all)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+    }
+}
+
 /// A test, compiled.
 #[derive(Debug)]
 enum Compiled {
@@ -44,9 +65,12 @@ enum Compiled {
         pattern: Pattern,
         text: Option<u32>,
     },
+    /// A regular expression, compiled when an event first reaches it: most never do, past
+    /// the prefilter, and compiling the catalog's took most of a pack's start.
     Regex {
         view: u16,
-        regex: Regex,
+        source: RegexSource,
+        regex: OnceLock<Regex>,
     },
     Empty {
         view: u16,
@@ -118,6 +142,7 @@ impl Matcher {
             requirements.push(builder.requirement(&node));
             rules.push(node);
         }
+        builder.keep_required_texts(&requirements);
         let mut text_rules = vec![Vec::new(); builder.texts.len()];
         let mut always = Vec::new();
         for (rule, requirement) in requirements.into_iter().enumerate() {
@@ -150,6 +175,7 @@ impl Matcher {
             let (patterns, texts) = by_view.remove(&view).expect("listed above");
             let automaton = AhoCorasickBuilder::new()
                 .match_kind(MatchKind::Standard)
+                .prefilter(false)
                 .build(&patterns)
                 .map_err(|e| format!("building the prefilter: {e}"))?;
             prefilters.push(Prefilter { view, automaton, texts });
@@ -244,7 +270,9 @@ impl Matcher {
                 }
                 matches(pattern, scratch.folded(self, event, *view))
             }
-            Compiled::Regex { view, regex } => regex.is_match(scratch.raw(self, event, *view)),
+            Compiled::Regex { view, source, regex } => regex
+                .get_or_init(|| source.build().expect("checked when the matcher was built"))
+                .is_match(scratch.raw(self, event, *view)),
             Compiled::Empty { view } => scratch.raw(self, event, *view).is_empty(),
             Compiled::EqualsView { view, other } => {
                 let left = scratch.folded(self, event, *view).to_owned();
@@ -456,14 +484,21 @@ impl Builder {
                 Compiled::Pattern { view, pattern: pattern.clone(), text }
             }
             (Target::View(view), Check::Regex { pattern, ignore_case, multi_line, dot_all }) => {
-                let regex = RegexBuilder::new(pattern)
+                let source = RegexSource {
+                    pattern: pattern.clone(),
+                    ignore_case: *ignore_case,
+                    multi_line: *multi_line,
+                    dot_all: *dot_all,
+                };
+                // The syntax is checked now (cheaply); the size limit when it is compiled.
+                regex_syntax::ParserBuilder::new()
                     .case_insensitive(*ignore_case)
                     .multi_line(*multi_line)
                     .dot_matches_new_line(*dot_all)
-                    .size_limit(REGEX_SIZE_LIMIT)
                     .build()
+                    .parse(pattern)
                     .map_err(|e| format!("regular expression {pattern:?}: {e}"))?;
-                Compiled::Regex { view: self.view(*view), regex }
+                Compiled::Regex { view: self.view(*view), source, regex: OnceLock::new() }
             }
             (Target::View(view), Check::Empty) => Compiled::Empty { view: self.view(*view) },
             (Target::View(view), Check::EqualsView(other)) => {
@@ -484,11 +519,12 @@ impl Builder {
                 Compiled::Pattern { text: Some(_), .. } => Some(vec![*test]),
                 _ => None,
             },
-            // Any operand's requirement will do: the smallest, then the one with the longest
-            // shortest text (the rarer to be found).
+            // Any operand's requirement will do: the one on the cheapest views to search (a
+            // command line is ten times the length of a path), then the smallest, then the
+            // one with the longest shortest text (the rarer to be found).
             Node::And(nodes) => nodes.iter().filter_map(|n| self.requirement(n)).min_by_key(|tests| {
                 let shortest = tests.iter().map(|t| self.text_len(*t)).min().unwrap_or(0);
-                (tests.len(), usize::MAX - shortest)
+                (self.search_cost(tests), tests.len(), usize::MAX - shortest)
             }),
             Node::Or(nodes) => {
                 let mut all = Vec::new();
@@ -500,6 +536,53 @@ impl Builder {
             }
             Node::Not(_) => None,
         }
+    }
+
+    /// What searching the views of `tests` costs, in units of a path's length.
+    fn search_cost(&self, tests: &[u32]) -> usize {
+        let mut views: Vec<u16> = tests
+            .iter()
+            .filter_map(|&t| match &self.tests[t as usize] {
+                Compiled::Pattern { view, .. } => Some(*view),
+                _ => None,
+            })
+            .collect();
+        views.sort_unstable();
+        views.dedup();
+        views
+            .iter()
+            .map(|&v| match self.views[v as usize] {
+                View::Column(Column::ProcessCommandLine | Column::InitiatingProcessCommandLine) => 10,
+                _ => 1,
+            })
+            .sum()
+    }
+
+    /// Keeps in the prefilter only the views some rule's requirement names: a view no
+    /// requirement reads is then never searched, and a test on it reads the view when its
+    /// rule is a candidate. A searched view keeps all its texts, so that a test whose text
+    /// was not found is settled without reading the value again.
+    fn keep_required_texts(&mut self, requirements: &[Option<Vec<u32>>]) {
+        let mut searched = vec![false; self.views.len()];
+        for &test in requirements.iter().flatten().flatten() {
+            if let Compiled::Pattern { view, text: Some(_), .. } = self.tests[test as usize] {
+                searched[view as usize] = true;
+            }
+        }
+        let mut kept: Vec<Option<u32>> = vec![None; self.texts.len()];
+        let mut texts = Vec::new();
+        for (number, text) in self.texts.iter().enumerate() {
+            if searched[text.0 as usize] {
+                kept[number] = Some(texts.len() as u32);
+                texts.push(text.clone());
+            }
+        }
+        for test in &mut self.tests {
+            if let Compiled::Pattern { text, .. } = test {
+                *text = text.and_then(|t| kept[t as usize]);
+            }
+        }
+        self.texts = texts;
     }
 
     fn text_len(&self, test: u32) -> usize {
