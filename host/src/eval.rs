@@ -160,7 +160,9 @@ pub struct RuleSummary {
 /// record of failures.
 struct RuleRun {
     rule: Arc<CompiledRule>,
-    windows: HashMap<(i64, i64), Vec<ProcessEvent>>,
+    /// Matched events by window, projected on the rule's summary reads. Rules that read the
+    /// same fields (the rules of a Sigma pack) share one copy of an event they all matched.
+    windows: HashMap<(i64, i64), Vec<Arc<ProcessEvent>>>,
     summary: RuleSummary,
     consecutive_failures: u32,
 }
@@ -675,14 +677,18 @@ fn apply_outcomes(
             }
         }
     } else {
+        // One projection per event and set of fields, shared by every rule that needs it.
+        let mut projections: HashMap<(usize, Vec<Field>), Arc<ProcessEvent>> = HashMap::new();
         for (run, indices) in runs.iter_mut().zip(&matched) {
+            let fields = &run.rule.metadata().summary_reads;
             for &i in indices {
                 let event = batch.get(i);
                 let window = options.window.window_of(event.time_ms());
-                run.windows
-                    .entry(window)
-                    .or_default()
-                    .push(event.projected(&run.rule.metadata().summary_reads));
+                let projected = projections
+                    .entry((i, fields.clone()))
+                    .or_insert_with(|| Arc::new(event.projected(fields)))
+                    .clone();
+                run.windows.entry(window).or_default().push(projected);
             }
         }
     }
@@ -928,7 +934,11 @@ fn summarize(
     for (rule_index, run) in runs.iter_mut().enumerate() {
         let mut windows: Vec<_> = std::mem::take(&mut run.windows).into_iter().collect();
         windows.sort_by_key(|(w, _)| *w);
-        for ((start, end), mut events) in windows {
+        for ((start, end), shared) in windows {
+            // The last rule to summarize an event takes it; the others copy it, one window
+            // at a time.
+            let mut events: Vec<ProcessEvent> =
+                shared.into_iter().map(|e| Arc::try_unwrap(e).unwrap_or_else(|e| (*e).clone())).collect();
             // `--window all` reports the input's own span, end exclusive.
             let (start, end) = match (window, time_range) {
                 (WindowSpec::All, Some((lo, hi))) => (lo, hi.saturating_add(1)),

@@ -152,3 +152,42 @@ fn the_whole_catalog_runs_over_every_shared_log() {
         );
     }
 }
+
+#[test]
+fn sigma_files_compiled_once_are_read_from_the_cache_and_a_changed_file_is_compiled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for entry in std::fs::read_dir(shared("sigma")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml") {
+            std::fs::copy(&path, rules.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let cache = dir.path().join("cache").display().to_string();
+    let log = shared("evtx/LM_typical_IIS_webshell_sysmon_1_10_traces.evtx");
+    let rules_arg = rules.display().to_string();
+    let eval = || rulehost(&["eval", "--cache-dir", &cache, "--rules", &rules_arg, "--matches", &log]);
+    let first = eval();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.json_lines().len(), 1, "{}", first.stdout);
+    let packs = || -> usize {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pack"))
+            .count()
+    };
+    assert_eq!(packs(), 1);
+    let second = eval();
+    assert_eq!(second.stdout, first.stdout);
+    assert_eq!(packs(), 1, "the same texts are one entry");
+
+    // The rule that matched, edited so that it cannot: the cache must not answer for it.
+    let file = rules.join("proc_creation_win_webshell_susp_process_spawned_from_webserver.yml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("'\\w3wp.exe'", "'\\not-w3wp.exe'");
+    std::fs::write(&file, text).unwrap();
+    let edited = eval();
+    assert_eq!(edited.code, 0, "{}", edited.stderr);
+    assert_eq!(edited.json_lines().len(), 0, "{}", edited.stdout);
+    assert_eq!(packs(), 2);
+}

@@ -291,6 +291,8 @@ impl ProcessEvent {
                 projected.write(field, self.get(field));
             }
         }
+        // It is kept until its window closes: no room to grow.
+        projected.text.shrink_to_fit();
         projected
     }
 

@@ -146,6 +146,15 @@ fn load_sigma(
             reason: Refusal::Unsigned,
         });
     }
+    let key = runtime.cache().and_then(|_| sigma::cache::key(files));
+    if let Some(key) = &key
+        && let Some(cached) = runtime.cache().and_then(|cache| sigma::cache::load(cache, key))
+    {
+        for error in &cached.refused {
+            refused(error);
+        }
+        return Ok(runtime.compile(&name, &cached.pack)?.into_rules());
+    }
     let compilation = sigma::compile_paths(files)?;
     for error in &compilation.refused {
         refused(error);
@@ -162,7 +171,11 @@ fn load_sigma(
     }
     let rules: Vec<_> = compilation.rules.into_iter().map(|(_, rule)| rule).collect();
     let bytes = sigma::pack::build(&rules)?;
-    Ok(runtime.compile(&name, &bytes)?.into_rules())
+    let loaded = runtime.compile(&name, &bytes)?.into_rules();
+    if let (Some(key), Some(cache)) = (&key, runtime.cache()) {
+        sigma::cache::store(cache, key, &bytes, &compilation.refused);
+    }
+    Ok(loaded)
 }
 
 fn add_rules(rules: &mut Vec<Arc<CompiledRule>>, new: Vec<Arc<CompiledRule>>) -> Result<(), LoadError> {

@@ -78,6 +78,36 @@ impl ComponentCache {
     }
 }
 
+impl ComponentCache {
+    /// A cached file by name (other than compiled components: Sigma packs by the digest of
+    /// their rule texts), if there is a sound entry.
+    pub fn load_file(&self, name: &str) -> Option<Vec<u8>> {
+        let mut bytes = std::fs::read(self.dir.join(name)).ok()?;
+        let body_len = bytes.len().checked_sub(32)?;
+        let (body, sum) = bytes.split_at(body_len);
+        if Sha256::digest(body).as_slice() != sum {
+            return None;
+        }
+        bytes.truncate(body_len);
+        Some(bytes)
+    }
+
+    /// Writes a file by name, checksummed as components are; a failure only costs the next
+    /// start the work the file saves.
+    pub fn store_file(&self, name: &str, body: &[u8]) {
+        let path = self.dir.join(name);
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(&Sha256::digest(body));
+        let aside = path.with_extension(format!("partial-{}", std::process::id()));
+        let written = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(&aside, &bytes))
+            .and_then(|()| std::fs::rename(&aside, &path));
+        if let Err(e) = written {
+            tracing::debug!(path = %path.display(), "cache entry not written: {e}");
+        }
+    }
+}
+
 /// Deserializes a compiled component.
 ///
 /// Loading machine code is unsafe: wasmtime cannot tell its own output from crafted

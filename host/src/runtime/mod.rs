@@ -287,6 +287,11 @@ impl Runtime {
         &self.limits
     }
 
+    /// The cache of compiled components, if there is one.
+    pub fn cache(&self) -> Option<&ComponentCache> {
+        self.cache.as_ref()
+    }
+
     /// Caches compiled components in `cache` (`None`: compile every time).
     #[must_use]
     pub fn with_cache(mut self, cache: Option<ComponentCache>) -> Self {

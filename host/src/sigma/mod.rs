@@ -5,6 +5,7 @@
 //! The semantics are the specification's and pySigma's (its reference implementation); see
 //! [`value`] for values and modifiers and [`condition`] for the condition grammar.
 
+pub mod cache;
 mod condition;
 pub mod pack;
 mod value;
