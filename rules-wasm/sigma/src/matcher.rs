@@ -14,7 +14,9 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder};
 use std::sync::OnceLock;
 
-use crate::ir::{Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold};
+use crate::ir::{
+    Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold, folded,
+};
 
 /// The values of one event, by column.
 pub trait Event {
@@ -34,6 +36,34 @@ enum Node {
     Or(Vec<Node>),
     Not(Box<Node>),
     Test(u32),
+}
+
+impl Compiled {
+    /// The required text a prefilter can find, for a pattern or a regular expression.
+    fn text(&self) -> Option<u32> {
+        match self {
+            Compiled::Pattern { text, .. } | Compiled::Regex { text, .. } => *text,
+            _ => None,
+        }
+    }
+
+    /// The one view a pattern or a regular expression reads.
+    fn view(&self) -> Option<u16> {
+        match self {
+            Compiled::Pattern { view, .. } | Compiled::Regex { view, .. } => Some(*view),
+            _ => None,
+        }
+    }
+}
+
+/// The literal every match of `hir` starts with, when there is one of at least three bytes:
+/// a text the prefilter can look for (folded, which keeps it inside the folded value).
+fn required_prefix(hir: &regex_syntax::hir::Hir) -> Option<String> {
+    let prefixes = regex_syntax::hir::literal::Extractor::new().extract(hir);
+    match prefixes.literals()? {
+        [only] if only.as_bytes().len() >= 3 => String::from_utf8(only.as_bytes().to_vec()).ok(),
+        _ => None,
+    }
 }
 
 /// A regular expression as the pack states it.
@@ -71,6 +101,8 @@ enum Compiled {
         view: u16,
         source: RegexSource,
         regex: OnceLock<Regex>,
+        /// The text every match starts with (folded), if the expression has one.
+        text: Option<u32>,
     },
     Empty {
         view: u16,
@@ -149,7 +181,7 @@ impl Matcher {
             match requirement {
                 Some(tests) => {
                     for test in tests {
-                        let Compiled::Pattern { text: Some(text), .. } = builder.tests[test as usize] else {
+                        let Some(text) = builder.tests[test as usize].text() else {
                             unreachable!("a requirement holds only tests with a text")
                         };
                         text_rules[text as usize].push(rule as u32);
@@ -270,9 +302,16 @@ impl Matcher {
                 }
                 matches(pattern, scratch.folded(self, event, *view))
             }
-            Compiled::Regex { view, source, regex } => regex
-                .get_or_init(|| source.build().expect("checked when the matcher was built"))
-                .is_match(scratch.raw(self, event, *view)),
+            Compiled::Regex { view, source, regex, text } => {
+                if let Some(text) = text
+                    && scratch.found[*text as usize] != generation
+                {
+                    return false;
+                }
+                regex
+                    .get_or_init(|| source.build().expect("checked when the matcher was built"))
+                    .is_match(scratch.raw(self, event, *view))
+            }
             Compiled::Empty { view } => scratch.raw(self, event, *view).is_empty(),
             Compiled::EqualsView { view, other } => {
                 let left = scratch.folded(self, event, *view).to_owned();
@@ -457,6 +496,20 @@ impl Builder {
         })
     }
 
+    /// The number of the required `text` of `view`, each once.
+    fn text_number(&mut self, view: u16, text: &str) -> u32 {
+        let key = (view, text.to_owned());
+        match self.text_numbers.get(&key) {
+            Some(&n) => n,
+            None => {
+                let n = self.texts.len() as u32;
+                self.texts.push(key.clone());
+                self.text_numbers.insert(key, n);
+                n
+            }
+        }
+    }
+
     fn test(&mut self, test: &Test) -> Result<u32, String> {
         if let Some(&number) = self.test_numbers.get(test) {
             return Ok(number);
@@ -469,18 +522,7 @@ impl Builder {
             (Target::Keyword, _) => return Err("a keyword can only be a string".into()),
             (Target::View(view), Check::Pattern(pattern)) => {
                 let view = self.view(*view);
-                let text = pattern.required_text().map(|text| {
-                    let key = (view, text.to_owned());
-                    match self.text_numbers.get(&key) {
-                        Some(&n) => n,
-                        None => {
-                            let n = self.texts.len() as u32;
-                            self.texts.push(key.clone());
-                            self.text_numbers.insert(key, n);
-                            n
-                        }
-                    }
-                });
+                let text = pattern.required_text().map(|text| self.text_number(view, text));
                 Compiled::Pattern { view, pattern: pattern.clone(), text }
             }
             (Target::View(view), Check::Regex { pattern, ignore_case, multi_line, dot_all }) => {
@@ -491,14 +533,16 @@ impl Builder {
                     dot_all: *dot_all,
                 };
                 // The syntax is checked now (cheaply); the size limit when it is compiled.
-                regex_syntax::ParserBuilder::new()
+                let hir = regex_syntax::ParserBuilder::new()
                     .case_insensitive(*ignore_case)
                     .multi_line(*multi_line)
                     .dot_matches_new_line(*dot_all)
                     .build()
                     .parse(pattern)
                     .map_err(|e| format!("regular expression {pattern:?}: {e}"))?;
-                Compiled::Regex { view: self.view(*view), source, regex: OnceLock::new() }
+                let view = self.view(*view);
+                let text = required_prefix(&hir).map(|text| self.text_number(view, &folded(&text)));
+                Compiled::Regex { view, source, regex: OnceLock::new(), text }
             }
             (Target::View(view), Check::Empty) => Compiled::Empty { view: self.view(*view) },
             (Target::View(view), Check::EqualsView(other)) => {
@@ -515,8 +559,8 @@ impl Builder {
     /// `None` when no such set is known.
     fn requirement(&self, node: &Node) -> Option<Vec<u32>> {
         match node {
-            Node::Test(test) => match self.tests[*test as usize] {
-                Compiled::Pattern { text: Some(_), .. } => Some(vec![*test]),
+            Node::Test(test) => match &self.tests[*test as usize] {
+                compiled if compiled.text().is_some() => Some(vec![*test]),
                 _ => None,
             },
             // Any operand's requirement will do: the one on the cheapest views to search (a
@@ -540,13 +584,7 @@ impl Builder {
 
     /// What searching the views of `tests` costs, in units of a path's length.
     fn search_cost(&self, tests: &[u32]) -> usize {
-        let mut views: Vec<u16> = tests
-            .iter()
-            .filter_map(|&t| match &self.tests[t as usize] {
-                Compiled::Pattern { view, .. } => Some(*view),
-                _ => None,
-            })
-            .collect();
+        let mut views: Vec<u16> = tests.iter().filter_map(|&t| self.tests[t as usize].view()).collect();
         views.sort_unstable();
         views.dedup();
         views
@@ -565,7 +603,8 @@ impl Builder {
     fn keep_required_texts(&mut self, requirements: &[Option<Vec<u32>>]) {
         let mut searched = vec![false; self.views.len()];
         for &test in requirements.iter().flatten().flatten() {
-            if let Compiled::Pattern { view, text: Some(_), .. } = self.tests[test as usize] {
+            let compiled = &self.tests[test as usize];
+            if let (Some(view), Some(_)) = (compiled.view(), compiled.text()) {
                 searched[view as usize] = true;
             }
         }
@@ -578,7 +617,7 @@ impl Builder {
             }
         }
         for test in &mut self.tests {
-            if let Compiled::Pattern { text, .. } = test {
+            if let Compiled::Pattern { text, .. } | Compiled::Regex { text, .. } = test {
                 *text = text.and_then(|t| kept[t as usize]);
             }
         }
@@ -587,7 +626,7 @@ impl Builder {
 
     fn text_len(&self, test: u32) -> usize {
         match &self.tests[test as usize] {
-            Compiled::Pattern { text: Some(text), .. } => self.texts[*text as usize].1.len(),
+            compiled if compiled.text().is_some() => self.texts[compiled.text().unwrap() as usize].1.len(),
             _ => 0,
         }
     }
