@@ -6,8 +6,12 @@ RULE_CRATES := $(filter-out sdk build sigma sigma-pack,$(RULE_CRATES))
 SAMPLE := examples/soft-cell-sample.jsonl
 
 PYSIGMA := target/pysigma
+## Tools the tests run beside rulehost, installed from crates.io into target/tools (kept
+## across runs on one machine).
+TOOLS := target/tools
+WASMSIGN2 := $(TOOLS)/bin/wasmsign2
 
-.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma
+.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2
 
 all: build
 
@@ -46,14 +50,20 @@ $(PYSIGMA)/installed: tests/pysigma/requirements.txt
 	$(PYSIGMA)/bin/pip install --quiet --disable-pip-version-check -r tests/pysigma/requirements.txt
 	touch $@
 
+## The wasmsign2 command-line tool, which the signing tests interoperate with.
+wasmsign2: $(WASMSIGN2)
+
+$(WASMSIGN2):
+	$(CARGO) install wasmsign2-cli --version 0.2.8 --locked --root $(TOOLS)
+
 ## Unit and integration tests, in the release profile (one build serves both).
-test: setup lint pysigma
+test: setup lint pysigma wasmsign2
 	$(CARGO) test --release --workspace
 
 unit-tests: setup
 	$(CARGO) test --release --workspace --lib --bins
 
-integration-tests: setup pysigma
+integration-tests: setup pysigma wasmsign2
 	$(CARGO) test --release -p rulehost-tests
 
 lint: setup

@@ -99,7 +99,7 @@ pub enum EvalError {
 }
 
 /// Counts of one run. `read = evaluated + skipped + rejected` always holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
     /// Records read.
     pub read: u64,
@@ -127,10 +127,17 @@ impl Summary {
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
     }
+
+    /// The skipped kinds by count, largest first (ties by name).
+    pub fn skipped_by_count(&self) -> Vec<(&str, u64)> {
+        let mut kinds: Vec<(&str, u64)> = self.skipped.iter().map(|(k, &n)| (k.as_str(), n)).collect();
+        kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        kinds
+    }
 }
 
 /// Counts of one rule in one run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RuleSummary {
     /// The rule id.
     pub id: String,

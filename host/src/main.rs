@@ -266,6 +266,32 @@ enum KeyCommand {
         after_help = "Examples:\n  rulehost key generate --name platform --dir ~/.config/rulehost/keys"
     )]
     Generate(KeyGenerateArgs),
+    /// Write a key in another form: PEM, DER, wasmsign2's raw form, or OpenSSH (public).
+    #[command(after_help = "Examples:
+  rulehost key export platform.key --format wasmsign2 -o platform.wasmsign2.key   # for `wasmsign2 sign -k`
+  rulehost key export platform.pub --format wasmsign2 -o platform.wasmsign2.pub   # for `wasmsign2 verify -K`
+  rulehost key export platform.key --public --format openssh                      # an authorized_keys line
+
+Every form is read wherever rulehost reads a key (--key, --trust, policy files), as are
+OpenSSH secret keys from `ssh-keygen -t ed25519`.")]
+    Export(KeyExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeyExportArgs {
+    /// The key: public or secret, in any form rulehost reads.
+    #[arg(value_name = "KEY")]
+    key: PathBuf,
+    /// The form to write: `pem`, `der`, `wasmsign2` or `openssh` (public keys only).
+    #[arg(long, value_name = "FORMAT")]
+    format: rules::signing::KeyFormat,
+    /// Write the public half of a secret key.
+    #[arg(long)]
+    public: bool,
+    /// Where to write it (never over an existing file; a secret key gets mode 0600).
+    /// Default: stdout, for public keys only.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -280,7 +306,8 @@ struct KeyGenerateArgs {
 
 #[derive(Debug, Args)]
 struct SignArgs {
-    /// The secret key (as `rulehost key generate` writes it, or any Ed25519 PEM/DER key).
+    /// The secret key (as `rulehost key generate` writes it, or any Ed25519 key in PEM,
+    /// DER, OpenSSH or wasmsign2's raw form).
     #[arg(long, value_name = "KEY")]
     key: PathBuf,
     /// The rule artifact.
@@ -374,6 +401,10 @@ struct EvalArgs {
     /// Do not print the summary on stderr.
     #[arg(short, long)]
     quiet: bool,
+    /// Also write the summary as JSON to FILE: every count, every skipped kind and
+    /// rejection reason, every rule's failures (stderr shows the largest kinds only).
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -502,6 +533,7 @@ fn main() -> ExitCode {
         Command::Sigma(SigmaCommand::Compile(args)) => run_sigma_compile(args),
         Command::Sigma(SigmaCommand::Check(args)) => run_sigma_check(args),
         Command::Key(KeyCommand::Generate(args)) => run_key_generate(args),
+        Command::Key(KeyCommand::Export(args)) => run_key_export(args),
         Command::Sign(args) => run_sign(args),
         Command::Verify(args) => run_verify(args, config),
     };
@@ -622,6 +654,10 @@ fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
         progress.finish(&counter);
     }
     let summary = result?;
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_string_pretty(&summary).context("writing the summary as JSON")?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
     if !args.quiet {
         print_summary(&summary);
     }
@@ -725,6 +761,23 @@ fn plural(n: u64, word: &str) -> String {
     }
 }
 
+/// Skipped kinds the summary line names; past it, the largest of them and how many more.
+const SHOWN_SKIPPED_KINDS: usize = 8;
+
+/// The skipped kinds as the summary line gives them: all of them by name when there are
+/// few, else the largest and a count of the rest (a folder of EVTX files has 150 kinds).
+fn skipped_kinds(summary: &Summary) -> String {
+    if summary.skipped.len() <= SHOWN_SKIPPED_KINDS {
+        return summary.skipped.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ");
+    }
+    let kinds = summary.skipped_by_count();
+    let (shown, rest) = kinds.split_at(SHOWN_SKIPPED_KINDS);
+    let mut parts: Vec<String> = shown.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    let records: u64 = rest.iter().map(|(_, n)| n).sum();
+    parts.push(format!("{} more kinds: {records}; --summary-json lists all", rest.len()));
+    parts.join(", ")
+}
+
 fn print_summary(summary: &Summary) {
     let counts = |map: Vec<(String, u64)>| {
         if map.is_empty() {
@@ -734,12 +787,14 @@ fn print_summary(summary: &Summary) {
             format!(" ({})", parts.join(", "))
         }
     };
+    let skipped =
+        if summary.skipped.is_empty() { String::new() } else { format!(" ({})", skipped_kinds(summary)) };
     eprintln!(
         "rulehost: {} read: {} evaluated, {} skipped{}, {} rejected{}; {}, {}",
         plural(summary.read, "record"),
         summary.evaluated,
         summary.skipped_total(),
-        counts(summary.skipped.iter().map(|(k, n)| (k.clone(), *n)).collect()),
+        skipped,
         summary.rejected_total(),
         counts(summary.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect()),
         plural(summary.matches, "match"),
@@ -888,6 +943,24 @@ fn run_key_generate(args: KeyGenerateArgs) -> Result<ExitCode> {
     println!("secret key: {} (mode 0600; keep it secret)", key.secret.display());
     println!("public key: {}", key.public.display());
     println!("key id:     {}", key.key_id);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_key_export(args: KeyExportArgs) -> Result<ExitCode> {
+    use rules::signing::AnyKey;
+    let key = rules::signing::load_any_key(&args.key)?;
+    let bytes = rules::signing::export_key(&args.key, &key, args.format, args.public)?;
+    let secret = matches!(key, AnyKey::Secret(_)) && !args.public;
+    match &args.output {
+        Some(path) => {
+            rules::signing::write_key_file(path, &bytes, secret)?;
+            let kind = if secret { "secret key (mode 0600)" } else { "public key" };
+            eprintln!("rulehost: wrote the {kind} to {}", path.display());
+        }
+        // A secret key is never printed.
+        None if secret => anyhow::bail!("a secret key is written only to a file: add -o FILE (or --public)"),
+        None => std::io::stdout().write_all(&bytes).context("writing the key")?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

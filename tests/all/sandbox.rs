@@ -172,6 +172,57 @@ fn a_rule_importing_wasi_is_refused_at_load_time() {
 }
 
 #[test]
+fn a_rule_whose_metadata_lists_a_field_a_million_times_is_refused_at_load() {
+    // Before the check, the host packed one column per entry and grew past 20 GB.
+    let rule = test_rule("metadata-bomb");
+    let run = eval_with(&[&rule], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    assert!(
+        run.stderr.contains(&format!(
+            "{rule}: rule \"test-metadata-bomb\": invalid metadata: reads lists ProcessCommandLine more than once (1000000 entries)"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_component_with_an_empty_initializer_loads_and_runs() {
+    let rule = test_rule("initializer");
+    let run = eval_with(&[&rule], &["--matches"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let matches: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(matches.len(), 3, "the three whoami rows: {}", run.stdout);
+    assert!(
+        matches.iter().all(|m| m.contains("\"test-initializer\"") && m.contains("whoami")),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_component_whose_initializer_never_returns_is_refused_when_the_deadline_runs_out() {
+    let rule = test_rule("initializer-loop");
+    for command in [&["inspect"][..], &["eval", "--deadline-ms", DEADLINE_MS, "--rules"][..]] {
+        let mut args = command.to_vec();
+        args.push(&rule);
+        if args[0] == "eval" {
+            args.push("tests/data/defender-rows.jsonl");
+        }
+        let run = rulehost(&args);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "{rule}: instantiating (running its initializers): the deadline of 1000 ms ran out"
+            )),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
 fn limits_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let soft_cell = soft_cell_file(&dir);

@@ -108,30 +108,46 @@ fn any_changed_byte_is_refused() {
     let signed = std::fs::read(keys.path("rule.wasm")).unwrap();
     let policy = keys.policy(&["platform"]);
     assert_eq!(policy.verify(&signed, None), Ok(vec!["platform".to_owned()]));
-    // Positions spread over the whole file, plus the start of each section that matters:
-    // the signature (first), the contract version and the metadata strings.
+    // Every byte of the file changed, and every byte of the signature section (the first,
+    // where a key id sits outside what the signature covers) changed to every other value.
     let find = |needle: &[u8]| signed.windows(needle.len()).position(|w| w == needle).unwrap();
-    let mut positions: Vec<usize> = (0..97).map(|i| 8 + i * (signed.len() - 9) / 96).collect();
-    positions.extend([10, 40, 80, 120]); // inside the signature section
-    positions.push(find(b"detect:contract-version") + 23); // the version itself
-    positions.push(find(b"fa2f7d8a-6726")); // the rule id in the data section
-    positions.push(find(b"Detect Suspicious Commands")); // the title
-    positions.push(signed.len() - 1);
-    for at in positions {
-        for bit in [0x01, 0x80] {
-            let mut changed = signed.clone();
-            changed[at] ^= bit;
-            let refusal =
-                policy.verify(&changed, None).expect_err(&format!("byte {at} ^ {bit:#x} must be refused"));
-            assert!(
+    let (size, leb) = leb128(&signed[9..]);
+    let signature_section = 8..9 + leb + size;
+    let mut changes: Vec<(usize, u8)> = (0..signed.len()).map(|at| (at, 0x01)).collect();
+    changes.extend(signature_section.clone().flat_map(|at| (2..=255u8).map(move |bits| (at, bits))));
+    let mut accepted = Vec::new();
+    for &(at, bits) in &changes {
+        let mut changed = signed.clone();
+        changed[at] ^= bits;
+        match policy.verify(&changed, None) {
+            Ok(_) => accepted.push((at, bits)),
+            Err(refusal) => assert!(
                 matches!(
                     refusal,
                     Refusal::BadSignature(_) | Refusal::Unsigned | Refusal::UnknownSigner { .. }
                 ),
-                "byte {at}: {refusal}"
-            );
+                "byte {at} ^ {bits:#x}: {refusal}"
+            ),
         }
     }
+    assert!(
+        accepted.is_empty(),
+        "{} of {} single-byte changes accepted, the first at {:?} (signature section {signature_section:?})",
+        accepted.len(),
+        changes.len(),
+        accepted.first()
+    );
+    // A changed key id reads as a stranger's signature, not as the trusted key's.
+    let key_id = hex::decode(rulehost::rules::signing::key_id(&signing_key(&keys, "platform"))).unwrap();
+    let at = find(&key_id);
+    assert!(signature_section.contains(&at));
+    let mut changed = signed.clone();
+    changed[at + 3] ^= 0x10;
+    assert!(
+        matches!(policy.verify(&changed, None), Err(Refusal::UnknownSigner { .. })),
+        "{:?}",
+        policy.verify(&changed, None)
+    );
     // The binary says it too.
     let mut changed = signed.clone();
     let at = find(b"Detect Suspicious Commands");
@@ -144,6 +160,23 @@ fn any_changed_byte_is_refused() {
         "{}",
         run.stdout
     );
+}
+
+/// An unsigned LEB128 number at the start of `bytes`: its value and its length.
+fn leb128(bytes: &[u8]) -> (usize, usize) {
+    let mut value = 0usize;
+    for (i, &byte) in bytes.iter().enumerate() {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return (value, i + 1);
+        }
+    }
+    panic!("a truncated LEB128 number")
+}
+
+fn signing_key(keys: &Keys, name: &str) -> wasmsign2::PublicKey {
+    rulehost::rules::signing::load_public_key(std::path::Path::new(&keys.path(&format!("{name}.pub"))))
+        .unwrap()
 }
 
 #[test]
@@ -285,4 +318,110 @@ fn signatures_interoperate_with_the_wasmsign2_library() {
         &data("defender-rows.jsonl"),
     ]);
     assert_eq!(run.code, 0, "and runs it: {}", run.stderr);
+}
+
+/// The `wasmsign2` command-line tool, as `make wasmsign2` installs it.
+fn wasmsign2_cli() -> PathBuf {
+    let path = crate::util::workspace().join("target/tools/bin/wasmsign2");
+    assert!(path.exists(), "{} is missing: `make wasmsign2` installs it", path.display());
+    path
+}
+
+fn run_tool(program: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let output = std::process::Command::new(program).args(args).output().expect("running the tool");
+    assert!(
+        output.status.success(),
+        "{} {args:?}: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Keys in the forms people have: rulehost's keys exported for the `wasmsign2` CLI, and
+/// OpenSSH Ed25519 keys from `ssh-keygen`; each direction signs with one tool and verifies
+/// with the other.
+#[test]
+fn signing_round_trips_with_the_wasmsign2_cli_and_openssh_keys() {
+    let keys = Keys::new();
+    let wasmsign2 = wasmsign2_cli();
+    let path = |name: &str| keys.path(name);
+    let export = |key: &str, extra: &[&str], output: &str| {
+        let mut args = vec!["key", "export", key];
+        args.extend(extra);
+        let output = path(output);
+        args.extend(["-o", &output]);
+        let run = rulehost(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    };
+    let verified = |trust: &str, rule: &str| {
+        let run = rulehost(&["verify", "--trust", &path(trust), &path(rule)]);
+        assert_eq!(run.code, 0, "rulehost verifies {rule} with {trust}: {}{}", run.stdout, run.stderr);
+    };
+    // rulehost's PEM keys, written in wasmsign2's raw form.
+    export(&path("platform.key"), &["--format", "wasmsign2"], "platform.raw.key");
+    export(&path("platform.pub"), &["--format", "wasmsign2"], "platform.raw.pub");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path("platform.raw.key")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "an exported secret key is private");
+    }
+    keys.sign("platform", "rule.wasm", &["-o", &path("by-rulehost.wasm")]);
+    run_tool(&wasmsign2, &["verify", "-K", &path("platform.raw.pub"), "-i", &path("by-rulehost.wasm")]);
+    let (raw_key, rule, output) = (path("platform.raw.key"), path("rule.wasm"), path("by-wasmsign2.wasm"));
+    for public in [&["-K", &path("platform.raw.pub")][..], &[]] {
+        let mut args = vec!["sign", "-k", &raw_key, "-i", &rule, "-o", &output];
+        args.extend(public);
+        let _ = std::fs::remove_file(&output);
+        run_tool(&wasmsign2, &args);
+        verified("platform.pub", "by-wasmsign2.wasm");
+    }
+    // OpenSSH: rulehost signs with ssh-keygen's secret key and verifies with its public key,
+    // and so does wasmsign2 -Z, each verifying the other's signature.
+    let ssh_key = path("id_ed25519");
+    run_tool(
+        std::path::Path::new("ssh-keygen"),
+        &["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", &ssh_key],
+    );
+    let run = rulehost(&["sign", "--key", &ssh_key, &path("rule.wasm"), "-o", &path("by-rulehost-ssh.wasm")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    verified("id_ed25519.pub", "by-rulehost-ssh.wasm");
+    run_tool(
+        &wasmsign2,
+        &["verify", "-Z", "-K", &path("id_ed25519.pub"), "-i", &path("by-rulehost-ssh.wasm")],
+    );
+    run_tool(
+        &wasmsign2,
+        &[
+            "sign",
+            "-Z",
+            "-k",
+            &ssh_key,
+            "-K",
+            &path("id_ed25519.pub"),
+            "-i",
+            &path("rule.wasm"),
+            "-o",
+            &path("by-wasmsign2-ssh.wasm"),
+        ],
+    );
+    verified("id_ed25519.pub", "by-wasmsign2-ssh.wasm");
+    // A rulehost key exported as an OpenSSH line verifies for wasmsign2 -Z, and the other
+    // key's signature does not verify under it.
+    export(&path("platform.key"), &["--public", "--format", "openssh"], "platform.ssh.pub");
+    let line = std::fs::read_to_string(path("platform.ssh.pub")).unwrap();
+    assert!(line.starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5"), "{line}");
+    run_tool(&wasmsign2, &["verify", "-Z", "-K", &path("platform.ssh.pub"), "-i", &path("by-rulehost.wasm")]);
+    let run = rulehost(&["verify", "--trust", &path("platform.ssh.pub"), &path("by-rulehost-ssh.wasm")]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    // Secret keys are never printed, and an OpenSSH secret key is left to ssh-keygen.
+    let run = rulehost(&["key", "export", &path("platform.key"), "--format", "pem"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("a secret key is written only to a file"), "{}", run.stderr);
+    assert!(!run.stdout.contains("PRIVATE"));
+    let run = rulehost(&["key", "export", &path("platform.key"), "--format", "openssh", "-o", &path("x")]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("does not write them (use ssh-keygen)"), "{}", run.stderr);
 }

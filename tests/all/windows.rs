@@ -205,6 +205,13 @@ fn real_records_normalize_to_the_golden_events() {
 /// Every shared EVTX file rendered as evtx_dump's JSON lines (`evtx_dump -o jsonl`), in a
 /// scratch directory.
 fn shared_evtx_as_jsonl(dir: &std::path::Path) -> Vec<(String, String)> {
+    shared_evtx_rendered(dir, false)
+}
+
+/// [`shared_evtx_as_jsonl`], with attributes beside their elements when `separate`
+/// (`evtx_dump --separate-json-attributes -o jsonl`).
+fn shared_evtx_rendered(dir: &std::path::Path, separate: bool) -> Vec<(String, String)> {
+    let settings = evtx::ParserSettings::default().separate_json_attributes(separate);
     let mut files = Vec::new();
     for entry in std::fs::read_dir(shared("evtx")).unwrap() {
         let path = entry.unwrap().path();
@@ -212,7 +219,8 @@ fn shared_evtx_as_jsonl(dir: &std::path::Path) -> Vec<(String, String)> {
             continue;
         }
         let mut lines = String::new();
-        for record in evtx::EvtxParser::from_path(&path).unwrap().records_json_value() {
+        let mut parser = evtx::EvtxParser::from_path(&path).unwrap().with_configuration(settings.clone());
+        for record in parser.records_json_value() {
             lines.push_str(&serde_json::to_string(&record.unwrap().data).unwrap());
             lines.push('\n');
         }
@@ -222,6 +230,41 @@ fn shared_evtx_as_jsonl(dir: &std::path::Path) -> Vec<(String, String)> {
     }
     assert!(files.len() >= 10, "{files:?}");
     files
+}
+
+/// Both of evtx_dump's JSON shapes (attributes under `#attributes`, or beside their element
+/// as `<element>_attributes`) read as the binary file does: every shared EVTX file gives
+/// the same normalized events and the same summary, skipped kinds by name, in each.
+#[test]
+fn both_evtx_dump_shapes_read_as_the_binary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = test_rule("match-all");
+    let events = |run: &crate::util::Run| -> Vec<serde_json::Value> {
+        run.json_lines()
+            .into_iter()
+            .map(|m| {
+                let mut event = m["event"].clone();
+                let object = event.as_object_mut().expect("an event object");
+                object.retain(|name, _| !name.starts_with("Source"));
+                event
+            })
+            .collect()
+    };
+    let mut compared = 0;
+    for separate in [false, true] {
+        let shape = dir.path().join(if separate { "separate" } else { "attributes" });
+        std::fs::create_dir(&shape).unwrap();
+        for (evtx, jsonl) in shared_evtx_rendered(&shape, separate) {
+            let original = rulehost(&["eval", "--matches", "--rules", &rule, &evtx]);
+            let rendered = rulehost(&["eval", "--matches", "--rules", &rule, &jsonl]);
+            assert_eq!(rendered.code, 0, "{jsonl}: {}", rendered.stderr);
+            assert!(!rendered.stderr.contains("rejected:"), "{jsonl}: {}", rendered.stderr);
+            assert_eq!(rendered.summary(), original.summary(), "{jsonl} (separate attributes: {separate})");
+            assert_eq!(events(&rendered), events(&original), "{jsonl} (separate attributes: {separate})");
+            compared += events(&original).len();
+        }
+    }
+    assert!(compared >= 2 * 190, "process creations compared: {compared}");
 }
 
 /// Lines dismissed by a scan of their EventID and Channel are counted exactly as the full
@@ -314,4 +357,45 @@ fn kept_and_read_again_process_creations_give_the_same_output() {
         assert_eq!(kept.stdout, read_again.stdout, "{inputs:?}");
         assert_eq!(kept.summary(), read_again.summary(), "{inputs:?}");
     }
+}
+
+/// Many skipped kinds: the summary line names the largest and counts the rest, and
+/// `--summary-json` gives every count to machines.
+#[test]
+fn the_summary_shows_the_largest_kinds_and_the_json_has_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("summary.json");
+    let mut args = vec!["eval".to_owned(), "--summary-json".to_owned(), json.display().to_string()];
+    for folder in ["evtx", "otrf"] {
+        let mut files: Vec<String> = std::fs::read_dir(shared(folder))
+            .unwrap()
+            .map(|e| e.unwrap().path().display().to_string())
+            .filter(|p| p.ends_with(".evtx") || p.ends_with(".zip"))
+            .collect();
+        files.sort();
+        args.extend(files);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = rulehost(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let kinds = summary["skipped"].as_object().expect("skipped kinds");
+    assert!(kinds.len() > 20, "the shared logs hold many kinds: {}", kinds.len());
+    let skipped: u64 = kinds.values().map(|n| n.as_u64().unwrap()).sum();
+    let (read, evaluated, shown_skipped, rejected) = run.counts();
+    assert_eq!(skipped, shown_skipped);
+    assert_eq!(summary["read"].as_u64(), Some(read));
+    assert_eq!(summary["evaluated"].as_u64(), Some(evaluated));
+    assert_eq!(read, evaluated + skipped + rejected);
+    // The line names the 8 largest kinds, then the rest in one count.
+    let mut largest: Vec<(&String, u64)> = kinds.iter().map(|(k, n)| (k, n.as_u64().unwrap())).collect();
+    largest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let line = run.summary();
+    for (kind, n) in &largest[..8] {
+        assert!(line.contains(&format!("{kind}: {n}")), "{kind}: {n} in {line}");
+    }
+    let rest: u64 = largest[8..].iter().map(|(_, n)| n).sum();
+    let more = format!("{} more kinds: {rest}; --summary-json lists all)", largest.len() - 8);
+    assert!(line.contains(&more), "{line}\nwanted: {more}");
+    assert!(!line.contains(&format!("{}: {}", largest[8].0, largest[8].1)), "{line}");
 }

@@ -101,6 +101,8 @@ pub struct Input {
     path: Option<PathBuf>,
     /// Keep reading a file as it grows (`tail -f`) until this flag is set.
     follow: Option<Arc<AtomicBool>>,
+    /// The bytes themselves, for an input held in memory.
+    bytes: Option<Arc<[u8]>>,
     /// How lines are parsed.
     reading: Reading,
 }
@@ -205,7 +207,13 @@ impl<T: Read + Seek + Send> ReadSeek for T {}
 impl Input {
     /// Standard input, named `-`.
     pub fn stdin() -> Self {
-        Self { name: "-".into(), path: None, follow: None, reading: Reading::default() }
+        Self { name: "-".into(), path: None, follow: None, bytes: None, reading: Reading::default() }
+    }
+
+    /// `bytes` held in memory, read as a stream (neither sought nor read twice) named `name`,
+    /// whose extension, if any, tells the format as a file's does.
+    pub fn bytes(name: &str, bytes: impl Into<Arc<[u8]>>) -> Self {
+        Self { name: name.into(), bytes: Some(bytes.into()), ..Self::stdin() }
     }
 
     /// The file at `path`; `-` means standard input.
@@ -218,6 +226,7 @@ impl Input {
             name: path.display().to_string().into(),
             path: Some(path),
             follow: None,
+            bytes: None,
             reading: Reading::default(),
         }
     }
@@ -349,10 +358,18 @@ impl Input {
                     Stream::Other(Box::new(Counted { inner: file, counter }))
                 }
             }
-            (None, _) => Stream::Other(Box::new(Counted { inner: io::stdin(), counter })),
+            (None, _) => match &self.bytes {
+                Some(bytes) => {
+                    Stream::Other(Box::new(Counted { inner: Cursor::new(bytes.clone()), counter }))
+                }
+                None => Stream::Other(Box::new(Counted { inner: io::stdin(), counter })),
+            },
         };
-        let name_hint =
-            self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+        let name_hint = match (&self.path, &self.bytes) {
+            (Some(path), _) => path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            (None, Some(_)) => Some(self.name.to_string()),
+            (None, None) => None,
+        };
         let regular_file = matches!(stream, Stream::File(_));
         let mut reader = open_stream(self.name.clone(), name_hint.as_deref(), stream, format, self.reading)?;
         reader.rereadable = regular_file;
@@ -667,6 +684,18 @@ fn set_line_offset(records: &mut [Record], offset: u64) {
 /// Parses one JSON line (`line` may end with its newline) into its records. Unless
 /// `parse_all`, a whole line that a scan shows to be a Windows event of another kind is
 /// dismissed without a parse.
+/// What the dismissal scan makes of one complete JSON line (the kind it counts it as
+/// skipped under, if it dismisses it), and what the full parse makes of it. The scan must
+/// never dismiss a line that the full parse evaluates, and must name the kind the full parse
+/// names; the fuzz targets and tests check it.
+pub fn dismissal_and_full_parse(line: &[u8]) -> (Option<String>, Vec<Record>) {
+    let scanned = windows::dismiss(line.trim_ascii().strip_prefix(UTF8_BOM).unwrap_or(line.trim_ascii()));
+    let origin = Origin { file: "-".into(), position: Position::Line(1) };
+    let mut parsed = Vec::new();
+    parse_json_line(line, true, true, origin, &mut parsed);
+    (scanned, parsed)
+}
+
 fn parse_json_line(line: &[u8], complete: bool, parse_all: bool, origin: Origin, out: &mut Vec<Record>) {
     // A byte order mark (Windows tools write one at the start of a file, and concatenated
     // files carry it on) is not part of the JSON.

@@ -1,7 +1,7 @@
 //! Rules: where they come from (files, directories, the bundled rule) and what they say
 //! about themselves.
 
-mod metadata;
+pub mod metadata;
 pub mod signing;
 pub mod trust;
 pub mod watch;

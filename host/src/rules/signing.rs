@@ -30,13 +30,21 @@ pub enum SigningError {
         mode: u32,
     },
     /// A file that is not a key of the expected kind.
-    #[error("{path}: not an Ed25519 {kind} key (PEM, DER or wasmsign2's raw form): {reason}")]
+    #[error("{path}: not an Ed25519 {kind} key (PEM, DER, OpenSSH or wasmsign2's raw form): {reason}")]
     KeyFormat {
         /// The file.
         path: String,
         /// `secret` or `public`.
         kind: &'static str,
         /// What the parser said.
+        reason: String,
+    },
+    /// A key that cannot be written in the format asked for.
+    #[error("{path}: {reason}")]
+    Export {
+        /// The key file.
+        path: String,
+        /// Why.
         reason: String,
     },
     /// A key file that exists already.
@@ -81,13 +89,8 @@ pub fn generate_key(dir: &Path, name: &str) -> Result<GeneratedKey, SigningError
         }
     }
     let pair = KeyPair::generate();
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&secret).map_err(io_error(&secret))?;
-    file.write_all(pair.sk.to_pem().as_bytes()).map_err(io_error(&secret))?;
-    fs::write(&public, pair.pk.to_pem()).map_err(io_error(&public))?;
+    write_key_file(&secret, pair.sk.to_pem().as_bytes(), true)?;
+    write_key_file(&public, pair.pk.to_pem().as_bytes(), false)?;
     let key_id = key_id(&pair.pk);
     Ok(GeneratedKey { secret, public, key_id })
 }
@@ -96,6 +99,120 @@ pub fn generate_key(dir: &Path, name: &str) -> Result<GeneratedKey, SigningError
 pub fn key_id(key: &PublicKey) -> String {
     let with_id = key.clone().attach_default_key_id();
     with_id.key_id().map(hex::encode).unwrap_or_default()
+}
+
+/// The forms a key file can take: each is read wherever a key is read, and written by
+/// `rulehost key export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// PEM (PKCS#8 for a secret key, SPKI for a public one): what `rulehost key generate`
+    /// and `openssl genpkey -algorithm ed25519` write.
+    Pem,
+    /// The same in DER.
+    Der,
+    /// wasmsign2's own raw form (a type byte, then the key): what `wasmsign2 keygen` writes
+    /// and its `-k` / `-K` read without `-Z`.
+    Wasmsign2,
+    /// OpenSSH (`ssh-ed25519 AAAA...`), for public keys: what `ssh-keygen -t ed25519`,
+    /// GitHub's `.keys` and `wasmsign2 -Z` use. OpenSSH secret keys are read but written
+    /// only by `ssh-keygen`.
+    Openssh,
+}
+
+impl std::str::FromStr for KeyFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pem" => Ok(Self::Pem),
+            "der" => Ok(Self::Der),
+            "wasmsign2" => Ok(Self::Wasmsign2),
+            "openssh" => Ok(Self::Openssh),
+            other => Err(format!("unknown key format {other:?} (pem, der, wasmsign2 or openssh)")),
+        }
+    }
+}
+
+/// A key file of either kind.
+#[derive(Debug, Clone)]
+pub enum AnyKey {
+    /// A secret key (its file was checked to be private).
+    Secret(SecretKey),
+    /// A public key.
+    Public(PublicKey),
+}
+
+/// Reads a public or a secret key, in any [`KeyFormat`].
+pub fn load_any_key(path: &Path) -> Result<AnyKey, SigningError> {
+    let bytes = fs::read(path).map_err(io_error(path))?;
+    if let Ok(key) = PublicKey::from_any(&bytes) {
+        return Ok(AnyKey::Public(key));
+    }
+    load_secret_key(path).map(AnyKey::Secret)
+}
+
+/// `key` written in `format`: its public half when `public` (or when it is a public key).
+/// Secret keys are written only in the forms wasmsign2 can write too (PEM, DER, raw).
+pub fn export_key(
+    path: &Path,
+    key: &AnyKey,
+    format: KeyFormat,
+    public: bool,
+) -> Result<Vec<u8>, SigningError> {
+    let public_key = match key {
+        AnyKey::Public(key) => Some(key.clone()),
+        AnyKey::Secret(secret) if public => Some(public_key_of(secret)),
+        AnyKey::Secret(_) => None,
+    };
+    match (public_key, key) {
+        (Some(key), _) => Ok(match format {
+            KeyFormat::Pem => key.to_pem().into_bytes(),
+            KeyFormat::Der => key.to_der(),
+            KeyFormat::Wasmsign2 => key.to_bytes(),
+            KeyFormat::Openssh => openssh_public_key(&key).into_bytes(),
+        }),
+        (None, AnyKey::Secret(secret)) => match format {
+            KeyFormat::Pem => Ok(secret.to_pem().into_bytes()),
+            KeyFormat::Der => Ok(secret.to_der()),
+            KeyFormat::Wasmsign2 => Ok(secret.to_bytes()),
+            KeyFormat::Openssh => Err(SigningError::Export {
+                path: path.display().to_string(),
+                reason: "rulehost reads OpenSSH secret keys but does not write them (use ssh-keygen); \
+                         --public writes the public half in OpenSSH form"
+                    .into(),
+            }),
+        },
+        (None, AnyKey::Public(_)) => unreachable!("a public key always has its public half"),
+    }
+}
+
+/// `ssh-ed25519 <base64 of the SSH wire encoding> rulehost`, as `authorized_keys` holds it.
+fn openssh_public_key(key: &PublicKey) -> String {
+    use base64::Engine as _;
+    const KIND: &[u8] = b"ssh-ed25519";
+    let raw: &[u8] = key.pk.as_ref();
+    let mut wire = Vec::with_capacity(4 + KIND.len() + 4 + raw.len());
+    for part in [KIND, raw] {
+        wire.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        wire.extend_from_slice(part);
+    }
+    format!("ssh-ed25519 {} rulehost\n", base64::engine::general_purpose::STANDARD.encode(wire))
+}
+
+/// Writes a key file: never over an existing file, and a secret key with mode 0600 from
+/// the start.
+pub fn write_key_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), SigningError> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if secret {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    let mut file = options.open(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => SigningError::KeyExists { path: path.display().to_string() },
+        _ => SigningError::Io { path: path.display().to_string(), source },
+    })?;
+    file.write_all(bytes).map_err(io_error(path))
 }
 
 /// Reads a secret key, refusing a file that others may read.

@@ -90,6 +90,16 @@ struct TrustedKey {
     key: PublicKey,
 }
 
+impl TrustedKey {
+    /// The key with the key id its signatures carry attached: wasmsign2 then accepts a
+    /// signature only when its key id is that one (or absent, as in an anonymous signature).
+    /// Without it, the key id is outside what is signed and any value verified: the bytes of
+    /// a signed artifact (and so its digest) could change while it still verified.
+    fn new(name: String, key: PublicKey) -> Self {
+        Self { name, key: key.attach_default_key_id() }
+    }
+}
+
 /// The trust policy in force.
 #[derive(Debug, Clone)]
 pub struct TrustPolicy {
@@ -135,7 +145,7 @@ impl TrustPolicy {
                 let name = file
                     .file_stem()
                     .map_or_else(|| file.display().to_string(), |s| s.to_string_lossy().into_owned());
-                keys.push(TrustedKey { name, key: signing::load_public_key(&file)? });
+                keys.push(TrustedKey::new(name, signing::load_public_key(&file)?));
             }
         }
         if keys.is_empty() {
@@ -147,17 +157,21 @@ impl TrustPolicy {
     }
 
     fn from_policy_file(path: &Path) -> Result<Self, TrustError> {
-        let policy_error = |reason: String| TrustError::Policy { path: path.display().to_string(), reason };
         let text = std::fs::read_to_string(path)
             .map_err(|source| SigningError::Io { path: path.display().to_string(), source })?;
-        let file: PolicyFile = toml::from_str(&text).map_err(|e| policy_error(e.to_string()))?;
+        Self::from_policy_text(path, &text)
+    }
+
+    /// The policy in `text`, the TOML of the policy file at `path` (key files are relative
+    /// to its directory).
+    pub fn from_policy_text(path: &Path, text: &str) -> Result<Self, TrustError> {
+        let policy_error = |reason: String| TrustError::Policy { path: path.display().to_string(), reason };
+        let file: PolicyFile = toml::from_str(text).map_err(|e| policy_error(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let keys = file
             .keys
             .iter()
-            .map(|(name, key)| {
-                Ok(TrustedKey { name: name.clone(), key: signing::load_public_key(&base.join(key))? })
-            })
+            .map(|(name, key)| Ok(TrustedKey::new(name.clone(), signing::load_public_key(&base.join(key))?)))
             .collect::<Result<Vec<_>, TrustError>>()?;
         if keys.is_empty() {
             return Err(TrustError::NoKeys);

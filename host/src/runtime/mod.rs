@@ -8,6 +8,7 @@ mod limits;
 pub mod pack;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
@@ -345,14 +346,26 @@ impl Runtime {
         };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(wasm_error("linking"))?;
         let pre = RuleBindingsPre::new(contract, instance_pre).map_err(wasm_error("checking the exports"))?;
+        // Instantiating runs the component's initializers (a core `start` function, the
+        // `_initialize` that wit-component calls for C, TinyGo and Python toolchains): they
+        // run under the load deadline and the fuel, like the call that follows.
         let mut store = new_store(&self.engine, &self.limits, self.enforce);
-        let bindings = pre.instantiate(&mut store).map_err(wasm_error("instantiating"))?;
-        store.set_epoch_deadline(self.limits.load_deadline_ticks());
-        if let Some(fuel) = self.limits.fuel {
-            store.set_fuel(fuel).map_err(wasm_error("setting fuel"))?;
-        }
+        arm(&mut store, &self.limits, self.limits.load_deadline_ticks())
+            .map_err(wasm_error("setting fuel"))?;
+        let deadline_text = |stage: &'static str| {
+            let deadline = Duration::from_micros(self.limits.load_deadline_ticks() * TICK.as_micros() as u64);
+            move |e: wasmtime::Error| LoadError::Wasm {
+                artifact: name(),
+                stage,
+                message: explain_trap(&e, deadline),
+            }
+        };
+        let bindings =
+            pre.instantiate(&mut store).map_err(deadline_text("instantiating (running its initializers)"))?;
+        arm(&mut store, &self.limits, self.limits.load_deadline_ticks())
+            .map_err(wasm_error("setting fuel"))?;
         let members: Vec<RuleMetadata> =
-            bindings.metadata(&mut store).map_err(wasm_error("calling metadata"))?;
+            bindings.metadata(&mut store).map_err(deadline_text("calling metadata"))?;
         if members.is_empty() {
             return Err(LoadError::InvalidMetadata {
                 artifact: name(),
@@ -360,11 +373,25 @@ impl Runtime {
                 problem: "the pack holds no rule".into(),
             });
         }
+        if members.len() > crate::rules::metadata::bounds::PACK_RULES {
+            return Err(LoadError::InvalidMetadata {
+                artifact: name(),
+                id: String::new(),
+                problem: format!(
+                    "the pack holds {} rules, more than the limit of {}",
+                    members.len(),
+                    crate::rules::metadata::bounds::PACK_RULES
+                ),
+            });
+        }
         let mut ids = std::collections::HashSet::with_capacity(members.len());
         for metadata in &members {
+            // The id is the guest's: cut to its bound so that the message stays bounded too.
+            let shown_id: String =
+                metadata.id.chars().take(crate::rules::metadata::bounds::ID_BYTES).collect();
             let invalid =
-                |problem| LoadError::InvalidMetadata { artifact: name(), id: metadata.id.clone(), problem };
-            validate_metadata(metadata).map_err(invalid)?;
+                |problem| LoadError::InvalidMetadata { artifact: name(), id: shown_id.clone(), problem };
+            metadata.validate().map_err(|p| invalid(p.0))?;
             if !ids.insert(metadata.id.as_str()) {
                 return Err(invalid("the pack declares this id twice".into()));
             }
@@ -386,17 +413,22 @@ impl Runtime {
     }
 }
 
-fn validate_metadata(m: &RuleMetadata) -> Result<(), String> {
-    if m.id.trim().is_empty() {
-        return Err("empty id".into());
-    }
-    if m.version.trim().is_empty() {
-        return Err("empty version".into());
-    }
-    if m.reads.is_empty() {
-        return Err("reads no field".into());
+/// Gives the next call (or instantiation) of `store` its deadline of `ticks` and its fuel.
+fn arm(store: &mut Store<RuleState>, limits: &Limits, ticks: u64) -> wasmtime::Result<()> {
+    store.set_epoch_deadline(ticks);
+    if let Some(fuel) = limits.fuel {
+        store.set_fuel(fuel)?;
     }
     Ok(())
+}
+
+/// An engine error in words, with a deadline of `deadline` named as such.
+fn explain_trap(error: &wasmtime::Error, deadline: Duration) -> String {
+    match classify(error) {
+        FailureKind::Deadline => format!("the deadline of {} ms ran out", deadline.as_millis()),
+        FailureKind::OutOfFuel => "the fuel ran out".into(),
+        _ => error_text(error),
+    }
 }
 
 /// A store under `limits`: a trap ends the call instead of the epoch being extended.
@@ -491,7 +523,9 @@ impl CompiledPack {
 
     fn new_store(&self) -> Result<(Store<RuleState>, RuleBindings), String> {
         let mut store = new_store(&self.engine, &self.limits, self.enforce);
-        let bindings = self.pre.instantiate(&mut store).map_err(|e| error_text(&e))?;
+        arm(&mut store, &self.limits, self.limits.deadline_ticks()).map_err(|e| error_text(&e))?;
+        let bindings =
+            self.pre.instantiate(&mut store).map_err(|e| explain_trap(&e, self.limits.deadline))?;
         Ok((store, bindings))
     }
 
@@ -720,13 +754,8 @@ impl RuleInstance {
 
     /// Gives the next call its deadline and fuel.
     fn arm(&mut self) -> Result<(), RuleError> {
-        self.store.set_epoch_deadline(self.pack.limits.deadline_ticks());
-        if let Some(fuel) = self.pack.limits.fuel {
-            self.store
-                .set_fuel(fuel)
-                .map_err(|e| self.pack.error("setting fuel", FailureKind::Instantiation, error_text(&e)))?;
-        }
-        Ok(())
+        arm(&mut self.store, &self.pack.limits, self.pack.limits.deadline_ticks())
+            .map_err(|e| self.pack.error("setting fuel", FailureKind::Instantiation, error_text(&e)))
     }
 
     /// Maps a call's trap to a [`RuleError`]. After a trap the guest may be left in any

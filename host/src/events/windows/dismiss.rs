@@ -62,6 +62,9 @@ static CHANNEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"Cha
 /// evtx_dump's provider element, its name first as the evtx crate writes it.
 static PROVIDER_NAME: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"\"Provider\":{\"#attributes\":{\"Name\":"));
+/// The same, as `--separate-json-attributes` writes it.
+static SEPARATE_PROVIDER_NAME: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"Provider_attributes\":{\"Name\":"));
 static TEXT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"#text\":"));
 
 /// The end of the one occurrence of `key` in `line`; `None` if it occurs never or twice.
@@ -123,7 +126,13 @@ fn skip_space(bytes: &[u8]) -> &[u8] {
 /// Whether the provider may be Sysmon: the one provider name says so, or, where the
 /// provider is not written the usual way, "sysmon" occurs anywhere in any case.
 fn provider_may_be_sysmon(line: &[u8]) -> bool {
-    match only_one(line, &PROVIDER_NAME).and_then(|at| string_after(line, at)) {
+    let name = |finder| only_one(line, finder).and_then(|at| string_after(line, at));
+    let names = (name(&PROVIDER_NAME), name(&SEPARATE_PROVIDER_NAME));
+    let named = match names {
+        (Some(name), None) | (None, Some(name)) => Some(name),
+        _ => None,
+    };
+    match named {
         Some(name) => name.eq_ignore_ascii_case(b"Microsoft-Windows-Sysmon"),
         None => mentions_sysmon(line),
     }
@@ -156,6 +165,8 @@ mod tests {
         let named = format!(r##"{provider}"EventID":4656,"Channel":"Security""##);
         assert_eq!(dismiss(line(&named).as_bytes()).as_deref(), Some("Security 4656"));
         assert_eq!(dismiss(line(quoted).as_bytes()).as_deref(), Some("Security 5156"));
+        let separate = r##""Provider":null,"Provider_attributes":{"Name":"Microsoft-Windows-Security-Auditing"},"EventID":4624,"Channel":"Security""##;
+        assert_eq!(dismiss(line(separate).as_bytes()).as_deref(), Some("Security 4624"));
     }
 
     #[test]
@@ -179,6 +190,7 @@ mod tests {
             // A Security record whose provider is Sysmon counts as Sysmon.
             r##""Provider":{"Name":"Microsoft-Windows-SYSMON"},"Channel":"Security","EventID":4624"##,
             r##""Provider":{"#attributes":{"Name":"microsoft-windows-sysmon"}},"Channel":"Security","EventID":4624"##,
+            r##""Provider":null,"Provider_attributes":{"Name":"Microsoft-Windows-Sysmon"},"Channel":"Security","EventID":4624"##,
         ] {
             assert_eq!(dismiss(line(system).as_bytes()), None, "{system}");
         }

@@ -10,7 +10,10 @@ use crate::events::json::scalar_text;
 use crate::events::{Origin, Record, RecordError, RejectReason, SourceFormat};
 
 /// evtx_dump's (and the evtx crate's) rendering: `{"Event": {"System": {..}, "EventData":
-/// {..}}}`, XML attributes under `#attributes`, element text under `#text`.
+/// {..}}}`, XML attributes under `#attributes`, element text under `#text`; or, as
+/// `evtx_dump --separate-json-attributes` (and tools built on the crate's
+/// `separate_json_attributes`) write it, attributes beside their element, under
+/// `<element>_attributes` (`"Provider_attributes": {"Name": ..}`, `"Provider": null`).
 pub(in crate::events) fn evtx_dump(
     root: &Map<String, Value>,
     origin: Origin,
@@ -18,7 +21,10 @@ pub(in crate::events) fn evtx_dump(
 ) -> Record {
     let event = &get(root, "Event");
     let system = &event["System"];
-    let attribute = |element: &str, name: &str| text(&system[element]["#attributes"][name]);
+    let attribute = |element: &str, name: &str| {
+        text(&system[element]["#attributes"][name])
+            .or_else(|| text(&system[format!("{element}_attributes").as_str()][name]))
+    };
     let mut win = WinEvent {
         provider: attribute("Provider", "Name").unwrap_or_default(),
         channel: text(&system["Channel"]).unwrap_or_default(),
@@ -31,7 +37,9 @@ pub(in crate::events) fn evtx_dump(
     };
     if let Some(data) = event.get("EventData").and_then(Value::as_object) {
         for (name, value) in data {
-            if name == "#attributes" {
+            if name == "#attributes"
+                || name.ends_with("_attributes") && data.contains_key(&name[..name.len() - 11])
+            {
                 continue;
             }
             if let Some(value) = text(value) {
