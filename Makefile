@@ -11,7 +11,7 @@ PYSIGMA := target/pysigma
 TOOLS := target/tools
 WASMSIGN2 := $(TOOLS)/bin/wasmsign2
 
-.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2
+.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2 fuzz fuzz-smoke fuzz-setup
 
 all: build
 
@@ -55,6 +55,38 @@ wasmsign2: $(WASMSIGN2)
 
 $(WASMSIGN2):
 	$(CARGO) install wasmsign2-cli --version 0.2.8 --locked --root $(TOOLS)
+
+## Fuzzing (cargo-fuzz, nightly): every target for FUZZ_SECONDS each, seeded from tests/data
+## and ../shared/data; what a target finds lands in target/fuzz/artifacts/TARGET/ and fails
+## the run. `make fuzz-smoke` is the short run CI makes.
+FUZZ_TARGETS := json_lines json_documents csv evtx_xml evtx_binary containers dismissal artifact trust_policy sigma_rule
+FUZZ_SECONDS ?= 600
+FUZZ_DIR := target/fuzz
+CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
+
+$(CARGO_FUZZ):
+	$(CARGO) install cargo-fuzz --version 0.13.1 --locked --root $(TOOLS)
+
+fuzz-setup: $(CARGO_FUZZ) rules
+	rustup target list --installed --toolchain nightly | grep -qx wasm32-unknown-unknown || \
+		rustup target add --toolchain nightly wasm32-unknown-unknown
+	python3 fuzz/seed.py $(FUZZ_DIR) $(RULES_DIR)/soft-cell.wasm
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" cargo +nightly fuzz build --fuzz-dir fuzz
+
+fuzz: fuzz-setup
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$target $(FUZZ_DIR)/artifacts/$$target; \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+		PATH="$(abspath $(TOOLS))/bin:$$PATH" cargo +nightly fuzz run --fuzz-dir fuzz $$target \
+			$(FUZZ_DIR)/corpus/$$target $(FUZZ_DIR)/seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=20 \
+			-artifact_prefix=$(FUZZ_DIR)/artifacts/$$target/ -print_final_stats=1 \
+			2> $(FUZZ_DIR)/$$target.log || { tail -40 $(FUZZ_DIR)/$$target.log; exit 1; }; \
+		grep -E "stat::number_of_executed_units|stat::peak_rss_mb" $(FUZZ_DIR)/$$target.log; \
+	done
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=15
 
 ## Unit and integration tests, in the release profile (one build serves both).
 test: setup lint pysigma wasmsign2

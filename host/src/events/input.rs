@@ -890,8 +890,10 @@ fn parse_lines(name: &Arc<str>, chunk: Lines<'_>, first_line: u64, parse_all: bo
         start = end + 1;
         number += 1;
     }
-    if start < chunk.bytes.len() {
-        // The input's last line, without a newline.
+    // The input's last line, without a newline. When a read error cut it short, it is the
+    // line the error rejects, as a reader of one line at a time rejects it: not one
+    // truncated line and an error after it.
+    if start < chunk.bytes.len() && chunk.error.is_none() {
         parse(start, &chunk.bytes[start..], number, !chunk.last);
         number += 1;
     }
@@ -1222,6 +1224,42 @@ mod tests {
             assert_eq!(many.len(), one.len(), "{jobs} jobs");
             for (a, b) in one.iter().zip(&many) {
                 assert!(a == b, "{jobs} jobs: {a:?} != {b:?}");
+            }
+        }
+    }
+
+    /// A stream that gives its bytes, then fails.
+    struct FailingAfter(Cursor<Vec<u8>>);
+
+    impl Read for FailingAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(io::Error::new(io::ErrorKind::InvalidData, "corrupt stream")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_error_inside_a_line_is_one_rejection_whatever_the_number_of_jobs() {
+        // Found by the `containers` fuzz target: a gzip stream whose checksum fails after a
+        // partial line gave one record with one job and two with more.
+        for tail in ["", "{\"Timestamp\":\"2024-05-01T10:0", "\n\n"] {
+            let text = format!("{ROW}\n{ROW}\n{tail}");
+            let read = |jobs| -> Vec<Comparable> {
+                let stream = Stream::Other(Box::new(FailingAfter(Cursor::new(text.clone().into_bytes()))));
+                let reading = Reading { jobs, ..Reading::default() };
+                open_stream("s".into(), None, stream, InputFormat::Jsonl, reading)
+                    .unwrap()
+                    .map(comparable)
+                    .collect()
+            };
+            let one = read(1);
+            assert_eq!(one.len(), 3, "{tail:?}: two rows and the error");
+            let error = one[2].2.as_ref().expect("the read error");
+            assert!(error.to_string().contains("read error: corrupt stream"), "{error}");
+            for jobs in [2, 3] {
+                assert_eq!(read(jobs), one, "{tail:?}: {jobs} jobs");
             }
         }
     }

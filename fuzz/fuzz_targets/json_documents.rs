@@ -1,0 +1,11 @@
+//! Bytes read as json (the format given, and told from the content): no panic, and every
+//! record read is evaluated, skipped or rejected, the same whatever the number of threads.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rulehost::events::InputFormat;
+
+fuzz_target!(|bytes: &[u8]| {
+    rulehost_fuzz::check_input("fuzz.json", bytes, InputFormat::Json);
+    rulehost_fuzz::check_input("fuzz", bytes, InputFormat::Auto);
+});
