@@ -783,6 +783,9 @@ pub(super) struct Lines<'a> {
 /// readers do ([`LineNumbers`]).
 struct ParallelJsonLines {
     results: InOrder<Vec<Record>>,
+    /// The reading thread and the workers, joined once the last record is out: none
+    /// outlives the input it read.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl ParallelJsonLines {
@@ -792,12 +795,12 @@ impl ParallelJsonLines {
         let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(jobs * 2);
         let (results_tx, results) = std::sync::mpsc::sync_channel(jobs * 2);
         let (spent_tx, spent) = std::sync::mpsc::sync_channel(jobs * 2);
-        spawn("rulehost-read", move || read_chunks(stream, &work_tx, &spent));
+        let mut threads = vec![spawn("rulehost-read", move || read_chunks(stream, &work_tx, &spent))];
         let (work, numbers) = (Arc::new(std::sync::Mutex::new(work_rx)), Arc::new(LineNumbers::default()));
         for _ in 0..jobs {
             let (work, results_tx, spent_tx, name, numbers) =
                 (work.clone(), results_tx.clone(), spent_tx.clone(), name.clone(), numbers.clone());
-            spawn("rulehost-parse", move || {
+            threads.push(spawn("rulehost-parse", move || {
                 while let Ok(Ok(chunk)) = work.lock().map(|queue| queue.recv()) {
                     let records = numbers.parse(&name, chunk.seq, chunk.lines(), reading.parse_all);
                     // When the reader has enough spare buffers, this one is freed.
@@ -806,15 +809,15 @@ impl ParallelJsonLines {
                         return;
                     }
                 }
-            });
+            }));
         }
-        Self { results: InOrder::new(results) }
+        Self { results: InOrder::new(results), threads }
     }
 }
 
 /// Starts a named thread (names show in `top -H` and profiles).
-pub(super) fn spawn(name: &str, body: impl FnOnce() + Send + 'static) {
-    std::thread::Builder::new().name(name.to_owned()).spawn(body).expect("a thread can be started");
+pub(super) fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new().name(name.to_owned()).spawn(body).expect("a thread can be started")
 }
 
 /// Reads `stream` in chunks of whole lines and sends them to the workers, until the end,
@@ -938,7 +941,15 @@ impl Iterator for ParallelJsonLines {
     type Item = Vec<Record>;
 
     fn next(&mut self) -> Option<Vec<Record>> {
-        self.results.next_blocking()
+        let next = self.results.next_blocking();
+        if next.is_none() {
+            // Every worker has dropped its sender, so each is past its loop, and the reader
+            // is done: joining takes no time.
+            for thread in self.threads.drain(..) {
+                let _ = thread.join();
+            }
+        }
+        next
     }
 }
 

@@ -23,11 +23,19 @@ pub(in crate::events) fn dismiss(line: &[u8]) -> Option<String> {
     if !line.starts_with(b"{\"Event\":{") || !line.ends_with(b"}") {
         return None;
     }
-    let id = number_after(line, only_one(line, &EVENT_ID)?)?;
+    let id_at = only_one(line, &EVENT_ID)?;
+    let id = number_after(line, id_at)?;
     if id == SYSMON_PROCESS_CREATE || id == SECURITY_PROCESS_CREATE {
         return None;
     }
-    let channel = string_after(line, only_one(line, &CHANNEL)?)?;
+    let channel_at = only_one(line, &CHANNEL)?;
+    let channel = string_after(line, channel_at)?;
+    // The full parse reads both from `Event/System`: keys found anywhere else (a `Channel`
+    // in EventData, an `EventID` after `System` has closed) would give another kind.
+    let keys = [id_at - EVENT_ID.needle().len(), channel_at - CHANNEL.needle().len()];
+    if !members_of_system(line, only_one(line, &SYSTEM)? - SYSTEM.needle().len(), keys) {
+        return None;
+    }
     // The kind's name follows `WinEvent::kind`, which asks "Sysmon?" first, of the channel
     // or the provider: a Security line whose provider may be Sysmon is left to the parser.
     let source = if channel.eq_ignore_ascii_case(SYSMON_CHANNEL.as_bytes()) {
@@ -57,6 +65,7 @@ pub(in crate::events) fn dismiss(line: &[u8]) -> Option<String> {
     Some(kind)
 }
 
+static SYSTEM: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"System\":"));
 static EVENT_ID: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"EventID\":"));
 static CHANNEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"Channel\":"));
 /// evtx_dump's provider element, its name first as the evtx crate writes it.
@@ -72,6 +81,60 @@ fn only_one(line: &[u8], key: &Finder<'_>) -> Option<usize> {
     let at = key.find(line)?;
     let end = at + key.needle().len();
     key.find(&line[at + 1..]).is_none().then_some(end)
+}
+
+/// Whether the keys whose opening quotes are at `keys` are members of the `System` object
+/// whose key starts at `system`, itself a member of the `Event` object (`{"Event":{..}}`).
+/// A walk over the line's braces and strings up to the last of them: strings are skipped
+/// (with their escapes), so a key-like text inside a value is not a key.
+fn members_of_system(line: &[u8], system: usize, keys: [usize; 2]) -> bool {
+    let (mut depth, mut system_depth, mut seen, mut at) = (0usize, None, 0, 0);
+    while let Some(found) = memchr::memchr3(b'"', b'{', b'}', &line[at..]) {
+        at += found;
+        match line[at] {
+            b'{' => depth += 1,
+            b'}' => {
+                if system_depth == Some(depth) {
+                    return false;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => {
+                if at == system {
+                    let value = skip_space(&line[at + SYSTEM.needle().len()..]);
+                    if depth != 2 || !value.starts_with(b"{") {
+                        return false;
+                    }
+                    system_depth = Some(depth + 1);
+                } else if keys.contains(&at) {
+                    if system_depth != Some(depth) {
+                        return false;
+                    }
+                    seen += 1;
+                    if seen == keys.len() {
+                        return true;
+                    }
+                }
+                // To the string's closing quote.
+                at += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &line[at..]) {
+                        None => return false,
+                        Some(end) if line[at + end] == b'\\' => at += end + 2,
+                        Some(end) => {
+                            at += end;
+                            break;
+                        }
+                    }
+                    if at >= line.len() {
+                        return false;
+                    }
+                }
+            }
+        }
+        at += 1;
+    }
+    false
 }
 
 /// The event id written at `at`: `4624`, `"4624"` or `{"#attributes":{..},"#text":4624}`,
@@ -187,6 +250,10 @@ mod tests {
             r##""Channel":"Security","EventID":{"a":{"b":{}},"#text":4624}"##,
             r##""Channel":"Security","EventID":99999999"##,
             r##""Channel":"Secu\u0072ity","EventID":4624"##,
+            // Channel or EventID outside System: the full parse does not read them there.
+            r##""EventID":4624},"Channel":"Security","S":{"##,
+            r##""X":{"Channel":"Security"},"EventID":4624"##,
+            r##""Data":"\"Channel\":\"Security\"","EventID":4624"##,
             // A Security record whose provider is Sysmon counts as Sysmon.
             r##""Provider":{"Name":"Microsoft-Windows-SYSMON"},"Channel":"Security","EventID":4624"##,
             r##""Provider":{"#attributes":{"Name":"microsoft-windows-sysmon"}},"Channel":"Security","EventID":4624"##,
@@ -201,5 +268,19 @@ mod tests {
         let mut bad = whole.clone().into_bytes();
         bad[20] = 0xff;
         assert_eq!(dismiss(&bad), None);
+    }
+
+    #[test]
+    fn a_channel_outside_system_is_left_to_the_parser() {
+        // Found by the `dismissal` fuzz target: `System` closes before `Channel`, so the
+        // full parse reads no channel and counts the line under another kind.
+        let line = r##"{"Event":{ "#attributes": {"xmlns": "hvents/event"}, "System": {"Provider": {"#tatributes": {"Name": "Microsoft-Windows-Security-Auditing"}}, "EventID": 2344, "VersionventRecordID": {"SystemTime": "2024-04-2T:04916:31751Z"}}, "EventRecordID": 9004, "Correlation": null, "Channel": "Security", "Computer": "WEB00.condoso.com", "S": {"Subje#tUserSid": "S-1-5-82-300670077088"}}}"##;
+        assert_eq!(dismiss(line.as_bytes()), None);
+        let (dismissed, parsed) = crate::events::input::dismissal_and_full_parse(line.as_bytes());
+        assert_eq!(dismissed, None);
+        assert!(
+            matches!(&parsed[..], [crate::events::Record::Skipped(s)] if s.kind == " 2344"),
+            "{parsed:?}"
+        );
     }
 }
