@@ -10,11 +10,12 @@
 //!    catalog, against Soft Cell over the same events; compile and start-up times.
 //!
 //! `BENCH_EVENTS` sets the number of events (default 1,000,000); `BENCH_ONLY=startup`,
-//! `=windows`, `=sigma`, `=jobs`, `=parse` or `=predicate` runs only that measurement (`parse`: eval
+//! `=windows`, `=pipeline`, `=sigma`, `=jobs`, `=parse` or `=predicate` runs only that measurement (`parse`: eval
 //! vs parse-only; `predicate`: Wasm vs native and the sandbox's cost); `BENCH_PROFILE=wasm` or `=native` runs one side of Wasm vs native
 //! over and over for a profiler (with `RULEHOST_PERF_MAP=1`, perf names guest functions).
 
 mod generate;
+mod pipeline;
 mod sigma;
 
 use std::io::BufWriter;
@@ -47,6 +48,7 @@ fn main() -> Result<()> {
         "startup" => return startup(),
         "windows" => return windows_jsonl(),
         "sigma" => return sigma::packs(),
+        "pipeline" => return pipeline::run_vs_eval(),
         _ => {}
     }
     let count: u64 = std::env::var("BENCH_EVENTS").ok().map_or(Ok(1_000_000), |v| v.parse())?;
@@ -97,6 +99,7 @@ fn main() -> Result<()> {
     hot_swap(&jsonl, count)?;
     startup()?;
     windows_jsonl()?;
+    pipeline::run_vs_eval()?;
     sigma::packs()?;
     Ok(())
 }

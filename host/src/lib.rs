@@ -16,6 +16,7 @@ pub mod config;
 pub mod eval;
 pub mod events;
 mod in_order;
+pub mod pipeline;
 pub mod rules;
 pub mod run;
 pub mod runtime;

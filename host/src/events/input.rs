@@ -118,11 +118,14 @@ pub(super) struct Reading {
     /// end): enough that the hand-off is cheap, little enough that it stays in the core's
     /// cache while it is parsed.
     pub(super) block_bytes: u64,
+    /// Hand a chunk to the parsing workers as soon as a read delivers less than it asked
+    /// for and a line has ended (a live stream), not only once it is full.
+    low_latency: bool,
 }
 
 impl Default for Reading {
     fn default() -> Self {
-        Self { jobs: 1, parse_all: false, block_bytes: CHUNK_BYTES as u64 }
+        Self { jobs: 1, parse_all: false, block_bytes: CHUNK_BYTES as u64, low_latency: false }
     }
 }
 
@@ -235,6 +238,13 @@ impl Input {
     /// for more until `stop` is set.
     pub fn follow(path: impl Into<PathBuf>, stop: Arc<AtomicBool>) -> Self {
         Self { follow: Some(stop), ..Self::file(path) }
+    }
+
+    /// With parsing workers, hands them what a stream has delivered so far (a live stream,
+    /// whose records must not wait for a full block); the records are the same.
+    pub fn with_low_latency(mut self, low_latency: bool) -> Self {
+        self.reading.low_latency = low_latency;
+        self
     }
 
     /// Parses JSON lines with `jobs` threads; the records come out in input order whatever
@@ -795,7 +805,8 @@ impl ParallelJsonLines {
         let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(jobs * 2);
         let (results_tx, results) = std::sync::mpsc::sync_channel(jobs * 2);
         let (spent_tx, spent) = std::sync::mpsc::sync_channel(jobs * 2);
-        let mut threads = vec![spawn("rulehost-read", move || read_chunks(stream, &work_tx, &spent))];
+        let mut threads =
+            vec![spawn("rulehost-read", move || read_chunks(stream, &work_tx, &spent, reading.low_latency))];
         let (work, numbers) = (Arc::new(std::sync::Mutex::new(work_rx)), Arc::new(LineNumbers::default()));
         for _ in 0..jobs {
             let (work, results_tx, spent_tx, name, numbers) =
@@ -824,13 +835,17 @@ pub(super) fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> std::th
 /// a read error, or no worker is left. Bytes go from the stream straight into the chunk,
 /// whose buffer comes back from the workers to be filled again (`spent`).
 fn read_chunks(
-    mut stream: BufReader<impl Read>,
+    mut stream: BufReader<impl Read + Send + 'static>,
     work: &std::sync::mpsc::SyncSender<Chunk>,
     spent: &std::sync::mpsc::Receiver<Vec<u8>>,
+    low_latency: bool,
 ) {
     let mut carry: Vec<u8> = stream.buffer().to_vec();
     stream.consume(carry.len());
-    let mut stream = stream.into_inner();
+    let mut stream: Box<dyn Read> = match low_latency {
+        true => Box::new(Pieces::of(stream.into_inner())),
+        false => Box::new(stream.into_inner()),
+    };
     let mut offset = 0;
     for seq in 0.. {
         let mut bytes = spent.try_recv().unwrap_or_default();
@@ -855,6 +870,13 @@ fn read_chunks(
                         break;
                     }
                 }
+                // A live stream that has delivered nothing more for a moment: its lines so
+                // far are parsed now.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if memchr::memchr(b'\n', &bytes[..filled]).is_some() {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     (last, error) = (true, Some(e.to_string()));
@@ -872,6 +894,72 @@ fn read_chunks(
         if work.send(chunk).is_err() || last {
             return;
         }
+    }
+}
+
+/// A stream read on a thread of its own, piece by piece as it delivers, for a reader that
+/// must not wait in a blocking read while it holds lines: a read that finds no piece within
+/// [`Pieces::IDLE`] fails with `WouldBlock`, and the next one waits again.
+struct Pieces {
+    pieces: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+impl Pieces {
+    /// How long a stream may stay silent before what it delivered is taken as all for now.
+    const IDLE: std::time::Duration = std::time::Duration::from_millis(2);
+
+    fn of(mut stream: impl Read + Send + 'static) -> Self {
+        let (sender, pieces) = std::sync::mpsc::sync_channel(16);
+        // Detached: it may be blocked in a read of standard input, which nothing can end.
+        spawn("rulehost-read-stream", move || {
+            loop {
+                let mut piece = vec![0u8; 256 * 1024];
+                let result = match stream.read(&mut piece) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(n) => {
+                        piece.truncate(n);
+                        Ok(piece)
+                    }
+                    Err(e) => Err(e),
+                };
+                let last = !matches!(&result, Ok(piece) if !piece.is_empty());
+                if sender.send(result).is_err() || last {
+                    return;
+                }
+            }
+        });
+        Self { pieces, current: Vec::new(), at: 0, ended: false }
+    }
+}
+
+impl Read for Pieces {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.current.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.pieces.recv_timeout(Self::IDLE) {
+                Ok(Ok(piece)) => {
+                    self.ended = piece.is_empty();
+                    (self.current, self.at) = (piece, 0);
+                }
+                Ok(Err(error)) => {
+                    self.ended = true;
+                    return Err(error);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len() - self.at);
+        out[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

@@ -1,0 +1,724 @@
+//! The evaluation pipeline behind `eval` and `run`: records in, batches of process events
+//! to every rule (on this thread, or on `jobs` workers each with its own instances),
+//! matches kept in windows, alerts out to a sink.
+//!
+//! ```text
+//! source ─ read and normalize (parallel) ─ lineage ─ batches ─ rule instances (parallel)
+//!        ─ outcomes in batch order ─ windows ─ sink
+//! ```
+//!
+//! `eval` runs it over bounded inputs and closes every window at the end; `run` runs it
+//! over an unbounded stream, closes windows as the watermark passes them, evaluates partial
+//! batches when they have waited long enough ([`Pipeline::tick`]) and swaps rules between
+//! batches ([`Pipeline::update`]). Whatever the number of jobs, the outcomes are taken in in
+//! batch order, so the output is the same.
+
+mod block_workers;
+mod rule_set;
+mod windows;
+mod workers;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::alerts::{Match, Output, WindowSpec};
+use crate::events::{Field, Input, InputError, Lineage, ProcessEvent, Record, RecordError};
+use crate::rules::watch::RuleUpdate;
+use crate::runtime::{CompiledRule, RuleError};
+use block_workers::EvaluatedBatch;
+use rule_set::{RuleRun, RuleSet};
+use windows::Closing;
+use workers::{Outcome, Workers, call_rules};
+
+/// Events per rule call by default: large enough that the per-call cost vanishes, small
+/// enough that a batch of long command lines stays a few MiB.
+pub const DEFAULT_BATCH_SIZE: usize = 1024;
+
+/// When windows close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowClosing {
+    /// All at the end (bounded inputs).
+    AtEnd,
+    /// When the watermark, the latest event time evaluated less `lateness_ms`, passes
+    /// their end (a stream); the rest at the end.
+    Watermark {
+        /// How far behind the latest event time an event may come and still find its
+        /// window open.
+        lateness_ms: i64,
+    },
+}
+
+/// How the pipeline runs.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineOptions {
+    /// How matches are grouped in time.
+    pub window: WindowSpec,
+    /// When windows close.
+    pub closing: WindowClosing,
+    /// Events per rule call, at most.
+    pub batch_size: usize,
+    /// The first rejected record ends the run with an error.
+    pub strict: bool,
+    /// Write every match instead of alerts.
+    pub matches_only: bool,
+    /// Processes the lineage table holds at most.
+    pub lineage_capacity: usize,
+    /// Threads that evaluate batches, each with its own instance of every rule (1: the
+    /// calling thread evaluates). The output is the same whatever the number.
+    pub jobs: usize,
+}
+
+/// Something the operator should know about, reported while the run goes on.
+#[derive(Debug)]
+pub enum Diagnostic<'a> {
+    /// A record was rejected; the others are still evaluated.
+    Rejected(&'a RecordError),
+    /// A rule call failed; `events` events were not evaluated (or matches not summarized)
+    /// by that rule.
+    RuleFailed {
+        /// The failure.
+        error: &'a RuleError,
+        /// How many events the failed call held.
+        events: usize,
+    },
+    /// A rule failed too many calls in a row and is not called again (in a live run: until
+    /// a new version of it is loaded).
+    Quarantined {
+        /// The rule's summary so far.
+        rule: &'a RuleSummary,
+    },
+    /// An event came after its window had closed (a stream): it is evaluated, and its
+    /// matches make an alert of their own. `count` is how many so far.
+    Late {
+        /// The event.
+        event: &'a ProcessEvent,
+        /// Late events so far, this one included.
+        count: u64,
+    },
+}
+
+/// What ended a run early.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// An input could not be opened.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A rule could not be instantiated.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// A record was rejected under `--strict`.
+    #[error("{0} (--strict)")]
+    Strict(RecordError),
+    /// Writing the output failed.
+    #[error("writing the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+/// Counts of one run. `read = evaluated + skipped + rejected` always holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Records read.
+    pub read: u64,
+    /// Process events evaluated.
+    pub evaluated: u64,
+    /// Records of other kinds, by kind.
+    pub skipped: BTreeMap<String, u64>,
+    /// Records rejected, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Events that came after their window had closed (a stream only).
+    pub late: u64,
+    /// Matches, all rules together.
+    pub matches: u64,
+    /// Alerts, all rules together.
+    pub alerts: u64,
+    /// Per rule, in load order (then the rules unloaded during a live run).
+    pub rules: Vec<RuleSummary>,
+}
+
+impl Summary {
+    /// Records skipped, all kinds together.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+
+    /// Records rejected, all reasons together.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// The skipped kinds by count, largest first (ties by name).
+    pub fn skipped_by_count(&self) -> Vec<(&str, u64)> {
+        let mut kinds: Vec<(&str, u64)> = self.skipped.iter().map(|(k, &n)| (k.as_str(), n)).collect();
+        kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        kinds
+    }
+}
+
+/// Counts of one rule in one run (in a live run, of all its versions).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RuleSummary {
+    /// The rule id.
+    pub id: String,
+    /// The rule version (the current one).
+    pub version: String,
+    /// The artifact's digest (the current one).
+    pub digest: String,
+    /// Events evaluated by this rule.
+    pub evaluated: u64,
+    /// Matches.
+    pub matches: u64,
+    /// Alerts.
+    pub alerts: u64,
+    /// Failed calls.
+    pub failures: u64,
+    /// Events this rule did not evaluate: its call failed, or it was quarantined.
+    pub failed_events: u64,
+    /// Matches this rule did not summarize because its `summarize` call failed.
+    pub unsummarized_matches: u64,
+    /// The last failure, if any.
+    pub last_failure: Option<String>,
+    /// Why the rule was quarantined, if it was.
+    pub quarantined: Option<String>,
+    /// Times a new version replaced the running one (a live run).
+    pub swaps: u64,
+}
+
+/// One run of the pipeline in progress.
+pub struct Pipeline<'a> {
+    set: RuleSet,
+    options: PipelineOptions,
+    output: &'a mut dyn Output,
+    diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
+    lineage: Lineage,
+    summary: Summary,
+    /// The earliest and latest event time read.
+    time_range: Option<(i64, i64)>,
+    /// The latest event time of the batches taken in: the watermark is this less the
+    /// lateness, so a window closes only once the batch that passed it is evaluated.
+    evaluated_latest: Option<i64>,
+    batch: Vec<ProcessEvent>,
+    /// With more than one job, the evaluation workers of the current rules, started with
+    /// the first batch (a file evaluated in blocks needs none) and again after a swap.
+    workers: Option<Workers>,
+    /// Emptied batches, filled again: a batch is hundreds of KiB, and a fresh one each time
+    /// costs the kernel zeroing fresh pages (a 2 MiB huge page per batch where the kernel
+    /// backs large allocations with them).
+    spare_batches: Vec<Vec<ProcessEvent>>,
+}
+
+impl std::fmt::Debug for Pipeline<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("rules", &self.set.runs.len())
+            .field("options", &self.options)
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Pipeline<'a> {
+    /// A pipeline over `rules`, loaded once.
+    pub fn new(
+        rules: &[Arc<CompiledRule>],
+        options: PipelineOptions,
+        output: &'a mut dyn Output,
+        diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
+    ) -> Result<Self, PipelineError> {
+        let runs = rules.iter().map(|rule| RuleRun::new(rule.clone(), None)).collect();
+        Self::start(runs, options, output, diagnose)
+    }
+
+    /// A pipeline over rules loaded from files, which [`Pipeline::update`] swaps by file:
+    /// each file's rules (a component's one, a pack's many) in load order.
+    pub fn with_rule_files(
+        files: Vec<(PathBuf, Vec<Arc<CompiledRule>>)>,
+        options: PipelineOptions,
+        output: &'a mut dyn Output,
+        diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
+    ) -> Result<Self, PipelineError> {
+        let runs = files
+            .into_iter()
+            .flat_map(|(path, rules)| {
+                rules.into_iter().map(move |rule| RuleRun::new(rule, Some(path.clone())))
+            })
+            .collect();
+        Self::start(runs, options, output, diagnose)
+    }
+
+    fn start(
+        runs: Vec<RuleRun>,
+        options: PipelineOptions,
+        output: &'a mut dyn Output,
+        diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
+    ) -> Result<Self, PipelineError> {
+        let options =
+            PipelineOptions { batch_size: options.batch_size.max(1), jobs: options.jobs.max(1), ..options };
+        Ok(Self {
+            set: RuleSet::new(runs)?,
+            options,
+            output,
+            diagnose,
+            lineage: Lineage::new(options.lineage_capacity),
+            summary: Summary::default(),
+            time_range: None,
+            evaluated_latest: None,
+            batch: Vec::with_capacity(options.batch_size),
+            workers: None,
+            spare_batches: Vec::new(),
+        })
+    }
+
+    /// The lineage table, for a reading that learns process creations ahead of their
+    /// evaluation (see [`crate::eval::evaluate`]).
+    pub fn lineage_mut(&mut self) -> &mut Lineage {
+        &mut self.lineage
+    }
+
+    /// The rules loaded now, in load order.
+    pub fn rules(&self) -> Vec<Arc<CompiledRule>> {
+        self.set.rules()
+    }
+
+    /// Counts a record; an event has its lineage resolved and is evaluated.
+    pub fn record(&mut self, record: Record) -> Result<(), PipelineError> {
+        match record {
+            Record::Event(mut event) => {
+                self.lineage.resolve_and_record(&mut event);
+                self.event(*event)
+            }
+            Record::Skipped(skipped) => {
+                self.summary.read += 1;
+                *self.summary.skipped.entry(skipped.kind).or_default() += 1;
+                Ok(())
+            }
+            Record::Rejected(error) => {
+                if self.options.strict {
+                    return Err(PipelineError::Strict(error));
+                }
+                self.summary.read += 1;
+                *self.summary.rejected.entry(error.reason.kind()).or_default() += 1;
+                (self.diagnose)(Diagnostic::Rejected(&error));
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts and evaluates an event whose lineage is resolved already.
+    pub fn event(&mut self, event: ProcessEvent) -> Result<(), PipelineError> {
+        self.summary.read += 1;
+        self.summary.evaluated += 1;
+        let t = event.time_ms();
+        if let (WindowClosing::Watermark { lateness_ms }, Some((_, latest))) =
+            (self.options.closing, self.time_range)
+            && self.options.window != WindowSpec::All
+            && self.options.window.window_of(t).1 <= latest.saturating_sub(lateness_ms)
+        {
+            self.summary.late += 1;
+            (self.diagnose)(Diagnostic::Late { event: &event, count: self.summary.late });
+        }
+        self.time_range = Some(self.time_range.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+        self.batch.push(event);
+        if self.batch.len() == self.options.batch_size {
+            self.evaluate_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates the partial batch and waits for every batch in flight, so that what was
+    /// read so far has its matches written, then flushes the sink: a stream calls it when
+    /// a batch has waited long enough.
+    pub fn tick(&mut self) -> Result<(), PipelineError> {
+        self.evaluate_batch()?;
+        self.wait_for_workers()?;
+        self.output.flush()?;
+        Ok(())
+    }
+
+    /// Applies one change of the rules, between two batches: the batches handed out are
+    /// evaluated first, by the versions they were handed to; the partial batch will be
+    /// evaluated by the new ones. A rule whose code changed summarizes its open windows
+    /// before it goes; a rule the update names as unchanged keeps them. Counters follow a
+    /// rule id from version to version.
+    pub fn update(&mut self, update: RuleUpdate) -> Result<(), PipelineError> {
+        self.wait_for_workers()?;
+        match update {
+            RuleUpdate::Loaded { path, rules, unchanged } => {
+                // The candidate passed its checks in the watcher; it must also instantiate.
+                if let Err(error) = rules[0].pack().instantiate() {
+                    tracing::error!(path = %path.display(), "refused: {error}");
+                    return Ok(());
+                }
+                let ids: Vec<&str> = rules.iter().map(|r| r.metadata().id.as_str()).collect();
+                // A file that now holds another version replaces what it held; a rule id
+                // that another file held moves here with its counters, whichever file it
+                // came from.
+                let source = match self.set.runs.iter().any(|r| r.source.as_ref() == Some(&path)) {
+                    true => Some(path.clone()),
+                    false => self
+                        .set
+                        .runs
+                        .iter()
+                        .find(|r| ids.contains(&r.summary.id.as_str()))
+                        .and_then(|r| r.source.clone()),
+                };
+                let mut fresh: Vec<RuleRun> =
+                    rules.iter().map(|rule| RuleRun::new(rule.clone(), Some(path.clone()))).collect();
+                let old: Vec<usize> = match &source {
+                    Some(source) => (0..self.set.runs.len())
+                        .filter(|&i| self.set.runs[i].source.as_ref() == Some(source))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if old.is_empty() {
+                    log_loaded(&fresh, &path);
+                    let mut runs = std::mem::take(&mut self.set.runs);
+                    runs.extend(fresh);
+                    self.replace_rules(runs, Vec::new())?;
+                    return Ok(());
+                }
+                let (mut changed, mut kept) = (0usize, 0usize);
+                let mut retired = Vec::new();
+                for &i in &old {
+                    let successor = fresh.iter().position(|m| m.summary.id == self.set.runs[i].summary.id);
+                    let same = successor.is_some()
+                        && unchanged.contains(&self.set.runs[i].summary.id)
+                        && !self.set.runs[i].is_quarantined();
+                    if same {
+                        fresh[successor.unwrap()].windows = std::mem::take(&mut self.set.runs[i].windows);
+                        kept += 1;
+                    } else {
+                        // The old version summarizes what it matched before it goes.
+                        self.close_windows(|r| r == i, None)?;
+                        changed += 1;
+                    }
+                    let previous = std::mem::take(&mut self.set.runs[i].summary);
+                    match successor {
+                        Some(s) => {
+                            let summary = &mut fresh[s].summary;
+                            summary.evaluated = previous.evaluated;
+                            summary.matches = previous.matches;
+                            summary.alerts = previous.alerts;
+                            summary.failures = previous.failures;
+                            summary.failed_events = previous.failed_events;
+                            summary.unsummarized_matches = previous.unsummarized_matches;
+                            summary.last_failure = previous.last_failure;
+                            summary.swaps = previous.swaps + u64::from(!same);
+                        }
+                        None => retired.push(previous),
+                    }
+                }
+                let from: Vec<String> =
+                    old.iter().map(|&i| self.set.runs[i].rule.metadata().version.clone()).collect();
+                match (from.as_slice(), fresh.as_slice()) {
+                    ([from], [to]) => {
+                        tracing::info!(rule = %to.summary.id, from = %from, to = %to.summary.version, digest = %to.summary.digest, path = %path.display(), "rule swapped")
+                    }
+                    (_, new) => {
+                        let added = new.len().saturating_sub(kept + changed);
+                        tracing::info!(pack = %new[0].rule.artifact(), rules = new.len(), unchanged = kept, replaced = changed, added, digest = %new[0].summary.digest, path = %path.display(), "pack swapped")
+                    }
+                }
+                // The new rules take the place of the old in the load order.
+                let mut runs = Vec::with_capacity(self.set.runs.len() + fresh.len());
+                let mut fresh = Some(fresh);
+                for (i, run) in std::mem::take(&mut self.set.runs).into_iter().enumerate() {
+                    if !old.contains(&i) {
+                        runs.push(run);
+                    } else if let Some(fresh) = fresh.take() {
+                        runs.extend(fresh);
+                    }
+                }
+                self.replace_rules(runs, retired)?;
+            }
+            RuleUpdate::Removed { path } => {
+                let old: Vec<usize> = (0..self.set.runs.len())
+                    .filter(|&i| self.set.runs[i].source.as_ref() == Some(&path))
+                    .collect();
+                if old.is_empty() {
+                    return Ok(());
+                }
+                self.close_windows(|r| old.contains(&r), None)?;
+                let what = match old.as_slice() {
+                    [one] => {
+                        let s = &self.set.runs[*one].summary;
+                        format!("rule {} {}", s.id, s.version)
+                    }
+                    many => format!("pack {} ({} rules)", self.set.runs[many[0]].rule.artifact(), many.len()),
+                };
+                tracing::info!(what = %what, path = %path.display(), "unloaded: its file was removed");
+                let (gone, runs): (Vec<_>, Vec<_>) = std::mem::take(&mut self.set.runs)
+                    .into_iter()
+                    .partition(|r| r.source.as_ref() == Some(&path));
+                self.replace_rules(runs, gone.into_iter().map(|r| r.summary).collect())?;
+            }
+            RuleUpdate::Refused { path, reason } => {
+                tracing::error!(path = %path.display(), "candidate refused, the running version stays: {reason}");
+            }
+        }
+        self.output.flush()?;
+        Ok(())
+    }
+
+    /// Every rule's counts so far: loaded ones in load order, then unloaded ones.
+    pub fn rule_summaries(&self) -> Vec<RuleSummary> {
+        self.set.runs.iter().map(|r| r.summary.clone()).chain(self.set.retired.iter().cloned()).collect()
+    }
+
+    /// Counts so far (without the per-rule ones: see [`Pipeline::rule_summaries`]).
+    pub fn counts(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// Evaluates the last batch, closes every window, writes the alerts and finishes the
+    /// sink.
+    pub fn finish(mut self) -> Result<Summary, PipelineError> {
+        self.evaluate_batch()?;
+        self.wait_for_workers()?;
+        self.workers = None;
+        // `--window all` reports the input's own span, end exclusive.
+        let span = match self.options.window {
+            WindowSpec::All => self.time_range.map(|(lo, hi)| (lo, hi.saturating_add(1))),
+            WindowSpec::Every(_) => None,
+        };
+        self.close_windows_as(|_| true, Closing { watermark: None, span })?;
+        self.output.finish()?;
+        let mut summary = std::mem::take(&mut self.summary);
+        summary.rules = self.rule_summaries();
+        summary.matches = summary.rules.iter().map(|r| r.matches).sum();
+        summary.alerts = summary.rules.iter().map(|r| r.alerts).sum();
+        Ok(summary)
+    }
+
+    fn replace_rules(&mut self, runs: Vec<RuleRun>, retired: Vec<RuleSummary>) -> Result<(), PipelineError> {
+        self.set.replace(runs, retired)?;
+        // The workers hold instances of the old rules: new ones start with the next batch.
+        self.workers = None;
+        Ok(())
+    }
+
+    /// Closes the windows of the rules `which` selects that end at or before `watermark`
+    /// (`None`: all), and writes their alerts.
+    fn close_windows(
+        &mut self,
+        which: impl Fn(usize) -> bool,
+        watermark: Option<i64>,
+    ) -> Result<(), PipelineError> {
+        self.close_windows_as(which, Closing { watermark, span: None })
+    }
+
+    fn close_windows_as(
+        &mut self,
+        which: impl Fn(usize) -> bool,
+        closing: Closing,
+    ) -> Result<(), PipelineError> {
+        if self.options.matches_only {
+            return Ok(());
+        }
+        for alert in windows::close(&mut self.set, which, closing, self.diagnose) {
+            self.output.alert(&alert)?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates the batch (or hands it to a worker) and takes in what is done.
+    fn evaluate_batch(&mut self) -> Result<(), PipelineError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let spare = self.spare_batches.pop().unwrap_or_else(|| Vec::with_capacity(self.options.batch_size));
+        let batch = std::mem::replace(&mut self.batch, spare);
+        if self.workers.is_none() && self.options.jobs > 1 {
+            self.workers = Some(Workers::start(&self.set.rules(), self.options.jobs, &self.set.quarantined)?);
+        }
+        let done = match &mut self.workers {
+            Some(workers) => workers.submit(batch),
+            // One job: this thread's instances evaluate.
+            None => {
+                let outcomes = call_rules(&mut self.set.instances, &self.set.quarantined, &batch);
+                vec![(batch, outcomes)]
+            }
+        };
+        self.take_in(done)
+    }
+
+    fn wait_for_workers(&mut self) -> Result<(), PipelineError> {
+        let done = match &mut self.workers {
+            Some(workers) => workers.wait_all(),
+            None => return Ok(()),
+        };
+        self.take_in(done)
+    }
+
+    fn take_in(&mut self, done: Vec<workers::Done>) -> Result<(), PipelineError> {
+        for (mut batch, outcomes) in done {
+            let latest = batch.iter().map(ProcessEvent::time_ms).max();
+            self.apply(BatchEvents::All(&batch), outcomes, latest)?;
+            batch.clear();
+            self.spare_batches.push(batch);
+        }
+        Ok(())
+    }
+
+    /// Takes in a batch a worker that parsed it evaluated: as [`Pipeline::event`] takes its
+    /// events and [`Pipeline::evaluate_batch`] its outcomes.
+    fn evaluated(&mut self, batch: EvaluatedBatch) -> Result<(), PipelineError> {
+        // What was batched here before is older: its matches come first.
+        self.evaluate_batch()?;
+        self.wait_for_workers()?;
+        let count = batch.len as u64;
+        self.summary.read += count;
+        self.summary.evaluated += count;
+        if let Some((lo, hi)) = batch.time_range {
+            self.time_range = Some(self.time_range.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
+        }
+        let latest = batch.time_range.map(|(_, hi)| hi);
+        self.apply(BatchEvents::Matched { len: batch.len, events: &batch.matched }, batch.outcomes, latest)
+    }
+
+    /// Evaluates a file of Defender JSON lines in blocks, each block by the worker that
+    /// read and parsed it (see [`block_workers`]), taken in here in file order.
+    pub fn evaluate_blocks(
+        &mut self,
+        input: &Input,
+        progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+    ) -> Result<(), PipelineError> {
+        let stages = block_workers::stages(&self.set.rules(), &self.set.quarantined, self.options)?;
+        for items in input.open_blocks(progress, stages)? {
+            for item in items {
+                match item {
+                    block_workers::BlockItem::Record(record) => self.record(record)?,
+                    block_workers::BlockItem::Evaluated(batch) => self.evaluated(batch)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes in the outcomes of one batch, in batch order: counts, failures and
+    /// quarantine, then writes or keeps the matches; in a stream, then closes the windows
+    /// the batch's latest event passed.
+    fn apply(
+        &mut self,
+        batch: BatchEvents<'_>,
+        outcomes: Vec<Outcome>,
+        latest: Option<i64>,
+    ) -> Result<(), PipelineError> {
+        let runs = &mut self.set.runs;
+        let mut matched: Vec<Vec<usize>> = Vec::with_capacity(runs.len());
+        for (r, (run, outcome)) in runs.iter_mut().zip(outcomes).enumerate() {
+            // A worker may have evaluated this batch before an earlier batch's failure
+            // quarantined the rule: what counts is the rule's state in batch order, so the
+            // result is the same whatever the number of workers.
+            let indices = match outcome {
+                _ if run.is_quarantined() => {
+                    run.summary.failed_events += batch.len() as u64;
+                    Vec::new()
+                }
+                Outcome::Matched(indices) => {
+                    run.succeeded();
+                    run.summary.evaluated += batch.len() as u64;
+                    indices
+                }
+                Outcome::Failed(error) => {
+                    run.summary.failed_events += batch.len() as u64;
+                    run.failed(&error, batch.len(), self.diagnose);
+                    if run.is_quarantined() {
+                        self.set.quarantined[r].store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Vec::new()
+                }
+                // Only a quarantined rule is not called, and that is handled above.
+                Outcome::NotCalled => {
+                    run.summary.failed_events += batch.len() as u64;
+                    Vec::new()
+                }
+            };
+            run.summary.matches += indices.len() as u64;
+            matched.push(indices);
+        }
+        if self.options.matches_only {
+            // In input order, and for one event in rule order.
+            let mut any: Vec<usize> = matched.iter().flatten().copied().collect();
+            any.sort_unstable();
+            any.dedup();
+            let mut cursors = vec![0usize; runs.len()];
+            for i in any {
+                let event = batch.get(i);
+                for (r, run) in runs.iter().enumerate() {
+                    if matched[r].get(cursors[r]) == Some(&i) {
+                        cursors[r] += 1;
+                        self.output.matched(&Match { rule: &run.rule, event })?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        // One projection per event and set of fields, shared by every rule that needs it.
+        let mut projections: HashMap<(usize, Vec<Field>), Arc<ProcessEvent>> = HashMap::new();
+        for (run, indices) in runs.iter_mut().zip(&matched) {
+            let fields = &run.rule.metadata().summary_reads;
+            for &i in indices {
+                let event = batch.get(i);
+                let window = self.options.window.window_of(event.time_ms());
+                let projected = projections
+                    .entry((i, fields.clone()))
+                    .or_insert_with(|| Arc::new(event.projected(fields)))
+                    .clone();
+                run.windows.entry(window).or_default().push(projected);
+            }
+        }
+        if let (WindowClosing::Watermark { lateness_ms }, Some(latest)) = (self.options.closing, latest)
+            && self.options.window != WindowSpec::All
+        {
+            let latest = self.evaluated_latest.map_or(latest, |l| l.max(latest));
+            self.evaluated_latest = Some(latest);
+            self.close_windows(|_| true, Some(latest.saturating_sub(lateness_ms)))?;
+        }
+        Ok(())
+    }
+}
+
+fn log_loaded(runs: &[RuleRun], path: &std::path::Path) {
+    match runs {
+        [one] => {
+            tracing::info!(rule = %one.summary.id, version = %one.summary.version, digest = %one.summary.digest, path = %path.display(), "rule loaded")
+        }
+        many => {
+            tracing::info!(pack = %many[0].rule.artifact(), rules = many.len(), digest = %many[0].summary.digest, path = %path.display(), "pack loaded")
+        }
+    }
+}
+
+/// The events of one evaluated batch, for taking in its outcomes: all of them, or (from a
+/// worker that evaluated the batch itself) only those some rule matched.
+enum BatchEvents<'a> {
+    All(&'a [ProcessEvent]),
+    Matched {
+        /// Events in the batch.
+        len: usize,
+        /// The matched events and their indices in the batch, ascending.
+        events: &'a [(usize, ProcessEvent)],
+    },
+}
+
+impl BatchEvents<'_> {
+    fn len(&self) -> usize {
+        match self {
+            BatchEvents::All(events) => events.len(),
+            BatchEvents::Matched { len, .. } => *len,
+        }
+    }
+
+    /// The event at `index`, which a rule matched.
+    fn get(&self, index: usize) -> &ProcessEvent {
+        match self {
+            BatchEvents::All(events) => &events[index],
+            BatchEvents::Matched { events, .. } => {
+                let at = events.binary_search_by_key(&index, |(i, _)| *i);
+                &events[at.expect("a worker keeps every matched event")].1
+            }
+        }
+    }
+}
