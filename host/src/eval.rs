@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::alerts::{Output, WindowSpec};
-use crate::events::{Input, InputError, InputFormat, ProcessEvent, Reader, Record, lineage};
+use crate::events::{Input, InputError, InputFormat, ProcessEvent, Record, lineage};
 use crate::pipeline::{Pipeline, PipelineOptions, WindowClosing};
 use crate::runtime::CompiledRule;
 
@@ -32,8 +32,9 @@ pub struct EvalOptions {
     /// Threads that evaluate batches, each with its own instance of every rule (1: the
     /// calling thread evaluates). The output is the same whatever the number.
     pub jobs: usize,
-    /// Bytes of process creations the first pass over one Windows log keeps for the
-    /// second (0: the second pass reads them again). The output is the same whatever it is.
+    /// Bytes of held-back process creations kept in memory, all inputs together (see
+    /// [`evaluate`]; 0: a file is read again for each). For files the output is the same
+    /// whatever it is.
     pub kept_event_bytes: usize,
 }
 
@@ -55,17 +56,22 @@ impl Default for EvalOptions {
 
 /// Evaluates `rules` over `inputs`, writing to `output` and reporting to `diagnose`.
 ///
-/// A Windows log is taken in two passes, so that a child's grandparent is known whatever
-/// the order of files and records: the first pass counts every record and fills the
-/// lineage table from the process creations, the second evaluates the process creations.
-/// The first pass keeps the process creations it read, up to `kept_event_bytes` of them, and the
-/// second evaluates those; past that, where the first pass could note where their lines
-/// start (JSON lines in a plain file), the second reads only those lines, and otherwise
-/// it reads the input again and takes its events. Defender inputs carry their grandparent
-/// and standard input cannot be read twice: those are read once. A regular file of
-/// Defender JSON lines is read once in blocks, each block evaluated by the worker that read
-/// and parsed it (one job: on the calling thread), so that nothing of its events but the
-/// matches crosses between threads.
+/// Every input is read once. A Windows process creation whose parent's creation has been
+/// read already (by `ProcessGuid`) is evaluated at once, its grandparent filled from the
+/// lineage table. One whose parent has not been read yet, or that is keyed by process id
+/// (4688: which creation of a reused id is the parent depends on all of them), is learned
+/// by the table and held back; when every input has been read, the held events are resolved
+/// against the whole table and evaluated. So a child logged before its parent (another
+/// file, records out of order) gets the grandparent a second pass would give it, without
+/// a second pass. Held events are kept in memory up to `kept_event_bytes`; past that, a
+/// file is read again at just their lines (JSON lines) or for just their records (other
+/// formats), and a stream, which cannot be read again, has its events evaluated at once
+/// with the lineage known then. With `--matches`, matches are written as they are found,
+/// in reading order: once one event is held, every event after it is held too.
+///
+/// A regular file of Defender JSON lines is read in blocks, each block evaluated by the
+/// worker that read and parsed it (one job: on the calling thread), so that nothing of its
+/// events but the matches crosses between threads.
 pub fn evaluate(
     rules: &[Arc<CompiledRule>],
     inputs: &[Input],
@@ -81,67 +87,232 @@ pub fn evaluate(
             false => input.open_counted(options.input_format, options.progress.clone()).map(Some),
         })
         .collect::<Result<Vec<_>, InputError>>()?;
-    let mut evaluation = Pipeline::new(rules, options.pipeline(), output, diagnose)?;
-    let mut second_passes = Vec::with_capacity(inputs.len());
-    for reader in readers {
-        second_passes.push(match reader {
-            Some(reader) => first_pass(reader, &mut evaluation, options.kept_event_bytes)?,
-            None => SecondPass::Blocks,
-        });
+    let mut pipeline = Pipeline::new(rules, options.pipeline(), output, diagnose)?;
+    let mut held = Held::new(inputs.len(), options.kept_event_bytes);
+    for (index, (input, reader)) in inputs.iter().zip(readers).enumerate() {
+        let Some(reader) = reader else {
+            pipeline.evaluate_blocks(input, options.progress.clone())?;
+            continue;
+        };
+        let rereading = match (reader.is_rereadable(), reader.has_line_offsets()) {
+            (false, _) => Rereading::Impossible,
+            (true, true) => Rereading::Lines,
+            (true, false) => Rereading::Records,
+        };
+        let mut ordinal = 0u64;
+        let mut line = LineEvents::default();
+        for record in reader {
+            let Record::Event(mut event) = record else {
+                pipeline.record(record)?;
+                continue;
+            };
+            let nth_on_line = line.nth(event.line_offset());
+            let this = ordinal;
+            ordinal += 1;
+            event.set_read_order(pipeline.next_read_order());
+            // Matches are written as they are found: once one event waits, so do all
+            // after it, and they come out in reading order.
+            let in_order = !options.matches_only || held.is_empty();
+            if in_order && pipeline.lineage_mut().is_final_for(&event) {
+                pipeline.record(Record::Event(event))?;
+                continue;
+            }
+            pipeline.lineage_mut().learn(&event);
+            if let Some(event) = held.hold(index, event, rereading, this, nth_on_line) {
+                // Held back no more: a stream past the budget.
+                pipeline.record(Record::Event(event))?;
+            }
+        }
     }
-    for (input, pass) in inputs.iter().zip(second_passes) {
-        match pass {
-            SecondPass::Nothing => {}
-            SecondPass::Blocks => evaluation.evaluate_blocks(input, options.progress.clone())?,
-            SecondPass::Rest(records) => {
-                for record in records {
-                    evaluation.record(record)?;
-                }
-            }
-            SecondPass::Kept(events) => {
-                for event in events {
-                    evaluation.record(Record::Event(Box::new(event)))?;
-                }
-            }
-            SecondPass::Lines(lines) => {
-                for record in input.read_lines_at(lines)? {
-                    match record {
-                        // An event line that no longer reads (the file changed in between)
-                        // is reported: its events were not counted in the first pass.
-                        Record::Event(_) | Record::Rejected(_) => evaluation.record(record)?,
-                        // Records of other kinds on an event's line were counted already.
-                        Record::Skipped(_) => {}
+    held.evaluate(inputs, options.input_format, &mut pipeline)?;
+    pipeline.finish()
+}
+
+/// How an input's held events can be found again once they are no longer kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rereading {
+    /// At their lines (a file of JSON lines).
+    Lines,
+    /// By their place among the input's events, reading it again (other files).
+    Records,
+    /// Not at all (a stream).
+    Impossible,
+}
+
+/// Which event of its line an event is (a line of `{"records": [..]}` holds many).
+#[derive(Default)]
+struct LineEvents {
+    offset: Option<u64>,
+    nth: u32,
+}
+
+impl LineEvents {
+    fn nth(&mut self, offset: Option<u64>) -> u32 {
+        match offset {
+            Some(offset) if self.offset == Some(offset) => self.nth += 1,
+            _ => (self.offset, self.nth) = (offset, 0),
+        }
+        self.nth
+    }
+}
+
+/// An event held back until every input is read.
+enum HeldEvent {
+    /// Kept as it was read.
+    Kept(Box<ProcessEvent>),
+    /// At this line of a JSON lines file (offset, line number), the `nth` event on it; and
+    /// its place in the reading order.
+    Line { offset: u64, number: u64, nth: u32, order: u64 },
+    /// The input's event at this place (from 0), and its place in the reading order.
+    Record { ordinal: u64, order: u64 },
+}
+
+/// The events held back, per input in reading order, and the memory they take.
+struct Held {
+    per_input: Vec<Vec<HeldEvent>>,
+    kept_bytes: usize,
+    budget: usize,
+    /// Held events noted by place, all inputs together.
+    noted: usize,
+}
+
+/// Events held by place at most (about 24 bytes each); past that, even a file's events are
+/// evaluated at once.
+const MAX_NOTED_EVENTS: usize = 4 << 20;
+
+impl Held {
+    fn new(inputs: usize, budget: usize) -> Self {
+        Self { per_input: (0..inputs).map(|_| Vec::new()).collect(), kept_bytes: 0, budget, noted: 0 }
+    }
+
+    /// Whether no event is held.
+    fn is_empty(&self) -> bool {
+        self.per_input.iter().all(Vec::is_empty)
+    }
+
+    /// Holds `event` of input `index`; gives it back when it cannot be held.
+    fn hold(
+        &mut self,
+        index: usize,
+        event: Box<ProcessEvent>,
+        rereading: Rereading,
+        ordinal: u64,
+        nth: u32,
+    ) -> Option<Box<ProcessEvent>> {
+        let size = event.size_in_memory();
+        if self.kept_bytes + size <= self.budget {
+            self.kept_bytes += size;
+            self.per_input[index].push(HeldEvent::Kept(event));
+            return None;
+        }
+        if self.noted >= MAX_NOTED_EVENTS {
+            return Some(event);
+        }
+        let held = match (rereading, event.line_offset()) {
+            (Rereading::Lines, Some(offset)) => HeldEvent::Line {
+                offset,
+                number: event.origin().position.number(),
+                nth,
+                order: event.read_order(),
+            },
+            (Rereading::Records, _) => HeldEvent::Record { ordinal, order: event.read_order() },
+            _ => return Some(event),
+        };
+        self.noted += 1;
+        self.per_input[index].push(held);
+        None
+    }
+
+    /// Evaluates the held events, input by input in reading order, against the whole
+    /// lineage table; those no longer kept are read again.
+    fn evaluate(
+        self,
+        inputs: &[Input],
+        format: InputFormat,
+        pipeline: &mut Pipeline<'_>,
+    ) -> Result<(), EvalError> {
+        for (input, held) in inputs.iter().zip(self.per_input) {
+            let mut kept = Vec::new();
+            let (mut lines, mut records) = (Vec::new(), Vec::new());
+            for event in held {
+                match event {
+                    HeldEvent::Kept(event) => kept.push(event),
+                    HeldEvent::Line { offset, number, nth, order } => {
+                        lines.push(((offset, number), nth, order))
                     }
+                    HeldEvent::Record { ordinal, order } => records.push((ordinal, order)),
                 }
             }
-            SecondPass::Whole => {
-                // The first pass counted every record: only the events count now.
-                for record in input.open(options.input_format)? {
-                    if let Record::Event(_) = record {
-                        evaluation.record(record)?;
+            for event in kept {
+                pipeline.record(Record::Event(event))?;
+            }
+            if !lines.is_empty() {
+                read_lines_again(input, lines, pipeline)?;
+            }
+            if !records.is_empty() {
+                let mut wanted = records.into_iter().peekable();
+                let events = input.open(format)?.filter(|r| matches!(r, Record::Event(_)));
+                for (ordinal, mut record) in events.enumerate() {
+                    if let Some(&(_, order)) = wanted.peek().filter(|(o, _)| *o == ordinal as u64) {
+                        wanted.next();
+                        if let Record::Event(event) = &mut record {
+                            event.set_read_order(order);
+                        }
+                        pipeline.record(record)?;
+                    }
+                    if wanted.peek().is_none() {
+                        break;
                     }
                 }
             }
         }
+        Ok(())
     }
-    evaluation.finish()
 }
 
-/// What is left to read of an input after its first pass.
-enum SecondPass {
-    /// Nothing: the input held no event.
-    Nothing,
-    /// The rest of the records, read once (a Defender input, standard input).
-    Rest(Box<dyn Iterator<Item = Record>>),
-    /// The process creations themselves, kept by the first pass as they were read.
-    Kept(Vec<ProcessEvent>),
-    /// The lines of the process creations, by offset and line number.
-    Lines(Vec<(u64, u64)>),
-    /// The whole input again, for its events.
-    Whole,
-    /// A file of Defender JSON lines, read once in blocks, each evaluated by the worker
-    /// that parsed it.
-    Blocks,
+/// Evaluates the `nth` event of each of `lines` ((offset, line number), nth, reading
+/// order), read again.
+fn read_lines_again(
+    input: &Input,
+    lines: Vec<((u64, u64), u32, u64)>,
+    pipeline: &mut Pipeline<'_>,
+) -> Result<(), EvalError> {
+    let mut wanted: Vec<(u64, u64)> = lines.iter().map(|&(line, _, _)| line).collect();
+    wanted.dedup();
+    let mut expected = lines.into_iter().map(|((_, number), nth, order)| (number, nth, order)).peekable();
+    let mut line = LineEvents::default();
+    for mut record in input.read_lines_at(wanted)? {
+        let number = match &record {
+            Record::Event(event) => event.origin().position.number(),
+            Record::Rejected(error) => error.origin.position.number(),
+            // Records of other kinds on an event's line were counted already.
+            Record::Skipped(_) => continue,
+        };
+        // Lines before this one that no longer hold their events (the file changed in
+        // between) have nothing more to give.
+        while expected.peek().is_some_and(|&(n, _, _)| n < number) {
+            expected.next();
+        }
+        match &mut record {
+            Record::Event(event) => {
+                let nth = line.nth(event.line_offset());
+                if let Some(&(_, _, order)) = expected.peek().filter(|&&(n, i, _)| (n, i) == (number, nth)) {
+                    expected.next();
+                    event.set_read_order(order);
+                    pipeline.record(record)?;
+                }
+            }
+            // A line that no longer reads is reported in its events' place: they were not
+            // counted yet.
+            _ => {
+                while expected.peek().is_some_and(|&(n, _, _)| n == number) {
+                    expected.next();
+                }
+                pipeline.record(record)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl EvalOptions {
@@ -187,67 +358,11 @@ fn is_defender_json_lines_file(input: &Input, format: InputFormat) -> Result<boo
     }) == Some(true))
 }
 
-/// Line offsets noted per input at most (16 bytes each); past that, the second pass reads
-/// the whole input again.
-const MAX_NOTED_LINES: usize = 4 << 20;
-
-/// Bytes of process creations (their text and their fields) that the first pass of one
-/// input keeps for the second by default, which then reads nothing again: about 40,000
-/// events. In real logs few events are process creations, so most inputs stay under it;
-/// past it the kept events are dropped and the second pass reads them again.
+/// Bytes of held-back process creations (their text and their fields, see [`evaluate`])
+/// kept in memory by default: about 40,000 events. Few events of a real log are process
+/// creations, and fewer are held, so most inputs stay under it; past it a file is read
+/// again at the held events' places.
 pub const DEFAULT_KEPT_EVENT_BYTES: usize = 64 << 20;
-
-/// The first pass over one input: see [`evaluate`].
-fn first_pass(
-    mut reader: Reader,
-    evaluation: &mut Pipeline<'_>,
-    kept_event_bytes: usize,
-) -> Result<SecondPass, EvalError> {
-    let noting = reader.has_line_offsets();
-    if !reader.is_rereadable() {
-        return Ok(SecondPass::Rest(Box::new(reader)));
-    }
-    let (mut lines, mut whole, mut events) = (Vec::new(), !noting, 0u64);
-    let (mut kept, mut kept_bytes) = (Some(Vec::new()), 0usize);
-    while let Some(record) = reader.next() {
-        let Record::Event(event) = record else {
-            evaluation.record(record)?;
-            continue;
-        };
-        if events == 0 && event.source_format().is_defender() {
-            let first = std::iter::once(Record::Event(event));
-            return Ok(SecondPass::Rest(Box::new(first.chain(reader))));
-        }
-        events += 1;
-        // The event stays as read: the second pass resolves it against the whole table.
-        evaluation.lineage_mut().learn(&event);
-        match event.line_offset() {
-            // Several events of one line (`{"records": [..]}`) are noted once.
-            Some(offset) if !whole && lines.last().is_none_or(|&(last, _)| last < offset) => {
-                lines.push((offset, event.origin().position.number()));
-                if lines.len() > MAX_NOTED_LINES {
-                    (whole, lines) = (true, Vec::new());
-                }
-            }
-            Some(_) if !whole => {}
-            _ => whole = true,
-        }
-        if let Some(events) = &mut kept {
-            kept_bytes += event.size_in_memory();
-            if kept_bytes <= kept_event_bytes {
-                events.push(*event);
-            } else {
-                kept = None;
-            }
-        }
-    }
-    Ok(match (events, kept, whole) {
-        (0, _, _) => SecondPass::Nothing,
-        (_, Some(kept), _) => SecondPass::Kept(kept),
-        (_, None, true) => SecondPass::Whole,
-        (_, None, false) => SecondPass::Lines(lines),
-    })
-}
 
 /// Evaluates `rules` over in-memory `records` (rule test cases, tests), with lineage
 /// resolved in arrival order.

@@ -135,6 +135,17 @@ impl Lineage {
         self.record(event, parent);
     }
 
+    /// Whether resolving `event` now gives what resolving it against every creation still
+    /// to be read would: it has no lineage keys, or its parent is known by a `ProcessGuid`
+    /// (unique, and the table keeps the first creation of each). A parent known by process
+    /// id is not final: a creation of the same id read later may be the nearer one.
+    pub fn is_final_for(&self, event: &ProcessEvent) -> bool {
+        match event.lineage() {
+            None => true,
+            Some(keys) => matches!(keys.parent, ProcessKey::Guid(_)) && self.parent(event).is_some(),
+        }
+    }
+
     /// The creation of `event`'s parent, when the table holds it.
     fn parent(&self, event: &ProcessEvent) -> Option<&ProcessInfo> {
         match &event.lineage()?.parent {

@@ -148,6 +148,8 @@ pub struct ProcessEvent {
     format: SourceFormat,
     lineage: Option<Box<LineageKeys>>,
     line_offset: Option<u64>,
+    /// Its place in the order the evaluation read its events (0: not given one yet).
+    read_order: u64,
 }
 
 impl ProcessEvent {
@@ -161,6 +163,7 @@ impl ProcessEvent {
             format,
             lineage: None,
             line_offset: None,
+            read_order: 0,
         };
         event.write_with(Field::Timestamp, |text| time::write(text, time));
         // SourceFormat and SourceFile are read from `format` and `origin`; only the line
@@ -268,6 +271,17 @@ impl ProcessEvent {
         self.line_offset
     }
 
+    /// Its place in the order the evaluation read its events: what orders events of the
+    /// same time in a window, whenever each was evaluated (0: none given).
+    pub fn read_order(&self) -> u64 {
+        self.read_order
+    }
+
+    /// Gives the event its place in the reading order.
+    pub fn set_read_order(&mut self, order: u64) {
+        self.read_order = order;
+    }
+
     /// About how many bytes the event holds: its values' text and their headers.
     pub fn size_in_memory(&self) -> usize {
         std::mem::size_of::<Self>() + self.text.capacity()
@@ -285,6 +299,7 @@ impl ProcessEvent {
             format: self.format,
             lineage: None,
             line_offset: None,
+            read_order: self.read_order,
         };
         for &field in fields.iter().chain(&[Field::Timestamp, Field::ReportId, Field::SourceLine]) {
             if !field.is_source() || field == Field::SourceLine {

@@ -202,6 +202,8 @@ pub struct Pipeline<'a> {
     /// With more than one job, the evaluation workers of the current rules, started with
     /// the first batch (a file evaluated in blocks needs none) and again after a swap.
     workers: Option<Workers>,
+    /// The next place in the reading order (see [`ProcessEvent::read_order`]).
+    next_read_order: u64,
     /// Emptied batches, filled again: a batch is hundreds of KiB, and a fresh one each time
     /// costs the kernel zeroing fresh pages (a 2 MiB huge page per batch where the kernel
     /// backs large allocations with them).
@@ -266,6 +268,7 @@ impl<'a> Pipeline<'a> {
             evaluated_latest: None,
             batch: Vec::with_capacity(options.batch_size),
             workers: None,
+            next_read_order: 1,
             spare_batches: Vec::new(),
         })
     }
@@ -305,8 +308,18 @@ impl<'a> Pipeline<'a> {
         }
     }
 
+    /// The next place in the reading order, for an event read now and evaluated later
+    /// (the pipeline gives one to each event that comes without).
+    pub fn next_read_order(&mut self) -> u64 {
+        self.next_read_order += 1;
+        self.next_read_order - 1
+    }
+
     /// Counts and evaluates an event whose lineage is resolved already.
-    pub fn event(&mut self, event: ProcessEvent) -> Result<(), PipelineError> {
+    pub fn event(&mut self, mut event: ProcessEvent) -> Result<(), PipelineError> {
+        if event.read_order() == 0 {
+            event.set_read_order(self.next_read_order());
+        }
         self.summary.read += 1;
         self.summary.evaluated += 1;
         let t = event.time_ms();
@@ -568,6 +581,12 @@ impl<'a> Pipeline<'a> {
         self.evaluate_batch()?;
         self.wait_for_workers()?;
         let count = batch.len as u64;
+        let first = self.next_read_order;
+        self.next_read_order += count;
+        let mut batch = batch;
+        for (i, event) in &mut batch.matched {
+            event.set_read_order(first + *i as u64);
+        }
         self.summary.read += count;
         self.summary.evaluated += count;
         if let Some((lo, hi)) = batch.time_range {

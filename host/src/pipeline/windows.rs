@@ -11,14 +11,14 @@ use crate::runtime::{CompiledRule, RuleError, RuleInstance};
 
 /// The `summarize` stage of one rule over the matched `events` of one window, and the
 /// engine's columns (count, first and last time, report ids) of each alert. The events
-/// are put in time order first.
+/// are put in time order first, events of one time in reading order.
 pub(crate) fn summarize_window(
     instance: &mut RuleInstance,
     rule: &Arc<CompiledRule>,
     (start, end): (i64, i64),
     events: &mut [ProcessEvent],
 ) -> Result<Vec<Alert>, RuleError> {
-    events.sort_by_key(ProcessEvent::time_ms);
+    events.sort_by_key(|e| (e.time_ms(), e.read_order()));
     let rows = instance.summarize(rule.member(), (start, end), events)?;
     Ok(rows
         .into_iter()
