@@ -151,17 +151,7 @@ pub struct Settings {
 /// The config file in the user's config directory: `$XDG_CONFIG_HOME/rulehost/config.toml`,
 /// else `~/.config/rulehost/config.toml`.
 pub fn default_path() -> Option<PathBuf> {
-    Some(user_dir("XDG_CONFIG_HOME", ".config")?.join("config.toml"))
-}
-
-/// rulehost's folder in one of the user's base directories: `$variable/rulehost`, else
-/// `~/<fallback>/rulehost` (the XDG base directory convention).
-pub(crate) fn user_dir(variable: &str, fallback: &str) -> Option<PathBuf> {
-    let base = std::env::var_os(variable)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(fallback)))?;
-    Some(base.join("rulehost"))
+    Some(crate::dirs::user_dir("XDG_CONFIG_HOME", ".config")?.join("config.toml"))
 }
 
 impl Settings {

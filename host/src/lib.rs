@@ -2,6 +2,7 @@
 //! over process events.
 //!
 //! - [`events`]: inputs and their normalization into one process event;
+//! - [`contract`]: what a rule declares about itself, as the host holds it;
 //! - [`runtime`]: the engine, compiled rules and their instances;
 //! - [`rules`]: where rules come from and what they declare;
 //! - [`sigma`]: Sigma rules compiled into packs;
@@ -13,6 +14,8 @@
 pub mod alerts;
 pub mod cases;
 pub mod config;
+pub mod contract;
+mod dirs;
 pub mod eval;
 pub mod events;
 mod in_order;

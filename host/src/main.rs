@@ -1211,7 +1211,7 @@ fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode> {
             println!("{}: verified: signed by {}", args.rule.display(), signers.join(", "));
             Ok(ExitCode::SUCCESS)
         }
-        Err(rulehost::runtime::LoadError::Untrusted { artifact, reason, .. }) => {
+        Err(rulehost::rules::LoadError::Untrusted { artifact, reason, .. }) => {
             println!("{artifact}: refused: {reason}");
             Ok(ExitCode::from(1))
         }

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod defender;
 mod hot_swap;
+mod layout;
 mod live;
 mod sandbox;
 mod sigma;

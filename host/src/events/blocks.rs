@@ -12,7 +12,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
 use super::Record;
-use super::input::{LineNumbers, Lines, Reading, spawn};
+use super::json_lines::{LineNumbers, Lines, Reading, spawn};
 use crate::in_order::InOrder;
 
 /// Bytes read at once beyond a block, looking for the end of its last line.

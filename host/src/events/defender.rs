@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::json::{self, kind_of};
+use super::json_value::kind_of;
 use super::{
     FIELD_COUNT, Field, Origin, ProcessEvent, Record, RecordError, RejectReason, Skipped, SourceFormat, time,
 };
@@ -23,29 +23,6 @@ const INTEGER_COLUMNS: &[Field] =
     &[Field::ProcessId, Field::InitiatingProcessId, Field::InitiatingProcessParentId, Field::ReportId];
 /// Columns that hold times, normalized like `Timestamp`.
 const TIME_COLUMNS: &[Field] = &[Field::ProcessCreationTime, Field::InitiatingProcessCreationTime];
-
-/// Reads an Advanced Hunting API response (`{"Schema": [..], "Results": [..]}`, also the
-/// Graph API's lower-case keys). Returns `None` when `document` is not one.
-pub(super) fn read_api_response(
-    document: &mut Map<String, Value>,
-    origin: impl Fn(u64) -> Origin,
-    out: &mut Vec<Record>,
-) -> Option<()> {
-    let results = ["Results", "results"].iter().find_map(|key| document.remove(*key))?;
-    let has_schema = ["Schema", "schema"].iter().any(|key| document.contains_key(*key));
-    let Value::Array(rows) = results else {
-        out.push(reject(origin(1), RejectReason::UnknownShape("Results is not an array".into())));
-        return Some(());
-    };
-    if !has_schema {
-        return None;
-    }
-    for (i, row) in rows.into_iter().enumerate() {
-        let position = i as u64 + 1;
-        json::read_value(row, &|| origin(position), SourceFormat::DefenderApi, false, out);
-    }
-    Some(())
-}
 
 /// Reads one Defender JSON object: a streaming record or a flat row.
 pub(super) fn read_object(mut object: Map<String, Value>, origin: Origin, format: SourceFormat) -> Record {
@@ -90,7 +67,7 @@ const NOT_FLAT_ROW_KEYS: &[&str] = &[
     "properties",
 ];
 
-/// Reads `line` as a flat row of [`TABLE`] straight from its text, as [`json::read_value`]
+/// Reads `line` as a flat row of [`TABLE`] straight from its text, as [`super::json::read_value`]
 /// would read it, without building a `Value`: the columns the event holds are borrowed
 /// from the line where they have no escapes, every other key is checked and skipped.
 ///
@@ -381,7 +358,13 @@ mod tests {
     fn general(line: &str) -> Vec<Record> {
         let mut records = Vec::new();
         match serde_json::from_str::<Value>(line) {
-            Ok(value) => json::read_value(value, &origin, SourceFormat::DefenderJson, true, &mut records),
+            Ok(value) => crate::events::json::read_value(
+                value,
+                &origin,
+                SourceFormat::DefenderJson,
+                true,
+                &mut records,
+            ),
             Err(e) => records.push(reject(origin(), RejectReason::MalformedJson(e.to_string()))),
         }
         records

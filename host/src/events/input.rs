@@ -12,13 +12,12 @@ use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
 use super::blocks::{BlockFile, FileBlocks, Stage};
+pub use super::json_lines::dismissal_and_full_parse;
+use super::json_lines::{JsonLines, ParallelJsonLines, Reading, parse_json_line, set_line_offset};
 use super::windows::evtx::EvtxRecords;
 use super::windows::xml::XmlEvents;
-use crate::in_order::InOrder;
 
-use super::{
-    Origin, Position, Record, RecordError, RejectReason, Skipped, SourceFormat, defender, json, windows,
-};
+use super::{Origin, Position, Record, RecordError, RejectReason, SourceFormat, defender, json};
 
 /// How much of an input is read to tell its format: enough for the first line of any
 /// realistic JSON lines file; a longer first line is taken as one JSON document.
@@ -105,28 +104,6 @@ pub struct Input {
     bytes: Option<Arc<[u8]>>,
     /// How lines are parsed.
     reading: Reading,
-}
-
-/// How JSON lines are parsed.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Reading {
-    /// Threads that parse (1: the reading thread parses).
-    jobs: usize,
-    /// Parse every line in full, dismissing none by its `EventID` first.
-    pub(super) parse_all: bool,
-    /// Bytes of a regular file that a worker reads at once (its last line read on to its
-    /// end): enough that the hand-off is cheap, little enough that it stays in the core's
-    /// cache while it is parsed.
-    pub(super) block_bytes: u64,
-    /// Hand a chunk to the parsing workers as soon as a read delivers less than it asked
-    /// for and a line has ended (a live stream), not only once it is full.
-    low_latency: bool,
-}
-
-impl Default for Reading {
-    fn default() -> Self {
-        Self { jobs: 1, parse_all: false, block_bytes: CHUNK_BYTES as u64, low_latency: false }
-    }
 }
 
 /// Bytes to read, and whether they can be re-read from the start (a file can; standard
@@ -462,7 +439,7 @@ fn open_stream(
 }
 
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+use super::json_lines::UTF8_BOM;
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const EVTX_MAGIC: &[u8] = b"ElfFile\0";
 
@@ -633,423 +610,6 @@ impl<R: BufRead> Read for WithoutRecordHeaders<R> {
     }
 }
 
-/// JSON lines: one record (or a `{"records": [..]}` of several) per line.
-struct JsonLines<R> {
-    name: Arc<str>,
-    stream: R,
-    line: u64,
-    /// Where the next line starts.
-    offset: u64,
-    buffer: Vec<u8>,
-    /// Set after a read error: the line that failed is the last.
-    done: bool,
-    parse_all: bool,
-}
-
-impl<R: BufRead> JsonLines<R> {
-    fn new(name: Arc<str>, stream: R, parse_all: bool) -> Self {
-        Self { name, stream, line: 0, offset: 0, buffer: Vec::new(), done: false, parse_all }
-    }
-
-    fn origin(&self) -> Origin {
-        Origin { file: self.name.clone(), position: Position::Line(self.line) }
-    }
-
-    /// Reads lines until one holds records; `None` at the end of the input.
-    fn read_line(&mut self) -> Option<Vec<Record>> {
-        loop {
-            self.buffer.clear();
-            self.line += 1;
-            let start = self.offset;
-            match self.stream.read_until(b'\n', &mut self.buffer) {
-                Ok(0) => return None,
-                Ok(n) => self.offset += n as u64,
-                Err(e) => {
-                    self.done = true;
-                    let reason = RejectReason::Truncated(format!("read error: {e}"));
-                    return Some(vec![Record::Rejected(RecordError { origin: self.origin(), reason })]);
-                }
-            }
-            let complete = self.buffer.ends_with(b"\n");
-            if self.buffer.trim_ascii().is_empty() {
-                continue;
-            }
-            let mut records = Vec::with_capacity(1);
-            parse_json_line(&self.buffer, complete, self.parse_all, self.origin(), &mut records);
-            set_line_offset(&mut records, start);
-            return Some(records);
-        }
-    }
-}
-
-/// Notes where their line starts in the events of `records`.
-fn set_line_offset(records: &mut [Record], offset: u64) {
-    for record in records {
-        if let Record::Event(event) = record {
-            event.set_line_offset(offset);
-        }
-    }
-}
-
-/// Parses one JSON line (`line` may end with its newline) into its records. Unless
-/// `parse_all`, a whole line that a scan shows to be a Windows event of another kind is
-/// dismissed without a parse.
-/// What the dismissal scan makes of one complete JSON line (the kind it counts it as
-/// skipped under, if it dismisses it), and what the full parse makes of it. The scan must
-/// never dismiss a line that the full parse evaluates, and must name the kind the full parse
-/// names; the fuzz targets and tests check it.
-pub fn dismissal_and_full_parse(line: &[u8]) -> (Option<String>, Vec<Record>) {
-    let scanned = windows::dismiss(line.trim_ascii().strip_prefix(UTF8_BOM).unwrap_or(line.trim_ascii()));
-    let origin = Origin { file: "-".into(), position: Position::Line(1) };
-    let mut parsed = Vec::new();
-    parse_json_line(line, true, true, origin, &mut parsed);
-    (scanned, parsed)
-}
-
-fn parse_json_line(line: &[u8], complete: bool, parse_all: bool, origin: Origin, out: &mut Vec<Record>) {
-    // A byte order mark (Windows tools write one at the start of a file, and concatenated
-    // files carry it on) is not part of the JSON.
-    let line = line.trim_ascii();
-    let line = line.strip_prefix(UTF8_BOM).unwrap_or(line);
-    if complete
-        && !parse_all
-        && let Some(kind) = windows::dismiss(line)
-    {
-        out.push(Record::Skipped(Skipped { origin, kind }));
-        return;
-    }
-    let text = std::str::from_utf8(line);
-    let origin = match text {
-        Ok(text) => match defender::read_flat_row(text, origin) {
-            Ok(record) => {
-                out.push(record);
-                return;
-            }
-            Err(origin) => origin,
-        },
-        Err(_) => origin,
-    };
-    // Text known to be UTF-8 is parsed as such (its strings are not checked again).
-    let value = match text.map_or_else(|_| serde_json::from_slice::<Value>(line), serde_json::from_str) {
-        Ok(value) => value,
-        Err(e) => {
-            let reason = if text.is_err() {
-                RejectReason::InvalidUtf8
-            } else if e.is_eof() && !complete {
-                RejectReason::Truncated(format!("the input ends inside a JSON value ({e})"))
-            } else {
-                RejectReason::MalformedJson(e.to_string())
-            };
-            out.push(Record::Rejected(RecordError { origin, reason }));
-            return;
-        }
-    };
-    json::read_value(value, &|| origin.clone(), SourceFormat::DefenderJson, true, out);
-}
-
-/// Bytes handed to a parsing worker at once (whole lines; more when one line is longer):
-/// enough that the hand-off is cheap, little enough that the queues hold little.
-const CHUNK_BYTES: usize = 1 << 20;
-/// Room for one read at least.
-const READ_BYTES: usize = 64 * 1024;
-
-/// Whole lines read by the reader thread for a worker.
-struct Chunk {
-    seq: u64,
-    bytes: Vec<u8>,
-    /// Where the chunk starts in the input.
-    offset: u64,
-    /// Whether the input ended after these bytes (its last line may lack a newline).
-    last: bool,
-    /// A read error after the chunk's lines.
-    error: Option<String>,
-}
-
-impl Chunk {
-    fn lines(&self) -> Lines<'_> {
-        Lines { bytes: &self.bytes, offset: self.offset, last: self.last, error: self.error.as_deref() }
-    }
-}
-
-/// Whole lines of an input, to parse.
-pub(super) struct Lines<'a> {
-    pub(super) bytes: &'a [u8],
-    /// Where they start in the input.
-    pub(super) offset: u64,
-    /// Whether the input ended after them (the last may lack a newline).
-    pub(super) last: bool,
-    /// A read error after them.
-    pub(super) error: Option<&'a str>,
-}
-
-/// JSON lines of a stream parsed by worker threads, the records coming out in input order
-/// whatever the number of workers (a regular file is read by the workers themselves: see
-/// [`super::blocks`]). One thread reads the stream in chunks cut at a line's end, the
-/// workers cut and parse the lines of a chunk. Memory stays bounded: at most two chunks
-/// per worker are queued or waiting to be put back in order.
-///
-/// The reader does not count lines (a pass over every byte, on the one thread that all
-/// the input goes through): each worker counts its chunk's, in chunk order, as block
-/// readers do ([`LineNumbers`]).
-struct ParallelJsonLines {
-    results: InOrder<Vec<Record>>,
-    /// The reading thread and the workers, joined once the last record is out: none
-    /// outlives the input it read.
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl ParallelJsonLines {
-    /// Lines of `stream`, read by a thread of their own.
-    fn of_stream(name: Arc<str>, stream: BufReader<impl Read + Send + 'static>, reading: Reading) -> Self {
-        let jobs = reading.jobs;
-        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(jobs * 2);
-        let (results_tx, results) = std::sync::mpsc::sync_channel(jobs * 2);
-        let (spent_tx, spent) = std::sync::mpsc::sync_channel(jobs * 2);
-        let mut threads =
-            vec![spawn("rulehost-read", move || read_chunks(stream, &work_tx, &spent, reading.low_latency))];
-        let (work, numbers) = (Arc::new(std::sync::Mutex::new(work_rx)), Arc::new(LineNumbers::default()));
-        for _ in 0..jobs {
-            let (work, results_tx, spent_tx, name, numbers) =
-                (work.clone(), results_tx.clone(), spent_tx.clone(), name.clone(), numbers.clone());
-            threads.push(spawn("rulehost-parse", move || {
-                while let Ok(Ok(chunk)) = work.lock().map(|queue| queue.recv()) {
-                    let records = numbers.parse(&name, chunk.seq, chunk.lines(), reading.parse_all);
-                    // When the reader has enough spare buffers, this one is freed.
-                    let _ = spent_tx.try_send(chunk.bytes);
-                    if results_tx.send((chunk.seq, records)).is_err() {
-                        return;
-                    }
-                }
-            }));
-        }
-        Self { results: InOrder::new(results), threads }
-    }
-}
-
-/// Starts a named thread (names show in `top -H` and profiles).
-pub(super) fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new().name(name.to_owned()).spawn(body).expect("a thread can be started")
-}
-
-/// Reads `stream` in chunks of whole lines and sends them to the workers, until the end,
-/// a read error, or no worker is left. Bytes go from the stream straight into the chunk,
-/// whose buffer comes back from the workers to be filled again (`spent`).
-fn read_chunks(
-    mut stream: BufReader<impl Read + Send + 'static>,
-    work: &std::sync::mpsc::SyncSender<Chunk>,
-    spent: &std::sync::mpsc::Receiver<Vec<u8>>,
-    low_latency: bool,
-) {
-    let mut carry: Vec<u8> = stream.buffer().to_vec();
-    stream.consume(carry.len());
-    let mut stream: Box<dyn Read> = match low_latency {
-        true => Box::new(Pieces::of(stream.into_inner())),
-        false => Box::new(stream.into_inner()),
-    };
-    let mut offset = 0;
-    for seq in 0.. {
-        let mut bytes = spent.try_recv().unwrap_or_default();
-        // A spent buffer is already initialized up to its length: only growth is zeroed.
-        bytes.resize(bytes.len().max(CHUNK_BYTES + carry.len() + READ_BYTES), 0);
-        bytes[..carry.len()].copy_from_slice(&carry);
-        let mut filled = carry.len();
-        let (mut last, mut error) = (false, None);
-        // Fill to CHUNK_BYTES, then on until a line ends.
-        loop {
-            if bytes.len() - filled < READ_BYTES {
-                bytes.resize(bytes.len() * 2, 0);
-            }
-            match stream.read(&mut bytes[filled..]) {
-                Ok(0) => {
-                    last = true;
-                    break;
-                }
-                Ok(n) => {
-                    filled += n;
-                    if filled >= CHUNK_BYTES && memchr::memchr(b'\n', &bytes[filled - n..filled]).is_some() {
-                        break;
-                    }
-                }
-                // A live stream that has delivered nothing more for a moment: its lines so
-                // far are parsed now.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if memchr::memchr(b'\n', &bytes[..filled]).is_some() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    (last, error) = (true, Some(e.to_string()));
-                    break;
-                }
-            }
-        }
-        let end = if last { filled } else { memchr::memrchr(b'\n', &bytes[..filled]).map_or(0, |at| at + 1) };
-        carry.clear();
-        carry.extend_from_slice(&bytes[end..filled]);
-        bytes.truncate(end);
-        let size = bytes.len() as u64;
-        let chunk = Chunk { seq, bytes, offset, last, error };
-        offset += size;
-        if work.send(chunk).is_err() || last {
-            return;
-        }
-    }
-}
-
-/// A stream read on a thread of its own, piece by piece as it delivers, for a reader that
-/// must not wait in a blocking read while it holds lines: a read that finds no piece within
-/// [`Pieces::IDLE`] fails with `WouldBlock`, and the next one waits again.
-struct Pieces {
-    pieces: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
-    current: Vec<u8>,
-    at: usize,
-    ended: bool,
-}
-
-impl Pieces {
-    /// How long a stream may stay silent before what it delivered is taken as all for now.
-    const IDLE: std::time::Duration = std::time::Duration::from_millis(2);
-
-    fn of(mut stream: impl Read + Send + 'static) -> Self {
-        let (sender, pieces) = std::sync::mpsc::sync_channel(16);
-        // Detached: it may be blocked in a read of standard input, which nothing can end.
-        spawn("rulehost-read-stream", move || {
-            loop {
-                let mut piece = vec![0u8; 256 * 1024];
-                let result = match stream.read(&mut piece) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Ok(n) => {
-                        piece.truncate(n);
-                        Ok(piece)
-                    }
-                    Err(e) => Err(e),
-                };
-                let last = !matches!(&result, Ok(piece) if !piece.is_empty());
-                if sender.send(result).is_err() || last {
-                    return;
-                }
-            }
-        });
-        Self { pieces, current: Vec::new(), at: 0, ended: false }
-    }
-}
-
-impl Read for Pieces {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.at == self.current.len() {
-            if self.ended {
-                return Ok(0);
-            }
-            match self.pieces.recv_timeout(Self::IDLE) {
-                Ok(Ok(piece)) => {
-                    self.ended = piece.is_empty();
-                    (self.current, self.at) = (piece, 0);
-                }
-                Ok(Err(error)) => {
-                    self.ended = true;
-                    return Err(error);
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.current.len() - self.at);
-        out[..n].copy_from_slice(&self.current[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-/// The records of `chunk`'s lines, in order, its first line numbered `first_line`.
-fn parse_lines(name: &Arc<str>, chunk: Lines<'_>, first_line: u64, parse_all: bool) -> Vec<Record> {
-    let mut records = Vec::with_capacity(chunk.bytes.len() / 512);
-    let origin = |line| Origin { file: name.clone(), position: Position::Line(line) };
-    let mut number = first_line;
-    let mut start = 0;
-    let mut parse = |start: usize, line: &[u8], number: u64, complete: bool| {
-        if !line.trim_ascii().is_empty() {
-            let first = records.len();
-            parse_json_line(line, complete, parse_all, origin(number), &mut records);
-            set_line_offset(&mut records[first..], chunk.offset + start as u64);
-        }
-    };
-    for end in memchr::memchr_iter(b'\n', chunk.bytes) {
-        parse(start, &chunk.bytes[start..=end], number, true);
-        start = end + 1;
-        number += 1;
-    }
-    // The input's last line, without a newline. When a read error cut it short, it is the
-    // line the error rejects, as a reader of one line at a time rejects it: not one
-    // truncated line and an error after it.
-    if start < chunk.bytes.len() && chunk.error.is_none() {
-        parse(start, &chunk.bytes[start..], number, !chunk.last);
-        number += 1;
-    }
-    if let Some(message) = chunk.error {
-        let reason = RejectReason::Truncated(format!("read error: {message}"));
-        records.push(Record::Rejected(RecordError { origin: origin(number), reason }));
-    }
-    records
-}
-
-/// Line numbers handed out chunk by chunk (or block by block) in input order: a worker
-/// counts its chunk's lines and learns how many came before it once the chunk before has
-/// counted its own. Chunks are taken from their queue in order, so the one before is
-/// always being counted.
-#[derive(Default)]
-pub(super) struct LineNumbers {
-    /// The next chunk to number, and the lines before it.
-    state: std::sync::Mutex<(u64, u64)>,
-    turn: std::sync::Condvar,
-}
-
-impl LineNumbers {
-    /// Waits for chunk `seq`'s turn, numbers its `lines` and parses them.
-    pub(super) fn parse(&self, name: &Arc<str>, seq: u64, lines: Lines<'_>, parse_all: bool) -> Vec<Record> {
-        let count = memchr::memchr_iter(b'\n', lines.bytes).count() as u64
-            + u64::from(lines.bytes.last().is_some_and(|&b| b != b'\n'));
-        let poisoned = std::sync::PoisonError::into_inner;
-        let mut state = self.state.lock().unwrap_or_else(poisoned);
-        while state.0 != seq {
-            state = self.turn.wait(state).unwrap_or_else(poisoned);
-        }
-        let before = state.1;
-        *state = (seq + 1, before + count);
-        self.turn.notify_all();
-        drop(state);
-        parse_lines(name, lines, before + 1, parse_all)
-    }
-}
-
-/// The records of each chunk, in input order.
-impl Iterator for ParallelJsonLines {
-    type Item = Vec<Record>;
-
-    fn next(&mut self) -> Option<Vec<Record>> {
-        let next = self.results.next_blocking();
-        if next.is_none() {
-            // Every worker has dropped its sender, so each is past its loop, and the reader
-            // is done: joining takes no time.
-            for thread in self.threads.drain(..) {
-                let _ = thread.join();
-            }
-        }
-        next
-    }
-}
-
-/// The records of each line that holds any.
-impl<R: BufRead> Iterator for JsonLines<R> {
-    type Item = Vec<Record>;
-
-    fn next(&mut self) -> Option<Vec<Record>> {
-        if self.done { None } else { self.read_line() }
-    }
-}
-
 /// JSON documents, one after another: each is a record, or holds records (an API
 /// response, `{"records": [..]}`, an array). Records are numbered from 1 across the file.
 struct JsonDocuments<R: Read> {
@@ -1076,7 +636,7 @@ impl<R: Read> JsonDocuments<R> {
             Value::Object(mut object) => {
                 let first = self.record;
                 let origin = |n| self.at(Position::Record(first + n));
-                if defender::read_api_response(&mut object, origin, &mut records).is_some() {
+                if json::read_api_response(&mut object, origin, &mut records).is_some() {
                     self.record += records.len() as u64;
                     return records;
                 }
@@ -1261,6 +821,8 @@ impl<R: Read> Iterator for CsvRows<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Skipped;
+    use crate::events::json_lines::CHUNK_BYTES;
 
     const ROW: &str = r#"{"Timestamp":"2024-05-01T10:00:00Z","DeviceName":"web01","FileName":"cmd.exe"}"#;
 

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::json_value::kind_of;
 use super::windows::json as windows_json;
 use super::{Origin, Record, RecordError, RejectReason, SourceFormat, defender};
 
@@ -64,26 +65,26 @@ pub(super) fn read_object(
     defender::read_object(object, origin, defender_format)
 }
 
-/// The text of a JSON scalar: strings as they are, numbers and booleans written out, null
-/// empty; `None` for arrays and objects.
-pub(super) fn scalar_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Null => Some(String::new()),
-        Value::Array(_) | Value::Object(_) => None,
+/// Reads an Advanced Hunting API response (`{"Schema": [..], "Results": [..]}`, also the
+/// Graph API's lower-case keys). Returns `None` when `document` is not one.
+pub(super) fn read_api_response(
+    document: &mut Map<String, Value>,
+    origin: impl Fn(u64) -> Origin,
+    out: &mut Vec<Record>,
+) -> Option<()> {
+    let results = ["Results", "results"].iter().find_map(|key| document.remove(*key))?;
+    let has_schema = ["Schema", "schema"].iter().any(|key| document.contains_key(*key));
+    let Value::Array(rows) = results else {
+        let reason = RejectReason::UnknownShape("Results is not an array".into());
+        out.push(Record::Rejected(RecordError { origin: origin(1), reason }));
+        return Some(());
+    };
+    if !has_schema {
+        return None;
     }
-}
-
-/// "a number", "an object", ... for messages.
-pub(super) fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+    for (i, row) in rows.into_iter().enumerate() {
+        let position = i as u64 + 1;
+        read_value(row, &|| origin(position), SourceFormat::DefenderApi, false, out);
     }
+    Some(())
 }

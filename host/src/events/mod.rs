@@ -9,6 +9,8 @@ mod defender;
 mod field;
 pub mod input;
 mod json;
+mod json_lines;
+mod json_value;
 pub mod lineage;
 pub mod time;
 mod windows;

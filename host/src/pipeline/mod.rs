@@ -274,7 +274,7 @@ impl<'a> Pipeline<'a> {
     }
 
     /// The lineage table, for a reading that learns process creations ahead of their
-    /// evaluation (see [`crate::eval::evaluate`]).
+    /// evaluation (`eval`, which holds back children whose parent is still to come).
     pub fn lineage_mut(&mut self) -> &mut Lineage {
         &mut self.lineage
     }

@@ -1,7 +1,6 @@
 //! Rules: where they come from (files, directories, the bundled rule) and what they say
 //! about themselves.
 
-pub mod metadata;
 pub mod signing;
 pub mod trust;
 pub mod watch;
@@ -9,10 +8,10 @@ pub mod watch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use metadata::{EventSource, Indicator, Operator, RuleMetadata, Severity};
+pub use crate::contract::{self as metadata, EventSource, Indicator, Operator, RuleMetadata, Severity};
 pub use trust::{Refusal, TrustPolicy};
 
-use crate::runtime::{CompiledRule, Digest, LoadError, Runtime};
+use crate::runtime::{CompileError, CompiledRule, Digest, Runtime};
 use crate::sigma::{self, SigmaError};
 
 /// The Soft Cell rule component, built from `rules-wasm/soft-cell` with this binary.
@@ -22,6 +21,40 @@ pub const BUNDLED_SOFT_CELL_NAME: &str = "bundled:soft-cell";
 /// The digest of the bundled rule, pinned when the binary was built: the bundled rule is
 /// trusted by this digest rather than by a signature.
 pub const BUNDLED_SOFT_CELL_DIGEST: &str = include_str!(concat!(env!("OUT_DIR"), "/soft-cell.sha256"));
+
+/// A rule artifact (or a directory's Sigma rules) that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// It does not compile, or breaks the contract.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// The artifact does not satisfy the trust policy.
+    #[error("{artifact}: refused by the trust policy ({policy}): {reason}")]
+    Untrusted {
+        /// The artifact's name.
+        artifact: String,
+        /// Where the policy came from.
+        policy: String,
+        /// Why it was refused.
+        reason: Refusal,
+    },
+    /// Sigma rules that could not be made into a pack.
+    #[error("{0}")]
+    Sigma(#[from] SigmaError),
+    /// The Sigma pack could not be built.
+    #[error("building the Sigma pack: {0}")]
+    SigmaPack(#[from] crate::sigma::pack::PackError),
+    /// Two artifacts declare the same rule id.
+    #[error("rule id {id:?} is declared by both {first} and {second}")]
+    DuplicateId {
+        /// The id.
+        id: String,
+        /// The artifact loaded first.
+        first: String,
+        /// The artifact refused.
+        second: String,
+    },
+}
 
 /// What loading requires of an artifact's signatures.
 #[derive(Debug, Clone, Default)]
@@ -43,7 +76,9 @@ impl Trust {
             Ok(signature) => Some(signature),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
-                return Err(LoadError::Io { artifact: signature_path.display().to_string(), source });
+                return Err(
+                    CompileError::Io { artifact: signature_path.display().to_string(), source }.into()
+                );
             }
         };
         match policy.verify(bytes, detached.as_deref()) {
@@ -74,7 +109,7 @@ pub fn load_paths_with(
             files.extend(rule_files_in(path)?);
             sigma_files.extend(
                 sigma::files_under(path)
-                    .map_err(|source| LoadError::Io { artifact: path.display().to_string(), source })?,
+                    .map_err(|source| CompileError::Io { artifact: path.display().to_string(), source })?,
             );
         } else if sigma::is_sigma_file(path) {
             sigma_files.push(path.clone());
@@ -85,12 +120,12 @@ pub fn load_paths_with(
     let mut rules: Vec<Arc<CompiledRule>> = Vec::with_capacity(files.len());
     for file in files {
         let name = file.display().to_string();
-        let io_error = |source| LoadError::Io { artifact: name.clone(), source };
+        let io_error = |source| CompileError::Io { artifact: name.clone(), source };
         // The size is checked before reading, so a huge file is not read into memory.
         let size = std::fs::metadata(&file).map_err(io_error)?.len();
         let limit = runtime.limits().max_artifact_bytes;
         if size > limit {
-            return Err(LoadError::TooLarge { artifact: name, size, limit });
+            return Err(CompileError::TooLarge { artifact: name, size, limit }.into());
         }
         let bytes = std::fs::read(&file).map_err(io_error)?;
         // The signature is checked before anything else reads the artifact.
@@ -116,11 +151,12 @@ pub fn load_paths(
         first_refused.get_or_insert_with(|| e.to_string());
     });
     if let Some(refused) = first_refused {
-        return Err(LoadError::InvalidMetadata {
+        return Err(CompileError::InvalidMetadata {
             artifact: "Sigma rules".into(),
             id: String::new(),
             problem: refused,
-        });
+        }
+        .into());
     }
     rules
 }
@@ -161,10 +197,12 @@ fn load_sigma(
     }
     if compilation.rules.is_empty() {
         return Err(compilation.refused.into_iter().next().map_or_else(
-            || LoadError::InvalidMetadata {
-                artifact: name.clone(),
-                id: String::new(),
-                problem: "no Sigma rule".into(),
+            || {
+                LoadError::from(CompileError::InvalidMetadata {
+                    artifact: name.clone(),
+                    id: String::new(),
+                    problem: "no Sigma rule".into(),
+                })
             },
             LoadError::Sigma,
         ));
@@ -212,7 +250,7 @@ pub fn load_bundled(runtime: &Runtime) -> Result<Arc<CompiledRule>, LoadError> {
 /// The `*.wasm` files directly in `dir`, sorted by name.
 fn rule_files_in(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     files_with_extension(dir, "wasm")
-        .map_err(|source| LoadError::Io { artifact: dir.display().to_string(), source })
+        .map_err(|source| CompileError::Io { artifact: dir.display().to_string(), source }.into())
 }
 
 /// The files directly in `dir` whose name ends with `.extension`, sorted by name.

@@ -1,6 +1,6 @@
 //! The generated bindings of the `detect:rule` world, one module per contract version the
 //! host implements, kept private to the runtime. The rest of the host sees the curated
-//! types of [`crate::events`] and [`crate::rules`], and [`RuleBindingsPre`] /
+//! types of [`crate::events`] and [`crate::contract`], and [`RuleBindingsPre`] /
 //! [`RuleBindings`], which call a rule of any of those versions alike.
 
 use std::time::Duration;
@@ -10,8 +10,8 @@ use wasmtime::component::InstancePre;
 
 use super::limits::RuleState;
 use super::{AlertValue, pack};
+use crate::contract::{EventSource, Indicator, Operator, RuleMetadata, Severity};
 use crate::events::{Field, ProcessEvent, for_each_field};
-use crate::rules::{EventSource, Indicator, Operator, RuleMetadata, Severity};
 
 /// The contract versions this host implements, newest first: Sigma packs are built against
 /// the first, the SDK's single rules against the second; rules built against any of them load.

@@ -29,7 +29,7 @@ impl ComponentCache {
     /// The user's cache directory: `$XDG_CACHE_HOME/rulehost/components`, else
     /// `~/.cache/rulehost/components`.
     pub fn default_dir() -> Option<PathBuf> {
-        Some(crate::config::user_dir("XDG_CACHE_HOME", ".cache")?.join("components"))
+        Some(crate::dirs::user_dir("XDG_CACHE_HOME", ".cache")?.join("components"))
     }
 
     /// The directory.

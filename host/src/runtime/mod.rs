@@ -18,8 +18,8 @@ use bindings::{RuleBindings, RuleBindingsPre};
 pub use cache::ComponentCache;
 pub use limits::{LOAD_CALL_DEADLINE, Limits, RuleState, TICK};
 
+use crate::contract::RuleMetadata;
 use crate::events::{Field, ProcessEvent};
-use crate::rules::RuleMetadata;
 
 /// The contract's interface of types, the one import a rule may have (it holds no
 /// functions); followed by the version.
@@ -28,9 +28,9 @@ const TYPES_INTERFACE: &str = "detect:rule/types@";
 /// rules, so that `perf report` shows guest functions by name.
 pub const PERF_MAP_VARIABLE: &str = "RULEHOST_PERF_MAP";
 
-/// A rule artifact that could not be loaded.
+/// A rule artifact that could not be compiled and checked against the contract.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub enum CompileError {
     /// The file could not be read.
     #[error("{artifact}: {source}")]
     Io {
@@ -108,32 +108,6 @@ pub enum LoadError {
         id: String,
         /// What is wrong.
         problem: String,
-    },
-    /// The artifact does not satisfy the trust policy.
-    #[error("{artifact}: refused by the trust policy ({policy}): {reason}")]
-    Untrusted {
-        /// The artifact's name.
-        artifact: String,
-        /// Where the policy came from.
-        policy: String,
-        /// Why it was refused.
-        reason: crate::rules::Refusal,
-    },
-    /// Sigma rules that could not be made into a pack.
-    #[error("{0}")]
-    Sigma(#[from] crate::sigma::SigmaError),
-    /// The Sigma pack could not be built.
-    #[error("building the Sigma pack: {0}")]
-    SigmaPack(#[from] crate::sigma::pack::PackError),
-    /// Two artifacts declare the same rule id.
-    #[error("rule id {id:?} is declared by both {first} and {second}")]
-    DuplicateId {
-        /// The id.
-        id: String,
-        /// The artifact loaded first.
-        first: String,
-        /// The artifact refused.
-        second: String,
     },
 }
 
@@ -225,12 +199,12 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     /// A runtime with the default [`Limits`].
-    pub fn new() -> Result<Self, LoadError> {
+    pub fn new() -> Result<Self, CompileError> {
         Self::with_limits(Limits::default())
     }
 
     /// A runtime whose rules run under `limits`.
-    pub fn with_limits(limits: Limits) -> Result<Self, LoadError> {
+    pub fn with_limits(limits: Limits) -> Result<Self, CompileError> {
         Self::build(limits, true)
     }
 
@@ -238,12 +212,12 @@ impl Runtime {
     /// checks), no memory limit, no fuel. Only `make bench` uses it, to measure what the
     /// sandbox costs; never run rules with it.
     #[doc(hidden)]
-    pub fn unenforced_for_benchmarks() -> Result<Self, LoadError> {
+    pub fn unenforced_for_benchmarks() -> Result<Self, CompileError> {
         Self::build(Limits { fuel: None, ..Limits::default() }, false)
     }
 
-    fn build(limits: Limits, enforce: bool) -> Result<Self, LoadError> {
-        limits.validate().map_err(LoadError::InvalidLimits)?;
+    fn build(limits: Limits, enforce: bool) -> Result<Self, CompileError> {
+        limits.validate().map_err(CompileError::InvalidLimits)?;
         let mut config = Config::new();
         config.wasm_component_model(true);
         // Rule calls are synchronous; the async machinery made each call ~4x dearer.
@@ -259,7 +233,7 @@ impl Runtime {
         if std::env::var_os(PERF_MAP_VARIABLE).is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config).map_err(|e| LoadError::Wasm {
+        let engine = Engine::new(&config).map_err(|e| CompileError::Wasm {
             artifact: String::new(),
             stage: "creating the engine",
             message: error_text(&e),
@@ -268,14 +242,14 @@ impl Runtime {
         // empty instance for it, so any other import fails to link.
         let mut linker = Linker::new(&engine);
         for version in CONTRACT_VERSIONS {
-            linker.instance(&format!("{TYPES_INTERFACE}{version}")).map_err(|e| LoadError::Wasm {
+            linker.instance(&format!("{TYPES_INTERFACE}{version}")).map_err(|e| CompileError::Wasm {
                 artifact: String::new(),
                 stage: "creating the linker",
                 message: error_text(&e),
             })?;
         }
         let linker = Arc::new(linker);
-        let ticker = limits::Ticker::start(engine.clone()).map_err(|e| LoadError::Wasm {
+        let ticker = limits::Ticker::start(engine.clone()).map_err(|e| CompileError::Wasm {
             artifact: String::new(),
             stage: "starting the deadline ticker",
             message: e.to_string(),
@@ -302,16 +276,16 @@ impl Runtime {
 
     /// Checks, compiles and describes the artifact `bytes`, named `artifact` in messages: a
     /// pack of one rule or many.
-    pub fn compile(&self, artifact: &str, bytes: &[u8]) -> Result<CompiledPack, LoadError> {
+    pub fn compile(&self, artifact: &str, bytes: &[u8]) -> Result<CompiledPack, CompileError> {
         let name = || artifact.to_owned();
         if bytes.len() as u64 > self.limits.max_artifact_bytes {
-            return Err(LoadError::TooLarge {
+            return Err(CompileError::TooLarge {
                 artifact: name(),
                 size: bytes.len() as u64,
                 limit: self.limits.max_artifact_bytes,
             });
         }
-        let info = artifact::inspect(bytes).map_err(|problem| LoadError::NotAComponent {
+        let info = artifact::inspect(bytes).map_err(|problem| CompileError::NotAComponent {
             artifact: name(),
             reason: match problem {
                 artifact::ArtifactProblem::Malformed(reason) => reason,
@@ -320,18 +294,20 @@ impl Runtime {
                 }
             },
         })?;
-        let found =
-            info.contract_version.clone().ok_or_else(|| LoadError::NoContractVersion { artifact: name() })?;
+        let found = info
+            .contract_version
+            .clone()
+            .ok_or_else(|| CompileError::NoContractVersion { artifact: name() })?;
         let Some(contract) = artifact::implemented_contract(&found) else {
-            return Err(LoadError::IncompatibleContract { artifact: name(), found });
+            return Err(CompileError::IncompatibleContract { artifact: name(), found });
         };
         let forbidden: Vec<String> =
             info.imports.iter().filter(|name| !name.starts_with(TYPES_INTERFACE)).cloned().collect();
         if !forbidden.is_empty() {
-            return Err(LoadError::ForbiddenImport { artifact: name(), imports: forbidden });
+            return Err(CompileError::ForbiddenImport { artifact: name(), imports: forbidden });
         }
         let wasm_error = |stage| {
-            move |e: wasmtime::Error| LoadError::Wasm { artifact: name(), stage, message: error_text(&e) }
+            move |e: wasmtime::Error| CompileError::Wasm { artifact: name(), stage, message: error_text(&e) }
         };
         let cached = self.cache.as_ref().and_then(|cache| cache.load(&self.engine, &info.digest));
         let component = match cached {
@@ -354,7 +330,7 @@ impl Runtime {
             .map_err(wasm_error("setting fuel"))?;
         let deadline_text = |stage: &'static str| {
             let deadline = Duration::from_micros(self.limits.load_deadline_ticks() * TICK.as_micros() as u64);
-            move |e: wasmtime::Error| LoadError::Wasm {
+            move |e: wasmtime::Error| CompileError::Wasm {
                 artifact: name(),
                 stage,
                 message: explain_trap(&e, deadline),
@@ -367,30 +343,29 @@ impl Runtime {
         let members: Vec<RuleMetadata> =
             bindings.metadata(&mut store).map_err(deadline_text("calling metadata"))?;
         if members.is_empty() {
-            return Err(LoadError::InvalidMetadata {
+            return Err(CompileError::InvalidMetadata {
                 artifact: name(),
                 id: String::new(),
                 problem: "the pack holds no rule".into(),
             });
         }
-        if members.len() > crate::rules::metadata::bounds::PACK_RULES {
-            return Err(LoadError::InvalidMetadata {
+        if members.len() > crate::contract::bounds::PACK_RULES {
+            return Err(CompileError::InvalidMetadata {
                 artifact: name(),
                 id: String::new(),
                 problem: format!(
                     "the pack holds {} rules, more than the limit of {}",
                     members.len(),
-                    crate::rules::metadata::bounds::PACK_RULES
+                    crate::contract::bounds::PACK_RULES
                 ),
             });
         }
         let mut ids = std::collections::HashSet::with_capacity(members.len());
         for metadata in &members {
             // The id is the guest's: cut to its bound so that the message stays bounded too.
-            let shown_id: String =
-                metadata.id.chars().take(crate::rules::metadata::bounds::ID_BYTES).collect();
+            let shown_id: String = metadata.id.chars().take(crate::contract::bounds::ID_BYTES).collect();
             let invalid =
-                |problem| LoadError::InvalidMetadata { artifact: name(), id: shown_id.clone(), problem };
+                |problem| CompileError::InvalidMetadata { artifact: name(), id: shown_id.clone(), problem };
             metadata.validate().map_err(|p| invalid(p.0))?;
             if !ids.insert(metadata.id.as_str()) {
                 return Err(invalid("the pack declares this id twice".into()));

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::{WinEvent, normalize, xml};
-use crate::events::json::scalar_text;
+use crate::events::json_value::scalar_text;
 use crate::events::{Origin, Record, RecordError, RejectReason, SourceFormat};
 
 /// evtx_dump's (and the evtx crate's) rendering: `{"Event": {"System": {..}, "EventData":

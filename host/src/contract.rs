@@ -1,4 +1,6 @@
-//! What a rule says about itself, as the host sees it.
+//! The contract's data as the host holds it: what a rule says about itself (its
+//! metadata, read from its `metadata` export), and the bounds the host puts on it. The
+//! runtime lifts it from the guest; the rest of the host reads it.
 
 use std::fmt;
 use std::time::Duration;
