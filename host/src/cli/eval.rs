@@ -1,0 +1,105 @@
+//! `rulehost eval`: the terminal around the library's evaluation (progress, warnings, summary).
+
+use std::io::{self, IsTerminal};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use anyhow::{Context, Result};
+use rulehost::alerts::{JsonLines, Output, OutputFormat, Table};
+use rulehost::eval::{self, Diagnostic, EvalOptions};
+use rulehost::events::Input;
+
+use super::progress::{Progress, Suspending};
+use super::setup::{jobs_or_cores, load_rules, runtime_of, settings, trust_of};
+use super::summary::print_summary;
+use super::terminal::{terminal_width, use_color};
+use crate::EvalArgs;
+
+pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode> {
+    let settings = settings(config, &args.rules, &args.load)?;
+    let runtime = runtime_of(&settings)?;
+    let trust = trust_of(&settings)?;
+    let rules = load_rules(&runtime, &settings.rules, &trust)?;
+    let jobs = jobs_or_cores(args.jobs);
+    let inputs: Vec<Input> = if args.inputs.is_empty() {
+        vec![Input::stdin()]
+    } else {
+        args.inputs.iter().map(Input::file).collect()
+    };
+    let inputs: Vec<Input> =
+        inputs.into_iter().map(|input| input.with_jobs(jobs).with_parse_all(args.parse_all)).collect();
+    let options = EvalOptions {
+        window: args.window,
+        batch_size: args.batch_size as usize,
+        strict: args.strict,
+        matches_only: args.matches,
+        input_format: args.input_format,
+        lineage_capacity: args.lineage_capacity,
+        progress: None,
+        jobs,
+        kept_event_bytes: args.kept_events_mib.saturating_mul(1 << 20),
+    };
+    let counter = Arc::new(AtomicU64::new(0));
+    let progress = if args.quiet { None } else { Progress::start(&inputs, counter.clone()) };
+    let options = EvalOptions { progress: progress.as_ref().map(|_| counter.clone()), ..options };
+    let stdout = io::stdout();
+    let terminal = stdout.is_terminal();
+    let stdout = stdout.lock();
+    let output: Box<dyn Output> = match args.format {
+        OutputFormat::Jsonl => Box::new(JsonLines::new(io::BufWriter::new(stdout))),
+        OutputFormat::Table => {
+            // For a terminal: fit its width and colour (unless NO_COLOR); for a file or
+            // a pipe: every value whole.
+            let width = terminal.then(terminal_width).flatten();
+            Box::new(Table::new(io::BufWriter::new(stdout)).fit_to(width).colored(use_color(terminal)))
+        }
+    };
+    let mut output = Suspending { inner: output, progress: progress.as_ref().map(|p| p.bar.clone()) };
+    let say = |line: String| match &progress {
+        Some(progress) => progress.bar.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
+    };
+    let mut warnings = 0u64;
+    let max_warnings = args.max_warnings;
+    let mut diagnose = |diagnostic: Diagnostic<'_>| match diagnostic {
+        Diagnostic::Rejected(error) => {
+            warnings += 1;
+            if max_warnings == 0 || warnings <= max_warnings {
+                say(format!("rulehost: warning: {error}"));
+            } else if warnings == max_warnings + 1 {
+                say("rulehost: warning: more records rejected; the summary counts them (--max-warnings 0 shows all)".into());
+            }
+        }
+        Diagnostic::RuleFailed { error, events } => {
+            let lost =
+                if error.stage == "summarize" { "matches not summarized" } else { "events not evaluated" };
+            say(format!("rulehost: warning: {error}; {events} {lost} by this rule"));
+        }
+        Diagnostic::Quarantined { rule } => say(format!(
+            "rulehost: warning: rule {} {} ({}) quarantined for the rest of the run: {}",
+            rule.id,
+            rule.version,
+            rule.digest,
+            rule.quarantined.as_deref().unwrap_or_default()
+        )),
+        // Bounded inputs close their windows at the end: nothing comes late.
+        Diagnostic::Late { .. } => {}
+    };
+    let result = eval::evaluate(&rules, &inputs, &options, &mut output, &mut diagnose);
+    drop(output);
+    if let Some(progress) = progress {
+        progress.finish(&counter);
+    }
+    let summary = result?;
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_string_pretty(&summary).context("writing the summary as JSON")?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !args.quiet {
+        print_summary(&summary);
+    }
+    let detected = if args.matches { summary.matches > 0 } else { summary.alerts > 0 };
+    Ok(if args.fail_on_detection && detected { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,110 @@
+//! `rulehost run`: logging, signals and the rules directory around the library's live run.
+
+use std::io::{self, IsTerminal};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rulehost::alerts::{JsonLines, WindowSpec};
+use rulehost::events::Input;
+
+use super::setup::{jobs_or_cores, runtime_of, settings, trust_of};
+use super::summary::plural;
+use super::terminal::use_color;
+use crate::RunArgs;
+
+pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode> {
+    use rulehost::rules::watch::{self, DirectoryState, RuleUpdate};
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(use_color(io::stderr().is_terminal()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RULEHOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let settings = settings(config, std::slice::from_ref(&args.rules), &args.load)?;
+    let runtime = runtime_of(&settings)?;
+    let trust = trust_of(&settings)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rescan = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, rescan.clone())?;
+
+    let mut state = DirectoryState::default();
+    let mut initial = Vec::new();
+    for update in watch::rescan(&args.rules, &runtime, &trust, &mut state) {
+        match update {
+            RuleUpdate::Loaded { path, rules, .. } => {
+                match rules.as_slice() {
+                    [rule] => {
+                        tracing::info!(rule = %rule.metadata().id, version = %rule.metadata().version, digest = %rule.digest(), path = %path.display(), "rule loaded")
+                    }
+                    many => {
+                        tracing::info!(pack = %many[0].artifact(), rules = many.len(), digest = %many[0].digest(), path = %path.display(), "pack loaded")
+                    }
+                }
+                initial.push((path, rules));
+            }
+            RuleUpdate::Refused { path, reason } => {
+                tracing::error!(path = %path.display(), "refused: {reason}")
+            }
+            RuleUpdate::Removed { .. } => {}
+        }
+    }
+    let (updates_tx, updates_rx) = std::sync::mpsc::channel();
+    let _watcher = watch::watch(args.rules.clone(), runtime, trust, state, rescan, updates_tx)
+        .with_context(|| format!("watching {}", args.rules.display()))?;
+    let input = match (args.input.as_os_str() == "-", args.follow) {
+        (true, _) => Input::stdin(),
+        (false, true) => Input::follow(&args.input, stop.clone()),
+        (false, false) => Input::file(&args.input),
+    }
+    .with_parse_all(args.parse_all);
+    let lateness = match args.allowed_lateness {
+        WindowSpec::Every(ms) => std::time::Duration::from_millis(ms as u64),
+        WindowSpec::All => anyhow::bail!("--allowed-lateness takes a duration"),
+    };
+    let options = rulehost::run::RunOptions {
+        window: args.window,
+        allowed_lateness: lateness,
+        batch_size: args.batch_size as usize,
+        max_batch_delay: std::time::Duration::from_millis(args.max_batch_delay_ms),
+        matches_only: args.matches,
+        input_format: args.input_format,
+        stats_interval: args.stats_interval.map(std::time::Duration::from_secs),
+        lineage_capacity: rulehost::events::lineage::DEFAULT_CAPACITY,
+        jobs: jobs_or_cores(args.jobs),
+    };
+    let mut output = JsonLines::new(io::BufWriter::new(io::stdout().lock()));
+    let mut print_stats = |rules: &[rulehost::eval::RuleSummary], last: bool| {
+        let when = if last { "at exit" } else { "so far" };
+        for r in rules {
+            eprintln!(
+                "rulehost: stats {when}: rule {} {} ({}): {} events, {}, {}, {}, {} swaps",
+                r.id,
+                r.version,
+                r.digest,
+                r.evaluated,
+                plural(r.matches, "match"),
+                plural(r.alerts, "alert"),
+                plural(r.failures, "failure"),
+                r.swaps
+            );
+        }
+    };
+    let summary =
+        rulehost::run::run(initial, input, updates_rx, stop, &options, &mut output, &mut print_stats)?;
+    eprintln!(
+        "rulehost: {} read: {} evaluated, {} skipped, {} rejected, {} late",
+        plural(summary.read, "record"),
+        summary.evaluated,
+        summary.skipped_total(),
+        summary.rejected_total(),
+        summary.late
+    );
+    Ok(ExitCode::SUCCESS)
+}

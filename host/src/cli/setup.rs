@@ -1,0 +1,76 @@
+//! Settings, the runtime, the trust policy and the rules, as the command line gives them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rulehost::config::{Flags, Settings};
+use rulehost::rules::{self, Trust, TrustPolicy};
+use rulehost::runtime::{CompiledRule, Runtime};
+
+use super::summary::plural;
+use crate::LoadArgs;
+
+/// Resolves the settings from the config file and the flags that override it.
+pub(crate) fn settings(config: Option<&Path>, rules: &[PathBuf], load: &LoadArgs) -> Result<Settings> {
+    let LoadArgs { trust, limits, cache } = load;
+    let flags = Flags {
+        rules: rules.to_vec(),
+        trust: trust.trust.clone(),
+        allow_unsigned: trust.allow_unsigned,
+        limits: limits.settings(),
+        cache_dir: cache.cache_dir.clone(),
+        no_cache: cache.no_cache,
+    };
+    Ok(Settings::resolve(config, &flags)?)
+}
+
+/// The runtime the settings describe.
+pub(crate) fn runtime_of(settings: &Settings) -> Result<Runtime> {
+    let cache = settings.cache_dir.clone().map(rulehost::runtime::ComponentCache::new);
+    Ok(Runtime::with_limits(settings.limits.clone())?.with_cache(cache))
+}
+
+/// The trust policy the settings name, announcing --allow-unsigned.
+pub(crate) fn trust_of(settings: &Settings) -> Result<Trust> {
+    let policy = if settings.trust.is_empty() { None } else { Some(TrustPolicy::load(&settings.trust)?) };
+    if settings.allow_unsigned {
+        eprintln!(
+            "rulehost: warning: --allow-unsigned: rules that carry no signature are loaded; for development only"
+        );
+    }
+    Ok(Trust { policy, allow_unsigned: settings.allow_unsigned })
+}
+
+pub(crate) fn load_rules(
+    runtime: &Runtime,
+    paths: &[PathBuf],
+    trust: &Trust,
+) -> Result<Vec<Arc<CompiledRule>>> {
+    if paths.is_empty() {
+        return Ok(vec![rules::load_bundled(runtime).context("loading the bundled rule")?]);
+    }
+    let mut left_out = 0;
+    let loaded = rules::load_paths_with(runtime, paths, trust, &mut |refused| {
+        left_out += 1;
+        eprintln!("rulehost: warning: Sigma rule left out: {refused}");
+    })?;
+    if left_out > 0 {
+        eprintln!(
+            "rulehost: warning: {} left out (`rulehost sigma check` lists them)",
+            plural(left_out, "Sigma rule")
+        );
+    }
+    if loaded.is_empty() {
+        anyhow::bail!(
+            "no rule found in {}",
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(loaded)
+}
+
+/// `--jobs`, or the number of cores.
+pub(crate) fn jobs_or_cores(jobs: Option<u32>) -> usize {
+    jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, usize::from), |j| j as usize)
+}
