@@ -169,19 +169,7 @@ fn a_file_evaluated_in_blocks_gives_what_the_same_lines_read_as_a_stream_give() 
     // that parsed it; standard input is read as a stream and evaluated in input order. Both
     // must give the same output. Windows events among the rows (their grandparents known
     // only to the lineage table, in input order), a malformed line, and ~4 MiB in all.
-    let rows = crate::util::read_data("defender-rows.jsonl");
-    let windows = crate::util::read_data("windows/scenario.evtx-dump.jsonl");
-    let mut text = String::new();
-    for round in 0..480 {
-        text.push_str(&rows.replace("\"ReportId\": ", &format!("\"ReportId\": {}", round + 1)));
-        text.push('\n');
-        if round % 60 == 7 {
-            text.push_str(&windows);
-        }
-        if round == 301 {
-            text.push_str("{\"Timestamp\": \n");
-        }
-    }
+    let text = crate::util::defender_rows_with_windows(480, 60, 301);
     assert!(text.len() > 4 << 20, "{} bytes", text.len());
     let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
     std::fs::write(file.path(), &text).unwrap();

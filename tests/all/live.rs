@@ -4,23 +4,10 @@
 
 use crate::util::{read_data, rulehost, rulehost_with_stdin, test_rule, write_rule};
 
-/// Defender rows many times over (each round with its own report ids), a malformed line
-/// in the middle and Sysmon events whose grandparents only the lineage table knows.
+/// Defender rows many times over, a malformed line in the middle and Sysmon events whose
+/// grandparents only the lineage table knows.
 fn mixed_stream() -> String {
-    let rows = read_data("defender-rows.jsonl");
-    let windows = read_data("windows/scenario.evtx-dump.jsonl");
-    let mut text = String::new();
-    for round in 0..400 {
-        text.push_str(&rows.replace("\"ReportId\": ", &format!("\"ReportId\": {}", round + 1)));
-        text.push('\n');
-        if round % 50 == 7 {
-            text.push_str(&windows);
-        }
-        if round == 201 {
-            text.push_str("{\"Timestamp\": \n");
-        }
-    }
-    text
+    crate::util::defender_rows_with_windows(400, 50, 201)
 }
 
 /// A rules directory: Soft Cell, a rule that matches everything and one that fails every

@@ -183,3 +183,23 @@ pub fn write_rule(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
     std::fs::write(&path, bytes).unwrap();
     path.display().to_string()
 }
+
+/// The Defender rows `rounds` times over, each round with report ids of its own; the
+/// Windows scenario (Sysmon events whose grandparents only the lineage table knows) after
+/// every `windows_every` rounds, and a malformed line after round `malformed_after`.
+pub fn defender_rows_with_windows(rounds: usize, windows_every: usize, malformed_after: usize) -> String {
+    let rows = read_data("defender-rows.jsonl");
+    let windows = read_data("windows/scenario.evtx-dump.jsonl");
+    let mut text = String::new();
+    for round in 0..rounds {
+        text.push_str(&rows.replace("\"ReportId\": ", &format!("\"ReportId\": {}", round + 1)));
+        text.push('\n');
+        if round % windows_every == 7 {
+            text.push_str(&windows);
+        }
+        if round == malformed_after {
+            text.push_str("{\"Timestamp\": \n");
+        }
+    }
+    text
+}

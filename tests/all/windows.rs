@@ -97,45 +97,37 @@ fn a_zip_is_read_entry_by_entry() {
 fn the_grandparent_is_found_across_files_in_any_order() {
     let child = data("windows/lineage-child.xml");
     let parents = data("windows/lineage-parents.xml");
-    for args in [[&child, &parents], [&parents, &child]] {
-        let run = rulehost(&["eval", "--matches", args[0], args[1]]);
+    let one_match_through_the_grandparent = |run: crate::util::Run, what: &str| {
         let matches = run.json_lines();
-        assert_eq!(matches.len(), 1, "{args:?}: {}", run.stderr);
-        assert_eq!(matches[0]["event"]["InitiatingProcessParentFileName"], "w3wp.exe");
-        assert_eq!(matches[0]["event"]["InitiatingProcessParentId"], "4096");
+        assert_eq!(matches.len(), 1, "{what}: {}", run.stderr);
+        assert_eq!(matches[0]["event"]["InitiatingProcessParentFileName"], "w3wp.exe", "{what}");
+        assert_eq!(matches[0]["event"]["InitiatingProcessParentId"], "4096", "{what}");
+    };
+    // Files in either order; a file given no memory for held events is read again at
+    // their records: the same.
+    for memory in [&[][..], &["--kept-events-mib", "0"][..]] {
+        for args in [[&child, &parents], [&parents, &child]] {
+            let run = rulehost(&[&["eval", "--matches"][..], memory, &[args[0], args[1]]].concat());
+            one_match_through_the_grandparent(run, &format!("{memory:?} {args:?}"));
+        }
     }
     // Standard input is read once: a child whose parent has not come yet is held back in
-    // memory until the end, so a parent that comes after its child is still found...
-    let text = format!(
-        "{}{}",
-        crate::util::read_data("windows/lineage-child.xml"),
-        crate::util::read_data("windows/lineage-parents.xml")
-    );
-    let run = crate::util::rulehost_with_stdin(&["eval", "--matches", "-"], text.as_bytes());
-    let matches = run.json_lines();
-    assert_eq!(matches.len(), 1, "{}", run.stderr);
-    assert_eq!(matches[0]["event"]["InitiatingProcessParentFileName"], "w3wp.exe");
+    // memory until the end, so a parent that comes after its child is still found, and
+    // one that comes before it of course...
+    let stdin = |first: &str, second: &str, memory: &[&str]| {
+        let text = crate::util::read_data(first) + &crate::util::read_data(second);
+        crate::util::rulehost_with_stdin(
+            &[&["eval", "--matches"][..], memory, &["-"]].concat(),
+            text.as_bytes(),
+        )
+    };
+    let (child, parents) = ("windows/lineage-child.xml", "windows/lineage-parents.xml");
+    one_match_through_the_grandparent(stdin(child, parents, &[]), "stdin, child first");
+    one_match_through_the_grandparent(stdin(parents, child, &[]), "stdin, parents first");
     // ...unless no memory is given to held events: a stream cannot be read again, so its
     // events are evaluated as they come, and the parent is too late.
-    let run = crate::util::rulehost_with_stdin(
-        &["eval", "--matches", "--kept-events-mib", "0", "-"],
-        text.as_bytes(),
-    );
+    let run = stdin(child, parents, &["--kept-events-mib", "0"]);
     assert_eq!(run.json_lines().len(), 0, "{}", run.stderr);
-    // A file given no memory is read again at its held records: the same as with memory.
-    for args in [[&child, &parents], [&parents, &child]] {
-        let run = rulehost(&["eval", "--matches", "--kept-events-mib", "0", args[0], args[1]]);
-        let matches = run.json_lines();
-        assert_eq!(matches.len(), 1, "{args:?}: {}", run.stderr);
-        assert_eq!(matches[0]["event"]["InitiatingProcessParentFileName"], "w3wp.exe");
-    }
-    let text = format!(
-        "{}{}",
-        crate::util::read_data("windows/lineage-parents.xml"),
-        crate::util::read_data("windows/lineage-child.xml")
-    );
-    let run = crate::util::rulehost_with_stdin(&["eval", "--matches", "-"], text.as_bytes());
-    assert_eq!(run.json_lines().len(), 1, "{}", run.stderr);
 }
 
 #[test]
