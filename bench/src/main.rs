@@ -22,11 +22,11 @@ use std::io::BufWriter;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use rulehost::alerts::JsonLines;
 use rulehost::eval::{self, EvalOptions};
 use rulehost::events::{Field, Input, InputFormat, ProcessEvent, Record};
 use rulehost::rules;
 use rulehost::runtime::Runtime;
+use rulehost::sinks::JsonLines;
 use rulehost_sdk::{Batch, Rule};
 use soft_cell::SoftCell;
 

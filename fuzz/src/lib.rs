@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rulehost::alerts::output::JsonLines;
+use rulehost::sinks::JsonLines;
 use rulehost::eval::{self, EvalOptions, Summary};
 use rulehost::events::{Input, InputFormat, Record};
 use rulehost::runtime::{CompiledRule, Runtime};

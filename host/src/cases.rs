@@ -30,10 +30,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::alerts::{Alert, Match, Output, WindowSpec, output};
+use crate::alerts::{Alert, Match, WindowSpec};
 use crate::eval::{self, EvalOptions};
 use crate::events::{Origin, Position, Record, read_json_record};
 use crate::runtime::CompiledRule;
+use crate::sinks::{self as output, Sink};
 
 /// A file of cases.
 #[derive(Debug, Deserialize)]
@@ -125,7 +126,7 @@ struct Collected {
     alerts: Vec<Value>,
 }
 
-impl Output for Collected {
+impl Sink for Collected {
     fn alert(&mut self, alert: &Alert) -> std::io::Result<()> {
         self.alerts.push(output::alert_json(alert));
         Ok(())

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use crate::alerts::{Output, WindowSpec};
+use crate::alerts::WindowSpec;
 use crate::events::{Input, InputError, InputFormat, ProcessEvent, Record, lineage};
 use crate::pipeline::{Pipeline, PipelineOptions, WindowClosing};
 use crate::runtime::CompiledRule;
+use crate::sinks::Sink;
 
 pub use crate::pipeline::{DEFAULT_BATCH_SIZE, Diagnostic, PipelineError as EvalError, RuleSummary, Summary};
 
@@ -76,7 +77,7 @@ pub fn evaluate(
     rules: &[Arc<CompiledRule>],
     inputs: &[Input],
     options: &EvalOptions,
-    output: &mut dyn Output,
+    output: &mut dyn Sink,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<Summary, EvalError> {
     // Open every input first: a missing file is an error before any output.
@@ -370,7 +371,7 @@ pub fn evaluate_records_with(
     rules: &[Arc<CompiledRule>],
     records: impl Iterator<Item = Record>,
     options: &EvalOptions,
-    output: &mut dyn Output,
+    output: &mut dyn Sink,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<Summary, EvalError> {
     let mut evaluation = Pipeline::new(rules, options.pipeline(), output, diagnose)?;

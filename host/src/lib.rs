@@ -6,7 +6,10 @@
 //! - [`runtime`]: the engine, compiled rules and their instances;
 //! - [`rules`]: where rules come from and what they declare;
 //! - [`sigma`]: Sigma rules compiled into packs;
-//! - [`alerts`]: windows, alerts and outputs;
+//! - [`alerts`]: alerts and their windows;
+//! - [`sources`]: where a live run's records come from;
+//! - [`sinks`]: where alerts and matches are written;
+//! - [`pipeline`]: source → normalized events → batches → rule instances → windows → sink;
 //! - [`eval`]: the evaluation of inputs by rules, from first record to last alert.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -25,3 +28,5 @@ pub mod run;
 pub mod runtime;
 pub mod scaffold;
 pub mod sigma;
+pub mod sinks;
+pub mod sources;

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use rulehost::alerts::{OutputFormat, WindowSpec};
+use rulehost::alerts::WindowSpec;
 use rulehost::config::LimitSettings;
 use rulehost::eval::{self, EvalError};
 use rulehost::events::InputFormat;
 use rulehost::rules;
+use rulehost::sinks::OutputFormat;
 
 /// mimalloc: parsing threads allocate the events that the evaluating thread frees, which
 /// glibc's allocator handles slowly.

@@ -21,11 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
-use crate::alerts::{Output, WindowSpec};
-use crate::events::{Input, InputError, InputFormat, Record, lineage};
+use crate::alerts::WindowSpec;
+use crate::events::{InputError, Record, lineage};
 use crate::pipeline::{Diagnostic, Pipeline, PipelineOptions, RuleSummary, Summary, WindowClosing};
 use crate::rules::watch::RuleUpdate;
 use crate::runtime::CompiledRule;
+use crate::sinks::Sink;
+use crate::sources::Source;
 
 /// How a live run behaves.
 #[derive(Debug, Clone)]
@@ -42,8 +44,6 @@ pub struct RunOptions {
     pub max_batch_delay: Duration,
     /// Write every match instead of alerts.
     pub matches_only: bool,
-    /// The input format.
-    pub input_format: InputFormat,
     /// How often to report the counters (`None`: only at the end).
     pub stats_interval: Option<Duration>,
     /// Processes the lineage table holds at most.
@@ -61,7 +61,6 @@ impl Default for RunOptions {
             batch_size: crate::pipeline::DEFAULT_BATCH_SIZE,
             max_batch_delay: Duration::from_millis(100),
             matches_only: false,
-            input_format: InputFormat::Jsonl,
             stats_interval: None,
             lineage_capacity: lineage::DEFAULT_CAPACITY,
             jobs: 1,
@@ -97,27 +96,26 @@ enum Incoming {
 /// Late events reported one by one; past that, only counted.
 const REPORTED_LATE_EVENTS: u64 = 10;
 
-/// Runs until the input ends or `stop` is set. `rules` are the packs loaded at start, by
+/// Runs until `source` ends or `stop` is set. `rules` are the packs loaded at start, by
 /// file (a directory's Sigma rules make one pack, named by the directory); `updates` brings
-/// new versions, additions and removals. `stats` is called every `stats_interval` and once
-/// at the end (with `true`).
+/// new versions, additions and removals, from whatever follows the rules (a directory
+/// watcher today). `stats` is called every `stats_interval` and once at the end (with
+/// `true`). After each flush of `output`, `source` hears how many of its records are
+/// settled.
 pub fn run(
     rules: Vec<(PathBuf, Vec<Arc<CompiledRule>>)>,
-    input: Input,
+    mut source: Box<dyn Source>,
     updates: Receiver<RuleUpdate>,
     stop: Arc<AtomicBool>,
     options: &RunOptions,
-    output: &mut dyn Output,
+    output: &mut dyn Sink,
     stats: &mut dyn FnMut(&[RuleSummary], bool),
 ) -> Result<Summary, RunError> {
     let mut diagnose = |diagnostic: Diagnostic<'_>| log(diagnostic);
     let mut pipeline = Pipeline::with_rule_files(rules, options.pipeline(), output, &mut diagnose)?;
     let (sender, incoming) = sync_channel::<Incoming>(options.batch_size.max(1) * 4);
-    let format = options.input_format;
-    // Parsing workers hand on what a stream has delivered so far, not full blocks: a slow
-    // stream still gets its events evaluated within the batch delay.
-    let input = input.with_jobs(options.jobs).with_low_latency(true);
-    std::thread::Builder::new().name("rulehost-input".into()).spawn(move || match input.open(format) {
+    let open = source.opener();
+    std::thread::Builder::new().name("rulehost-input".into()).spawn(move || match open() {
         Ok(reader) => {
             for record in reader {
                 if sender.send(Incoming::Record(record)).is_err() {
@@ -173,6 +171,7 @@ pub fn run(
         // evaluated and written once its first record has waited the batch delay.
         if pending > 0 && batch_started.elapsed() >= options.max_batch_delay {
             pipeline.tick()?;
+            source.settled(pipeline.settled());
             pending = 0;
         }
         // Between batches: the only place a rule changes.
@@ -191,6 +190,7 @@ pub fn run(
         pipeline.record(record)?;
     }
     let summary = pipeline.finish()?;
+    source.settled(summary.read);
     stats(&summary.rules, true);
     Ok(summary)
 }

@@ -1,12 +1,10 @@
-//! Alerts: matched events grouped in time windows and summarized by their rule, and the
-//! outputs that write alerts and matches.
+//! Alerts: what a rule's `summarize` makes of the matched events of a time window, and
+//! the windows themselves. The sinks that write them are in [`crate::sinks`].
 
-pub mod output;
 mod window;
 
 use std::sync::Arc;
 
-pub use output::{JsonLines, Output, OutputFormat, Table};
 pub use window::WindowSpec;
 
 use crate::events::ProcessEvent;

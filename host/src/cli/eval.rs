@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use anyhow::{Context, Result};
-use rulehost::alerts::{JsonLines, Output, OutputFormat, Table};
 use rulehost::eval::{self, Diagnostic, EvalOptions};
 use rulehost::events::Input;
+use rulehost::sinks::{JsonLines, OutputFormat, Sink, Table};
 
 use super::progress::{Progress, Suspending};
 use super::setup::{jobs_or_cores, load_rules, runtime_of, settings, trust_of};
@@ -47,7 +47,7 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     let stdout = io::stdout();
     let terminal = stdout.is_terminal();
     let stdout = stdout.lock();
-    let output: Box<dyn Output> = match args.format {
+    let output: Box<dyn Sink> = match args.format {
         OutputFormat::Jsonl => Box::new(JsonLines::new(io::BufWriter::new(stdout))),
         OutputFormat::Table => {
             // For a terminal: fit its width and colour (unless NO_COLOR); for a file or

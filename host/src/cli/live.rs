@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rulehost::alerts::{JsonLines, WindowSpec};
+use rulehost::alerts::WindowSpec;
 use rulehost::events::Input;
+use rulehost::sinks::JsonLines;
 
 use super::setup::{jobs_or_cores, runtime_of, settings, trust_of};
 use super::summary::plural;
@@ -64,6 +65,8 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         (false, false) => Input::file(&args.input),
     }
     .with_parse_all(args.parse_all);
+    let jobs = jobs_or_cores(args.jobs);
+    let source = Box::new(rulehost::sources::InputSource::new(input.with_jobs(jobs), args.input_format));
     let lateness = match args.allowed_lateness {
         WindowSpec::Every(ms) => std::time::Duration::from_millis(ms as u64),
         WindowSpec::All => anyhow::bail!("--allowed-lateness takes a duration"),
@@ -74,10 +77,9 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         batch_size: args.batch_size as usize,
         max_batch_delay: std::time::Duration::from_millis(args.max_batch_delay_ms),
         matches_only: args.matches,
-        input_format: args.input_format,
         stats_interval: args.stats_interval.map(std::time::Duration::from_secs),
         lineage_capacity: rulehost::events::lineage::DEFAULT_CAPACITY,
-        jobs: jobs_or_cores(args.jobs),
+        jobs,
     };
     let mut output = JsonLines::new(io::BufWriter::new(io::stdout().lock()));
     let mut print_stats = |rules: &[rulehost::eval::RuleSummary], last: bool| {
@@ -97,7 +99,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         }
     };
     let summary =
-        rulehost::run::run(initial, input, updates_rx, stop, &options, &mut output, &mut print_stats)?;
+        rulehost::run::run(initial, source, updates_rx, stop, &options, &mut output, &mut print_stats)?;
     eprintln!(
         "rulehost: {} read: {} evaluated, {} skipped, {} rejected, {} late",
         plural(summary.read, "record"),

@@ -4,17 +4,17 @@ use std::io::{self, IsTerminal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rulehost::alerts::Output;
 use rulehost::events::Input;
+use rulehost::sinks::Sink;
 
 /// An output that lifts the progress bar off the terminal while it writes.
 pub(crate) struct Suspending {
-    pub(crate) inner: Box<dyn Output>,
+    pub(crate) inner: Box<dyn Sink>,
     pub(crate) progress: Option<indicatif::ProgressBar>,
 }
 
 impl Suspending {
-    pub(crate) fn quiet<T>(&mut self, write: impl FnOnce(&mut dyn Output) -> T) -> T {
+    pub(crate) fn quiet<T>(&mut self, write: impl FnOnce(&mut dyn Sink) -> T) -> T {
         match self.progress.clone() {
             Some(bar) => bar.suspend(|| write(self.inner.as_mut())),
             None => write(self.inner.as_mut()),
@@ -22,7 +22,7 @@ impl Suspending {
     }
 }
 
-impl Output for Suspending {
+impl Sink for Suspending {
     fn alert(&mut self, alert: &rulehost::alerts::Alert) -> io::Result<()> {
         self.quiet(|out| out.alert(alert))
     }

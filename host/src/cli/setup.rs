@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rulehost::config::{Flags, Settings};
-use rulehost::rules::{self, Trust, TrustPolicy};
+use rulehost::rules::{self, RuleSource, Trust, TrustPolicy};
 use rulehost::runtime::{CompiledRule, Runtime};
 
 use super::summary::plural;
@@ -47,14 +47,14 @@ pub(crate) fn load_rules(
     paths: &[PathBuf],
     trust: &Trust,
 ) -> Result<Vec<Arc<CompiledRule>>> {
-    if paths.is_empty() {
-        return Ok(vec![rules::load_bundled(runtime).context("loading the bundled rule")?]);
-    }
+    let source: Box<dyn RuleSource> =
+        if paths.is_empty() { Box::new(rules::Bundled) } else { Box::new(rules::Paths(paths.to_vec())) };
     let mut left_out = 0;
-    let loaded = rules::load_paths_with(runtime, paths, trust, &mut |refused| {
+    let loaded = source.load(runtime, trust, &mut |refused| {
         left_out += 1;
         eprintln!("rulehost: warning: Sigma rule left out: {refused}");
-    })?;
+    });
+    let loaded = if paths.is_empty() { loaded.context("loading the bundled rule")? } else { loaded? };
     if left_out > 0 {
         eprintln!(
             "rulehost: warning: {} left out (`rulehost sigma check` lists them)",
@@ -62,10 +62,7 @@ pub(crate) fn load_rules(
         );
     }
     if loaded.is_empty() {
-        anyhow::bail!(
-            "no rule found in {}",
-            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
+        anyhow::bail!("no rule found in {}", source.describe());
     }
     Ok(loaded)
 }

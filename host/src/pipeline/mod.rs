@@ -18,15 +18,16 @@ mod rule_set;
 mod windows;
 mod workers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::alerts::{Match, Output, WindowSpec};
+use crate::alerts::{Match, WindowSpec};
 use crate::events::{Field, Input, InputError, Lineage, ProcessEvent, Record, RecordError};
 use crate::rules::watch::RuleUpdate;
 use crate::runtime::{CompiledRule, RuleError};
+use crate::sinks::Sink;
 use block_workers::EvaluatedBatch;
 use rule_set::{RuleRun, RuleSet};
 use windows::Closing;
@@ -189,7 +190,7 @@ pub struct RuleSummary {
 pub struct Pipeline<'a> {
     set: RuleSet,
     options: PipelineOptions,
-    output: &'a mut dyn Output,
+    output: &'a mut dyn Sink,
     diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
     lineage: Lineage,
     summary: Summary,
@@ -202,8 +203,11 @@ pub struct Pipeline<'a> {
     /// With more than one job, the evaluation workers of the current rules, started with
     /// the first batch (a file evaluated in blocks needs none) and again after a swap.
     workers: Option<Workers>,
-    /// The next place in the reading order (see [`ProcessEvent::read_order`]).
+    /// The next place in the reading order (see [`ProcessEvent::read_order`]): every
+    /// record takes one.
     next_read_order: u64,
+    /// The first reading place of each batch handed out and not yet taken in, oldest first.
+    unapplied: VecDeque<u64>,
     /// Emptied batches, filled again: a batch is hundreds of KiB, and a fresh one each time
     /// costs the kernel zeroing fresh pages (a 2 MiB huge page per batch where the kernel
     /// backs large allocations with them).
@@ -225,7 +229,7 @@ impl<'a> Pipeline<'a> {
     pub fn new(
         rules: &[Arc<CompiledRule>],
         options: PipelineOptions,
-        output: &'a mut dyn Output,
+        output: &'a mut dyn Sink,
         diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
     ) -> Result<Self, PipelineError> {
         let runs = rules.iter().map(|rule| RuleRun::new(rule.clone(), None)).collect();
@@ -237,7 +241,7 @@ impl<'a> Pipeline<'a> {
     pub fn with_rule_files(
         files: Vec<(PathBuf, Vec<Arc<CompiledRule>>)>,
         options: PipelineOptions,
-        output: &'a mut dyn Output,
+        output: &'a mut dyn Sink,
         diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
     ) -> Result<Self, PipelineError> {
         let runs = files
@@ -252,7 +256,7 @@ impl<'a> Pipeline<'a> {
     fn start(
         runs: Vec<RuleRun>,
         options: PipelineOptions,
-        output: &'a mut dyn Output,
+        output: &'a mut dyn Sink,
         diagnose: &'a mut dyn FnMut(Diagnostic<'_>),
     ) -> Result<Self, PipelineError> {
         let options =
@@ -269,6 +273,7 @@ impl<'a> Pipeline<'a> {
             batch: Vec::with_capacity(options.batch_size),
             workers: None,
             next_read_order: 1,
+            unapplied: VecDeque::new(),
             spare_batches: Vec::new(),
         })
     }
@@ -292,6 +297,7 @@ impl<'a> Pipeline<'a> {
                 self.event(*event)
             }
             Record::Skipped(skipped) => {
+                self.next_read_order += 1;
                 self.summary.read += 1;
                 *self.summary.skipped.entry(skipped.kind).or_default() += 1;
                 Ok(())
@@ -300,6 +306,7 @@ impl<'a> Pipeline<'a> {
                 if self.options.strict {
                     return Err(PipelineError::Strict(error));
                 }
+                self.next_read_order += 1;
                 self.summary.read += 1;
                 *self.summary.rejected.entry(error.reason.kind()).or_default() += 1;
                 (self.diagnose)(Diagnostic::Rejected(&error));
@@ -479,6 +486,26 @@ impl<'a> Pipeline<'a> {
         self.set.runs.iter().map(|r| r.summary.clone()).chain(self.set.retired.iter().cloned()).collect()
     }
 
+    /// How many records, from the first in reading order, are settled: evaluated, and
+    /// their matches written or their windows closed and written. What is settled is
+    /// written once the sink flushes ([`Pipeline::tick`] does); a source can then let go of
+    /// it (commit its offsets).
+    pub fn settled(&self) -> u64 {
+        let mut first_open = self.next_read_order;
+        let pending = self
+            .unapplied
+            .front()
+            .copied()
+            .into_iter()
+            .chain(self.batch.first().map(ProcessEvent::read_order));
+        let windowed =
+            self.set.runs.iter().flat_map(|r| r.windows.values().flatten().map(|e| e.read_order()));
+        for order in pending.chain(windowed) {
+            first_open = first_open.min(order);
+        }
+        first_open - 1
+    }
+
     /// Counts so far (without the per-rule ones: see [`Pipeline::rule_summaries`]).
     pub fn counts(&self) -> &Summary {
         &self.summary
@@ -542,6 +569,7 @@ impl<'a> Pipeline<'a> {
         }
         let spare = self.spare_batches.pop().unwrap_or_else(|| Vec::with_capacity(self.options.batch_size));
         let batch = std::mem::replace(&mut self.batch, spare);
+        self.unapplied.push_back(batch[0].read_order());
         if self.workers.is_none() && self.options.jobs > 1 {
             self.workers = Some(Workers::start(&self.set.rules(), self.options.jobs, &self.set.quarantined)?);
         }
@@ -566,6 +594,7 @@ impl<'a> Pipeline<'a> {
 
     fn take_in(&mut self, done: Vec<workers::Done>) -> Result<(), PipelineError> {
         for (mut batch, outcomes) in done {
+            self.unapplied.pop_front();
             let latest = batch.iter().map(ProcessEvent::time_ms).max();
             self.apply(BatchEvents::All(&batch), outcomes, latest)?;
             batch.clear();

@@ -140,6 +140,59 @@ pub fn load_paths_with(
     Ok(rules)
 }
 
+/// Where rules come from. Each gives its rules checked against the trust policy and
+/// compiled; a Sigma rule that does not compile is left out and reported to `left_out`,
+/// the others still load. A registry is one more source.
+pub trait RuleSource {
+    /// What the source is, for messages ("bundled:soft-cell", the paths).
+    fn describe(&self) -> String;
+    /// Loads its rules, in its order.
+    fn load(
+        &self,
+        runtime: &Runtime,
+        trust: &Trust,
+        left_out: &mut dyn FnMut(&SigmaError),
+    ) -> Result<Vec<Arc<CompiledRule>>, LoadError>;
+}
+
+/// The rule built into the binary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bundled;
+
+impl RuleSource for Bundled {
+    fn describe(&self) -> String {
+        BUNDLED_SOFT_CELL_NAME.to_owned()
+    }
+
+    fn load(
+        &self,
+        runtime: &Runtime,
+        _: &Trust,
+        _: &mut dyn FnMut(&SigmaError),
+    ) -> Result<Vec<Arc<CompiledRule>>, LoadError> {
+        Ok(vec![load_bundled(runtime)?])
+    }
+}
+
+/// Rule files and directories (their components, and their Sigma files as one pack).
+#[derive(Debug, Clone, Default)]
+pub struct Paths(pub Vec<PathBuf>);
+
+impl RuleSource for Paths {
+    fn describe(&self) -> String {
+        self.0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    }
+
+    fn load(
+        &self,
+        runtime: &Runtime,
+        trust: &Trust,
+        left_out: &mut dyn FnMut(&SigmaError),
+    ) -> Result<Vec<Arc<CompiledRule>>, LoadError> {
+        load_paths_with(runtime, &self.0, trust, left_out)
+    }
+}
+
 /// [`load_paths_with`], refusing any Sigma rule that does not compile.
 pub fn load_paths(
     runtime: &Runtime,

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value, json};
 
-use super::{Alert, Match};
+use crate::alerts::{Alert, Match};
 use crate::events::{Field, Position, time};
 use crate::runtime::AlertValue;
 
@@ -30,8 +30,10 @@ impl FromStr for OutputFormat {
     }
 }
 
-/// A sink for what the evaluator finds.
-pub trait Output {
+/// Where the pipeline writes what it finds: alerts, or every match. A sink is given what
+/// it writes in order, from one thread; a new one (a Kafka producer, a SIEM's API) is one
+/// more implementation of these four calls.
+pub trait Sink {
     /// Writes one alert.
     fn alert(&mut self, alert: &Alert) -> io::Result<()>;
     /// Writes one match.
@@ -118,7 +120,7 @@ impl<W: Write> JsonLines<W> {
     }
 }
 
-impl<W: Write> Output for JsonLines<W> {
+impl<W: Write> Sink for JsonLines<W> {
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
         self.line(&alert_json(alert))
     }
@@ -264,7 +266,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-impl<W: Write> Output for Table<W> {
+impl<W: Write> Sink for Table<W> {
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
         let mut header: Vec<String> = ["WindowStart", "Severity", "Rule"].map(String::from).to_vec();
         let mut row = vec![

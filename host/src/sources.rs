@@ -1,0 +1,54 @@
+//! Where a live run's records come from. A source gives its records in order and hears
+//! back how many of them are settled: evaluated, and what they led to written by the sink
+//! and flushed. A source with offsets to commit (a Kafka consumer group member) commits
+//! them then, so that a crash loses nothing and a restart repeats only what was not
+//! settled; the files, pipes and standard input here have nothing to commit.
+
+use crate::events::{Input, InputError, InputFormat, Record};
+
+/// The records of an opened source, in order; iterated on a thread of their own.
+pub type Records = Box<dyn Iterator<Item = Record> + Send>;
+
+/// Opens a source on the reading thread: opening may wait for the first bytes (the format
+/// of standard input is told from them) while the run goes on.
+pub type Opener = Box<dyn FnOnce() -> Result<Records, InputError> + Send>;
+
+/// A source of records for [`crate::run::run`].
+pub trait Source: Send {
+    /// Its name, for logs.
+    fn name(&self) -> String;
+    /// What opens it, once, on the reading thread.
+    fn opener(&mut self) -> Opener;
+    /// The first `records` records that the opened source gave are settled.
+    fn settled(&mut self, records: u64) {
+        let _ = records;
+    }
+}
+
+/// A file (followed or not), a named pipe or standard input, read in one format by the
+/// input's parsing workers.
+#[derive(Debug)]
+pub struct InputSource {
+    input: Input,
+    format: InputFormat,
+}
+
+impl InputSource {
+    /// `input` in `format`, its parsing workers handing on what a stream has delivered so
+    /// far rather than full blocks: a slow stream still gets its events evaluated within
+    /// the batch delay.
+    pub fn new(input: Input, format: InputFormat) -> Self {
+        Self { input: input.with_low_latency(true), format }
+    }
+}
+
+impl Source for InputSource {
+    fn name(&self) -> String {
+        self.input.name().to_owned()
+    }
+
+    fn opener(&mut self) -> Opener {
+        let (input, format) = (self.input.clone(), self.format);
+        Box::new(move || Ok(Box::new(input.open(format)?) as Records))
+    }
+}
