@@ -24,7 +24,13 @@ fn timed_run(args: &[&str], input: &Path, stream: bool) -> Result<Duration> {
     let status = if stream {
         let mut cat = Command::new("cat").arg(input).stdout(Stdio::piped()).spawn()?;
         let pipe = cat.stdout.take().context("cat's stdout")?;
-        let status = Command::new(binary()).args(args).arg("-").stdin(pipe).stdout(Stdio::null()).status()?;
+        let status = Command::new(binary())
+            .args(args)
+            .arg("-")
+            .stdin(pipe)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
         cat.wait()?;
         status
     } else {

@@ -88,7 +88,7 @@ impl RunOptions {
 
 /// What the reading thread sends.
 enum Incoming {
-    Record(Record),
+    Records(Vec<Record>),
     Failed(InputError),
     End,
 }
@@ -113,12 +113,12 @@ pub fn run(
 ) -> Result<Summary, RunError> {
     let mut diagnose = |diagnostic: Diagnostic<'_>| log(diagnostic);
     let mut pipeline = Pipeline::with_rule_files(rules, options.pipeline(), output, &mut diagnose)?;
-    let (sender, incoming) = sync_channel::<Incoming>(options.batch_size.max(1) * 4);
+    let (sender, incoming) = sync_channel::<Incoming>(16);
     let open = source.opener();
     std::thread::Builder::new().name("rulehost-input".into()).spawn(move || match open() {
         Ok(reader) => {
-            for record in reader {
-                if sender.send(Incoming::Record(record)).is_err() {
+            for records in reader {
+                if sender.send(Incoming::Records(records)).is_err() {
                     return;
                 }
             }
@@ -140,27 +140,13 @@ pub fn run(
             options.max_batch_delay.saturating_sub(batch_started.elapsed()).max(Duration::from_millis(1))
         };
         match incoming.recv_timeout(wait) {
-            Ok(Incoming::Record(record)) => {
+            Ok(Incoming::Records(records)) => {
                 if pending == 0 {
                     batch_started = Instant::now();
                 }
-                pending += 1;
-                pipeline.record(record)?;
-                // Whatever else is there is taken without waiting (a batch's worth, then
-                // the delay is looked at again).
-                for _ in 0..options.batch_size {
-                    match incoming.try_recv() {
-                        Ok(Incoming::Record(record)) => {
-                            pending += 1;
-                            pipeline.record(record)?;
-                        }
-                        Ok(Incoming::Failed(error)) => return Err(error.into()),
-                        Ok(Incoming::End) => {
-                            input_done = true;
-                            break;
-                        }
-                        Err(_) => break,
-                    }
+                pending += records.len();
+                for record in records {
+                    pipeline.record(record)?;
                 }
             }
             Ok(Incoming::Failed(error)) => return Err(error.into()),
@@ -186,8 +172,10 @@ pub fn run(
         }
     }
     // Stopped by a signal: the records already read are still evaluated.
-    while let Ok(Incoming::Record(record)) = incoming.try_recv() {
-        pipeline.record(record)?;
+    while let Ok(Incoming::Records(records)) = incoming.try_recv() {
+        for record in records {
+            pipeline.record(record)?;
+        }
     }
     let summary = pipeline.finish()?;
     source.settled(summary.read);

@@ -6,8 +6,10 @@
 
 use crate::events::{Input, InputError, InputFormat, Record};
 
-/// The records of an opened source, in order; iterated on a thread of their own.
-pub type Records = Box<dyn Iterator<Item = Record> + Send>;
+/// The records of an opened source, in order, in groups as they came (a group is handed
+/// on whole: it should hold what has arrived, not wait for more); iterated on a thread of
+/// their own.
+pub type Records = Box<dyn Iterator<Item = Vec<Record>> + Send>;
 
 /// Opens a source on the reading thread: opening may wait for the first bytes (the format
 /// of standard input is told from them) while the run goes on.
@@ -49,6 +51,6 @@ impl Source for InputSource {
 
     fn opener(&mut self) -> Opener {
         let (input, format) = (self.input.clone(), self.format);
-        Box::new(move || Ok(Box::new(input.open(format)?) as Records))
+        Box::new(move || Ok(input.open(format)?.into_chunks()))
     }
 }

@@ -139,9 +139,8 @@ impl rulehost::sources::Source for Bursts {
     fn opener(&mut self) -> rulehost::sources::Opener {
         let bursts = std::mem::take(&mut self.bursts);
         Box::new(move || {
-            Ok(Box::new(bursts.into_iter().flat_map(|burst| {
+            Ok(Box::new(bursts.into_iter().inspect(|_| {
                 std::thread::sleep(std::time::Duration::from_millis(300));
-                burst
             })))
         })
     }

@@ -358,11 +358,26 @@ impl Input {
             (None, None) => None,
         };
         let regular_file = matches!(stream, Stream::File(_));
-        let mut reader = open_stream(self.name.clone(), name_hint.as_deref(), stream, format, self.reading)?;
+        let reading = match (&self.path, &self.bytes) {
+            (None, None) => Reading { ready_soon: Some(stdin_ready_soon), ..self.reading },
+            _ => self.reading,
+        };
+        let mut reader = open_stream(self.name.clone(), name_hint.as_deref(), stream, format, reading)?;
         reader.rereadable = regular_file;
         Ok(reader)
     }
 }
+
+/// Whether standard input has bytes to read within [`READY_WAIT`] (or cannot tell).
+fn stdin_ready_soon() -> bool {
+    let stdin = io::stdin();
+    let mut fds = [rustix::event::PollFd::new(&stdin, rustix::event::PollFlags::IN)];
+    let wait = rustix::event::Timespec { tv_sec: 0, tv_nsec: READY_WAIT.as_nanos() as _ };
+    rustix::event::poll(&mut fds, Some(&wait)).map_or(true, |ready| ready > 0)
+}
+
+/// How long a live stream may be silent before the lines it delivered are parsed.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Opens `stream`, named `name` (`name_hint`: its file name, for the extension), looking
 /// through gzip and zip, and picks its reader.
@@ -414,8 +429,8 @@ fn open_stream(
     {
         let file = BlockFile::new(name, file.inner, file.counter, prefix.len() as u64, reading);
         let stages = (0..reading.jobs).map(|_| Box::new(|records| records) as Stage<Vec<Record>>).collect();
-        let records = FileBlocks::new(file, stages).flatten();
-        return Ok(Reader { records: Box::new(records), line_offsets: true, rereadable: false });
+        let chunks = FileBlocks::new(file, stages);
+        return Ok(Reader { line_offsets: true, ..Reader::of_chunks(chunks) });
     }
     // A byte order mark before a CSV header, a JSON document or XML is not part of them.
     // JSON lines keep it, so that their offsets stay the file's: each line drops its own.
@@ -427,9 +442,9 @@ fn open_stream(
     let stream = BufReader::with_capacity(256 * 1024, Cursor::new(prefix).chain(stream.into_read()));
     let records: Box<dyn Iterator<Item = Record> + Send> = match format {
         InputFormat::Jsonl if reading.jobs > 1 => {
-            Box::new(ParallelJsonLines::of_stream(name, stream, reading).flatten())
+            return Ok(Reader::of_chunks(ParallelJsonLines::of_stream(name, stream, reading)));
         }
-        InputFormat::Jsonl => Box::new(JsonLines::new(name, stream, reading.parse_all).flatten()),
+        InputFormat::Jsonl => return Ok(Reader::of_chunks(JsonLines::new(name, stream, reading.parse_all))),
         InputFormat::Json => Box::new(JsonDocuments::new(name, WithoutRecordHeaders::new(stream)).flatten()),
         InputFormat::Csv => Box::new(CsvRows::new(name, stream, crlf)),
         InputFormat::Xml => Box::new(XmlEvents::new(name, stream)),
@@ -445,7 +460,7 @@ const EVTX_MAGIC: &[u8] = b"ElfFile\0";
 
 /// The records of one opened input.
 pub struct Reader {
-    records: Box<dyn Iterator<Item = Record> + Send>,
+    records: Records,
     /// Whether each event's [`ProcessEvent::line_offset`] is where its line starts in the
     /// file itself (JSON lines read from a file, not decompressed or followed).
     line_offsets: bool,
@@ -454,9 +469,34 @@ pub struct Reader {
     rereadable: bool,
 }
 
+/// How a reader's records come: one by one, or in the groups its parser made of them (a
+/// line's, a chunk's, a block's).
+enum Records {
+    One(Box<dyn Iterator<Item = Record> + Send>),
+    Chunks { chunks: Box<dyn Iterator<Item = Vec<Record>> + Send>, current: std::vec::IntoIter<Record> },
+}
+
 impl Reader {
     fn new(records: impl Iterator<Item = Record> + Send + 'static) -> Self {
-        Self { records: Box::new(records), line_offsets: false, rereadable: false }
+        Self { records: Records::One(Box::new(records)), line_offsets: false, rereadable: false }
+    }
+
+    fn of_chunks(chunks: impl Iterator<Item = Vec<Record>> + Send + 'static) -> Self {
+        let records = Records::Chunks { chunks: Box::new(chunks), current: Vec::new().into_iter() };
+        Self { records, line_offsets: false, rereadable: false }
+    }
+
+    /// The records in order, in the groups they were parsed in (one record each where the
+    /// format has none): a group is handed on as soon as it is parsed, so a live stream's
+    /// records do not wait for others, and a fast one crosses threads a group at a time.
+    pub fn into_chunks(self) -> Box<dyn Iterator<Item = Vec<Record>> + Send> {
+        match self.records {
+            Records::One(records) => Box::new(records.map(|record| vec![record])),
+            Records::Chunks { chunks, current } => {
+                let current: Vec<Record> = current.collect();
+                Box::new((!current.is_empty()).then_some(current).into_iter().chain(chunks))
+            }
+        }
     }
 
     /// Whether the input can be read again from the start.
@@ -481,7 +521,15 @@ impl Iterator for Reader {
     type Item = Record;
 
     fn next(&mut self) -> Option<Record> {
-        self.records.next()
+        match &mut self.records {
+            Records::One(records) => records.next(),
+            Records::Chunks { chunks, current } => loop {
+                if let Some(record) = current.next() {
+                    return Some(record);
+                }
+                *current = chunks.next()?.into_iter();
+            },
+        }
     }
 }
 

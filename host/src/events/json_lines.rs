@@ -29,11 +29,21 @@ pub(crate) struct Reading {
     /// Hand a chunk to the parsing workers as soon as a read delivers less than it asked
     /// for and a line has ended (a live stream), not only once it is full.
     pub(super) low_latency: bool,
+    /// Whether the stream has bytes to read within a moment, when that can be asked (a
+    /// pipe): a live stream is then read on the reading thread itself, its chunk cut when
+    /// nothing comes for that moment, rather than through a thread of its own.
+    pub(super) ready_soon: Option<fn() -> bool>,
 }
 
 impl Default for Reading {
     fn default() -> Self {
-        Self { jobs: 1, parse_all: false, block_bytes: CHUNK_BYTES as u64, low_latency: false }
+        Self {
+            jobs: 1,
+            parse_all: false,
+            block_bytes: CHUNK_BYTES as u64,
+            low_latency: false,
+            ready_soon: None,
+        }
     }
 }
 
@@ -220,7 +230,7 @@ impl ParallelJsonLines {
         let (results_tx, results) = std::sync::mpsc::sync_channel(jobs * 2);
         let (spent_tx, spent) = std::sync::mpsc::sync_channel(jobs * 2);
         let mut threads =
-            vec![spawn("rulehost-read", move || read_chunks(stream, &work_tx, &spent, reading.low_latency))];
+            vec![spawn("rulehost-read", move || read_chunks(stream, &work_tx, &spent, reading))];
         let (work, numbers) = (Arc::new(std::sync::Mutex::new(work_rx)), Arc::new(LineNumbers::default()));
         for _ in 0..jobs {
             let (work, results_tx, spent_tx, name, numbers) =
@@ -252,11 +262,12 @@ fn read_chunks(
     mut stream: BufReader<impl Read + Send + 'static>,
     work: &std::sync::mpsc::SyncSender<Chunk>,
     spent: &std::sync::mpsc::Receiver<Vec<u8>>,
-    low_latency: bool,
+    reading: Reading,
 ) {
     let mut carry: Vec<u8> = stream.buffer().to_vec();
     stream.consume(carry.len());
-    let mut stream: Box<dyn Read> = match low_latency {
+    let ready_soon = reading.ready_soon.filter(|_| reading.low_latency);
+    let mut stream: Box<dyn Read> = match reading.low_latency && ready_soon.is_none() {
         true => Box::new(Pieces::of(stream.into_inner())),
         false => Box::new(stream.into_inner()),
     };
@@ -280,7 +291,9 @@ fn read_chunks(
                 }
                 Ok(n) => {
                     filled += n;
-                    if filled >= CHUNK_BYTES && memchr::memchr(b'\n', &bytes[filled - n..filled]).is_some() {
+                    // A live stream with nothing more ready: its lines so far are parsed now.
+                    let enough = filled >= CHUNK_BYTES || ready_soon.is_some_and(|ready| !ready());
+                    if enough && memchr::memchr(b'\n', &bytes[filled - n..filled]).is_some() {
                         break;
                     }
                 }
@@ -316,6 +329,8 @@ fn read_chunks(
 /// [`Pieces::IDLE`] fails with `WouldBlock`, and the next one waits again.
 struct Pieces {
     pieces: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    /// Pieces read to their end go back to be filled again: no allocation, no zeroing.
+    spent: std::sync::mpsc::SyncSender<Vec<u8>>,
     current: Vec<u8>,
     at: usize,
     ended: bool,
@@ -324,13 +339,18 @@ struct Pieces {
 impl Pieces {
     /// How long a stream may stay silent before what it delivered is taken as all for now.
     const IDLE: std::time::Duration = std::time::Duration::from_millis(2);
+    /// Bytes read at most at once.
+    const PIECE_BYTES: usize = 1 << 20;
 
     fn of(mut stream: impl Read + Send + 'static) -> Self {
-        let (sender, pieces) = std::sync::mpsc::sync_channel(16);
+        let (sender, pieces) = std::sync::mpsc::sync_channel(8);
+        let (spent, spent_pieces) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
         // Detached: it may be blocked in a read of standard input, which nothing can end.
         spawn("rulehost-read-stream", move || {
             loop {
-                let mut piece = vec![0u8; 256 * 1024];
+                let mut piece = spent_pieces.try_recv().unwrap_or_default();
+                // A spent piece is initialized up to its length: only growth is zeroed.
+                piece.resize(Self::PIECE_BYTES, 0);
                 let result = match stream.read(&mut piece) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Ok(n) => {
@@ -345,7 +365,7 @@ impl Pieces {
                 }
             }
         });
-        Self { pieces, current: Vec::new(), at: 0, ended: false }
+        Self { pieces, spent, current: Vec::new(), at: 0, ended: false }
     }
 }
 
@@ -358,7 +378,9 @@ impl Read for Pieces {
             match self.pieces.recv_timeout(Self::IDLE) {
                 Ok(Ok(piece)) => {
                     self.ended = piece.is_empty();
-                    (self.current, self.at) = (piece, 0);
+                    let done = std::mem::replace(&mut self.current, piece);
+                    let _ = self.spent.try_send(done);
+                    self.at = 0;
                 }
                 Ok(Err(error)) => {
                     self.ended = true;
