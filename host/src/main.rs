@@ -222,6 +222,9 @@ struct RunArgs {
     /// number of cores]; the output is the same, in the same order, whatever the number.
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: Option<u32>,
+    /// Write the output to FILE (created, or emptied) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -408,6 +411,9 @@ struct EvalArgs {
     /// rejection reason, every rule's failures (stderr shows the largest kinds only).
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
+    /// Write the output to FILE (created, or emptied) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
     #[command(flatten)]
     load: LoadArgs,
 }

@@ -194,3 +194,25 @@ fn a_source_hears_what_is_settled_only_once_its_windows_are_written() {
     assert!(heard[0] < third as u64, "{heard:?} of {total}, bursts of {third}");
     assert!(!alerts.is_empty());
 }
+
+#[test]
+fn eval_and_run_write_to_a_file_what_they_write_to_stdout() {
+    let text = mixed_stream();
+    let dir = rules_dir();
+    let rules = dir.path().display().to_string();
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("alerts.jsonl").display().to_string();
+    let runs: [Vec<&str>; 2] = [
+        run_args(&rules, "2", &["--window", "1m"], "-"),
+        vec!["eval", "--rules", &rules, "--window", "1m", "--input-format", "jsonl", "-"],
+    ];
+    for args in runs {
+        let to_stdout = rulehost_with_stdin(&args, text.as_bytes());
+        let with_file = [&args[..1], &["--output", &file], &args[1..]].concat();
+        let to_file = rulehost_with_stdin(&with_file, text.as_bytes());
+        assert_eq!(to_file.code, 0, "{}", to_file.stderr);
+        assert!(to_file.stdout.is_empty(), "{args:?}: {}", to_file.stdout);
+        assert!(to_stdout.stdout.lines().count() > 10, "{args:?}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), to_stdout.stdout, "{args:?}");
+    }
+}

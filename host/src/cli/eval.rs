@@ -1,6 +1,6 @@
 //! `rulehost eval`: the terminal around the library's evaluation (progress, warnings, summary).
 
-use std::io::{self, IsTerminal};
+use std::io::{self};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,9 +44,8 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     let counter = Arc::new(AtomicU64::new(0));
     let progress = if args.quiet { None } else { Progress::start(&inputs, counter.clone()) };
     let options = EvalOptions { progress: progress.as_ref().map(|_| counter.clone()), ..options };
-    let stdout = io::stdout();
-    let terminal = stdout.is_terminal();
-    let stdout = stdout.lock();
+    let (writer, terminal) = super::setup::output_writer(args.output.as_deref())?;
+    let stdout = writer;
     let output: Box<dyn Sink> = match args.format {
         OutputFormat::Jsonl => Box::new(JsonLines::new(io::BufWriter::new(stdout))),
         OutputFormat::Table => {

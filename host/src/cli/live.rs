@@ -81,7 +81,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         lineage_capacity: rulehost::events::lineage::DEFAULT_CAPACITY,
         jobs,
     };
-    let mut output = JsonLines::new(io::BufWriter::new(io::stdout().lock()));
+    let mut output = JsonLines::new(super::setup::output_writer(args.output.as_deref())?.0);
     let mut print_stats = |rules: &[rulehost::eval::RuleSummary], last: bool| {
         let when = if last { "at exit" } else { "so far" };
         for r in rules {

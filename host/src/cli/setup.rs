@@ -1,5 +1,6 @@
 //! Settings, the runtime, the trust policy and the rules, as the command line gives them.
 
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,6 +66,22 @@ pub(crate) fn load_rules(
         anyhow::bail!("no rule found in {}", source.describe());
     }
     Ok(loaded)
+}
+
+/// Where the output goes: `path` (created, or emptied), else stdout; and whether that is a
+/// terminal.
+pub(crate) fn output_writer(path: Option<&Path>) -> Result<(io::BufWriter<Box<dyn Write>>, bool)> {
+    Ok(match path {
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            (io::BufWriter::new(Box::new(file)), false)
+        }
+        None => {
+            let stdout = io::stdout();
+            let terminal = stdout.is_terminal();
+            (io::BufWriter::new(Box::new(stdout.lock())), terminal)
+        }
+    })
 }
 
 /// `--jobs`, or the number of cores.
