@@ -11,7 +11,7 @@ use rulehost::events::Input;
 use rulehost::sinks::JsonLines;
 
 use super::setup::{jobs_or_cores, runtime_of, settings, trust_of};
-use super::summary::plural;
+use super::summary::{plural, rule_name};
 use super::terminal::use_color;
 use crate::RunArgs;
 
@@ -86,10 +86,8 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         let when = if last { "at exit" } else { "so far" };
         for r in rules {
             eprintln!(
-                "rulehost: stats {when}: rule {} {} ({}): {} events, {}, {}, {}, {} swaps",
-                r.id,
-                r.version,
-                r.digest,
+                "rulehost: stats {when}: {}: {} events, {}, {}, {}, {} swaps",
+                rule_name(r),
                 r.evaluated,
                 plural(r.matches, "match"),
                 plural(r.alerts, "alert"),

@@ -56,13 +56,16 @@ pub(crate) fn print_summary(summary: &Summary) {
             None => format!("last failure: {}", rule.last_failure.as_deref().unwrap_or("unknown")),
         };
         eprintln!(
-            "rulehost: rule {} {} ({}): {}, {} not evaluated, {} not summarized; {state}",
-            rule.id,
-            rule.version,
-            rule.digest,
+            "rulehost: {}: {}, {} not evaluated, {} not summarized; {state}",
+            rule_name(rule),
             plural(rule.failures, "failed call"),
             plural(rule.failed_events, "event"),
             plural(rule.unsummarized_matches, "match"),
         );
     }
+}
+
+/// `rule ID VERSION (DIGEST)`, as messages name a rule.
+pub(crate) fn rule_name(rule: &rulehost::eval::RuleSummary) -> String {
+    format!("rule {} {} ({})", rule.id, rule.version, rule.digest)
 }
