@@ -17,8 +17,6 @@ pub type Opener = Box<dyn FnOnce() -> Result<Records, InputError> + Send>;
 
 /// A source of records for [`crate::run::run`].
 pub trait Source: Send {
-    /// Its name, for logs.
-    fn name(&self) -> String;
     /// What opens it, once, on the reading thread.
     fn opener(&mut self) -> Opener;
     /// The first `records` records that the opened source gave are settled.
@@ -45,10 +43,6 @@ impl InputSource {
 }
 
 impl Source for InputSource {
-    fn name(&self) -> String {
-        self.input.name().to_owned()
-    }
-
     fn opener(&mut self) -> Opener {
         let (input, format) = (self.input.clone(), self.format);
         Box::new(move || Ok(input.open(format)?.into_chunks()))

@@ -132,10 +132,6 @@ struct Bursts {
 }
 
 impl rulehost::sources::Source for Bursts {
-    fn name(&self) -> String {
-        "bursts".into()
-    }
-
     fn opener(&mut self) -> rulehost::sources::Opener {
         let bursts = std::mem::take(&mut self.bursts);
         Box::new(move || {

@@ -40,14 +40,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
     for update in watch::rescan(&args.rules, &runtime, &trust, &mut state) {
         match update {
             RuleUpdate::Loaded { path, rules, .. } => {
-                match rules.as_slice() {
-                    [rule] => {
-                        tracing::info!(rule = %rule.metadata().id, version = %rule.metadata().version, digest = %rule.digest(), path = %path.display(), "rule loaded")
-                    }
-                    many => {
-                        tracing::info!(pack = %many[0].artifact(), rules = many.len(), digest = %many[0].digest(), path = %path.display(), "pack loaded")
-                    }
-                }
+                watch::log_loaded(&path, &rules);
                 initial.push((path, rules));
             }
             RuleUpdate::Refused { path, reason } => {

@@ -284,11 +284,6 @@ impl<'a> Pipeline<'a> {
         &mut self.lineage
     }
 
-    /// The rules loaded now, in load order.
-    pub fn rules(&self) -> Vec<Arc<CompiledRule>> {
-        self.set.rules()
-    }
-
     /// Counts a record; an event has its lineage resolved and is evaluated.
     pub fn record(&mut self, record: Record) -> Result<(), PipelineError> {
         match record {
@@ -392,7 +387,7 @@ impl<'a> Pipeline<'a> {
                     None => Vec::new(),
                 };
                 if old.is_empty() {
-                    log_loaded(&fresh, &path);
+                    crate::rules::watch::log_loaded(&path, &rules);
                     let mut runs = std::mem::take(&mut self.set.runs);
                     runs.extend(fresh);
                     self.replace_rules(runs, Vec::new())?;
@@ -506,11 +501,6 @@ impl<'a> Pipeline<'a> {
         first_open - 1
     }
 
-    /// Counts so far (without the per-rule ones: see [`Pipeline::rule_summaries`]).
-    pub fn counts(&self) -> &Summary {
-        &self.summary
-    }
-
     /// Evaluates the last batch, closes every window, writes the alerts and finishes the
     /// sink.
     pub fn finish(mut self) -> Result<Summary, PipelineError> {
@@ -595,7 +585,9 @@ impl<'a> Pipeline<'a> {
     fn take_in(&mut self, done: Vec<workers::Done>) -> Result<(), PipelineError> {
         for (mut batch, outcomes) in done {
             self.unapplied.pop_front();
-            let latest = batch.iter().map(ProcessEvent::time_ms).max();
+            // Only a stream closes windows as it goes, by the batches' latest times.
+            let closing = matches!(self.options.closing, WindowClosing::Watermark { .. });
+            let latest = if closing { batch.iter().map(ProcessEvent::time_ms).max() } else { None };
             self.apply(BatchEvents::All(&batch), outcomes, latest)?;
             batch.clear();
             self.spare_batches.push(batch);
@@ -671,10 +663,7 @@ impl<'a> Pipeline<'a> {
                 }
                 Outcome::Failed(error) => {
                     run.summary.failed_events += batch.len() as u64;
-                    run.failed(&error, batch.len(), self.diagnose);
-                    if run.is_quarantined() {
-                        self.set.quarantined[r].store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
+                    run.failed(&error, batch.len(), &self.set.quarantined[r], self.diagnose);
                     Vec::new()
                 }
                 // Only a quarantined rule is not called, and that is handled above.
@@ -725,17 +714,6 @@ impl<'a> Pipeline<'a> {
             self.close_windows(|_| true, Some(latest.saturating_sub(lateness_ms)))?;
         }
         Ok(())
-    }
-}
-
-fn log_loaded(runs: &[RuleRun], path: &std::path::Path) {
-    match runs {
-        [one] => {
-            tracing::info!(rule = %one.summary.id, version = %one.summary.version, digest = %one.summary.digest, path = %path.display(), "rule loaded")
-        }
-        many => {
-            tracing::info!(pack = %many[0].rule.artifact(), rules = many.len(), digest = %many[0].summary.digest, path = %path.display(), "pack loaded")
-        }
     }
 }
 

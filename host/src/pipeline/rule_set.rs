@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Diagnostic, RuleSummary};
 use crate::events::ProcessEvent;
@@ -45,11 +45,12 @@ impl RuleRun {
     }
 
     /// Records a failed call over `events` events and quarantines the rule after too
-    /// many in a row.
+    /// many in a row, raising its `flag` for the workers.
     pub(crate) fn failed(
         &mut self,
         error: &RuleError,
         events: usize,
+        flag: &AtomicBool,
         diagnose: &mut dyn FnMut(Diagnostic<'_>),
     ) {
         self.summary.failures += 1;
@@ -63,6 +64,7 @@ impl RuleRun {
         if self.consecutive_failures >= limit && self.summary.quarantined.is_none() {
             self.summary.quarantined =
                 Some(format!("{limit} consecutive failures, the last: {}: {}", error.kind, error.message));
+            flag.store(true, Ordering::Relaxed);
             diagnose(Diagnostic::Quarantined { rule: &self.summary });
         }
     }

@@ -95,10 +95,7 @@ pub(crate) fn close(
                 }
                 Err(error) => {
                     run.summary.unsummarized_matches += events.len() as u64;
-                    run.failed(&error, events.len(), diagnose);
-                    if run.is_quarantined() {
-                        set.quarantined[rule_index].store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
+                    run.failed(&error, events.len(), &set.quarantined[rule_index], diagnose);
                 }
             }
         }

@@ -55,6 +55,19 @@ pub enum RuleUpdate {
     },
 }
 
+/// Logs that `rules` were loaded from `path`: a rule by its id, version and digest, a pack
+/// by its artifact and size.
+pub fn log_loaded(path: &Path, rules: &[Arc<CompiledRule>]) {
+    match rules {
+        [rule] => {
+            tracing::info!(rule = %rule.metadata().id, version = %rule.metadata().version, digest = %rule.digest(), path = %path.display(), "rule loaded")
+        }
+        many => {
+            tracing::info!(pack = %many[0].artifact(), rules = many.len(), digest = %many[0].digest(), path = %path.display(), "pack loaded")
+        }
+    }
+}
+
 /// What the watcher knows of the directory: each artifact's digest when last seen, and its
 /// Sigma files.
 #[derive(Debug, Default)]
