@@ -96,7 +96,7 @@ unit-tests: setup
 	$(CARGO) test --release --workspace --lib --bins
 
 integration-tests: setup pysigma wasmsign2
-	$(CARGO) test --release -p rulehost-tests
+	$(CARGO) test --release -p rulehost --test all
 
 lint: setup
 	$(CARGO) fmt --all -- --check

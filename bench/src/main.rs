@@ -12,7 +12,8 @@
 //! `BENCH_EVENTS` sets the number of events (default 1,000,000); `BENCH_ONLY=startup`,
 //! `=windows`, `=pipeline`, `=sigma`, `=jobs`, `=parse` or `=predicate` runs only that measurement (`parse`: eval
 //! vs parse-only; `predicate`: Wasm vs native and the sandbox's cost); `BENCH_PROFILE=wasm` or `=native` runs one side of Wasm vs native
-//! over and over for a profiler (with `RULEHOST_PERF_MAP=1`, perf names guest functions).
+//! over and over for a profiler (with `RULEHOST_PERF_MAP=1`, perf names guest functions);
+//! `BENCH_PROFILE=sigma` runs the catalog's matcher natively over the real process creations.
 
 mod generate;
 mod pipeline;
@@ -48,6 +49,7 @@ fn main() -> Result<()> {
         "startup" => return startup(),
         "windows" => return windows_jsonl(),
         "sigma" => return sigma::packs(),
+        _ if std::env::var("BENCH_PROFILE").as_deref() == Ok("sigma") => return sigma::profile(),
         "pipeline" => return pipeline::run_vs_eval(),
         _ => {}
     }

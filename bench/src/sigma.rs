@@ -11,6 +11,7 @@ use anyhow::{Result, ensure};
 use rulehost::events::{Field, Input, InputFormat, ProcessEvent, Record};
 use rulehost::rules;
 use rulehost::runtime::{CompiledRule, Runtime};
+use rulehost_sigma::{Matcher, Scratch};
 
 use crate::{BATCH, ROUNDS};
 
@@ -58,12 +59,83 @@ fn write_rows(path: &Path, events: &[ProcessEvent]) -> Result<()> {
     Ok(out.flush()?)
 }
 
+/// The compiled rules of the Sigma files `files`.
+fn compiled_rules(files: &[PathBuf]) -> Result<Vec<rulehost_sigma::ir::Rule>> {
+    let compilation = rulehost::sigma::compile_paths(files)?;
+    Ok(compilation.rules.into_iter().map(|(_, r)| r).collect())
+}
+
 /// A pack of the Sigma rules in `files`, compiled (not cached).
 fn pack(runtime: &Runtime, files: &[PathBuf]) -> Result<Arc<CompiledRule>> {
-    let compilation = rulehost::sigma::compile_paths(files)?;
-    let rules: Vec<_> = compilation.rules.into_iter().map(|(_, r)| r).collect();
-    let bytes = rulehost::sigma::pack::build(&rules)?;
+    let bytes = rulehost::sigma::pack::build(&compiled_rules(files)?)?;
     Ok(runtime.compile("bench", &bytes)?.into_rules().remove(0))
+}
+
+/// An event's columns as the pack's matcher reads them.
+struct Columns<'a>(&'a ProcessEvent);
+
+impl rulehost_sigma::Event for Columns<'_> {
+    fn column(&self, column: rulehost_sigma::ir::Column) -> &str {
+        self.0.get(Field::from_name(column.name()).expect("every Sigma column is a contract field"))
+    }
+}
+
+/// The pack's matcher run natively over `events`: the best time of `ROUNDS` and the matches.
+fn evaluate_natively(matcher: &Matcher, events: &[ProcessEvent]) -> (Duration, usize) {
+    let mut scratch = Scratch::default();
+    let mut matched = Vec::new();
+    let (mut best, mut matches) = (Duration::MAX, 0);
+    for _ in 0..ROUNDS {
+        let began = Instant::now();
+        let mut found = 0;
+        for event in events {
+            matched.clear();
+            matcher.evaluate(&Columns(event), &mut scratch, &mut matched);
+            found += matched.len();
+        }
+        best = best.min(began.elapsed());
+        matches = found;
+    }
+    (best, matches)
+}
+
+/// The catalog's matcher natively over the real events, `BENCH_LOOPS` times (default 20):
+/// `BENCH_PROFILE=sigma`, for a profiler.
+pub fn profile() -> Result<()> {
+    let loops: usize = std::env::var("BENCH_LOOPS").ok().map_or(Ok(20), |v| v.parse())?;
+    let events = real_events()?;
+    let mut files = rulehost::sigma::files_under(&shared("sigma-catalog"))?;
+    files.sort();
+    let pack = rulehost_sigma::Pack { format: rulehost_sigma::ir::FORMAT, rules: compiled_rules(&files)? };
+    let built = Instant::now();
+    let matcher = Matcher::new(&pack).map_err(anyhow::Error::msg)?;
+    println!("matcher built natively in {:.1} ms", built.elapsed().as_secs_f64() * 1e3);
+    println!("searched: {:?}", matcher.searched_views());
+    let unfiltered: Vec<&str> =
+        matcher.unfiltered().iter().map(|&r| pack.rules[r as usize].title.as_str()).collect();
+    println!("unfiltered: {unfiltered:?}");
+    let (mut scratch, mut matched, mut found, mut candidates) = (Scratch::default(), Vec::new(), 0, 0);
+    let mut hits = 0;
+    let began = Instant::now();
+    for _ in 0..loops {
+        for event in &events {
+            matched.clear();
+            matcher.evaluate(&Columns(event), &mut scratch, &mut matched);
+            found += matched.len();
+            candidates += scratch.candidates();
+            hits += scratch.hits();
+        }
+    }
+    let evaluated = loops * events.len();
+    let per_event = began.elapsed().as_secs_f64() * 1e6 / evaluated as f64;
+    println!(
+        "{} rules natively: {per_event:.2} µs/event, {found} matches, {:.1} texts found/event, {:.1} candidate rules/event ({} unfiltered)",
+        matcher.len(),
+        hits as f64 / evaluated as f64,
+        candidates as f64 / evaluated as f64,
+        matcher.unfiltered_rules()
+    );
+    Ok(())
 }
 
 /// The best time over `ROUNDS` of evaluating `events` in batches with a fresh instance's
@@ -116,16 +188,11 @@ pub fn packs() -> Result<()> {
     let compile_began = Instant::now();
     let all = pack(&runtime, &files)?;
     let compile = compile_began.elapsed();
-    let sizes: [(&str, Arc<CompiledRule>); 3] = [
-        (
-            "1 rule (Suspicious Process By Web Server Process)",
-            pack(
-                &runtime,
-                &[shared("sigma/proc_creation_win_webshell_susp_process_spawned_from_webserver.yml")],
-            )?,
-        ),
-        ("100 rules (the catalog's first 100 files)", pack(&runtime, &files[..100])?),
-        ("all 1,414 rules that compile", all),
+    let one_rule = [shared("sigma/proc_creation_win_webshell_susp_process_spawned_from_webserver.yml")];
+    let sizes: [(&str, &[PathBuf], Arc<CompiledRule>); 3] = [
+        ("1 rule (Suspicious Process By Web Server Process)", &one_rule, pack(&runtime, &one_rule)?),
+        ("100 rules (the catalog's first 100 files)", &files[..100], pack(&runtime, &files[..100])?),
+        ("all 1,414 rules that compile", &files, all),
     ];
     let soft_cell = rules::load_bundled(&runtime)?;
     let (baseline, baseline_matches) = evaluate(&soft_cell, &events)?;
@@ -133,18 +200,25 @@ pub fn packs() -> Result<()> {
 
     println!();
     println!(
-        "| {} real process creations ({} distinct, from the shared EVTX and OTRF logs), batches of {BATCH} | µs/event | matches | / Soft Cell |",
+        "| {} real process creations ({} distinct, from the shared EVTX and OTRF logs), batches of {BATCH} | µs/event | matches | / Soft Cell | the matcher natively: µs/event | Wasm / native |",
         events.len(),
         real.len()
     );
-    println!("|---|---|---|---|");
-    println!("| Soft Cell (bundled rule) | {:.2} | {baseline_matches} | 1.00x |", per_event(baseline));
-    for (name, rule) in &sizes {
+    println!("|---|---|---|---|---|---|");
+    println!("| Soft Cell (bundled rule) | {:.2} | {baseline_matches} | 1.00x | | |", per_event(baseline));
+    for (name, sources, rule) in &sizes {
         let (time, matches) = evaluate(rule, &events)?;
+        let pack =
+            rulehost_sigma::Pack { format: rulehost_sigma::ir::FORMAT, rules: compiled_rules(sources)? };
+        let matcher = Matcher::new(&pack).map_err(anyhow::Error::msg)?;
+        let (native, native_matches) = evaluate_natively(&matcher, &events);
+        ensure!(native_matches == matches, "{name}: {matches} matches in Wasm, {native_matches} natively");
         println!(
-            "| Sigma pack, {name} | {:.2} | {matches} | {:.2}x |",
+            "| Sigma pack, {name} | {:.2} | {matches} | {:.2}x | {:.2} | {:.2}x |",
             per_event(time),
-            time.as_secs_f64() / baseline.as_secs_f64()
+            time.as_secs_f64() / baseline.as_secs_f64(),
+            per_event(native),
+            time.as_secs_f64() / native.as_secs_f64()
         );
     }
 
