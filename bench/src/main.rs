@@ -13,7 +13,9 @@
 //! `=windows`, `=pipeline`, `=sigma`, `=jobs`, `=parse` or `=predicate` runs only that measurement (`parse`: eval
 //! vs parse-only; `predicate`: Wasm vs native and the sandbox's cost); `BENCH_PROFILE=wasm` or `=native` runs one side of Wasm vs native
 //! over and over for a profiler (with `RULEHOST_PERF_MAP=1`, perf names guest functions);
-//! `BENCH_PROFILE=sigma` runs the catalog's matcher natively over the real process creations.
+//! `BENCH_PROFILE=sigma` runs the catalog's matcher natively over the real process creations
+//! (`BENCH_LOOPS` times); `BENCH_KEEP=1` with `BENCH_ONLY=sigma` keeps the rows and the
+//! compiled catalog in `target/` for profiling the binary.
 
 mod generate;
 mod pipeline;

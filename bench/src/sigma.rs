@@ -264,6 +264,10 @@ pub fn packs() -> Result<()> {
     let warm_pack = start(&compiled, &warm_cache, &one)?;
     let rows = dir.path().join("events.jsonl");
     write_rows(&rows, &events)?;
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        std::fs::copy(&rows, "target/sigma-bench-rows.jsonl")?;
+        std::fs::copy(&compiled, "target/sigma-bench-catalog.wasm")?;
+    }
     let (peak_time, peak) = crate::binary_run_with(&["--rules", &compiled.display().to_string()], &rows)?;
     println!();
     println!("| the catalog (1,415 files) | seconds |");
