@@ -191,3 +191,43 @@ fn sigma_files_compiled_once_are_read_from_the_cache_and_a_changed_file_is_compi
     assert_eq!(edited.json_lines().len(), 0, "{}", edited.stdout);
     assert_eq!(packs(), 2);
 }
+
+#[test]
+fn a_window_whose_matches_outgrow_the_memory_limit_still_gives_its_alert() {
+    // 30,000 matches of one rule on one device in one hour, 12 MB of command lines: more
+    // than the 8 MiB a rule may take. The summarize call is handed them all, and the input
+    // the host hands it is granted on top of the limit; before, the call trapped and the
+    // window gave no alert ("30000 matches not summarized").
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("any.yml");
+    std::fs::write(
+        &rule,
+        "title: Any cmd.exe\nid: 0b7e2a4c-1111-4222-8333-944455556666\ndate: 2026-12-03\n\
+         logsource:\n    category: process_creation\n    product: windows\n\
+         detection:\n    selection:\n        Image|endswith: '\\cmd.exe'\n    condition: selection\nlevel: low\n",
+    )
+    .unwrap();
+    let mut rows = String::new();
+    for i in 0..30_000 {
+        let row = serde_json::json!({
+            "Timestamp": format!("2024-06-12T02:{:02}:{:02}.000Z", i / 600, i / 10 % 60),
+            "DeviceId": "d1", "DeviceName": "host1", "ActionType": "ProcessCreated",
+            "FileName": "cmd.exe", "FolderPath": "C:\\Windows\\System32\\cmd.exe", "ProcessId": i,
+            "ProcessCommandLine": format!("cmd.exe /c echo {i} {}", "A".repeat(400)),
+            "InitiatingProcessFolderPath": "C:\\x.exe", "ReportId": i,
+        });
+        rows.push_str(&row.to_string());
+        rows.push('\n');
+    }
+    let input = dir.path().join("rows.jsonl");
+    std::fs::write(&input, rows).unwrap();
+    let (rule, input) = (rule.to_str().unwrap(), input.to_str().unwrap());
+    let run = rulehost(&["eval", "--no-cache", "--max-memory-mib", "8", "--rules", rule, input]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let alerts = run.json_lines();
+    assert_eq!(alerts.len(), 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(alerts[0]["MatchCount"], 30_000);
+    assert_eq!(alerts[0]["set_CommandLine"].as_array().unwrap().len(), 100, "at most 100 values a set");
+    assert_eq!(alerts[0]["set_Image"], serde_json::json!(["C:\\Windows\\System32\\cmd.exe"]));
+    assert!(!run.stderr.contains("not summarized"), "{}", run.stderr);
+}

@@ -113,15 +113,88 @@ impl Limits {
 #[derive(Debug)]
 pub struct RuleState {
     limits: StoreLimits,
+    memory_bytes: usize,
+    /// Memory the next call may take beyond the limit: room for the input the host hands
+    /// it (see [`RuleState::allow_input`]).
+    allowance: usize,
+    /// Whether the memory grew into the allowance.
+    grew_past_limit: bool,
 }
 
 impl RuleState {
     pub(super) fn new(limits: &Limits) -> Self {
-        Self { limits: limits.store_limits() }
+        Self {
+            limits: limits.store_limits(),
+            memory_bytes: limits.memory_bytes,
+            allowance: 0,
+            grew_past_limit: false,
+        }
     }
 
     pub(super) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
-        &mut self.limits
+        self
+    }
+
+    /// Lets the next call's memory grow past the limit by what an input of `bytes` takes in
+    /// the guest. The memory limit bounds what a rule allocates of its own; a `summarize`
+    /// call is handed every match of a window, which the host already holds, so the room
+    /// for that input is granted on top (twice its size: the lowered input and the guest's
+    /// work over it). The host recycles an instance that grew past its limit.
+    pub(super) fn allow_input(&mut self, bytes: usize) {
+        self.allowance = bytes.saturating_mul(2);
+    }
+
+    /// Ends what [`RuleState::allow_input`] granted; whether the memory grew past the limit.
+    pub(super) fn end_allowance(&mut self) -> bool {
+        self.allowance = 0;
+        std::mem::take(&mut self.grew_past_limit)
+    }
+}
+
+impl ResourceLimiter for RuleState {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes
+            && desired <= self.memory_bytes.saturating_add(self.allowance)
+            && maximum.is_none_or(|max| desired <= max)
+        {
+            self.grew_past_limit = true;
+            return Ok(true);
+        }
+        self.limits.memory_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 

@@ -679,7 +679,16 @@ impl RuleInstance {
         self.arm()?;
         let pack = self.pack.clone();
         let fields = &pack.members[member].summary_reads;
+        // What the window's events take in the guest: their values and each value's end.
+        let input: usize = events.iter().flat_map(|e| fields.iter().map(|&f| e.get(f).len() + 4)).sum();
+        self.store.data_mut().allow_input(input);
         let result = self.bindings.summarize(&mut self.store, member as u32, window, events, fields);
+        if self.store.data_mut().end_allowance() && result.is_ok() {
+            // Memory does not shrink: an instance that grew for a large window is replaced,
+            // so that it does not keep that memory.
+            self.recycle()
+                .map_err(|e| pack.member_error(member, "summarize", FailureKind::Instantiation, e))?;
+        }
         let alerts = self
             .after_call("summarize", result)
             .map_err(|mut e| pack.member_error(member, e.stage, e.kind, std::mem::take(&mut e.message)))?;
@@ -744,15 +753,19 @@ impl RuleInstance {
                 message =
                     format!("the call ran past its deadline of {} ms", self.pack.limits.deadline.as_millis());
             }
-            match self.pack.new_store() {
-                Ok((store, bindings)) => {
-                    self.store = store;
-                    self.bindings = bindings;
-                }
-                Err(e) => message.push_str(&format!("; and re-instantiating failed: {e}")),
+            if let Err(e) = self.recycle() {
+                message.push_str(&format!("; and re-instantiating failed: {e}"));
             }
             self.pack.error(stage, kind, message)
         })
+    }
+
+    /// Replaces the store with a fresh instance.
+    fn recycle(&mut self) -> Result<(), String> {
+        let (store, bindings) = self.pack.new_store().map_err(|e| e.to_string())?;
+        self.store = store;
+        self.bindings = bindings;
+        Ok(())
     }
 }
 

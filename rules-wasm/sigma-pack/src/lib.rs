@@ -9,6 +9,7 @@
 //!
 //! An alert groups one rule's matches on one device in one window.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use rulehost_sigma::ir::{Check, Column, Expr, Level, Target, View};
@@ -141,6 +142,30 @@ struct BatchEvent<'b> {
 
 impl rulehost_sigma::Event for BatchEvent<'_> {
     fn column(&self, column: Column) -> &str {
+        self.text(column)
+    }
+}
+
+/// An alert's set column: the distinct values of `value` over `events`, in order, at most
+/// [`MAX_SET_VALUES`]. A value is copied only when it joins the set: a window may hold many
+/// thousands of matches of a few distinct values.
+fn set_column<'b>(name: &str, events: &[u32], value: impl Fn(usize) -> Cow<'b, str>) -> AlertColumn {
+    let mut values: Vec<String> = Vec::new();
+    for &i in events {
+        if values.len() == MAX_SET_VALUES {
+            break;
+        }
+        let v = value(i as usize);
+        if !v.is_empty() && !values.iter().any(|known| *known == *v) {
+            values.push(v.into_owned());
+        }
+    }
+    AlertColumn { name: name.into(), value: Value::Texts(values) }
+}
+
+impl<'b> BatchEvent<'b> {
+    /// The value of `column`, borrowed from the batch.
+    fn text(&self, column: Column) -> &'b str {
         let Some(at) = self.columns[column as usize] else { return "" };
         let packed = &self.batch.columns[at];
         let end = packed.ends.get(self.index).copied().unwrap_or(0) as usize;
@@ -258,39 +283,37 @@ impl bindings::Guest for SigmaPack {
                 "" => event.column(Column::DeviceName),
                 id => id,
             };
-            let group = *by_device.entry(device.to_owned()).or_insert_with(|| {
-                groups.push((device.to_owned(), Vec::new()));
-                groups.len() - 1
-            });
+            let group = match by_device.get(device) {
+                Some(&group) => group,
+                None => {
+                    by_device.insert(device.to_owned(), groups.len());
+                    groups.push((device.to_owned(), Vec::new()));
+                    groups.len() - 1
+                }
+            };
             groups[group].1.push(index as u32);
         }
         groups
             .into_iter()
             .map(|(_, events)| {
-                let event = |i: u32| BatchEvent { batch: &matched, columns: &columns, index: i as usize };
-                let set = |name: &str, value: &dyn Fn(&BatchEvent<'_>) -> String| {
-                    let mut values: Vec<String> = Vec::new();
-                    for &i in &events {
-                        let v = value(&event(i));
-                        if !v.is_empty() && !values.contains(&v) && values.len() < MAX_SET_VALUES {
-                            values.push(v);
-                        }
-                    }
-                    AlertColumn { name: name.into(), value: Value::Texts(values) }
-                };
-                let first = event(events[0]);
+                let event = |i: usize| BatchEvent { batch: &matched, columns: &columns, index: i };
+                let first = event(events[0] as usize);
                 let columns = vec![
                     AlertColumn {
                         name: "DeviceName".into(),
                         value: Value::Text(first.column(Column::DeviceName).into()),
                     },
-                    set("set_Image", &|e| e.column(Column::FolderPath).to_owned()),
-                    set("set_CommandLine", &|e| e.column(Column::ProcessCommandLine).to_owned()),
-                    set("set_ParentImage", &|e| e.column(Column::InitiatingProcessFolderPath).to_owned()),
-                    set("set_User", &|e| {
+                    set_column("set_Image", &events, |i| Cow::Borrowed(event(i).text(Column::FolderPath))),
+                    set_column("set_CommandLine", &events, |i| {
+                        Cow::Borrowed(event(i).text(Column::ProcessCommandLine))
+                    }),
+                    set_column("set_ParentImage", &events, |i| {
+                        Cow::Borrowed(event(i).text(Column::InitiatingProcessFolderPath))
+                    }),
+                    set_column("set_User", &events, |i| {
                         let mut user = String::new();
-                        rulehost_sigma::matcher::render(View::User, e, &mut user);
-                        user
+                        rulehost_sigma::matcher::render(View::User, &event(i), &mut user);
+                        Cow::Owned(user)
                     }),
                 ];
                 Alert { columns, events }
