@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::alerts::WindowSpec;
+use crate::events::input::Reader;
+use crate::events::read_ahead::ReadAhead;
 use crate::events::{Input, InputError, InputFormat, ProcessEvent, Record, lineage};
 use crate::pipeline::{Pipeline, PipelineOptions, WindowClosing};
 use crate::runtime::CompiledRule;
@@ -90,41 +92,69 @@ pub fn evaluate(
         .collect::<Result<Vec<_>, InputError>>()?;
     let mut pipeline = Pipeline::new(rules, options.pipeline(), output, diagnose)?;
     let mut held = Held::new(inputs.len(), options.kept_event_bytes);
-    for (index, (input, reader)) in inputs.iter().zip(readers).enumerate() {
-        let Some(reader) = reader else {
-            pipeline.evaluate_blocks(input, options.progress.clone())?;
-            continue;
-        };
-        let rereading = match (reader.is_rereadable(), reader.has_line_offsets()) {
-            (false, _) => Rereading::Impossible,
-            (true, true) => Rereading::Lines,
-            (true, false) => Rereading::Records,
-        };
-        let mut ordinal = 0u64;
-        let mut line = LineEvents::default();
-        for record in reader {
-            let Record::Event(mut event) = record else {
-                pipeline.record(record)?;
-                continue;
-            };
-            let nth_on_line = line.nth(event.line_offset());
-            let this = ordinal;
-            ordinal += 1;
-            event.set_read_order(pipeline.next_read_order());
-            // Matches are written as they are found: once one event waits, so do all
-            // after it, and they come out in reading order.
-            let in_order = !options.matches_only || held.is_empty();
-            if in_order && pipeline.lineage_mut().is_final_for(&event) {
-                pipeline.record(Record::Event(event))?;
-                continue;
-            }
-            pipeline.lineage_mut().learn(&event);
-            if let Some(event) = held.hold(index, event, rereading, this, nth_on_line) {
-                // Held back no more: a stream past the budget.
-                pipeline.record(Record::Event(event))?;
+    let rereading: Vec<Rereading> = readers
+        .iter()
+        .map(|reader| match reader.as_ref().map(|r| (r.is_rereadable(), r.has_line_offsets())) {
+            None | Some((false, _)) => Rereading::Impossible,
+            Some((true, true)) => Rereading::Lines,
+            Some((true, false)) => Rereading::Records,
+        })
+        .collect();
+    let mut readers = readers;
+    // Binary EVTX files are parsed by the thread that reads them: several are read at once
+    // (a triage collection is thousands of small files), their records taken in order.
+    let evtx = readers.iter().filter(|r| r.as_ref().is_some_and(Reader::is_evtx)).count();
+    let read_ahead: Vec<(usize, Reader)> = if options.jobs > 1 && evtx > 1 {
+        readers
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, r)| r.as_ref().is_some_and(Reader::is_evtx))
+            .filter_map(|(i, r)| r.take().map(|r| (i, r)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    std::thread::scope(|scope| -> Result<(), EvalError> {
+        let read_ahead =
+            (!read_ahead.is_empty()).then(|| ReadAhead::start(scope, inputs.len(), read_ahead, options.jobs));
+        for (index, input) in inputs.iter().enumerate() {
+            let records: Box<dyn Iterator<Item = Record>> =
+                match (read_ahead.as_ref().and_then(|r| r.take(index)), readers[index].take()) {
+                    (Some(groups), _) => Box::new(groups.flatten()),
+                    (None, Some(reader)) => Box::new(reader),
+                    (None, None) => {
+                        pipeline.evaluate_blocks(input, options.progress.clone())?;
+                        continue;
+                    }
+                };
+            let rereading = rereading[index];
+            let mut ordinal = 0u64;
+            let mut line = LineEvents::default();
+            for record in records {
+                let Record::Event(mut event) = record else {
+                    pipeline.record(record)?;
+                    continue;
+                };
+                let nth_on_line = line.nth(event.line_offset());
+                let this = ordinal;
+                ordinal += 1;
+                event.set_read_order(pipeline.next_read_order());
+                // Matches are written as they are found: once one event waits, so do all
+                // after it, and they come out in reading order.
+                let in_order = !options.matches_only || held.is_empty();
+                if in_order && pipeline.lineage_mut().is_final_for(&event) {
+                    pipeline.record(Record::Event(event))?;
+                    continue;
+                }
+                pipeline.lineage_mut().learn(&event);
+                if let Some(event) = held.hold(index, event, rereading, this, nth_on_line) {
+                    // Held back no more: a stream past the budget.
+                    pipeline.record(Record::Event(event))?;
+                }
             }
         }
-    }
+        Ok(())
+    })?;
     held.evaluate(inputs, options.input_format, &mut pipeline)?;
     pipeline.finish()
 }

@@ -454,3 +454,41 @@ fn the_summary_shows_the_largest_kinds_and_the_json_has_them_all() {
     assert!(line.contains(&more), "{line}\nwanted: {more}");
     assert!(!line.contains(&format!("{}: {}", largest[8].0, largest[8].1)), "{line}");
 }
+
+#[test]
+fn many_evtx_files_read_at_once_give_what_reading_them_one_by_one_gives() {
+    // Three copies of every shared EVTX file, named so that each copy's files are read
+    // together: with more than one job they are read several at a time, and the records must
+    // still be taken in input order (matches, alerts, held children, the summary's counts).
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for copy in 0..3 {
+        for entry in std::fs::read_dir(shared("evtx")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "evtx") {
+                let name = format!("{copy}-{}", path.file_name().unwrap().to_string_lossy());
+                std::fs::copy(&path, dir.path().join(&name)).unwrap();
+                files.push(dir.path().join(name).to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    let rule = test_rule("match-all");
+    for extra in [&["--matches"][..], &["--window", "1d"], &["--matches", "--kept-events-mib", "0"]] {
+        let eval = |jobs: &str| {
+            let mut args = vec!["eval", "--jobs", jobs, "--rules", &rule];
+            args.extend_from_slice(extra);
+            args.extend(files.iter().map(String::as_str));
+            let run = rulehost(&args);
+            assert_eq!(run.code, 0, "{extra:?} --jobs {jobs}: {}", run.stderr);
+            run
+        };
+        let one = eval("1");
+        assert!(one.counts().0 > 0 && !one.stdout.is_empty(), "{}", one.stderr);
+        for jobs in ["2", "3"] {
+            let many = eval(jobs);
+            assert_eq!(one.stdout, many.stdout, "{extra:?} --jobs {jobs}");
+            assert_eq!(one.summary(), many.summary(), "{extra:?} --jobs {jobs}");
+        }
+    }
+}

@@ -421,7 +421,8 @@ fn open_stream(
             path: name.to_string(),
             message: format!("EVTX: {message}"),
         })?;
-        return Ok(Reader::new(records.flatten()));
+        // A chunk's records cross threads together.
+        return Ok(Reader { evtx: true, ..Reader::of_chunks(records) });
     }
     // A regular file of JSON lines is read in blocks, by the parsing workers themselves.
     if format == InputFormat::Jsonl
@@ -467,6 +468,8 @@ pub struct Reader {
     /// Whether the input is a regular file, which [`Input::open`] can read again: not a
     /// stream (standard input, a named pipe, `<(zcat log.gz)`) or a file being followed.
     rereadable: bool,
+    /// Whether the input is binary EVTX, parsed on the thread that reads it.
+    evtx: bool,
 }
 
 /// How a reader's records come: one by one, or in the groups its parser made of them (a
@@ -478,12 +481,12 @@ enum Records {
 
 impl Reader {
     fn new(records: impl Iterator<Item = Record> + Send + 'static) -> Self {
-        Self { records: Records::One(Box::new(records)), line_offsets: false, rereadable: false }
+        Self { records: Records::One(Box::new(records)), line_offsets: false, rereadable: false, evtx: false }
     }
 
     fn of_chunks(chunks: impl Iterator<Item = Vec<Record>> + Send + 'static) -> Self {
         let records = Records::Chunks { chunks: Box::new(chunks), current: Vec::new().into_iter() };
-        Self { records, line_offsets: false, rereadable: false }
+        Self { records, line_offsets: false, rereadable: false, evtx: false }
     }
 
     /// The records in order, in the groups they were parsed in (one record each where the
@@ -497,6 +500,12 @@ impl Reader {
                 Box::new((!current.is_empty()).then_some(current).into_iter().chain(chunks))
             }
         }
+    }
+
+    /// Whether the input is binary EVTX: its records are parsed by the thread that reads
+    /// it, so several such inputs are best read on several threads.
+    pub fn is_evtx(&self) -> bool {
+        self.evtx
     }
 
     /// Whether the input can be read again from the start.

@@ -12,6 +12,7 @@ mod json;
 mod json_lines;
 mod json_value;
 pub mod lineage;
+pub(crate) mod read_ahead;
 pub mod time;
 mod windows;
 

@@ -1,0 +1,125 @@
+//! Inputs read ahead on several threads, their records handed on in input order.
+//!
+//! A binary EVTX file is parsed by the thread that reads it, and a triage collection is
+//! thousands of small files of one or two chunks each: read one after another, they use one
+//! core. Here up to `threads` inputs are read at once, each by a thread of its own, into a
+//! bounded queue of its own; the caller takes the inputs' records in order, so the output is
+//! the same as reading them one by one. Memory stays bounded: at most `threads` inputs are
+//! in flight, each with at most [`QUEUED_GROUPS`] groups of records waiting (an EVTX group
+//! is one 64 KiB chunk's records).
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{Scope, ScopedJoinHandle};
+
+use super::Record;
+use super::input::Reader;
+
+/// Groups of records an input may have waiting to be taken.
+pub const QUEUED_GROUPS: usize = 8;
+
+/// Inputs being read ahead, each identified by its position in the list given.
+pub struct ReadAhead<'scope> {
+    shared: Arc<Shared>,
+    threads: Vec<ScopedJoinHandle<'scope, ()>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+struct State {
+    /// The inputs not yet taken by a thread, in order.
+    waiting: std::collections::VecDeque<(usize, Reader)>,
+    /// Each input's queue of record groups, once a thread has started reading it.
+    queues: Vec<Option<Receiver<Vec<Record>>>>,
+    /// Set when the caller stops taking records: the threads stop reading.
+    stopped: bool,
+}
+
+impl<'scope> ReadAhead<'scope> {
+    /// Starts reading `readers` (input position, reader), in order, on `threads` threads of
+    /// `scope`. `inputs` is the number of positions.
+    pub fn start<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        inputs: usize,
+        readers: Vec<(usize, Reader)>,
+        threads: usize,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                waiting: readers.into(),
+                queues: (0..inputs).map(|_| None).collect(),
+                stopped: false,
+            }),
+            ready: Condvar::new(),
+        });
+        let threads = (0..threads.max(1))
+            .map(|_| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name("rulehost-read".into())
+                    .spawn_scoped(scope, move || read_inputs(&shared))
+                    .expect("starting a reading thread")
+            })
+            .collect();
+        Self { shared, threads }
+    }
+
+    /// The record groups of input `position`, waiting for a thread to start reading it;
+    /// `None` when it is not one of the inputs read ahead.
+    pub fn take(&self, position: usize) -> Option<std::sync::mpsc::IntoIter<Vec<Record>>> {
+        let mut state = self.shared.state.lock().expect("the reading threads do not panic");
+        state.queues.get(position)?;
+        loop {
+            if let Some(queue) = state.queues[position].take() {
+                return Some(queue.into_iter());
+            }
+            if !state.waiting.iter().any(|(p, _)| *p == position) && !state.stopped {
+                // Neither waiting nor queued: taken already, or never given.
+                return None;
+            }
+            state = self.shared.ready.wait(state).expect("the reading threads do not panic");
+        }
+    }
+}
+
+impl Drop for ReadAhead<'_> {
+    /// Stops the threads: queues still held are dropped, so a thread blocked on a full one
+    /// finds it gone, and the others take no new input.
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.shared.state.lock() {
+            state.stopped = true;
+            state.waiting.clear();
+            state.queues.iter_mut().for_each(|q| *q = None);
+        }
+        self.shared.ready.notify_all();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One reading thread: takes the next input, publishes its queue, reads it into the queue.
+fn read_inputs(shared: &Shared) {
+    loop {
+        let (reader, queue): (Reader, SyncSender<Vec<Record>>) = {
+            let mut state = shared.state.lock().expect("the reading threads do not panic");
+            if state.stopped {
+                return;
+            }
+            let Some((position, reader)) = state.waiting.pop_front() else { return };
+            let (queue, records) = sync_channel(QUEUED_GROUPS);
+            state.queues[position] = Some(records);
+            (reader, queue)
+        };
+        shared.ready.notify_all();
+        for group in reader.into_chunks() {
+            // The caller dropped this input's queue: it stopped taking records.
+            if queue.send(group).is_err() {
+                break;
+            }
+        }
+    }
+}
