@@ -8,7 +8,7 @@ use evtx::{EvtxParser, IntoIterChunks, ParserSettings};
 use serde_json::Value;
 
 use super::json::evtx_dump;
-use crate::events::{Origin, Position, Record, RecordError, RejectReason, SourceFormat};
+use crate::events::{Origin, Position, Record, RecordError, RejectReason, Skipped, SourceFormat};
 
 /// The records of a binary EVTX file, one 64 KiB chunk in memory at a time.
 pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
@@ -90,13 +90,21 @@ impl<R: Read + Seek> EvtxRecords<R> {
         };
         let mut records = Vec::new();
         for record in parsed.iter() {
-            match record.and_then(|r| r.into_json_value()) {
+            // Rendered as evtx_dump's JSON, which the dismissal scan reads: a record that is
+            // plainly not a process creation is counted as skipped without a parse, as an
+            // evtx_dump line is (the renderer's JSON is well formed, so nothing is lost).
+            match record.and_then(|r| r.into_json_bytes()) {
                 Ok(record) => {
                     self.last_record_id = record.event_record_id;
                     let origin = self.origin(record.event_record_id);
-                    match record.data {
-                        Value::Object(root) => records.push(evtx_dump(&root, origin, SourceFormat::Evtx)),
-                        _ => records.push(reject(self, "a record that is not an element".into())),
+                    if let Some(kind) = super::dismiss(&record.data) {
+                        records.push(Record::Skipped(Skipped { origin, kind }));
+                        continue;
+                    }
+                    match serde_json::from_slice::<Value>(&record.data) {
+                        Ok(Value::Object(root)) => records.push(evtx_dump(&root, origin, SourceFormat::Evtx)),
+                        Ok(_) => records.push(reject(self, "a record that is not an element".into())),
+                        Err(e) => records.push(reject(self, format!("the record's JSON: {e}"))),
                     }
                 }
                 Err(e) => records.push(reject(self, e.to_string())),
