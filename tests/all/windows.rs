@@ -492,3 +492,73 @@ fn many_evtx_files_read_at_once_give_what_reading_them_one_by_one_gives() {
         }
     }
 }
+
+/// A binary EVTX file made of every used chunk of the shared EVTX files, `rounds` times over,
+/// after the first file's header (the evtx crate reads every chunk the file's size holds).
+fn evtx_of_shared_chunks(rounds: usize) -> Vec<u8> {
+    let mut paths: Vec<_> = std::fs::read_dir(shared("evtx"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "evtx"))
+        .collect();
+    paths.sort();
+    let (mut header, mut chunks) = (Vec::new(), Vec::new());
+    for path in paths {
+        let bytes = std::fs::read(path).unwrap();
+        if header.is_empty() {
+            header = bytes[..4096].to_vec();
+        }
+        for chunk in bytes[4096..].chunks_exact(65536) {
+            if chunk.starts_with(b"ElfChnk\0") {
+                chunks.push(chunk.to_vec());
+            }
+        }
+    }
+    assert!(chunks.len() >= 10, "{} chunks", chunks.len());
+    let mut file = header;
+    for _ in 0..rounds {
+        chunks.iter().for_each(|chunk| file.extend_from_slice(chunk));
+    }
+    file
+}
+
+#[test]
+fn the_chunks_of_one_evtx_file_parsed_on_several_threads_give_what_one_thread_gives() {
+    // One file of 54 chunks, read with one job (on the reading thread) and with two and
+    // three (chunks parsed by workers): the same matches in the same order, the same
+    // alerts, the same summary and warnings. Also with a chunk whose checksum fails in the
+    // middle, and with the file cut inside its last chunk.
+    let dir = tempfile::tempdir().unwrap();
+    let whole = evtx_of_shared_chunks(3);
+    let mut damaged = whole.clone();
+    damaged[4096 + 7 * 65536 + 600..4096 + 7 * 65536 + 4600].fill(0xff);
+    let mut cut = whole.clone();
+    cut.truncate(whole.len() - 30_000);
+    let rule = test_rule("match-all");
+    for (name, bytes) in [("whole.evtx", &whole), ("damaged.evtx", &damaged), ("cut.evtx", &cut)] {
+        let path = dir.path().join(name).to_string_lossy().into_owned();
+        std::fs::write(&path, bytes).unwrap();
+        for extra in [&["--matches"][..], &["--window", "1d"]] {
+            let eval = |jobs: &str| {
+                let mut args = vec!["eval", "--jobs", jobs, "--max-warnings", "0", "--rules", &rule];
+                args.extend_from_slice(extra);
+                args.push(&path);
+                rulehost(&args)
+            };
+            let one = eval("1");
+            assert!(one.counts().1 > 0, "{name}: {}", one.stderr);
+            for jobs in ["2", "3"] {
+                let many = eval(jobs);
+                assert_eq!(
+                    (one.code, &one.stdout),
+                    (many.code, &many.stdout),
+                    "{name} {extra:?} --jobs {jobs}"
+                );
+                assert_eq!(one.stderr, many.stderr, "{name} {extra:?} --jobs {jobs}");
+            }
+            if name != "whole.evtx" {
+                assert!(one.counts().3 > 0, "{name}: a rejection is reported: {}", one.stderr);
+            }
+        }
+    }
+}

@@ -417,9 +417,8 @@ fn open_stream(
     };
     if format == InputFormat::Evtx {
         let seekable = stream.into_seekable(prefix).map_err(io_error)?;
-        let records = EvtxRecords::new(name.clone(), seekable).map_err(|message| InputError::Container {
-            path: name.to_string(),
-            message: format!("EVTX: {message}"),
+        let records = EvtxRecords::new(name.clone(), seekable, reading.jobs).map_err(|message| {
+            InputError::Container { path: name.to_string(), message: format!("EVTX: {message}") }
         })?;
         // A chunk's records cross threads together.
         return Ok(Reader { evtx: true, ..Reader::of_chunks(records) });

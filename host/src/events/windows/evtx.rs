@@ -1,16 +1,24 @@
 //! Binary EVTX files, read with the `evtx` crate (the parser of the Rust DFIR tools):
-//! chunk by chunk, each record rendered as evtx_dump's JSON and normalized from there.
+//! chunk by chunk, each record rendered as evtx_dump's JSON and normalized from there, the
+//! chunks of a large file on several threads.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::sync::Arc;
+use std::sync::mpsc::{Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
 
-use evtx::{EvtxParser, IntoIterChunks, ParserSettings};
+use evtx::{EvtxChunkData, EvtxParser, IntoIterChunks, ParserSettings};
 use serde_json::Value;
 
 use super::json::evtx_dump;
+use crate::events::json_lines::spawn;
 use crate::events::{Origin, Position, Record, RecordError, RejectReason, Skipped, SourceFormat};
+use crate::in_order::InOrder;
 
-/// The records of a binary EVTX file, one 64 KiB chunk in memory at a time.
+/// The records of a binary EVTX file, chunk by chunk. The thread that reads the file reads
+/// its chunks (the evtx crate picks them: oldest first, dirty ones too) and checks them; a
+/// file of several chunks read with more than one job has them parsed, rendered and
+/// normalized by workers, at most two per worker in memory at a time, and their records
+/// come back in chunk order.
 pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
     name: Arc<str>,
     chunks: IntoIterChunks<R>,
@@ -19,21 +27,47 @@ pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
     last_record_id: u64,
     /// Bytes past the last whole chunk: a file cut inside a chunk, whose records are lost.
     partial_chunk_bytes: u64,
+    /// Workers for the chunks, when the file has several and there are jobs for them.
+    jobs: usize,
+    workers: Option<Workers>,
 }
 
-/// The EVTX file header's size and the size of a chunk.
+/// The file header's size and the size of a chunk.
 const FILE_HEADER_BYTES: u64 = 4096;
 const CHUNK_BYTES: u64 = 65536;
+/// Files of fewer chunks are parsed on the reading thread: workers would cost more.
+const PARALLEL_CHUNKS: u64 = 4;
+
+/// What parsing one chunk gives: its records by record id, and failures whose place the
+/// reader names (after the last record read).
+enum Parsed {
+    Record(u64, Record),
+    Failed(String),
+    /// The file ends inside a chunk.
+    Truncated(String),
+}
+
+/// The chunk parsing workers of one file.
+struct Workers {
+    work: Option<SyncSender<(u64, u64, EvtxChunkData)>>,
+    /// For failures found on the reading thread, put in order with the workers' results.
+    failures: Sender<(u64, Vec<Parsed>)>,
+    results: InOrder<Vec<Parsed>>,
+    handed_out: u64,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
 
 impl<R: Read + Seek> EvtxRecords<R> {
-    /// Opens an EVTX stream; `Err` with the parser's message when its header is bad.
-    pub(in crate::events) fn new(name: Arc<str>, mut stream: R) -> Result<Self, String> {
+    /// Opens an EVTX stream; `Err` with the parser's message when its header is bad. With
+    /// `jobs` above one, a file of several chunks is parsed on that many workers.
+    pub(in crate::events) fn new(name: Arc<str>, mut stream: R, jobs: usize) -> Result<Self, String> {
         let size =
             stream.seek(SeekFrom::End(0)).and_then(|size| stream.seek(SeekFrom::Start(0)).map(|_| size));
         let size = size.map_err(|e| e.to_string())?;
         let settings = ParserSettings::new().num_threads(1).separate_json_attributes(false);
         let parser = EvtxParser::from_read_seek(stream).map_err(|e| e.to_string())?;
         let parser = parser.with_configuration(settings.clone());
+        let chunks_in_file = size.saturating_sub(FILE_HEADER_BYTES) / CHUNK_BYTES;
         Ok(Self {
             name,
             chunks: parser.into_chunks(),
@@ -41,6 +75,8 @@ impl<R: Read + Seek> EvtxRecords<R> {
             chunk_number: 0,
             last_record_id: 0,
             partial_chunk_bytes: size.saturating_sub(FILE_HEADER_BYTES) % CHUNK_BYTES,
+            jobs: if chunks_in_file >= PARALLEL_CHUNKS { jobs } else { 1 },
+            workers: None,
         })
     }
 
@@ -48,8 +84,9 @@ impl<R: Read + Seek> EvtxRecords<R> {
         Origin { file: self.name.clone(), position: Position::Record(record_id) }
     }
 
-    /// Reads the next chunk's records.
-    fn read_chunk(&mut self) -> Option<Vec<Record>> {
+    /// The next chunk as the file gives it: its number and data, a failure to read it, or
+    /// (at the end) the report of a chunk the file cuts short.
+    fn read_next(&mut self) -> Option<Result<(u64, EvtxChunkData), Vec<Parsed>>> {
         let Some(chunk) = self.chunks.next() else {
             if self.partial_chunk_bytes == 0 {
                 return None;
@@ -59,59 +96,164 @@ impl<R: Read + Seek> EvtxRecords<R> {
                 self.chunk_number + 1,
                 std::mem::take(&mut self.partial_chunk_bytes),
             );
-            let origin = self.origin(self.last_record_id + 1);
-            return Some(vec![Record::Rejected(RecordError {
-                origin,
-                reason: RejectReason::Truncated(message),
-            })]);
+            return Some(Err(vec![Parsed::Truncated(message)]));
         };
         self.chunk_number += 1;
-        let chunk_number = self.chunk_number;
-        let reject = |this: &Self, message: String| {
-            Record::Rejected(RecordError {
-                origin: this.origin(this.last_record_id + 1),
-                reason: RejectReason::MalformedEvtx(format!("chunk {chunk_number}: {message}")),
+        Some(match chunk {
+            Ok(data) => Ok((self.chunk_number, data)),
+            Err(e) => Err(vec![Parsed::Failed(format!("chunk {}: {e}", self.chunk_number))]),
+        })
+    }
+
+    /// A failure, placed after the last record read.
+    fn reject(&self, reason: RejectReason) -> Record {
+        Record::Rejected(RecordError { origin: self.origin(self.last_record_id + 1), reason })
+    }
+
+    /// Records from what parsing a chunk gave, failures placed after the last record read.
+    fn place(&mut self, parsed: Vec<Parsed>) -> Vec<Record> {
+        parsed
+            .into_iter()
+            .map(|parsed| match parsed {
+                Parsed::Record(id, record) => {
+                    self.last_record_id = id;
+                    record
+                }
+                Parsed::Failed(message) => self.reject(RejectReason::MalformedEvtx(message)),
+                Parsed::Truncated(message) => self.reject(RejectReason::Truncated(message)),
             })
+            .collect()
+    }
+
+    /// The next chunk's records, parsed on this thread.
+    fn next_here(&mut self) -> Option<Vec<Record>> {
+        let parsed = match self.read_next()? {
+            Ok((number, data)) => parse_chunk(&self.name, &self.settings, number, data),
+            Err(failed) => failed,
         };
-        let mut data = match chunk {
-            Ok(data) => data,
-            Err(e) => return Some(vec![reject(self, e.to_string())]),
-        };
-        let (first, last) = (data.header.first_event_record_id, data.header.last_event_record_id);
-        let mut parsed = match data.parse(self.settings.clone()) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                let lost = last.saturating_sub(first) + 1;
-                return Some(vec![reject(
-                    self,
-                    format!("{e}; its {lost} records ({first} to {last}) are lost"),
-                )]);
+        Some(self.place(parsed))
+    }
+
+    /// The next chunk's records, parsed by the workers (started on the first call).
+    fn next_from_workers(&mut self) -> Option<Vec<Record>> {
+        if self.workers.is_none() {
+            self.workers = Some(Workers::start(self.name.clone(), self.settings.clone(), self.jobs));
+        }
+        // Keep every worker busy with up to two chunks.
+        loop {
+            let workers = self.workers.as_ref().expect("started above");
+            if workers.work.is_none() || workers.handed_out - workers.results.taken() >= 2 * self.jobs as u64
+            {
+                break;
             }
-        };
-        let mut records = Vec::new();
-        for record in parsed.iter() {
-            // Rendered as evtx_dump's JSON, which the dismissal scan reads: a record that is
-            // plainly not a process creation is counted as skipped without a parse, as an
-            // evtx_dump line is (the renderer's JSON is well formed, so nothing is lost).
-            match record.and_then(|r| r.into_json_bytes()) {
-                Ok(record) => {
-                    self.last_record_id = record.event_record_id;
-                    let origin = self.origin(record.event_record_id);
-                    if let Some(kind) = super::dismiss(&record.data) {
-                        records.push(Record::Skipped(Skipped { origin, kind }));
-                        continue;
-                    }
-                    match serde_json::from_slice::<Value>(&record.data) {
-                        Ok(Value::Object(root)) => records.push(evtx_dump(&root, origin, SourceFormat::Evtx)),
-                        Ok(_) => records.push(reject(self, "a record that is not an element".into())),
-                        Err(e) => records.push(reject(self, format!("the record's JSON: {e}"))),
+            let next = self.read_next();
+            let workers = self.workers.as_mut().expect("started above");
+            let seq = workers.handed_out;
+            match next {
+                None => workers.work = None,
+                Some(Ok((number, data))) => {
+                    workers.handed_out += 1;
+                    let work = workers.work.as_ref().expect("checked above");
+                    if work.send((seq, number, data)).is_err() {
+                        workers.work = None;
                     }
                 }
-                Err(e) => records.push(reject(self, e.to_string())),
+                Some(Err(failed)) => {
+                    workers.handed_out += 1;
+                    let _ = workers.failures.send((seq, failed));
+                }
             }
         }
-        Some(records)
+        let workers = self.workers.as_mut().expect("started above");
+        if workers.results.taken() == workers.handed_out {
+            return None;
+        }
+        let parsed = workers.results.next_blocking()?;
+        Some(self.place(parsed))
     }
+}
+
+impl Workers {
+    fn start(name: Arc<str>, settings: Arc<ParserSettings>, jobs: usize) -> Workers {
+        let (work, queue) = sync_channel::<(u64, u64, EvtxChunkData)>(jobs);
+        let (results_tx, results) = channel();
+        let queue = Arc::new(Mutex::new(queue));
+        let threads = (0..jobs)
+            .map(|_| {
+                let (queue, results, name, settings) =
+                    (queue.clone(), results_tx.clone(), name.clone(), settings.clone());
+                spawn("rulehost-evtx", move || {
+                    while let Ok(Ok((seq, number, data))) = queue.lock().map(|q| q.recv()) {
+                        if results.send((seq, parse_chunk(&name, &settings, number, data))).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Workers {
+            work: Some(work),
+            failures: results_tx,
+            results: InOrder::new(results),
+            handed_out: 0,
+            threads,
+        }
+    }
+}
+
+impl Drop for Workers {
+    /// Ends the workers: no more work, and each finishes the chunk it holds.
+    fn drop(&mut self) {
+        self.work = None;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Parses, renders and normalizes one chunk (`number`, counted from 1 in reading order).
+fn parse_chunk(
+    name: &Arc<str>,
+    settings: &Arc<ParserSettings>,
+    number: u64,
+    mut data: EvtxChunkData,
+) -> Vec<Parsed> {
+    let (first, last) = (data.header.first_event_record_id, data.header.last_event_record_id);
+    let mut parsed = match data.parse(settings.clone()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let lost = last.saturating_sub(first) + 1;
+            return vec![Parsed::Failed(format!(
+                "chunk {number}: {e}; its {lost} records ({first} to {last}) are lost"
+            ))];
+        }
+    };
+    let mut records = Vec::new();
+    for record in parsed.iter() {
+        // Rendered as evtx_dump's JSON, which the dismissal scan reads: a record that is
+        // plainly not a process creation is counted as skipped without a parse, as an
+        // evtx_dump line is (the renderer's JSON is well formed, so nothing is lost).
+        match record.and_then(|r| r.into_json_bytes()) {
+            Ok(record) => {
+                let id = record.event_record_id;
+                let origin = Origin { file: name.clone(), position: Position::Record(id) };
+                if let Some(kind) = super::dismiss(&record.data) {
+                    records.push(Parsed::Record(id, Record::Skipped(Skipped { origin, kind })));
+                    continue;
+                }
+                match serde_json::from_slice::<Value>(&record.data) {
+                    Ok(Value::Object(root)) => {
+                        records.push(Parsed::Record(id, evtx_dump(&root, origin, SourceFormat::Evtx)))
+                    }
+                    Ok(_) => records
+                        .push(Parsed::Failed(format!("chunk {number}: a record that is not an element"))),
+                    Err(e) => records.push(Parsed::Failed(format!("chunk {number}: the record's JSON: {e}"))),
+                }
+            }
+            Err(e) => records.push(Parsed::Failed(format!("chunk {number}: {e}"))),
+        }
+    }
+    records
 }
 
 /// The records of each chunk (and, at the end, the report of a chunk the file cuts short).
@@ -119,6 +261,6 @@ impl<R: Read + Seek> Iterator for EvtxRecords<R> {
     type Item = Vec<Record>;
 
     fn next(&mut self) -> Option<Vec<Record>> {
-        self.read_chunk()
+        if self.jobs > 1 { self.next_from_workers() } else { self.next_here() }
     }
 }
