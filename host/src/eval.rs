@@ -82,11 +82,21 @@ pub fn evaluate(
     output: &mut dyn Sink,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<Summary, EvalError> {
+    // Several EVTX files are read at once below, each parsed on the thread that reads it:
+    // their chunks are then not handed to workers of their own, which would only compete.
+    let evtx_named =
+        inputs.iter().filter(|input| input.name().to_ascii_lowercase().ends_with(".evtx")).count();
+    let read_ahead_likely = options.jobs > 1 && evtx_named > 1;
     // Open every input first: a missing file is an error before any output.
     let readers = inputs
         .iter()
         .map(|input| match is_defender_json_lines_file(input, options.input_format)? {
             true => Ok(None),
+            false if read_ahead_likely && input.name().to_ascii_lowercase().ends_with(".evtx") => input
+                .clone()
+                .with_jobs(1)
+                .open_counted(options.input_format, options.progress.clone())
+                .map(Some),
             false => input.open_counted(options.input_format, options.progress.clone()).map(Some),
         })
         .collect::<Result<Vec<_>, InputError>>()?;

@@ -353,8 +353,8 @@ struct TrustArgs {
 struct EvalArgs {
     /// Event files: Defender DeviceProcessEvents (JSON rows, streaming records, API
     /// responses, CSV) and Windows Sysmon 1 / Security 4688 (EVTX, EVTX XML, evtx_dump
-    /// JSON, Winlogbeat, HELK/NXLog, Sentinel exports), also inside .gz and .zip.
-    /// `-` or none: stdin.
+    /// JSON, Winlogbeat, HELK/NXLog, Sentinel exports), also inside .gz and .zip; a
+    /// directory: the log files under it, by name. `-` or none: stdin.
     #[arg(value_name = "INPUT")]
     inputs: Vec<PathBuf>,
     /// A rule component, or a directory of them (`*.wasm`); repeatable. Default: the

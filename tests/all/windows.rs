@@ -491,6 +491,30 @@ fn many_evtx_files_read_at_once_give_what_reading_them_one_by_one_gives() {
             assert_eq!(one.summary(), many.summary(), "{extra:?} --jobs {jobs}");
         }
     }
+    // The directory itself: its log files in path order (a note beside them is named in a
+    // warning and not read); a directory without logs is an error.
+    std::fs::write(dir.path().join("notes.txt"), "collected by hand\n").unwrap();
+    let named = rulehost(
+        &[
+            &["eval", "--matches", "--rules", &rule][..],
+            &files.iter().map(String::as_str).collect::<Vec<_>>(),
+        ]
+        .concat(),
+    );
+    let folder = rulehost(&["eval", "--matches", "--rules", &rule, dir.path().to_str().unwrap()]);
+    assert_eq!(folder.code, 0, "{}", folder.stderr);
+    assert_eq!(folder.stdout, named.stdout);
+    assert_eq!(folder.summary(), named.summary());
+    assert!(
+        folder.stderr.contains("left out 1 file(s) whose names tell no log format")
+            && folder.stderr.contains("notes.txt"),
+        "{}",
+        folder.stderr
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let none = rulehost(&["eval", empty.path().to_str().unwrap()]);
+    assert_eq!(none.code, 2, "{}", none.stderr);
+    assert!(none.stderr.contains("no log file under this directory"), "{}", none.stderr);
 }
 
 /// A binary EVTX file made of every used chunk of the shared EVTX files, `rounds` times over,

@@ -1,7 +1,7 @@
 //! `rulehost eval`: the terminal around the library's evaluation (progress, warnings, summary).
 
 use std::io::{self};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -26,7 +26,7 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     let inputs: Vec<Input> = if args.inputs.is_empty() {
         vec![Input::stdin()]
     } else {
-        args.inputs.iter().map(Input::file).collect()
+        expand_directories(&args.inputs)?.into_iter().map(Input::file).collect()
     };
     let inputs: Vec<Input> =
         inputs.into_iter().map(|input| input.with_jobs(jobs).with_parse_all(args.parse_all)).collect();
@@ -101,4 +101,36 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     }
     let detected = if args.matches { summary.matches > 0 } else { summary.alerts > 0 };
     Ok(if args.fail_on_detection && detected { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The inputs named, each directory replaced by the log files under it (in path order); the
+/// other files of a directory are named in a warning, not read.
+fn expand_directories(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if !input.is_dir() {
+            files.push(input.clone());
+            continue;
+        }
+        let (logs, others) = rulehost::events::input::log_files_under(input)?;
+        if !others.is_empty() {
+            let shown: Vec<String> = others.iter().take(3).map(|p| p.display().to_string()).collect();
+            let more = others.len().saturating_sub(shown.len());
+            eprintln!(
+                "rulehost: warning: {}: left out {} file(s) whose names tell no log format: {}{}",
+                input.display(),
+                others.len(),
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            );
+        }
+        if logs.is_empty() {
+            anyhow::bail!(
+                "{}: no log file under this directory (.evtx, .jsonl, .json, .csv, .xml, .gz, .zip)",
+                input.display()
+            );
+        }
+        files.extend(logs);
+    }
+    Ok(files)
 }

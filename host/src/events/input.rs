@@ -576,6 +576,44 @@ fn prefix_line_ends_with_crlf(bytes: &[u8]) -> bool {
     bytes.iter().position(|&b| b == b'\n').is_some_and(|at| at > 0 && bytes[at - 1] == b'\r')
 }
 
+/// The files of a directory of logs, searched recursively, in path order: those whose name
+/// tells a format this reader takes (`.evtx`, `.jsonl`, `.ndjson`, `.json`, `.csv`, `.xml`,
+/// and `.gz` or `.zip` containers), and apart, the other files, which are not read (a
+/// triage collection holds `.txt` notes, prefetch files, registry hives).
+pub fn log_files_under(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), InputError> {
+    let io_error = |path: &Path, source| InputError::Io { path: path.display().to_string(), source };
+    let (mut logs, mut others) = (Vec::new(), Vec::new());
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
+            let entry = entry.map_err(|e| io_error(&dir, e))?;
+            let path = entry.path();
+            // Followed like a named file: a link to a log is read, a link to a directory
+            // searched.
+            let metadata = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
+            if metadata.is_dir() {
+                pending.push(path);
+            } else if is_log_name(&path) {
+                logs.push(path);
+            } else {
+                others.push(path);
+            }
+        }
+    }
+    logs.sort();
+    others.sort();
+    Ok((logs, others))
+}
+
+/// Whether a file's name tells a log format this reader takes.
+fn is_log_name(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    let inner = name.strip_suffix(".gz").unwrap_or(name);
+    format_from_name(inner).is_some()
+        || [".json", ".zip"].iter().any(|ext| inner.to_ascii_lowercase().ends_with(ext))
+        || (inner != name && !inner.contains('.'))
+}
+
 fn format_from_name(name: &str) -> Option<InputFormat> {
     let extension = Path::new(name).extension()?.to_str()?.to_ascii_lowercase();
     match extension.as_str() {
