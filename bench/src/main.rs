@@ -10,13 +10,14 @@
 //!    catalog, against Soft Cell over the same events; compile and start-up times.
 //!
 //! `BENCH_EVENTS` sets the number of events (default 1,000,000); `BENCH_ONLY=startup`,
-//! `=windows`, `=pipeline`, `=sigma`, `=jobs`, `=parse` or `=predicate` runs only that measurement (`parse`: eval
+//! `=windows`, `=pipeline`, `=sigma`, `=evtx`, `=jobs`, `=parse` or `=predicate` runs only that measurement (`parse`: eval
 //! vs parse-only; `predicate`: Wasm vs native and the sandbox's cost); `BENCH_PROFILE=wasm` or `=native` runs one side of Wasm vs native
 //! over and over for a profiler (with `RULEHOST_PERF_MAP=1`, perf names guest functions);
 //! `BENCH_PROFILE=sigma` runs the catalog's matcher natively over the real process creations
 //! (`BENCH_LOOPS` times); `BENCH_KEEP=1` with `BENCH_ONLY=sigma` keeps the rows and the
 //! compiled catalog in `target/` for profiling the binary.
 
+mod evtx_folder;
 mod generate;
 mod pipeline;
 mod sigma;
@@ -51,6 +52,7 @@ fn main() -> Result<()> {
         "startup" => return startup(),
         "windows" => return windows_jsonl(),
         "sigma" => return sigma::packs(),
+        "evtx" => return evtx_folder::folder(),
         _ if std::env::var("BENCH_PROFILE").as_deref() == Ok("sigma") => return sigma::profile(),
         "pipeline" => return pipeline::run_vs_eval(),
         _ => {}
@@ -583,12 +585,24 @@ fn split_lines_in_half(path: &std::path::Path, dir: &std::path::Path) -> Result<
 /// The CPU time (user and system, all threads, exited ones included) this process has
 /// used, from `/proc/self/stat`, in clock ticks of 10 ms.
 fn process_cpu_time() -> Result<Duration> {
+    cpu_time_fields(11)
+}
+
+/// The CPU time of this process's children that have exited and been waited for.
+pub(crate) fn children_cpu_time() -> Result<Duration> {
+    cpu_time_fields(13)
+}
+
+/// Two times of `/proc/self/stat` added, from field `at` after the command name, in clock
+/// ticks of 10 ms.
+fn cpu_time_fields(at: usize) -> Result<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     // The fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(')').context("/proc/self/stat")?.1.split_whitespace().collect();
-    // utime and stime: the 14th and 15th fields, the 12th and 13th after the name.
+    // utime and stime: the 14th and 15th fields, the 12th and 13th after the name; cutime
+    // and cstime (children) follow them.
     let ticks: u64 = fields
-        .get(11..13)
+        .get(at..at + 2)
         .context("/proc/self/stat")?
         .iter()
         .map(|f| f.parse::<u64>())
