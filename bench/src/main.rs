@@ -107,6 +107,7 @@ fn main() -> Result<()> {
     windows_jsonl()?;
     pipeline::run_vs_eval()?;
     sigma::packs()?;
+    evtx_folder::folder()?;
     Ok(())
 }
 
