@@ -82,17 +82,17 @@ pub fn evaluate(
     output: &mut dyn Sink,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Result<Summary, EvalError> {
-    // Several EVTX files are read at once below, each parsed on the thread that reads it:
-    // their chunks are then not handed to workers of their own, which would only compete.
-    let evtx_named =
-        inputs.iter().filter(|input| input.name().to_ascii_lowercase().ends_with(".evtx")).count();
-    let read_ahead_likely = options.jobs > 1 && evtx_named > 1;
+    // Several EVTX inputs are read at once (a triage collection is thousands of small files),
+    // each parsed on the thread that reads it: they are opened without chunk workers of their
+    // own, which would only compete.
+    let named_evtx = |input: &Input| input.name().to_ascii_lowercase().ends_with(".evtx");
+    let read_ahead = options.jobs > 1 && inputs.iter().filter(|input| named_evtx(input)).count() > 1;
     // Open every input first: a missing file is an error before any output.
     let readers = inputs
         .iter()
         .map(|input| match is_defender_json_lines_file(input, options.input_format)? {
             true => Ok(None),
-            false if read_ahead_likely && input.name().to_ascii_lowercase().ends_with(".evtx") => input
+            false if read_ahead && named_evtx(input) => input
                 .clone()
                 .with_jobs(1)
                 .open_counted(options.input_format, options.progress.clone())
@@ -111,10 +111,7 @@ pub fn evaluate(
         })
         .collect();
     let mut readers = readers;
-    // Binary EVTX files are parsed by the thread that reads them: several are read at once
-    // (a triage collection is thousands of small files), their records taken in order.
-    let evtx = readers.iter().filter(|r| r.as_ref().is_some_and(Reader::is_evtx)).count();
-    let read_ahead: Vec<(usize, Reader)> = if options.jobs > 1 && evtx > 1 {
+    let read_ahead: Vec<(usize, Reader)> = if read_ahead {
         readers
             .iter_mut()
             .enumerate()

@@ -76,8 +76,8 @@ impl<'scope> ReadAhead<'scope> {
             if let Some(queue) = state.queues[position].take() {
                 return Some(queue.into_iter());
             }
-            if !state.waiting.iter().any(|(p, _)| *p == position) && !state.stopped {
-                // Neither waiting nor queued: taken already, or never given.
+            if state.waiting.binary_search_by_key(&position, |(p, _)| *p).is_err() {
+                // Neither waiting (in order) nor queued: taken already, or never given.
                 return None;
             }
             state = self.shared.ready.wait(state).expect("the reading threads do not panic");

@@ -51,8 +51,9 @@ enum Parsed {
 struct Workers {
     work: Option<SyncSender<(u64, u64, EvtxChunkData)>>,
     /// For failures found on the reading thread, put in order with the workers' results.
-    failures: Sender<(u64, Vec<Parsed>)>,
-    results: InOrder<Vec<Parsed>>,
+    failures: Sender<(u64, std::thread::Result<Vec<Parsed>>)>,
+    /// What each chunk gave, or the panic of the worker that parsed it.
+    results: InOrder<std::thread::Result<Vec<Parsed>>>,
     handed_out: u64,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -136,39 +137,34 @@ impl<R: Read + Seek> EvtxRecords<R> {
 
     /// The next chunk's records, parsed by the workers (started on the first call).
     fn next_from_workers(&mut self) -> Option<Vec<Record>> {
-        if self.workers.is_none() {
-            self.workers = Some(Workers::start(self.name.clone(), self.settings.clone(), self.jobs));
-        }
+        let mut workers = match self.workers.take() {
+            Some(workers) => workers,
+            None => Workers::start(self.name.clone(), self.settings.clone(), self.jobs),
+        };
         // Keep every worker busy with up to two chunks.
-        loop {
-            let workers = self.workers.as_ref().expect("started above");
-            if workers.work.is_none() || workers.handed_out - workers.results.taken() >= 2 * self.jobs as u64
-            {
-                break;
-            }
-            let next = self.read_next();
-            let workers = self.workers.as_mut().expect("started above");
+        while workers.work.is_some() && workers.handed_out - workers.results.taken() < 2 * self.jobs as u64 {
             let seq = workers.handed_out;
-            match next {
+            match self.read_next() {
                 None => workers.work = None,
                 Some(Ok((number, data))) => {
                     workers.handed_out += 1;
-                    let work = workers.work.as_ref().expect("checked above");
+                    let work = workers.work.as_ref().expect("checked by the loop");
                     if work.send((seq, number, data)).is_err() {
                         workers.work = None;
                     }
                 }
                 Some(Err(failed)) => {
                     workers.handed_out += 1;
-                    let _ = workers.failures.send((seq, failed));
+                    let _ = workers.failures.send((seq, Ok(failed)));
                 }
             }
         }
-        let workers = self.workers.as_mut().expect("started above");
-        if workers.results.taken() == workers.handed_out {
-            return None;
-        }
-        let parsed = workers.results.next_blocking()?;
+        let parsed =
+            if workers.results.taken() < workers.handed_out { workers.results.next_blocking() } else { None };
+        self.workers = Some(workers);
+        // A worker that panicked (a bug) ends the run where its chunk is taken in, as the
+        // chunk would have on this thread, instead of leaving it waiting.
+        let parsed = parsed?.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         Some(self.place(parsed))
     }
 }
@@ -184,7 +180,11 @@ impl Workers {
                     (queue.clone(), results_tx.clone(), name.clone(), settings.clone());
                 spawn("rulehost-evtx", move || {
                     while let Ok(Ok((seq, number, data))) = queue.lock().map(|q| q.recv()) {
-                        if results.send((seq, parse_chunk(&name, &settings, number, data))).is_err() {
+                        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            parse_chunk(&name, &settings, number, data)
+                        }));
+                        let failed = parsed.is_err();
+                        if results.send((seq, parsed)).is_err() || failed {
                             return;
                         }
                     }
