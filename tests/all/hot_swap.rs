@@ -388,3 +388,40 @@ fn sigma_files_are_recompiled_and_swapped_as_a_pack_and_unchanged_rules_keep_the
         "{alerts:#?}"
     );
 }
+
+/// A component caught in the middle of its copy is left for the rescan after the copy, not
+/// refused as a broken artifact (the watcher used to log a refusal of the partial bytes,
+/// then load the finished file).
+#[test]
+fn a_component_still_being_copied_is_loaded_once_its_copy_has_settled() {
+    use rulehost::rules::{Trust, watch};
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = rulehost::runtime::Runtime::new().unwrap();
+    let trust = Trust::default();
+    let mut state = watch::DirectoryState::default();
+    let path = dir.path().join("soft-cell.wasm");
+    // The first half of the bytes, just written: the copy is under way.
+    std::fs::write(&path, &BUNDLED_SOFT_CELL[..BUNDLED_SOFT_CELL.len() / 2]).unwrap();
+    let updates = watch::rescan(dir.path(), &runtime, &trust, &mut state);
+    assert!(updates.is_empty(), "{updates:?}");
+    assert!(state.postponed());
+    std::fs::write(&path, BUNDLED_SOFT_CELL).unwrap();
+    std::thread::sleep(watch::DEBOUNCE + Duration::from_millis(50));
+    let updates = watch::rescan(dir.path(), &runtime, &trust, &mut state);
+    assert!(!state.postponed());
+    match updates.as_slice() {
+        [watch::RuleUpdate::Loaded { rules, .. }] => {
+            assert_eq!(rules[0].metadata().id, "fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A settled file that is broken is still refused, at once.
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, &BUNDLED_SOFT_CELL[..100]).unwrap();
+    std::thread::sleep(watch::DEBOUNCE + Duration::from_millis(50));
+    let updates = watch::rescan(dir.path(), &runtime, &trust, &mut state);
+    assert!(
+        matches!(updates.as_slice(), [watch::RuleUpdate::Refused { path, .. }] if *path == broken),
+        "{updates:?}"
+    );
+}

@@ -37,7 +37,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
 
     let mut state = DirectoryState::default();
     let mut initial = Vec::new();
-    for update in watch::rescan(&args.rules, &runtime, &trust, &mut state) {
+    for update in watch::scan(&args.rules, &runtime, &trust, &mut state) {
         match update {
             RuleUpdate::Loaded { path, rules, .. } => {
                 watch::log_loaded(&path, &rules);

@@ -76,6 +76,8 @@ pub struct DirectoryState {
     sigma: BTreeMap<PathBuf, SigmaFile>,
     /// The rules of the Sigma pack last handed over, by id.
     sigma_running: Option<BTreeMap<String, ir::Rule>>,
+    /// A file was left for the next rescan because it was still being written.
+    postponed: bool,
 }
 
 /// A Sigma file as last seen: its digest, and the last version of it that compiled.
@@ -90,12 +92,48 @@ impl DirectoryState {
     pub fn remember(&mut self, path: &Path, digest: Digest) {
         self.known.insert(path.to_path_buf(), digest);
     }
+
+    /// Whether the last rescan left a file for later because it was still being written:
+    /// the watcher rescans again once it has settled.
+    pub fn postponed(&self) -> bool {
+        self.postponed
+    }
+}
+
+/// Whether `path` was modified less than [`DEBOUNCE`] ago: a copy in progress, whose
+/// partial bytes would be refused as a broken artifact. Its last write sends an event, and
+/// the rescan after it finds the file settled. A time that cannot be read, or one in the
+/// future, counts as settled, so that no file waits forever.
+fn still_being_written(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .is_some_and(|age| age < DEBOUNCE)
+}
+
+/// The first look at `dir`, at start: every file as it is now, so that what the directory
+/// holds when the host starts is what it starts with.
+pub fn scan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut DirectoryState) -> Vec<RuleUpdate> {
+    compare(dir, runtime, trust, state, false)
 }
 
 /// Compares `dir` with what `state` knows and returns the updates: candidates loaded and
-/// checked, removals, refusals. An unchanged file (same digest) is not loaded again.
+/// checked, removals, refusals. An unchanged file (same digest) is not loaded again; a file
+/// still being written is left for a later rescan ([`DirectoryState::postponed`]).
 pub fn rescan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut DirectoryState) -> Vec<RuleUpdate> {
+    compare(dir, runtime, trust, state, true)
+}
+
+fn compare(
+    dir: &Path,
+    runtime: &Runtime,
+    trust: &Trust,
+    state: &mut DirectoryState,
+    wait_for_writes: bool,
+) -> Vec<RuleUpdate> {
     let mut updates = Vec::new();
+    state.postponed = false;
     let files = match super::files_with_extension(dir, "wasm") {
         Ok(files) => files,
         Err(e) => {
@@ -106,6 +144,10 @@ pub fn rescan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut Director
         }
     };
     for path in files.iter().cloned() {
+        if wait_for_writes && still_being_written(&path) {
+            state.postponed = true;
+            continue;
+        }
         let Some((_, digest)) = read_file(&path, &mut updates) else { continue };
         if state.known.get(&path) == Some(&digest) {
             continue;
@@ -123,7 +165,7 @@ pub fn rescan(dir: &Path, runtime: &Runtime, trust: &Trust, state: &mut Director
         state.known.remove(&path);
         updates.push(RuleUpdate::Removed { path });
     }
-    rescan_sigma(dir, runtime, trust, state, &mut updates);
+    rescan_sigma(dir, runtime, trust, state, &mut updates, wait_for_writes);
     updates
 }
 
@@ -149,6 +191,7 @@ fn rescan_sigma(
     trust: &Trust,
     state: &mut DirectoryState,
     updates: &mut Vec<RuleUpdate>,
+    wait_for_writes: bool,
 ) {
     let files = match sigma::files_under(dir) {
         Ok(files) => files,
@@ -164,6 +207,11 @@ fn rescan_sigma(
     // Sigma text carries no signature: under a policy it loads only as a signed pack.
     let unsigned_refused = trust.policy.is_some() && !trust.allow_unsigned;
     for path in files {
+        if wait_for_writes && still_being_written(&path) {
+            // Its last version, if any, stays in the pack until it has settled.
+            state.postponed = true;
+            continue;
+        }
         let Some((bytes, digest)) = read_file(&path, updates) else { continue };
         if state.sigma.get(&path).is_some_and(|f| f.digest == digest) {
             continue;
@@ -336,7 +384,7 @@ fn watch_loop(
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         };
         let forced = rescan_now.swap(false, Ordering::Relaxed);
-        if !changed && !forced {
+        if !changed && !forced && !state.postponed {
             continue;
         }
         if forced {
