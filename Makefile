@@ -11,7 +11,7 @@ PYSIGMA := target/pysigma
 TOOLS := target/tools
 WASMSIGN2 := $(TOOLS)/bin/wasmsign2
 
-.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2 fuzz fuzz-smoke fuzz-setup
+.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2 registry fuzz fuzz-smoke fuzz-setup
 
 all: build
 
@@ -56,6 +56,18 @@ wasmsign2: $(WASMSIGN2)
 $(WASMSIGN2):
 	$(CARGO) install wasmsign2-cli --version 0.2.8 --locked --root $(TOOLS)
 
+## The OCI registry the registry tests push to and pull from: Debian's docker-registry (the
+## CNCF distribution registry, 2.8). The tests start their own, on loopback ports, with
+## storage in temporary directories; the package's own service is not used.
+REGISTRY_BIN := /usr/bin/docker-registry
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+registry: $(REGISTRY_BIN)
+
+$(REGISTRY_BIN):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry || \
+		{ $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry; }
+
 ## Fuzzing (cargo-fuzz, nightly): every target for FUZZ_SECONDS each, seeded from tests/data
 ## and ../shared/data; what a target finds lands in target/fuzz/artifacts/TARGET/ and fails
 ## the run. `make fuzz-smoke` is the short run CI makes.
@@ -89,13 +101,13 @@ fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=15
 
 ## Unit and integration tests, in the release profile (one build serves both).
-test: setup lint pysigma wasmsign2
+test: setup lint pysigma wasmsign2 registry
 	$(CARGO) test --release --workspace
 
 unit-tests: setup
 	$(CARGO) test --release --workspace --lib --bins
 
-integration-tests: setup pysigma wasmsign2
+integration-tests: setup pysigma wasmsign2 registry
 	$(CARGO) test --release -p rulehost --test all
 
 lint: setup

@@ -174,7 +174,14 @@ impl Settings {
                 flag.to_vec()
             } else if !in_file.is_empty() {
                 sources.insert(name, from_file.clone());
-                in_file.iter().map(|p| base.join(p)).collect()
+                // A registry reference is not a path relative to the file.
+                in_file
+                    .iter()
+                    .map(|p| match p.to_str().is_some_and(crate::rules::registry::is_reference) {
+                        true => p.clone(),
+                        false => base.join(p),
+                    })
+                    .collect()
             } else {
                 sources.insert(name, Source::Default);
                 Vec::new()

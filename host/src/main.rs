@@ -69,6 +69,12 @@ enum Command {
     /// Evaluate a stream continuously, swapping rules as their files change.
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
+    /// Push a rule artifact to an OCI registry (and its detached signature as a referrer).
+    #[command(after_help = PUSH_HELP)]
+    Push(PushArgs),
+    /// Pull a rule artifact from an OCI registry into the local store (and a directory).
+    #[command(after_help = PULL_HELP)]
+    Pull(PullArgs),
     /// Show the effective settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -172,11 +178,15 @@ Examples:
   tail -F /var/log/defender.jsonl | rulehost run --rules /etc/rulehost/rules --trust platform.pub -
   rulehost run --rules rules/ --follow events.jsonl --matches
   rulehost run --rules rules/ --stats-interval 60 /run/events.fifo
+  rulehost run --rules oci://registry.example.com/detect/soft-cell:stable --trust platform.pub -
 
 The rules directory is watched: a new or changed *.wasm is verified, compiled and checked
 (and a smoke call made) off the evaluation path, then swapped in between two batches; a
 removed file unloads its rule; a candidate that fails any step is reported and the running
-version stays. SIGHUP rescans the directory; SIGINT and SIGTERM (and the end of the input)
+version stays. A registry tag (--rules oci://...) is asked for its digest every
+--poll-interval: a new digest is pulled, verified and swapped in the same way; a registry that
+is down, or a candidate that fails, is logged and the running version stays. SIGHUP rescans
+the directory (or asks the registry now); SIGINT and SIGTERM (and the end of the input)
 flush every open window and exit.";
 
 #[derive(Debug, Args)]
@@ -184,8 +194,9 @@ struct RunArgs {
     /// The input: a file (with --follow, read as it grows), a named pipe, or `-` for stdin.
     #[arg(value_name = "INPUT", default_value = "-")]
     input: PathBuf,
-    /// The rules directory, watched for changes.
-    #[arg(long = "rules", value_name = "DIR", required = true)]
+    /// The rules directory, watched for changes; or oci://HOST/REPO:TAG, followed (see
+    /// --poll-interval).
+    #[arg(long = "rules", value_name = "DIR|oci://REF", required = true)]
     rules: PathBuf,
     /// Follow a file as it grows, like `tail -f`.
     #[arg(long)]
@@ -200,6 +211,10 @@ struct RunArgs {
     /// open (`30s`, `5m`).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     allowed_lateness: WindowSpec,
+    /// With `--rules oci://REPO:TAG`: how often the tag is asked for its digest (`60s`,
+    /// `5m`); a new digest is pulled, verified and swapped in.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    poll_interval: WindowSpec,
     /// Input format: `jsonl`, `csv`, `xml`, `json` (streams are not sniffed beyond their
     /// first line: `auto` works too).
     #[arg(long, default_value = "auto", value_name = "FORMAT")]
@@ -253,6 +268,35 @@ Examples:
   rulehost sign --key platform.key target/rules/soft-cell.wasm          # embedded, in place
   rulehost sign --key secops.key target/rules/soft-cell.wasm            # a second signer
   rulehost sign --key platform.key --detached -o dist/soft-cell.wasm target/rules/soft-cell.wasm";
+
+const PUSH_HELP: &str = "\
+Examples:
+  rulehost push target/rules/soft-cell.wasm oci://registry.example.com/detect/soft-cell:1.0.0
+  rulehost push --key platform.key rule.wasm oci://127.0.0.1:5000/detect/rule:1   # signed as it goes
+  rulehost push --insecure-registry 127.0.0.1:5000 rule.wasm oci://127.0.0.1:5000/detect/rule:latest
+
+The artifact is an OCI image manifest in the CNCF Wasm layout: config
+application/vnd.wasm.config.v0+json (the component's exports and imports), one
+application/wasm layer, annotations with the rule's id, version, title and contract. A
+detached signature (RULE.wasm.sig beside the file, or made with --key) is pushed as a
+referrer of the manifest, listed under the sha256-<hex> tag where the registry has no
+referrers API. Prints the manifest's digest.
+
+Credentials: RULEHOST_REGISTRY_USERNAME and RULEHOST_REGISTRY_PASSWORD, else the docker
+config.json ($DOCKER_CONFIG or ~/.docker: auths, credHelpers, credsStore); a registry that
+asks for a bearer token gets one for them.";
+
+const PULL_HELP: &str = "\
+Examples:
+  rulehost pull oci://registry.example.com/detect/soft-cell:1.0.0 -o rules/
+  rulehost pull --trust platform.pub oci://127.0.0.1:5000/detect/rule@sha256:9f86d0...
+  rulehost eval --rules oci://registry.example.com/detect/soft-cell:1.0.0 events.jsonl
+  rulehost eval --offline --rules oci://registry.example.com/detect/soft-cell:1.0.0 events.jsonl
+
+A pulled artifact is kept by digest in the store (the cache directory's oci/): a reference
+pinned by digest never goes to the network twice, and --offline uses only the store (copy it
+to an air-gapped host). The layer is checked against the manifest's digest, and with --trust
+the signature against the policy, before anything else reads it.";
 
 const VERIFY_HELP: &str = "\
 Examples:
@@ -335,6 +379,49 @@ struct VerifyArgs {
     rule: PathBuf,
     #[command(flatten)]
     trust: TrustArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// How rules are fetched from OCI registries (`oci://` rule paths).
+#[derive(Debug, Args, Clone, Default)]
+struct RegistryArgs {
+    /// Use only the local store for `oci://` rules: no network.
+    #[arg(long, help_heading = "Registry")]
+    offline: bool,
+    /// Reach this registry (`host[:port]`) over plain HTTP; repeatable. Others use TLS.
+    #[arg(long = "insecure-registry", value_name = "HOST", help_heading = "Registry")]
+    insecure_registry: Vec<String>,
+    /// Trust this certificate authority (PEM) for registries, besides the system's.
+    #[arg(long = "registry-ca", value_name = "FILE", help_heading = "Registry")]
+    registry_ca: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// The rule component (or pack) to push.
+    #[arg(value_name = "RULE")]
+    rule: PathBuf,
+    /// Where: oci://HOST[:PORT]/REPOSITORY:TAG.
+    #[arg(value_name = "REFERENCE")]
+    reference: String,
+    /// Sign it with this secret key (detached) and push the signature with it.
+    #[arg(long, value_name = "KEY")]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+struct PullArgs {
+    /// What: oci://HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST].
+    #[arg(value_name = "REFERENCE")]
+    reference: String,
+    /// Also copy the artifact (and its signature) into this directory.
+    #[arg(short, long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    load: LoadArgs,
 }
 
 /// Which signers rules need.
@@ -465,6 +552,8 @@ struct LoadArgs {
     limits: LimitArgs,
     #[command(flatten)]
     cache: CacheArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 /// Where compiled components are kept.
@@ -514,6 +603,8 @@ fn main() -> ExitCode {
         Command::Key(KeyCommand::Export(args)) => cli::keys::run_key_export(args),
         Command::Sign(args) => cli::keys::run_sign(args),
         Command::Verify(args) => cli::inspect::run_verify(args, config),
+        Command::Push(args) => cli::registry::run_push(args, config),
+        Command::Pull(args) => cli::registry::run_pull(args, config),
     };
     match result {
         Ok(code) => code,

@@ -10,6 +10,7 @@ mod defender;
 mod hot_swap;
 mod layout;
 mod live;
+mod registry;
 mod sandbox;
 mod sigma;
 mod sigma_differential;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use rulehost::rules;
 
-use super::setup::{runtime_of, settings, trust_of};
+use super::setup::{pull_rule_paths, runtime_of, settings, trust_of};
 use super::terminal::{GREEN, RED, paint, use_color};
 use crate::{NewArgs, TestArgs};
 
@@ -28,9 +28,11 @@ pub(crate) fn run_test(args: TestArgs, config: Option<&Path>) -> Result<ExitCode
     let settings = settings(config, std::slice::from_ref(&args.rule), &args.load)?;
     let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
-    let rule = rules::load_paths(&runtime, std::slice::from_ref(&args.rule), &trust)?.remove(0);
+    let rule_path =
+        pull_rule_paths(std::slice::from_ref(&args.rule), &settings, &args.load.registry)?.remove(0);
+    let rule = rules::load_paths(&runtime, std::slice::from_ref(&rule_path), &trust)?.remove(0);
     let case_files = if args.cases.is_empty() {
-        let stem = args.rule.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = rule_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let default = PathBuf::from("rules-wasm").join(&stem).join("cases.json");
         if !default.is_file() {
             anyhow::bail!("no case file given, and {} does not exist", default.display());

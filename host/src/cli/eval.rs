@@ -12,7 +12,7 @@ use rulehost::events::Input;
 use rulehost::sinks::{JsonLines, OutputFormat, Sink, Table};
 
 use super::progress::{Progress, Suspending};
-use super::setup::{jobs_or_cores, load_rules, runtime_of, settings, trust_of};
+use super::setup::{jobs_or_cores, load_rules, pull_rule_paths, runtime_of, settings, trust_of};
 use super::summary::print_summary;
 use super::terminal::{terminal_width, use_color};
 use crate::EvalArgs;
@@ -21,7 +21,8 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     let settings = settings(config, &args.rules, &args.load)?;
     let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
-    let rules = load_rules(&runtime, &settings.rules, &trust)?;
+    let rule_paths = pull_rule_paths(&settings.rules, &settings, &args.load.registry)?;
+    let rules = load_rules(&runtime, &rule_paths, &trust)?;
     let jobs = jobs_or_cores(args.jobs);
     let inputs: Vec<Input> = if args.inputs.is_empty() {
         vec![Input::stdin()]

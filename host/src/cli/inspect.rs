@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use rulehost::rules;
 use rulehost::runtime::{CONTRACT_PACKAGE, CompiledRule, implemented_contracts};
 
-use super::setup::{runtime_of, settings, trust_of};
+use super::setup::{pull_rule_paths, runtime_of, settings, trust_of};
 use crate::{CacheArgs, InspectArgs, LimitArgs, LoadArgs, VerifyArgs};
 
 pub(crate) fn run_inspect(args: InspectArgs, config: Option<&Path>) -> Result<ExitCode> {
@@ -18,6 +18,7 @@ pub(crate) fn run_inspect(args: InspectArgs, config: Option<&Path>) -> Result<Ex
     let trust = trust_of(&settings)?;
     let (rules, signatures) = match &args.rule {
         Some(path) => {
+            let path = &pull_rule_paths(std::slice::from_ref(path), &settings, &args.load.registry)?[0];
             let rules = rules::load_paths(&runtime, std::slice::from_ref(path), &trust)?;
             let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let detached = std::fs::read(rules::signing::detached_signature_path(path)).ok();
@@ -92,14 +93,20 @@ pub(crate) fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<Exit
     let settings = settings(
         config,
         &[],
-        &LoadArgs { trust: args.trust.clone(), limits: LimitArgs::default(), cache: CacheArgs::default() },
+        &LoadArgs {
+            trust: args.trust.clone(),
+            limits: LimitArgs::default(),
+            cache: CacheArgs::default(),
+            registry: args.registry.clone(),
+        },
     )?;
     let trust = trust_of(&settings)?;
     if trust.policy.is_none() {
         anyhow::bail!("verify needs --trust");
     }
-    let bytes = std::fs::read(&args.rule).with_context(|| format!("reading {}", args.rule.display()))?;
-    match trust.check(&args.rule, &bytes) {
+    let rule = &pull_rule_paths(std::slice::from_ref(&args.rule), &settings, &args.registry)?[0];
+    let bytes = std::fs::read(rule).with_context(|| format!("reading {}", rule.display()))?;
+    match trust.check(rule, &bytes) {
         Ok(signers) if signers.is_empty() => {
             println!("{}: accepted without a signature (--allow-unsigned)", args.rule.display());
             Ok(ExitCode::SUCCESS)
@@ -108,8 +115,8 @@ pub(crate) fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<Exit
             println!("{}: verified: signed by {}", args.rule.display(), signers.join(", "));
             Ok(ExitCode::SUCCESS)
         }
-        Err(rulehost::rules::LoadError::Untrusted { artifact, reason, .. }) => {
-            println!("{artifact}: refused: {reason}");
+        Err(rulehost::rules::LoadError::Untrusted { reason, .. }) => {
+            println!("{}: refused: {reason}", args.rule.display());
             Ok(ExitCode::from(1))
         }
         Err(other) => Err(other.into()),

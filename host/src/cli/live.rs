@@ -16,6 +16,7 @@ use super::terminal::use_color;
 use crate::RunArgs;
 
 pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode> {
+    use rulehost::rules::registry;
     use rulehost::rules::watch::{self, DirectoryState, RuleUpdate};
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
@@ -35,23 +36,53 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, rescan.clone())?;
 
-    let mut state = DirectoryState::default();
-    let mut initial = Vec::new();
-    for update in watch::scan(&args.rules, &runtime, &trust, &mut state) {
-        match update {
-            RuleUpdate::Loaded { path, rules, .. } => {
-                watch::log_loaded(&path, &rules);
-                initial.push((path, rules));
-            }
-            RuleUpdate::Refused { path, reason } => {
-                tracing::error!(path = %path.display(), "refused: {reason}")
-            }
-            RuleUpdate::Removed { .. } => {}
-        }
-    }
     let (updates_tx, updates_rx) = std::sync::mpsc::channel();
-    let _watcher = watch::watch(args.rules.clone(), runtime, trust, state, rescan, updates_tx)
-        .with_context(|| format!("watching {}", args.rules.display()))?;
+    let mut initial = Vec::new();
+    // Either keeps its watcher alive until the run ends.
+    let _watcher: Box<dyn std::any::Any> = match args.rules.to_str().filter(|t| registry::is_reference(t)) {
+        Some(text) => {
+            let reference = registry::Reference::parse(text).map_err(|reason| {
+                registry::RegistryError::Reference { reference: text.to_owned(), reason }
+            })?;
+            let interval = match args.poll_interval {
+                WindowSpec::Every(ms) => std::time::Duration::from_millis(ms as u64),
+                WindowSpec::All => anyhow::bail!("--poll-interval takes a duration"),
+            };
+            let registry = super::setup::registry_of(&settings, &args.load.registry)?;
+            let (update, digest) = registry::follow::pull_and_check(&registry, &runtime, &trust, &reference)?;
+            match update {
+                RuleUpdate::Loaded { path, rules, .. } => {
+                    tracing::info!(reference = %reference, digest = %digest, "pulled");
+                    watch::log_loaded(&path, &rules);
+                    initial.push((path, rules));
+                }
+                RuleUpdate::Refused { reason, .. } => anyhow::bail!("refused: {reason}"),
+                RuleUpdate::Removed { .. } => {}
+            }
+            Box::new(registry::follow::follow(
+                registry, runtime, trust, reference, digest, interval, rescan, updates_tx,
+            )?)
+        }
+        None => {
+            let mut state = DirectoryState::default();
+            for update in watch::scan(&args.rules, &runtime, &trust, &mut state) {
+                match update {
+                    RuleUpdate::Loaded { path, rules, .. } => {
+                        watch::log_loaded(&path, &rules);
+                        initial.push((path, rules));
+                    }
+                    RuleUpdate::Refused { path, reason } => {
+                        tracing::error!(path = %path.display(), "refused: {reason}")
+                    }
+                    RuleUpdate::Removed { .. } => {}
+                }
+            }
+            Box::new(
+                watch::watch(args.rules.clone(), runtime, trust, state, rescan, updates_tx)
+                    .with_context(|| format!("watching {}", args.rules.display()))?,
+            )
+        }
+    };
     let input = match (args.input.as_os_str() == "-", args.follow) {
         (true, _) => Input::stdin(),
         (false, true) => Input::follow(&args.input, stop.clone()),

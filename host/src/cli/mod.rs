@@ -8,6 +8,7 @@ pub(crate) mod inspect;
 pub(crate) mod keys;
 pub(crate) mod live;
 pub(crate) mod progress;
+pub(crate) mod registry;
 pub(crate) mod setup;
 pub(crate) mod sigma;
 pub(crate) mod summary;

@@ -10,11 +10,11 @@ use rulehost::rules::{self, RuleSource, Trust, TrustPolicy};
 use rulehost::runtime::{CompiledRule, Runtime};
 
 use super::summary::plural;
-use crate::LoadArgs;
+use crate::{LoadArgs, RegistryArgs};
 
 /// Resolves the settings from the config file and the flags that override it.
 pub(crate) fn settings(config: Option<&Path>, rules: &[PathBuf], load: &LoadArgs) -> Result<Settings> {
-    let LoadArgs { trust, limits, cache } = load;
+    let LoadArgs { trust, limits, cache, registry: _ } = load;
     let flags = Flags {
         rules: rules.to_vec(),
         trust: trust.trust.clone(),
@@ -87,4 +87,52 @@ pub(crate) fn output_writer(path: Option<&Path>) -> Result<(io::BufWriter<Box<dy
 /// `--jobs`, or the number of cores.
 pub(crate) fn jobs_or_cores(jobs: Option<u32>) -> usize {
     jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, usize::from), |j| j as usize)
+}
+
+/// The registry client the flags describe, with its store in the cache directory (`oci/`).
+pub(crate) fn registry_of(settings: &Settings, args: &RegistryArgs) -> Result<rules::registry::Registry> {
+    let cache = settings
+        .cache_dir
+        .clone()
+        .or_else(rulehost::runtime::ComponentCache::default_dir)
+        .context("no cache directory for the registry store: give --cache-dir")?;
+    Ok(rules::registry::Registry::new(rules::registry::RegistryOptions {
+        store_dir: cache.join("oci"),
+        offline: args.offline,
+        insecure: args.insecure_registry.clone(),
+        ca_files: args.registry_ca.clone(),
+        max_artifact_bytes: settings.limits.max_artifact_bytes,
+    }))
+}
+
+/// Rule paths with every `oci://` reference pulled into the store and replaced by the
+/// artifact there (its signature beside it, for the trust policy to check when it loads).
+pub(crate) fn pull_rule_paths(
+    paths: &[PathBuf],
+    settings: &Settings,
+    args: &RegistryArgs,
+) -> Result<Vec<PathBuf>> {
+    let mut registry = None;
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
+        let Some(text) = path.to_str().filter(|t| rules::registry::is_reference(t)) else {
+            out.push(path.clone());
+            continue;
+        };
+        let reference = rules::registry::Reference::parse(text).map_err(|reason| {
+            rules::registry::RegistryError::Reference { reference: text.to_owned(), reason }
+        })?;
+        if registry.is_none() {
+            registry = Some(registry_of(settings, args)?);
+        }
+        let pulled = registry.as_ref().expect("made above").pull(&reference)?;
+        eprintln!(
+            "rulehost: {} {reference} ({}{})",
+            if pulled.fetched { "pulled" } else { "from the store:" },
+            pulled.manifest,
+            if pulled.signed { ", signed" } else { ", no signature" }
+        );
+        out.push(pulled.path);
+    }
+    Ok(out)
 }

@@ -1,6 +1,7 @@
 //! Rules: where they come from (files, directories, the bundled rule) and what they say
 //! about themselves.
 
+pub mod registry;
 pub mod signing;
 pub mod trust;
 pub mod watch;

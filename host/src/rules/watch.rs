@@ -303,7 +303,11 @@ fn smoke(rules: &[Arc<CompiledRule>]) -> Result<(), String> {
 
 /// Loads one candidate: trust, compile, contract, imports, metadata, then a smoke call on
 /// an empty batch and an empty window of each rule in a fresh instance.
-fn load_candidate(runtime: &Runtime, path: &Path, trust: &Trust) -> Result<Vec<Arc<CompiledRule>>, String> {
+pub fn load_candidate(
+    runtime: &Runtime,
+    path: &Path,
+    trust: &Trust,
+) -> Result<Vec<Arc<CompiledRule>>, String> {
     let rules =
         load_paths(runtime, std::slice::from_ref(&path.to_path_buf()), trust).map_err(|e| e.to_string())?;
     smoke(&rules)?;

@@ -1,0 +1,622 @@
+//! Rules in OCI registries: push a component (and its detached signature, as a referrer of
+//! its manifest), pull one by tag or pinned by digest into the local store, and tell the
+//! digest a tag has now, so that `run` can follow it.
+//!
+//! The client is `oci-client` (the OCI distribution client of the Rust ecosystem, used by
+//! wkg and Kubewarden). It is async; its runtime is a current-thread tokio runtime that
+//! lives inside [`Registry`], so the evaluation path never meets it. Everything a registry
+//! sends is checked before it is kept: the manifest against a pinned digest and against the
+//! Wasm artifact layout, the layer against the manifest's digest and size, the signature's
+//! manifest against its own layout. The trust policy is applied when the artifact is
+//! loaded, from the store, before anything else reads it (as for a file).
+
+pub mod auth;
+pub mod follow;
+pub mod layout;
+pub mod reference;
+pub mod store;
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use self::auth::Credentials;
+use self::layout::{
+    Descriptor, INDEX_MEDIA_TYPE, Index, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES,
+    Manifest, SIGNATURE_ARTIFACT_TYPE, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
+};
+pub use self::reference::{Reference, is_reference};
+pub use self::store::Store;
+
+/// What a registry operation failed on.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The reference does not parse.
+    #[error("{reference}: not a registry reference: {reason}")]
+    Reference {
+        /// As given.
+        reference: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// What the registry sent is not an artifact rulehost reads, or does not match its digest.
+    #[error("{reference}: refused: {reason}")]
+    Refused {
+        /// The reference.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+    /// The registry could not be reached, or answered with an error.
+    #[error("registry {registry}: {reason}")]
+    Transport {
+        /// `host[:port]`.
+        registry: String,
+        /// What happened (never a secret).
+        reason: String,
+    },
+    /// The registry refused the credentials.
+    #[error("registry {registry}: access to {repository} denied {credentials}: {reason}")]
+    Unauthorized {
+        /// `host[:port]`.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// Who asked (the user name, never the secret).
+        credentials: String,
+        /// What the registry said.
+        reason: String,
+    },
+    /// `--offline`, and the store does not hold the artifact.
+    #[error("{reference}: not in the local store ({store}), and --offline keeps rulehost off the network")]
+    Offline {
+        /// The reference.
+        reference: String,
+        /// The store's directory.
+        store: String,
+    },
+    /// The credentials could not be read.
+    #[error("registry {registry}: credentials: {reason}")]
+    Credentials {
+        /// `host[:port]`.
+        registry: String,
+        /// What is wrong (a file name, never its contents).
+        reason: String,
+    },
+    /// The store could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// How rulehost talks to registries.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// The local store's directory.
+    pub store_dir: PathBuf,
+    /// Use only what the store holds.
+    pub offline: bool,
+    /// Hosts (`host[:port]`) reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// PEM files of certificate authorities trusted besides the system's.
+    pub ca_files: Vec<PathBuf>,
+    /// The largest layer pulled (the sandbox's artifact limit).
+    pub max_artifact_bytes: u64,
+}
+
+/// An artifact pulled into the store.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// What was asked for.
+    pub reference: Reference,
+    /// Its manifest's digest.
+    pub manifest: String,
+    /// The component in the store, with its detached signature beside it when it has one.
+    pub path: PathBuf,
+    /// Whether a signature was found.
+    pub signed: bool,
+    /// Whether the network was used.
+    pub fetched: bool,
+}
+
+/// What `push` sends besides the component.
+#[derive(Debug, Clone, Default)]
+pub struct PushRequest {
+    /// The component's exports and imports, for the config.
+    pub exports: Vec<String>,
+    /// Its imports.
+    pub imports: Vec<String>,
+    /// The world it targets (`detect:rule/rule@0.2.0`).
+    pub target: Option<String>,
+    /// Manifest annotations.
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// A detached signature, pushed as a referrer.
+    pub signature: Option<Vec<u8>>,
+}
+
+/// What `push` wrote.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The manifest's digest.
+    pub manifest: String,
+    /// The signature manifest's digest, when one was pushed.
+    pub signature: Option<String>,
+}
+
+/// A connection to registries, and the store.
+pub struct Registry {
+    options: RegistryOptions,
+    store: Store,
+    session: std::sync::OnceLock<Result<Session, String>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+struct Session {
+    runtime: tokio::runtime::Runtime,
+    client: oci_client::Client,
+}
+
+impl Registry {
+    /// A registry client with `options`; nothing is contacted until needed.
+    pub fn new(options: RegistryOptions) -> Self {
+        let store = Store::new(options.store_dir.clone());
+        Registry { options, store, session: std::sync::OnceLock::new() }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn session(&self, registry: &str) -> Result<&Session, RegistryError> {
+        let session = self.session.get_or_init(|| {
+            // rustls needs its crypto provider chosen once per process.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mut certificates = Vec::new();
+            for path in &self.options.ca_files {
+                let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                certificates.push(oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Pem,
+                    data,
+                });
+            }
+            let config = oci_client::client::ClientConfig {
+                protocol: oci_client::client::ClientProtocol::HttpsExcept(self.options.insecure.clone()),
+                extra_root_certificates: certificates,
+                connect_timeout: Some(std::time::Duration::from_secs(10)),
+                read_timeout: Some(std::time::Duration::from_secs(60)),
+                ..Default::default()
+            };
+            let client = oci_client::Client::try_from(config).map_err(|e| e.to_string())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("the network runtime: {e}"))?;
+            Ok(Session { runtime, client })
+        });
+        session.as_ref().map_err(|reason| RegistryError::Transport {
+            registry: registry.to_owned(),
+            reason: reason.clone(),
+        })
+    }
+
+    fn credentials(&self, reference: &Reference) -> Result<Credentials, RegistryError> {
+        auth::credentials_for(&reference.registry)
+            .map_err(|reason| RegistryError::Credentials { registry: reference.registry.clone(), reason })
+    }
+
+    /// Pulls `reference` into the store (a pinned reference already there, or anything with
+    /// `--offline`, without the network) and writes its component where the loaders read it.
+    pub fn pull(&self, reference: &Reference) -> Result<Pulled, RegistryError> {
+        let offline = || RegistryError::Offline {
+            reference: reference.to_string(),
+            store: self.store.dir().display().to_string(),
+        };
+        if let Some(digest) = &reference.digest {
+            // A pinned artifact never changes: the store's copy is it. Only a signature
+            // missing from the store is looked for again.
+            if let Some(pulled) = self.stored(reference, digest)?
+                && (pulled.signed || self.options.offline)
+            {
+                return Ok(pulled);
+            }
+        } else if self.options.offline {
+            let digest = self.store.tag(reference).ok_or_else(offline)?;
+            return self.stored(reference, &digest)?.ok_or_else(offline);
+        }
+        if self.options.offline {
+            return Err(offline());
+        }
+        self.fetch(reference)
+    }
+
+    /// The artifact of manifest `digest` from the store alone, if it holds all of it.
+    fn stored(&self, reference: &Reference, digest: &str) -> Result<Option<Pulled>, RegistryError> {
+        let Some(manifest) = self.store.blob(digest) else { return Ok(None) };
+        let (_, layer) = layout::wasm_layer(&manifest).map_err(|reason| refused(reference, reason))?;
+        let Some(wasm) = self.store.blob(&layer.digest) else { return Ok(None) };
+        let signature = self.store.signature(digest).and_then(|d| self.store.blob(&d));
+        let path = self
+            .store
+            .materialize(digest, reference.name(), &wasm, signature.as_deref())
+            .map_err(|source| self.io_error(source))?;
+        Ok(Some(Pulled {
+            reference: reference.clone(),
+            manifest: digest.to_owned(),
+            path,
+            signed: signature.is_some(),
+            fetched: false,
+        }))
+    }
+
+    fn io_error(&self, source: io::Error) -> RegistryError {
+        RegistryError::Io { path: self.store.dir().display().to_string(), source }
+    }
+
+    /// Fetches the manifest, the layer and the signature of `reference`, checks them, and
+    /// keeps them in the store.
+    fn fetch(&self, reference: &Reference) -> Result<Pulled, RegistryError> {
+        let session = self.session(&reference.registry)?;
+        let credentials = self.credentials(reference)?;
+        let auth = credentials.to_client();
+        let client = &session.client;
+        let image = reference.to_client();
+        let network = |e: oci_client::errors::OciDistributionError| network_error(reference, &credentials, e);
+        let (manifest_bytes, layer, wasm, signature) = session.runtime.block_on(async {
+            let (bytes, _) =
+                client.pull_manifest_raw(&image, &auth, &[MANIFEST_MEDIA_TYPE]).await.map_err(network)?;
+            if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+                return Err(refused(reference, format!("the manifest is {} bytes", bytes.len())));
+            }
+            let digest = layout::sha256(&bytes);
+            if let Some(pinned) = &reference.digest
+                && *pinned != digest
+            {
+                return Err(refused(reference, format!("the registry sent a manifest of digest {digest}")));
+            }
+            let (_, layer) = layout::wasm_layer(&bytes).map_err(|reason| refused(reference, reason))?;
+            if layer.size > self.options.max_artifact_bytes {
+                return Err(refused(
+                    reference,
+                    format!(
+                        "the layer is {} bytes; the artifact limit is {}",
+                        layer.size, self.options.max_artifact_bytes
+                    ),
+                ));
+            }
+            let wasm = pull_blob(client, &image, &layer, layer.size)
+                .await
+                .map_err(|e| refused(reference, format!("the layer {}: {}", layer.digest, describe(&e))))?;
+            let signature = self.fetch_signature(client, &auth, &reference.at_digest(&digest)).await?;
+            Ok((bytes.to_vec(), layer, wasm, signature))
+        })?;
+        // The client checked the layer against its digest while reading it; this check
+        // does not depend on it.
+        if layout::sha256(&wasm) != layer.digest || wasm.len() as u64 != layer.size {
+            return Err(refused(reference, format!("the layer does not match its digest {}", layer.digest)));
+        }
+        let store_error = |source| self.io_error(source);
+        let digest = self.store.put_blob(&manifest_bytes).map_err(store_error)?;
+        self.store.put_blob(&wasm).map_err(store_error)?;
+        if let Some(signature) = &signature {
+            let signature_digest = self.store.put_blob(signature).map_err(store_error)?;
+            self.store.set_signature(&digest, &signature_digest).map_err(store_error)?;
+        }
+        if reference.tag.is_some() && reference.digest.is_none() {
+            self.store.set_tag(reference, &digest).map_err(store_error)?;
+        }
+        let path = self
+            .store
+            .materialize(&digest, reference.name(), &wasm, signature.as_deref())
+            .map_err(store_error)?;
+        Ok(Pulled {
+            reference: reference.clone(),
+            manifest: digest,
+            path,
+            signed: signature.is_some(),
+            fetched: true,
+        })
+    }
+
+    /// The newest signature among the referrers of `pinned` (the referrers API, or the
+    /// `sha256-<hex>` tag where a registry has no such API).
+    async fn fetch_signature(
+        &self,
+        client: &oci_client::Client,
+        auth: &oci_client::secrets::RegistryAuth,
+        pinned: &Reference,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let image = pinned.to_client();
+        let index = match client.pull_referrers(&image, Some(SIGNATURE_ARTIFACT_TYPE)).await {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::warn!(reference = %pinned, "the signatures could not be listed: {}", describe(&e));
+                return Ok(None);
+            }
+        };
+        let candidates = index
+            .manifests
+            .iter()
+            .rev()
+            .filter(|m| m.artifact_type.as_deref().is_none_or(|t| t == SIGNATURE_ARTIFACT_TYPE));
+        for entry in candidates {
+            if !layout::is_sha256(&entry.digest) {
+                continue;
+            }
+            let at = pinned.at_digest(&entry.digest).to_client();
+            let Ok((bytes, _)) = client.pull_manifest_raw(&at, auth, &[MANIFEST_MEDIA_TYPE]).await else {
+                continue;
+            };
+            if layout::sha256(&bytes) != entry.digest {
+                tracing::warn!(reference = %pinned, "a signature's manifest does not match its digest: skipped");
+                continue;
+            }
+            let layer = match layout::signature_layer(&bytes) {
+                Ok(layer) => layer,
+                Err(reason) => {
+                    tracing::warn!(reference = %pinned, "a referrer skipped: {reason}");
+                    continue;
+                }
+            };
+            match pull_blob(client, &image, &layer, layer.size.min(MAX_SIGNATURE_BYTES)).await {
+                Ok(signature) if layout::sha256(&signature) == layer.digest => return Ok(Some(signature)),
+                Ok(_) => {
+                    tracing::warn!(reference = %pinned, "a signature does not match its digest: skipped")
+                }
+                Err(e) => {
+                    tracing::warn!(reference = %pinned, "a signature could not be read: {}", describe(&e))
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The manifest digest `reference` names now (asks the registry for a tag).
+    pub fn current_digest(&self, reference: &Reference) -> Result<String, RegistryError> {
+        if let Some(digest) = &reference.digest {
+            return Ok(digest.clone());
+        }
+        let session = self.session(&reference.registry)?;
+        let credentials = self.credentials(reference)?;
+        let auth = credentials.to_client();
+        let image = reference.to_client();
+        session.runtime.block_on(async {
+            let (bytes, _) = session
+                .client
+                .pull_manifest_raw(&image, &auth, &[MANIFEST_MEDIA_TYPE])
+                .await
+                .map_err(|e| network_error(reference, &credentials, e))?;
+            Ok(layout::sha256(&bytes))
+        })
+    }
+
+    /// Pushes `wasm` to `reference` in the Wasm artifact layout, then its signature, if any,
+    /// as a referrer of the manifest.
+    pub fn push(
+        &self,
+        reference: &Reference,
+        wasm: &[u8],
+        request: &PushRequest,
+    ) -> Result<Pushed, RegistryError> {
+        if self.options.offline {
+            return Err(RegistryError::Offline {
+                reference: reference.to_string(),
+                store: self.store.dir().display().to_string(),
+            });
+        }
+        if reference.tag.is_none() {
+            return Err(refused(reference, "a push needs a tag (oci://HOST/REPO:TAG)".to_owned()));
+        }
+        let session = self.session(&reference.registry)?;
+        let credentials = self.credentials(reference)?;
+        let auth = credentials.to_client();
+        let client = &session.client;
+        let image = reference.at_tag(reference.tag.as_deref().unwrap_or("latest")).to_client();
+        let network = |e: oci_client::errors::OciDistributionError| network_error(reference, &credentials, e);
+
+        let layer = Descriptor::of(WASM_LAYER_MEDIA_TYPE, wasm);
+        let config = layout::WasmConfig {
+            created: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            author: None,
+            architecture: "wasm".to_owned(),
+            os: "wasip2".to_owned(),
+            layer_digests: vec![layer.digest.clone()],
+            component: Some(layout::ComponentInfo {
+                exports: request.exports.clone(),
+                imports: request.imports.clone(),
+                target: request.target.clone(),
+            }),
+        };
+        let config_bytes = serde_json::to_vec(&config).expect("the config serializes");
+        let mut manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MANIFEST_MEDIA_TYPE.to_owned()),
+            artifact_type: None,
+            config: Descriptor::of(WASM_CONFIG_MEDIA_TYPE, &config_bytes),
+            layers: vec![layer.clone()],
+            subject: None,
+            annotations: request.annotations.clone(),
+        };
+        manifest
+            .annotations
+            .entry("org.opencontainers.image.created".to_owned())
+            .or_insert_with(|| config.created.clone().unwrap_or_default());
+        let manifest_bytes = serde_json::to_vec(&manifest).expect("the manifest serializes");
+        let manifest_digest = layout::sha256(&manifest_bytes);
+        let signature_digest = session.runtime.block_on(async {
+            client.auth(&image, &auth, oci_client::RegistryOperation::Push).await.map_err(network)?;
+            client.push_blob(&image, wasm.to_vec(), &layer.digest).await.map_err(network)?;
+            client.push_blob(&image, config_bytes.clone(), &manifest.config.digest).await.map_err(network)?;
+            client
+                .push_manifest_raw(
+                    &image,
+                    manifest_bytes.clone(),
+                    MANIFEST_MEDIA_TYPE.parse().expect("a header value"),
+                )
+                .await
+                .map_err(network)?;
+            let Some(signature) = &request.signature else { return Ok(None) };
+            let subject = Descriptor::of(MANIFEST_MEDIA_TYPE, &manifest_bytes);
+            let signature_layer = Descriptor::of(SIGNATURE_ARTIFACT_TYPE, signature);
+            let signature_manifest = layout::signature_manifest(&subject, &signature_layer);
+            let bytes = serde_json::to_vec(&signature_manifest).expect("the manifest serializes");
+            let digest = layout::sha256(&bytes);
+            client.push_blob(&image, signature.clone(), &signature_layer.digest).await.map_err(network)?;
+            client
+                .push_blob(&image, layout::EMPTY_CONFIG.to_vec(), &signature_manifest.config.digest)
+                .await
+                .map_err(network)?;
+            let at = reference.at_digest(&digest).to_client();
+            client
+                .push_manifest_raw(&at, bytes.clone(), MANIFEST_MEDIA_TYPE.parse().expect("a header value"))
+                .await
+                .map_err(network)?;
+            // Registries without the referrers API (distribution 2.x among them) list
+            // referrers under the tag schema; one that has the API ignores the tag.
+            let tag = reference.at_tag(&layout::referrers_tag(&manifest_digest)).to_client();
+            let mut index = match client.pull_manifest_raw(&tag, &auth, &[INDEX_MEDIA_TYPE]).await {
+                Ok((bytes, _)) => serde_json::from_slice::<Index>(&bytes).unwrap_or_default(),
+                Err(_) => Index::default(),
+            };
+            index.schema_version = 2;
+            index.media_type = Some(INDEX_MEDIA_TYPE.to_owned());
+            index.manifests.retain(|m| m.digest != digest);
+            let mut entry = Descriptor::of(MANIFEST_MEDIA_TYPE, &bytes);
+            entry.artifact_type = Some(SIGNATURE_ARTIFACT_TYPE.to_owned());
+            index.manifests.push(entry);
+            let index_bytes = serde_json::to_vec(&index).expect("the index serializes");
+            client
+                .push_manifest_raw(&tag, index_bytes, INDEX_MEDIA_TYPE.parse().expect("a header value"))
+                .await
+                .map_err(network)?;
+            Ok::<_, RegistryError>(Some(digest))
+        })?;
+        Ok(Pushed { manifest: manifest_digest, signature: signature_digest })
+    }
+}
+
+fn refused(reference: &Reference, reason: String) -> RegistryError {
+    RegistryError::Refused { reference: reference.to_string(), reason }
+}
+
+/// A client error in words that name what failed and never carry a secret.
+fn describe(error: &oci_client::errors::OciDistributionError) -> String {
+    use oci_client::errors::OciDistributionError as E;
+    match error {
+        E::RequestError(e) => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
+fn network_error(
+    reference: &Reference,
+    credentials: &Credentials,
+    error: oci_client::errors::OciDistributionError,
+) -> RegistryError {
+    use oci_client::errors::OciDistributionError as E;
+    let denied = match &error {
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => true,
+        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                oci_client::errors::OciErrorCode::Unauthorized | oci_client::errors::OciErrorCode::Denied
+            )
+        }),
+        E::ServerError { code, .. } => *code == 401 || *code == 403,
+        _ => false,
+    };
+    if denied {
+        return RegistryError::Unauthorized {
+            registry: reference.registry.clone(),
+            repository: reference.repository.clone(),
+            credentials: credentials.describe(),
+            reason: describe(&error),
+        };
+    }
+    match &error {
+        E::ImageManifestNotFoundError(_) => refused(reference, "no such manifest in the registry".to_owned()),
+        E::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| {
+                matches!(
+                    e.code,
+                    oci_client::errors::OciErrorCode::ManifestUnknown
+                        | oci_client::errors::OciErrorCode::NameUnknown
+                )
+            }) =>
+        {
+            refused(reference, format!("not in the registry: {}", describe(&error)))
+        }
+        _ => {
+            let mut reason = describe(&error);
+            if reason.contains("InvalidContentType") {
+                // What rustls says when the server answers TLS in plain HTTP.
+                reason.push_str(" (the registry speaks plain HTTP? name it in --insecure-registry)");
+            }
+            RegistryError::Transport { registry: reference.registry.clone(), reason }
+        }
+    }
+}
+
+/// Reads the blob of `descriptor` into memory, never more than `limit` bytes.
+async fn pull_blob(
+    client: &oci_client::Client,
+    image: &oci_client::Reference,
+    descriptor: &Descriptor,
+    limit: u64,
+) -> Result<Vec<u8>, oci_client::errors::OciDistributionError> {
+    let layer = oci_client::manifest::OciDescriptor {
+        media_type: descriptor.media_type.clone(),
+        digest: descriptor.digest.clone(),
+        size: descriptor.size as i64,
+        ..Default::default()
+    };
+    let mut out = Bounded { bytes: Vec::new(), limit: limit as usize };
+    client.pull_blob(image, &layer, &mut out).await?;
+    Ok(out.bytes)
+}
+
+/// A sink that refuses to grow past its limit: a registry that sends more than the
+/// manifest said is cut off.
+struct Bounded {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl tokio::io::AsyncWrite for Bounded {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.bytes.len() + buf.len() > self.limit {
+            return Poll::Ready(Err(io::Error::other(format!(
+                "the blob is larger than the {} bytes its descriptor gives",
+                self.limit
+            ))));
+        }
+        self.bytes.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,617 @@
+//! Rules through a real OCI registry: Debian's `docker-registry` (the CNCF distribution
+//! registry, 2.8), started on loopback for each test with its storage in a temporary
+//! directory (`make registry` installs it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rulehost::rules::BUNDLED_SOFT_CELL;
+
+use crate::util::{command, test_rule};
+
+const SAMPLE: &str = "examples/soft-cell-sample.jsonl";
+
+/// The registry binary: `RULEHOST_TEST_REGISTRY`, else Debian's.
+fn registry_binary() -> PathBuf {
+    let path = std::env::var_os("RULEHOST_TEST_REGISTRY")
+        .map_or_else(|| "/usr/bin/docker-registry".into(), PathBuf::from);
+    assert!(path.exists(), "{} is not installed: `make registry` installs it", path.display());
+    path
+}
+
+/// A registry on a free loopback port, with filesystem storage in a temporary directory.
+struct TestRegistry {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    host: String,
+}
+
+impl TestRegistry {
+    /// Anonymous access, or basic auth for `user` (htpasswd, bcrypt).
+    fn start(user: Option<(&str, &str)>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let host = format!("127.0.0.1:{port}");
+        let auth = match user {
+            Some((name, password)) => {
+                let hash = bcrypt::hash(password, 4).unwrap();
+                std::fs::write(dir.path().join("htpasswd"), format!("{name}:{hash}\n")).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                )
+            }
+            None => String::new(),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth}",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let mut registry = TestRegistry { child: None, dir, host };
+        registry.resume();
+        registry
+    }
+
+    /// Starts (again) on the same port and storage.
+    fn resume(&mut self) {
+        let child = Command::new(registry_binary())
+            .args(["serve", &self.dir.path().join("config.yml").display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&self.host).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start on {}", self.host);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn reference(&self, path: &str) -> String {
+        format!("oci://{}/{path}", self.host)
+    }
+
+    /// The file that holds blob `digest` in the registry's storage.
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.host)
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A rulehost run: exit code, stdout, stderr.
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `rulehost ARGS` with credentials only from `env`, a docker config only from
+/// `docker_config`, and the store in `cache`.
+fn rulehost_in(cache: &Path, docker_config: &Path, env: &[(&str, &str)], args: &[&str]) -> Outcome {
+    let mut command = command();
+    command
+        .env("DOCKER_CONFIG", docker_config)
+        .env_remove("RULEHOST_REGISTRY_USERNAME")
+        .env_remove("RULEHOST_REGISTRY_PASSWORD")
+        .env("XDG_CACHE_HOME", cache);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.args(args).output().unwrap();
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A workplace: a key pair, an empty docker config, a store.
+struct Place {
+    dir: tempfile::TempDir,
+}
+
+impl Place {
+    fn new() -> Self {
+        let place = Place { dir: tempfile::tempdir().unwrap() };
+        std::fs::create_dir_all(place.path("docker")).unwrap();
+        std::fs::create_dir_all(place.path("keys")).unwrap();
+        let run = place.run(&["key", "generate", "--name", "platform", "--dir", &place.arg("keys")]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        place
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn arg(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> Outcome {
+        self.run_with(&[], args)
+    }
+
+    fn run_with(&self, env: &[(&str, &str)], args: &[&str]) -> Outcome {
+        rulehost_in(&self.path("cache"), &self.path("docker"), env, args)
+    }
+
+    /// Pushes `rule`, signed with the place's key when `signed`; the manifest digest.
+    fn push(&self, registry: &TestRegistry, rule: &str, reference: &str, signed: bool) -> String {
+        let key = self.arg("keys/platform.key");
+        let mut args = vec!["push", "--insecure-registry", &registry.host, rule, reference];
+        if signed {
+            args.extend(["--key", &key]);
+        }
+        let run = self.run(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let digest = run.stdout.trim().to_owned();
+        assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+        digest
+    }
+}
+
+fn soft_cell_file(place: &Place) -> String {
+    let path = place.path("soft-cell.wasm");
+    std::fs::write(&path, BUNDLED_SOFT_CELL).unwrap();
+    path.display().to_string()
+}
+
+fn curl(args: &[&str]) -> String {
+    let output = Command::new("curl").args(["-sS", "--fail-with-body"]).args(args).output().unwrap();
+    assert!(output.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn push_then_pull_gives_the_same_bytes_and_the_registry_the_alerts_of_the_file_online_and_offline() {
+    let mut registry = TestRegistry::start(None);
+    let place = Place::new();
+    let rule = soft_cell_file(&place);
+    let reference = registry.reference("detect/soft-cell:1.0.0");
+    let digest = place.push(&registry, &rule, &reference, true);
+
+    // The manifest, as any client reads it: the CNCF Wasm layout and the rule's facts.
+    let manifest: serde_json::Value = serde_json::from_str(&curl(&[
+        "-H",
+        "Accept: application/vnd.oci.image.manifest.v1+json",
+        &registry.url("/v2/detect/soft-cell/manifests/1.0.0"),
+    ]))
+    .unwrap();
+    assert_eq!(manifest["config"]["mediaType"], "application/vnd.wasm.config.v0+json");
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/wasm");
+    assert_eq!(manifest["annotations"]["dev.rulehost.rule.id"], "fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7");
+    assert_eq!(manifest["annotations"]["dev.rulehost.contract"], "detect:rule@0.2.0");
+    let config: serde_json::Value = serde_json::from_str(&curl(&[&registry
+        .url(&format!("/v2/detect/soft-cell/blobs/{}", manifest["config"]["digest"].as_str().unwrap()))]))
+    .unwrap();
+    assert_eq!(config["architecture"], "wasm");
+    assert!(config["component"]["exports"].as_array().unwrap().iter().any(|e| e == "evaluate"), "{config}");
+    assert_eq!(config["component"]["target"], "detect:rule/rule@0.2.0");
+    assert_eq!(config["layerDigests"][0], manifest["layers"][0]["digest"]);
+    // The signature is a referrer, listed under the tag schema (this registry has no API).
+    let index: serde_json::Value = serde_json::from_str(&curl(&[
+        "-H",
+        "Accept: application/vnd.oci.image.index.v1+json",
+        &registry.url(&format!("/v2/detect/soft-cell/manifests/sha256-{}", &digest[7..])),
+    ]))
+    .unwrap();
+    assert_eq!(index["manifests"][0]["artifactType"], "application/vnd.rulehost.signature.v1+wasmsign2");
+
+    let public = place.arg("keys/platform.pub");
+    let out = place.arg("out");
+    let pulled = place.run(&[
+        "pull",
+        "--insecure-registry",
+        &registry.host,
+        "--trust",
+        &public,
+        &reference,
+        "-o",
+        &out,
+    ]);
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    assert!(pulled.stdout.starts_with(&digest), "{}", pulled.stdout);
+    assert!(pulled.stderr.contains("verified: signed by platform"), "{}", pulled.stderr);
+    assert_eq!(std::fs::read(place.path("out/soft-cell.wasm")).unwrap(), BUNDLED_SOFT_CELL);
+    assert!(place.path("out/soft-cell.wasm.sig").exists());
+
+    let from_file = place.run(&["eval", "--rules", &rule, SAMPLE]);
+    assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    assert!(from_file.stdout.contains("fa2f7d8a"), "{}", from_file.stdout);
+    let eval = |extra: &[&str], rules: &str| {
+        let mut args = vec!["eval", "--trust", &public, "--rules", rules];
+        args.extend_from_slice(extra);
+        args.push(SAMPLE);
+        place.run(&args)
+    };
+    let online = eval(&["--insecure-registry", &registry.host], &reference);
+    assert_eq!(online.code, 0, "{}", online.stderr);
+    assert_eq!(online.stdout, from_file.stdout);
+    let inspect = place.run(&["inspect", "--insecure-registry", &registry.host, "--json", &reference]);
+    assert_eq!(inspect.code, 0, "{}", inspect.stderr);
+    assert!(inspect.stdout.contains("fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7"), "{}", inspect.stdout);
+    let verify =
+        place.run(&["verify", "--insecure-registry", &registry.host, "--trust", &public, &reference]);
+    assert_eq!(verify.code, 0, "{}", verify.stderr);
+
+    // The registry goes away: --offline uses the store, and a reference pinned by digest
+    // never goes to the network again.
+    registry.stop();
+    let offline = eval(&["--offline"], &reference);
+    assert_eq!(offline.code, 0, "{}", offline.stderr);
+    assert_eq!(offline.stdout, from_file.stdout);
+    let pinned = format!("{}@{digest}", registry.reference("detect/soft-cell"));
+    let pinned_run = eval(&["--insecure-registry", &registry.host], &pinned);
+    assert_eq!(pinned_run.code, 0, "{}", pinned_run.stderr);
+    assert_eq!(pinned_run.stdout, from_file.stdout);
+    // What the store does not hold is an error, offline or not.
+    let other = registry.reference("detect/other:1");
+    let missing = eval(&["--offline"], &other);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("not in the local store"), "{}", missing.stderr);
+    let down = eval(&["--insecure-registry", &registry.host], &other);
+    assert_eq!(down.code, 2);
+    assert!(down.stderr.contains(&format!("registry {}", registry.host)), "{}", down.stderr);
+}
+
+#[test]
+fn an_unsigned_artifact_is_refused_by_the_trust_policy_and_a_changed_blob_by_its_digest() {
+    let registry = TestRegistry::start(None);
+    let place = Place::new();
+    let rule = soft_cell_file(&place);
+    let reference = registry.reference("detect/unsigned:1");
+    place.push(&registry, &rule, &reference, false);
+    let public = place.arg("keys/platform.pub");
+    let refused = place.run(&[
+        "eval",
+        "--insecure-registry",
+        &registry.host,
+        "--trust",
+        &public,
+        "--rules",
+        &reference,
+        SAMPLE,
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("unsigned") || refused.stderr.contains("no signature"),
+        "{}",
+        refused.stderr
+    );
+
+    // The layer's bytes change in the registry's storage: a fresh store refuses them.
+    let reference = registry.reference("detect/changed:1");
+    place.push(&registry, &rule, &reference, true);
+    let layer = format!("sha256:{}", sha256_hex(BUNDLED_SOFT_CELL));
+    let blob = registry.blob_file(&layer);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&blob, bytes).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let run = rulehost_in(
+        fresh.path(),
+        &place.path("docker"),
+        &[],
+        &["pull", "--insecure-registry", &registry.host, &reference],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("refused") && run.stderr.contains(&layer), "{}", run.stderr);
+    assert!(
+        !fresh.path().join("rulehost/components/oci/rules").exists(),
+        "nothing was written for the loaders"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Uploads a blob with curl, as the distribution API takes it (POST, then PUT ?digest=).
+fn curl_blob(registry: &TestRegistry, repository: &str, bytes: &[u8], dir: &Path) -> String {
+    let digest = format!("sha256:{}", sha256_hex(bytes));
+    let file = dir.join(&digest[7..]);
+    std::fs::write(&file, bytes).unwrap();
+    let headers = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-X",
+        "POST",
+        &registry.url(&format!("/v2/{repository}/blobs/uploads/")),
+    ]);
+    let location = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let location = if location.starts_with('/') { registry.url(&location) } else { location };
+    let separator = if location.contains('?') { '&' } else { '?' };
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("{location}{separator}digest={digest}"),
+    ]);
+    digest
+}
+
+fn curl_manifest(
+    registry: &TestRegistry,
+    repository: &str,
+    tag: &str,
+    manifest: &serde_json::Value,
+    dir: &Path,
+) {
+    let file = dir.join(format!("manifest-{tag}.json"));
+    std::fs::write(&file, serde_json::to_vec(manifest).unwrap()).unwrap();
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &registry.url(&format!("/v2/{repository}/manifests/{tag}")),
+    ]);
+}
+
+#[test]
+fn an_artifact_pushed_by_hand_runs_and_manifests_of_other_shapes_are_refused() {
+    let registry = TestRegistry::start(None);
+    let place = Place::new();
+    let work = place.path("curl");
+    std::fs::create_dir_all(&work).unwrap();
+    let repository = "by-hand/soft-cell";
+    let layer = curl_blob(&registry, repository, BUNDLED_SOFT_CELL, &work);
+    let config = br#"{"architecture":"wasm","os":"wasip2","layerDigests":[]}"#;
+    let config_digest = curl_blob(&registry, repository, config, &work);
+    let descriptor = |media_type: &str, digest: &str, size: usize| serde_json::json!({"mediaType": media_type, "digest": digest, "size": size});
+    let wasm_layer = descriptor("application/wasm", &layer, BUNDLED_SOFT_CELL.len());
+    let manifest = |config_type: &str, layers: Vec<serde_json::Value>| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": descriptor(config_type, &config_digest, config.len()),
+            "layers": layers,
+        })
+    };
+    let wasm_config = "application/vnd.wasm.config.v0+json";
+    curl_manifest(&registry, repository, "good", &manifest(wasm_config, vec![wasm_layer.clone()]), &work);
+    curl_manifest(
+        &registry,
+        repository,
+        "two-layers",
+        &manifest(wasm_config, vec![wasm_layer.clone(), wasm_layer.clone()]),
+        &work,
+    );
+    curl_manifest(
+        &registry,
+        repository,
+        "image",
+        &manifest("application/vnd.oci.image.config.v1+json", vec![wasm_layer.clone()]),
+        &work,
+    );
+    let foreign = descriptor("application/vnd.oci.image.layer.v1.tar+gzip", &layer, BUNDLED_SOFT_CELL.len());
+    curl_manifest(&registry, repository, "foreign-layer", &manifest(wasm_config, vec![foreign]), &work);
+
+    let eval = |tag: &str| {
+        let reference = registry.reference(&format!("{repository}:{tag}"));
+        place.run(&["eval", "--insecure-registry", &registry.host, "--rules", &reference, SAMPLE])
+    };
+    let good = eval("good");
+    assert_eq!(good.code, 0, "{}", good.stderr);
+    let from_file = place.run(&["eval", SAMPLE]);
+    assert_eq!(good.stdout, from_file.stdout);
+    for (tag, says) in [
+        ("two-layers", "has 2 layers"),
+        ("image", "not a Wasm artifact"),
+        ("foreign-layer", "application/vnd.oci.image.layer.v1.tar+gzip"),
+    ] {
+        let run = eval(tag);
+        assert_eq!(run.code, 2, "{tag}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(says) && run.stderr.contains(&format!(":{tag}")),
+            "{tag}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn credentials_come_from_the_environment_or_the_docker_config_and_wrong_ones_name_the_registry() {
+    let registry = TestRegistry::start(Some(("ci", "s3cret-pass")));
+    let place = Place::new();
+    let rule = soft_cell_file(&place);
+    let reference = registry.reference("private/soft-cell:1");
+    let push = |env: &[(&str, &str)]| {
+        place.run_with(env, &["push", "--insecure-registry", &registry.host, &rule, &reference])
+    };
+    let anonymous = push(&[]);
+    assert_eq!(anonymous.code, 2);
+    assert!(anonymous.stderr.contains(&format!("registry {}", registry.host)), "{}", anonymous.stderr);
+    assert!(anonymous.stderr.contains("denied anonymously"), "{}", anonymous.stderr);
+    let wrong = push(&[("RULEHOST_REGISTRY_USERNAME", "ci"), ("RULEHOST_REGISTRY_PASSWORD", "wrong-secret")]);
+    assert_eq!(wrong.code, 2);
+    assert!(wrong.stderr.contains(&format!("registry {}", registry.host)), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("denied as \"ci\""), "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains("wrong-secret"), "{}", wrong.stderr);
+    let right = push(&[("RULEHOST_REGISTRY_USERNAME", "ci"), ("RULEHOST_REGISTRY_PASSWORD", "s3cret-pass")]);
+    assert_eq!(right.code, 0, "{}", right.stderr);
+    // The docker config.json that `docker login` writes.
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("ci:s3cret-pass");
+    std::fs::write(
+        place.path("docker/config.json"),
+        serde_json::json!({"auths": {registry.host.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let pulled = place.run(&["pull", "--insecure-registry", &registry.host, &reference]);
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+}
+
+/// A registry that answers with fixed bodies: the manifest of one artifact, and under its
+/// layer's digest the bytes of another (as when a tag moves between the manifest and the
+/// blob fetch of a registry that resolves blobs through the tag).
+fn lying_registry(manifest: Vec<u8>, blob: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let (status, content_type, body): (&str, &str, &[u8]) = if path == "/v2/" {
+                ("200 OK", "application/json", b"{}")
+            } else if path.contains("/manifests/") && !path.contains("sha256-") {
+                ("200 OK", "application/vnd.oci.image.manifest.v1+json", &manifest)
+            } else if path.contains("/blobs/") {
+                ("200 OK", "application/octet-stream", &blob)
+            } else {
+                (
+                    "404 Not Found",
+                    "application/json",
+                    br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#,
+                )
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+            let _ = stream.flush();
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+        }
+    });
+    host
+}
+
+#[test]
+fn a_layer_that_is_not_the_one_the_manifest_names_is_caught_by_digest() {
+    let place = Place::new();
+    let other = std::fs::read(test_rule("match-all")).unwrap();
+    let layer = format!("sha256:{}", sha256_hex(BUNDLED_SOFT_CELL));
+    let config = br#"{"architecture":"wasm","os":"wasip2"}"#;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": format!("sha256:{}", sha256_hex(config)), "size": config.len()},
+        "layers": [{"mediaType": "application/wasm", "digest": layer, "size": BUNDLED_SOFT_CELL.len()}],
+    });
+    let mut other_sized = other.clone();
+    other_sized.resize(BUNDLED_SOFT_CELL.len(), 0);
+    for blob in [other, other_sized] {
+        let host = lying_registry(serde_json::to_vec(&manifest).unwrap(), blob);
+        let reference = format!("oci://{host}/moved/rule:stable");
+        let run = place.run(&["eval", "--insecure-registry", &host, "--rules", &reference, SAMPLE]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("refused") && run.stderr.contains(&layer), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn run_follows_a_tag_and_keeps_the_running_version_when_the_new_one_is_unsigned_or_the_registry_is_down() {
+    let mut registry = TestRegistry::start(None);
+    let place = Place::new();
+    let reference = registry.reference("detect/versioned:stable");
+    place.push(&registry, &test_rule("versioned-1"), &reference, true);
+    let public = place.arg("keys/platform.pub");
+    let mut child = command()
+        .env("DOCKER_CONFIG", place.path("docker"))
+        .env("XDG_CACHE_HOME", place.path("cache"))
+        .env("RULEHOST_LOG", "info")
+        .args(["run", "--rules", &reference, "--trust", &public, "--insecure-registry", &registry.host])
+        .args(["--poll-interval", "1s", "--matches", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |needle: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+                seen.push(line.clone());
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+        }
+        panic!("no {needle:?} in:\n{}", seen.join("\n"));
+    };
+    let loaded = wait_for("rule loaded");
+    assert!(loaded.contains("version=1.0.0"), "{loaded}");
+    // The tag moves to a signed version 2: it is pulled, verified and swapped in.
+    place.push(&registry, &test_rule("versioned-2"), &reference, true);
+    let swapped = wait_for("swapped");
+    assert!(swapped.contains("2.0.0"), "{swapped}");
+    // Then to an unsigned artifact: refused, version 2 stays.
+    place.push(&registry, &test_rule("versioned-1"), &reference, false);
+    let refused = wait_for("refused");
+    assert!(refused.contains("unsigned") || refused.contains("no signature"), "{refused}");
+    // The registry goes away: reported, the run goes on.
+    registry.stop();
+    wait_for("could not be asked");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(crate::util::read_data("defender-rows.jsonl").as_bytes()).unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let versions: std::collections::BTreeSet<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["rule_version"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(versions.into_iter().collect::<Vec<_>>(), ["2.0.0"], "{out}");
+}
