@@ -32,6 +32,11 @@ struct TestRegistry {
 impl TestRegistry {
     /// Anonymous access, or basic auth for `user` (htpasswd, bcrypt).
     fn start(user: Option<(&str, &str)>) -> Self {
+        Self::start_with(user, None)
+    }
+
+    /// As [`Self::start`], serving TLS with `tls` (certificate and key files) when given.
+    fn start_with(user: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let host = format!("127.0.0.1:{port}");
@@ -46,8 +51,14 @@ impl TestRegistry {
             }
             None => String::new(),
         };
+        let tls = match tls {
+            Some((certificate, key)) => {
+                format!("  tls:\n    certificate: {}\n    key: {}\n", certificate.display(), key.display())
+            }
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth}",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{tls}{auth}",
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
@@ -257,6 +268,14 @@ fn push_then_pull_gives_the_same_bytes_and_the_registry_the_alerts_of_the_file_o
     let verify =
         place.run(&["verify", "--insecure-registry", &registry.host, "--trust", &public, &reference]);
     assert_eq!(verify.code, 0, "{}", verify.stderr);
+    assert!(
+        verify.stdout.contains(&format!("{reference}: verified: signed by platform")),
+        "{}",
+        verify.stdout
+    );
+    let cases = "rules-wasm/soft-cell/cases.json";
+    let tested = place.run(&["test", "--insecure-registry", &registry.host, &reference, cases]);
+    assert_eq!(tested.code, 0, "{}{}", tested.stdout, tested.stderr);
 
     // The registry goes away: --offline uses the store, and a reference pinned by digest
     // never goes to the network again.
@@ -478,70 +497,235 @@ fn credentials_come_from_the_environment_or_the_docker_config_and_wrong_ones_nam
     .unwrap();
     let pulled = place.run(&["pull", "--insecure-registry", &registry.host, &reference]);
     assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    // A credential helper (`credsStore`), asked through its get protocol.
+    let helpers = place.path("helpers");
+    std::fs::create_dir_all(&helpers).unwrap();
+    let helper = helpers.join("docker-credential-fake");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$server\" = \"{}\" ] || exit 1\necho '{{\"ServerURL\":\"'$server'\",\"Username\":\"ci\",\"Secret\":\"s3cret-pass\"}}'\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&helper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&helper, permissions).unwrap();
+    std::fs::write(place.path("docker/config.json"), r#"{"credsStore": "fake"}"#).unwrap();
+    let path = format!("{}:{}", helpers.display(), std::env::var("PATH").unwrap());
+    let fresh = tempfile::tempdir().unwrap();
+    let helped = rulehost_in(
+        fresh.path(),
+        &place.path("docker"),
+        &[("PATH", &path)],
+        &["pull", "--insecure-registry", &registry.host, &reference],
+    );
+    assert_eq!(helped.code, 0, "{}", helped.stderr);
+    let unhelped = rulehost_in(
+        fresh.path(),
+        &place.path("docker"),
+        &[],
+        &["pull", "--insecure-registry", &registry.host, &reference],
+    );
+    assert_eq!(unhelped.code, 2, "without the helper on PATH: {}", unhelped.stderr);
+    assert!(unhelped.stderr.contains("docker-credential-fake"), "{}", unhelped.stderr);
 }
 
-/// A registry that answers with fixed bodies: the manifest of one artifact, and under its
-/// layer's digest the bytes of another (as when a tag moves between the manifest and the
-/// blob fetch of a registry that resolves blobs through the tag).
-fn lying_registry(manifest: Vec<u8>, blob: Vec<u8>) -> String {
+/// A certificate authority and a server certificate for 127.0.0.1, made with openssl.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    run(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=rulehost test CA",
+        "-days",
+        "2",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key"]);
+    run(&["req", "-new", "-key", "server.key", "-subj", "/CN=127.0.0.1", "-out", "server.csr"]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
+#[test]
+fn a_registry_on_tls_is_trusted_through_a_given_authority_and_refused_without_it() {
+    let place = Place::new();
+    let certs = place.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, certificate, key) = certificates(&certs);
+    let registry = TestRegistry::start_with(None, Some((&certificate, &key)));
+    let rule = soft_cell_file(&place);
+    let reference = registry.reference("tls/soft-cell:1");
+    let ca = ca.display().to_string();
+    let pushed = place.run(&["push", "--registry-ca", &ca, &rule, &reference]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    let untrusted = place.run(&["eval", "--rules", &reference, SAMPLE]);
+    assert_eq!(untrusted.code, 2, "{}", untrusted.stderr);
+    assert!(untrusted.stderr.contains(&format!("registry {}", registry.host)), "{}", untrusted.stderr);
+    assert!(untrusted.stderr.to_lowercase().contains("certificate"), "{}", untrusted.stderr);
+    let trusted = place.run(&["eval", "--registry-ca", &ca, "--rules", &reference, SAMPLE]);
+    assert_eq!(trusted.code, 0, "{}", trusted.stderr);
+    assert_eq!(trusted.stdout, place.run(&["eval", SAMPLE]).stdout);
+}
+
+/// A registry that answers with fixed bodies: `manifest` for every tag, `blob` for every
+/// blob. With `bearer` (a user and password), it asks for a bearer token as Docker Hub, GHCR
+/// and Harbor do: a 401 naming its token endpoint, which hands out a token for those
+/// credentials; only requests bearing it are served.
+fn fake_registry(manifest: Vec<u8>, blob: Vec<u8>, bearer: Option<(&str, &str)>) -> String {
+    use base64::Engine as _;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let host = listener.local_addr().unwrap().to_string();
+    let basic = bearer.map(|(user, password)| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    });
+    let realm = format!("http://{host}/token");
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut request = String::new();
             let _ = reader.read_line(&mut request);
+            let mut authorization = String::new();
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
                 }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("authorization")
+                {
+                    authorization = value.trim().to_owned();
+                }
             }
             let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
-            let (status, content_type, body): (&str, &str, &[u8]) = if path == "/v2/" {
+            let authorized = basic.is_none() || authorization == "Bearer test-token";
+            let unknown: &[u8] = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#;
+            let (status, content_type, body): (&str, &str, &[u8]) = if path.starts_with("/token") {
+                if Some(&authorization) == basic.as_ref() {
+                    ("200 OK", "application/json", br#"{"token":"test-token","access_token":"test-token"}"#)
+                } else {
+                    (
+                        "401 Unauthorized",
+                        "application/json",
+                        br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#,
+                    )
+                }
+            } else if !authorized {
+                (
+                    "401 Unauthorized",
+                    "application/json",
+                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}"#,
+                )
+            } else if path == "/v2/" {
                 ("200 OK", "application/json", b"{}")
             } else if path.contains("/manifests/") && !path.contains("sha256-") {
                 ("200 OK", "application/vnd.oci.image.manifest.v1+json", &manifest)
             } else if path.contains("/blobs/") {
                 ("200 OK", "application/octet-stream", &blob)
             } else {
-                (
-                    "404 Not Found",
-                    "application/json",
-                    br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#,
-                )
+                ("404 Not Found", "application/json", unknown)
+            };
+            let challenge = if status.starts_with("401") && !path.starts_with("/token") {
+                format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\n")
+            } else {
+                String::new()
             };
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{challenge}Connection: close\r\n\r\n",
                 body.len()
             );
             let _ = stream.write_all(body);
             let _ = stream.flush();
-            let mut rest = Vec::new();
-            let _ = reader.read_to_end(&mut rest);
         }
     });
     host
 }
 
+/// The manifest of the bundled rule in the Wasm layout, as bytes.
+fn soft_cell_manifest() -> Vec<u8> {
+    let config = br#"{"architecture":"wasm","os":"wasip2"}"#;
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": format!("sha256:{}", sha256_hex(config)), "size": config.len()},
+        "layers": [{"mediaType": "application/wasm", "digest": format!("sha256:{}", sha256_hex(BUNDLED_SOFT_CELL)), "size": BUNDLED_SOFT_CELL.len()}],
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_registry_that_asks_for_a_bearer_token_gets_one_for_the_credentials() {
+    let place = Place::new();
+    let host = fake_registry(soft_cell_manifest(), BUNDLED_SOFT_CELL.to_vec(), Some(("ci", "token-pass")));
+    let reference = format!("oci://{host}/hub/soft-cell:1");
+    let eval = |password: &str| {
+        let fresh = tempfile::tempdir().unwrap();
+        rulehost_in(
+            fresh.path(),
+            &place.path("docker"),
+            &[("RULEHOST_REGISTRY_USERNAME", "ci"), ("RULEHOST_REGISTRY_PASSWORD", password)],
+            &["eval", "--insecure-registry", &host, "--rules", &reference, SAMPLE],
+        )
+    };
+    let served = eval("token-pass");
+    assert_eq!(served.code, 0, "{}", served.stderr);
+    assert_eq!(served.stdout, place.run(&["eval", SAMPLE]).stdout);
+    let denied = eval("not-it");
+    assert_eq!(denied.code, 2, "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains(&format!("registry {host}")) && denied.stderr.contains("as \"ci\""),
+        "{}",
+        denied.stderr
+    );
+    assert!(!denied.stderr.contains("not-it"), "{}", denied.stderr);
+}
+
+/// A tag moved to another artifact between the manifest fetch and the blob fetch (or a
+/// registry that lies): the layer that comes is not the one the manifest names, and is
+/// refused by its digest, whether its size differs or not.
 #[test]
 fn a_layer_that_is_not_the_one_the_manifest_names_is_caught_by_digest() {
     let place = Place::new();
     let other = std::fs::read(test_rule("match-all")).unwrap();
     let layer = format!("sha256:{}", sha256_hex(BUNDLED_SOFT_CELL));
-    let config = br#"{"architecture":"wasm","os":"wasip2"}"#;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": format!("sha256:{}", sha256_hex(config)), "size": config.len()},
-        "layers": [{"mediaType": "application/wasm", "digest": layer, "size": BUNDLED_SOFT_CELL.len()}],
-    });
     let mut other_sized = other.clone();
     other_sized.resize(BUNDLED_SOFT_CELL.len(), 0);
     for blob in [other, other_sized] {
-        let host = lying_registry(serde_json::to_vec(&manifest).unwrap(), blob);
+        let host = fake_registry(soft_cell_manifest(), blob, None);
         let reference = format!("oci://{host}/moved/rule:stable");
         let run = place.run(&["eval", "--insecure-registry", &host, "--rules", &reference, SAMPLE]);
         assert_eq!(run.code, 2, "{}", run.stderr);

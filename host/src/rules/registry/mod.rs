@@ -381,10 +381,18 @@ impl Registry {
         Ok(None)
     }
 
-    /// The manifest digest `reference` names now (asks the registry for a tag).
+    /// The manifest digest `reference` names now (asks the registry for a tag; offline,
+    /// the store).
     pub fn current_digest(&self, reference: &Reference) -> Result<String, RegistryError> {
         if let Some(digest) = &reference.digest {
             return Ok(digest.clone());
+        }
+        if self.options.offline {
+            // Offline, the tag is what the store last saw.
+            return self.store.tag(reference).ok_or_else(|| RegistryError::Offline {
+                reference: reference.to_string(),
+                store: self.store.dir().display().to_string(),
+            });
         }
         let session = self.session(&reference.registry)?;
         let credentials = self.credentials(reference)?;
