@@ -10,8 +10,12 @@ PYSIGMA := target/pysigma
 ## across runs on one machine).
 TOOLS := target/tools
 WASMSIGN2 := $(TOOLS)/bin/wasmsign2
+## The Kafka-protocol broker the Kafka tests consume from (in-memory storage: the dynostore
+## feature, which the default build leaves out): ~13 minutes
+## to build cold on two cores, once per machine; later runs find it in target/tools.
+TANSU := $(TOOLS)/bin/tansu
 
-.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2 registry fuzz fuzz-smoke fuzz-setup
+.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2 registry tansu fuzz fuzz-smoke fuzz-setup
 
 all: build
 
@@ -55,6 +59,11 @@ wasmsign2: $(WASMSIGN2)
 
 $(WASMSIGN2):
 	$(CARGO) install wasmsign2-cli --version 0.2.8 --locked --root $(TOOLS)
+
+tansu: $(TANSU)
+
+$(TANSU):
+	$(CARGO) install tansu --version 0.6.0 --locked --features dynostore --root $(TOOLS)
 
 ## The OCI registry the registry tests push to and pull from: Debian's docker-registry (the
 ## CNCF distribution registry, 2.8). The tests start their own, on loopback ports, with
@@ -101,13 +110,13 @@ fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=15
 
 ## Unit and integration tests, in the release profile (one build serves both).
-test: setup lint pysigma wasmsign2 registry
+test: setup lint pysigma wasmsign2 registry tansu
 	$(CARGO) test --release --workspace
 
 unit-tests: setup
 	$(CARGO) test --release --workspace --lib --bins
 
-integration-tests: setup pysigma wasmsign2 registry
+integration-tests: setup pysigma wasmsign2 registry tansu
 	$(CARGO) test --release -p rulehost --test all
 
 lint: setup

@@ -240,6 +240,24 @@ struct RunArgs {
     /// Write the output to FILE (created, or emptied) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Read from a Kafka topic as a member of a consumer group (--group) instead of INPUT:
+    /// kafka://BROKER[,BROKER]/TOPIC. Offsets are committed once what their messages led
+    /// to is written by the sink.
+    #[arg(long, value_name = "kafka://BROKERS/TOPIC", help_heading = "Kafka")]
+    source: Option<String>,
+    /// The consumer group of --source.
+    #[arg(long, value_name = "ID", default_value = "rulehost", help_heading = "Kafka")]
+    group: String,
+    /// Produce alerts (or matches) to a Kafka topic instead of stdout:
+    /// kafka://BROKER[,BROKER]/TOPIC (idempotent producer, acks from all replicas; alerts
+    /// keyed by their id).
+    #[arg(long, value_name = "kafka://BROKERS/TOPIC", help_heading = "Kafka")]
+    sink: Option<String>,
+    /// A librdkafka property for the Kafka clients, KEY=VALUE; repeatable (e.g.
+    /// security.protocol=SASL_SSL, sasl.mechanism=PLAIN, sasl.username=$ConnectionString,
+    /// sasl.password=Endpoint=sb://...: Azure Event Hubs).
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", help_heading = "Kafka")]
+    kafka_options: Vec<String>,
     #[command(flatten)]
     load: LoadArgs,
 }

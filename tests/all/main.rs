@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod defender;
 mod hot_swap;
+mod kafka;
 mod layout;
 mod live;
 mod registry;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use rulehost::alerts::WindowSpec;
 use rulehost::events::Input;
 use rulehost::sinks::JsonLines;
+use rulehost::sources::kafka::KafkaAddress;
 
 use super::setup::{jobs_or_cores, runtime_of, settings, trust_of};
 use super::summary::{plural, rule_name};
@@ -83,14 +84,33 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
             )
         }
     };
-    let input = match (args.input.as_os_str() == "-", args.follow) {
-        (true, _) => Input::stdin(),
-        (false, true) => Input::follow(&args.input, stop.clone()),
-        (false, false) => Input::file(&args.input),
-    }
-    .with_parse_all(args.parse_all);
     let jobs = jobs_or_cores(args.jobs);
-    let source = Box::new(rulehost::sources::InputSource::new(input.with_jobs(jobs), args.input_format));
+    let kafka_options = args
+        .kafka_options
+        .iter()
+        .map(|option| {
+            option
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("--kafka-option {option:?}: not KEY=VALUE"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let source: Box<dyn rulehost::sources::Source> = match &args.source {
+        Some(url) => {
+            let address = KafkaAddress::parse(url).map_err(anyhow::Error::msg)?;
+            tracing::info!(topic = %address.topic, group = %args.group, "joining the consumer group");
+            Box::new(rulehost::sources::kafka::KafkaSource::new(address, &args.group, &kafka_options)?)
+        }
+        None => {
+            let input = match (args.input.as_os_str() == "-", args.follow) {
+                (true, _) => Input::stdin(),
+                (false, true) => Input::follow(&args.input, stop.clone()),
+                (false, false) => Input::file(&args.input),
+            }
+            .with_parse_all(args.parse_all);
+            Box::new(rulehost::sources::InputSource::new(input.with_jobs(jobs), args.input_format))
+        }
+    };
     let lateness = match args.allowed_lateness {
         WindowSpec::Every(ms) => std::time::Duration::from_millis(ms as u64),
         WindowSpec::All => anyhow::bail!("--allowed-lateness takes a duration"),
@@ -105,7 +125,13 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         lineage_capacity: rulehost::events::lineage::DEFAULT_CAPACITY,
         jobs,
     };
-    let mut output = JsonLines::new(super::setup::output_writer(args.output.as_deref())?.0);
+    let mut output: Box<dyn rulehost::sinks::Sink> = match &args.sink {
+        Some(url) => {
+            let address = KafkaAddress::parse(url).map_err(anyhow::Error::msg)?;
+            Box::new(rulehost::sinks::kafka::KafkaSink::new(address, &kafka_options)?)
+        }
+        None => Box::new(JsonLines::new(super::setup::output_writer(args.output.as_deref())?.0)),
+    };
     let mut print_stats = |rules: &[rulehost::eval::RuleSummary], last: bool| {
         let when = if last { "at exit" } else { "so far" };
         for r in rules {
@@ -121,7 +147,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         }
     };
     let summary =
-        rulehost::run::run(initial, source, updates_rx, stop, &options, &mut output, &mut print_stats)?;
+        rulehost::run::run(initial, source, updates_rx, stop, &options, output.as_mut(), &mut print_stats)?;
     eprintln!(
         "rulehost: {} read: {} evaluated, {} skipped, {} rejected, {} late",
         plural(summary.read, "record"),

@@ -1,5 +1,7 @@
 //! Where alerts and matches go: JSON lines for machines, a table for people.
 
+pub mod kafka;
+
 use std::io::{self, Write};
 use std::str::FromStr;
 

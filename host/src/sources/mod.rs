@@ -48,3 +48,5 @@ impl Source for InputSource {
         Box::new(move || Ok(input.open(format)?.into_chunks()))
     }
 }
+
+pub mod kafka;

@@ -1,0 +1,260 @@
+//! A Kafka topic as a source: `rulehost run` as a member of a consumer group. Every message
+//! holds any JSON shape `eval` reads (a Defender streaming-API message is
+//! `{"records": [..]}`); its records are named `TOPIC/PARTITION@OFFSET` and their number.
+//! Offsets are committed only for messages whose every record is settled (evaluated, and
+//! what it led to written by the sink and flushed, its windows closed), so delivery is at
+//! least once: after a crash the group resumes from the oldest message not yet settled.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Opener, Records, Source};
+use crate::events::{Input, InputError, InputFormat, Origin, Position, Record, RecordError, RejectReason};
+
+/// The largest message read; a larger one is rejected (counted and reported) unread.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Messages handed on together at most (fewer when the topic has no more for now).
+const MESSAGES_PER_GROUP: usize = 1024;
+
+/// `kafka://BROKER[,BROKER...]/TOPIC`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaAddress {
+    /// `host:port,...`.
+    pub brokers: String,
+    /// The topic.
+    pub topic: String,
+}
+
+impl KafkaAddress {
+    /// Parses `kafka://BROKERS/TOPIC`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let rest =
+            text.strip_prefix("kafka://").ok_or_else(|| format!("{text}: does not start with kafka://"))?;
+        let (brokers, topic) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("{text}: no topic (kafka://BROKER[,BROKER]/TOPIC)"))?;
+        let legal = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+        if brokers.is_empty() || topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) {
+            return Err(format!(
+                "{text}: not kafka://BROKER[,BROKER]/TOPIC (a topic is letters, digits, . _ -)"
+            ));
+        }
+        Ok(KafkaAddress { brokers: brokers.to_owned(), topic: topic.to_owned() })
+    }
+}
+
+/// Settings of a client: the address and any librdkafka properties (`security.protocol`,
+/// `sasl.mechanism`, `sasl.username`, `ssl.ca.location`, ...).
+pub fn client_config(address: &KafkaAddress, options: &[(String, String)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &address.brokers);
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    config
+}
+
+/// The consumer's context: it logs every rebalance, and forgets the messages of revoked
+/// partitions (their new owner commits them).
+#[derive(Debug, Default)]
+pub struct GroupContext {
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |list: &TopicPartitionList| {
+            list.elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = %partitions(list), "rebalance: partitions assigned")
+            }
+            Rebalance::Revoke(list) => {
+                tracing::info!(partitions = %partitions(list), "rebalance: partitions revoked");
+                let revoked: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+                // Kept as empty entries, so that the read order still lines up.
+                for entry in ledger.messages.iter_mut() {
+                    if revoked.contains(&entry.1) {
+                        entry.2 = -1;
+                    }
+                }
+            }
+            Rebalance::Error(e) => tracing::warn!("rebalance failed: {e}"),
+        }
+    }
+}
+
+/// Which messages are in flight: each message read, in reading order, with the read order
+/// just past its last record, its partition and offset (-1 once its partition is revoked).
+#[derive(Debug, Default)]
+struct Ledger {
+    read: u64,
+    messages: VecDeque<(u64, i32, i64)>,
+}
+
+/// A consumer group member's topic.
+pub struct KafkaSource {
+    address: KafkaAddress,
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    ledger: Arc<Mutex<Ledger>>,
+    committed: BTreeMap<i32, i64>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// Joins `group` on `address`'s topic. The group's committed offsets say where it
+    /// starts; a new group starts at the earliest message.
+    pub fn new(address: KafkaAddress, group: &str, options: &[(String, String)]) -> Result<Self, InputError> {
+        let mut config = client_config(&address, &[]);
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (key, value) in options {
+            config.set(key, value);
+        }
+        let error = |e: rdkafka::error::KafkaError| InputError::Io {
+            path: format!("kafka://{}/{}", address.brokers, address.topic),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let ledger = Arc::<Mutex<Ledger>>::default();
+        let context = GroupContext { ledger: ledger.clone() };
+        let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).map_err(error)?;
+        consumer.subscribe(&[&address.topic]).map_err(error)?;
+        Ok(KafkaSource { address, consumer: Arc::new(consumer), ledger, committed: BTreeMap::new() })
+    }
+}
+
+impl Source for KafkaSource {
+    fn opener(&mut self) -> Opener {
+        let consumer = self.consumer.clone();
+        let ledger = self.ledger.clone();
+        let topic = self.address.topic.clone();
+        Box::new(move || Ok(Box::new(MessageGroups { consumer, ledger, topic }) as Records))
+    }
+
+    fn settled(&mut self, records: u64) {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        {
+            let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(&(end, partition, offset)) = ledger.messages.front() {
+                if end > records {
+                    break;
+                }
+                if offset >= 0 {
+                    next.insert(partition, offset + 1);
+                }
+                ledger.messages.pop_front();
+            }
+        }
+        next.retain(|partition, offset| self.committed.get(partition) != Some(offset));
+        if next.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for (&partition, &offset) in &next {
+            if let Err(e) = list.add_partition_offset(&self.address.topic, partition, Offset::Offset(offset))
+            {
+                tracing::warn!(partition, offset, "offset not committed: {e}");
+            }
+        }
+        match self.consumer.commit(&list, CommitMode::Sync) {
+            Ok(()) => {
+                for (partition, offset) in next {
+                    tracing::debug!(topic = %self.address.topic, partition, offset, "committed");
+                    self.committed.insert(partition, offset);
+                }
+            }
+            // A partition revoked in a rebalance refuses the commit: its new owner starts
+            // from the last offset committed, and repeats what this member had read.
+            Err(e) => tracing::warn!(topic = %self.address.topic, "offsets not committed: {e}"),
+        }
+    }
+}
+
+/// The records of the messages as they come, a group per poll.
+struct MessageGroups {
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    ledger: Arc<Mutex<Ledger>>,
+    topic: String,
+}
+
+impl Iterator for MessageGroups {
+    type Item = Vec<Record>;
+
+    fn next(&mut self) -> Option<Vec<Record>> {
+        loop {
+            let mut records = Vec::new();
+            let mut timeout = Duration::from_millis(100);
+            for _ in 0..MESSAGES_PER_GROUP {
+                let Some(polled) = self.consumer.poll(timeout) else { break };
+                // Once a message has come, take what else is there without waiting.
+                timeout = Duration::ZERO;
+                let message = match polled {
+                    Ok(message) => message,
+                    Err(e) => {
+                        tracing::warn!(topic = %self.topic, "the consumer reports: {e}");
+                        continue;
+                    }
+                };
+                let before = records.len();
+                let name = format!("{}/{}@{}", message.topic(), message.partition(), message.offset());
+                read_message(&name, message.payload().unwrap_or_default(), &mut records);
+                let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+                ledger.read += (records.len() - before) as u64;
+                let end = ledger.read;
+                ledger.messages.push_back((end, message.partition(), message.offset()));
+            }
+            if !records.is_empty() {
+                return Some(records);
+            }
+        }
+    }
+}
+
+/// The records of one message's payload; a payload that is not a readable JSON document
+/// is one rejected record, named by the message.
+pub fn read_message(name: &str, payload: &[u8], records: &mut Vec<Record>) {
+    let origin = Origin { file: name.into(), position: Position::Record(1) };
+    let reject = |reason: RejectReason| Record::Rejected(RecordError { origin: origin.clone(), reason });
+    if payload.len() > MAX_MESSAGE_BYTES {
+        records.push(reject(RejectReason::UnknownShape(format!(
+            "a message of {} bytes (at most {MAX_MESSAGE_BYTES})",
+            payload.len()
+        ))));
+        return;
+    }
+    match Input::bytes(name, payload.to_vec()).open(InputFormat::Json) {
+        Ok(reader) => {
+            let before = records.len();
+            records.extend(reader);
+            if records.len() == before {
+                records.push(reject(RejectReason::UnknownShape("a message with no record".to_owned())));
+            }
+        }
+        Err(e) => records.push(reject(RejectReason::UnknownShape(e.to_string()))),
+    }
+}

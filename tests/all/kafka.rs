@@ -1,0 +1,386 @@
+//! `rulehost run` as a Kafka consumer group member, against a real Kafka-protocol broker:
+//! tansu (in-memory storage), installed by `make tansu` and started on a loopback port for
+//! each test.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde_json::Value;
+
+use crate::util::{command, workspace};
+
+/// The broker binary: `RULEHOST_TEST_TANSU`, else the one `make tansu` installs.
+fn tansu_binary() -> PathBuf {
+    let path = std::env::var_os("RULEHOST_TEST_TANSU")
+        .map_or_else(|| workspace().join("target/tools/bin/tansu"), PathBuf::from);
+    assert!(path.exists(), "{} is not installed: `make tansu` installs it", path.display());
+    path
+}
+
+/// A tansu broker on a free loopback port, storing in memory.
+struct Broker {
+    child: Child,
+    address: String,
+}
+
+impl Broker {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = format!("127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &format!("tcp://{address}")])
+            .args(["--advertised-listener-url", &format!("tcp://{address}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&address).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start on {address}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { child, address }
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.address);
+        config
+    }
+
+    fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let results = runtime
+            .block_on(admin.create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            ))
+            .unwrap();
+        for result in results {
+            result.unwrap();
+        }
+    }
+
+    /// Produces `messages` (key, payload) and waits for their acknowledgement.
+    fn produce(&self, topic: &str, messages: &[(String, Vec<u8>)]) {
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            self.config().set("acks", "all").create().unwrap();
+        for (key, payload) in messages {
+            producer.send(BaseRecord::to(topic).key(key).payload(payload)).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// Every message of `topic`, from its start: at least `count`, and whatever else comes
+    /// within two seconds after them.
+    fn consume(&self, topic: &str, count: usize) -> Vec<(String, Value)> {
+        static READERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let group = format!("test-reader-{}", READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let consumer: BaseConsumer =
+            self.config().set("group.id", &group).set("auto.offset.reset", "earliest").create().unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut enough: Option<Instant> = None;
+        while Instant::now() < deadline && enough.is_none_or(|at| at.elapsed() < Duration::from_secs(2)) {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                out.push((key, serde_json::from_slice(message.payload().unwrap()).unwrap()));
+            }
+            if out.len() >= count && enough.is_none() {
+                enough = Some(Instant::now());
+            }
+        }
+        assert!(out.len() >= count, "{} of {count} messages read back from {topic}", out.len());
+        out
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Defender streaming records for `devices` web servers, `per_device` each over one hour:
+/// every other one a reconnaissance command under w3wp.exe (a Soft Cell match).
+fn streaming_records(devices: usize, per_device: usize) -> Vec<(String, Value)> {
+    let template: Value =
+        serde_json::from_str(crate::util::read_data("defender-rows.jsonl").lines().next().unwrap()).unwrap();
+    let mut out = Vec::new();
+    for device in 0..devices {
+        let name = format!("web{device:02}.contoso.com");
+        for n in 0..per_device {
+            let mut row = template.clone();
+            let time = format!("2024-05-01T10:{:02}:{:02}Z", n % 60, device % 60);
+            row["Timestamp"] = time.clone().into();
+            row["ProcessCreationTime"] = time.clone().into();
+            row["DeviceName"] = name.clone().into();
+            row["DeviceId"] = format!("{device:040x}").into();
+            row["ReportId"] = (device * 10_000 + n).into();
+            row["ProcessId"] = (5000 + n).into();
+            row["ProcessCommandLine"] =
+                if n % 2 == 0 { "cmd.exe /c whoami /all" } else { "cmd.exe /c dir c:\\inetpub" }.into();
+            let record = serde_json::json!({
+                "time": time,
+                "category": "AdvancedHunting-DeviceProcessEvents",
+                "operationName": "Publish",
+                "properties": row,
+            });
+            out.push((name.clone(), record));
+        }
+    }
+    out
+}
+
+/// The records as messages of the streaming API (`{"records": [..]}`, 1 to 4 records),
+/// keyed by device.
+fn messages(records: &[(String, Value)]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut size = 1;
+    while at < records.len() {
+        let device = &records[at].0;
+        let end = (at + size).min(records.len());
+        let end = at + records[at..end].iter().take_while(|(d, _)| d == device).count();
+        let batch: Vec<&Value> = records[at..end].iter().map(|(_, r)| r).collect();
+        out.push((device.clone(), serde_json::to_vec(&serde_json::json!({ "records": batch })).unwrap()));
+        at = end;
+        size = size % 4 + 1;
+    }
+    out
+}
+
+/// `rulehost eval` over the same records, written as streaming records one per line.
+fn eval_alerts(records: &[(String, Value)]) -> Vec<Value> {
+    let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+    let text: String = records.iter().map(|(_, r)| format!("{r}\n")).collect();
+    std::fs::write(file.path(), text).unwrap();
+    let run = crate::util::rulehost(&["eval", "--window", "1h", &file.path().display().to_string()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    sorted(run.json_lines())
+}
+
+fn sorted(mut alerts: Vec<Value>) -> Vec<Value> {
+    for alert in &mut alerts {
+        if let Some(object) = alert.as_object_mut() {
+            object.remove("AlertId");
+        }
+    }
+    alerts.sort_by_key(|a| a.to_string());
+    alerts
+}
+
+/// A consumer: `rulehost run --source kafka://...`, its stderr lines as they come.
+struct Member {
+    child: Child,
+    _rules: tempfile::TempDir,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Member {
+    fn start(broker: &Broker, topic: &str, group: &str, extra: &[&str]) -> Self {
+        let rules = tempfile::tempdir().unwrap();
+        std::fs::write(rules.path().join("soft-cell.wasm"), rulehost::rules::BUNDLED_SOFT_CELL).unwrap();
+        let mut child = command()
+            .env("RULEHOST_LOG", "info")
+            .args(["run", "--rules", &rules.path().display().to_string()])
+            .args(["--source", &format!("kafka://{}/{topic}", broker.address), "--group", group])
+            .args(["--window", "1h", "--allowed-lateness", "24h", "--stats-interval", "1"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Member { child, _rules: rules, lines, seen: Vec::new() }
+    }
+
+    /// The events evaluated so far, by the latest counters.
+    fn evaluated(&mut self) -> u64 {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen
+            .iter()
+            .rev()
+            .find(|l| l.contains("stats so far"))
+            .and_then(|l| l.rsplit_once("): "))
+            .and_then(|(_, counts)| counts.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Stops it with SIGTERM; its stdout.
+    fn stop(mut self) -> (String, Vec<String>) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(self.child.wait().unwrap().success());
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        (out, self.seen)
+    }
+}
+
+/// Waits until `members` together have evaluated `events`.
+fn wait_for_events(members: &mut [Member], events: u64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let total: u64 = members.iter_mut().map(Member::evaluated).sum();
+        if total >= events {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{total} of {events} events evaluated");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn one_consumer_and_a_group_of_three_give_the_alerts_of_eval_and_bad_messages_are_reported() {
+    let broker = Broker::start();
+    let topic = "process-events";
+    broker.create_topic(topic, 6);
+    let records = streaming_records(12, 40);
+    let expected = eval_alerts(&records);
+    assert!(expected.len() >= 12, "{expected:?}");
+    let mut batch = messages(&records);
+    // Bad messages among them: not JSON, JSON of no known shape.
+    batch.insert(3, ("web00.contoso.com".into(), b"not json at all".to_vec()));
+    batch.insert(10, ("web01.contoso.com".into(), br#"{"unknown": 1}"#.to_vec()));
+    broker.produce(topic, &batch);
+    let events = records.len() as u64;
+
+    let mut one = vec![Member::start(&broker, topic, "one", &[])];
+    wait_for_events(&mut one, events);
+    let (out, log) = one.pop().unwrap().stop();
+    let alerts: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(sorted(alerts), expected);
+    let rejected: Vec<&String> = log.iter().filter(|l| l.contains("record rejected")).collect();
+    assert_eq!(rejected.len(), 2, "{log:?}");
+    assert!(rejected.iter().all(|l| l.contains(&format!("{topic}/"))), "{rejected:?}");
+
+    // Three members of another group: the union of their alerts is the same.
+    let mut three: Vec<Member> = (0..3).map(|_| Member::start(&broker, topic, "three", &[])).collect();
+    wait_for_events(&mut three, events);
+    let mut union = Vec::new();
+    for member in three {
+        let (out, _) = member.stop();
+        union.extend(out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+    }
+    let mut union = sorted(union);
+    union.dedup();
+    assert_eq!(union, expected);
+
+    // The first group committed everything: started again, it has nothing to do.
+    let mut again = vec![Member::start(&broker, topic, "one", &[])];
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(again[0].evaluated(), 0);
+    let (out, _) = again.pop().unwrap().stop();
+    assert_eq!(out, "");
+}
+
+#[test]
+fn alerts_go_to_a_topic_keyed_by_an_id_that_a_restart_gives_again() {
+    let broker = Broker::start();
+    broker.create_topic("events", 3);
+    broker.create_topic("alerts", 1);
+    let records = streaming_records(4, 10);
+    let expected = eval_alerts(&records);
+    broker.produce("events", &messages(&records));
+    let sink = format!("kafka://{}/alerts", broker.address);
+    let mut member = vec![Member::start(&broker, "events", "sink", &["--sink", &sink])];
+    wait_for_events(&mut member, records.len() as u64);
+    let (out, _) = member.pop().unwrap().stop();
+    assert_eq!(out, "", "alerts go to the topic, not stdout");
+    let produced = broker.consume("alerts", expected.len());
+    for (key, alert) in &produced {
+        assert_eq!(alert["AlertId"].as_str(), Some(key.as_str()));
+    }
+    assert_eq!(sorted(produced.iter().map(|(_, a)| a.clone()).collect()), expected);
+    // Another group reads the same events again: the same ids.
+    let mut second = vec![Member::start(&broker, "events", "sink-again", &["--sink", &sink])];
+    wait_for_events(&mut second, records.len() as u64);
+    second.pop().unwrap().stop();
+    let all = broker.consume("alerts", expected.len() * 2);
+    let mut keys: Vec<&String> = all.iter().map(|(k, _)| k).collect();
+    keys.sort();
+    let pairs = keys.chunks(2).filter(|pair| pair[0] == pair[1]).count();
+    assert_eq!(pairs, expected.len(), "{keys:?}");
+}
+
+#[test]
+fn a_member_killed_in_the_middle_and_started_again_loses_no_alert_and_gives_each_id_one_content() {
+    let broker = Broker::start();
+    broker.create_topic("events", 4);
+    broker.create_topic("alerts", 1);
+    let records = streaming_records(8, 60);
+    let expected = eval_alerts(&records);
+    broker.produce("events", &messages(&records));
+    let sink = format!("kafka://{}/alerts", broker.address);
+    // A short session, so that the broker drops the killed member soon.
+    let session = ["--kafka-option", "session.timeout.ms=6000"];
+    let mut first = Member::start(
+        &broker,
+        "events",
+        "crash",
+        &[&["--sink", &sink, "--batch-size", "16"][..], &session[..]].concat(),
+    );
+    // Killed once it has evaluated some of the events, without a chance to flush.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first.evaluated() == 0 {
+        assert!(Instant::now() < deadline, "nothing evaluated");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    // Started again, the member resumes from the committed offsets; it stops once it has
+    // been idle for a while.
+    let mut second =
+        Member::start(&broker, "events", "crash", &[&["--sink", &sink][..], &session[..]].concat());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while second.evaluated() == 0 {
+        assert!(Instant::now() < deadline, "the restarted member got nothing: {:?}", second.seen);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut last = (0, Instant::now());
+    while last.1.elapsed() < Duration::from_secs(4) {
+        let now = second.evaluated();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    second.stop();
+    let produced = broker.consume("alerts", expected.len());
+    let mut by_id: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+    for (key, alert) in &produced {
+        if let Some(before) = by_id.insert(key.clone(), alert.clone()) {
+            assert_eq!(&before, alert, "one id, two contents");
+        }
+    }
+    assert_eq!(sorted(by_id.into_values().collect()), expected);
+}
