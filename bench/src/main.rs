@@ -15,10 +15,13 @@
 //! over and over for a profiler (with `RULEHOST_PERF_MAP=1`, perf names guest functions);
 //! `BENCH_PROFILE=sigma` runs the catalog's matcher natively over the real process creations
 //! (`BENCH_LOOPS` times); `BENCH_KEEP=1` with `BENCH_ONLY=sigma` keeps the rows and the
-//! compiled catalog in `target/` for profiling the binary.
+//! compiled catalog in `target/` for profiling the binary. `BENCH_ONLY=kafka` (not in the
+//! full run: it needs `make tansu`) times Kafka consumer group members against `eval`
+//! (`BENCH_KAFKA_EVENTS`, default 600,000).
 
 mod evtx_folder;
 mod generate;
+mod kafka;
 mod pipeline;
 mod sigma;
 
@@ -53,6 +56,7 @@ fn main() -> Result<()> {
         "windows" => return windows_jsonl(),
         "sigma" => return sigma::packs(),
         "evtx" => return evtx_folder::folder(),
+        "kafka" => return kafka::group_vs_file(),
         _ if std::env::var("BENCH_PROFILE").as_deref() == Ok("sigma") => return sigma::profile(),
         "pipeline" => return pipeline::run_vs_eval(),
         _ => {}

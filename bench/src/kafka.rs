@@ -1,0 +1,244 @@
+//! `BENCH_ONLY=kafka`: events from a Kafka topic into `rulehost run` members of one consumer
+//! group, against `rulehost eval` over the same events from a file, in one run. The broker
+//! is tansu (`make tansu`, in-memory storage) on loopback, on the same two cores. The events
+//! are generated Defender streaming records (`{"records": [..]}` messages of 100, keyed by
+//! device, every other one a Soft Cell match), so they are not real records.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde_json::Value;
+
+const PARTITIONS: i32 = 6;
+const RECORDS_PER_MESSAGE: usize = 100;
+
+fn workspace() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+struct Broker {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker() -> Result<Broker> {
+    let tansu = workspace().join("target/tools/bin/tansu");
+    ensure!(tansu.exists(), "{} is missing: `make tansu`", tansu.display());
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let address = format!("127.0.0.1:{port}");
+    let child = Command::new(tansu)
+        .args(["broker", "--storage-engine", "memory://tansu/"])
+        .args([
+            "--listener-url",
+            &format!("tcp://{address}"),
+            "--advertised-listener-url",
+            &format!("tcp://{address}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&address).is_err() {
+        ensure!(Instant::now() < deadline, "tansu did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Broker { child, address })
+}
+
+/// `count` streaming records over 100 devices, as lines and as messages.
+fn records(count: usize) -> (String, Vec<(String, Vec<u8>)>) {
+    let mut lines = String::new();
+    let mut by_device: Vec<Vec<Value>> = vec![Vec::new(); 100];
+    for n in 0..count {
+        let device = n % 100;
+        let time = format!(
+            "2024-05-01T{:02}:{:02}:{:02}Z",
+            10 + (n / 360_000) % 10,
+            (n / 6000) % 60,
+            (n / 100) % 60
+        );
+        let command = if n % 2 == 0 { "cmd.exe /c whoami /all" } else { "cmd.exe /c dir c:\\inetpub" };
+        let record = serde_json::json!({
+            "time": time, "category": "AdvancedHunting-DeviceProcessEvents", "operationName": "Publish",
+            "properties": {
+                "Timestamp": time, "DeviceId": format!("{device:040x}"), "DeviceName": format!("web{device:03}.contoso.com"),
+                "ActionType": "ProcessCreated", "FileName": "cmd.exe", "FolderPath": "C:\\Windows\\System32\\cmd.exe",
+                "ProcessId": 5000 + n % 1000, "ProcessCommandLine": command, "ProcessCreationTime": time,
+                "AccountDomain": "iis apppool", "AccountName": "defaultapppool",
+                "InitiatingProcessFileName": "w3wp.exe", "InitiatingProcessFolderPath": "c:\\windows\\system32\\inetsrv\\w3wp.exe",
+                "InitiatingProcessCommandLine": "w3wp.exe", "InitiatingProcessId": 4032, "InitiatingProcessParentFileName": "svchost.exe",
+                "ReportId": n,
+            },
+        });
+        lines.push_str(&record.to_string());
+        lines.push('\n');
+        by_device[device].push(record);
+    }
+    let mut messages = Vec::new();
+    for (device, records) in by_device.iter().enumerate() {
+        for chunk in records.chunks(RECORDS_PER_MESSAGE) {
+            let payload = serde_json::to_vec(&serde_json::json!({ "records": chunk })).expect("JSON");
+            messages.push((format!("web{device:03}.contoso.com"), payload));
+        }
+    }
+    (lines, messages)
+}
+
+/// Members of `group` until together they have evaluated `events`: the events per second
+/// between their first and their last counters.
+fn consume(
+    broker: &Broker,
+    topic: &str,
+    group: &str,
+    members: usize,
+    events: u64,
+    rules: &Path,
+) -> Result<f64> {
+    let binary = workspace().join("target/release/rulehost");
+    let mut children = Vec::new();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, u64, Instant)>();
+    for m in 0..members {
+        let mut child = Command::new(&binary)
+            .args(["run", "--rules", &rules.display().to_string(), "--matches", "-o", "/dev/null"])
+            .args(["--source", &format!("kafka://{}/{topic}", broker.address), "--group", group])
+            .args(["--stats-interval", "1", "--jobs", "1"])
+            .args(
+                std::env::var("BENCH_KAFKA_OPTIONS")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .flat_map(|o| ["--kafka-option", o]),
+            )
+            .env("RULEHOST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, counts)) =
+                    line.split_once("stats so far").and_then(|(_, l)| l.rsplit_once("): "))
+                    && let Some(n) = counts.split(' ').next().and_then(|n| n.parse().ok())
+                {
+                    let _ = tx.send((m, n, Instant::now()));
+                }
+            }
+        });
+        children.push(child);
+    }
+    let mut latest = vec![0u64; members];
+    let mut first: Option<(u64, Instant)> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let result = loop {
+        let Ok((m, n, at)) = rx.recv_timeout(Duration::from_secs(5)) else {
+            if Instant::now() > deadline {
+                break Err(anyhow::anyhow!("members stalled at {latest:?} of {events}"));
+            }
+            continue;
+        };
+        latest[m] = n;
+        let total: u64 = latest.iter().sum();
+        if first.is_none() && total > 0 {
+            first = Some((total, at));
+        }
+        if total >= events {
+            let (start, since) = first.expect("set above");
+            let elapsed = at.duration_since(since).as_secs_f64();
+            if elapsed < 2.0 {
+                break Err(anyhow::anyhow!("too fast to time ({elapsed:.1} s): raise BENCH_KAFKA_EVENTS"));
+            }
+            break Ok((total - start) as f64 / elapsed);
+        }
+    };
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result
+}
+
+/// `BENCH_ONLY=kafka`.
+pub fn group_vs_file() -> Result<()> {
+    let count: usize = std::env::var("BENCH_KAFKA_EVENTS").ok().map_or(Ok(600_000), |v| v.parse())?;
+    let broker = start_broker()?;
+    let dir = tempfile::tempdir()?;
+    let (lines, messages) = records(count);
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines)?;
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules)?;
+    std::fs::write(rules.join("soft-cell.wasm"), rulehost::rules::BUNDLED_SOFT_CELL)?;
+
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &broker.address);
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for topic in ["one", "two"] {
+        let created = runtime.block_on(admin.create_topics(
+            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))?;
+        for result in created {
+            if let Err((name, e)) = result {
+                bail!("creating {name}: {e}");
+            }
+        }
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            config.clone().set("linger.ms", "20").create()?;
+        for (key, payload) in &messages {
+            while let Err((e, _)) = producer.send(BaseRecord::to(topic).key(key).payload(payload)) {
+                if !matches!(
+                    e,
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )
+                ) {
+                    bail!("producing: {e}");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        producer.flush(Duration::from_secs(120))?;
+    }
+
+    let binary = workspace().join("target/release/rulehost");
+    let started = Instant::now();
+    let status = Command::new(&binary)
+        .args(["eval", "--matches", "--jobs", "1", "-o", "/dev/null", "--rules"])
+        .arg(&rules)
+        .arg(&file)
+        .stderr(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "eval: {status}");
+    let eval_rate = count as f64 / started.elapsed().as_secs_f64();
+    let one = consume(&broker, "one", "bench-one", 1, count as u64, &rules)?;
+    let two = consume(&broker, "two", "bench-two", 2, count as u64, &rules)?;
+    println!();
+    println!(
+        "| {count} generated Defender records in {} messages, 6 partitions, tansu on the same cores | events/s | ratio |",
+        messages.len()
+    );
+    println!("|---|---|---|");
+    println!("| `rulehost eval --matches --jobs 1` over the same records from a file | {eval_rate:.0} | 1 |");
+    println!(
+        "| `rulehost run --source kafka://` 1 member (--jobs 1) | {one:.0} | {:.2} of eval |",
+        one / eval_rate
+    );
+    println!("| 2 members of one group (--jobs 1 each) | {two:.0} | {:.2}x one member |", two / one);
+    Ok(())
+}
