@@ -168,6 +168,9 @@ pub fn run(
             && Instant::now() >= at
         {
             stats(&pipeline.rule_summaries(), false);
+            if let Some(report) = source.report() {
+                tracing::info!("stats so far: {report}");
+            }
             next_stats = options.stats_interval.map(|i| Instant::now() + i);
         }
     }
@@ -180,6 +183,9 @@ pub fn run(
     let summary = pipeline.finish()?;
     source.settled(summary.read);
     stats(&summary.rules, true);
+    if let Some(report) = source.report() {
+        tracing::info!("stats at exit: {report}");
+    }
     Ok(summary)
 }
 

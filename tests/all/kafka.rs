@@ -225,7 +225,7 @@ impl Member {
         self.seen
             .iter()
             .rev()
-            .find(|l| l.contains("stats so far"))
+            .find(|l| l.contains("stats so far: rule"))
             .and_then(|l| l.rsplit_once("): "))
             .and_then(|(_, counts)| counts.split(' ').next())
             .and_then(|n| n.parse().ok())
@@ -279,6 +279,13 @@ fn one_consumer_and_a_group_of_three_give_the_alerts_of_eval_and_bad_messages_ar
     let (out, log) = one.pop().unwrap().stop();
     let alerts: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(sorted(alerts), expected);
+    // The source's counters at exit: every message read, offsets committed.
+    let report = log
+        .iter()
+        .find(|l| l.contains(&format!("stats at exit: kafka {topic}:")))
+        .expect("the source's counters");
+    assert!(report.contains(&format!(" {} messages read", batch.len())), "{report}");
+    assert!(!report.contains(" 0 commits"), "{report}");
     let rejected: Vec<&String> = log.iter().filter(|l| l.contains("record rejected")).collect();
     assert_eq!(rejected.len(), 2, "{log:?}");
     assert!(rejected.iter().all(|l| l.contains(&format!("{topic}/"))), "{rejected:?}");

@@ -67,9 +67,35 @@ pub fn client_config(address: &KafkaAddress, options: &[(String, String)]) -> Cl
 #[derive(Debug, Default)]
 pub struct GroupContext {
     ledger: Arc<Mutex<Ledger>>,
+    topic: String,
+    counters: Mutex<Counters>,
 }
 
-impl ClientContext for GroupContext {}
+/// What the source reports with the run's counters.
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    commits: u64,
+    rebalances: u64,
+    /// Per assigned partition, from librdkafka's statistics: messages not yet read, and
+    /// read but not committed.
+    lag: BTreeMap<i32, (i64, i64)>,
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        counters.lag.clear();
+        for (&partition, p) in &topic.partitions {
+            if partition < 0 || !p.desired || p.hi_offset < 0 {
+                continue;
+            }
+            let position = if p.app_offset >= 0 { p.app_offset } else { p.committed_offset.max(0) };
+            let committed = p.committed_offset.max(0);
+            counters.lag.insert(partition, ((p.hi_offset - position).max(0), (position - committed).max(0)));
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -80,6 +106,7 @@ impl ConsumerContext for GroupContext {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        self.counters.lock().unwrap_or_else(|e| e.into_inner()).rebalances += 1;
         match rebalance {
             Rebalance::Assign(list) => {
                 tracing::info!(partitions = %partitions(list), "rebalance: partitions assigned")
@@ -105,6 +132,7 @@ impl ConsumerContext for GroupContext {
 #[derive(Debug, Default)]
 struct Ledger {
     read: u64,
+    messages_read: u64,
     messages: VecDeque<(u64, i32, i64)>,
 }
 
@@ -136,7 +164,9 @@ impl KafkaSource {
             // A fetch waits at most this long for data: librdkafka's 500 ms default is what
             // a broker that holds every fetch for its full wait (tansu does) gives per
             // round trip, and what an idle partition adds to the latency.
-            .set("fetch.wait.max.ms", "50");
+            .set("fetch.wait.max.ms", "50")
+            // The lag the source reports with the run's counters.
+            .set("statistics.interval.ms", "1000");
         for (key, value) in options {
             config.set(key, value);
         }
@@ -145,7 +175,8 @@ impl KafkaSource {
             source: std::io::Error::other(e.to_string()),
         };
         let ledger = Arc::<Mutex<Ledger>>::default();
-        let context = GroupContext { ledger: ledger.clone() };
+        let context =
+            GroupContext { ledger: ledger.clone(), topic: address.topic.clone(), counters: Mutex::default() };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).map_err(error)?;
         consumer.subscribe(&[&address.topic]).map_err(error)?;
         Ok(KafkaSource { address, consumer: Arc::new(consumer), ledger, committed: BTreeMap::new() })
@@ -158,6 +189,20 @@ impl Source for KafkaSource {
         let ledger = self.ledger.clone();
         let topic = self.address.topic.clone();
         Box::new(move || Ok(Box::new(MessageGroups { consumer, ledger, topic }) as Records))
+    }
+
+    fn report(&self) -> Option<String> {
+        let counters = self.consumer.context().counters.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let messages = self.ledger.lock().unwrap_or_else(|e| e.into_inner()).messages_read;
+        let unread: i64 = counters.lag.values().map(|l| l.0).sum();
+        let uncommitted: i64 = counters.lag.values().map(|l| l.1).sum();
+        Some(format!(
+            "kafka {}: {messages} messages read, {} commits, {} rebalances, {} partitions assigned, lag {unread} unread and {uncommitted} read but not committed",
+            self.address.topic,
+            counters.commits,
+            counters.rebalances,
+            counters.lag.len()
+        ))
     }
 
     fn settled(&mut self, records: u64) {
@@ -182,7 +227,10 @@ impl Source for KafkaSource {
         // (a crash before it lands) only repeats messages; the last one is made
         // synchronously when the source is dropped.
         match self.commit(&next, CommitMode::Async) {
-            Ok(()) => self.committed.extend(next),
+            Ok(()) => {
+                self.committed.extend(next);
+                self.consumer.context().counters.lock().unwrap_or_else(|e| e.into_inner()).commits += 1;
+            }
             // A partition revoked in a rebalance refuses the commit: its new owner starts
             // from the last offset committed, and repeats what this member had read.
             Err(e) => tracing::warn!(topic = %self.address.topic, "offsets not committed: {e}"),
@@ -246,6 +294,7 @@ impl Iterator for MessageGroups {
                 ledger.read += (records.len() - before) as u64;
                 let end = ledger.read;
                 ledger.messages.push_back((end, message.partition(), message.offset()));
+                ledger.messages_read += 1;
             }
             if !records.is_empty() {
                 return Some(records);

@@ -23,6 +23,11 @@ pub trait Source: Send {
     fn settled(&mut self, records: u64) {
         let _ = records;
     }
+    /// The source's own counters (a consumer's lag, commits, rebalances), reported with the
+    /// run's; `None` when it has none.
+    fn report(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A file (followed or not), a named pipe or standard input, read in one format by the
