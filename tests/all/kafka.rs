@@ -74,12 +74,27 @@ impl Broker {
         }
     }
 
-    /// Produces `messages` (key, payload) and waits for their acknowledgement.
+    /// Produces `messages` (key, payload), partitioned by key, and waits for their
+    /// acknowledgement.
     fn produce(&self, topic: &str, messages: &[(String, Vec<u8>)]) {
+        self.produce_to(topic, messages, |_| None);
+    }
+
+    /// The same, each message to the partition `partition` gives it (by its index), if any.
+    fn produce_to(
+        &self,
+        topic: &str,
+        messages: &[(String, Vec<u8>)],
+        partition: impl Fn(usize) -> Option<i32>,
+    ) {
         let producer: ThreadedProducer<DefaultProducerContext> =
             self.config().set("acks", "all").create().unwrap();
-        for (key, payload) in messages {
-            producer.send(BaseRecord::to(topic).key(key).payload(payload)).map_err(|(e, _)| e).unwrap();
+        for (n, (key, payload)) in messages.iter().enumerate() {
+            let mut record = BaseRecord::to(topic).key(key).payload(payload);
+            if let Some(partition) = partition(n) {
+                record = record.partition(partition);
+            }
+            producer.send(record).map_err(|(e, _)| e).unwrap();
         }
         producer.flush(Duration::from_secs(30)).unwrap();
     }
@@ -286,6 +301,7 @@ fn one_consumer_and_a_group_of_three_give_the_alerts_of_eval_and_bad_messages_ar
         .expect("the source's counters");
     assert!(report.contains(&format!(" {} messages read", batch.len())), "{report}");
     assert!(!report.contains(" 0 commits"), "{report}");
+    assert!(!log.iter().any(|l| l.contains("several partitions")), "keyed by device: {log:?}");
     let rejected: Vec<&String> = log.iter().filter(|l| l.contains("record rejected")).collect();
     assert_eq!(rejected.len(), 2, "{log:?}");
     assert!(rejected.iter().all(|l| l.contains(&format!("{topic}/"))), "{rejected:?}");
@@ -390,4 +406,21 @@ fn a_member_killed_in_the_middle_and_started_again_loses_no_alert_and_gives_each
         }
     }
     assert_eq!(sorted(by_id.into_values().collect()), expected);
+}
+
+#[test]
+fn a_device_whose_events_come_from_two_partitions_is_warned_of_once() {
+    let broker = Broker::start();
+    broker.create_topic("split", 2);
+    let records = streaming_records(1, 6);
+    let batch = messages(&records);
+    assert!(batch.len() >= 3, "{}", batch.len());
+    // One device's messages to both partitions, as a producer that does not key by device.
+    broker.produce_to("split", &batch, |n| Some((n % 2) as i32));
+    let mut member = vec![Member::start(&broker, "split", "split", &[])];
+    wait_for_events(&mut member, records.len() as u64);
+    let (_, log) = member.pop().unwrap().stop();
+    let warnings: Vec<&String> = log.iter().filter(|l| l.contains("come from several partitions")).collect();
+    assert_eq!(warnings.len(), 1, "{log:?}");
+    assert!(warnings[0].contains("web00.contoso.com"), "{}", warnings[0]);
 }

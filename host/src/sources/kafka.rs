@@ -5,7 +5,7 @@
 //! what it led to written by the sink and flushed, its windows closed), so delivery is at
 //! least once: after a crash the group resumes from the oldest message not yet settled.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,10 @@ use crate::events::{Input, InputError, InputFormat, Origin, Position, Record, Re
 
 /// The largest message read; a larger one is rejected (counted and reported) unread.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Devices whose partition is remembered, for the warning that one device's events come
+/// from several partitions; past that, new devices are not checked.
+const DEVICES_CHECKED: usize = 100_000;
 
 /// Messages handed on together at most (fewer when the topic has no more for now).
 const MESSAGES_PER_GROUP: usize = 1024;
@@ -188,7 +192,10 @@ impl Source for KafkaSource {
         let consumer = self.consumer.clone();
         let ledger = self.ledger.clone();
         let topic = self.address.topic.clone();
-        Box::new(move || Ok(Box::new(MessageGroups { consumer, ledger, topic }) as Records))
+        Box::new(move || {
+            Ok(Box::new(MessageGroups { consumer, ledger, topic, devices: DeviceCheck::default() })
+                as Records)
+        })
     }
 
     fn report(&self) -> Option<String> {
@@ -267,6 +274,37 @@ struct MessageGroups {
     consumer: Arc<BaseConsumer<GroupContext>>,
     ledger: Arc<Mutex<Ledger>>,
     topic: String,
+    devices: DeviceCheck,
+}
+
+/// The partition each device's events came from (`None` once it was warned of).
+#[derive(Default)]
+struct DeviceCheck {
+    partition_of: HashMap<String, Option<i32>>,
+}
+
+impl DeviceCheck {
+    /// Warns, once per device, when a device's events come from a second partition:
+    /// alerts summarize by device, and are right across a group only when one member sees
+    /// all of a device's events.
+    fn check(&mut self, topic: &str, records: &[Record], partition: i32) {
+        let full = self.partition_of.len() >= DEVICES_CHECKED;
+        for record in records {
+            let Record::Event(event) = record else { continue };
+            let device = event.get(crate::events::Field::DeviceName);
+            match self.partition_of.get(device) {
+                Some(Some(seen)) if *seen != partition => {
+                    tracing::warn!(topic = %topic, device, partitions = %format!("{seen} and {partition}"), "events of one device come from several partitions: key events by device, or a window's alert may be split across members");
+                    self.partition_of.insert(device.to_owned(), None);
+                }
+                Some(_) => {}
+                None if !full => {
+                    self.partition_of.insert(device.to_owned(), Some(partition));
+                }
+                None => {}
+            }
+        }
+    }
 }
 
 impl Iterator for MessageGroups {
@@ -290,6 +328,7 @@ impl Iterator for MessageGroups {
                 let before = records.len();
                 let name = format!("{}/{}@{}", message.topic(), message.partition(), message.offset());
                 read_message(&name, message.payload().unwrap_or_default(), &mut records);
+                self.devices.check(&self.topic, &records[before..], message.partition());
                 let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
                 ledger.read += (records.len() - before) as u64;
                 let end = ledger.read;
