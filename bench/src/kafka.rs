@@ -228,6 +228,7 @@ pub fn group_vs_file() -> Result<()> {
     let eval_rate = count as f64 / started.elapsed().as_secs_f64();
     let one = consume(&broker, "one", "bench-one", 1, count as u64, &rules)?;
     let two = consume(&broker, "two", "bench-two", 2, count as u64, &rules)?;
+    let latencies = latency(&broker, &config, &runtime, &admin, &rules)?;
     println!();
     println!(
         "| {count} generated Defender records in {} messages, 6 partitions, tansu on the same cores | events/s | ratio |",
@@ -240,5 +241,105 @@ pub fn group_vs_file() -> Result<()> {
         one / eval_rate
     );
     println!("| 2 members of one group (--jobs 1 each) | {two:.0} | {:.2}x one member |", two / one);
+    println!();
+    println!(
+        "| produce to match, {LATENCY_RATE} matching events/s for {LATENCY_SECONDS} s, one member, matches to a topic | p50 | p99 | max |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| milliseconds | {:.0} | {:.0} | {:.0} |",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 99 / 100],
+        latencies[latencies.len() - 1]
+    );
     Ok(())
+}
+
+const LATENCY_RATE: u64 = 200;
+const LATENCY_SECONDS: u64 = 15;
+
+/// Milliseconds from the produce of each matching event to the moment its match is read
+/// back from the sink topic, sorted: events at a fixed rate, one record per message, one
+/// member writing `--matches` to a topic. Each event's `ReportId` is its number.
+fn latency(
+    broker: &Broker,
+    config: &ClientConfig,
+    runtime: &tokio::runtime::Runtime,
+    admin: &AdminClient<DefaultClientContext>,
+    rules: &Path,
+) -> Result<Vec<f64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    for (topic, partitions) in [("latency-in", PARTITIONS), ("latency-out", 1)] {
+        for result in runtime.block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))? {
+            if let Err((name, e)) = result {
+                bail!("creating {name}: {e}");
+            }
+        }
+    }
+    let binary = workspace().join("target/release/rulehost");
+    let mut member = Command::new(&binary)
+        .args(["run", "--rules", &rules.display().to_string(), "--matches", "--jobs", "1"])
+        .args(["--source", &format!("kafka://{}/latency-in", broker.address), "--group", "latency"])
+        .args(["--sink", &format!("kafka://{}/latency-out", broker.address)])
+        .env("RULEHOST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // The reader's own fetch waits 10 ms at most (tansu holds a fetch for its full wait),
+    // so that what is measured is rulehost's part.
+    let reader: BaseConsumer = config
+        .clone()
+        .set("group.id", "latency-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    reader.subscribe(&["latency-out"])?;
+    // Both sides join their groups before the clock starts.
+    for _ in 0..30 {
+        let _ = reader.poll(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let producer: ThreadedProducer<DefaultProducerContext> = config.clone().set("linger.ms", "0").create()?;
+    let total = LATENCY_RATE * LATENCY_SECONDS;
+    let start = Instant::now();
+    let mut sent_at = vec![start; total as usize];
+    let (_, template) = records(1);
+    let template: Value = serde_json::from_slice(&template[0].1)?;
+    let mut received = Vec::with_capacity(total as usize);
+    let mut n = 0u64;
+    let deadline = start + Duration::from_secs(LATENCY_SECONDS + 30);
+    while (received.len() as u64) < total && Instant::now() < deadline {
+        // Produce what the rate says is due, then read what has come back.
+        while n < total && start.elapsed() >= Duration::from_micros(n * 1_000_000 / LATENCY_RATE) {
+            let mut message = template.clone();
+            message["records"][0]["properties"]["ReportId"] = n.into();
+            message["records"][0]["properties"]["DeviceName"] =
+                format!("web{:03}.contoso.com", n % 100).into();
+            let payload = serde_json::to_vec(&message)?;
+            let key = format!("web{:03}", n % 100);
+            sent_at[n as usize] = Instant::now();
+            if let Err((e, _)) = producer.send(BaseRecord::to("latency-in").key(&key).payload(&payload)) {
+                bail!("producing: {e}");
+            }
+            n += 1;
+        }
+        if let Some(Ok(message)) = reader.poll(Duration::from_millis(1)) {
+            let value: Value = serde_json::from_slice(message.payload().unwrap_or_default())?;
+            if let Some(id) = value["event"]["ReportId"]
+                .as_u64()
+                .or_else(|| value["event"]["ReportId"].as_str().and_then(|s| s.parse().ok()))
+            {
+                received.push(sent_at[id as usize].elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let _ = member.kill();
+    let _ = member.wait();
+    ensure!(received.len() as u64 == total, "{} of {total} matches came back", received.len());
+    received.sort_by(f64::total_cmp);
+    Ok(received)
 }
