@@ -391,14 +391,19 @@ fn sigma_files_are_recompiled_and_swapped_as_a_pack_and_unchanged_rules_keep_the
 
 /// A component caught in the middle of its copy is left for the rescan after the copy, not
 /// refused as a broken artifact (the watcher used to log a refusal of the partial bytes,
-/// then load the finished file).
+/// then load the finished file). Times are set, not waited for: the settle time is long, and
+/// a settled file's modification time is put in the past.
 #[test]
 fn a_component_still_being_copied_is_loaded_once_its_copy_has_settled() {
     use rulehost::rules::{Trust, watch};
     let dir = tempfile::tempdir().unwrap();
     let runtime = rulehost::runtime::Runtime::new().unwrap();
     let trust = Trust::default();
-    let mut state = watch::DirectoryState::default();
+    let mut state = watch::DirectoryState::default().with_settle(Duration::from_secs(600));
+    let settled = |path: &Path| {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    };
     let path = dir.path().join("soft-cell.wasm");
     // The first half of the bytes, just written: the copy is under way.
     std::fs::write(&path, &BUNDLED_SOFT_CELL[..BUNDLED_SOFT_CELL.len() / 2]).unwrap();
@@ -406,7 +411,7 @@ fn a_component_still_being_copied_is_loaded_once_its_copy_has_settled() {
     assert!(updates.is_empty(), "{updates:?}");
     assert!(state.postponed());
     std::fs::write(&path, BUNDLED_SOFT_CELL).unwrap();
-    std::thread::sleep(watch::DEBOUNCE + Duration::from_millis(50));
+    settled(&path);
     let updates = watch::rescan(dir.path(), &runtime, &trust, &mut state);
     assert!(!state.postponed());
     match updates.as_slice() {
@@ -418,7 +423,7 @@ fn a_component_still_being_copied_is_loaded_once_its_copy_has_settled() {
     // A settled file that is broken is still refused, at once.
     let broken = dir.path().join("broken.wasm");
     std::fs::write(&broken, &BUNDLED_SOFT_CELL[..100]).unwrap();
-    std::thread::sleep(watch::DEBOUNCE + Duration::from_millis(50));
+    settled(&broken);
     let updates = watch::rescan(dir.path(), &runtime, &trust, &mut state);
     assert!(
         matches!(updates.as_slice(), [watch::RuleUpdate::Refused { path, .. }] if *path == broken),

@@ -78,6 +78,9 @@ pub struct DirectoryState {
     sigma_running: Option<BTreeMap<String, ir::Rule>>,
     /// A file was left for the next rescan because it was still being written.
     postponed: bool,
+    /// How recently modified a file must be to count as still being written (`None`:
+    /// [`DEBOUNCE`]).
+    settle: Option<Duration>,
 }
 
 /// A Sigma file as last seen: its digest, and the last version of it that compiled.
@@ -98,18 +101,25 @@ impl DirectoryState {
     pub fn postponed(&self) -> bool {
         self.postponed
     }
+
+    /// Counts a file modified less than `settle` ago as still being written (default:
+    /// [`DEBOUNCE`]).
+    pub fn with_settle(mut self, settle: Duration) -> Self {
+        self.settle = Some(settle);
+        self
+    }
 }
 
-/// Whether `path` was modified less than [`DEBOUNCE`] ago: a copy in progress, whose
-/// partial bytes would be refused as a broken artifact. Its last write sends an event, and
-/// the rescan after it finds the file settled. A time that cannot be read, or one in the
+/// Whether `path` was modified less than `settle` ago: a copy in progress, whose partial
+/// bytes would be refused as a broken artifact. Its last write sends an event, and the
+/// rescan after it finds the file settled. A time that cannot be read, or one in the
 /// future, counts as settled, so that no file waits forever.
-fn still_being_written(path: &Path) -> bool {
+fn still_being_written(path: &Path, settle: Duration) -> bool {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|modified| modified.elapsed().ok())
-        .is_some_and(|age| age < DEBOUNCE)
+        .is_some_and(|age| age < settle)
 }
 
 /// The first look at `dir`, at start: every file as it is now, so that what the directory
@@ -144,7 +154,7 @@ fn compare(
         }
     };
     for path in files.iter().cloned() {
-        if wait_for_writes && still_being_written(&path) {
+        if wait_for_writes && still_being_written(&path, state.settle.unwrap_or(DEBOUNCE)) {
             state.postponed = true;
             continue;
         }
@@ -207,7 +217,7 @@ fn rescan_sigma(
     // Sigma text carries no signature: under a policy it loads only as a signed pack.
     let unsigned_refused = trust.policy.is_some() && !trust.allow_unsigned;
     for path in files {
-        if wait_for_writes && still_being_written(&path) {
+        if wait_for_writes && still_being_written(&path, state.settle.unwrap_or(DEBOUNCE)) {
             // Its last version, if any, stays in the pack until it has settled.
             state.postponed = true;
             continue;
