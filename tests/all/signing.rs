@@ -61,6 +61,17 @@ fn key_generate_writes_a_private_secret_and_never_prints_it() {
     let fresh = tempfile::tempdir().unwrap();
     let run = rulehost(&["key", "generate", "--dir", &fresh.path().display().to_string()]);
     assert!(!run.stdout.contains("PRIVATE KEY") && !run.stdout.contains(&secret), "{}", run.stdout);
+    // A key directory that does not exist yet (the README's ~/.config/rulehost/keys) is
+    // made, readable by its owner only.
+    let nested = fresh.path().join("config/rulehost/keys");
+    let run = rulehost(&["key", "generate", "--dir", &nested.display().to_string()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(nested.join("rulehost.key").exists() && nested.join("rulehost.pub").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&nested).unwrap().permissions().mode() & 0o777, 0o700);
+    }
 }
 
 #[test]

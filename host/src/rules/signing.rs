@@ -79,8 +79,16 @@ pub struct GeneratedKey {
 }
 
 /// Generates a key pair into `dir/name.key` (created with mode 0600, before any secret is
-/// written) and `dir/name.pub`. Existing files are never overwritten.
+/// written) and `dir/name.pub`; `dir` is created (mode 0700, as `~/.ssh`) when missing.
+/// Existing files are never overwritten.
 pub fn generate_key(dir: &Path, name: &str) -> Result<GeneratedKey, SigningError> {
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(io_error(dir))?;
+    }
     let secret = dir.join(format!("{name}.key"));
     let public = dir.join(format!("{name}.pub"));
     for path in [&secret, &public] {
