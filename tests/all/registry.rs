@@ -169,6 +169,22 @@ impl Place {
         rulehost_in(&self.path("cache"), &self.path("docker"), env, args)
     }
 
+    /// `rulehost pull REFERENCE` with the store in `cache` (a fresh one, say) and `env`.
+    fn pull_into(
+        &self,
+        cache: &Path,
+        env: &[(&str, &str)],
+        registry: &TestRegistry,
+        reference: &str,
+    ) -> Outcome {
+        rulehost_in(
+            cache,
+            &self.path("docker"),
+            env,
+            &["pull", "--insecure-registry", &registry.host, reference],
+        )
+    }
+
     /// Pushes `rule`, signed with the place's key when `signed`; the manifest digest.
     fn push(&self, registry: &TestRegistry, rule: &str, reference: &str, signed: bool) -> String {
         let key = self.arg("keys/platform.key");
@@ -332,12 +348,7 @@ fn an_unsigned_artifact_is_refused_by_the_trust_policy_and_a_changed_blob_by_its
     bytes[at] ^= 0x55;
     std::fs::write(&blob, bytes).unwrap();
     let fresh = tempfile::tempdir().unwrap();
-    let run = rulehost_in(
-        fresh.path(),
-        &place.path("docker"),
-        &[],
-        &["pull", "--insecure-registry", &registry.host, &reference],
-    );
+    let run = place.pull_into(fresh.path(), &[], &registry, &reference);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("refused") && run.stderr.contains(&layer), "{}", run.stderr);
     assert!(
@@ -515,19 +526,9 @@ fn credentials_come_from_the_environment_or_the_docker_config_and_wrong_ones_nam
     std::fs::write(place.path("docker/config.json"), r#"{"credsStore": "fake"}"#).unwrap();
     let path = format!("{}:{}", helpers.display(), std::env::var("PATH").unwrap());
     let fresh = tempfile::tempdir().unwrap();
-    let helped = rulehost_in(
-        fresh.path(),
-        &place.path("docker"),
-        &[("PATH", &path)],
-        &["pull", "--insecure-registry", &registry.host, &reference],
-    );
+    let helped = place.pull_into(fresh.path(), &[("PATH", &path)], &registry, &reference);
     assert_eq!(helped.code, 0, "{}", helped.stderr);
-    let unhelped = rulehost_in(
-        fresh.path(),
-        &place.path("docker"),
-        &[],
-        &["pull", "--insecure-registry", &registry.host, &reference],
-    );
+    let unhelped = place.pull_into(fresh.path(), &[], &registry, &reference);
     assert_eq!(unhelped.code, 2, "without the helper on PATH: {}", unhelped.stderr);
     assert!(unhelped.stderr.contains("docker-credential-fake"), "{}", unhelped.stderr);
 }

@@ -210,9 +210,12 @@ impl Registry {
         })
     }
 
-    fn credentials(&self, reference: &Reference) -> Result<Credentials, RegistryError> {
-        auth::credentials_for(&reference.registry)
-            .map_err(|reason| RegistryError::Credentials { registry: reference.registry.clone(), reason })
+    /// The session, and the credentials for `reference`'s registry.
+    fn connect(&self, reference: &Reference) -> Result<(&Session, Credentials), RegistryError> {
+        let session = self.session(&reference.registry)?;
+        let credentials = auth::credentials_for(&reference.registry)
+            .map_err(|reason| RegistryError::Credentials { registry: reference.registry.clone(), reason })?;
+        Ok((session, credentials))
     }
 
     /// Pulls `reference` into the store (a pinned reference already there, or anything with
@@ -266,8 +269,7 @@ impl Registry {
     /// Fetches the manifest, the layer and the signature of `reference`, checks them, and
     /// keeps them in the store.
     fn fetch(&self, reference: &Reference) -> Result<Pulled, RegistryError> {
-        let session = self.session(&reference.registry)?;
-        let credentials = self.credentials(reference)?;
+        let (session, credentials) = self.connect(reference)?;
         let auth = credentials.to_client();
         let client = &session.client;
         let image = reference.to_client();
@@ -381,8 +383,8 @@ impl Registry {
         Ok(None)
     }
 
-    /// The manifest digest `reference` names now (asks the registry for a tag; offline,
-    /// the store).
+    /// The manifest digest `reference` names now (asks the registry for a tag, as the
+    /// registry states it; offline, the store).
     pub fn current_digest(&self, reference: &Reference) -> Result<String, RegistryError> {
         if let Some(digest) = &reference.digest {
             return Ok(digest.clone());
@@ -394,18 +396,15 @@ impl Registry {
                 store: self.store.dir().display().to_string(),
             });
         }
-        let session = self.session(&reference.registry)?;
-        let credentials = self.credentials(reference)?;
+        let (session, credentials) = self.connect(reference)?;
         let auth = credentials.to_client();
         let image = reference.to_client();
-        session.runtime.block_on(async {
-            let (bytes, _) = session
-                .client
-                .pull_manifest_raw(&image, &auth, &[MANIFEST_MEDIA_TYPE])
-                .await
-                .map_err(|e| network_error(reference, &credentials, e))?;
-            Ok(layout::sha256(&bytes))
-        })
+        // A HEAD request: the manifest itself is fetched (and its digest checked) only by
+        // the pull of a digest that changed.
+        session
+            .runtime
+            .block_on(session.client.fetch_manifest_digest(&image, &auth))
+            .map_err(|e| network_error(reference, &credentials, e))
     }
 
     /// Pushes `wasm` to `reference` in the Wasm artifact layout, then its signature, if any,
@@ -425,8 +424,7 @@ impl Registry {
         if reference.tag.is_none() {
             return Err(refused(reference, "a push needs a tag (oci://HOST/REPO:TAG)".to_owned()));
         }
-        let session = self.session(&reference.registry)?;
-        let credentials = self.credentials(reference)?;
+        let (session, credentials) = self.connect(reference)?;
         let auth = credentials.to_client();
         let client = &session.client;
         let image = reference.at_tag(reference.tag.as_deref().unwrap_or("latest")).to_client();

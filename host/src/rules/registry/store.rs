@@ -67,17 +67,12 @@ impl Store {
 
     /// The manifest digest `reference`'s tag had when last pulled.
     pub fn tag(&self, reference: &Reference) -> Option<String> {
-        let text = std::fs::read_to_string(self.tag_path(reference)?).ok()?;
-        let digest = text.trim();
-        is_sha256(digest).then(|| digest.to_owned())
+        read_digest(self.tag_path(reference)?)
     }
 
     /// Records that `reference`'s tag points at `digest`.
     pub fn set_tag(&self, reference: &Reference, digest: &str) -> io::Result<()> {
-        match self.tag_path(reference) {
-            Some(path) => write_atomically(&path, format!("{digest}\n").as_bytes()),
-            None => Ok(()),
-        }
+        self.tag_path(reference).map_or(Ok(()), |path| write_digest(&path, digest))
     }
 
     fn signature_path(&self, manifest: &str) -> Option<PathBuf> {
@@ -86,17 +81,12 @@ impl Store {
 
     /// The digest of the signature blob found for the artifact of manifest `manifest`.
     pub fn signature(&self, manifest: &str) -> Option<String> {
-        let text = std::fs::read_to_string(self.signature_path(manifest)?).ok()?;
-        let digest = text.trim();
-        is_sha256(digest).then(|| digest.to_owned())
+        read_digest(self.signature_path(manifest)?)
     }
 
     /// Records the signature blob of the artifact of manifest `manifest`.
     pub fn set_signature(&self, manifest: &str, signature: &str) -> io::Result<()> {
-        match self.signature_path(manifest) {
-            Some(path) => write_atomically(&path, format!("{signature}\n").as_bytes()),
-            None => Ok(()),
-        }
+        self.signature_path(manifest).map_or(Ok(()), |path| write_digest(&path, signature))
     }
 
     /// Writes an artifact where the loaders read it: `rules/<manifest hex>/<name>.wasm`, with
@@ -121,6 +111,17 @@ impl Store {
         }
         Ok(path)
     }
+}
+
+/// The well-formed digest a file of the store holds, if any.
+fn read_digest(path: PathBuf) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let digest = text.trim();
+    is_sha256(digest).then(|| digest.to_owned())
+}
+
+fn write_digest(path: &Path, digest: &str) -> io::Result<()> {
+    write_atomically(path, format!("{digest}\n").as_bytes())
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that a reader never
