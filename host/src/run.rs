@@ -153,6 +153,7 @@ pub fn run(
             Ok(Incoming::End) | Err(RecvTimeoutError::Disconnected) => input_done = true,
             Err(RecvTimeoutError::Timeout) => {}
         }
+        pipeline.withdraw(source.withdrawn());
         // Full batches go to the rules as they fill; what was read since the last tick is
         // evaluated and written once its first record has waited the batch delay.
         if pending > 0 && batch_started.elapsed() >= options.max_batch_delay {
@@ -180,6 +181,7 @@ pub fn run(
             pipeline.record(record)?;
         }
     }
+    pipeline.withdraw(source.withdrawn());
     let summary = pipeline.finish()?;
     source.settled(summary.read);
     stats(&summary.rules, true);

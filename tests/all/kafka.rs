@@ -232,11 +232,16 @@ impl Member {
         Member { child, _rules: rules, lines, seen: Vec::new() }
     }
 
-    /// The events evaluated so far, by the latest counters.
-    fn evaluated(&mut self) -> u64 {
+    /// Takes in the lines written since last asked.
+    fn read_log(&mut self) {
         while let Ok(line) = self.lines.try_recv() {
             self.seen.push(line);
         }
+    }
+
+    /// The events evaluated so far, by the latest counters.
+    fn evaluated(&mut self) -> u64 {
+        self.read_log();
         self.seen
             .iter()
             .rev()
@@ -245,6 +250,27 @@ impl Member {
             .and_then(|(_, counts)| counts.split(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The partitions of the member's last rebalance, if it assigned it some (or none).
+    fn assignment(&mut self) -> Option<Vec<String>> {
+        self.read_log();
+        let line = self.seen.iter().rev().find(|l| l.contains("rebalance: partitions"))?;
+        let list = line.split_once(" partitions=").map_or("", |(_, list)| list);
+        line.contains("partitions assigned")
+            .then(|| list.split(", ").filter(|p| !p.is_empty()).map(str::to_owned).collect())
+    }
+
+    /// From the source's counters reported since the member's last rebalance: its
+    /// partitions, and the messages in them it has not read yet.
+    fn lag(&mut self) -> Option<(usize, u64)> {
+        self.read_log();
+        let since = self.seen.iter().rposition(|l| l.contains("rebalance: partitions"))?;
+        let report = self.seen[since..].iter().rev().find(|l| l.contains("stats so far: kafka"))?;
+        let number_before = |what: &str| -> Option<u64> {
+            report.split(what).next()?.rsplit(' ').find(|w| !w.is_empty())?.parse().ok()
+        };
+        Some((number_before(" partitions assigned")? as usize, number_before(" unread")?))
     }
 
     /// Stops it with SIGTERM; its stdout.
@@ -270,6 +296,49 @@ fn wait_for_events(members: &mut [Member], events: u64) {
             return;
         }
         assert!(Instant::now() < deadline, "{total} of {events} events evaluated");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the last rebalance of every member assigned it partitions, together each of
+/// the topic's `partitions` once.
+fn wait_for_assignment(members: &mut [Member], partitions: usize) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let assigned: Option<Vec<Vec<String>>> = members.iter_mut().map(Member::assignment).collect();
+        if let Some(assigned) = &assigned {
+            let mut all = assigned.concat();
+            all.sort();
+            all.dedup();
+            if all.len() == partitions && assigned.iter().map(Vec::len).sum::<usize>() == partitions {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "no stable assignment: {assigned:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the members, whose assignment is stable, have read every message of their
+/// partitions and evaluated them: the counters since their last rebalance say that all
+/// `partitions` are theirs and none has a message unread, and nothing changes for 3 s.
+fn wait_until_caught_up(members: &mut [Member], partitions: usize) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last: Option<(Vec<u64>, Instant)> = None;
+    loop {
+        let lags: Vec<Option<(usize, u64)>> = members.iter_mut().map(Member::lag).collect();
+        let evaluated: Vec<u64> = members.iter_mut().map(Member::evaluated).collect();
+        let read_all = lags.iter().all(|l| matches!(l, Some((_, 0))))
+            && lags.iter().flatten().map(|l| l.0).sum::<usize>() == partitions;
+        match &last {
+            Some((counts, since)) if read_all && *counts == evaluated => {
+                if since.elapsed() >= Duration::from_secs(3) {
+                    return;
+                }
+            }
+            _ => last = read_all.then(|| (evaluated.clone(), Instant::now())),
+        }
+        assert!(Instant::now() < deadline, "not caught up: {lags:?}, {evaluated:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -306,9 +375,11 @@ fn one_consumer_and_a_group_of_three_give_the_alerts_of_eval_and_bad_messages_ar
     assert_eq!(rejected.len(), 2, "{log:?}");
     assert!(rejected.iter().all(|l| l.contains(&format!("{topic}/"))), "{rejected:?}");
 
-    // Three members of another group: the union of their alerts is the same.
+    // Three members of another group, once the group has settled: the union of their
+    // alerts is the same.
     let mut three: Vec<Member> = (0..3).map(|_| Member::start(&broker, topic, "three", &[])).collect();
-    wait_for_events(&mut three, events);
+    wait_for_assignment(&mut three, 6);
+    wait_until_caught_up(&mut three, 6);
     let mut union = Vec::new();
     for member in three {
         let (out, _) = member.stop();
@@ -324,6 +395,38 @@ fn one_consumer_and_a_group_of_three_give_the_alerts_of_eval_and_bad_messages_ar
     assert_eq!(again[0].evaluated(), 0);
     let (out, _) = again.pop().unwrap().stop();
     assert_eq!(out, "");
+}
+
+#[test]
+fn partitions_taken_away_in_a_rebalance_leave_their_windows_to_their_new_owner() {
+    let broker = Broker::start();
+    broker.create_topic("events", 6);
+    let records = streaming_records(12, 40);
+    let expected = eval_alerts(&records);
+    broker.produce("events", &messages(&records));
+    // A member reads every event; its windows stay open (24 h of allowed lateness).
+    let mut members = vec![Member::start(&broker, "events", "moving", &[])];
+    wait_for_events(&mut members, records.len() as u64);
+    // A second member joins: the rebalance takes partitions from the first, whose matches
+    // of them must go with them rather than be written as complete alerts at its stop.
+    members.push(Member::start(&broker, "events", "moving", &[]));
+    wait_for_assignment(&mut members, 6);
+    wait_until_caught_up(&mut members, 6);
+    let mut outputs = Vec::new();
+    for (n, member) in members.into_iter().enumerate() {
+        let (out, log) = member.stop();
+        if n == 0 {
+            assert!(log.iter().any(|l| l.contains("partitions revoked")), "{log:?}");
+        }
+        outputs.push(sorted(out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect()));
+    }
+    assert!(outputs.iter().all(|o| !o.is_empty()), "each member keeps some partitions: {outputs:?}");
+    // Each alert once, by the member that owns its device's partition now, and complete.
+    let all = sorted(outputs.concat());
+    let mut distinct = all.clone();
+    distinct.dedup();
+    assert_eq!(all.len(), distinct.len(), "an alert written by both members");
+    assert_eq!(all, expected);
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod workers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -212,6 +213,9 @@ pub struct Pipeline<'a> {
     /// costs the kernel zeroing fresh pages (a 2 MiB huge page per batch where the kernel
     /// backs large allocations with them).
     spare_batches: Vec<Vec<ProcessEvent>>,
+    /// Reading places the source took back (see [`Pipeline::withdraw`]) that events still
+    /// to be taken in may hold, in order.
+    withdrawn: Vec<Range<u64>>,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -275,6 +279,7 @@ impl<'a> Pipeline<'a> {
             next_read_order: 1,
             unapplied: VecDeque::new(),
             spare_batches: Vec::new(),
+            withdrawn: Vec::new(),
         })
     }
 
@@ -348,7 +353,44 @@ impl<'a> Pipeline<'a> {
         self.evaluate_batch()?;
         self.wait_for_workers()?;
         self.output.flush()?;
+        self.forget_withdrawn();
         Ok(())
+    }
+
+    /// Drops what the records at the reading places `ranges` led to and is not written
+    /// yet: their matches in open windows now, and those of the ones not yet taken in when
+    /// they are. Their source took them back (a revoked partition's, which the partition's
+    /// new owner reads again): an alert made of them would be incomplete, and a duplicate.
+    pub fn withdraw(&mut self, ranges: Vec<Range<u64>>) {
+        if ranges.is_empty() {
+            return;
+        }
+        let mut dropped = 0usize;
+        for run in &mut self.set.runs {
+            for events in run.windows.values_mut() {
+                let before = events.len();
+                events.retain(|e| !ranges.iter().any(|r| r.contains(&e.read_order())));
+                dropped += before - events.len();
+            }
+            run.windows.retain(|_, events| !events.is_empty());
+        }
+        tracing::info!(
+            matches = dropped,
+            "records taken back by their source: their matches in open windows dropped"
+        );
+        self.withdrawn.extend(ranges);
+        self.forget_withdrawn();
+    }
+
+    /// Forgets the withdrawn places that no event still to be taken in can hold.
+    fn forget_withdrawn(&mut self) {
+        let first = self
+            .unapplied
+            .front()
+            .copied()
+            .or_else(|| self.batch.first().map(ProcessEvent::read_order))
+            .unwrap_or(self.next_read_order);
+        self.withdrawn.retain(|r| r.end > first);
     }
 
     /// Applies one change of the rules, between two batches: the batches handed out are
@@ -674,6 +716,13 @@ impl<'a> Pipeline<'a> {
             };
             run.summary.matches += indices.len() as u64;
             matched.push(indices);
+        }
+        if !self.withdrawn.is_empty() {
+            // Made, and counted; not written, nor kept in a window.
+            let withdrawn = &self.withdrawn;
+            for indices in &mut matched {
+                indices.retain(|&i| !withdrawn.iter().any(|r| r.contains(&batch.get(i).read_order())));
+            }
         }
         if self.options.matches_only {
             // In input order, and for one event in rule order.

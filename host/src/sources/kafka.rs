@@ -6,6 +6,7 @@
 //! least once: after a crash the group resumes from the oldest message not yet settled.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -118,26 +119,54 @@ impl ConsumerContext for GroupContext {
             Rebalance::Revoke(list) => {
                 tracing::info!(partitions = %partitions(list), "rebalance: partitions revoked");
                 let revoked: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
-                let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-                // Kept as empty entries, so that the read order still lines up.
-                for entry in ledger.messages.iter_mut() {
-                    if revoked.contains(&entry.1) {
-                        entry.2 = -1;
-                    }
-                }
+                self.ledger.lock().unwrap_or_else(|e| e.into_inner()).revoke(&revoked);
             }
             Rebalance::Error(e) => tracing::warn!("rebalance failed: {e}"),
         }
     }
 }
 
-/// Which messages are in flight: each message read, in reading order, with the read order
-/// just past its last record, its partition and offset (-1 once its partition is revoked).
+/// Which messages are in flight, in reading order, and what became of the partitions
+/// revoked since the source last asked.
 #[derive(Debug, Default)]
 struct Ledger {
+    /// Records read.
     read: u64,
     messages_read: u64,
-    messages: VecDeque<(u64, i32, i64)>,
+    messages: VecDeque<InFlight>,
+    /// Reading places of the records of revoked partitions not yet settled.
+    withdrawn: Vec<Range<u64>>,
+    /// Partitions revoked, whose offsets this member no longer commits.
+    revoked: Vec<i32>,
+}
+
+/// A message read and not yet settled.
+#[derive(Debug, Clone)]
+struct InFlight {
+    /// The reading places of its records.
+    records: Range<u64>,
+    partition: i32,
+    /// Its offset; `None` once its partition is revoked (its new owner commits it).
+    offset: Option<i64>,
+}
+
+impl Ledger {
+    /// Forgets the offsets of the messages of `revoked` partitions, and withdraws their
+    /// records.
+    fn revoke(&mut self, revoked: &[i32]) {
+        // The messages stay, as entries with nothing to commit, so that the reading places
+        // still line up.
+        for message in self.messages.iter_mut() {
+            if message.offset.is_some() && revoked.contains(&message.partition) {
+                message.offset = None;
+                match self.withdrawn.last_mut() {
+                    Some(last) if last.end == message.records.start => last.end = message.records.end,
+                    _ => self.withdrawn.push(message.records.clone()),
+                }
+            }
+        }
+        self.revoked.extend_from_slice(revoked);
+    }
 }
 
 /// A consumer group member's topic.
@@ -212,16 +241,24 @@ impl Source for KafkaSource {
         ))
     }
 
+    fn withdrawn(&mut self) -> Vec<Range<u64>> {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        for partition in std::mem::take(&mut ledger.revoked) {
+            self.committed.remove(&partition);
+        }
+        std::mem::take(&mut ledger.withdrawn)
+    }
+
     fn settled(&mut self, records: u64) {
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         {
             let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-            while let Some(&(end, partition, offset)) = ledger.messages.front() {
-                if end > records {
+            while let Some(message) = ledger.messages.front() {
+                if message.records.end > records + 1 {
                     break;
                 }
-                if offset >= 0 {
-                    next.insert(partition, offset + 1);
+                if let Some(offset) = message.offset {
+                    next.insert(message.partition, offset + 1);
                 }
                 ledger.messages.pop_front();
             }
@@ -330,9 +367,14 @@ impl Iterator for MessageGroups {
                 read_message(&name, message.payload().unwrap_or_default(), &mut records);
                 self.devices.check(&self.topic, &records[before..], message.partition());
                 let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+                let first = ledger.read + 1;
                 ledger.read += (records.len() - before) as u64;
-                let end = ledger.read;
-                ledger.messages.push_back((end, message.partition(), message.offset()));
+                let places = first..ledger.read + 1;
+                ledger.messages.push_back(InFlight {
+                    records: places,
+                    partition: message.partition(),
+                    offset: Some(message.offset()),
+                });
                 ledger.messages_read += 1;
             }
             if !records.is_empty() {
@@ -368,5 +410,36 @@ pub fn read_message(name: &str, payload: &[u8], records: &mut Vec<Record>) {
             }
         }
         Err(e) => records.push(reject(RejectReason::UnknownShape(e.to_string()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(records: Range<u64>, partition: i32, offset: i64) -> InFlight {
+        InFlight { records, partition, offset: Some(offset) }
+    }
+
+    #[test]
+    fn a_revoked_partition_withdraws_its_records_and_commits_nothing_more() {
+        let mut ledger = Ledger::default();
+        ledger.messages.extend([
+            message(1..3, 0, 10),
+            message(3..4, 0, 11),
+            message(4..6, 1, 7),
+            message(6..6, 0, 12),
+            message(6..9, 0, 13),
+        ]);
+        ledger.revoke(&[0]);
+        // Adjacent messages of the partition make one range; the empty one adds nothing.
+        assert_eq!(ledger.withdrawn, vec![1..4, 6..9]);
+        assert_eq!(ledger.revoked, vec![0]);
+        let offsets: Vec<Option<i64>> = ledger.messages.iter().map(|m| m.offset).collect();
+        assert_eq!(offsets, vec![None, None, Some(7), None, None]);
+        // Revoked again (a second rebalance), nothing is withdrawn twice.
+        ledger.withdrawn.clear();
+        ledger.revoke(&[0]);
+        assert!(ledger.withdrawn.is_empty());
     }
 }

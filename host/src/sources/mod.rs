@@ -4,6 +4,8 @@
 //! them then, so that a crash loses nothing and a restart repeats only what was not
 //! settled; the files, pipes and standard input here have nothing to commit.
 
+use std::ops::Range;
+
 use crate::events::{Input, InputError, InputFormat, Record};
 
 /// The records of an opened source, in order, in groups as they came (a group is handed
@@ -22,6 +24,13 @@ pub trait Source: Send {
     /// The first `records` records that the opened source gave are settled.
     fn settled(&mut self, records: u64) {
         let _ = records;
+    }
+    /// Records, by reading place (the first record read is 1), that the source has taken
+    /// back since it was last asked: a revoked partition's, which its new owner reads again
+    /// from the last committed offset. What they led to and is not written yet (their
+    /// matches in open windows) is dropped, not written as if complete.
+    fn withdrawn(&mut self) -> Vec<Range<u64>> {
+        Vec::new()
     }
     /// The source's own counters (a consumer's lag, commits, rebalances), reported with the
     /// run's; `None` when it has none.
