@@ -253,6 +253,11 @@ struct RunArgs {
     /// keyed by their id).
     #[arg(long, value_name = "kafka://BROKERS/TOPIC", help_heading = "Kafka")]
     sink: Option<String>,
+    /// With --source: event time is that of the least advanced partition assigned (each
+    /// advances on its own), and a partition that delivers nothing for this long stops
+    /// holding it back (`30s`, `5m`).
+    #[arg(long, default_value = "60s", value_name = "DURATION", help_heading = "Kafka")]
+    idle_timeout: WindowSpec,
     /// A librdkafka property for the Kafka clients, KEY=VALUE; repeatable (e.g.
     /// security.protocol=SASL_SSL, sasl.mechanism=PLAIN, sasl.username=$ConnectionString,
     /// sasl.password=Endpoint=sb://...: Azure Event Hubs).

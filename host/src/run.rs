@@ -10,9 +10,11 @@
 //! - a window that straddles a swap gives two alerts: the old version summarizes the
 //!   matches it made when it is swapped out (its open windows are flushed then), and the
 //!   new version summarizes its own when the window closes;
-//! - windows close when the watermark (the latest event time seen, less the allowed
-//!   lateness) passes their end. An event for a window that has closed already is late: it
-//!   is still evaluated, counted, reported, and its matches make an alert of their own;
+//! - windows close when the watermark passes their end: the latest event time seen, or
+//!   where the source tracks event time itself (a Kafka topic: its least advanced
+//!   partition) the lower of the two, less the allowed lateness. An event for a window
+//!   that has closed already is late: it is still evaluated, counted, reported, and its
+//!   matches make an alert of their own;
 //! - at the end of the input, or on SIGINT / SIGTERM, every open window is flushed.
 
 use std::path::PathBuf;
@@ -160,6 +162,12 @@ pub fn run(
             pipeline.tick()?;
             source.settled(pipeline.settled());
             pending = 0;
+        }
+        // Event time as the source tracks it may close windows with no new record (a
+        // partition gone idle).
+        if pipeline.limit_event_time(source.event_time(pipeline.records_taken_in()))? {
+            pipeline.tick()?;
+            source.settled(pipeline.settled());
         }
         // Between batches: the only place a rule changes.
         while let Ok(update) = updates.try_recv() {

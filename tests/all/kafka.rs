@@ -206,30 +206,36 @@ struct Member {
     _rules: tempfile::TempDir,
     lines: Receiver<String>,
     seen: Vec<String>,
+    /// Its stdout, line by line as written.
+    out: Receiver<String>,
 }
 
 impl Member {
     fn start(broker: &Broker, topic: &str, group: &str, extra: &[&str]) -> Self {
         let rules = tempfile::tempdir().unwrap();
         std::fs::write(rules.path().join("soft-cell.wasm"), rulehost::rules::BUNDLED_SOFT_CELL).unwrap();
+        // Windows stay open until the end unless the test says otherwise.
+        let lateness: &[&str] =
+            if extra.contains(&"--allowed-lateness") { &[] } else { &["--allowed-lateness", "24h"] };
         let mut child = command()
             .env("RULEHOST_LOG", "info")
             .args(["run", "--rules", &rules.path().display().to_string()])
             .args(["--source", &format!("kafka://{}/{topic}", broker.address), "--group", group])
-            .args(["--window", "1h", "--allowed-lateness", "24h", "--stats-interval", "1"])
+            .args(["--window", "1h", "--stats-interval", "1"])
+            .args(lateness)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, lines) = channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Member { child, _rules: rules, lines, seen: Vec::new() }
+        let lines = line_by_line(child.stderr.take().unwrap());
+        let out = line_by_line(child.stdout.take().unwrap());
+        Member { child, _rules: rules, lines, seen: Vec::new(), out }
+    }
+
+    /// What it wrote to stdout so far.
+    fn written(&self) -> Vec<String> {
+        self.out.try_iter().collect()
     }
 
     /// Takes in the lines written since last asked.
@@ -277,14 +283,25 @@ impl Member {
     fn stop(mut self) -> (String, Vec<String>) {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut out).unwrap();
         assert!(self.child.wait().unwrap().success());
+        // Every line, until the reading thread ends at the end of the output.
+        let out: String = self.out.iter().map(|l| l + "\n").collect();
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
             self.seen.push(line);
         }
         (out, self.seen)
     }
+}
+
+/// The lines of `stream`, read on a thread of their own.
+fn line_by_line(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    lines
 }
 
 /// Waits until `members` together have evaluated `events`.
@@ -427,6 +444,76 @@ fn partitions_taken_away_in_a_rebalance_leave_their_windows_to_their_new_owner()
     distinct.dedup();
     assert_eq!(all.len(), distinct.len(), "an alert written by both members");
     assert_eq!(all, expected);
+}
+
+/// Device `device`'s record (of [`streaming_records`]) moved to `time`.
+fn at_time(records: &[(String, Value)], device: &str, time: &str) -> (String, Value) {
+    let (name, record) = records.iter().find(|(d, _)| d == device).unwrap();
+    let mut record = record.clone();
+    record["time"] = time.into();
+    record["properties"]["Timestamp"] = time.into();
+    record["properties"]["ProcessCreationTime"] = time.into();
+    record["properties"]["ReportId"] = 999_999.into();
+    (name.clone(), record)
+}
+
+/// Produces `records` to `partition`.
+fn produce_records(broker: &Broker, topic: &str, records: &[(String, Value)], partition: i32) {
+    broker.produce_to(topic, &messages(records), |_| Some(partition));
+}
+
+#[test]
+fn a_partition_behind_the_others_holds_their_windows_open() {
+    let broker = Broker::start();
+    broker.create_topic("events", 2);
+    let records = streaming_records(2, 40);
+    let (web00, web01): (Vec<_>, Vec<_>) =
+        records.iter().cloned().partition(|(d, _)| d == "web00.contoso.com");
+    // web00 (partition 0) reaches 12:30, past the 10:00 window and its 5 minutes of
+    // lateness; web01 (partition 1) is behind: its first events come now, the rest later.
+    let mut ahead = web00.clone();
+    ahead.push(at_time(&records, "web00.contoso.com", "2024-05-01T12:30:00Z"));
+    let expected = eval_alerts(&[&ahead[..], &web01[..]].concat());
+    produce_records(&broker, "events", &web01[..5], 1);
+    produce_records(&broker, "events", &ahead, 0);
+    let mut member = vec![Member::start(&broker, "events", "behind", &["--allowed-lateness", "5m"])];
+    wait_for_events(&mut member, (ahead.len() + 5) as u64);
+    produce_records(&broker, "events", &web01[5..], 1);
+    wait_for_events(&mut member, (ahead.len() + web01.len()) as u64);
+    let (out, log) = member.pop().unwrap().stop();
+    // The 10:00 window waited for web01: one alert of all its events, none late.
+    let alerts: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(sorted(alerts), expected);
+    assert!(!log.iter().any(|l| l.contains("late event")), "{log:?}");
+    assert!(log.last().unwrap().ends_with(" 0 late"), "{log:?}");
+}
+
+#[test]
+fn a_partition_idle_for_the_idle_timeout_no_longer_holds_windows_open() {
+    let broker = Broker::start();
+    broker.create_topic("events", 2);
+    let mut records = streaming_records(1, 40);
+    records.push(at_time(&records, "web00.contoso.com", "2024-05-01T12:30:00Z"));
+    let expected = eval_alerts(&records);
+    produce_records(&broker, "events", &records, 0);
+    // Partition 1 never delivers anything: after 2 s it is idle, and the 10:00 window
+    // closes while the member runs.
+    let member =
+        Member::start(&broker, "events", "idle", &["--allowed-lateness", "5m", "--idle-timeout", "2s"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut written = Vec::new();
+    while written.is_empty() {
+        assert!(Instant::now() < deadline, "no alert while running");
+        std::thread::sleep(Duration::from_millis(200));
+        written = member.written();
+    }
+    let first: Value = serde_json::from_str(&written[0]).unwrap();
+    assert_eq!(sorted(vec![first]), expected[..1]);
+    let (out, _) = member.stop();
+    let rest = out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap());
+    let all: Vec<Value> =
+        written.iter().map(|l| serde_json::from_str::<Value>(l).unwrap()).chain(rest).collect();
+    assert_eq!(sorted(all), expected);
 }
 
 #[test]

@@ -45,10 +45,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
             let reference = registry::Reference::parse(text).map_err(|reason| {
                 registry::RegistryError::Reference { reference: text.to_owned(), reason }
             })?;
-            let interval = match args.poll_interval {
-                WindowSpec::Every(ms) => std::time::Duration::from_millis(ms as u64),
-                WindowSpec::All => anyhow::bail!("--poll-interval takes a duration"),
-            };
+            let interval = duration_of(args.poll_interval, "--poll-interval")?;
             let registry = super::setup::registry_of(&settings, &args.load.registry)?;
             let (update, digest) = registry::follow::pull_and_check(&registry, &runtime, &trust, &reference)?;
             match update {
@@ -99,7 +96,12 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         Some(url) => {
             let address = KafkaAddress::parse(url).map_err(anyhow::Error::msg)?;
             tracing::info!(topic = %address.topic, group = %args.group, "joining the consumer group");
-            Box::new(rulehost::sources::kafka::KafkaSource::new(address, &args.group, &kafka_options)?)
+            Box::new(rulehost::sources::kafka::KafkaSource::new(
+                address,
+                &args.group,
+                &kafka_options,
+                duration_of(args.idle_timeout, "--idle-timeout")?,
+            )?)
         }
         None => {
             let input = match (args.input.as_os_str() == "-", args.follow) {
@@ -111,10 +113,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
             Box::new(rulehost::sources::InputSource::new(input.with_jobs(jobs), args.input_format))
         }
     };
-    let lateness = match args.allowed_lateness {
-        WindowSpec::Every(ms) => std::time::Duration::from_millis(ms as u64),
-        WindowSpec::All => anyhow::bail!("--allowed-lateness takes a duration"),
-    };
+    let lateness = duration_of(args.allowed_lateness, "--allowed-lateness")?;
     let options = rulehost::run::RunOptions {
         window: args.window,
         allowed_lateness: lateness,
@@ -157,4 +156,12 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         summary.late
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A duration option's value (parsed as a window: `all` is refused).
+fn duration_of(value: WindowSpec, option: &str) -> Result<std::time::Duration> {
+    match value {
+        WindowSpec::Every(ms) => Ok(std::time::Duration::from_millis(ms as u64)),
+        WindowSpec::All => anyhow::bail!("{option} takes a duration"),
+    }
 }

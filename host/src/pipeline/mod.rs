@@ -200,6 +200,10 @@ pub struct Pipeline<'a> {
     /// The latest event time of the batches taken in: the watermark is this less the
     /// lateness, so a window closes only once the batch that passed it is evaluated.
     evaluated_latest: Option<i64>,
+    /// Event time as the source tracks it (see [`Pipeline::limit_event_time`]), if it does.
+    source_time: Option<i64>,
+    /// The highest watermark windows were closed at.
+    closed_through: Option<i64>,
     batch: Vec<ProcessEvent>,
     /// With more than one job, the evaluation workers of the current rules, started with
     /// the first batch (a file evaluated in blocks needs none) and again after a swap.
@@ -274,6 +278,8 @@ impl<'a> Pipeline<'a> {
             summary: Summary::default(),
             time_range: None,
             evaluated_latest: None,
+            source_time: None,
+            closed_through: None,
             batch: Vec::with_capacity(options.batch_size),
             workers: None,
             next_read_order: 1,
@@ -330,10 +336,16 @@ impl<'a> Pipeline<'a> {
         self.summary.read += 1;
         self.summary.evaluated += 1;
         let t = event.time_ms();
-        if let (WindowClosing::Watermark { lateness_ms }, Some((_, latest))) =
-            (self.options.closing, self.time_range)
+        // Late: its window has closed, or will have by the time its batch is taken in
+        // (without the source's event time, the latest event read decides).
+        let passed = match (self.source_time, self.time_range) {
+            (Some(_), _) => self.closed_through,
+            (None, Some((_, latest))) => self.lateness().map(|lateness| latest.saturating_sub(lateness)),
+            (None, None) => None,
+        };
+        if let Some(passed) = passed
             && self.options.window != WindowSpec::All
-            && self.options.window.window_of(t).1 <= latest.saturating_sub(lateness_ms)
+            && self.options.window.window_of(t).1 <= passed
         {
             self.summary.late += 1;
             (self.diagnose)(Diagnostic::Late { event: &event, count: self.summary.late });
@@ -384,12 +396,7 @@ impl<'a> Pipeline<'a> {
 
     /// Forgets the withdrawn places that no event still to be taken in can hold.
     fn forget_withdrawn(&mut self) {
-        let first = self
-            .unapplied
-            .front()
-            .copied()
-            .or_else(|| self.batch.first().map(ProcessEvent::read_order))
-            .unwrap_or(self.next_read_order);
+        let first = self.first_in_flight();
         self.withdrawn.retain(|r| r.end > first);
     }
 
@@ -755,14 +762,62 @@ impl<'a> Pipeline<'a> {
                 run.windows.entry(window).or_default().push(projected);
             }
         }
-        if let (WindowClosing::Watermark { lateness_ms }, Some(latest)) = (self.options.closing, latest)
-            && self.options.window != WindowSpec::All
-        {
-            let latest = self.evaluated_latest.map_or(latest, |l| l.max(latest));
-            self.evaluated_latest = Some(latest);
-            self.close_windows(|_| true, Some(latest.saturating_sub(lateness_ms)))?;
+        if let Some(latest) = latest {
+            self.evaluated_latest = Some(self.evaluated_latest.map_or(latest, |l| l.max(latest)));
+            self.close_due()?;
         }
         Ok(())
+    }
+
+    /// The allowed lateness, when windows close with the watermark.
+    fn lateness(&self) -> Option<i64> {
+        match self.options.closing {
+            WindowClosing::Watermark { lateness_ms } => Some(lateness_ms),
+            WindowClosing::AtEnd => None,
+        }
+    }
+
+    /// Closes the windows the watermark has passed: event time (the latest evaluated, or
+    /// the source's where it is behind) less the allowed lateness. Whether any closed.
+    fn close_due(&mut self) -> Result<bool, PipelineError> {
+        let Some(lateness) = self.lateness().filter(|_| self.options.window != WindowSpec::All) else {
+            return Ok(false);
+        };
+        let Some(latest) = self.evaluated_latest else { return Ok(false) };
+        let watermark = latest.min(self.source_time.unwrap_or(i64::MAX)).saturating_sub(lateness);
+        // Closing at the same watermark again still closes the windows that late events
+        // opened since.
+        let watermark = self.closed_through.map_or(watermark, |w| w.max(watermark));
+        self.closed_through = Some(watermark);
+        let open = |set: &RuleSet| set.runs.iter().map(|r| r.windows.len()).sum::<usize>();
+        let before = open(&self.set);
+        self.close_windows(|_| true, Some(watermark))?;
+        Ok(open(&self.set) < before)
+    }
+
+    /// Event time as the source tracks it, for the records taken in so far (see
+    /// [`crate::sources::Source::event_time`]): windows close once both it and the latest
+    /// event time evaluated, less the allowed lateness, have passed them. Closes what is
+    /// due now (a partition gone idle moves event time with no new record); whether
+    /// anything closed.
+    pub fn limit_event_time(&mut self, time: Option<i64>) -> Result<bool, PipelineError> {
+        self.source_time = time;
+        self.close_due()
+    }
+
+    /// Records taken in so far: from the first in reading order, evaluated and their
+    /// outcomes applied.
+    pub fn records_taken_in(&self) -> u64 {
+        self.first_in_flight() - 1
+    }
+
+    /// The reading place of the first record not yet taken in.
+    fn first_in_flight(&self) -> u64 {
+        self.unapplied
+            .front()
+            .copied()
+            .or_else(|| self.batch.first().map(ProcessEvent::read_order))
+            .unwrap_or(self.next_read_order)
     }
 }
 

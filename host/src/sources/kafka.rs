@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -114,7 +114,9 @@ impl ConsumerContext for GroupContext {
         self.counters.lock().unwrap_or_else(|e| e.into_inner()).rebalances += 1;
         match rebalance {
             Rebalance::Assign(list) => {
-                tracing::info!(partitions = %partitions(list), "rebalance: partitions assigned")
+                tracing::info!(partitions = %partitions(list), "rebalance: partitions assigned");
+                let assigned: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                self.ledger.lock().unwrap_or_else(|e| e.into_inner()).assign(&assigned);
             }
             Rebalance::Revoke(list) => {
                 tracing::info!(partitions = %partitions(list), "rebalance: partitions revoked");
@@ -138,6 +140,22 @@ struct Ledger {
     withdrawn: Vec<Range<u64>>,
     /// Partitions revoked, whose offsets this member no longer commits.
     revoked: Vec<i32>,
+    /// The event time of each assigned partition.
+    clocks: BTreeMap<i32, PartitionClock>,
+    /// How long a partition may deliver nothing and still hold event time back.
+    idle_timeout: Duration,
+    /// Event time as it changed, by the number of records read then, oldest first: the
+    /// first is the one that applies to what the pipeline has taken in.
+    event_times: VecDeque<(u64, Option<i64>)>,
+}
+
+/// Where one partition is in event time.
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    /// The latest event time of its records, if any came yet.
+    latest: Option<i64>,
+    /// When it was assigned or last delivered a message.
+    heard: Instant,
 }
 
 /// A message read and not yet settled.
@@ -166,6 +184,57 @@ impl Ledger {
             }
         }
         self.revoked.extend_from_slice(revoked);
+        self.clocks.retain(|partition, _| !revoked.contains(partition));
+        self.note_event_time(Instant::now());
+    }
+
+    /// Starts the clocks of newly assigned partitions: until one delivers a record or
+    /// stays idle for the idle timeout, it holds event time back.
+    fn assign(&mut self, assigned: &[i32]) {
+        let now = Instant::now();
+        for &partition in assigned {
+            self.clocks.entry(partition).or_insert(PartitionClock { latest: None, heard: now });
+        }
+        self.note_event_time(now);
+    }
+
+    /// A message of `partition` whose records reach `latest` in event time.
+    fn heard(&mut self, partition: i32, latest: Option<i64>, now: Instant) {
+        let clock = self.clocks.entry(partition).or_insert(PartitionClock { latest: None, heard: now });
+        clock.latest = clock.latest.max(latest);
+        clock.heard = now;
+    }
+
+    /// Event time over the assigned partitions at `now`: the least advanced partition's,
+    /// leaving aside the ones idle for the idle timeout (if all are, the most advanced
+    /// one's); `None` with no partition.
+    fn event_time(&self, now: Instant) -> Option<i64> {
+        let active = self.clocks.values().filter(|c| now.duration_since(c.heard) < self.idle_timeout);
+        match active.map(|c| c.latest.unwrap_or(i64::MIN)).min() {
+            Some(least) => Some(least),
+            None if self.clocks.is_empty() => None,
+            None => Some(self.clocks.values().filter_map(|c| c.latest).max().unwrap_or(i64::MIN)),
+        }
+    }
+
+    /// Records the event time as of the records read so far, if it changed.
+    fn note_event_time(&mut self, now: Instant) {
+        let time = self.event_time(now);
+        if self.event_times.back().map(|&(_, t)| t) != Some(time) {
+            self.event_times.push_back((self.read, time));
+        }
+    }
+
+    /// The event time that applies once the first `read` records are taken in.
+    fn event_time_at(&mut self, read: u64) -> Option<i64> {
+        while self.event_times.len() > 1 && self.event_times[1].0 <= read {
+            self.event_times.pop_front();
+        }
+        match self.event_times.front() {
+            Some(&(at, time)) if at <= read => time,
+            // Nothing known of the records taken in: hold.
+            _ => Some(i64::MIN),
+        }
     }
 }
 
@@ -186,7 +255,13 @@ impl std::fmt::Debug for KafkaSource {
 impl KafkaSource {
     /// Joins `group` on `address`'s topic. The group's committed offsets say where it
     /// starts; a new group starts at the earliest message.
-    pub fn new(address: KafkaAddress, group: &str, options: &[(String, String)]) -> Result<Self, InputError> {
+    /// A partition that delivers nothing for `idle_timeout` stops holding event time back.
+    pub fn new(
+        address: KafkaAddress,
+        group: &str,
+        options: &[(String, String)],
+        idle_timeout: Duration,
+    ) -> Result<Self, InputError> {
         let mut config = client_config(&address, &[]);
         config
             .set("group.id", group)
@@ -207,7 +282,7 @@ impl KafkaSource {
             path: format!("kafka://{}/{}", address.brokers, address.topic),
             source: std::io::Error::other(e.to_string()),
         };
-        let ledger = Arc::<Mutex<Ledger>>::default();
+        let ledger = Arc::new(Mutex::new(Ledger { idle_timeout, ..Ledger::default() }));
         let context =
             GroupContext { ledger: ledger.clone(), topic: address.topic.clone(), counters: Mutex::default() };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).map_err(error)?;
@@ -239,6 +314,10 @@ impl Source for KafkaSource {
             counters.rebalances,
             counters.lag.len()
         ))
+    }
+
+    fn event_time(&mut self, read: u64) -> Option<i64> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner()).event_time_at(read)
     }
 
     fn withdrawn(&mut self) -> Vec<Range<u64>> {
@@ -367,6 +446,15 @@ impl Iterator for MessageGroups {
                 read_message(&name, message.payload().unwrap_or_default(), &mut records);
                 self.devices.check(&self.topic, &records[before..], message.partition());
                 let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+                let latest = records[before..]
+                    .iter()
+                    .filter_map(|r| match r {
+                        Record::Event(event) => Some(event.time_ms()),
+                        _ => None,
+                    })
+                    .max();
+                let now = Instant::now();
+                ledger.heard(message.partition(), latest, now);
                 let first = ledger.read + 1;
                 ledger.read += (records.len() - before) as u64;
                 let places = first..ledger.read + 1;
@@ -377,6 +465,8 @@ impl Iterator for MessageGroups {
                 });
                 ledger.messages_read += 1;
             }
+            // Once per poll, with a message or without: a partition may have gone idle.
+            self.ledger.lock().unwrap_or_else(|e| e.into_inner()).note_event_time(Instant::now());
             if !records.is_empty() {
                 return Some(records);
             }
@@ -441,5 +531,34 @@ mod tests {
         ledger.withdrawn.clear();
         ledger.revoke(&[0]);
         assert!(ledger.withdrawn.is_empty());
+    }
+
+    #[test]
+    fn event_time_is_the_least_advanced_partitions_until_it_goes_idle() {
+        let start = Instant::now();
+        let mut ledger = Ledger { idle_timeout: Duration::from_secs(60), ..Ledger::default() };
+        assert_eq!(ledger.event_time(start), None, "no partition");
+        ledger.assign(&[0, 1]);
+        ledger.heard(0, Some(5_000), start);
+        ledger.read = 3;
+        assert_eq!(ledger.event_time(start), Some(i64::MIN), "partition 1 has said nothing yet");
+        ledger.heard(1, Some(2_000), start);
+        ledger.heard(1, None, start);
+        assert_eq!(ledger.event_time(start), Some(2_000));
+        ledger.note_event_time(start);
+        // A minute later, partition 0 speaks again and partition 1 has gone idle.
+        let later = start + Duration::from_secs(61);
+        ledger.heard(0, Some(7_000), later);
+        ledger.read = 5;
+        assert_eq!(ledger.event_time(later), Some(7_000));
+        ledger.note_event_time(later);
+        // Both idle: the most advanced one's.
+        assert_eq!(ledger.event_time(later + Duration::from_secs(61)), Some(7_000));
+        // What applies depends on the records taken in; it moves forward only.
+        assert_eq!(ledger.event_time_at(2), Some(i64::MIN));
+        assert_eq!(ledger.event_time_at(4), Some(2_000));
+        assert_eq!(ledger.event_time_at(5), Some(7_000));
+        ledger.revoke(&[0, 1]);
+        assert_eq!(ledger.event_time_at(5), None, "nothing assigned");
     }
 }

@@ -32,6 +32,15 @@ pub trait Source: Send {
     fn withdrawn(&mut self) -> Vec<Range<u64>> {
         Vec::new()
     }
+    /// How far event time has come in the first `read` records (all taken in and
+    /// evaluated), when the source knows better than the latest event time among them: a
+    /// topic's partitions each advance on their own, and event time is where the least
+    /// advanced of them is. `Some(i64::MIN)`: not known yet, nothing may close. `None`: the
+    /// latest event time evaluated, as for one ordered stream.
+    fn event_time(&mut self, read: u64) -> Option<i64> {
+        let _ = read;
+        None
+    }
     /// The source's own counters (a consumer's lag, commits, rebalances), reported with the
     /// run's; `None` when it has none.
     fn report(&self) -> Option<String> {
