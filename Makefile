@@ -13,7 +13,7 @@ WASMSIGN2 := $(TOOLS)/bin/wasmsign2
 ## The Kafka-protocol broker the Kafka tests consume from (in-memory storage: the dynostore
 ## feature, which the default build leaves out): ~13 minutes
 ## to build cold on two cores, once per machine; later runs find it in target/tools.
-TANSU := $(TOOLS)/bin/tansu
+TANSU := $(TOOLS)/tansu-0.6.0-libsql/bin/tansu
 
 .PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2 registry tansu fuzz fuzz-smoke fuzz-setup
 
@@ -60,10 +60,13 @@ wasmsign2: $(WASMSIGN2)
 $(WASMSIGN2):
 	$(CARGO) install wasmsign2-cli --version 0.2.8 --locked --root $(TOOLS)
 
+## The Kafka-protocol broker the Kafka tests and bench start on loopback: tansu, with its
+## memory engine (dynostore) and its SQLite one (libsql: storage that outlives a restart of
+## the broker). Built once per machine, by its own path, so a change of features builds anew.
 tansu: $(TANSU)
 
 $(TANSU):
-	$(CARGO) install tansu --version 0.6.0 --locked --features dynostore --root $(TOOLS)
+	$(CARGO) install tansu --version 0.6.0 --locked --features dynostore,libsql --root $(TOOLS)/tansu-0.6.0-libsql
 
 ## The OCI registry the registry tests push to and pull from: Debian's docker-registry (the
 ## CNCF distribution registry, 2.8). The tests start their own, on loopback ports, with

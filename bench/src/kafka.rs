@@ -37,7 +37,7 @@ impl Drop for Broker {
 }
 
 fn start_broker() -> Result<Broker> {
-    let tansu = workspace().join("target/tools/bin/tansu");
+    let tansu = workspace().join("target/tools/tansu-0.6.0-libsql/bin/tansu");
     ensure!(tansu.exists(), "{} is missing: `make tansu`", tansu.display());
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let address = format!("127.0.0.1:{port}");
@@ -229,6 +229,7 @@ pub fn group_vs_file() -> Result<()> {
     let one = consume(&broker, "one", "bench-one", 1, count as u64, &rules)?;
     let two = consume(&broker, "two", "bench-two", 2, count as u64, &rules)?;
     let latencies = latency(&broker, &config, &runtime, &admin, &rules)?;
+    let alert_latencies = alert_latency(&broker, &config, &runtime, &admin, &rules)?;
     println!();
     println!(
         "| {count} generated Defender records in {} messages, 6 partitions, tansu on the same cores | events/s | ratio |",
@@ -246,12 +247,15 @@ pub fn group_vs_file() -> Result<()> {
         "| produce to match, {LATENCY_RATE} matching events/s for {LATENCY_SECONDS} s, one member, matches to a topic | p50 | p99 | max |"
     );
     println!("|---|---|---|---|");
+    let percentiles =
+        |l: &[f64]| format!("{:.0} | {:.0} | {:.0}", l[l.len() / 2], l[l.len() * 99 / 100], l[l.len() - 1]);
+    println!("| milliseconds | {} |", percentiles(&latencies));
+    println!();
     println!(
-        "| milliseconds | {:.0} | {:.0} | {:.0} |",
-        latencies[latencies.len() / 2],
-        latencies[latencies.len() * 99 / 100],
-        latencies[latencies.len() - 1]
+        "| window end to alert, {LATENCY_RATE} matching events/s stamped as produced, 1 s windows, 1 ms allowed lateness, one member, alerts to a topic | p50 | p99 | max |"
     );
+    println!("|---|---|---|---|");
+    println!("| milliseconds ({} alerts) | {} |", alert_latencies.len(), percentiles(&alert_latencies));
     Ok(())
 }
 
@@ -268,9 +272,85 @@ fn latency(
     admin: &AdminClient<DefaultClientContext>,
     rules: &Path,
 ) -> Result<Vec<f64>> {
+    let total = LATENCY_RATE * LATENCY_SECONDS;
+    let mut latencies = Vec::with_capacity(total as usize);
+    at_fixed_rate(
+        broker,
+        config,
+        runtime,
+        admin,
+        rules,
+        "match",
+        &["--matches"],
+        |_, _| {},
+        |value, sent_at| {
+            let id = value["event"]["ReportId"]
+                .as_u64()
+                .or_else(|| value["event"]["ReportId"].as_str().and_then(|s| s.parse().ok()));
+            if let Some(id) = id {
+                latencies.push(sent_at[id as usize].elapsed().as_secs_f64() * 1000.0);
+            }
+            latencies.len() as u64 == total
+        },
+    )?;
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+/// Milliseconds from the end of each alert's window to the moment the alert is read back
+/// from the sink topic, sorted: events stamped with the time they are produced, at a fixed
+/// rate, one-second windows with 1 ms of allowed lateness, so that a window closes as soon
+/// as every partition has delivered an event past its end.
+fn alert_latency(
+    broker: &Broker,
+    config: &ClientConfig,
+    runtime: &tokio::runtime::Runtime,
+    admin: &AdminClient<DefaultClientContext>,
+    rules: &Path,
+) -> Result<Vec<f64>> {
+    let member = ["--window", "1s", "--allowed-lateness", "1ms"];
+    let stamp = |message: &mut Value, _: u64| {
+        let now = rulehost::events::time::format(chrono::Utc::now());
+        message["records"][0]["time"] = now.clone().into();
+        message["records"][0]["properties"]["Timestamp"] = now.into();
+    };
+    let mut latencies = Vec::new();
+    // The windows that close while events still come: all but the last second's.
+    let windows = LATENCY_SECONDS - 1;
+    let mut seen = std::collections::BTreeSet::new();
+    at_fixed_rate(broker, config, runtime, admin, rules, "alert", &member, stamp, |value, _| {
+        if let Some(end) = value["WindowEnd"].as_str().and_then(rulehost::events::time::parse) {
+            let late = chrono::Utc::now().signed_duration_since(end);
+            latencies.push(late.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0);
+            seen.insert(end);
+        }
+        seen.len() as u64 > windows
+    })?;
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+/// Runs one member from `NAME-in` to `NAME-out` with `member_args`, produces matching
+/// events (100 devices, one record per message) at [`LATENCY_RATE`] for
+/// [`LATENCY_SECONDS`], each changed by `stamp` (with its number), and hands every message
+/// read back from the sink, with the instants the events were sent, to `received` until it
+/// says that is enough.
+#[allow(clippy::too_many_arguments)]
+fn at_fixed_rate(
+    broker: &Broker,
+    config: &ClientConfig,
+    runtime: &tokio::runtime::Runtime,
+    admin: &AdminClient<DefaultClientContext>,
+    rules: &Path,
+    name: &str,
+    member_args: &[&str],
+    mut stamp: impl FnMut(&mut Value, u64),
+    mut received: impl FnMut(&Value, &[Instant]) -> bool,
+) -> Result<()> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
-    for (topic, partitions) in [("latency-in", PARTITIONS), ("latency-out", 1)] {
+    let (input, output) = (format!("{name}-in"), format!("{name}-out"));
+    for (topic, partitions) in [(&input, PARTITIONS), (&output, 1)] {
         for result in runtime.block_on(admin.create_topics(
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new(),
@@ -282,9 +362,10 @@ fn latency(
     }
     let binary = workspace().join("target/release/rulehost");
     let mut member = Command::new(&binary)
-        .args(["run", "--rules", &rules.display().to_string(), "--matches", "--jobs", "1"])
-        .args(["--source", &format!("kafka://{}/latency-in", broker.address), "--group", "latency"])
-        .args(["--sink", &format!("kafka://{}/latency-out", broker.address)])
+        .args(["run", "--rules", &rules.display().to_string(), "--jobs", "1"])
+        .args(member_args)
+        .args(["--source", &format!("kafka://{}/{input}", broker.address), "--group", name])
+        .args(["--sink", &format!("kafka://{}/{output}", broker.address)])
         .env("RULEHOST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -293,11 +374,11 @@ fn latency(
     // so that what is measured is rulehost's part.
     let reader: BaseConsumer = config
         .clone()
-        .set("group.id", "latency-reader")
+        .set("group.id", format!("{name}-reader"))
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "10")
         .create()?;
-    reader.subscribe(&["latency-out"])?;
+    reader.subscribe(&[&output])?;
     // Both sides join their groups before the clock starts.
     for _ in 0..30 {
         let _ = reader.poll(Duration::from_millis(100));
@@ -309,37 +390,32 @@ fn latency(
     let mut sent_at = vec![start; total as usize];
     let (_, template) = records(1);
     let template: Value = serde_json::from_slice(&template[0].1)?;
-    let mut received = Vec::with_capacity(total as usize);
     let mut n = 0u64;
+    let mut enough = false;
     let deadline = start + Duration::from_secs(LATENCY_SECONDS + 30);
-    while (received.len() as u64) < total && Instant::now() < deadline {
+    while !enough && Instant::now() < deadline {
         // Produce what the rate says is due, then read what has come back.
         while n < total && start.elapsed() >= Duration::from_micros(n * 1_000_000 / LATENCY_RATE) {
             let mut message = template.clone();
             message["records"][0]["properties"]["ReportId"] = n.into();
             message["records"][0]["properties"]["DeviceName"] =
                 format!("web{:03}.contoso.com", n % 100).into();
+            stamp(&mut message, n);
             let payload = serde_json::to_vec(&message)?;
             let key = format!("web{:03}", n % 100);
             sent_at[n as usize] = Instant::now();
-            if let Err((e, _)) = producer.send(BaseRecord::to("latency-in").key(&key).payload(&payload)) {
+            if let Err((e, _)) = producer.send(BaseRecord::to(&input).key(&key).payload(&payload)) {
                 bail!("producing: {e}");
             }
             n += 1;
         }
         if let Some(Ok(message)) = reader.poll(Duration::from_millis(1)) {
             let value: Value = serde_json::from_slice(message.payload().unwrap_or_default())?;
-            if let Some(id) = value["event"]["ReportId"]
-                .as_u64()
-                .or_else(|| value["event"]["ReportId"].as_str().and_then(|s| s.parse().ok()))
-            {
-                received.push(sent_at[id as usize].elapsed().as_secs_f64() * 1000.0);
-            }
+            enough = received(&value, &sent_at);
         }
     }
     let _ = member.kill();
     let _ = member.wait();
-    ensure!(received.len() as u64 == total, "{} of {total} matches came back", received.len());
-    received.sort_by(f64::total_cmp);
-    Ok(received)
+    ensure!(enough, "{name}: not everything came back within {} s", LATENCY_SECONDS + 30);
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! `rulehost run` as a Kafka consumer group member, against a real Kafka-protocol broker:
-//! tansu (in-memory storage), installed by `make tansu` and started on a loopback port for
-//! each test.
+//! tansu (in-memory storage, or SQLite where a restart must keep the data), installed by
+//! `make tansu` and started on a loopback port for each test.
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -22,23 +22,49 @@ use crate::util::{command, workspace};
 /// The broker binary: `RULEHOST_TEST_TANSU`, else the one `make tansu` installs.
 fn tansu_binary() -> PathBuf {
     let path = std::env::var_os("RULEHOST_TEST_TANSU")
-        .map_or_else(|| workspace().join("target/tools/bin/tansu"), PathBuf::from);
+        .map_or_else(|| workspace().join("target/tools/tansu-0.6.0-libsql/bin/tansu"), PathBuf::from);
     assert!(path.exists(), "{} is not installed: `make tansu` installs it", path.display());
     path
 }
 
-/// A tansu broker on a free loopback port, storing in memory.
+/// A tansu broker on a free loopback port, storing in memory, or in a SQLite file that
+/// outlives a restart.
 struct Broker {
-    child: Child,
+    child: Option<Child>,
     address: String,
+    /// The SQLite database's directory, if it stores there.
+    stored: Option<tempfile::TempDir>,
 }
 
 impl Broker {
     fn start() -> Self {
+        Self::start_in(None)
+    }
+
+    /// A broker whose topics, messages and committed offsets survive its restart.
+    fn start_stored() -> Self {
+        Self::start_in(Some(tempfile::tempdir().unwrap()))
+    }
+
+    fn start_in(stored: Option<tempfile::TempDir>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let address = format!("127.0.0.1:{port}");
-        let child = Command::new(tansu_binary())
-            .args(["broker", "--storage-engine", "memory://tansu/"])
+        let mut broker = Broker { child: None, address: format!("127.0.0.1:{port}"), stored };
+        broker.restart();
+        broker
+    }
+
+    /// Starts it (again) on its address.
+    fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let address = &self.address;
+        let mut command = Command::new(tansu_binary());
+        match &self.stored {
+            Some(dir) => {
+                command.current_dir(dir.path()).args(["broker", "--storage-engine", "sqlite://tansu.db"])
+            }
+            None => command.args(["broker", "--storage-engine", "memory://tansu/"]),
+        };
+        let child = command
             .args(["--listener-url", &format!("tcp://{address}")])
             .args(["--advertised-listener-url", &format!("tcp://{address}")])
             .env("RUST_LOG", "warn")
@@ -46,12 +72,20 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&address).is_err() {
+        while TcpStream::connect(address).is_err() {
             assert!(Instant::now() < deadline, "tansu did not start on {address}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Broker { child, address }
+    }
+
+    /// Kills it, as a machine that goes away.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn config(&self) -> ClientConfig {
@@ -126,8 +160,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -212,8 +245,23 @@ struct Member {
 
 impl Member {
     fn start(broker: &Broker, topic: &str, group: &str, extra: &[&str]) -> Self {
-        let rules = tempfile::tempdir().unwrap();
-        std::fs::write(rules.path().join("soft-cell.wasm"), rulehost::rules::BUNDLED_SOFT_CELL).unwrap();
+        Self::start_with_rules(broker, topic, group, extra, &[])
+    }
+
+    /// A member that runs Soft Cell and the `rules` files (Sigma rules) beside it.
+    fn start_with_rules(
+        broker: &Broker,
+        topic: &str,
+        group: &str,
+        extra: &[&str],
+        rules: &[PathBuf],
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("soft-cell.wasm"), rulehost::rules::BUNDLED_SOFT_CELL).unwrap();
+        for rule in rules {
+            std::fs::copy(rule, dir.path().join(rule.file_name().unwrap())).unwrap();
+        }
+        let rules = dir;
         // Windows stay open until the end unless the test says otherwise.
         let lateness: &[&str] =
             if extra.contains(&"--allowed-lateness") { &[] } else { &["--allowed-lateness", "24h"] };
@@ -514,6 +562,125 @@ fn a_partition_idle_for_the_idle_timeout_no_longer_holds_windows_open() {
     let all: Vec<Value> =
         written.iter().map(|l| serde_json::from_str::<Value>(l).unwrap()).chain(rest).collect();
     assert_eq!(sorted(all), expected);
+}
+
+#[test]
+fn a_broker_that_goes_away_and_comes_back_is_waited_for_and_nothing_is_lost() {
+    let mut broker = Broker::start_stored();
+    broker.create_topic("events", 3);
+    let records = streaming_records(6, 40);
+    let expected = eval_alerts(&records);
+    // Each device's first 20 events before the broker goes away, the rest after.
+    let (before, after): (Vec<_>, Vec<_>) =
+        records.iter().cloned().enumerate().partition(|(n, _)| n % 40 < 20);
+    let strip =
+        |records: Vec<(usize, (String, Value))>| records.into_iter().map(|(_, r)| r).collect::<Vec<_>>();
+    let (before, after) = (strip(before), strip(after));
+    broker.produce("events", &messages(&before));
+    let mut member = Member::start(&broker, "events", "steady", &[]);
+    wait_for_events(std::slice::from_mut(&mut member), before.len() as u64);
+    broker.kill();
+    // The member waits, and says so.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !member.seen.iter().any(|l| l.contains("broker unreachable, waiting")) {
+        assert!(Instant::now() < deadline, "the member did not report the broker gone: {:?}", member.seen);
+        std::thread::sleep(Duration::from_millis(200));
+        member.read_log();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart();
+    broker.produce("events", &messages(&after));
+    wait_for_events(std::slice::from_mut(&mut member), records.len() as u64);
+    wait_until_caught_up(std::slice::from_mut(&mut member), 3);
+    let (out, log) = member.stop();
+    assert!(log.iter().any(|l| l.contains("broker reachable again")), "{log:?}");
+    let alerts: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(sorted(alerts), expected);
+    // What it settled at its stop is committed: the group, started again, has nothing to do.
+    let mut again = Member::start(&broker, "events", "steady", &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(again.evaluated(), 0);
+    assert_eq!(again.stop().0, "");
+}
+
+/// Every record of the shared logs as a producer would send it, one JSON document per
+/// message keyed by its computer: the OTRF datasets' lines, and the EVTX files' records as
+/// evtx_dump renders them.
+fn real_records(scratch: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut lines: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(crate::util::shared("otrf")).unwrap() {
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(entry.unwrap().path()).unwrap()).unwrap();
+        for i in 0..archive.len() {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut archive.by_index(i).unwrap(), &mut text).unwrap();
+            lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned));
+        }
+    }
+    for (_, jsonl) in crate::windows::shared_evtx_rendered(scratch, false) {
+        lines.extend(std::fs::read_to_string(jsonl).unwrap().lines().map(str::to_owned));
+    }
+    lines
+        .into_iter()
+        .map(|line| {
+            let record: Value = serde_json::from_str(&line).unwrap();
+            let computer = ["/Hostname", "/Computer", "/Event/System/Computer"]
+                .iter()
+                .find_map(|p| record.pointer(p).and_then(Value::as_str))
+                .unwrap_or("unknown")
+                .to_owned();
+            (computer, line.into_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn real_records_through_a_topic_give_the_alerts_of_eval() {
+    let scratch = tempfile::tempdir().unwrap();
+    let messages = real_records(scratch.path());
+    assert!(messages.len() > 3_000, "{}", messages.len());
+    let sigma: Vec<PathBuf> = std::fs::read_dir(crate::util::shared("sigma"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    assert_eq!(sigma.len(), 10);
+    // eval over the same documents from a file, with the same rules.
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("soft-cell.wasm"), rulehost::rules::BUNDLED_SOFT_CELL).unwrap();
+    for rule in &sigma {
+        std::fs::copy(rule, rules.path().join(rule.file_name().unwrap())).unwrap();
+    }
+    let file = scratch.path().join("records.jsonl");
+    let text: Vec<u8> = messages.iter().flat_map(|(_, m)| m.iter().copied().chain([b'\n'])).collect();
+    std::fs::write(&file, text).unwrap();
+    let eval = crate::util::rulehost(&[
+        "eval",
+        "--window",
+        "1h",
+        "--rules",
+        &rules.path().display().to_string(),
+        &file.display().to_string(),
+    ]);
+    assert_eq!(eval.code, 0, "{}", eval.stderr);
+    let expected = sorted(eval.json_lines());
+    assert!(expected.len() >= 5, "{expected:?}");
+
+    let broker = Broker::start();
+    broker.create_topic("windows", 4);
+    broker.produce("windows", &messages);
+    let mut member = vec![Member::start_with_rules(&broker, "windows", "real", &[], &sigma)];
+    wait_for_events(&mut member, eval_count(&eval.stderr));
+    wait_until_caught_up(&mut member, 4);
+    let (out, log) = member.pop().unwrap().stop();
+    assert!(!log.iter().any(|l| l.contains("record rejected")), "{log:?}");
+    let alerts: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(sorted(alerts), expected);
+}
+
+/// The events `eval` evaluated, from its summary line.
+fn eval_count(stderr: &str) -> u64 {
+    let line = stderr.lines().find(|l| l.contains(" evaluated")).unwrap_or_else(|| panic!("{stderr}"));
+    line.split(" evaluated").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 #[test]

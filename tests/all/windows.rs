@@ -218,7 +218,7 @@ fn shared_evtx_as_jsonl(dir: &std::path::Path) -> Vec<(String, String)> {
 
 /// [`shared_evtx_as_jsonl`], with attributes beside their elements when `separate`
 /// (`evtx_dump --separate-json-attributes -o jsonl`).
-fn shared_evtx_rendered(dir: &std::path::Path, separate: bool) -> Vec<(String, String)> {
+pub(crate) fn shared_evtx_rendered(dir: &std::path::Path, separate: bool) -> Vec<(String, String)> {
     let settings = evtx::ParserSettings::default().separate_json_attributes(separate);
     let mut files = Vec::new();
     for entry in std::fs::read_dir(shared("evtx")).unwrap() {

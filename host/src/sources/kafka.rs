@@ -84,12 +84,38 @@ struct Counters {
     /// Per assigned partition, from librdkafka's statistics: messages not yet read, and
     /// read but not committed.
     lag: BTreeMap<i32, (i64, i64)>,
+    /// Errors the client reported (a broker unreachable, a request that failed).
+    errors: u64,
+    /// Since when no broker has been reachable, if none is.
+    down_since: Option<std::time::SystemTime>,
 }
 
 impl ClientContext for GroupContext {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+    /// The client reconnects by itself; a broker that went away is reported once, and
+    /// again when one is back (see `stats`), the errors in between only counted.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        counters.errors += 1;
+        let unreachable = matches!(error.rdkafka_error_code(), Some(AllBrokersDown | BrokerTransportFailure));
+        if !unreachable {
+            tracing::warn!(topic = %self.topic, "the Kafka client reports: {error}: {reason}");
+        } else if counters.down_since.is_none() {
+            counters.down_since = Some(std::time::SystemTime::now());
+            tracing::warn!(topic = %self.topic, "broker unreachable, waiting for it (reading resumes where it stopped): {reason}");
+        } else {
+            tracing::debug!(topic = %self.topic, "broker still unreachable: {reason}");
+        }
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let up = statistics.brokers.values().any(|b| b.source != "internal" && b.state == "UP");
+        if up && let Some(since) = counters.down_since.take() {
+            let seconds = since.elapsed().unwrap_or_default().as_secs();
+            tracing::info!(topic = %self.topic, "broker reachable again after {seconds} s: reading resumes");
+        }
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
         counters.lag.clear();
         for (&partition, p) in &topic.partitions {
             if partition < 0 || !p.desired || p.hi_offset < 0 {
@@ -307,12 +333,19 @@ impl Source for KafkaSource {
         let messages = self.ledger.lock().unwrap_or_else(|e| e.into_inner()).messages_read;
         let unread: i64 = counters.lag.values().map(|l| l.0).sum();
         let uncommitted: i64 = counters.lag.values().map(|l| l.1).sum();
+        let down = match counters.down_since {
+            Some(since) => {
+                format!(", broker unreachable for {} s", since.elapsed().unwrap_or_default().as_secs())
+            }
+            None => String::new(),
+        };
         Some(format!(
-            "kafka {}: {messages} messages read, {} commits, {} rebalances, {} partitions assigned, lag {unread} unread and {uncommitted} read but not committed",
+            "kafka {}: {messages} messages read, {} commits, {} rebalances, {} partitions assigned, lag {unread} unread and {uncommitted} read but not committed, {} client errors{down}",
             self.address.topic,
             counters.commits,
             counters.rebalances,
-            counters.lag.len()
+            counters.lag.len(),
+            counters.errors,
         ))
     }
 
