@@ -40,9 +40,9 @@ fn timed_run(args: &[&str], input: &Path, stream: bool) -> Result<Duration> {
     Ok(began.elapsed())
 }
 
-/// Real Windows records: every record of the shared EVTX files (as evtx_dump JSON lines) and
-/// of the OTRF datasets, repeated until there are at least `records`.
-fn real_records(path: &Path, records: usize) -> Result<(usize, usize)> {
+/// Every record of the shared EVTX files (as evtx_dump renders them, `#attributes` shape)
+/// and of the OTRF datasets, one JSON document per line.
+pub(crate) fn shared_record_lines() -> Result<Vec<String>> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     let mut lines: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(data.join("evtx"))? {
@@ -62,6 +62,13 @@ fn real_records(path: &Path, records: usize) -> Result<(usize, usize)> {
             lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned));
         }
     }
+    Ok(lines)
+}
+
+/// Real Windows records: every record of the shared EVTX files (as evtx_dump JSON lines) and
+/// of the OTRF datasets, repeated until there are at least `records`.
+fn real_records(path: &Path, records: usize) -> Result<(usize, usize)> {
+    let lines = shared_record_lines()?;
     let distinct = lines.len();
     let mut out = BufWriter::new(std::fs::File::create(path)?);
     let mut written = 0;

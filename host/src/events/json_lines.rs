@@ -120,7 +120,7 @@ pub fn dismissal_and_full_parse(line: &[u8]) -> (Option<String>, Vec<Record>) {
     (scanned, parsed)
 }
 
-pub(super) fn parse_json_line(
+pub(crate) fn parse_json_line(
     line: &[u8],
     complete: bool,
     parse_all: bool,

@@ -519,20 +519,21 @@ pub fn read_message(name: &str, payload: &[u8], records: &mut Vec<Record>) {
         ))));
         return;
     }
-    // A document on one line (what producers send) goes through the JSON lines reader,
-    // whose parse is several times faster than the general document reader's; a
-    // pretty-printed one through the latter.
-    let one_line = !payload.trim_ascii_end().contains(&b'\n');
-    let format = if one_line { InputFormat::Jsonl } else { InputFormat::Json };
-    match Input::bytes(name, payload.to_vec()).open(format) {
-        Ok(reader) => {
-            let before = records.len();
-            records.extend(reader);
-            if records.len() == before {
-                records.push(reject(RejectReason::UnknownShape("a message with no record".to_owned())));
-            }
+    // A document on one line (what producers send) is parsed as a JSON line, in place: the
+    // scan that dismisses skipped kinds unparsed, and the borrowed parse of Defender rows;
+    // a pretty-printed one goes through the general document reader.
+    let before = records.len();
+    if !payload.trim_ascii().contains(&b'\n') {
+        let line = Origin { file: origin.file.clone(), position: Position::Line(1) };
+        crate::events::parse_json_line(payload, true, false, line, records);
+    } else {
+        match Input::bytes(name, payload.to_vec()).open(InputFormat::Json) {
+            Ok(reader) => records.extend(reader),
+            Err(e) => records.push(reject(RejectReason::UnknownShape(e.to_string()))),
         }
-        Err(e) => records.push(reject(RejectReason::UnknownShape(e.to_string()))),
+    }
+    if records.len() == before {
+        records.push(reject(RejectReason::UnknownShape("a message with no record".to_owned())));
     }
 }
 
