@@ -107,7 +107,7 @@ fn records(count: usize) -> (String, Vec<(String, Vec<u8>)>) {
 }
 
 /// Members of `group` until together they have evaluated `events`: the events per second
-/// between their first and their last counters.
+/// between their first and their last counters, and the largest peak RSS of a member.
 fn consume(
     broker: &Broker,
     topic: &str,
@@ -115,7 +115,7 @@ fn consume(
     members: usize,
     events: u64,
     rules: &Path,
-) -> Result<f64> {
+) -> Result<(f64, u64)> {
     let binary = workspace().join("target/release/rulehost");
     let mut children = Vec::new();
     let (tx, rx) = std::sync::mpsc::channel::<(usize, u64, Instant)>();
@@ -172,11 +172,12 @@ fn consume(
             break Ok((total - start) as f64 / elapsed);
         }
     };
+    let peak = children.iter().filter_map(|c| crate::peak_rss(c.id())).max().unwrap_or(0);
     for mut child in children {
         let _ = child.kill();
         let _ = child.wait();
     }
-    result
+    Ok((result?, peak))
 }
 
 /// `BENCH_ONLY=kafka`.
@@ -210,8 +211,8 @@ pub fn group_vs_file() -> Result<()> {
     ensure!(status.success(), "eval: {status}");
     let eval_rate = count as f64 / started.elapsed().as_secs_f64();
     let real = real_vs_file(&broker, &config, &runtime, &admin, &rules, dir.path())?;
-    let one = consume(&broker, "one", "bench-one", 1, count as u64, &rules)?;
-    let two = consume(&broker, "two", "bench-two", 2, count as u64, &rules)?;
+    let (one, one_peak) = consume(&broker, "one", "bench-one", 1, count as u64, &rules)?;
+    let (two, _) = consume(&broker, "two", "bench-two", 2, count as u64, &rules)?;
     let latencies = latency(&broker, &config, &runtime, &admin, &rules)?;
     let alert_latencies = alert_latency(&broker, &config, &runtime, &admin, &rules)?;
     println!();
@@ -226,6 +227,7 @@ pub fn group_vs_file() -> Result<()> {
         one / eval_rate
     );
     println!("| 2 members of one group (--jobs 1 each) | {two:.0} | {:.2}x one member |", two / one);
+    println!("| peak RSS of the one member, the whole topic its lag at start | {} MiB | |", one_peak >> 20);
     println!();
     println!(
         "| {} real records (the shared OTRF and EVTX logs, EVTX as evtx_dump renders them) repeated, one per message, 6 partitions | records/s | ratio |",
@@ -238,6 +240,7 @@ pub fn group_vs_file() -> Result<()> {
         real.member,
         real.member / real.eval
     );
+    println!("| peak RSS of that member, the whole topic its lag at start | {} MiB | |", real.peak >> 20);
     println!();
     println!(
         "| produce to match, {LATENCY_RATE} matching events/s for {LATENCY_SECONDS} s, one member, matches to a topic | p50 | p99 | max |"
@@ -296,6 +299,8 @@ struct RealRates {
     records: usize,
     eval: f64,
     member: f64,
+    /// The member's peak RSS.
+    peak: u64,
 }
 
 /// Every record of the shared OTRF and EVTX logs (the EVTX records as evtx_dump renders
@@ -347,10 +352,10 @@ fn real_vs_file(
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("no count of events evaluated in {stderr}"))?;
     // The member's counters count process events; the records around them come with them.
-    let events = consume(broker, "real", "bench-real", 1, evaluated, rules)?;
+    let (events, peak) = consume(broker, "real", "bench-real", 1, evaluated, rules)?;
     let per_event = count as f64 / evaluated as f64;
     eprintln!("real records: {originals} distinct, {count} in all, {evaluated} process events");
-    Ok(RealRates { records: count, eval: count as f64 / elapsed, member: events * per_event })
+    Ok(RealRates { records: count, eval: count as f64 / elapsed, member: events * per_event, peak })
 }
 
 const LATENCY_RATE: u64 = 200;

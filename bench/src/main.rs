@@ -254,6 +254,13 @@ fn windows_jsonl() -> Result<()> {
     Ok(())
 }
 
+/// The peak RSS of process `pid` so far (`VmHWM`), if it is still there.
+pub(crate) fn peak_rss(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = text.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    Some(kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok()? << 10)
+}
+
 /// The best of three runs of the `rulehost eval` binary over `input` (all cores, output
 /// thrown away): its wall time, and the largest peak RSS (`VmHWM`, polled every 2 ms).
 fn binary_run(input: &std::path::Path) -> Result<(Duration, u64)> {
@@ -273,14 +280,8 @@ pub(crate) fn binary_run_with(args: &[&str], input: &std::path::Path) -> Result<
             .arg(input)
             .stdout(Stdio::null())
             .spawn()?;
-        let status_file = format!("/proc/{}/status", child.id());
         let status = loop {
-            if let Ok(text) = std::fs::read_to_string(&status_file)
-                && let Some(kib) = text.lines().find_map(|l| l.strip_prefix("VmHWM:"))
-            {
-                let kib: u64 = kib.trim().trim_end_matches("kB").trim().parse()?;
-                peak = peak.max(kib << 10);
-            }
+            peak = peak.max(peak_rss(child.id()).unwrap_or(0));
             if let Some(status) = child.try_wait()? {
                 break status;
             }

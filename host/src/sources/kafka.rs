@@ -29,6 +29,11 @@ const DEVICES_CHECKED: usize = 100_000;
 /// Messages handed on together at most (fewer when the topic has no more for now).
 const MESSAGES_PER_GROUP: usize = 1024;
 
+/// Payload bytes handed on together at most (past them, the group ends with the message
+/// that passed them): with the run's channel of 16 groups, what a member holds between
+/// reading and evaluating stays bounded under any lag, whatever the messages' size.
+const BYTES_PER_GROUP: usize = 4 << 20;
+
 /// `kafka://BROKER[,BROKER...]/TOPIC`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaAddress {
@@ -463,7 +468,11 @@ impl Iterator for MessageGroups {
         loop {
             let mut records = Vec::new();
             let mut timeout = Duration::from_millis(100);
+            let mut bytes = 0usize;
             for _ in 0..MESSAGES_PER_GROUP {
+                if bytes >= BYTES_PER_GROUP {
+                    break;
+                }
                 let Some(polled) = self.consumer.poll(timeout) else { break };
                 // Once a message has come, take what else is there without waiting.
                 timeout = Duration::ZERO;
@@ -475,6 +484,7 @@ impl Iterator for MessageGroups {
                     }
                 };
                 let before = records.len();
+                bytes += message.payload_len();
                 let name = format!("{}/{}@{}", message.topic(), message.partition(), message.offset());
                 read_message(&name, message.payload().unwrap_or_default(), &mut records);
                 self.devices.check(&self.topic, &records[before..], message.partition());
