@@ -10,9 +10,8 @@ PYSIGMA := target/pysigma
 ## across runs on one machine).
 TOOLS := target/tools
 WASMSIGN2 := $(TOOLS)/bin/wasmsign2
-## The Kafka-protocol broker the Kafka tests consume from (in-memory storage: the dynostore
-## feature, which the default build leaves out): ~13 minutes
-## to build cold on two cores, once per machine; later runs find it in target/tools.
+## The Kafka-protocol broker the Kafka tests consume from: ~15 minutes to build cold on two
+## cores, once per machine; later runs find it in target/tools.
 TANSU := $(TOOLS)/tansu-0.6.0-libsql/bin/tansu
 
 .PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2 registry tansu fuzz fuzz-smoke fuzz-setup

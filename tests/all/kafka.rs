@@ -19,6 +19,9 @@ use serde_json::Value;
 
 use crate::util::{command, workspace};
 
+/// Soft Cell's rule id.
+const SOFT_CELL: &str = "fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7";
+
 /// The broker binary: `RULEHOST_TEST_TANSU`, else the one `make tansu` installs.
 fn tansu_binary() -> PathBuf {
     let path = std::env::var_os("RULEHOST_TEST_TANSU")
@@ -236,7 +239,8 @@ fn sorted(mut alerts: Vec<Value>) -> Vec<Value> {
 /// A consumer: `rulehost run --source kafka://...`, its stderr lines as they come.
 struct Member {
     child: Child,
-    _rules: tempfile::TempDir,
+    /// Its rules directory, watched.
+    rules: tempfile::TempDir,
     lines: Receiver<String>,
     seen: Vec<String>,
     /// Its stdout, line by line as written.
@@ -278,7 +282,7 @@ impl Member {
             .unwrap();
         let lines = line_by_line(child.stderr.take().unwrap());
         let out = line_by_line(child.stdout.take().unwrap());
-        Member { child, _rules: rules, lines, seen: Vec::new(), out }
+        Member { child, rules, lines, seen: Vec::new(), out }
     }
 
     /// What it wrote to stdout so far.
@@ -293,13 +297,14 @@ impl Member {
         }
     }
 
-    /// The events evaluated so far, by the latest counters.
+    /// The events evaluated so far, by Soft Cell's latest counters (every member runs it
+    /// from the start; a rule added later counts only what came after it).
     fn evaluated(&mut self) -> u64 {
         self.read_log();
         self.seen
             .iter()
             .rev()
-            .find(|l| l.contains("stats so far: rule"))
+            .find(|l| l.contains(&format!("stats so far: rule {SOFT_CELL}")))
             .and_then(|l| l.rsplit_once("): "))
             .and_then(|(_, counts)| counts.split(' ').next())
             .and_then(|n| n.parse().ok())
@@ -681,6 +686,34 @@ fn real_records_through_a_topic_give_the_alerts_of_eval() {
 fn eval_count(stderr: &str) -> u64 {
     let line = stderr.lines().find(|l| l.contains(" evaluated")).unwrap_or_else(|| panic!("{stderr}"));
     line.split(" evaluated").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_rule_added_while_a_member_runs_evaluates_the_messages_after_it() {
+    let broker = Broker::start();
+    broker.create_topic("events", 3);
+    let records = streaming_records(4, 20);
+    let (first, second) = records.split_at(40);
+    broker.produce("events", &messages(first));
+    let mut member = Member::start(&broker, "events", "swap", &["--matches"]);
+    wait_for_events(std::slice::from_mut(&mut member), first.len() as u64);
+    // A rule added to the watched directory: loaded between two batches, it evaluates what
+    // comes after, as with any other source.
+    std::fs::copy(crate::util::test_rule("match-all"), member.rules.path().join("match-all.wasm")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !member.seen.iter().any(|l| l.contains("rule loaded") && l.contains("test-match-all")) {
+        assert!(Instant::now() < deadline, "not loaded: {:?}", member.seen);
+        std::thread::sleep(Duration::from_millis(100));
+        member.read_log();
+    }
+    broker.produce("events", &messages(second));
+    wait_for_events(std::slice::from_mut(&mut member), records.len() as u64);
+    let (out, _) = member.stop();
+    let matches: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let by = |rule: &str| matches.iter().filter(|m| m["rule"] == rule).count();
+    assert_eq!(by("test-match-all"), second.len(), "{matches:?}");
+    // Soft Cell saw all of them: every other command is a reconnaissance one.
+    assert_eq!(by(SOFT_CELL), records.len() / 2);
 }
 
 #[test]
