@@ -3,7 +3,6 @@
 //! `make tansu` and started on a loopback port for each test.
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -17,7 +16,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::Value;
 
-use crate::util::{command, workspace};
+use crate::util::{LocalService, command, workspace};
 
 /// Soft Cell's rule id.
 const SOFT_CELL: &str = "fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7";
@@ -33,8 +32,7 @@ fn tansu_binary() -> PathBuf {
 /// A tansu broker on a free loopback port, storing in memory, or in a SQLite file that
 /// outlives a restart.
 struct Broker {
-    child: Option<Child>,
-    address: String,
+    service: LocalService,
     /// The SQLite database's directory, if it stores there.
     stored: Option<tempfile::TempDir>,
 }
@@ -50,16 +48,19 @@ impl Broker {
     }
 
     fn start_in(stored: Option<tempfile::TempDir>) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut broker = Broker { child: None, address: format!("127.0.0.1:{port}"), stored };
+        let mut broker = Broker { service: LocalService::on_free_port(), stored };
         broker.restart();
         broker
     }
 
+    /// `127.0.0.1:PORT`.
+    fn address(&self) -> &str {
+        &self.service.address
+    }
+
     /// Starts it (again) on its address.
     fn restart(&mut self) {
-        assert!(self.child.is_none());
-        let address = &self.address;
+        let address = self.address().to_owned();
         let mut command = Command::new(tansu_binary());
         match &self.stored {
             Some(dir) => {
@@ -67,33 +68,21 @@ impl Broker {
             }
             None => command.args(["broker", "--storage-engine", "memory://tansu/"]),
         };
-        let child = command
+        command
             .args(["--listener-url", &format!("tcp://{address}")])
             .args(["--advertised-listener-url", &format!("tcp://{address}")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(address).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start on {address}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .env("RUST_LOG", "warn");
+        self.service.start(command, "tansu");
     }
 
     /// Kills it, as a machine that goes away.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.service.stop();
     }
 
     fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.address);
+        config.set("bootstrap.servers", self.address());
         config
     }
 
@@ -161,12 +150,6 @@ impl Broker {
     }
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Defender streaming records for `devices` web servers, `per_device` each over one hour:
 /// every other one a reconnaissance command under w3wp.exe (a Soft Cell match).
 fn streaming_records(devices: usize, per_device: usize) -> Vec<(String, Value)> {
@@ -226,6 +209,11 @@ fn eval_alerts(records: &[(String, Value)]) -> Vec<Value> {
     sorted(run.json_lines())
 }
 
+/// A member's output, a JSON document per line.
+fn documents(out: &str) -> Vec<Value> {
+    out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
 fn sorted(mut alerts: Vec<Value>) -> Vec<Value> {
     for alert in &mut alerts {
         if let Some(object) = alert.as_object_mut() {
@@ -234,6 +222,16 @@ fn sorted(mut alerts: Vec<Value>) -> Vec<Value> {
     }
     alerts.sort_by_key(|a| a.to_string());
     alerts
+}
+
+/// A rules directory holding Soft Cell and copies of the `rules` files (Sigma rules).
+fn rules_dir(rules: &[PathBuf]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("soft-cell.wasm"), rulehost::rules::BUNDLED_SOFT_CELL).unwrap();
+    for rule in rules {
+        std::fs::copy(rule, dir.path().join(rule.file_name().unwrap())).unwrap();
+    }
+    dir
 }
 
 /// A consumer: `rulehost run --source kafka://...`, its stderr lines as they come.
@@ -260,19 +258,14 @@ impl Member {
         extra: &[&str],
         rules: &[PathBuf],
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("soft-cell.wasm"), rulehost::rules::BUNDLED_SOFT_CELL).unwrap();
-        for rule in rules {
-            std::fs::copy(rule, dir.path().join(rule.file_name().unwrap())).unwrap();
-        }
-        let rules = dir;
+        let rules = rules_dir(rules);
         // Windows stay open until the end unless the test says otherwise.
         let lateness: &[&str] =
             if extra.contains(&"--allowed-lateness") { &[] } else { &["--allowed-lateness", "24h"] };
         let mut child = command()
             .env("RULEHOST_LOG", "info")
             .args(["run", "--rules", &rules.path().display().to_string()])
-            .args(["--source", &format!("kafka://{}/{topic}", broker.address), "--group", group])
+            .args(["--source", &format!("kafka://{}/{topic}", broker.address()), "--group", group])
             .args(["--window", "1h", "--stats-interval", "1"])
             .args(lateness)
             .args(extra)
@@ -294,6 +287,19 @@ impl Member {
     fn read_log(&mut self) {
         while let Ok(line) = self.lines.try_recv() {
             self.seen.push(line);
+        }
+    }
+
+    /// Waits (a minute at most) until a line of its log is `wanted`, described by `what`.
+    fn wait_for_log(&mut self, wanted: impl Fn(&str) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.read_log();
+            if self.seen.iter().any(|l| wanted(l)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {what} in the log: {:?}", self.seen);
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -431,7 +437,7 @@ fn one_consumer_and_a_group_of_three_give_the_alerts_of_eval_and_bad_messages_ar
     let mut one = vec![Member::start(&broker, topic, "one", &[])];
     wait_for_events(&mut one, events);
     let (out, log) = one.pop().unwrap().stop();
-    let alerts: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let alerts = documents(&out);
     assert_eq!(sorted(alerts), expected);
     // The source's counters at exit: every message read, offsets committed.
     let report = log
@@ -453,7 +459,7 @@ fn one_consumer_and_a_group_of_three_give_the_alerts_of_eval_and_bad_messages_ar
     let mut union = Vec::new();
     for member in three {
         let (out, _) = member.stop();
-        union.extend(out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+        union.extend(documents(&out));
     }
     let mut union = sorted(union);
     union.dedup();
@@ -488,7 +494,7 @@ fn partitions_taken_away_in_a_rebalance_leave_their_windows_to_their_new_owner()
         if n == 0 {
             assert!(log.iter().any(|l| l.contains("partitions revoked")), "{log:?}");
         }
-        outputs.push(sorted(out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect()));
+        outputs.push(sorted(documents(&out)));
     }
     assert!(outputs.iter().all(|o| !o.is_empty()), "each member keeps some partitions: {outputs:?}");
     // Each alert once, by the member that owns its device's partition now, and complete.
@@ -535,7 +541,7 @@ fn a_partition_behind_the_others_holds_their_windows_open() {
     wait_for_events(&mut member, (ahead.len() + web01.len()) as u64);
     let (out, log) = member.pop().unwrap().stop();
     // The 10:00 window waited for web01: one alert of all its events, none late.
-    let alerts: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let alerts = documents(&out);
     assert_eq!(sorted(alerts), expected);
     assert!(!log.iter().any(|l| l.contains("late event")), "{log:?}");
     assert!(log.last().unwrap().ends_with(" 0 late"), "{log:?}");
@@ -560,12 +566,9 @@ fn a_partition_idle_for_the_idle_timeout_no_longer_holds_windows_open() {
         std::thread::sleep(Duration::from_millis(200));
         written = member.written();
     }
-    let first: Value = serde_json::from_str(&written[0]).unwrap();
-    assert_eq!(sorted(vec![first]), expected[..1]);
+    assert_eq!(sorted(documents(&written[0])), expected[..1]);
     let (out, _) = member.stop();
-    let rest = out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap());
-    let all: Vec<Value> =
-        written.iter().map(|l| serde_json::from_str::<Value>(l).unwrap()).chain(rest).collect();
+    let all = documents(&(written.join("\n") + "\n" + &out));
     assert_eq!(sorted(all), expected);
 }
 
@@ -586,12 +589,7 @@ fn a_broker_that_goes_away_and_comes_back_is_waited_for_and_nothing_is_lost() {
     wait_for_events(std::slice::from_mut(&mut member), before.len() as u64);
     broker.kill();
     // The member waits, and says so.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !member.seen.iter().any(|l| l.contains("broker unreachable, waiting")) {
-        assert!(Instant::now() < deadline, "the member did not report the broker gone: {:?}", member.seen);
-        std::thread::sleep(Duration::from_millis(200));
-        member.read_log();
-    }
+    member.wait_for_log(|l| l.contains("broker unreachable, waiting"), "a report of the broker gone");
     std::thread::sleep(Duration::from_secs(2));
     broker.restart();
     broker.produce("events", &messages(&after));
@@ -599,7 +597,7 @@ fn a_broker_that_goes_away_and_comes_back_is_waited_for_and_nothing_is_lost() {
     wait_until_caught_up(std::slice::from_mut(&mut member), 3);
     let (out, log) = member.stop();
     assert!(log.iter().any(|l| l.contains("broker reachable again")), "{log:?}");
-    let alerts: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let alerts = documents(&out);
     assert_eq!(sorted(alerts), expected);
     // What it settled at its stop is committed: the group, started again, has nothing to do.
     let mut again = Member::start(&broker, "events", "steady", &[]);
@@ -650,11 +648,7 @@ fn real_records_through_a_topic_give_the_alerts_of_eval() {
         .collect();
     assert_eq!(sigma.len(), 10);
     // eval over the same documents from a file, with the same rules.
-    let rules = tempfile::tempdir().unwrap();
-    std::fs::write(rules.path().join("soft-cell.wasm"), rulehost::rules::BUNDLED_SOFT_CELL).unwrap();
-    for rule in &sigma {
-        std::fs::copy(rule, rules.path().join(rule.file_name().unwrap())).unwrap();
-    }
+    let rules = rules_dir(&sigma);
     let file = scratch.path().join("records.jsonl");
     let text: Vec<u8> = messages.iter().flat_map(|(_, m)| m.iter().copied().chain([b'\n'])).collect();
     std::fs::write(&file, text).unwrap();
@@ -674,18 +668,12 @@ fn real_records_through_a_topic_give_the_alerts_of_eval() {
     broker.create_topic("windows", 4);
     broker.produce("windows", &messages);
     let mut member = vec![Member::start_with_rules(&broker, "windows", "real", &[], &sigma)];
-    wait_for_events(&mut member, eval_count(&eval.stderr));
+    wait_for_events(&mut member, eval.counts().1);
     wait_until_caught_up(&mut member, 4);
     let (out, log) = member.pop().unwrap().stop();
     assert!(!log.iter().any(|l| l.contains("record rejected")), "{log:?}");
-    let alerts: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let alerts = documents(&out);
     assert_eq!(sorted(alerts), expected);
-}
-
-/// The events `eval` evaluated, from its summary line.
-fn eval_count(stderr: &str) -> u64 {
-    let line = stderr.lines().find(|l| l.contains(" evaluated")).unwrap_or_else(|| panic!("{stderr}"));
-    line.split(" evaluated").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 #[test]
@@ -700,16 +688,11 @@ fn a_rule_added_while_a_member_runs_evaluates_the_messages_after_it() {
     // A rule added to the watched directory: loaded between two batches, it evaluates what
     // comes after, as with any other source.
     std::fs::copy(crate::util::test_rule("match-all"), member.rules.path().join("match-all.wasm")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !member.seen.iter().any(|l| l.contains("rule loaded") && l.contains("test-match-all")) {
-        assert!(Instant::now() < deadline, "not loaded: {:?}", member.seen);
-        std::thread::sleep(Duration::from_millis(100));
-        member.read_log();
-    }
+    member.wait_for_log(|l| l.contains("rule loaded") && l.contains("test-match-all"), "the rule loaded");
     broker.produce("events", &messages(second));
     wait_for_events(std::slice::from_mut(&mut member), records.len() as u64);
     let (out, _) = member.stop();
-    let matches: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let matches = documents(&out);
     let by = |rule: &str| matches.iter().filter(|m| m["rule"] == rule).count();
     assert_eq!(by("test-match-all"), second.len(), "{matches:?}");
     // Soft Cell saw all of them: every other command is a reconnaissance one.
@@ -724,7 +707,7 @@ fn alerts_go_to_a_topic_keyed_by_an_id_that_a_restart_gives_again() {
     let records = streaming_records(4, 10);
     let expected = eval_alerts(&records);
     broker.produce("events", &messages(&records));
-    let sink = format!("kafka://{}/alerts", broker.address);
+    let sink = format!("kafka://{}/alerts", broker.address());
     let mut member = vec![Member::start(&broker, "events", "sink", &["--sink", &sink])];
     wait_for_events(&mut member, records.len() as u64);
     let (out, _) = member.pop().unwrap().stop();
@@ -753,7 +736,7 @@ fn a_member_killed_in_the_middle_and_started_again_loses_no_alert_and_gives_each
     let records = streaming_records(8, 60);
     let expected = eval_alerts(&records);
     broker.produce("events", &messages(&records));
-    let sink = format!("kafka://{}/alerts", broker.address);
+    let sink = format!("kafka://{}/alerts", broker.address());
     // A short session, so that the broker drops the killed member soon.
     let session = ["--kafka-option", "session.timeout.ms=6000"];
     let mut first = Member::start(

@@ -3,14 +3,14 @@
 //! directory (`make registry` installs it).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rulehost::rules::BUNDLED_SOFT_CELL;
 
-use crate::util::{command, test_rule};
+use crate::util::{LocalService, command, test_rule};
 
 const SAMPLE: &str = "examples/soft-cell-sample.jsonl";
 
@@ -24,9 +24,8 @@ fn registry_binary() -> PathBuf {
 
 /// A registry on a free loopback port, with filesystem storage in a temporary directory.
 struct TestRegistry {
-    child: Option<Child>,
+    service: LocalService,
     dir: tempfile::TempDir,
-    host: String,
 }
 
 impl TestRegistry {
@@ -38,8 +37,8 @@ impl TestRegistry {
     /// As [`Self::start`], serving TLS with `tls` (certificate and key files) when given.
     fn start_with(user: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let host = format!("127.0.0.1:{port}");
+        let service = LocalService::on_free_port();
+        let host = service.address.clone();
         let auth = match user {
             Some((name, password)) => {
                 let hash = bcrypt::hash(password, 4).unwrap();
@@ -62,36 +61,29 @@ impl TestRegistry {
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let mut registry = TestRegistry { child: None, dir, host };
+        let mut registry = TestRegistry { service, dir };
         registry.resume();
         registry
     }
 
     /// Starts (again) on the same port and storage.
     fn resume(&mut self) {
-        let child = Command::new(registry_binary())
-            .args(["serve", &self.dir.path().join("config.yml").display().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&self.host).is_err() {
-            assert!(Instant::now() < deadline, "the registry did not start on {}", self.host);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut command = Command::new(registry_binary());
+        command.args(["serve", &self.dir.path().join("config.yml").display().to_string()]);
+        self.service.start(command, "the registry");
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.service.stop();
+    }
+
+    /// `127.0.0.1:PORT`.
+    fn host(&self) -> &str {
+        &self.service.address
     }
 
     fn reference(&self, path: &str) -> String {
-        format!("oci://{}/{path}", self.host)
+        format!("oci://{}/{path}", self.host())
     }
 
     /// The file that holds blob `digest` in the registry's storage.
@@ -101,13 +93,7 @@ impl TestRegistry {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.host)
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        self.stop();
+        format!("http://{}{path}", self.host())
     }
 }
 
@@ -181,14 +167,14 @@ impl Place {
             cache,
             &self.path("docker"),
             env,
-            &["pull", "--insecure-registry", &registry.host, reference],
+            &["pull", "--insecure-registry", registry.host(), reference],
         )
     }
 
     /// Pushes `rule`, signed with the place's key when `signed`; the manifest digest.
     fn push(&self, registry: &TestRegistry, rule: &str, reference: &str, signed: bool) -> String {
         let key = self.arg("keys/platform.key");
-        let mut args = vec!["push", "--insecure-registry", &registry.host, rule, reference];
+        let mut args = vec!["push", "--insecure-registry", registry.host(), rule, reference];
         if signed {
             args.extend(["--key", &key]);
         }
@@ -253,7 +239,7 @@ fn push_then_pull_gives_the_same_bytes_and_the_registry_the_alerts_of_the_file_o
     let pulled = place.run(&[
         "pull",
         "--insecure-registry",
-        &registry.host,
+        registry.host(),
         "--trust",
         &public,
         &reference,
@@ -275,14 +261,14 @@ fn push_then_pull_gives_the_same_bytes_and_the_registry_the_alerts_of_the_file_o
         args.push(SAMPLE);
         place.run(&args)
     };
-    let online = eval(&["--insecure-registry", &registry.host], &reference);
+    let online = eval(&["--insecure-registry", registry.host()], &reference);
     assert_eq!(online.code, 0, "{}", online.stderr);
     assert_eq!(online.stdout, from_file.stdout);
-    let inspect = place.run(&["inspect", "--insecure-registry", &registry.host, "--json", &reference]);
+    let inspect = place.run(&["inspect", "--insecure-registry", registry.host(), "--json", &reference]);
     assert_eq!(inspect.code, 0, "{}", inspect.stderr);
     assert!(inspect.stdout.contains("fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7"), "{}", inspect.stdout);
     let verify =
-        place.run(&["verify", "--insecure-registry", &registry.host, "--trust", &public, &reference]);
+        place.run(&["verify", "--insecure-registry", registry.host(), "--trust", &public, &reference]);
     assert_eq!(verify.code, 0, "{}", verify.stderr);
     assert!(
         verify.stdout.contains(&format!("{reference}: verified: signed by platform")),
@@ -290,7 +276,7 @@ fn push_then_pull_gives_the_same_bytes_and_the_registry_the_alerts_of_the_file_o
         verify.stdout
     );
     let cases = "rules-wasm/soft-cell/cases.json";
-    let tested = place.run(&["test", "--insecure-registry", &registry.host, &reference, cases]);
+    let tested = place.run(&["test", "--insecure-registry", registry.host(), &reference, cases]);
     assert_eq!(tested.code, 0, "{}{}", tested.stdout, tested.stderr);
 
     // The registry goes away: --offline uses the store, and a reference pinned by digest
@@ -300,7 +286,7 @@ fn push_then_pull_gives_the_same_bytes_and_the_registry_the_alerts_of_the_file_o
     assert_eq!(offline.code, 0, "{}", offline.stderr);
     assert_eq!(offline.stdout, from_file.stdout);
     let pinned = format!("{}@{digest}", registry.reference("detect/soft-cell"));
-    let pinned_run = eval(&["--insecure-registry", &registry.host], &pinned);
+    let pinned_run = eval(&["--insecure-registry", registry.host()], &pinned);
     assert_eq!(pinned_run.code, 0, "{}", pinned_run.stderr);
     assert_eq!(pinned_run.stdout, from_file.stdout);
     // What the store does not hold is an error, offline or not.
@@ -308,9 +294,9 @@ fn push_then_pull_gives_the_same_bytes_and_the_registry_the_alerts_of_the_file_o
     let missing = eval(&["--offline"], &other);
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("not in the local store"), "{}", missing.stderr);
-    let down = eval(&["--insecure-registry", &registry.host], &other);
+    let down = eval(&["--insecure-registry", registry.host()], &other);
     assert_eq!(down.code, 2);
-    assert!(down.stderr.contains(&format!("registry {}", registry.host)), "{}", down.stderr);
+    assert!(down.stderr.contains(&format!("registry {}", registry.host())), "{}", down.stderr);
 }
 
 #[test]
@@ -324,7 +310,7 @@ fn an_unsigned_artifact_is_refused_by_the_trust_policy_and_a_changed_blob_by_its
     let refused = place.run(&[
         "eval",
         "--insecure-registry",
-        &registry.host,
+        registry.host(),
         "--trust",
         &public,
         "--rules",
@@ -457,7 +443,7 @@ fn an_artifact_pushed_by_hand_runs_and_manifests_of_other_shapes_are_refused() {
 
     let eval = |tag: &str| {
         let reference = registry.reference(&format!("{repository}:{tag}"));
-        place.run(&["eval", "--insecure-registry", &registry.host, "--rules", &reference, SAMPLE])
+        place.run(&["eval", "--insecure-registry", registry.host(), "--rules", &reference, SAMPLE])
     };
     let good = eval("good");
     assert_eq!(good.code, 0, "{}", good.stderr);
@@ -485,15 +471,15 @@ fn credentials_come_from_the_environment_or_the_docker_config_and_wrong_ones_nam
     let rule = soft_cell_file(&place);
     let reference = registry.reference("private/soft-cell:1");
     let push = |env: &[(&str, &str)]| {
-        place.run_with(env, &["push", "--insecure-registry", &registry.host, &rule, &reference])
+        place.run_with(env, &["push", "--insecure-registry", registry.host(), &rule, &reference])
     };
     let anonymous = push(&[]);
     assert_eq!(anonymous.code, 2);
-    assert!(anonymous.stderr.contains(&format!("registry {}", registry.host)), "{}", anonymous.stderr);
+    assert!(anonymous.stderr.contains(&format!("registry {}", registry.host())), "{}", anonymous.stderr);
     assert!(anonymous.stderr.contains("denied anonymously"), "{}", anonymous.stderr);
     let wrong = push(&[("RULEHOST_REGISTRY_USERNAME", "ci"), ("RULEHOST_REGISTRY_PASSWORD", "wrong-secret")]);
     assert_eq!(wrong.code, 2);
-    assert!(wrong.stderr.contains(&format!("registry {}", registry.host)), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains(&format!("registry {}", registry.host())), "{}", wrong.stderr);
     assert!(wrong.stderr.contains("denied as \"ci\""), "{}", wrong.stderr);
     assert!(!wrong.stderr.contains("wrong-secret"), "{}", wrong.stderr);
     let right = push(&[("RULEHOST_REGISTRY_USERNAME", "ci"), ("RULEHOST_REGISTRY_PASSWORD", "s3cret-pass")]);
@@ -503,10 +489,10 @@ fn credentials_come_from_the_environment_or_the_docker_config_and_wrong_ones_nam
     let auth = base64::engine::general_purpose::STANDARD.encode("ci:s3cret-pass");
     std::fs::write(
         place.path("docker/config.json"),
-        serde_json::json!({"auths": {registry.host.clone(): {"auth": auth}}}).to_string(),
+        serde_json::json!({"auths": {registry.host().to_owned(): {"auth": auth}}}).to_string(),
     )
     .unwrap();
-    let pulled = place.run(&["pull", "--insecure-registry", &registry.host, &reference]);
+    let pulled = place.run(&["pull", "--insecure-registry", registry.host(), &reference]);
     assert_eq!(pulled.code, 0, "{}", pulled.stderr);
     // A credential helper (`credsStore`), asked through its get protocol.
     let helpers = place.path("helpers");
@@ -516,7 +502,7 @@ fn credentials_come_from_the_environment_or_the_docker_config_and_wrong_ones_nam
         &helper,
         format!(
             "#!/bin/sh\nread server\n[ \"$server\" = \"{}\" ] || exit 1\necho '{{\"ServerURL\":\"'$server'\",\"Username\":\"ci\",\"Secret\":\"s3cret-pass\"}}'\n",
-            registry.host
+            registry.host()
         ),
     )
     .unwrap();
@@ -594,7 +580,7 @@ fn a_registry_on_tls_is_trusted_through_a_given_authority_and_refused_without_it
     assert_eq!(pushed.code, 0, "{}", pushed.stderr);
     let untrusted = place.run(&["eval", "--rules", &reference, SAMPLE]);
     assert_eq!(untrusted.code, 2, "{}", untrusted.stderr);
-    assert!(untrusted.stderr.contains(&format!("registry {}", registry.host)), "{}", untrusted.stderr);
+    assert!(untrusted.stderr.contains(&format!("registry {}", registry.host())), "{}", untrusted.stderr);
     assert!(untrusted.stderr.to_lowercase().contains("certificate"), "{}", untrusted.stderr);
     let trusted = place.run(&["eval", "--registry-ca", &ca, "--rules", &reference, SAMPLE]);
     assert_eq!(trusted.code, 0, "{}", trusted.stderr);
@@ -745,7 +731,7 @@ fn run_follows_a_tag_and_keeps_the_running_version_when_the_new_one_is_unsigned_
         .env("DOCKER_CONFIG", place.path("docker"))
         .env("XDG_CACHE_HOME", place.path("cache"))
         .env("RULEHOST_LOG", "info")
-        .args(["run", "--rules", &reference, "--trust", &public, "--insecure-registry", &registry.host])
+        .args(["run", "--rules", &reference, "--trust", &public, "--insecure-registry", registry.host()])
         .args(["--poll-interval", "1s", "--matches", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

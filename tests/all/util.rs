@@ -203,3 +203,47 @@ pub fn defender_rows_with_windows(rounds: usize, windows_every: usize, malformed
     }
     text
 }
+
+/// A server a test starts on a free loopback port (a broker, a registry), and kills when it
+/// is dropped, a failed test included: nothing is left running.
+pub struct LocalService {
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    child: Option<std::process::Child>,
+}
+
+impl LocalService {
+    /// A free loopback port, with nothing on it yet.
+    pub fn on_free_port() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        LocalService { address: format!("127.0.0.1:{port}"), child: None }
+    }
+
+    /// Starts `command` (its output thrown away) and waits until its address takes
+    /// connections; `what` names it if it does not.
+    pub fn start(&mut self, mut command: Command, what: &str) {
+        assert!(self.child.is_none(), "{what} runs already");
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(&self.address).is_err() {
+            assert!(std::time::Instant::now() < deadline, "{what} did not start on {}", self.address);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Kills it, as a machine that goes away.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for LocalService {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
