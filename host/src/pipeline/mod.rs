@@ -535,19 +535,9 @@ impl<'a> Pipeline<'a> {
     /// written once the sink flushes ([`Pipeline::tick`] does); a source can then let go of
     /// it (commit its offsets).
     pub fn settled(&self) -> u64 {
-        let mut first_open = self.next_read_order;
-        let pending = self
-            .unapplied
-            .front()
-            .copied()
-            .into_iter()
-            .chain(self.batch.first().map(ProcessEvent::read_order));
         let windowed =
             self.set.runs.iter().flat_map(|r| r.windows.values().flatten().map(|e| e.read_order()));
-        for order in pending.chain(windowed) {
-            first_open = first_open.min(order);
-        }
-        first_open - 1
+        windowed.fold(self.first_in_flight(), u64::min) - 1
     }
 
     /// Evaluates the last batch, closes every window, writes the alerts and finishes the
@@ -801,6 +791,10 @@ impl<'a> Pipeline<'a> {
     /// due now (a partition gone idle moves event time with no new record); whether
     /// anything closed.
     pub fn limit_event_time(&mut self, time: Option<i64>) -> Result<bool, PipelineError> {
+        // Unchanged, it closes nothing that taking in the last batch did not close.
+        if time == self.source_time {
+            return Ok(false);
+        }
         self.source_time = time;
         self.close_due()
     }

@@ -189,6 +189,13 @@ struct PartitionClock {
     heard: Instant,
 }
 
+impl PartitionClock {
+    /// A partition heard of at `now` (assigned), none of its records seen yet.
+    fn new(now: Instant) -> Self {
+        PartitionClock { latest: None, heard: now }
+    }
+}
+
 /// A message read and not yet settled.
 #[derive(Debug, Clone)]
 struct InFlight {
@@ -224,14 +231,14 @@ impl Ledger {
     fn assign(&mut self, assigned: &[i32]) {
         let now = Instant::now();
         for &partition in assigned {
-            self.clocks.entry(partition).or_insert(PartitionClock { latest: None, heard: now });
+            self.clocks.entry(partition).or_insert(PartitionClock::new(now));
         }
         self.note_event_time(now);
     }
 
     /// A message of `partition` whose records reach `latest` in event time.
     fn heard(&mut self, partition: i32, latest: Option<i64>, now: Instant) {
-        let clock = self.clocks.entry(partition).or_insert(PartitionClock { latest: None, heard: now });
+        let clock = self.clocks.entry(partition).or_insert(PartitionClock::new(now));
         clock.latest = clock.latest.max(latest);
         clock.heard = now;
     }
