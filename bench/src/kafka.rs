@@ -1,12 +1,13 @@
 //! `BENCH_ONLY=kafka`: events from a Kafka topic into `rulehost run` members of one consumer
-//! group, against `rulehost eval` over the same events from a file, in one run. The broker
-//! is tansu (`make tansu`, in-memory storage) on loopback, on the same two cores. The events
-//! are generated Defender streaming records (`{"records": [..]}` messages of 100, keyed by
-//! device, every other one a Soft Cell match), so they are not real records.
+//! group, against `rulehost eval` over the same events from a file, in one run; and the
+//! latency from produce to match and from a window's end to its alert. The broker is tansu
+//! (`make tansu`, in-memory storage) on loopback, on the same two cores. Two inputs: generated
+//! Defender streaming records (`{"records": [..]}` messages of 100, keyed by device, every
+//! other one a Soft Cell match), and real records (the shared logs, one per message).
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -108,14 +109,8 @@ fn records(count: usize) -> (String, Vec<(String, Vec<u8>)>) {
 
 /// Members of `group` until together they have evaluated `events`: the events per second
 /// between their first and their last counters, and the largest peak RSS of a member.
-fn consume(
-    broker: &Broker,
-    topic: &str,
-    group: &str,
-    members: usize,
-    events: u64,
-    rules: &Path,
-) -> Result<(f64, u64)> {
+fn consume(setup: &Setup, topic: &str, group: &str, members: usize, events: u64) -> Result<(f64, u64)> {
+    let (broker, rules) = (&setup.broker, &setup.rules);
     let binary = workspace().join("target/release/rulehost");
     let mut children = Vec::new();
     let (tx, rx) = std::sync::mpsc::channel::<(usize, u64, Instant)>();
@@ -196,25 +191,18 @@ pub fn group_vs_file() -> Result<()> {
     config.set("bootstrap.servers", &broker.address);
     let admin: AdminClient<DefaultClientContext> = config.create()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let setup = Setup { broker, config, runtime, admin, rules };
     for topic in ["one", "two"] {
-        create_topic(&runtime, &admin, topic, PARTITIONS)?;
-        produce(&config, topic, &messages)?;
+        setup.create_topic(topic, PARTITIONS)?;
+        setup.produce(topic, &messages)?;
     }
-    let binary = workspace().join("target/release/rulehost");
-    let started = Instant::now();
-    let status = Command::new(&binary)
-        .args(["eval", "--matches", "--jobs", "1", "-o", "/dev/null", "--rules"])
-        .arg(&rules)
-        .arg(&file)
-        .stderr(Stdio::null())
-        .status()?;
-    ensure!(status.success(), "eval: {status}");
-    let eval_rate = count as f64 / started.elapsed().as_secs_f64();
-    let real = real_vs_file(&broker, &config, &runtime, &admin, &rules, dir.path())?;
-    let (one, one_peak) = consume(&broker, "one", "bench-one", 1, count as u64, &rules)?;
-    let (two, _) = consume(&broker, "two", "bench-two", 2, count as u64, &rules)?;
-    let latencies = latency(&broker, &config, &runtime, &admin, &rules)?;
-    let alert_latencies = alert_latency(&broker, &config, &runtime, &admin, &rules)?;
+    let (elapsed, _) = eval_file(&setup.rules, &file)?;
+    let eval_rate = count as f64 / elapsed;
+    let real = real_vs_file(&setup, dir.path())?;
+    let (one, one_peak) = consume(&setup, "one", "bench-one", 1, count as u64)?;
+    let (two, _) = consume(&setup, "two", "bench-two", 2, count as u64)?;
+    let latencies = latency(&setup)?;
+    let alert_latencies = alert_latency(&setup)?;
     println!();
     println!(
         "| {count} generated Defender records in {} messages, 6 partitions, tansu on the same cores | events/s | ratio |",
@@ -258,40 +246,64 @@ pub fn group_vs_file() -> Result<()> {
     Ok(())
 }
 
-fn create_topic(
-    runtime: &tokio::runtime::Runtime,
-    admin: &AdminClient<DefaultClientContext>,
-    topic: &str,
-    partitions: i32,
-) -> Result<()> {
-    for result in runtime.block_on(admin.create_topics(
-        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))? {
-        if let Err((name, e)) = result {
-            bail!("creating {name}: {e}");
-        }
-    }
-    Ok(())
+/// The broker, its clients and the rules every measurement here uses.
+struct Setup {
+    broker: Broker,
+    config: ClientConfig,
+    runtime: tokio::runtime::Runtime,
+    admin: AdminClient<DefaultClientContext>,
+    /// A rules directory holding Soft Cell.
+    rules: PathBuf,
 }
 
-/// Produces `messages` (key, payload) and waits for their acknowledgement.
-fn produce(config: &ClientConfig, topic: &str, messages: &[(String, Vec<u8>)]) -> Result<()> {
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        config.clone().set("linger.ms", "20").create()?;
-    for (key, payload) in messages {
-        while let Err((e, _)) = producer.send(BaseRecord::to(topic).key(key).payload(payload)) {
-            if !matches!(
-                e,
-                rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
-            ) {
-                bail!("producing: {e}");
+impl Setup {
+    fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+        for result in self.runtime.block_on(self.admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))? {
+            if let Err((name, e)) = result {
+                bail!("creating {name}: {e}");
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
+        Ok(())
     }
-    producer.flush(Duration::from_secs(120))?;
-    Ok(())
+
+    /// Produces `messages` (key, payload) and waits for their acknowledgement.
+    fn produce(&self, topic: &str, messages: &[(String, Vec<u8>)]) -> Result<()> {
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            self.config.clone().set("linger.ms", "20").create()?;
+        for (key, payload) in messages {
+            while let Err((e, _)) = producer.send(BaseRecord::to(topic).key(key).payload(payload)) {
+                if !matches!(
+                    e,
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )
+                ) {
+                    bail!("producing: {e}");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        producer.flush(Duration::from_secs(120))?;
+        Ok(())
+    }
+}
+
+/// `rulehost eval --matches --jobs 1` over `file` with `rules`, output thrown away: its
+/// wall time in seconds, and its stderr (the summary).
+fn eval_file(rules: &Path, file: &Path) -> Result<(f64, String)> {
+    let started = Instant::now();
+    let eval = Command::new(workspace().join("target/release/rulehost"))
+        .args(["eval", "--matches", "--jobs", "1", "-o", "/dev/null", "--rules"])
+        .arg(rules)
+        .arg(file)
+        .output()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&eval.stderr).into_owned();
+    ensure!(eval.status.success(), "eval: {stderr}");
+    Ok((elapsed, stderr))
 }
 
 /// Real records through a topic against the same lines from a file, in records per second.
@@ -307,14 +319,7 @@ struct RealRates {
 /// them, `#attributes` shape), repeated to `BENCH_KAFKA_REAL` records (default 600,000),
 /// one record per message keyed by its computer: into one member, and through `eval` from a
 /// file. Most are not process creations, as in real Windows logs.
-fn real_vs_file(
-    broker: &Broker,
-    config: &ClientConfig,
-    runtime: &tokio::runtime::Runtime,
-    admin: &AdminClient<DefaultClientContext>,
-    rules: &Path,
-    dir: &Path,
-) -> Result<RealRates> {
+fn real_vs_file(setup: &Setup, dir: &Path) -> Result<RealRates> {
     let count: usize = std::env::var("BENCH_KAFKA_REAL").ok().map_or(Ok(600_000), |v| v.parse())?;
     let lines = crate::pipeline::shared_record_lines()?;
     let originals = lines.len();
@@ -334,17 +339,9 @@ fn real_vs_file(
     let file = dir.join("real.jsonl");
     let text: Vec<u8> = messages.iter().flat_map(|(_, m)| m.iter().copied().chain([b'\n'])).collect();
     std::fs::write(&file, text)?;
-    create_topic(runtime, admin, "real", PARTITIONS)?;
-    produce(config, "real", &messages)?;
-    let started = Instant::now();
-    let eval = Command::new(workspace().join("target/release/rulehost"))
-        .args(["eval", "--matches", "--jobs", "1", "-o", "/dev/null", "--rules"])
-        .arg(rules)
-        .arg(&file)
-        .output()?;
-    let elapsed = started.elapsed().as_secs_f64();
-    ensure!(eval.status.success(), "eval: {}", String::from_utf8_lossy(&eval.stderr));
-    let stderr = String::from_utf8_lossy(&eval.stderr);
+    setup.create_topic("real", PARTITIONS)?;
+    setup.produce("real", &messages)?;
+    let (elapsed, stderr) = eval_file(&setup.rules, &file)?;
     let evaluated: u64 = stderr
         .split(" evaluated")
         .next()
@@ -352,7 +349,7 @@ fn real_vs_file(
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("no count of events evaluated in {stderr}"))?;
     // The member's counters count process events; the records around them come with them.
-    let (events, peak) = consume(broker, "real", "bench-real", 1, evaluated, rules)?;
+    let (events, peak) = consume(setup, "real", "bench-real", 1, evaluated)?;
     let per_event = count as f64 / evaluated as f64;
     eprintln!("real records: {originals} distinct, {count} in all, {evaluated} process events");
     Ok(RealRates { records: count, eval: count as f64 / elapsed, member: events * per_event, peak })
@@ -364,21 +361,11 @@ const LATENCY_SECONDS: u64 = 15;
 /// Milliseconds from the produce of each matching event to the moment its match is read
 /// back from the sink topic, sorted: events at a fixed rate, one record per message, one
 /// member writing `--matches` to a topic. Each event's `ReportId` is its number.
-fn latency(
-    broker: &Broker,
-    config: &ClientConfig,
-    runtime: &tokio::runtime::Runtime,
-    admin: &AdminClient<DefaultClientContext>,
-    rules: &Path,
-) -> Result<Vec<f64>> {
+fn latency(setup: &Setup) -> Result<Vec<f64>> {
     let total = LATENCY_RATE * LATENCY_SECONDS;
     let mut latencies = Vec::with_capacity(total as usize);
     at_fixed_rate(
-        broker,
-        config,
-        runtime,
-        admin,
-        rules,
+        setup,
         "match",
         &["--matches"],
         |_, _| {},
@@ -400,13 +387,7 @@ fn latency(
 /// from the sink topic, sorted: events stamped with the time they are produced, at a fixed
 /// rate, one-second windows with 1 ms of allowed lateness, so that a window closes as soon
 /// as every partition has delivered an event past its end.
-fn alert_latency(
-    broker: &Broker,
-    config: &ClientConfig,
-    runtime: &tokio::runtime::Runtime,
-    admin: &AdminClient<DefaultClientContext>,
-    rules: &Path,
-) -> Result<Vec<f64>> {
+fn alert_latency(setup: &Setup) -> Result<Vec<f64>> {
     let member = ["--window", "1s", "--allowed-lateness", "1ms"];
     let stamp = |message: &mut Value, _: u64| {
         let now = rulehost::events::time::format(chrono::Utc::now());
@@ -418,7 +399,7 @@ fn alert_latency(
     // LATENCY_SECONDS windows, and all but the last close.
     let windows = LATENCY_SECONDS - 1;
     let mut seen = std::collections::BTreeSet::new();
-    at_fixed_rate(broker, config, runtime, admin, rules, "alert", &member, stamp, |value, _| {
+    at_fixed_rate(setup, "alert", &member, stamp, |value, _| {
         if let Some(end) = value["WindowEnd"].as_str().and_then(rulehost::events::time::parse) {
             let late = chrono::Utc::now().signed_duration_since(end);
             latencies.push(late.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0);
@@ -435,13 +416,8 @@ fn alert_latency(
 /// [`LATENCY_SECONDS`], each changed by `stamp` (with its number), and hands every message
 /// read back from the sink, with the instants the events were sent, to `received` until it
 /// says that is enough.
-#[allow(clippy::too_many_arguments)]
 fn at_fixed_rate(
-    broker: &Broker,
-    config: &ClientConfig,
-    runtime: &tokio::runtime::Runtime,
-    admin: &AdminClient<DefaultClientContext>,
-    rules: &Path,
+    setup: &Setup,
     name: &str,
     member_args: &[&str],
     mut stamp: impl FnMut(&mut Value, u64),
@@ -449,10 +425,10 @@ fn at_fixed_rate(
 ) -> Result<()> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
+    let (broker, config, rules) = (&setup.broker, &setup.config, &setup.rules);
     let (input, output) = (format!("{name}-in"), format!("{name}-out"));
-    for (topic, partitions) in [(&input, PARTITIONS), (&output, 1)] {
-        create_topic(runtime, admin, topic, partitions)?;
-    }
+    setup.create_topic(&input, PARTITIONS)?;
+    setup.create_topic(&output, 1)?;
     let binary = workspace().join("target/release/rulehost");
     let mut member = Command::new(&binary)
         .args(["run", "--rules", &rules.display().to_string(), "--jobs", "1"])
