@@ -10,7 +10,7 @@
 //!    catalog, against Soft Cell over the same events; compile and start-up times.
 //!
 //! `BENCH_EVENTS` sets the number of events (default 1,000,000); `BENCH_ONLY=startup`,
-//! `=windows`, `=pipeline`, `=sigma`, `=evtx`, `=jobs`, `=parse` or `=predicate` runs only that measurement (`parse`: eval
+//! `=windows`, `=real-json`, `=pipeline`, `=sigma`, `=evtx`, `=jobs`, `=parse` or `=predicate` runs only that measurement (`parse`: eval
 //! vs parse-only; `predicate`: Wasm vs native and the sandbox's cost); `BENCH_PROFILE=wasm` or `=native` runs one side of Wasm vs native
 //! over and over for a profiler (with `RULEHOST_PERF_MAP=1`, perf names guest functions);
 //! `BENCH_PROFILE=sigma` runs the catalog's matcher natively over the real process creations
@@ -23,6 +23,7 @@ mod evtx_folder;
 mod generate;
 mod kafka;
 mod pipeline;
+mod real_json;
 mod sigma;
 
 use std::io::BufWriter;
@@ -54,6 +55,7 @@ fn main() -> Result<()> {
     match only.as_str() {
         "startup" => return startup(),
         "windows" => return windows_jsonl(),
+        "real-json" => return real_json::real_json_lines(),
         "sigma" => return sigma::packs(),
         "evtx" => return evtx_folder::folder(),
         "kafka" => return kafka::group_vs_file(),
@@ -109,6 +111,7 @@ fn main() -> Result<()> {
     hot_swap(&jsonl, count)?;
     startup()?;
     windows_jsonl()?;
+    real_json::real_json_lines()?;
     pipeline::run_vs_eval()?;
     sigma::packs()?;
     evtx_folder::folder()?;
@@ -213,9 +216,26 @@ fn windows_jsonl() -> Result<()> {
     let path = dir.path().join("windows.jsonl");
     let creations =
         generate::write_windows_jsonl(&mut BufWriter::new(std::fs::File::create(&path)?), count, 11)?;
-    let size = std::fs::metadata(&path)?.len();
+    let title = |jobs, size: f64| {
+        format!(
+            "evtx_dump-shaped Windows JSONL, {count} events ({creations} process creations, {size:.0} MiB), {jobs} jobs"
+        )
+    };
+    read_vs_eval(&path, count, creations, &title)
+}
+
+/// `eval` over a Windows JSON lines file of `count` lines and `creations` process creations,
+/// all cores, against reading and normalizing it alone (best of 3 each), then the binary
+/// over it: a table headed `title(jobs, MiB)`.
+pub(crate) fn read_vs_eval(
+    path: &std::path::Path,
+    count: u64,
+    creations: u64,
+    title: &dyn Fn(usize, f64) -> String,
+) -> Result<()> {
+    let size = std::fs::metadata(path)?.len();
     let jobs = std::thread::available_parallelism().map_or(1, usize::from);
-    let input = Input::file(&path).with_jobs(jobs);
+    let input = Input::file(path).with_jobs(jobs);
     let rules = vec![rules::load_bundled(&Runtime::new()?)?];
     let (mut parse, mut end_to_end) = (Duration::MAX, Duration::MAX);
     for _ in 0..3 {
@@ -224,23 +244,18 @@ fn windows_jsonl() -> Result<()> {
         parse = parse.min(time);
         let (time, summary) = timed(|| {
             let mut output = JsonLines::new(std::io::sink());
-            eval::evaluate(
-                &rules,
-                std::slice::from_ref(&input),
-                &EvalOptions { jobs, ..EvalOptions::default() },
-                &mut output,
-                &mut |_| {},
-            )
+            let options = EvalOptions { jobs, ..EvalOptions::default() };
+            eval::evaluate(&rules, std::slice::from_ref(&input), &options, &mut output, &mut |_| {})
         });
         let summary = summary?;
-        ensure!(summary.read == count && summary.evaluated == creations, "{summary:?}");
+        ensure!(
+            summary.read == count && summary.evaluated == creations && summary.rejected.is_empty(),
+            "{summary:?}"
+        );
         end_to_end = end_to_end.min(time);
     }
     println!();
-    println!(
-        "| evtx_dump-shaped Windows JSONL, {count} events ({creations} process creations, {:.0} MiB), {jobs} jobs | seconds | events/s |",
-        size as f64 / 1048576.0
-    );
+    println!("| {} | seconds | events/s |", title(jobs, size as f64 / 1048576.0));
     println!("|---|---|---|");
     println!("| read + normalize only | {:.2} | {} |", parse.as_secs_f64(), rate(count, parse));
     println!("| `eval` end to end | {:.2} | {} |", end_to_end.as_secs_f64(), rate(count, end_to_end));
@@ -248,7 +263,7 @@ fn windows_jsonl() -> Result<()> {
         "| **eval / read-only throughput** | **{:.2}** | |",
         parse.as_secs_f64() / end_to_end.as_secs_f64()
     );
-    let (time, peak) = binary_run(&path)?;
+    let (time, peak) = binary_run(path)?;
     println!("| `rulehost eval` binary, start to exit | {:.2} | {} |", time.as_secs_f64(), rate(count, time));
     println!("| peak RSS of that run | {} MiB | |", peak >> 20);
     Ok(())

@@ -12,8 +12,8 @@ use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
 use super::blocks::{BlockFile, FileBlocks, Stage};
-pub use super::json_lines::dismissal_and_full_parse;
 use super::json_lines::{JsonLines, ParallelJsonLines, Reading, parse_json_line, set_line_offset};
+pub use super::json_lines::{dismissal_and_full_parse, typed_and_general_read};
 use super::windows::evtx::EvtxRecords;
 use super::windows::xml::XmlEvents;
 

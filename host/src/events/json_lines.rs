@@ -120,6 +120,25 @@ pub fn dismissal_and_full_parse(line: &[u8]) -> (Option<String>, Vec<Record>) {
     (scanned, parsed)
 }
 
+/// What the typed read of one evtx_dump line makes of it (`None` when it leaves the line to
+/// the general reader), and what the general reader makes of it: where the typed read takes
+/// a line, the two must give the same record; the fuzz targets and tests check it.
+pub fn typed_and_general_read(line: &[u8]) -> (Option<Record>, Vec<Record>) {
+    let origin = || Origin { file: "-".into(), position: Position::Line(1) };
+    let typed = std::str::from_utf8(line)
+        .ok()
+        .and_then(|text| windows::json::read_evtx_dump(text, origin(), SourceFormat::EvtxJson).ok());
+    let mut general = Vec::new();
+    match serde_json::from_slice::<Value>(line) {
+        Ok(value) => json::read_value(value, &origin, SourceFormat::DefenderJson, true, &mut general),
+        Err(e) => general.push(Record::Rejected(RecordError {
+            origin: origin(),
+            reason: RejectReason::MalformedJson(e.to_string()),
+        })),
+    }
+    (typed, general)
+}
+
 pub(crate) fn parse_json_line(
     line: &[u8],
     complete: bool,
@@ -144,6 +163,16 @@ pub(crate) fn parse_json_line(
             Ok(record) => {
                 out.push(record);
                 return;
+            }
+            // evtx_dump's records are read straight from the line, as Defender rows are.
+            Err(origin) if text.starts_with("{\"Event\"") => {
+                match windows::json::read_evtx_dump(text, origin, SourceFormat::EvtxJson) {
+                    Ok(record) => {
+                        out.push(record);
+                        return;
+                    }
+                    Err(origin) => origin,
+                }
             }
             Err(origin) => origin,
         },

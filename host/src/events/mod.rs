@@ -10,6 +10,7 @@ mod field;
 pub mod input;
 mod json;
 mod json_lines;
+mod json_tree;
 pub(crate) use json_lines::parse_json_line;
 mod json_value;
 pub mod lineage;

@@ -38,10 +38,18 @@ pub(in crate::events) fn dismiss(line: &[u8]) -> Option<String> {
     }
     // The kind's name follows `WinEvent::kind`, which asks "Sysmon?" first, of the channel
     // or the provider: a Security line whose provider may be Sysmon is left to the parser.
+    // Another channel names the kind itself, unless the provider may make it Sysmon or
+    // Security (an empty channel gives way to the provider's name: left to the parser).
     let source = if channel.eq_ignore_ascii_case(SYSMON_CHANNEL.as_bytes()) {
         "Sysmon"
     } else if channel.eq_ignore_ascii_case(SECURITY_CHANNEL.as_bytes()) && !provider_may_be_sysmon(line) {
         "Security"
+    } else if !channel.is_empty()
+        && !channel.iter().any(|&b| b < 0x20)
+        && !provider_may_be_sysmon(line)
+        && !provider_may_be_security(line)
+    {
+        std::str::from_utf8(channel).ok()?
     } else {
         return None;
     };
@@ -189,6 +197,17 @@ fn skip_space(bytes: &[u8]) -> &[u8] {
 /// Whether the provider may be Sysmon: the one provider name says so, or, where the
 /// provider is not written the usual way, "sysmon" occurs anywhere in any case.
 fn provider_may_be_sysmon(line: &[u8]) -> bool {
+    provider_may_be(line, b"Microsoft-Windows-Sysmon", b"sysmon")
+}
+
+/// Whether the provider may be Security-Auditing, as [`provider_may_be_sysmon`] tells Sysmon.
+fn provider_may_be_security(line: &[u8]) -> bool {
+    provider_may_be(line, b"Microsoft-Windows-Security-Auditing", b"security-auditing")
+}
+
+/// Whether the provider may be `provider`: the one provider name is it (in any case), or,
+/// where the provider is not written the usual way, `word` occurs anywhere in any case.
+fn provider_may_be(line: &[u8], provider: &[u8], word: &[u8]) -> bool {
     let name = |finder| only_one(line, finder).and_then(|at| string_after(line, at));
     let names = (name(&PROVIDER_NAME), name(&SEPARATE_PROVIDER_NAME));
     let named = match names {
@@ -196,15 +215,16 @@ fn provider_may_be_sysmon(line: &[u8]) -> bool {
         _ => None,
     };
     match named {
-        Some(name) => name.eq_ignore_ascii_case(b"Microsoft-Windows-Sysmon"),
-        None => mentions_sysmon(line),
+        Some(name) => name.eq_ignore_ascii_case(provider),
+        None => mentions(line, word),
     }
 }
 
-/// Whether "sysmon" occurs in `line` in any case.
-fn mentions_sysmon(line: &[u8]) -> bool {
-    memchr::memchr2_iter(b's', b'S', line)
-        .any(|at| line.get(at..at + 6).is_some_and(|word| word.eq_ignore_ascii_case(b"sysmon")))
+/// Whether `word` (lower case) occurs in `line` in any case.
+fn mentions(line: &[u8], word: &[u8]) -> bool {
+    let first = word[0];
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), line)
+        .any(|at| line.get(at..at + word.len()).is_some_and(|w| w.eq_ignore_ascii_case(word)))
 }
 
 #[cfg(test)]
@@ -230,6 +250,12 @@ mod tests {
         assert_eq!(dismiss(line(quoted).as_bytes()).as_deref(), Some("Security 5156"));
         let separate = r##""Provider":null,"Provider_attributes":{"Name":"Microsoft-Windows-Security-Auditing"},"EventID":4624,"Channel":"Security""##;
         assert_eq!(dismiss(line(separate).as_bytes()).as_deref(), Some("Security 4624"));
+        // Another channel names the kind itself.
+        let system = r##""Provider":{"#attributes":{"Name":"Service Control Manager"}},"Channel":"System","EventID":7036"##;
+        assert_eq!(dismiss(line(system).as_bytes()).as_deref(), Some("System 7036"));
+        let powershell =
+            r##""Provider_attributes":{"Name":"PowerShell"},"Channel":"Windows PowerShell","EventID":400"##;
+        assert_eq!(dismiss(line(powershell).as_bytes()).as_deref(), Some("Windows PowerShell 400"));
     }
 
     #[test]
@@ -239,8 +265,11 @@ mod tests {
             r##""Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1"##,
             r##""Channel":"Security","EventID":4688"##,
             r##""Channel":"Security","EventID":"4688""##,
-            // Another channel: its kind may come from the provider.
-            r##""Channel":"System","EventID":7036"##,
+            // Another channel whose provider may be Sysmon or Security-Auditing, or none.
+            r##""Channel":"System","Provider":{"Name":"Microsoft-Windows-Security-Auditing"},"EventID":7036"##,
+            r##""Channel":"System","Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon"}},"EventID":7036"##,
+            r##""Channel":"","EventID":7036"##,
+            r##""Channel":"Sys\ttem","EventID":7036"##,
             // Two ids, no id, an id that is not a plain number, an escaped channel.
             r##""Channel":"Security","EventID":4624,"EventID":1"##,
             r##""Channel":"Security""##,

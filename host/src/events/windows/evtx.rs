@@ -241,6 +241,19 @@ fn parse_chunk(
                     records.push(Parsed::Record(id, Record::Skipped(Skipped { origin, kind })));
                     continue;
                 }
+                // Read straight from the rendered text; the general reader only for what
+                // is not one evtx_dump record, to name what is wrong with it.
+                let typed = match simdutf8::basic::from_utf8(&record.data) {
+                    Ok(text) => super::json::read_evtx_dump(text, origin, SourceFormat::Evtx),
+                    Err(_) => Err(origin),
+                };
+                let origin = match typed {
+                    Ok(read) => {
+                        records.push(Parsed::Record(id, read));
+                        continue;
+                    }
+                    Err(origin) => origin,
+                };
                 match serde_json::from_slice::<Value>(&record.data) {
                     Ok(Value::Object(root)) => {
                         records.push(Parsed::Record(id, evtx_dump(&root, origin, SourceFormat::Evtx)))

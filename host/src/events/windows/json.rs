@@ -1,12 +1,13 @@
 //! Windows events in JSON: evtx_dump's rendering, Winlogbeat, flat HELK/NXLog rows and
 //! Microsoft Sentinel's `WindowsEvent` / `SecurityEvent` exports.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
 use super::{WinEvent, normalize, xml};
-use crate::events::json_value::scalar_text;
+use crate::events::json_tree::{JsonTree, read_evtx_dump_event};
 use crate::events::{Origin, Record, RecordError, RejectReason, SourceFormat};
 
 /// evtx_dump's (and the evtx crate's) rendering: `{"Event": {"System": {..}, "EventData":
@@ -19,31 +20,63 @@ pub(in crate::events) fn evtx_dump(
     origin: Origin,
     format: SourceFormat,
 ) -> Record {
-    let event = &get(root, "Event");
-    let system = &event["System"];
+    let event = get(root, "Event");
+    evtx_dump_event(event.get("System"), event.get("EventData"), origin, format)
+}
+
+/// evtx_dump's rendering read straight from its text (a line, or a record the evtx crate
+/// rendered), without a `Value`: the same reader over a [`BorrowedJson`] of `System` and
+/// `EventData`. Gives `origin` back when the text is not one evtx_dump record, or not JSON:
+/// the general reader then takes it, with its own messages. The text is `str`: members
+/// passed over are not checked for UTF-8 again, which the general reader would reject.
+pub(in crate::events) fn read_evtx_dump(
+    text: &str,
+    origin: Origin,
+    format: SourceFormat,
+) -> Result<Record, Origin> {
+    match read_evtx_dump_event(text) {
+        Ok(Some(event)) if event.system.is_some() => {
+            Ok(evtx_dump_event(event.system.as_ref(), event.event_data.as_ref(), origin, format))
+        }
+        _ => Err(origin),
+    }
+}
+
+/// The reader of evtx_dump's `System` and `EventData`, over any JSON tree.
+fn evtx_dump_event<J: JsonTree>(
+    system: Option<&J>,
+    event_data: Option<&J>,
+    origin: Origin,
+    format: SourceFormat,
+) -> Record {
+    let member = |element: &str| system.and_then(|s| s.member(element));
     let attribute = |element: &str, name: &str| {
-        text(&system[element]["#attributes"][name])
-            .or_else(|| text(&system[format!("{element}_attributes").as_str()][name]))
+        let beside = format!("{element}_attributes");
+        text_of(member(element).and_then(|e| e.member("#attributes")).and_then(|a| a.member(name)))
+            .or_else(|| text_of(member(&beside).and_then(|a| a.member(name))))
+            .map(Cow::into_owned)
     };
     let mut win = WinEvent {
         provider: attribute("Provider", "Name").unwrap_or_default(),
-        channel: text(&system["Channel"]).unwrap_or_default(),
-        event_id: number(&system["EventID"]).map(|n| n as u32),
-        version: number(&system["Version"]).map(|n| n as u32),
-        computer: text(&system["Computer"]).unwrap_or_default(),
-        record_id: number(&system["EventRecordID"]),
+        channel: text_of(member("Channel")).map(Cow::into_owned).unwrap_or_default(),
+        event_id: number_of(member("EventID")).map(|n| n as u32),
+        version: number_of(member("Version")).map(|n| n as u32),
+        computer: text_of(member("Computer")).map(Cow::into_owned).unwrap_or_default(),
+        record_id: number_of(member("EventRecordID")),
         system_time: attribute("TimeCreated", "SystemTime"),
         data: HashMap::new(),
     };
-    if let Some(data) = event.get("EventData").and_then(Value::as_object) {
-        for (name, value) in data {
+    if let Some(data) = event_data
+        && let Some(members) = data.members()
+    {
+        for (name, value) in members {
             if name == "#attributes"
-                || name.ends_with("_attributes") && data.contains_key(&name[..name.len() - 11])
+                || name.ends_with("_attributes") && data.member(&name[..name.len() - 11]).is_some()
             {
                 continue;
             }
-            if let Some(value) = text(value) {
-                win.data.insert(name.clone(), value);
+            if let Some(value) = text_of(Some(value)) {
+                win.data.insert(Cow::Borrowed(name), value);
             }
         }
     }
@@ -69,7 +102,7 @@ pub(in crate::events) fn winlogbeat(root: &Map<String, Value>, origin: Origin) -
     if let Some(data) = winlog["event_data"].as_object() {
         for (name, value) in data {
             if let Some(value) = text(value) {
-                win.data.insert(name.clone(), value);
+                win.data.insert(Cow::Borrowed(name.as_str()), value.into());
             }
         }
     }
@@ -99,7 +132,7 @@ pub(in crate::events) fn winlogbeat(root: &Map<String, Value>, origin: Origin) -
         if !win.data.contains_key(*raw)
             && let Some(value) = text(value).filter(|v| !v.is_empty())
         {
-            win.data.insert((*raw).to_owned(), value);
+            win.data.insert(Cow::Borrowed(*raw), value.into());
         }
     }
     if !win.data.contains_key("User")
@@ -109,7 +142,7 @@ pub(in crate::events) fn winlogbeat(root: &Map<String, Value>, origin: Origin) -
             Some(domain) if !domain.is_empty() => format!("{domain}\\{name}"),
             _ => name,
         };
-        win.data.insert("User".into(), user);
+        win.data.insert("User".into(), user.into());
     }
     if !win.data.contains_key("Hashes") {
         let hashes: Vec<String> = ["sha1", "md5", "sha256"]
@@ -117,7 +150,7 @@ pub(in crate::events) fn winlogbeat(root: &Map<String, Value>, origin: Origin) -
             .filter_map(|a| text(&process["hash"][*a]).map(|h| format!("{}={h}", a.to_uppercase())))
             .collect();
         if !hashes.is_empty() {
-            win.data.insert("Hashes".into(), hashes.join(","));
+            win.data.insert("Hashes".into(), hashes.join(",").into());
         }
     }
     normalize(win, origin, SourceFormat::Winlogbeat)
@@ -137,7 +170,10 @@ pub(in crate::events) fn flat(root: &Map<String, Value>, origin: Origin) -> Reco
         record_id: ["RecordNumber", "EventRecordID"].iter().find_map(|n| root.get(*n).and_then(number)),
         // `EventTime` is the collector's local time without a zone: the last resort.
         system_time: first(&["TimeCreated", "TimeGenerated", "@timestamp", "EventTime"]),
-        data: root.iter().filter_map(|(name, value)| Some((name.clone(), text(value)?))).collect(),
+        data: root
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str().into(), text_of(Some(value))?)))
+            .collect(),
     };
     normalize(win, origin, SourceFormat::FlatWindowsJson)
 }
@@ -160,11 +196,11 @@ pub(in crate::events) fn sentinel(root: &Map<String, Value>, origin: Origin) -> 
         (SourceFormat::SentinelSecurityEvent, xml::parse_event_data(event_data))
     } else {
         let parsed = serde_json::from_str::<Map<String, Value>>(event_data)
-            .map(|map| map.iter().filter_map(|(k, v)| Some((k.clone(), text(v)?))).collect())
+            .map(|map| map.iter().filter_map(|(k, v)| Some((k.clone().into(), text(v)?.into()))).collect())
             .map_err(|e| e.to_string());
         (SourceFormat::SentinelWindowsEvent, parsed)
     };
-    let mut data: HashMap<String, String> = match parsed {
+    let mut data: HashMap<Cow<'_, str>, Cow<'_, str>> = match parsed {
         Ok(data) => data,
         Err(message) => {
             return Record::Rejected(RecordError {
@@ -174,11 +210,11 @@ pub(in crate::events) fn sentinel(root: &Map<String, Value>, origin: Origin) -> 
         }
     };
     for (name, value) in root {
-        if !data.contains_key(name)
+        if !data.contains_key(name.as_str())
             && name != "EventData"
-            && let Some(value) = text(value)
+            && let Some(value) = text_of(Some(value))
         {
-            data.insert(name.clone(), value);
+            data.insert(name.as_str().into(), value);
         }
     }
     let first =
@@ -203,18 +239,189 @@ fn get<'a>(object: &'a Map<String, Value>, key: &str) -> &'a Value {
 
 /// A scalar, or an element rendered as `{"#text": ..}`.
 fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::Object(map) => map.get("#text").and_then(scalar_text),
-        other => scalar_text(other).filter(|_| !other.is_null()),
+    text_of(Some(value)).map(Cow::into_owned)
+}
+
+/// [`text`] of any JSON tree, borrowed where the tree has the text.
+fn text_of<J: JsonTree>(value: Option<&J>) -> Option<Cow<'_, str>> {
+    let value = value?;
+    if value.is_object() {
+        value.member("#text").and_then(J::scalar_text)
+    } else {
+        value.scalar_text().filter(|_| !value.is_null())
     }
 }
 
 /// A whole number given as a number, a decimal string, or `{"#text": ..}`.
 fn number(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        Value::Object(map) => map.get("#text").and_then(number),
-        _ => None,
+    number_of(Some(value))
+}
+
+/// [`number`] of any JSON tree.
+fn number_of<J: JsonTree>(value: Option<&J>) -> Option<u64> {
+    let value = value?;
+    if let Some(s) = value.as_str() {
+        s.trim().parse().ok()
+    } else if value.is_object() {
+        number_of(value.member("#text"))
+    } else {
+        value.as_u64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use evtx::{EvtxParser, ParserSettings};
+    use serde_json::{Map, Value, json};
+
+    use crate::events::input::typed_and_general_read;
+
+    /// Every record of the shared EVTX files as evtx_dump renders it, both ways, and the
+    /// evtx_dump lines of the tests' own data.
+    fn real_records() -> Vec<String> {
+        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/evtx");
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&shared).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let mut records = Vec::new();
+        for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "evtx")) {
+            for separate in [false, true] {
+                let settings = ParserSettings::new().num_threads(1).separate_json_attributes(separate);
+                let mut parser = EvtxParser::from_path(file).unwrap().with_configuration(settings);
+                for record in parser.records_json() {
+                    let text = record.unwrap().data;
+                    records
+                        .push(serde_json::to_string(&serde_json::from_str::<Value>(&text).unwrap()).unwrap());
+                }
+            }
+        }
+        let ours =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/windows/scenario.evtx-dump.jsonl");
+        records.extend(std::fs::read_to_string(ours).unwrap().lines().map(str::to_owned));
+        records
+    }
+
+    /// What the general reader makes of `line`, and what the typed read makes of it (`None`
+    /// when it leaves the line to the general reader), each as its debug text.
+    fn both(line: &str) -> (Vec<String>, Option<String>) {
+        let (typed, general) = typed_and_general_read(line.as_bytes());
+        (general.iter().map(|r| format!("{r:?}")).collect(), typed.map(|r| format!("{r:?}")))
+    }
+
+    /// Values of every JSON kind, and the shapes an element takes.
+    fn replacements(value: &Value) -> Vec<Value> {
+        vec![
+            Value::Null,
+            json!(true),
+            json!(4688),
+            json!(1),
+            json!(-7),
+            json!(1.5),
+            json!(18446744073709551615u64),
+            json!(" 4688 "),
+            json!("0x1a2c"),
+            json!(""),
+            json!([value.clone()]),
+            json!({ "#text": value.clone() }),
+            json!({ "#text": null }),
+            json!({ "#attributes": { "Qualifiers": 0 }, "#text": value.clone() }),
+            json!({ "other": value.clone() }),
+        ]
+    }
+
+    /// Mutations of one record: every member of `System` and `EventData` replaced by values
+    /// of every kind or removed, and the shapes around them changed.
+    fn mutations(record: &str) -> Vec<String> {
+        let root: Map<String, Value> = serde_json::from_str(record).unwrap();
+        let mut out = Vec::new();
+        for part in ["System", "EventData"] {
+            let Some(Value::Object(members)) = root["Event"].get(part) else { continue };
+            for (key, value) in members {
+                for replacement in replacements(value) {
+                    let mut mutated = root.clone();
+                    mutated["Event"][part][key] = replacement;
+                    out.push(serde_json::to_string(&mutated).unwrap());
+                }
+                let mut removed = root.clone();
+                removed["Event"][part].as_object_mut().unwrap().remove(key);
+                out.push(serde_json::to_string(&removed).unwrap());
+                // The key given twice (the later value counts) and written with an escape.
+                let line = serde_json::to_string(&root).unwrap();
+                let member = format!("{}:", serde_json::to_string(key).unwrap());
+                out.push(line.replacen(&member, &format!("{member}\"first\",{member}"), 1));
+                out.push(line.replacen(&member, &format!("{member}[],{member}"), 1));
+                out.push(
+                    line.replacen(
+                        &member,
+                        &format!("{member}{},{member}", serde_json::to_string(value).unwrap()),
+                        1,
+                    )
+                    .replacen(&member, &format!("{member}{{}},"), 1),
+                );
+                if let Some(first) = key.chars().next() {
+                    let escaped = format!("\"\\u{:04x}{}\":", first as u32, &key[first.len_utf8()..]);
+                    out.push(line.replacen(&member, &escaped, 1));
+                }
+                let mut beside = root.clone();
+                beside["Event"][part][format!("{key}_attributes")] = json!({ "Name": "x" });
+                out.push(serde_json::to_string(&beside).unwrap());
+            }
+            for replacement in [Value::Null, json!("text"), json!([]), json!({})] {
+                let mut mutated = root.clone();
+                mutated["Event"][part] = replacement;
+                out.push(serde_json::to_string(&mutated).unwrap());
+            }
+        }
+        let line = serde_json::to_string(&root).unwrap();
+        let event = serde_json::to_string(&root["Event"]).unwrap();
+        out.extend([
+            line.replacen("{\"Event\":", "{\"records\":[],\"Event\":", 1),
+            line.replacen("{\"Event\":", "{\"records\":5,\"Event\":", 1),
+            line.replacen("{\"Event\":", "{\"Event\":\"none\",\"Event\":", 1),
+            line.replacen("{\"Event\":", "{\"other\":{\"Event\":1},\"Event\":", 1),
+            format!("{{\"Event\":{event},\"Event\":7}}"),
+            format!("{{\"Event\":{event},\"winlog\":{{}}}}"),
+            format!("[{line},{line}]"),
+            format!("{{\"Event\":{event}"),
+            line.replacen("\"System\":", "\"System\":null,\"System\":", 1),
+            line.replacen("\"System\":", "\"Sys\":", 1),
+        ]);
+        out
+    }
+
+    #[test]
+    fn the_typed_read_gives_what_the_general_reader_gives_on_every_real_record_and_its_mutations() {
+        let records = real_records();
+        assert!(records.len() > 400, "{} records", records.len());
+        let (mut compared, mut left) = (0, 0);
+        for record in &records {
+            let (general, typed) = both(record);
+            assert_eq!(typed.as_ref(), general.first(), "a real record read another way:\n{record}");
+            assert_eq!(general.len(), 1);
+            for line in mutations(record) {
+                let (general, typed) = both(&line);
+                match typed {
+                    Some(typed) => {
+                        assert_eq!(general, [typed], "the typed read differs on\n{line}");
+                        compared += 1;
+                    }
+                    None => left += 1,
+                }
+            }
+        }
+        // Most mutations stay evtx_dump records, which the typed read must take.
+        assert!(compared > 10 * left, "{compared} compared, {left} left to the general reader");
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_member_passed_over_leaves_the_line_to_the_general_reader() {
+        // Found by the `dismissal` fuzz target: members the typed read passes over are not
+        // checked for UTF-8, so it reads only text already known to be UTF-8.
+        let line = b"{\"Event\":{\"#attributes\":{\"xmlns\":\"\xcf\"},\"System\":{\"EventID\":1}}}";
+        let (typed, general) = typed_and_general_read(line);
+        assert!(typed.is_none(), "{typed:?}");
+        assert!(matches!(general[..], [crate::events::Record::Rejected(_)]), "{general:?}");
     }
 }

@@ -11,6 +11,7 @@ pub(super) mod evtx;
 pub(super) mod json;
 pub(super) mod xml;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 pub(super) use dismiss::dismiss;
@@ -28,8 +29,9 @@ const SYSMON_PROCESS_CREATE: u32 = 1;
 const SECURITY_PROCESS_CREATE: u32 = 4688;
 
 /// A Windows event as every shape can describe it.
+/// `EventData` borrows from the text it was read from where it can.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub(super) struct WinEvent {
+pub(super) struct WinEvent<'a> {
     /// `System/Provider/@Name`.
     pub provider: String,
     /// `System/Channel`.
@@ -45,12 +47,12 @@ pub(super) struct WinEvent {
     /// `System/TimeCreated/@SystemTime`, as written.
     pub system_time: Option<String>,
     /// `EventData/Data[@Name]` values.
-    pub data: HashMap<String, String>,
+    pub data: HashMap<Cow<'a, str>, Cow<'a, str>>,
 }
 
-impl WinEvent {
+impl WinEvent<'_> {
     fn data(&self, name: &str) -> &str {
-        self.data.get(name).map_or("", |v| v.as_str())
+        self.data.get(name).map_or("", |v| v.as_ref())
     }
 
     fn is_sysmon(&self) -> bool {
@@ -79,7 +81,7 @@ impl WinEvent {
 
 /// Normalizes a Windows event: a process creation becomes an event, anything else is
 /// skipped.
-pub(super) fn normalize(event: WinEvent, origin: Origin, format: SourceFormat) -> Record {
+pub(super) fn normalize(event: WinEvent<'_>, origin: Origin, format: SourceFormat) -> Record {
     let result = match event.event_id {
         Some(SYSMON_PROCESS_CREATE) if event.is_sysmon() => sysmon_process_create(&event, origin, format),
         Some(SECURITY_PROCESS_CREATE) if event.is_security() => {
@@ -95,7 +97,7 @@ pub(super) fn normalize(event: WinEvent, origin: Origin, format: SourceFormat) -
 
 /// Sysmon event 1. `UtcTime` is the process's creation time in UTC.
 fn sysmon_process_create(
-    e: &WinEvent,
+    e: &WinEvent<'_>,
     origin: Origin,
     format: SourceFormat,
 ) -> Result<ProcessEvent, RecordError> {
@@ -155,7 +157,7 @@ fn sysmon_process_create(
 /// `-` / `S-1-0-0` when it does not. So `Account*` is `Target*` when that names an
 /// account and `Subject*` otherwise, and `InitiatingProcessAccount*` is `Subject*`.
 fn security_process_create(
-    e: &WinEvent,
+    e: &WinEvent<'_>,
     origin: Origin,
     format: SourceFormat,
 ) -> Result<ProcessEvent, RecordError> {
@@ -215,7 +217,7 @@ fn security_process_create(
 
 /// The event's time: `preferred` (Sysmon's `UtcTime`) or `System/TimeCreated`.
 fn event_time(
-    e: &WinEvent,
+    e: &WinEvent<'_>,
     preferred: Option<&str>,
     origin: &Origin,
 ) -> Result<chrono::DateTime<chrono::Utc>, RecordError> {

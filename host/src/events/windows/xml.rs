@@ -4,6 +4,7 @@
 //! The file is cut into `<Event>` elements by scanning for their tags, and each element is
 //! parsed on its own: a broken event is rejected with its line, and the next one is read.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::sync::Arc;
@@ -128,7 +129,7 @@ impl<R: BufRead> Iterator for XmlEvents<R> {
 }
 
 /// Parses one `<Event>` element.
-pub(super) fn parse_event(element: &[u8]) -> Result<WinEvent, String> {
+pub(super) fn parse_event(element: &[u8]) -> Result<WinEvent<'static>, String> {
     let mut reader = quick_xml::Reader::from_reader(element);
     reader.config_mut().trim_text(false);
     let mut event = WinEvent::default();
@@ -186,7 +187,7 @@ fn local_name(name: &[u8]) -> String {
 }
 
 fn on_attributes(
-    event: &mut WinEvent,
+    event: &mut WinEvent<'_>,
     start: &quick_xml::events::BytesStart<'_>,
     name: &str,
     path: &[String],
@@ -201,7 +202,7 @@ fn on_attributes(
             ("Provider", "Name") if in_system => event.provider = value,
             ("TimeCreated", "SystemTime") if in_system => event.system_time = Some(value),
             ("Data", "Name") => {
-                event.data.entry(value.clone()).or_default();
+                event.data.entry(value.clone().into()).or_default();
                 *data_name = Some(value);
             }
             _ => {}
@@ -210,7 +211,7 @@ fn on_attributes(
     Ok(())
 }
 
-fn on_text(event: &mut WinEvent, path: &[String], data_name: &Option<String>, value: String) {
+fn on_text(event: &mut WinEvent<'_>, path: &[String], data_name: &Option<String>, value: String) {
     let Some(element) = path.last() else { return };
     let parent = path.len().checked_sub(2).map(|i| path[i].as_str());
     match (parent, element.as_str()) {
@@ -221,7 +222,7 @@ fn on_text(event: &mut WinEvent, path: &[String], data_name: &Option<String>, va
         (Some("System"), "EventRecordID") => event.record_id = value.trim().parse().ok(),
         (_, "Data") => {
             if let Some(name) = data_name {
-                event.data.entry(name.clone()).or_default().push_str(&value);
+                event.data.entry(name.clone().into()).or_default().to_mut().push_str(&value);
             }
         }
         _ => {}
@@ -229,7 +230,7 @@ fn on_text(event: &mut WinEvent, path: &[String], data_name: &Option<String>, va
 }
 
 /// Parses an `<EventData>` element into its `Data` values.
-pub(super) fn parse_event_data(text: &str) -> Result<HashMap<String, String>, String> {
+pub(super) fn parse_event_data(text: &str) -> Result<HashMap<Cow<'static, str>, Cow<'static, str>>, String> {
     let wrapped = format!("<Event><EventData>{}</EventData></Event>", strip_event_data(text));
     parse_event(wrapped.as_bytes()).map(|event| event.data)
 }
