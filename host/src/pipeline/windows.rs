@@ -16,14 +16,14 @@ pub(crate) fn summarize_window(
     instance: &mut RuleInstance,
     rule: &Arc<CompiledRule>,
     (start, end): (i64, i64),
-    events: &mut [ProcessEvent],
+    events: &mut [Arc<ProcessEvent>],
 ) -> Result<Vec<Alert>, RuleError> {
     events.sort_by_key(|e| (e.time_ms(), e.read_order()));
     let rows = instance.summarize(rule.member(), (start, end), events)?;
     Ok(rows
         .into_iter()
         .map(|row| {
-            let covered: Vec<&ProcessEvent> = row.events.iter().map(|&i| &events[i]).collect();
+            let covered: Vec<&ProcessEvent> = row.events.iter().map(|&i| &*events[i]).collect();
             let time_text = |e: Option<&&ProcessEvent>| {
                 e.map_or_else(String::new, |e| e.get(Field::Timestamp).to_owned())
             };
@@ -77,10 +77,9 @@ pub(crate) fn close(
         };
         let closed = std::mem::replace(&mut run.windows, keep);
         for ((start, end), shared) in closed {
-            // The last rule to summarize an event takes it; the others copy it, one window
-            // at a time.
-            let mut events: Vec<ProcessEvent> =
-                shared.into_iter().map(|e| Arc::try_unwrap(e).unwrap_or_else(|e| (*e).clone())).collect();
+            // Shared with the other rules that matched the same events: summarized as they
+            // are, not copied (a noisy rule's window of every event would double the memory).
+            let mut events = shared;
             let (start, end) = closing.span.unwrap_or((start, end));
             if run.is_quarantined() {
                 run.summary.unsummarized_matches += events.len() as u64;

@@ -306,7 +306,9 @@ fn smoke(rules: &[Arc<CompiledRule>]) -> Result<(), String> {
     let mut instance = rules[0].pack().instantiate().map_err(|e| e.to_string())?;
     instance.evaluate(&[]).map_err(|e| format!("smoke call: {e}"))?;
     for rule in rules {
-        instance.summarize(rule.member(), (0, 1), &[]).map_err(|e| format!("smoke call: {e}"))?;
+        instance
+            .summarize::<crate::events::ProcessEvent>(rule.member(), (0, 1), &[])
+            .map_err(|e| format!("smoke call: {e}"))?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! types of [`crate::events`] and [`crate::contract`], and [`RuleBindingsPre`] /
 //! [`RuleBindings`], which call a rule of any of those versions alike.
 
+use std::borrow::Borrow;
 use std::time::Duration;
 
 use wasmtime::Store;
@@ -98,7 +99,7 @@ macro_rules! contract_version {
                 }
             }
 
-            fn batch(events: &[ProcessEvent], fields: &[Field]) -> wit::EventBatch {
+            fn batch<E: Borrow<ProcessEvent>>(events: &[E], fields: &[Field]) -> wit::EventBatch {
                 let columns = fields
                     .iter()
                     .map(|&field| {
@@ -184,12 +185,12 @@ macro_rules! rule_world_calls {
             Ok(if matched.is_empty() { Vec::new() } else { vec![(0, matched)] })
         }
 
-        pub(super) fn summarize(
+        pub(super) fn summarize<E: Borrow<ProcessEvent>>(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
             _rule: u32,
             window: (i64, i64),
-            events: &[ProcessEvent],
+            events: &[E],
             fields: &[Field],
         ) -> wasmtime::Result<Vec<ReturnedAlert>> {
             let window = wit::Window { start_ms: window.0, end_ms: window.1 };
@@ -221,12 +222,12 @@ macro_rules! pack_world_calls {
             Ok(matched.into_iter().map(|m| (m.rule, m.events)).collect())
         }
 
-        pub(super) fn summarize(
+        pub(super) fn summarize<E: Borrow<ProcessEvent>>(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
             rule: u32,
             window: (i64, i64),
-            events: &[ProcessEvent],
+            events: &[E],
             fields: &[Field],
         ) -> wasmtime::Result<Vec<ReturnedAlert>> {
             let window = wit::Window { start_ms: window.0, end_ms: window.1 };
@@ -310,12 +311,12 @@ impl RuleBindings {
 
     /// Packs the `fields` of `events` and calls `summarize` of rule `rule` for `window`
     /// (start and end, ms).
-    pub(super) fn summarize(
+    pub(super) fn summarize<E: Borrow<ProcessEvent>>(
         &self,
         store: &mut Store<RuleState>,
         rule: u32,
         window: (i64, i64),
-        events: &[ProcessEvent],
+        events: &[E],
         fields: &[Field],
     ) -> wasmtime::Result<Vec<ReturnedAlert>> {
         match self {

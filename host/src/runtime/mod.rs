@@ -670,17 +670,18 @@ impl RuleInstance {
 
     /// The `summarize` stage of the pack's rule `member` over its matched events of one
     /// window, in time order.
-    pub fn summarize(
+    pub fn summarize<E: std::borrow::Borrow<ProcessEvent>>(
         &mut self,
         member: usize,
         window: (i64, i64),
-        events: &[ProcessEvent],
+        events: &[E],
     ) -> Result<Vec<RuleAlert>, RuleError> {
         self.arm()?;
         let pack = self.pack.clone();
         let fields = &pack.members[member].summary_reads;
         // What the window's events take in the guest: their values and each value's end.
-        let input: usize = events.iter().flat_map(|e| fields.iter().map(|&f| e.get(f).len() + 4)).sum();
+        let input: usize =
+            events.iter().flat_map(|e| fields.iter().map(|&f| e.borrow().get(f).len() + 4)).sum();
         self.store.data_mut().allow_input(input);
         let result = self.bindings.summarize(&mut self.store, member as u32, window, events, fields);
         if self.store.data_mut().end_allowance() && result.is_ok() {
