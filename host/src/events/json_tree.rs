@@ -185,12 +185,21 @@ impl<'de> Visitor<'de> for TreeVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members: Vec<(Cow<'de, str>, BorrowedJson<'de>)> = Vec::new();
         while let Some(Key(key)) = map.next_key()? {
+            if members.len() == MAX_MEMBERS {
+                return Err(de::Error::custom(TOO_MANY_MEMBERS));
+            }
             let value = map.next_value()?;
             insert(&mut members, key, value);
         }
         Ok(BorrowedJson::Object(members))
     }
 }
+
+/// The members an object of a [`BorrowedJson`] may have: a key is looked for among those
+/// before it, so a hostile object of many keys would cost their square. A larger object is
+/// refused, and its document left to a reader that hashes its keys.
+const MAX_MEMBERS: usize = 256;
+const TOO_MANY_MEMBERS: &str = "an object of more members than a borrowed tree takes";
 
 /// Adds a member as `serde_json::Map::insert` does: a key given before keeps its place and
 /// takes the new value.

@@ -424,4 +424,21 @@ mod tests {
         assert!(typed.is_none(), "{typed:?}");
         assert!(matches!(general[..], [crate::events::Record::Rejected(_)]), "{general:?}");
     }
+
+    #[test]
+    fn an_object_of_many_members_is_left_to_the_general_reader() {
+        // The typed read finds a key among those before it: thousands of keys would cost
+        // their square, where the general reader hashes them.
+        let data: Vec<String> = (0..2000).map(|i| format!("\"k{i}\":\"v\"")).collect();
+        let line = format!(
+            "{{\"Event\":{{\"System\":{{\"Channel\":\"Security\",\"EventID\":4624}},\"EventData\":{{{}}}}}}}",
+            data.join(",")
+        );
+        let (typed, general) = typed_and_general_read(line.as_bytes());
+        assert!(typed.is_none(), "{typed:?}");
+        assert!(
+            matches!(&general[..], [crate::events::Record::Skipped(s)] if s.kind == "Security 4624"),
+            "{general:?}"
+        );
+    }
 }
