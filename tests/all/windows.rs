@@ -302,7 +302,9 @@ fn dismissed_lines_count_as_the_full_parse_does() {
 #[test]
 fn parse_all_checks_the_syntax_of_lines_of_skipped_kinds() {
     let good = r##"{"Event":{"System":{"EventID":4624,"Channel":"Security","TimeCreated":{"#attributes":{"SystemTime":"2024-05-01T00:00:00Z"}}}}}"##;
-    let damaged = r#"{"Event":{"System":{"EventID":4624,"Channel":"Security",,"Computer":"x"}}}"#;
+    // The scan walks the line's objects and strings, not its scalars.
+    let damaged =
+        r#"{"Event":{"System":{"EventID":4624,"Channel":"Security"},"EventData":{"Computer":nul}}}"#;
     let stdin = format!("{good}\n{damaged}\n");
     let scanned = crate::util::rulehost_with_stdin(&["eval", "-"], stdin.as_bytes());
     assert_eq!(scanned.counts(), (2, 0, 2, 0), "{}", scanned.stderr);

@@ -23,31 +23,38 @@ pub(in crate::events) fn dismiss(line: &[u8]) -> Option<String> {
     if !line.starts_with(b"{\"Event\":{") || !line.ends_with(b"}") {
         return None;
     }
-    let id_at = only_one(line, &EVENT_ID)?;
-    let id = number_after(line, id_at)?;
+    let (system, system_end) = event_system(line, b"{\"Event\":".len())?;
+    // What follows `System` is not walked (most of a line is its EventData), only searched:
+    // a second `System` or `Event`, a `records` member (whose records the full parse reads
+    // instead) or a key written with `\u` (which may stand for those) leave the line to it.
+    let rest = &line[system_end..];
+    if LATER_KEYS.iter().any(|key| key.find(rest).is_some()) || has_unicode_escape(rest) {
+        return None;
+    }
+    let id = number_after(line, system.event_id?)?;
     if id == SYSMON_PROCESS_CREATE || id == SECURITY_PROCESS_CREATE {
         return None;
     }
-    let channel_at = only_one(line, &CHANNEL)?;
-    let channel = string_after(line, channel_at)?;
-    // The full parse reads both from `Event/System`: keys found anywhere else (a `Channel`
-    // in EventData, an `EventID` after `System` has closed) would give another kind.
-    let keys = [id_at - EVENT_ID.needle().len(), channel_at - CHANNEL.needle().len()];
-    if !members_of_system(line, only_one(line, &SYSTEM)? - SYSTEM.needle().len(), keys) {
-        return None;
-    }
+    let channel = string_after(line, system.channel?)?;
+    let provider_may_be = |name: &[u8], word: &[u8]| match system.provider {
+        Provider::Absent => false,
+        Provider::Named(start, end) => line[start..end].eq_ignore_ascii_case(name),
+        Provider::Unknown => mentions(line, word),
+    };
+    let may_be_sysmon = || provider_may_be(b"Microsoft-Windows-Sysmon", b"sysmon");
+    let may_be_security = || provider_may_be(b"Microsoft-Windows-Security-Auditing", b"security-auditing");
     // The kind's name follows `WinEvent::kind`, which asks "Sysmon?" first, of the channel
     // or the provider: a Security line whose provider may be Sysmon is left to the parser.
     // Another channel names the kind itself, unless the provider may make it Sysmon or
     // Security (an empty channel gives way to the provider's name: left to the parser).
     let source = if channel.eq_ignore_ascii_case(SYSMON_CHANNEL.as_bytes()) {
         "Sysmon"
-    } else if channel.eq_ignore_ascii_case(SECURITY_CHANNEL.as_bytes()) && !provider_may_be_sysmon(line) {
+    } else if channel.eq_ignore_ascii_case(SECURITY_CHANNEL.as_bytes()) && !may_be_sysmon() {
         "Security"
     } else if !channel.is_empty()
         && !channel.iter().any(|&b| b < 0x20)
-        && !provider_may_be_sysmon(line)
-        && !provider_may_be_security(line)
+        && !may_be_sysmon()
+        && !may_be_security()
     {
         std::str::from_utf8(channel).ok()?
     } else {
@@ -73,76 +80,228 @@ pub(in crate::events) fn dismiss(line: &[u8]) -> Option<String> {
     Some(kind)
 }
 
-static SYSTEM: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"System\":"));
-static EVENT_ID: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"EventID\":"));
-static CHANNEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"Channel\":"));
-/// evtx_dump's provider element, its name first as the evtx crate writes it.
-static PROVIDER_NAME: LazyLock<Finder<'static>> =
-    LazyLock::new(|| Finder::new(b"\"Provider\":{\"#attributes\":{\"Name\":"));
-/// The same, as `--separate-json-attributes` writes it.
-static SEPARATE_PROVIDER_NAME: LazyLock<Finder<'static>> =
-    LazyLock::new(|| Finder::new(b"\"Provider_attributes\":{\"Name\":"));
 static TEXT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"#text\":"));
 
-/// The end of the one occurrence of `key` in `line`; `None` if it occurs never or twice.
-fn only_one(line: &[u8], key: &Finder<'_>) -> Option<usize> {
-    let at = key.find(line)?;
-    let end = at + key.needle().len();
-    key.find(&line[at + 1..]).is_none().then_some(end)
+/// What the full parse reads of `Event/System`, where the scan found it plainly: where the
+/// values of `EventID` and `Channel` start, and the provider's name.
+#[derive(Default)]
+struct SystemFacts {
+    event_id: Option<usize>,
+    channel: Option<usize>,
+    provider: Provider,
 }
 
-/// Whether the keys whose opening quotes are at `keys` are members of the `System` object
-/// whose key starts at `system`, itself a member of the `Event` object (`{"Event":{..}}`).
-/// A walk over the line's braces and strings up to the last of them: strings are skipped
-/// (with their escapes), so a key-like text inside a value is not a key.
-fn members_of_system(line: &[u8], system: usize, keys: [usize; 2]) -> bool {
-    let (mut depth, mut system_depth, mut seen, mut at) = (0usize, None, 0, 0);
-    while let Some(found) = memchr::memchr3(b'"', b'{', b'}', &line[at..]) {
-        at += found;
-        match line[at] {
-            b'{' => depth += 1,
-            b'}' => {
-                if system_depth == Some(depth) {
-                    return false;
-                }
-                depth = depth.saturating_sub(1);
+/// `Provider/#attributes/Name` (or `Provider_attributes/Name`) as the full parse reads it.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum Provider {
+    /// Not given (the full parse reads an empty name).
+    #[default]
+    Absent,
+    /// A plain string, at `line[start..end]`.
+    Named(usize, usize),
+    /// Given some other way (twice, not a plain string, under both names).
+    Unknown,
+}
+
+/// Texts whose presence after `System` leaves a line to the full parse.
+static LATER_KEYS: LazyLock<[Finder<'static>; 3]> =
+    LazyLock::new(|| [Finder::new(b"\"System\""), Finder::new(b"\"Event\""), Finder::new(b"\"records\"")]);
+static UNICODE_ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\\u"));
+
+/// Whether `text` holds a `\u` escape (a `\u` after an even number of backslashes is an
+/// escaped backslash and a `u`).
+fn has_unicode_escape(text: &[u8]) -> bool {
+    UNICODE_ESCAPE
+        .find_iter(text)
+        .any(|at| text[..at].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0)
+}
+
+/// Walks the members of the `Event` object whose value starts at `at` (after spaces) up to
+/// its first `System`, and reads that: its facts, and the index past it. `None` when anything is
+/// not plain: a key written with an escape (it may stand for `System` or `EventID`), one of
+/// `System`'s keys given twice, a value cut short, no `System`.
+fn event_system(line: &[u8], at: usize) -> Option<(SystemFacts, usize)> {
+    let open = skip_space_at(line, at);
+    if line.get(open) != Some(&b'{') {
+        return None;
+    }
+    let mut at = skip_space_at(line, open + 1);
+    loop {
+        let (key, after) = plain_string(line, at)?;
+        at = skip_space_at(line, after);
+        if line.get(at) != Some(&b':') {
+            return None;
+        }
+        let value = skip_space_at(line, at + 1);
+        if key == b"System" {
+            return system_facts(line, value);
+        }
+        at = skip_space_at(line, skip_value(line, value)?);
+        if line.get(at) != Some(&b',') {
+            return None;
+        }
+        at = skip_space_at(line, at + 1);
+    }
+}
+
+/// The members of the `System` object that opens at `open`, and the index past it.
+fn system_facts(line: &[u8], open: usize) -> Option<(SystemFacts, usize)> {
+    let mut facts = SystemFacts::default();
+    let (mut provider, mut beside) = (None, None);
+    let end = members(line, open, |key, value, end| {
+        let slot = match key {
+            b"EventID" => &mut facts.event_id,
+            b"Channel" => &mut facts.channel,
+            b"Provider" => {
+                // `Provider/#attributes/Name`; a provider given twice is not plain.
+                let name = attribute(line, value, end, Some(b"#attributes"));
+                provider = Some(if provider.is_some() { Provider::Unknown } else { name });
+                return Some(());
+            }
+            b"Provider_attributes" => {
+                let name = attribute(line, value, end, None);
+                beside = Some(if beside.is_some() { Provider::Unknown } else { name });
+                return Some(());
+            }
+            _ => return Some(()),
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
+        Some(())
+    })?;
+    // As the full parse takes the name: from `Provider` first, then from beside it.
+    facts.provider = match (provider.unwrap_or_default(), beside.unwrap_or_default()) {
+        (Provider::Absent, other) | (other, Provider::Absent) => other,
+        _ => Provider::Unknown,
+    };
+    Some((facts, end))
+}
+
+/// The `Name` of the object at `line[value..end]` (under its `within` member, if given).
+fn attribute(line: &[u8], value: usize, end: usize, within: Option<&[u8]>) -> Provider {
+    if line.get(value) != Some(&b'{') {
+        // `null`, or a value of which the full parse reads no name.
+        return Provider::Absent;
+    }
+    let mut found = None;
+    let walked = members(line, value, |key, inner, inner_end| {
+        let name = match within {
+            Some(within) if key == within => attribute(line, inner, inner_end, None),
+            None if key == b"Name" => match line[inner] {
+                b'"' => match plain_string(line, inner) {
+                    Some((_, after)) => Provider::Named(inner + 1, after - 1),
+                    None => Provider::Unknown,
+                },
+                b'n' => Provider::Absent,
+                _ => Provider::Unknown,
+            },
+            _ => return Some(()),
+        };
+        found = Some(if found.is_some() { Provider::Unknown } else { name });
+        Some(())
+    });
+    match walked {
+        Some(walked_end) if walked_end == end => found.unwrap_or_default(),
+        _ => Provider::Unknown,
+    }
+}
+
+/// Walks the members of the object that opens at `open`, handing `each` every key (a plain
+/// string) and where its value starts and ends; the index past the object's end. `None`
+/// when a key has an escape, or the object is not plainly one (or `each` says so).
+fn members(
+    line: &[u8],
+    open: usize,
+    mut each: impl FnMut(&[u8], usize, usize) -> Option<()>,
+) -> Option<usize> {
+    if line.get(open) != Some(&b'{') {
+        return None;
+    }
+    let mut at = skip_space_at(line, open + 1);
+    if line.get(at) == Some(&b'}') {
+        return Some(at + 1);
+    }
+    loop {
+        let (key, after) = plain_string(line, at)?;
+        at = skip_space_at(line, after);
+        if line.get(at) != Some(&b':') {
+            return None;
+        }
+        let value = skip_space_at(line, at + 1);
+        let end = skip_value(line, value)?;
+        each(key, value, end)?;
+        at = skip_space_at(line, end);
+        match line.get(at)? {
+            b',' => at = skip_space_at(line, at + 1),
+            b'}' => return Some(at + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// The index past the JSON value that starts at `at`: a string, an object or array (by its
+/// brackets, strings skipped), or a scalar.
+fn skip_value(line: &[u8], at: usize) -> Option<usize> {
+    let (open, close) = match *line.get(at)? {
+        b'"' => return skip_string(line, at),
+        b'{' => (b'{', b'}'),
+        b'[' => (b'[', b']'),
+        _ => {
+            let len = line[at..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(line.len() - at);
+            return (len > 0).then_some(at + len);
+        }
+    };
+    let (mut depth, mut i) = (0usize, at);
+    loop {
+        let found = i + memchr::memchr3(b'"', open, close, &line[i..])?;
+        match line[found] {
+            b'"' => i = skip_string(line, found)?,
+            b if b == open => {
+                depth += 1;
+                i = found + 1;
             }
             _ => {
-                if at == system {
-                    let value = skip_space(&line[at + SYSTEM.needle().len()..]);
-                    if depth != 2 || !value.starts_with(b"{") {
-                        return false;
-                    }
-                    system_depth = Some(depth + 1);
-                } else if keys.contains(&at) {
-                    if system_depth != Some(depth) {
-                        return false;
-                    }
-                    seen += 1;
-                    if seen == keys.len() {
-                        return true;
-                    }
-                }
-                // To the string's closing quote.
-                at += 1;
-                loop {
-                    match memchr::memchr2(b'"', b'\\', &line[at..]) {
-                        None => return false,
-                        Some(end) if line[at + end] == b'\\' => at += end + 2,
-                        Some(end) => {
-                            at += end;
-                            break;
-                        }
-                    }
-                    if at >= line.len() {
-                        return false;
-                    }
+                depth -= 1;
+                i = found + 1;
+                if depth == 0 {
+                    return Some(i);
                 }
             }
         }
-        at += 1;
     }
-    false
+}
+
+/// The index past the string whose opening quote is at `at`, escapes and all.
+fn skip_string(line: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    loop {
+        let found = i + memchr::memchr2(b'"', b'\\', line.get(i..)?)?;
+        if line[found] == b'"' {
+            return Some(found + 1);
+        }
+        i = found + 2;
+    }
+}
+
+/// The text of the string whose opening quote is at `at`, when it has no escape, and the
+/// index past its closing quote.
+fn plain_string(line: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    if line.get(at) != Some(&b'"') {
+        return None;
+    }
+    let end = at + 1 + memchr::memchr2(b'"', b'\\', &line[at + 1..])?;
+    (line[end] == b'"').then(|| (&line[at + 1..end], end + 1))
+}
+
+/// `at` moved past JSON whitespace.
+fn skip_space_at(line: &[u8], at: usize) -> usize {
+    at + line
+        .get(at..)
+        .map_or(0, |rest| rest.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')).count())
 }
 
 /// The event id written at `at`: `4624`, `"4624"` or `{"#attributes":{..},"#text":4624}`,
@@ -194,32 +353,6 @@ fn skip_space(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii_start()
 }
 
-/// Whether the provider may be Sysmon: the one provider name says so, or, where the
-/// provider is not written the usual way, "sysmon" occurs anywhere in any case.
-fn provider_may_be_sysmon(line: &[u8]) -> bool {
-    provider_may_be(line, b"Microsoft-Windows-Sysmon", b"sysmon")
-}
-
-/// Whether the provider may be Security-Auditing, as [`provider_may_be_sysmon`] tells Sysmon.
-fn provider_may_be_security(line: &[u8]) -> bool {
-    provider_may_be(line, b"Microsoft-Windows-Security-Auditing", b"security-auditing")
-}
-
-/// Whether the provider may be `provider`: the one provider name is it (in any case), or,
-/// where the provider is not written the usual way, `word` occurs anywhere in any case.
-fn provider_may_be(line: &[u8], provider: &[u8], word: &[u8]) -> bool {
-    let name = |finder| only_one(line, finder).and_then(|at| string_after(line, at));
-    let names = (name(&PROVIDER_NAME), name(&SEPARATE_PROVIDER_NAME));
-    let named = match names {
-        (Some(name), None) | (None, Some(name)) => Some(name),
-        _ => None,
-    };
-    match named {
-        Some(name) => name.eq_ignore_ascii_case(provider),
-        None => mentions(line, word),
-    }
-}
-
 /// Whether `word` (lower case) occurs in `line` in any case.
 fn mentions(line: &[u8], word: &[u8]) -> bool {
     let first = word[0];
@@ -256,6 +389,37 @@ mod tests {
         let powershell =
             r##""Provider_attributes":{"Name":"PowerShell"},"Channel":"Windows PowerShell","EventID":400"##;
         assert_eq!(dismiss(line(powershell).as_bytes()).as_deref(), Some("Windows PowerShell 400"));
+        // A provider written where the full parse does not read one is no provider.
+        let unread =
+            r##""Provider":{"Name":"Microsoft-Windows-Sysmon"},"Channel":"Security","EventID":4624"##;
+        assert_eq!(dismiss(line(unread).as_bytes()).as_deref(), Some("Security 4624"));
+    }
+
+    #[test]
+    fn what_the_scan_dismisses_the_full_parse_skips_as_the_same_kind() {
+        let systems = [
+            r##""Provider":{"Name":"Microsoft-Windows-Sysmon"},"Channel":"Security","EventID":4624"##,
+            r##""Provider":{"#attributes":{"Name":"Foo","Name":"Microsoft-Windows-Sysmon"}},"Channel":"Security","EventID":4624"##,
+            r##""Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon","Name":"Foo"}},"Channel":"Security","EventID":4624"##,
+            r##""Provider":{"#attributes":{"Name":null}},"Provider_attributes":{"Name":"Microsoft-Windows-Sysmon"},"Channel":"Security","EventID":4624"##,
+            r##""Provider":null,"Provider_attributes":{"Name":"Service Control Manager"},"Channel":"System","EventID":7036"##,
+            r##""Channel":"System","Provider":{"Name":"Microsoft-Windows-Security-Auditing"},"EventID":7036"##,
+            r##""Channel":"Security","EventID":4624,"Event\u0049D":1"##,
+            r##""Channel" : "Security" , "EventID" : { "#text" : 4625 } "##,
+        ];
+        let mut dismissed_any = 0;
+        for system in systems {
+            let line = line(system);
+            let (dismissed, parsed) = crate::events::input::dismissal_and_full_parse(line.as_bytes());
+            if let Some(kind) = dismissed {
+                dismissed_any += 1;
+                assert!(
+                    matches!(&parsed[..], [crate::events::Record::Skipped(s)] if s.kind == kind),
+                    "dismissed as {kind}: {parsed:?}\n{line}"
+                );
+            }
+        }
+        assert_eq!(dismissed_any, 3, "the first, fifth and sixth are dismissed");
     }
 
     #[test]
@@ -266,7 +430,7 @@ mod tests {
             r##""Channel":"Security","EventID":4688"##,
             r##""Channel":"Security","EventID":"4688""##,
             // Another channel whose provider may be Sysmon or Security-Auditing, or none.
-            r##""Channel":"System","Provider":{"Name":"Microsoft-Windows-Security-Auditing"},"EventID":7036"##,
+            r##""Channel":"System","Provider_attributes":{"Name":"Microsoft-Windows-Security-Auditing"},"EventID":7036"##,
             r##""Channel":"System","Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon"}},"EventID":7036"##,
             r##""Channel":"","EventID":7036"##,
             r##""Channel":"Sys\ttem","EventID":7036"##,
@@ -284,14 +448,38 @@ mod tests {
             r##""X":{"Channel":"Security"},"EventID":4624"##,
             r##""Data":"\"Channel\":\"Security\"","EventID":4624"##,
             // A Security record whose provider is Sysmon counts as Sysmon.
-            r##""Provider":{"Name":"Microsoft-Windows-SYSMON"},"Channel":"Security","EventID":4624"##,
             r##""Provider":{"#attributes":{"Name":"microsoft-windows-sysmon"}},"Channel":"Security","EventID":4624"##,
             r##""Provider":null,"Provider_attributes":{"Name":"Microsoft-Windows-Sysmon"},"Channel":"Security","EventID":4624"##,
+            // A provider given twice, or its name: the last counts, or whether it is Sysmon
+            // is told from the whole line.
+            r##""Provider":{"#attributes":{"Name":"Foo","Name":"Microsoft-Windows-Sysmon"}},"Channel":"Security","EventID":4624"##,
+            r##""Provider":{"#attributes":{"Name":"Foo"}},"Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon"}},"Channel":"Security","EventID":4624"##,
+            // A key of System written with an escape may be `EventID`.
+            r##""Channel":"Security","EventID":4624,"Event\u0049D":1"##,
         ] {
             assert_eq!(dismiss(line(system).as_bytes()), None, "{system}");
         }
-        // Not evtx_dump's shape, cut short, or not UTF-8.
+        // Not evtx_dump's shape, cut short, or not UTF-8; `System` or `Event` twice.
         assert_eq!(dismiss(br##"{"EventID":4624,"Channel":"Security"}"##), None);
+        let security = r##""Channel":"Security","EventID":4624"##;
+        let twice = format!(r##"{{"Event":{{"System":{{{security}}},"Sys\u0074em":{{"EventID":1}}}}}}"##);
+        assert_eq!(dismiss(twice.as_bytes()), None);
+        let twice =
+            format!(r##"{{"Event":{{"System":{{{security}}}}},"Event":{{"System":{{"EventID":1}}}}}}"##);
+        assert_eq!(dismiss(twice.as_bytes()), None);
+        // Records beside `Event` are what the full parse reads.
+        let records = format!(r##"{{"Event":{{"System":{{{security}}}}},"records":[{{"Timestamp":"x"}}]}}"##);
+        assert_eq!(dismiss(records.as_bytes()), None);
+        // A `\u` after an escaped backslash is no escape; one after an escape is.
+        let plain =
+            format!(r##"{{"Event":{{"System":{{{security}}},"EventData":{{"Path":"C:\\users"}}}}}}"##);
+        assert_eq!(dismiss(plain.as_bytes()).as_deref(), Some("Security 4624"), "{plain}");
+        let escaped =
+            format!(r##"{{"Event":{{"System":{{{security}}},"EventData":{{"Path":"C:\\\u0075sers"}}}}}}"##);
+        assert_eq!(dismiss(escaped.as_bytes()), None, "{escaped}");
+        for line in [plain, escaped] {
+            assert!(serde_json::from_str::<serde_json::Value>(&line).is_ok(), "{line}");
+        }
         let whole = line(r##""Channel":"Security","EventID":4624"##);
         assert_eq!(dismiss(&whole.as_bytes()[..whole.len() - 5]), None);
         let mut bad = whole.clone().into_bytes();
