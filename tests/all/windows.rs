@@ -298,6 +298,21 @@ fn dismissed_lines_count_as_the_full_parse_does() {
     assert!(skipped >= 30, "the files hold records of other kinds: {skipped}");
 }
 
+/// A line shaped as an evtx_dump record of a skipped kind that carries Defender records beside
+/// its `Event`: the full parse reads those records, so the scan must not count the line as
+/// skipped (it did, and the matching row in it was never evaluated).
+#[test]
+fn records_beside_an_event_of_a_skipped_kind_are_evaluated() {
+    let sample =
+        std::fs::read_to_string(crate::util::workspace().join("examples/soft-cell-sample.jsonl")).unwrap();
+    let row = sample.lines().next().unwrap();
+    let line =
+        format!(r#"{{"Event":{{"System":{{"EventID":4624,"Channel":"Security"}}}},"records":[{row}]}}"#);
+    let run = crate::util::rulehost_with_stdin(&["eval", "--matches", "-"], format!("{line}\n").as_bytes());
+    assert_eq!(run.counts(), (1, 1, 0, 0), "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 1, "the sample's first row matches Soft Cell: {}", run.stdout);
+}
+
 /// What `--parse-all` changes: a damaged line of a skipped kind is rejected, not skipped.
 #[test]
 fn parse_all_checks_the_syntax_of_lines_of_skipped_kinds() {
