@@ -121,34 +121,24 @@ fn has_unicode_escape(text: &[u8]) -> bool {
 /// not plain: a key written with an escape (it may stand for `System` or `EventID`), one of
 /// `System`'s keys given twice, a value cut short, no `System`.
 fn event_system(line: &[u8], at: usize) -> Option<(SystemFacts, usize)> {
-    let open = skip_space_at(line, at);
-    if line.get(open) != Some(&b'{') {
-        return None;
-    }
-    let mut at = skip_space_at(line, open + 1);
-    loop {
-        let (key, after) = plain_string(line, at)?;
-        at = skip_space_at(line, after);
-        if line.get(at) != Some(&b':') {
-            return None;
-        }
-        let value = skip_space_at(line, at + 1);
+    let mut system = None;
+    // The walk ends at `System`, once read: what follows it is only searched.
+    let _ = members(line, skip_space_at(line, at), |key, value| {
         if key == b"System" {
-            return system_facts(line, value);
-        }
-        at = skip_space_at(line, skip_value(line, value)?);
-        if line.get(at) != Some(&b',') {
+            system = system_facts(line, value);
             return None;
         }
-        at = skip_space_at(line, at + 1);
-    }
+        skip_value(line, value)
+    });
+    system
 }
 
 /// The members of the `System` object that opens at `open`, and the index past it.
 fn system_facts(line: &[u8], open: usize) -> Option<(SystemFacts, usize)> {
     let mut facts = SystemFacts::default();
     let (mut provider, mut beside) = (None, None);
-    let end = members(line, open, |key, value, end| {
+    let end = members(line, open, |key, value| {
+        let end = skip_value(line, value)?;
         let slot = match key {
             b"EventID" => &mut facts.event_id,
             b"Channel" => &mut facts.channel,
@@ -156,19 +146,19 @@ fn system_facts(line: &[u8], open: usize) -> Option<(SystemFacts, usize)> {
                 // `Provider/#attributes/Name`; a provider given twice is not plain.
                 let name = attribute(line, value, end, Some(b"#attributes"));
                 provider = Some(if provider.is_some() { Provider::Unknown } else { name });
-                return Some(());
+                return Some(end);
             }
             b"Provider_attributes" => {
                 let name = attribute(line, value, end, None);
                 beside = Some(if beside.is_some() { Provider::Unknown } else { name });
-                return Some(());
+                return Some(end);
             }
-            _ => return Some(()),
+            _ => return Some(end),
         };
         if slot.replace(value).is_some() {
             return None;
         }
-        Some(())
+        Some(end)
     })?;
     // As the full parse takes the name: from `Provider` first, then from beside it.
     facts.provider = match (provider.unwrap_or_default(), beside.unwrap_or_default()) {
@@ -185,7 +175,8 @@ fn attribute(line: &[u8], value: usize, end: usize, within: Option<&[u8]>) -> Pr
         return Provider::Absent;
     }
     let mut found = None;
-    let walked = members(line, value, |key, inner, inner_end| {
+    let walked = members(line, value, |key, inner| {
+        let inner_end = skip_value(line, inner)?;
         let name = match within {
             Some(within) if key == within => attribute(line, inner, inner_end, None),
             None if key == b"Name" => match line[inner] {
@@ -196,10 +187,10 @@ fn attribute(line: &[u8], value: usize, end: usize, within: Option<&[u8]>) -> Pr
                 b'n' => Provider::Absent,
                 _ => Provider::Unknown,
             },
-            _ => return Some(()),
+            _ => return Some(inner_end),
         };
         found = Some(if found.is_some() { Provider::Unknown } else { name });
-        Some(())
+        Some(inner_end)
     });
     match walked {
         Some(walked_end) if walked_end == end => found.unwrap_or_default(),
@@ -208,13 +199,10 @@ fn attribute(line: &[u8], value: usize, end: usize, within: Option<&[u8]>) -> Pr
 }
 
 /// Walks the members of the object that opens at `open`, handing `each` every key (a plain
-/// string) and where its value starts and ends; the index past the object's end. `None`
-/// when a key has an escape, or the object is not plainly one (or `each` says so).
-fn members(
-    line: &[u8],
-    open: usize,
-    mut each: impl FnMut(&[u8], usize, usize) -> Option<()>,
-) -> Option<usize> {
+/// string) and where its value starts; `each` gives back where the value ends (or `None`,
+/// which ends the walk). The index past the object's end; `None` when a key has an
+/// escape, the object is not plainly one, or `each` ended the walk.
+fn members(line: &[u8], open: usize, mut each: impl FnMut(&[u8], usize) -> Option<usize>) -> Option<usize> {
     if line.get(open) != Some(&b'{') {
         return None;
     }
@@ -229,9 +217,7 @@ fn members(
             return None;
         }
         let value = skip_space_at(line, at + 1);
-        let end = skip_value(line, value)?;
-        each(key, value, end)?;
-        at = skip_space_at(line, end);
+        at = skip_space_at(line, each(key, value)?);
         match line.get(at)? {
             b',' => at = skip_space_at(line, at + 1),
             b'}' => return Some(at + 1),

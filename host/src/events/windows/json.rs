@@ -50,20 +50,20 @@ fn evtx_dump_event<J: JsonTree>(
     format: SourceFormat,
 ) -> Record {
     let member = |element: &str| system.and_then(|s| s.member(element));
-    let attribute = |element: &str, name: &str| {
-        let beside = format!("{element}_attributes");
+    // `beside` is where `--separate-json-attributes` puts the element's attributes.
+    let attribute = |element: &str, beside: &str, name: &str| {
         text_of(member(element).and_then(|e| e.member("#attributes")).and_then(|a| a.member(name)))
-            .or_else(|| text_of(member(&beside).and_then(|a| a.member(name))))
+            .or_else(|| text_of(member(beside).and_then(|a| a.member(name))))
             .map(Cow::into_owned)
     };
     let mut win = WinEvent {
-        provider: attribute("Provider", "Name").unwrap_or_default(),
+        provider: attribute("Provider", "Provider_attributes", "Name").unwrap_or_default(),
         channel: text_of(member("Channel")).map(Cow::into_owned).unwrap_or_default(),
         event_id: number_of(member("EventID")).map(|n| n as u32),
         version: number_of(member("Version")).map(|n| n as u32),
         computer: text_of(member("Computer")).map(Cow::into_owned).unwrap_or_default(),
         record_id: number_of(member("EventRecordID")),
-        system_time: attribute("TimeCreated", "SystemTime"),
+        system_time: attribute("TimeCreated", "TimeCreated_attributes", "SystemTime"),
         data: HashMap::new(),
     };
     if let Some(data) = event_data
