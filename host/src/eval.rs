@@ -232,11 +232,14 @@ impl Held {
     fn hold(
         &mut self,
         index: usize,
-        event: Box<ProcessEvent>,
+        mut event: Box<ProcessEvent>,
         rereading: Rereading,
         ordinal: u64,
         nth: u32,
     ) -> Option<Box<ProcessEvent>> {
+        // Its text's room to grow is half of what a read event holds: without it, half as
+        // many again are kept instead of read a second time.
+        event.shrink_to_fit();
         let size = event.size_in_memory();
         if self.kept_bytes + size <= self.budget {
             self.kept_bytes += size;

@@ -33,6 +33,14 @@ pub enum ProcessKey {
 }
 
 impl ProcessKey {
+    /// The bytes its text holds on the heap.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            ProcessKey::Guid(guid) => guid.capacity(),
+            ProcessKey::Pid { device, .. } => device.capacity(),
+        }
+    }
+
     /// A GUID key from `{b34bc01c-...}` or `B34BC01C-...`; `None` when empty.
     pub fn guid(text: &str) -> Option<Self> {
         let trimmed = text.trim().trim_start_matches('{').trim_end_matches('}');
@@ -48,6 +56,13 @@ pub struct LineageKeys {
     pub own: ProcessKey,
     /// Its parent.
     pub parent: ProcessKey,
+}
+
+impl LineageKeys {
+    /// About how many bytes the keys hold, themselves and their text.
+    pub fn size_in_memory(&self) -> usize {
+        std::mem::size_of::<Self>() + self.own.heap_bytes() + self.parent.heap_bytes()
+    }
 }
 
 /// What the table knows of one process, from its creation event.

@@ -287,9 +287,17 @@ impl ProcessEvent {
         self.read_order = order;
     }
 
-    /// About how many bytes the event holds: its values' text and their headers.
+    /// Frees the room its text has to grow: for an event kept a while, unchanged.
+    pub fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+    }
+
+    /// About how many bytes the event holds: its values' text, their headers and its
+    /// lineage keys.
     pub fn size_in_memory(&self) -> usize {
-        std::mem::size_of::<Self>() + self.text.capacity()
+        std::mem::size_of::<Self>()
+            + self.text.capacity()
+            + self.lineage.as_ref().map_or(0, |keys| keys.size_in_memory())
     }
 
     /// A copy that holds only `fields`, with the event's time, `Timestamp`, `ReportId` and

@@ -6,22 +6,23 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::mpsc::{Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use evtx::{EvtxChunkData, EvtxParser, IntoIterChunks, ParserSettings};
+use evtx::{EvtxChunkData, EvtxParser, ParserSettings};
 use serde_json::Value;
 
+use super::evtx_chunks::{CHUNK_BYTES, ChunkWalker};
 use super::json::evtx_dump;
 use crate::events::json_lines::spawn;
 use crate::events::{Origin, Position, Record, RecordError, RejectReason, Skipped, SourceFormat};
 use crate::in_order::InOrder;
 
 /// The records of a binary EVTX file, chunk by chunk. The thread that reads the file reads
-/// its chunks (the evtx crate picks them: oldest first, dirty ones too) and checks them; a
+/// its chunks (in the evtx crate's order: oldest first, dirty ones too) and checks them; a
 /// file of several chunks read with more than one job has them parsed, rendered and
 /// normalized by workers, at most two per worker in memory at a time, and their records
 /// come back in chunk order.
 pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
     name: Arc<str>,
-    chunks: IntoIterChunks<R>,
+    chunks: ChunkWalker<R>,
     settings: Arc<ParserSettings>,
     chunk_number: u64,
     last_record_id: u64,
@@ -32,9 +33,8 @@ pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
     workers: Option<Workers>,
 }
 
-/// The file header's size and the size of a chunk.
+/// The file header's size.
 const FILE_HEADER_BYTES: u64 = 4096;
-const CHUNK_BYTES: u64 = 65536;
 /// Files of fewer chunks are parsed on the reading thread: workers would cost more.
 const PARALLEL_CHUNKS: u64 = 4;
 
@@ -66,16 +66,22 @@ impl<R: Read + Seek> EvtxRecords<R> {
             stream.seek(SeekFrom::End(0)).and_then(|size| stream.seek(SeekFrom::Start(0)).map(|_| size));
         let size = size.map_err(|e| e.to_string())?;
         let settings = ParserSettings::new().num_threads(1).separate_json_attributes(false);
-        let parser = EvtxParser::from_read_seek(stream).map_err(|e| e.to_string())?;
-        let parser = parser.with_configuration(settings.clone());
-        let chunks_in_file = size.saturating_sub(FILE_HEADER_BYTES) / CHUNK_BYTES;
+        // The crate reads and checks the file header; the chunks are walked as it walks them.
+        let header_block = EvtxParser::from_read_seek(&mut stream)
+            .map(|parser| u64::from(parser.header().header_block_size))
+            .map_err(|e| e.to_string())?;
+        // Checksums are not validated, as the crate's settings have it by default: a chunk whose
+        // CRC is off still has records worth reading.
+        let chunks = ChunkWalker::new(stream, header_block, size, false);
+        let chunk_bytes = CHUNK_BYTES as u64;
+        let chunks_in_file = size.saturating_sub(FILE_HEADER_BYTES) / chunk_bytes;
         Ok(Self {
             name,
-            chunks: parser.into_chunks(),
+            chunks,
             settings: Arc::new(settings),
             chunk_number: 0,
             last_record_id: 0,
-            partial_chunk_bytes: size.saturating_sub(FILE_HEADER_BYTES) % CHUNK_BYTES,
+            partial_chunk_bytes: size.saturating_sub(FILE_HEADER_BYTES) % chunk_bytes,
             jobs: if chunks_in_file >= PARALLEL_CHUNKS { jobs } else { 1 },
             workers: None,
         })

@@ -8,6 +8,7 @@
 
 mod dismiss;
 pub(super) mod evtx;
+mod evtx_chunks;
 pub(super) mod json;
 pub(super) mod xml;
 
@@ -15,6 +16,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 pub(super) use dismiss::dismiss;
+
+/// The shared data's folder, for the tests that read its real logs.
+#[cfg(test)]
+fn tests_shared_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
 
 use super::lineage::{LineageKeys, ProcessKey};
 use super::{Field, Origin, ProcessEvent, Record, RecordError, RejectReason, Skipped, SourceFormat, time};
