@@ -122,6 +122,7 @@ fn a_missing_input_is_an_error_before_any_output() {
     assert_eq!(run.code, 2);
     assert!(run.stdout.is_empty());
     assert!(run.stderr.contains("/nonexistent/events.jsonl: No such file"), "{}", run.stderr);
+    assert_eq!(run.stderr.matches("No such file").count(), 1, "the cause is said once: {}", run.stderr);
 }
 
 /// A copy of a shared EVTX file with `edit` applied.
