@@ -2,13 +2,14 @@
 //!
 //! An entry is keyed by the artifact's sha256 and the engine's precompile-compatibility
 //! hash (wasmtime's version and every setting that changes the machine code), and ends
-//! with the sha256 of its own bytes: a stale, truncated or corrupt entry is a miss, never
-//! an error, and is written anew.
+//! with the CRC-32 of its own bytes: a stale, truncated or corrupt entry is a miss, never
+//! an error, and is written anew. (A checksum against damage, not a digest against an
+//! attacker: the directory is trusted as the binary is, see [`deserialize`]. A pack's entry
+//! holds its whole initial memory, and a sha256 of it took a fifth of a warm start.)
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -48,13 +49,13 @@ impl ComponentCache {
     /// The cached component, if there is a sound entry.
     pub fn load(&self, engine: &Engine, artifact: &Digest) -> Option<Component> {
         let path = self.entry(engine, artifact);
-        let bytes = std::fs::read(&path).ok()?;
-        let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
-        if Sha256::digest(body).as_slice() != sum {
-            tracing::debug!(path = %path.display(), "cache entry does not match its checksum: a miss");
+        if !file_is_sealed(&path) {
+            tracing::debug!(path = %path.display(), "no cache entry that matches its checksum: a miss");
             return None;
         }
-        deserialize(engine, body)
+        // Mapped, not read: a pack's initial memory is then mapped from the file as it is
+        // touched, instead of copied into the process and again into an image of its own.
+        deserialize_file(engine, &path)
             .inspect_err(|e| tracing::debug!(path = %path.display(), "cache entry refused: {e}"))
             .ok()
     }
@@ -63,8 +64,7 @@ impl ComponentCache {
     pub fn store(&self, engine: &Engine, artifact: &Digest, component: &Component) {
         let path = self.entry(engine, artifact);
         let written = component.serialize().map_err(|e| e.to_string()).and_then(|mut bytes| {
-            let sum = Sha256::digest(&bytes);
-            bytes.extend_from_slice(&sum);
+            seal(&mut bytes);
             std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
             // Written aside, then renamed: a reader never sees half an entry.
             let aside = path.with_extension(format!("partial-{}", std::process::id()));
@@ -83,11 +83,7 @@ impl ComponentCache {
     /// their rule texts), if there is a sound entry.
     pub fn load_file(&self, name: &str) -> Option<Vec<u8>> {
         let mut bytes = std::fs::read(self.dir.join(name)).ok()?;
-        let body_len = bytes.len().checked_sub(32)?;
-        let (body, sum) = bytes.split_at(body_len);
-        if Sha256::digest(body).as_slice() != sum {
-            return None;
-        }
+        let body_len = unseal(&bytes)?.len();
         bytes.truncate(body_len);
         Some(bytes)
     }
@@ -97,7 +93,7 @@ impl ComponentCache {
     pub fn store_file(&self, name: &str, body: &[u8]) {
         let path = self.dir.join(name);
         let mut bytes = body.to_vec();
-        bytes.extend_from_slice(&Sha256::digest(body));
+        seal(&mut bytes);
         let aside = path.with_extension(format!("partial-{}", std::process::id()));
         let written = std::fs::create_dir_all(&self.dir)
             .and_then(|()| std::fs::write(&aside, &bytes))
@@ -108,6 +104,39 @@ impl ComponentCache {
     }
 }
 
+/// Appends the checksum of `bytes` to them.
+fn seal(bytes: &mut Vec<u8>) {
+    let sum = crc32fast::hash(bytes);
+    bytes.extend_from_slice(&sum.to_le_bytes());
+}
+
+/// The body of sealed `bytes`, if their checksum matches it.
+fn unseal(bytes: &[u8]) -> Option<&[u8]> {
+    let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    (crc32fast::hash(body).to_le_bytes() == sum).then_some(body)
+}
+
+/// Whether the file at `path` ends with the checksum of what precedes it; read through one
+/// small buffer.
+fn file_is_sealed(path: &Path) -> bool {
+    use std::io::Read as _;
+    let sealed = || -> std::io::Result<bool> {
+        let mut file = std::fs::File::open(path)?;
+        let Some(mut body) = file.metadata()?.len().checked_sub(4) else { return Ok(false) };
+        let (mut hasher, mut buffer) = (crc32fast::Hasher::new(), vec![0u8; 1 << 20]);
+        while body > 0 {
+            let take = buffer.len().min(usize::try_from(body).unwrap_or(usize::MAX));
+            file.read_exact(&mut buffer[..take])?;
+            hasher.update(&buffer[..take]);
+            body -= take as u64;
+        }
+        let mut sum = [0u8; 4];
+        file.read_exact(&mut sum)?;
+        Ok(hasher.finalize().to_le_bytes() == sum)
+    };
+    sealed().unwrap_or(false)
+}
+
 /// Deserializes a compiled component.
 ///
 /// Loading machine code is unsafe: wasmtime cannot tell its own output from crafted
@@ -116,7 +145,9 @@ impl ComponentCache {
 /// directory is trusted as much as the binary (whoever can write it can write the user's
 /// other files), and `--no-cache` turns it off.
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: see above; the bytes are our own serialization, checked by its checksum.
-    unsafe { Component::deserialize(engine, bytes) }
+fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: see above; the file is our own serialization, checked by its checksum (the
+    // checksum after it is past the end of the ELF image wasmtime reads). The file is
+    // replaced only by a rename, never written in place, so the mapping stays as checked.
+    unsafe { Component::deserialize_file(engine, path) }
 }

@@ -225,6 +225,10 @@ impl Runtime {
         // Deadlines: the ticker advances the epoch, each call gets a budget of ticks.
         config.epoch_interruption(enforce);
         config.consume_fuel(limits.fuel.is_some());
+        // A pack's initial memory (its matcher, built ahead) is mapped copy-on-write from
+        // the compiled component, not copied at each instantiation, however sparse it is, up
+        // to the memory a rule may have anyway.
+        config.memory_guaranteed_dense_image_size(limits.memory_bytes as u64);
         // A trap is reported by its kind and message; a backtrace of anonymous guest
         // functions would tell the operator nothing and costs time on every trap.
         config.wasm_backtrace_max_frames(None);

@@ -8,6 +8,7 @@
 pub mod cache;
 mod condition;
 pub mod pack;
+pub mod snapshot;
 mod value;
 
 use std::path::{Path, PathBuf};

@@ -1,12 +1,15 @@
 //! Sigma packs as artifacts: the bundled evaluator's core module with the compiled rules
-//! written into it as data, wrapped into a component of contract 0.3.0.
+//! written into it as data, its matcher built ahead (see [`super::snapshot`]), wrapped into
+//! a component of contract 0.3.0.
 //!
 //! The evaluator (`rules-wasm/sigma-pack`) is built with this binary and holds no rule. A pack
 //! is a copy of it whose linear memory starts larger by the pages the rules take, with the
-//! rules (JSON of [`rulehost_sigma::Pack`]) placed there by one more active data segment, and
-//! whose `PACK_DATA` marker is followed by the data's offset and length. Nothing else of the
-//! module changes, so every pack runs the same, reviewed code; the same rules give the same
-//! bytes, so the same digest (and the compile cache finds them again).
+//! rules ([`rulehost_sigma::Pack`], encoded) placed there by one more active data segment, and
+//! whose `PACK_DATA` marker is followed by the data's offset and length. That copy's
+//! initialization (reading the rules, building their matcher) is then run once and its state
+//! kept as the pack's initial state ([`super::snapshot`]). The code is never changed, so
+//! every pack runs the same, reviewed code; the same rules give the same bytes, so the same
+//! digest (and the compile cache finds them again).
 
 use std::ops::Range;
 
@@ -29,6 +32,9 @@ pub enum PackError {
     /// The rules do not fit.
     #[error("the compiled rules take {0} bytes, more than a pack can hold")]
     TooLarge(usize),
+    /// The pack's matcher could not be built ahead.
+    #[error(transparent)]
+    Snapshot(#[from] super::snapshot::SnapshotError),
 }
 
 /// The artifact of a pack holding `rules`.
@@ -36,6 +42,7 @@ pub fn build(rules: &[Rule]) -> Result<Vec<u8>, PackError> {
     let pack = Pack { format: FORMAT, rules: rules.to_vec() };
     let data = pack.encode();
     let module = with_data(EVALUATOR, &data)?;
+    let module = super::snapshot::preinitialize(&module)?;
     wit_component::ComponentEncoder::default()
         .module(&module)
         .and_then(|encoder| encoder.validate(true).encode())

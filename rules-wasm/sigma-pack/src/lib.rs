@@ -57,7 +57,8 @@ const SUMMARY_COLUMNS: [Column; 7] = [
 
 /// The pack's rules, read from its data when first asked for (by `metadata`).
 static PACK: OnceLock<Pack> = OnceLock::new();
-/// The matcher over them, built when first needed (by `evaluate`): loading a pack, which
+/// The matcher over them. A pack made by the host has it built already (see `initialize`);
+/// otherwise it is built when first needed (by `evaluate`), so that loading a pack, which
 /// asks only for the metadata, does not pay for it.
 static MATCHER: OnceLock<Matcher> = OnceLock::new();
 
@@ -98,6 +99,78 @@ fn pack() -> &'static Pack {
 
 fn matcher() -> &'static Matcher {
     MATCHER.get_or_init(|| Matcher::new(pack()).expect("the pack's rules compile"))
+}
+
+/// Reads the pack and builds its matcher ahead of any call. The host calls it once when it
+/// makes a pack and keeps the memory it leaves as the pack's initial memory (a Wizer
+/// snapshot; the export is removed from the pack), so that every instance of the pack starts
+/// with its matcher built instead of building it at its first batch.
+///
+/// The snapshot keeps every byte that is not zero. While this runs, memory is zeroed as it
+/// is freed (the build's scratch is most of what it touches), and the rules' data is zeroed
+/// once read, so the pack keeps only what the matcher holds.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+#[unsafe(export_name = "wizer-initialize")]
+pub extern "C" fn initialize() {
+    use std::sync::atomic::Ordering;
+    INITIALIZING.store(true, Ordering::Relaxed);
+    matcher();
+    SCRATCH.with(|_| ());
+    let data = data();
+    // SAFETY: the data's pages were placed by the host past everything the program uses and
+    // are read only through `data()`, which nothing calls again: the pack is decoded.
+    unsafe { std::ptr::write_bytes(data.as_ptr().cast_mut(), 0, data.len()) };
+    INITIALIZING.store(false, Ordering::Relaxed);
+}
+
+/// Whether the pack is being initialized (see `initialize`).
+#[cfg(target_arch = "wasm32")]
+static INITIALIZING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The standard allocator, zeroing what is freed while the pack is initialized.
+#[cfg(target_arch = "wasm32")]
+struct ZeroFreed;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: ZeroFreed = ZeroFreed;
+
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+// SAFETY: every call is passed on to the system allocator; the zeroing writes only within
+// a block that is being freed, before it is.
+unsafe impl std::alloc::GlobalAlloc for ZeroFreed {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, block: *mut u8, layout: std::alloc::Layout) {
+        if INITIALIZING.load(std::sync::atomic::Ordering::Relaxed) {
+            unsafe { block.write_bytes(0, layout.size()) };
+        }
+        unsafe { std::alloc::System.dealloc(block, layout) }
+    }
+
+    unsafe fn realloc(&self, block: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if !INITIALIZING.load(std::sync::atomic::Ordering::Relaxed) {
+            return unsafe { std::alloc::System.realloc(block, layout, new_size) };
+        }
+        // Moved by hand, so that the old block is zeroed as it is freed.
+        let new_layout = unsafe { std::alloc::Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let moved = unsafe { self.alloc(new_layout) };
+        if !moved.is_null() {
+            unsafe {
+                std::ptr::copy_nonoverlapping(block, moved, layout.size().min(new_size));
+                self.dealloc(block, layout);
+            }
+        }
+        moved
+    }
 }
 
 fn field(column: Column) -> Field {
