@@ -14,7 +14,7 @@
 //! deadline_ms = 1000
 //! fuel = 100000000                      # absent: fuel metering off
 //! max_alerts = 10000
-//! max_artifact_mib = 16
+//! max_artifact_mib = 64
 //! max_failures = 3
 //! ```
 //!

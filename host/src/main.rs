@@ -543,7 +543,7 @@ struct LimitArgs {
     /// Alerts one summarize call may return [default: 10000].
     #[arg(long, value_name = "N", help_heading = "Sandbox limits")]
     max_alerts: Option<usize>,
-    /// The largest rule artifact loaded, in MiB [default: 16].
+    /// The largest rule artifact loaded, in MiB [default: 64].
     #[arg(long, value_name = "MIB", help_heading = "Sandbox limits")]
     max_artifact_mib: Option<u64>,
     /// Consecutive failed calls after which a rule is quarantined for the rest of the run

@@ -38,8 +38,9 @@ pub struct Limits {
     pub max_alerts: usize,
     /// Bytes of text (names and values) one `summarize` call may return.
     pub max_alert_bytes: usize,
-    /// The largest artifact accepted for loading. Default 16 MiB (the Soft Cell
-    /// component is ~48 KiB).
+    /// The largest artifact accepted for loading. Default 64 MiB, the memory a rule may
+    /// use: the Soft Cell component is ~48 KiB, a Sigma pack of the whole process-creation
+    /// catalog ~13 MB (its initial memory, the matcher built ahead, is most of it).
     pub max_artifact_bytes: u64,
     /// Consecutive failed calls after which a rule is quarantined for the rest of the run.
     pub max_consecutive_failures: u32,
@@ -55,7 +56,7 @@ impl Default for Limits {
             fuel: None,
             max_alerts: 10_000,
             max_alert_bytes: 16 << 20,
-            max_artifact_bytes: 16 << 20,
+            max_artifact_bytes: 64 << 20,
             max_consecutive_failures: 3,
         }
     }

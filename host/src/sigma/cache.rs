@@ -37,6 +37,17 @@ struct Entry {
     refused: Vec<Refusal>,
 }
 
+/// The sources of the Sigma compiler and of the pack maker: a binary whose compiler changed
+/// (a semantics fixed, packs made otherwise) finds none of the packs an older one cached.
+/// The evaluator and the format of the compiled rules are keyed as well.
+const COMPILER: [&str; 5] = [
+    include_str!("mod.rs"),
+    include_str!("condition.rs"),
+    include_str!("value.rs"),
+    include_str!("pack.rs"),
+    include_str!("snapshot.rs"),
+];
+
 /// The cache entry's name for `files` (the Sigma files, directories expanded), or `None`
 /// when one cannot be read (the compiler then says why).
 pub fn key(files: &[PathBuf]) -> Option<String> {
@@ -44,6 +55,9 @@ pub fn key(files: &[PathBuf]) -> Option<String> {
     hasher.update(b"rulehost sigma pack\0");
     hasher.update(rulehost_sigma::ir::FORMAT.to_le_bytes());
     hasher.update(Sha256::digest(pack::EVALUATOR));
+    for source in COMPILER {
+        hasher.update(Sha256::digest(source));
+    }
     let mut all = Vec::new();
     for path in files {
         if path.is_dir() {
