@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 
-use crate::{binary_run_with, children_cpu_time};
+use crate::binary_runs;
 
 /// The folder holds about this many files.
 const FILES: usize = 5_000;
@@ -62,9 +62,7 @@ pub fn folder() -> Result<()> {
         for jobs in ["1", "2"] {
             let mut args = vec!["--jobs", jobs];
             args.extend_from_slice(&rules);
-            let before = children_cpu_time()?;
-            let (wall, peak) = binary_run_with(&args, &logs)?;
-            let cpu = (children_cpu_time()? - before) / 3;
+            let crate::BinaryRuns { wall, peak, cpu } = binary_runs(&args, &logs)?;
             println!(
                 "| {name} | {jobs} | {:.2} s | {:.2} s | {:.0} k | {} MiB |",
                 wall.as_secs_f64(),
