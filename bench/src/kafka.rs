@@ -119,12 +119,7 @@ fn consume(setup: &Setup, topic: &str, group: &str, members: usize, events: u64)
             .args(["run", "--rules", &rules.display().to_string(), "--matches", "-o", "/dev/null"])
             .args(["--source", &format!("kafka://{}/{topic}", broker.address), "--group", group])
             .args(["--stats-interval", "1", "--jobs", "1"])
-            .args(
-                std::env::var("BENCH_KAFKA_OPTIONS")
-                    .unwrap_or_else(|_| TANSU_FETCH_WAIT.to_owned())
-                    .split_whitespace()
-                    .flat_map(|o| ["--kafka-option", o]),
-            )
+            .args(member_options().iter().flat_map(|o| ["--kafka-option", o.as_str()]))
             .env("RULEHOST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -228,6 +223,11 @@ pub fn group_vs_file() -> Result<()> {
         real.member,
         real.member / real.eval
     );
+    println!(
+        "| a consumer that only counts the messages (librdkafka, the members' options) | {:.0} | member at {:.2} of it |",
+        real.drain,
+        real.member / real.drain
+    );
     println!("| peak RSS of that member, the whole topic its lag at start | {} MiB | |", real.peak >> 20);
     println!();
     println!(
@@ -313,6 +313,48 @@ struct RealRates {
     member: f64,
     /// The member's peak RSS.
     peak: u64,
+    /// Messages per second that a consumer which only counts them takes from the topic.
+    drain: f64,
+}
+
+/// The options the members are given (`BENCH_KAFKA_OPTIONS`, else the fetch wait for tansu).
+fn member_options() -> Vec<String> {
+    std::env::var("BENCH_KAFKA_OPTIONS")
+        .unwrap_or_else(|_| TANSU_FETCH_WAIT.to_owned())
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Messages per second between the first and the last of `count` messages that a consumer
+/// doing nothing with them (librdkafka with the members' options) takes from `topic`: what
+/// the broker and the client deliver, the ceiling of any member.
+fn drain(setup: &Setup, topic: &str, count: usize) -> Result<f64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let mut config = setup.config.clone();
+    config.set("group.id", format!("{topic}-drain")).set("auto.offset.reset", "earliest");
+    for option in member_options() {
+        let (key, value) = option.split_once('=').with_context(|| format!("option {option}: no ="))?;
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config.create()?;
+    consumer.subscribe(&[topic])?;
+    let (mut taken, mut first, mut last) = (0usize, None, Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while taken < count {
+        ensure!(Instant::now() < deadline, "drained {taken} of {count} messages of {topic}");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => {
+                taken += 1;
+                last = Instant::now();
+                first.get_or_insert(last);
+            }
+            Some(Err(e)) => bail!("draining {topic}: {e}"),
+            None => {}
+        }
+    }
+    let elapsed = last.duration_since(first.expect("a message was taken")).as_secs_f64();
+    Ok((count - 1) as f64 / elapsed)
 }
 
 /// Every record of the shared OTRF and EVTX logs (the EVTX records as evtx_dump renders
@@ -350,9 +392,10 @@ fn real_vs_file(setup: &Setup, dir: &Path) -> Result<RealRates> {
         .with_context(|| format!("no count of events evaluated in {stderr}"))?;
     // The member's counters count process events; the records around them come with them.
     let (events, peak) = consume(setup, "real", "bench-real", 1, evaluated)?;
+    let drain = drain(setup, "real", count)?;
     let per_event = count as f64 / evaluated as f64;
     eprintln!("real records: {originals} distinct, {count} in all, {evaluated} process events");
-    Ok(RealRates { records: count, eval: count as f64 / elapsed, member: events * per_event, peak })
+    Ok(RealRates { records: count, eval: count as f64 / elapsed, member: events * per_event, peak, drain })
 }
 
 const LATENCY_RATE: u64 = 200;
