@@ -108,19 +108,22 @@ fn records(count: usize) -> (String, Vec<(String, Vec<u8>)>) {
 }
 
 /// Members of `group` until together they have evaluated `events`: the events per second
-/// between their first and their last counters, and the largest peak RSS of a member.
+/// from the first partitions assigned to the counter that reaches `events`, and the largest
+/// peak RSS of a member. (Timed from the first counter instead, a member that read most of
+/// the topic within its first second, its first counter's interval, was timed on its tail.)
 fn consume(setup: &Setup, topic: &str, group: &str, members: usize, events: u64) -> Result<(f64, u64)> {
     let (broker, rules) = (&setup.broker, &setup.rules);
     let binary = workspace().join("target/release/rulehost");
     let mut children = Vec::new();
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, u64, Instant)>();
+    // (member, events so far or `None` for partitions assigned, when)
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<u64>, Instant)>();
     for m in 0..members {
         let mut child = Command::new(&binary)
             .args(["run", "--rules", &rules.display().to_string(), "--matches", "-o", "/dev/null"])
             .args(["--source", &format!("kafka://{}/{topic}", broker.address), "--group", group])
             .args(["--stats-interval", "1", "--jobs", "1"])
             .args(member_options().iter().flat_map(|o| ["--kafka-option", o.as_str()]))
-            .env("RULEHOST_LOG", "warn")
+            .env("RULEHOST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
@@ -128,18 +131,24 @@ fn consume(setup: &Setup, topic: &str, group: &str, members: usize, events: u64)
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("BENCH_KAFKA_VERBOSE").is_some() && line.contains("stats so far") {
+                    eprintln!("member {m}: {line}");
+                }
+                if line.contains("partitions assigned") {
+                    let _ = tx.send((m, None, Instant::now()));
+                }
                 if let Some((_, counts)) =
                     line.split_once("stats so far").and_then(|(_, l)| l.rsplit_once("): "))
                     && let Some(n) = counts.split(' ').next().and_then(|n| n.parse().ok())
                 {
-                    let _ = tx.send((m, n, Instant::now()));
+                    let _ = tx.send((m, Some(n), Instant::now()));
                 }
             }
         });
         children.push(child);
     }
     let mut latest = vec![0u64; members];
-    let mut first: Option<(u64, Instant)> = None;
+    let mut assigned: Option<Instant> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let result = loop {
         let Ok((m, n, at)) = rx.recv_timeout(Duration::from_secs(5)) else {
@@ -148,18 +157,21 @@ fn consume(setup: &Setup, topic: &str, group: &str, members: usize, events: u64)
             }
             continue;
         };
+        let Some(n) = n else {
+            assigned.get_or_insert(at);
+            continue;
+        };
         latest[m] = n;
         let total: u64 = latest.iter().sum();
-        if first.is_none() && total > 0 {
-            first = Some((total, at));
-        }
         if total >= events {
-            let (start, since) = first.expect("set above");
+            let Some(since) = assigned else {
+                break Err(anyhow::anyhow!("the members counted events before any partition was assigned"));
+            };
             let elapsed = at.duration_since(since).as_secs_f64();
             if elapsed < 2.0 {
                 break Err(anyhow::anyhow!("too fast to time ({elapsed:.1} s): raise BENCH_KAFKA_EVENTS"));
             }
-            break Ok((total - start) as f64 / elapsed);
+            break Ok(total as f64 / elapsed);
         }
     };
     let peak = children.iter().filter_map(|c| crate::peak_rss(c.id())).max().unwrap_or(0);
@@ -529,5 +541,42 @@ fn at_fixed_rate(
     let _ = member.kill();
     let _ = member.wait();
     ensure!(enough, "{name}: not everything came back within {} s", LATENCY_SECONDS + 30);
+    Ok(())
+}
+
+/// `BENCH_ONLY=kafka-parse`: what reading a message costs the member's reading thread,
+/// without a broker: every real record line (as the Kafka bench sends them, one per
+/// message) through the member's message reader, against the same lines through the JSON
+/// lines parser that `eval` uses; best of 5 rounds each, one thread.
+pub fn message_parse() -> Result<()> {
+    let lines = crate::pipeline::shared_record_lines()?;
+    let rounds = 5;
+    let time = |f: &dyn Fn(&str, &mut Vec<rulehost::events::Record>)| {
+        let mut best = Duration::MAX;
+        let mut records = 0;
+        for _ in 0..rounds {
+            let began = Instant::now();
+            records = 0;
+            for line in &lines {
+                let mut out = Vec::new();
+                f(line, &mut out);
+                records += out.len();
+            }
+            best = best.min(began.elapsed());
+        }
+        (best, records)
+    };
+    let (message, message_records) =
+        time(&|line, out| rulehost::sources::kafka::read_message("topic/0@1", line.as_bytes(), out));
+    let (file, file_records) = time(&|line, out| {
+        let input = rulehost::events::Input::bytes("lines.jsonl", line.as_bytes().to_vec());
+        out.extend(input.open(rulehost::events::InputFormat::Jsonl).expect("opens"));
+    });
+    println!();
+    println!("| {} real record lines, one thread, best of {rounds} | µs per line | records |", lines.len());
+    println!("|---|---|---|");
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / lines.len() as f64;
+    println!("| the member's message reader | {:.2} | {message_records} |", per(message));
+    println!("| each line as a one-line JSON lines input | {:.2} | {file_records} |", per(file));
     Ok(())
 }

@@ -59,6 +59,7 @@ fn main() -> Result<()> {
         "sigma" => return sigma::packs(),
         "evtx" => return evtx_folder::folder(),
         "kafka" => return kafka::group_vs_file(),
+        "kafka-parse" => return kafka::message_parse(),
         _ if std::env::var("BENCH_PROFILE").as_deref() == Ok("sigma") => return sigma::profile(),
         "pipeline" => return pipeline::run_vs_eval(),
         _ => {}
