@@ -311,6 +311,12 @@ impl KafkaSource {
             // a broker that holds every fetch for its full wait (tansu does) gives per
             // round trip, and what an idle partition adds to the latency.
             .set("fetch.wait.max.ms", "50")
+            // A partition whose local queue is full waits this long before it is fetched
+            // again. librdkafka's default is 1 s: a member slower than the broker (any
+            // member that evaluates) filled its queue, then read nothing for a second at a
+            // time, and took real records at half the rate it reads them from a file. The
+            // queue stays bounded (`queued.max.messages.kbytes`).
+            .set("fetch.queue.backoff.ms", "10")
             // The lag the source reports with the run's counters.
             .set("statistics.interval.ms", "1000");
         for (key, value) in options {
