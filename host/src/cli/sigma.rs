@@ -21,7 +21,9 @@ pub(crate) fn run_sigma_compile(args: SigmaCompileArgs) -> Result<ExitCode> {
         anyhow::bail!("no Sigma rule to compile");
     }
     let rules: Vec<_> = compilation.rules.into_iter().map(|(_, rule)| rule).collect();
-    let bytes = rulehost::sigma::pack::build(&rules)?;
+    // The evaluator compiled for the pack's initialization is kept in the user's cache.
+    let cache = rulehost::runtime::ComponentCache::default_dir().map(rulehost::runtime::ComponentCache::new);
+    let bytes = rulehost::sigma::pack::build_with_cache(&rules, cache.as_ref())?;
     std::fs::write(&args.output, &bytes).with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!(
         "rulehost: {}: {} ({} bytes, {}), {} left out, in {:.2} s",

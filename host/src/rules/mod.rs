@@ -262,7 +262,7 @@ fn load_sigma(
         ));
     }
     let rules: Vec<_> = compilation.rules.into_iter().map(|(_, rule)| rule).collect();
-    let bytes = sigma::pack::build(&rules)?;
+    let bytes = sigma::pack::build_with_cache(&rules, runtime.cache())?;
     let loaded = runtime.compile(&name, &bytes)?.into_rules();
     if let (Some(key), Some(cache)) = (&key, runtime.cache()) {
         sigma::cache::store(cache, key, &bytes, &compilation.refused);

@@ -294,7 +294,7 @@ fn load_sigma_pack(
     dir: &Path,
     rules: &[ir::Rule],
 ) -> Result<Vec<Arc<CompiledRule>>, String> {
-    let bytes = sigma::pack::build(rules).map_err(|e| e.to_string())?;
+    let bytes = sigma::pack::build_with_cache(rules, runtime.cache()).map_err(|e| e.to_string())?;
     let name = format!("sigma:{}", dir.display());
     let rules = runtime.compile(&name, &bytes).map_err(|e| e.to_string())?.into_rules();
     smoke(&rules)?;

@@ -104,6 +104,29 @@ impl ComponentCache {
     }
 }
 
+impl ComponentCache {
+    /// A compiled core module cached by name (the evaluator of Sigma packs, as their
+    /// initialization runs it), if there is a sound entry for `engine`.
+    pub fn load_module(&self, engine: &Engine, name: &str) -> Option<wasmtime::Module> {
+        let bytes = self.load_file(&module_entry(engine, name))?;
+        deserialize_module(engine, &bytes).ok()
+    }
+
+    /// Writes the compiled core module `module` by name; a failure only costs a compilation.
+    pub fn store_module(&self, engine: &Engine, name: &str, module: &wasmtime::Module) {
+        if let Ok(bytes) = module.serialize() {
+            self.store_file(&module_entry(engine, name), &bytes);
+        }
+    }
+}
+
+/// The file of the module `name` compiled by `engine`.
+fn module_entry(engine: &Engine, name: &str) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{name}-{:016x}.cwasm", hasher.finish())
+}
+
 /// Appends the checksum of `bytes` to them.
 fn seal(bytes: &mut Vec<u8>) {
     let sum = crc32fast::hash(bytes);
@@ -137,13 +160,20 @@ fn file_is_sealed(path: &Path) -> bool {
     sealed().unwrap_or(false)
 }
 
-/// Deserializes a compiled component.
+/// Deserializes a compiled core module.
 ///
 /// Loading machine code is unsafe: wasmtime cannot tell its own output from crafted
 /// bytes. These bytes come from our cache directory and matched the checksum `store`
 /// wrote, so a truncated or corrupted file never gets here; like wasmtime's own cache, the
 /// directory is trusted as much as the binary (whoever can write it can write the user's
 /// other files), and `--no-cache` turns it off.
+#[allow(unsafe_code)]
+fn deserialize_module(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<wasmtime::Module> {
+    // SAFETY: see above; the bytes are our own serialization, checked by its checksum.
+    unsafe { wasmtime::Module::deserialize(engine, bytes) }
+}
+
+/// Deserializes a compiled component, mapped from its file (see [`deserialize_module`]).
 #[allow(unsafe_code)]
 fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: see above; the file is our own serialization, checked by its checksum (the

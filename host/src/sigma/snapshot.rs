@@ -6,20 +6,31 @@
 //! done: the evaluator's initialization is run once, in a sandbox of its own, and the memory
 //! and globals it leaves become the pack's initial state (a Wizer snapshot: the code is not
 //! changed, the initialization export is removed). Every instance then starts from there.
+//!
+//! The evaluator that runs the initialization is the same for every pack: it is compiled
+//! once per process and kept in the component cache, and each pack's rules are written into
+//! its memory before the initialization runs (where a data segment of the pack puts them).
 
 use std::pin::pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 
+use sha2::{Digest as _, Sha256};
 use wasmtime::{Config, Engine, Instance, Module, Store, StoreLimits, StoreLimitsBuilder, Val};
-use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
+use wasmtime_wizer::{InstanceState, ModuleContext, SnapshotVal, ValType, Wizer};
+
+use crate::runtime::ComponentCache;
 
 /// The evaluator's initialization export.
 const INITIALIZE: &str = "wizer-initialize";
+/// The instrumented module's export of its memory.
+const MEMORY: &str = "__wizer_memory_0";
 /// What the initialization may use. Fuel (about one per instruction) makes the bound the
 /// same on every machine, so the same rules always make the same pack or the same error;
-/// the catalog's 1,414 rules take about 2% of it.
+/// the catalog's 1,414 rules take about 2.5% of it.
 const INITIALIZATION_FUEL: u64 = 20_000_000_000;
 const INITIALIZATION_MEMORY: usize = 1 << 30;
+const PAGE: usize = 65536;
 
 /// Why a pack could not be initialized.
 #[derive(Debug, thiserror::Error)]
@@ -32,37 +43,151 @@ pub enum SnapshotError {
     Initialization(String),
 }
 
-/// `module` (the evaluator with its rules as data) with its initialization run and the
-/// state it leaves as its initial state.
-pub fn preinitialize(module: &[u8]) -> Result<Vec<u8>, SnapshotError> {
-    preinitialize_within(module, INITIALIZATION_FUEL)
+/// The evaluator instrumented for a snapshot, compiled, with the engine that compiled it.
+struct Prepared {
+    context: ModuleContext<'static>,
+    engine: Engine,
+    module: Module,
 }
 
-fn preinitialize_within(module: &[u8], fuel: u64) -> Result<Vec<u8>, SnapshotError> {
-    let evaluator = |e: wasmtime::Error| SnapshotError::Evaluator(format!("{e:#}"));
+/// `evaluator` (a core module with a `PACK_DATA` marker, see [`super::pack`]) with `data`
+/// (the encoded rules) placed after its memory and its marker pointing at them, its
+/// initialization run, and the state it leaves as its initial state. The compiled
+/// evaluator is kept in `cache` for the next process.
+pub fn initialized_pack(
+    evaluator: &'static [u8],
+    marker: &[u8],
+    data: &[u8],
+    cache: Option<&ComponentCache>,
+) -> Result<Vec<u8>, SnapshotError> {
+    initialized_within(evaluator, INITIALIZATION_FUEL, cache, |memory| place(memory, marker, data))
+}
+
+/// A pack's data, placed: the memory grown by the pages `data` takes and `data` written
+/// there, and the offset and length written after the only `marker` below it.
+fn place(memory: &mut Placing<'_>, marker: &[u8], data: &[u8]) -> Result<(), SnapshotError> {
+    let evaluator = |reason: &str| SnapshotError::Evaluator(reason.to_owned());
+    let length = u32::try_from(data.len()).map_err(|_| evaluator("rules over 4 GiB"))?;
+    let at = {
+        let image = memory.data();
+        let mut found = memchr::memmem::find_iter(image, marker);
+        match (found.next(), found.next()) {
+            (Some(at), None) => at,
+            (None, _) => return Err(evaluator("no PACK_DATA marker in its memory")),
+            (Some(_), Some(_)) => return Err(evaluator("the PACK_DATA marker appears twice")),
+        }
+    };
+    let offset = memory.data().len();
+    let offset32 = u32::try_from(offset).map_err(|_| evaluator("a memory over 4 GiB"))?;
+    memory.grow(data.len().div_ceil(PAGE))?;
+    let image = memory.data_mut();
+    image[offset..offset + data.len()].copy_from_slice(data);
+    image[at + 8..at + 12].copy_from_slice(&offset32.to_le_bytes());
+    image[at + 12..at + 16].copy_from_slice(&length.to_le_bytes());
+    Ok(())
+}
+
+/// The instance's memory, for placing a pack's data before its initialization.
+struct Placing<'a> {
+    store: &'a mut Store<StoreLimits>,
+    memory: wasmtime::Memory,
+}
+
+impl Placing<'_> {
+    fn data(&self) -> &[u8] {
+        self.memory.data(&*self.store)
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        self.memory.data_mut(&mut *self.store)
+    }
+
+    fn grow(&mut self, pages: usize) -> Result<(), SnapshotError> {
+        self.memory
+            .grow(&mut *self.store, pages as u64)
+            .map(drop)
+            .map_err(|e| SnapshotError::Initialization(format!("the rules do not fit its memory: {e:#}")))
+    }
+}
+
+fn initialized_within(
+    module: &'static [u8],
+    fuel: u64,
+    cache: Option<&ComponentCache>,
+    prepare: impl FnOnce(&mut Placing<'_>) -> Result<(), SnapshotError>,
+) -> Result<Vec<u8>, SnapshotError> {
     let failed = |e: wasmtime::Error| SnapshotError::Initialization(trap_text(&e, fuel));
-    let mut wizer = Wizer::new();
-    wizer.init_func(INITIALIZE);
-    let (context, instrumented) = wizer.instrument(module).map_err(evaluator)?;
-    let mut config = Config::new();
-    config.consume_fuel(true);
-    config.wasm_backtrace_max_frames(None);
-    let engine = Engine::new(&config).map_err(evaluator)?;
-    let compiled = Module::new(&engine, &instrumented).map_err(evaluator)?;
+    let evaluator = |e: wasmtime::Error| SnapshotError::Evaluator(format!("{e:#}"));
+    let prepared = prepared(module, cache)?;
     let limits = StoreLimitsBuilder::new()
         .memory_size(INITIALIZATION_MEMORY)
         .instances(1)
         .memories(1)
         .trap_on_grow_failure(true)
         .build();
-    let mut store = Store::new(&engine, limits);
+    let mut store = Store::new(&prepared.engine, limits);
     store.limiter(|limits| limits);
     store.set_fuel(fuel).map_err(evaluator)?;
-    let instance = Instance::new(&mut store, &compiled, &[]).map_err(failed)?;
+    let instance = Instance::new(&mut store, &prepared.module, &[]).map_err(failed)?;
+    let memory = instance
+        .get_memory(&mut store, MEMORY)
+        .ok_or_else(|| SnapshotError::Evaluator("no memory to initialize".to_owned()))?;
+    prepare(&mut Placing { store: &mut store, memory })?;
     let initialize = instance.get_typed_func::<(), ()>(&mut store, INITIALIZE).map_err(evaluator)?;
     initialize.call(&mut store, ()).map_err(failed)?;
     let mut state = State { store: &mut store, instance };
-    ready(wizer.snapshot(&context, &mut state)).map_err(evaluator)
+    ready(wizer().snapshot(&prepared.context, &mut state)).map_err(evaluator)
+}
+
+fn wizer() -> Wizer {
+    let mut wizer = Wizer::new();
+    wizer.init_func(INITIALIZE);
+    wizer
+}
+
+/// The instrumented `module`, compiled once per process (and per module: tests make their
+/// own), from the cache when it holds it.
+fn prepared(
+    module: &'static [u8],
+    cache: Option<&ComponentCache>,
+) -> Result<&'static Prepared, SnapshotError> {
+    static PREPARED: std::sync::Mutex<Vec<(usize, &'static Prepared)>> = std::sync::Mutex::new(Vec::new());
+    let key = module.as_ptr() as usize;
+    let mut known = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, prepared)) = known.iter().find(|(k, _)| *k == key) {
+        return Ok(prepared);
+    }
+    let evaluator = |e: wasmtime::Error| SnapshotError::Evaluator(format!("{e:#}"));
+    let (context, instrumented) = wizer().instrument(module).map_err(evaluator)?;
+    let engine = engine().map_err(evaluator)?;
+    let name = format!("sigma-evaluator-{}", hex::encode(Sha256::digest(&instrumented)));
+    let module = match cache.and_then(|cache| cache.load_module(&engine, &name)) {
+        Some(module) => module,
+        None => {
+            let module = Module::new(&engine, &instrumented).map_err(evaluator)?;
+            if let Some(cache) = cache {
+                cache.store_module(&engine, &name, &module);
+            }
+            module
+        }
+    };
+    // Kept for the process's life: one per evaluator module, of which there is one.
+    let prepared: &'static Prepared = Box::leak(Box::new(Prepared { context, engine, module }));
+    known.push((key, prepared));
+    Ok(prepared)
+}
+
+/// The engine the initialization runs on: fuel-metered, no backtraces.
+fn engine() -> wasmtime::Result<Engine> {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    if let Some(engine) = ENGINE.get() {
+        return Ok(engine.clone());
+    }
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    config.wasm_backtrace_max_frames(None);
+    let engine = Engine::new(&config)?;
+    Ok(ENGINE.get_or_init(|| engine).clone())
 }
 
 /// A trap's kind and the guest's message, without a backtrace.
@@ -126,9 +251,19 @@ mod tests {
 
     use super::*;
 
+    /// `module`'s initialization run, with `fuel`, and nothing placed first.
+    fn initialized(module: Vec<u8>, fuel: u64) -> Result<Vec<u8>, SnapshotError> {
+        initialized_within(Box::leak(module.into_boxed_slice()), fuel, None, |_| Ok(()))
+    }
+
     /// A module whose initialization runs `body`, with one page of memory and a mutable
     /// global, both exported as a compiled program's are.
     fn module(body: &[Instruction<'_>]) -> Vec<u8> {
+        module_with_data(body, &[])
+    }
+
+    /// [`module`], with `data` at address 16 of its memory.
+    fn module_with_data(body: &[Instruction<'_>], data: &[u8]) -> Vec<u8> {
         let mut module = wasm_encoder::Module::new();
         let mut types = TypeSection::new();
         types.ty().function([], []);
@@ -163,6 +298,11 @@ mod tests {
         function.instruction(&Instruction::End);
         code.function(&function);
         module.section(&code);
+        if !data.is_empty() {
+            let mut segments = wasm_encoder::DataSection::new();
+            segments.active(0, &ConstExpr::i32_const(16), data.iter().copied());
+            module.section(&segments);
+        }
         module.finish()
     }
 
@@ -176,21 +316,21 @@ mod tests {
             Instruction::I32Const(7),
             Instruction::GlobalSet(0),
         ];
-        let initialized = preinitialize(&module(&body)).unwrap();
+        let once = initialized(module(&body), INITIALIZATION_FUEL).unwrap();
         let engine = Engine::default();
-        let compiled = Module::new(&engine, &initialized).unwrap();
+        let compiled = Module::new(&engine, &once).unwrap();
         assert!(compiled.get_export(INITIALIZE).is_none(), "the initialization is not exported any more");
         let mut store = Store::new(&engine, ());
         let instance = Instance::new(&mut store, &compiled, &[]).unwrap();
         let memory = instance.get_memory(&mut store, "memory").unwrap();
         assert_eq!(memory.data(&store)[100..104], 0x5eed_u32.to_le_bytes());
         // The same module gives the same bytes.
-        assert_eq!(initialized, preinitialize(&module(&body)).unwrap());
+        assert_eq!(once, initialized(module(&body), INITIALIZATION_FUEL).unwrap());
     }
 
     #[test]
     fn an_initialization_that_traps_or_does_not_end_is_an_error_that_says_so() {
-        let error = preinitialize(&module(&[Instruction::Unreachable])).unwrap_err();
+        let error = initialized(module(&[Instruction::Unreachable]), INITIALIZATION_FUEL).unwrap_err();
         assert!(matches!(error, SnapshotError::Initialization(_)), "{error}");
         assert!(error.to_string().contains("trapped"), "{error}");
 
@@ -199,20 +339,44 @@ mod tests {
             Instruction::Br(0),
             Instruction::End,
         ]);
-        let error = preinitialize_within(&endless, 1_000_000).unwrap_err();
+        let error = initialized(endless, 1_000_000).unwrap_err();
         assert!(error.to_string().contains("ran past its bound of 1000000 instructions"), "{error}");
 
         // Memory beyond the bound: a grow of 2^14 pages (1 GiB) fails and traps.
         let grows = module(&[Instruction::I32Const(1 << 14), Instruction::MemoryGrow(0), Instruction::Drop]);
-        let error = preinitialize(&grows).unwrap_err();
+        let error = initialized(grows, INITIALIZATION_FUEL).unwrap_err();
         assert!(matches!(error, SnapshotError::Initialization(_)), "{error}");
+    }
+
+    #[test]
+    fn the_rules_are_placed_past_the_memory_and_the_marker_points_at_them() {
+        let marker = b"\xd1rhpack\x01\xff\xff\xff\xff\xff\xff\xff\xff";
+        let with = |times: usize| Box::leak(module_with_data(&[], &marker.repeat(times)).into_boxed_slice());
+        let pack =
+            initialized_within(with(1), INITIALIZATION_FUEL, None, |m| place(m, marker, b"rules")).unwrap();
+        let engine = Engine::default();
+        let mut store = Store::new(&engine, ());
+        let instance = Instance::new(&mut store, &Module::new(&engine, &pack).unwrap(), &[]).unwrap();
+        let memory = instance.get_memory(&mut store, "memory").unwrap().data(&store).to_vec();
+        assert_eq!(memory.len(), 2 * PAGE, "one page grown for the rules");
+        assert_eq!(&memory[PAGE..PAGE + 5], b"rules");
+        assert_eq!(&memory[16..24], &marker[..8]);
+        assert_eq!(memory[24..28], (PAGE as u32).to_le_bytes(), "the offset");
+        assert_eq!(memory[28..32], 5u32.to_le_bytes(), "the length");
+
+        for (times, expected) in [(0, "no PACK_DATA marker"), (2, "appears twice")] {
+            let error =
+                initialized_within(with(times), INITIALIZATION_FUEL, None, |m| place(m, marker, b"rules"))
+                    .unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+        }
     }
 
     #[test]
     fn a_module_without_the_initialization_is_refused() {
         let mut module = wasm_encoder::Module::new();
         module.section(&TypeSection::new());
-        let error = preinitialize(&module.finish()).unwrap_err();
+        let error = initialized(module.finish(), INITIALIZATION_FUEL).unwrap_err();
         assert!(matches!(error, SnapshotError::Evaluator(_)), "{error}");
     }
 }

@@ -74,8 +74,9 @@ fn data() -> &'static [u8] {
         return &[];
     }
     // SAFETY: the host placed `length` bytes at `offset`, in pages it added to the module's
-    // initial memory beyond everything the program's own data and allocator use; they are
-    // never written. The component model validates that the memory holds them.
+    // memory before anything ran, beyond everything the program's own data and allocator
+    // use; they are written only by `initialize`, after the pack is decoded, when nothing
+    // reads them again. The component model validates that the memory holds them.
     unsafe { std::slice::from_raw_parts(offset as usize as *const u8, length as usize) }
 }
 
