@@ -19,6 +19,7 @@ pub mod cases;
 pub mod config;
 pub mod contract;
 mod dirs;
+mod errors;
 pub mod eval;
 pub mod events;
 mod in_order;

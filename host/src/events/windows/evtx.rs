@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use evtx::{EvtxChunkData, EvtxParser, ParserSettings};
 use serde_json::Value;
 
-use super::evtx_chunks::{CHUNK_BYTES, ChunkWalker};
+use super::evtx_chunks::{CHUNK_BYTES, ChunkWalker, FILE_HEADER_BYTES};
 use super::json::evtx_dump;
 use crate::events::json_lines::spawn;
 use crate::events::{Origin, Position, Record, RecordError, RejectReason, Skipped, SourceFormat};
@@ -33,8 +33,6 @@ pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
     workers: Option<Workers>,
 }
 
-/// The file header's size.
-const FILE_HEADER_BYTES: u64 = 4096;
 /// Files of fewer chunks are parsed on the reading thread: workers would cost more.
 const PARALLEL_CHUNKS: u64 = 4;
 
@@ -70,9 +68,7 @@ impl<R: Read + Seek> EvtxRecords<R> {
         let header_block = EvtxParser::from_read_seek(&mut stream)
             .map(|parser| u64::from(parser.header().header_block_size))
             .map_err(|e| e.to_string())?;
-        // Checksums are not validated, as the crate's settings have it by default: a chunk whose
-        // CRC is off still has records worth reading.
-        let chunks = ChunkWalker::new(stream, header_block, size, false);
+        let chunks = ChunkWalker::new(stream, header_block, size);
         let chunk_bytes = CHUNK_BYTES as u64;
         let chunks_in_file = size.saturating_sub(FILE_HEADER_BYTES) / chunk_bytes;
         Ok(Self {

@@ -15,7 +15,7 @@ use std::io::{Read, Seek, SeekFrom};
 use evtx::{EvtxChunkData, EvtxChunkHeader};
 
 /// The file header's size and the size of a chunk, as the crate places chunks.
-const FILE_HEADER_BYTES: u64 = 4096;
+pub(super) const FILE_HEADER_BYTES: u64 = 4096;
 pub(super) const CHUNK_BYTES: usize = 65536;
 const CHUNK_HEADER_BYTES: usize = 512;
 
@@ -24,7 +24,6 @@ pub(super) struct ChunkWalker<R> {
     stream: R,
     /// The chunks the file's size holds past its header block (the crate's count).
     count: u64,
-    validate_checksums: bool,
     /// Where the walk starts: the chunk whose header names the lowest record id.
     oldest: u64,
     next: u64,
@@ -41,11 +40,10 @@ pub(super) type ChunkFailure = String;
 impl<R: Read + Seek> ChunkWalker<R> {
     /// The walk over `stream`, a file whose header block is `header_block_bytes` long (as
     /// its header says: the crate counts chunks from there) and `size` bytes in all.
-    pub(super) fn new(stream: R, header_block_bytes: u64, size: u64, validate_checksums: bool) -> Self {
+    pub(super) fn new(stream: R, header_block_bytes: u64, size: u64) -> Self {
         let mut walker = ChunkWalker {
             stream,
             count: size.saturating_sub(header_block_bytes) / CHUNK_BYTES as u64,
-            validate_checksums,
             oldest: 0,
             next: 0,
             wrapped: false,
@@ -96,7 +94,9 @@ impl<R: Read + Seek> ChunkWalker<R> {
             return Ok(None);
         }
         let data = std::mem::take(&mut self.buffer);
-        let mut chunk = EvtxChunkData::new(data, self.validate_checksums).map_err(|e| describe(&e))?;
+        // Checksums are not validated, as the crate's settings have it by default: a chunk
+        // whose CRC is off still has records worth reading.
+        let mut chunk = EvtxChunkData::new(data, false).map_err(|e| crate::errors::with_sources(&e))?;
         chunk.number = Some(number);
         Ok(Some(chunk))
     }
@@ -143,17 +143,6 @@ fn incomplete() -> ChunkFailure {
     "the file ends inside it".to_owned()
 }
 
-/// An error and its sources, one after another.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 /// Whether every byte is zero; block by block, so that the compiler checks each block with
 /// wide registers, and a chunk with data stops at its first block.
 fn all_zeros(bytes: &[u8]) -> bool {
@@ -181,7 +170,7 @@ mod tests {
     fn our_walk(bytes: &[u8]) -> Option<Vec<Result<Vec<u8>, ()>>> {
         let parser = EvtxParser::from_buffer(bytes.to_vec()).ok()?;
         let block = u64::from(parser.header().header_block_size);
-        let walker = ChunkWalker::new(Cursor::new(bytes.to_vec()), block, bytes.len() as u64, false);
+        let walker = ChunkWalker::new(Cursor::new(bytes.to_vec()), block, bytes.len() as u64);
         Some(walked(walker.map(|c| c.map(|c| c.data).map_err(|_| ()))))
     }
 

@@ -519,15 +519,7 @@ fn refused(reference: &Reference, reason: String) -> RegistryError {
 fn describe(error: &oci_client::errors::OciDistributionError) -> String {
     use oci_client::errors::OciDistributionError as E;
     match error {
-        E::RequestError(e) => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(cause) = source {
-                text = format!("{text}: {cause}");
-                source = cause.source();
-            }
-            text
-        }
+        E::RequestError(e) => crate::errors::with_sources(e),
         other => other.to_string(),
     }
 }
