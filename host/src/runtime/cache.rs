@@ -4,7 +4,7 @@
 //! hash (wasmtime's version and every setting that changes the machine code), and ends
 //! with the CRC-32 of its own bytes: a stale, truncated or corrupt entry is a miss, never
 //! an error, and is written anew. (A checksum against damage, not a digest against an
-//! attacker: the directory is trusted as the binary is, see [`deserialize`]. A pack's entry
+//! attacker: the directory is trusted as the binary is, see [`deserialize_module`]. A pack's entry
 //! holds its whole initial memory, and a sha256 of it took a fifth of a warm start.)
 
 use std::hash::{Hash, Hasher};
@@ -40,10 +40,7 @@ impl ComponentCache {
 
     /// Where the entry of `artifact` compiled by `engine` lives.
     pub fn entry(&self, engine: &Engine, artifact: &Digest) -> PathBuf {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let hex = artifact.as_str().trim_start_matches("sha256:");
-        self.dir.join(format!("{hex}-{:016x}.cwasm", hasher.finish()))
+        self.dir.join(compiled_name(engine, artifact.as_str().trim_start_matches("sha256:")))
     }
 
     /// The cached component, if there is a sound entry.
@@ -108,20 +105,21 @@ impl ComponentCache {
     /// A compiled core module cached by name (the evaluator of Sigma packs, as their
     /// initialization runs it), if there is a sound entry for `engine`.
     pub fn load_module(&self, engine: &Engine, name: &str) -> Option<wasmtime::Module> {
-        let bytes = self.load_file(&module_entry(engine, name))?;
+        let bytes = self.load_file(&compiled_name(engine, name))?;
         deserialize_module(engine, &bytes).ok()
     }
 
     /// Writes the compiled core module `module` by name; a failure only costs a compilation.
     pub fn store_module(&self, engine: &Engine, name: &str, module: &wasmtime::Module) {
         if let Ok(bytes) = module.serialize() {
-            self.store_file(&module_entry(engine, name), &bytes);
+            self.store_file(&compiled_name(engine, name), &bytes);
         }
     }
 }
 
-/// The file of the module `name` compiled by `engine`.
-fn module_entry(engine: &Engine, name: &str) -> String {
+/// The file of `name` compiled by `engine`: machine code is only for the engine settings
+/// it was made with.
+fn compiled_name(engine: &Engine, name: &str) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     format!("{name}-{:016x}.cwasm", hasher.finish())

@@ -10,8 +10,11 @@
 //! same, reviewed code; the same rules give the same bytes, so the same digest (and the
 //! compile cache finds them again).
 
+use std::sync::OnceLock;
+
 use rulehost_sigma::ir::{FORMAT, Pack, Rule};
 
+use super::snapshot::Prepared;
 use crate::runtime::ComponentCache;
 
 /// The evaluator's core module, built with this binary.
@@ -41,7 +44,17 @@ pub fn build(rules: &[Rule]) -> Result<Vec<u8>, PackError> {
 pub fn build_with_cache(rules: &[Rule], cache: Option<&ComponentCache>) -> Result<Vec<u8>, PackError> {
     let pack = Pack { format: FORMAT, rules: rules.to_vec() };
     let data = pack.encode();
-    let module = super::snapshot::initialized_pack(EVALUATOR, MARKER, &data, cache)?;
+    // The evaluator is prepared once per process; two threads that both find it missing
+    // both prepare it, and one is kept.
+    static PREPARED: OnceLock<Prepared> = OnceLock::new();
+    let prepared = match PREPARED.get() {
+        Some(prepared) => prepared,
+        None => {
+            let fresh = Prepared::new(EVALUATOR, cache)?;
+            PREPARED.get_or_init(|| fresh)
+        }
+    };
+    let module = prepared.initialized(MARKER, &data)?;
     wit_component::ComponentEncoder::default()
         .module(&module)
         .and_then(|encoder| encoder.validate(true).encode())

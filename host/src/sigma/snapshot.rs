@@ -8,15 +8,14 @@
 //! changed, the initialization export is removed). Every instance then starts from there.
 //!
 //! The evaluator that runs the initialization is the same for every pack: it is compiled
-//! once per process and kept in the component cache, and each pack's rules are written into
-//! its memory before the initialization runs (where a data segment of the pack puts them).
+//! once ([`Prepared`]) and kept in the component cache, and each pack's rules are written
+//! into its memory before the initialization runs.
 
 use std::pin::pin;
-use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 
 use sha2::{Digest as _, Sha256};
-use wasmtime::{Config, Engine, Instance, Module, Store, StoreLimits, StoreLimitsBuilder, Val};
+use wasmtime::{Config, Engine, Instance, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, Val};
 use wasmtime_wizer::{InstanceState, ModuleContext, SnapshotVal, ValType, Wizer};
 
 use crate::runtime::ComponentCache;
@@ -43,151 +42,106 @@ pub enum SnapshotError {
     Initialization(String),
 }
 
-/// The evaluator instrumented for a snapshot, compiled, with the engine that compiled it.
-struct Prepared {
+/// An evaluator instrumented for a snapshot and compiled: what makes packs.
+pub(super) struct Prepared {
     context: ModuleContext<'static>,
     engine: Engine,
     module: Module,
 }
 
-/// `evaluator` (a core module with a `PACK_DATA` marker, see [`super::pack`]) with `data`
-/// (the encoded rules) placed after its memory and its marker pointing at them, its
-/// initialization run, and the state it leaves as its initial state. The compiled
-/// evaluator is kept in `cache` for the next process.
-pub fn initialized_pack(
-    evaluator: &'static [u8],
-    marker: &[u8],
-    data: &[u8],
-    cache: Option<&ComponentCache>,
-) -> Result<Vec<u8>, SnapshotError> {
-    initialized_within(evaluator, INITIALIZATION_FUEL, cache, |memory| place(memory, marker, data))
+impl Prepared {
+    /// `evaluator` (a core module exporting `wizer-initialize`) instrumented and compiled,
+    /// or its compiled form taken from `cache` (and kept there for the next process).
+    pub(super) fn new(
+        evaluator: &'static [u8],
+        cache: Option<&ComponentCache>,
+    ) -> Result<Self, SnapshotError> {
+        let failed = |e: wasmtime::Error| SnapshotError::Evaluator(format!("{e:#}"));
+        let (context, instrumented) = wizer().instrument(evaluator).map_err(failed)?;
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        config.wasm_backtrace_max_frames(None);
+        let engine = Engine::new(&config).map_err(failed)?;
+        let name = format!("sigma-evaluator-{}", hex::encode(Sha256::digest(&instrumented)));
+        let module = match cache.and_then(|cache| cache.load_module(&engine, &name)) {
+            Some(module) => module,
+            None => {
+                let module = Module::new(&engine, &instrumented).map_err(failed)?;
+                if let Some(cache) = cache {
+                    cache.store_module(&engine, &name, &module);
+                }
+                module
+            }
+        };
+        Ok(Prepared { context, engine, module })
+    }
+
+    /// A pack: `data` (the encoded rules) placed after the evaluator's memory and the
+    /// offset and length written after its only `marker`, its initialization run, and the
+    /// state it leaves as its initial state.
+    pub(super) fn initialized(&self, marker: &[u8], data: &[u8]) -> Result<Vec<u8>, SnapshotError> {
+        self.run(INITIALIZATION_FUEL, Some((marker, data)))
+    }
+
+    /// The initialization run with `fuel`, after `data` is placed (see [`Self::initialized`]).
+    fn run(&self, fuel: u64, data: Option<(&[u8], &[u8])>) -> Result<Vec<u8>, SnapshotError> {
+        let failed = |e: wasmtime::Error| SnapshotError::Initialization(trap_text(&e, fuel));
+        let evaluator = |e: wasmtime::Error| SnapshotError::Evaluator(format!("{e:#}"));
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(INITIALIZATION_MEMORY)
+            .instances(1)
+            .memories(1)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, limits);
+        store.limiter(|limits| limits);
+        store.set_fuel(fuel).map_err(evaluator)?;
+        let instance = Instance::new(&mut store, &self.module, &[]).map_err(failed)?;
+        if let Some((marker, data)) = data {
+            let memory = instance
+                .get_memory(&mut store, MEMORY)
+                .ok_or_else(|| SnapshotError::Evaluator("no memory to initialize".to_owned()))?;
+            place(&mut store, memory, marker, data)?;
+        }
+        let initialize = instance.get_typed_func::<(), ()>(&mut store, INITIALIZE).map_err(evaluator)?;
+        initialize.call(&mut store, ()).map_err(failed)?;
+        let mut state = State { store: &mut store, instance };
+        ready(wizer().snapshot(&self.context, &mut state)).map_err(evaluator)
+    }
 }
 
-/// A pack's data, placed: the memory grown by the pages `data` takes and `data` written
-/// there, and the offset and length written after the only `marker` below it.
-fn place(memory: &mut Placing<'_>, marker: &[u8], data: &[u8]) -> Result<(), SnapshotError> {
+/// `data` placed: `memory` grown by the pages it takes and `data` written there, and its
+/// offset and length written after the only `marker` in the memory before it.
+fn place(
+    store: &mut Store<StoreLimits>,
+    memory: Memory,
+    marker: &[u8],
+    data: &[u8],
+) -> Result<(), SnapshotError> {
     let evaluator = |reason: &str| SnapshotError::Evaluator(reason.to_owned());
     let length = u32::try_from(data.len()).map_err(|_| evaluator("rules over 4 GiB"))?;
-    let at = {
-        let image = memory.data();
-        let mut found = memchr::memmem::find_iter(image, marker);
-        match (found.next(), found.next()) {
-            (Some(at), None) => at,
-            (None, _) => return Err(evaluator("no PACK_DATA marker in its memory")),
-            (Some(_), Some(_)) => return Err(evaluator("the PACK_DATA marker appears twice")),
-        }
+    let mut found = memchr::memmem::find_iter(memory.data(&*store), marker);
+    let at = match (found.next(), found.next()) {
+        (Some(at), None) => at,
+        (None, _) => return Err(evaluator("no PACK_DATA marker in its memory")),
+        (Some(_), Some(_)) => return Err(evaluator("the PACK_DATA marker appears twice")),
     };
-    let offset = memory.data().len();
+    let offset = memory.data_size(&*store);
     let offset32 = u32::try_from(offset).map_err(|_| evaluator("a memory over 4 GiB"))?;
-    memory.grow(data.len().div_ceil(PAGE))?;
-    let image = memory.data_mut();
+    memory
+        .grow(&mut *store, data.len().div_ceil(PAGE) as u64)
+        .map_err(|e| SnapshotError::Initialization(format!("the rules do not fit its memory: {e:#}")))?;
+    let image = memory.data_mut(&mut *store);
     image[offset..offset + data.len()].copy_from_slice(data);
     image[at + 8..at + 12].copy_from_slice(&offset32.to_le_bytes());
     image[at + 12..at + 16].copy_from_slice(&length.to_le_bytes());
     Ok(())
 }
 
-/// The instance's memory, for placing a pack's data before its initialization.
-struct Placing<'a> {
-    store: &'a mut Store<StoreLimits>,
-    memory: wasmtime::Memory,
-}
-
-impl Placing<'_> {
-    fn data(&self) -> &[u8] {
-        self.memory.data(&*self.store)
-    }
-
-    fn data_mut(&mut self) -> &mut [u8] {
-        self.memory.data_mut(&mut *self.store)
-    }
-
-    fn grow(&mut self, pages: usize) -> Result<(), SnapshotError> {
-        self.memory
-            .grow(&mut *self.store, pages as u64)
-            .map(drop)
-            .map_err(|e| SnapshotError::Initialization(format!("the rules do not fit its memory: {e:#}")))
-    }
-}
-
-fn initialized_within(
-    module: &'static [u8],
-    fuel: u64,
-    cache: Option<&ComponentCache>,
-    prepare: impl FnOnce(&mut Placing<'_>) -> Result<(), SnapshotError>,
-) -> Result<Vec<u8>, SnapshotError> {
-    let failed = |e: wasmtime::Error| SnapshotError::Initialization(trap_text(&e, fuel));
-    let evaluator = |e: wasmtime::Error| SnapshotError::Evaluator(format!("{e:#}"));
-    let prepared = prepared(module, cache)?;
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(INITIALIZATION_MEMORY)
-        .instances(1)
-        .memories(1)
-        .trap_on_grow_failure(true)
-        .build();
-    let mut store = Store::new(&prepared.engine, limits);
-    store.limiter(|limits| limits);
-    store.set_fuel(fuel).map_err(evaluator)?;
-    let instance = Instance::new(&mut store, &prepared.module, &[]).map_err(failed)?;
-    let memory = instance
-        .get_memory(&mut store, MEMORY)
-        .ok_or_else(|| SnapshotError::Evaluator("no memory to initialize".to_owned()))?;
-    prepare(&mut Placing { store: &mut store, memory })?;
-    let initialize = instance.get_typed_func::<(), ()>(&mut store, INITIALIZE).map_err(evaluator)?;
-    initialize.call(&mut store, ()).map_err(failed)?;
-    let mut state = State { store: &mut store, instance };
-    ready(wizer().snapshot(&prepared.context, &mut state)).map_err(evaluator)
-}
-
 fn wizer() -> Wizer {
     let mut wizer = Wizer::new();
     wizer.init_func(INITIALIZE);
     wizer
-}
-
-/// The instrumented `module`, compiled once per process (and per module: tests make their
-/// own), from the cache when it holds it.
-fn prepared(
-    module: &'static [u8],
-    cache: Option<&ComponentCache>,
-) -> Result<&'static Prepared, SnapshotError> {
-    static PREPARED: std::sync::Mutex<Vec<(usize, &'static Prepared)>> = std::sync::Mutex::new(Vec::new());
-    let key = module.as_ptr() as usize;
-    let mut known = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, prepared)) = known.iter().find(|(k, _)| *k == key) {
-        return Ok(prepared);
-    }
-    let evaluator = |e: wasmtime::Error| SnapshotError::Evaluator(format!("{e:#}"));
-    let (context, instrumented) = wizer().instrument(module).map_err(evaluator)?;
-    let engine = engine().map_err(evaluator)?;
-    let name = format!("sigma-evaluator-{}", hex::encode(Sha256::digest(&instrumented)));
-    let module = match cache.and_then(|cache| cache.load_module(&engine, &name)) {
-        Some(module) => module,
-        None => {
-            let module = Module::new(&engine, &instrumented).map_err(evaluator)?;
-            if let Some(cache) = cache {
-                cache.store_module(&engine, &name, &module);
-            }
-            module
-        }
-    };
-    // Kept for the process's life: one per evaluator module, of which there is one.
-    let prepared: &'static Prepared = Box::leak(Box::new(Prepared { context, engine, module }));
-    known.push((key, prepared));
-    Ok(prepared)
-}
-
-/// The engine the initialization runs on: fuel-metered, no backtraces.
-fn engine() -> wasmtime::Result<Engine> {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    if let Some(engine) = ENGINE.get() {
-        return Ok(engine.clone());
-    }
-    let mut config = Config::new();
-    config.consume_fuel(true);
-    config.wasm_backtrace_max_frames(None);
-    let engine = Engine::new(&config)?;
-    Ok(ENGINE.get_or_init(|| engine).clone())
 }
 
 /// A trap's kind and the guest's message, without a backtrace.
@@ -251,9 +205,14 @@ mod tests {
 
     use super::*;
 
+    /// `module` prepared without a cache.
+    fn prepared(module: Vec<u8>) -> Result<Prepared, SnapshotError> {
+        Prepared::new(Box::leak(module.into_boxed_slice()), None)
+    }
+
     /// `module`'s initialization run, with `fuel`, and nothing placed first.
     fn initialized(module: Vec<u8>, fuel: u64) -> Result<Vec<u8>, SnapshotError> {
-        initialized_within(Box::leak(module.into_boxed_slice()), fuel, None, |_| Ok(()))
+        prepared(module)?.run(fuel, None)
     }
 
     /// A module whose initialization runs `body`, with one page of memory and a mutable
@@ -351,9 +310,8 @@ mod tests {
     #[test]
     fn the_rules_are_placed_past_the_memory_and_the_marker_points_at_them() {
         let marker = b"\xd1rhpack\x01\xff\xff\xff\xff\xff\xff\xff\xff";
-        let with = |times: usize| Box::leak(module_with_data(&[], &marker.repeat(times)).into_boxed_slice());
-        let pack =
-            initialized_within(with(1), INITIALIZATION_FUEL, None, |m| place(m, marker, b"rules")).unwrap();
+        let with = |times: usize| prepared(module_with_data(&[], &marker.repeat(times))).unwrap();
+        let pack = with(1).initialized(marker, b"rules").unwrap();
         let engine = Engine::default();
         let mut store = Store::new(&engine, ());
         let instance = Instance::new(&mut store, &Module::new(&engine, &pack).unwrap(), &[]).unwrap();
@@ -365,9 +323,7 @@ mod tests {
         assert_eq!(memory[28..32], 5u32.to_le_bytes(), "the length");
 
         for (times, expected) in [(0, "no PACK_DATA marker"), (2, "appears twice")] {
-            let error =
-                initialized_within(with(times), INITIALIZATION_FUEL, None, |m| place(m, marker, b"rules"))
-                    .unwrap_err();
+            let error = with(times).initialized(marker, b"rules").unwrap_err();
             assert!(error.to_string().contains(expected), "{error}");
         }
     }

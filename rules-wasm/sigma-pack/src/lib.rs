@@ -117,7 +117,6 @@ pub extern "C" fn initialize() {
     use std::sync::atomic::Ordering;
     INITIALIZING.store(true, Ordering::Relaxed);
     matcher();
-    SCRATCH.with(|_| ());
     let data = data();
     // SAFETY: the data's pages were placed by the host past everything the program uses and
     // are read only through `data()`, which nothing calls again: the pack is decoded.
