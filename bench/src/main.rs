@@ -316,22 +316,29 @@ pub(crate) fn binary_runs(args: &[&str], input: &std::path::Path) -> Result<Bina
             .arg(input)
             .stdout(Stdio::null())
             .spawn()?;
-        let status = loop {
-            peak = peak.max(peak_rss(child.id()).unwrap_or(0));
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
+        let (status, run_peak) = wait_with_peak(&mut child)?;
         ensure!(status.success(), "rulehost eval {}: {status}", input.display());
         if round == 0 {
-            peak = 0;
             cpu_before = children_cpu_time()?;
             continue;
         }
+        peak = peak.max(run_peak);
         best = best.min(began.elapsed());
     }
     Ok(BinaryRuns { wall: best, peak, cpu: (children_cpu_time()? - cpu_before) / 3 })
+}
+
+/// Waits for `child`, polling its peak RSS (`VmHWM`) every 2 ms: its exit status and the
+/// peak.
+pub(crate) fn wait_with_peak(child: &mut std::process::Child) -> Result<(std::process::ExitStatus, u64)> {
+    let mut peak = 0;
+    loop {
+        peak = peak.max(peak_rss(child.id()).unwrap_or(0));
+        if let Some(status) = child.try_wait()? {
+            return Ok((status, peak));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// A file of one Defender row in `dir`, for start-up times.

@@ -287,13 +287,8 @@ pub fn packs() -> Result<()> {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?;
-            let status = loop {
-                peak = peak.max(crate::peak_rss(child.id()).unwrap_or(0));
-                if let Some(status) = child.try_wait()? {
-                    break status;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            };
+            let (status, run_peak) = crate::wait_with_peak(&mut child)?;
+            peak = peak.max(run_peak);
             ensure!(status.success());
             best = best.min(began.elapsed());
         }
