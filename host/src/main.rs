@@ -620,7 +620,7 @@ fn main() -> ExitCode {
             .render(&mut io::stdout())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
-        Command::Sigma(SigmaCommand::Compile(args)) => cli::sigma::run_sigma_compile(args),
+        Command::Sigma(SigmaCommand::Compile(args)) => cli::sigma::run_sigma_compile(args, config),
         Command::Sigma(SigmaCommand::Check(args)) => cli::sigma::run_sigma_check(args),
         Command::Key(KeyCommand::Generate(args)) => cli::keys::run_key_generate(args),
         Command::Key(KeyCommand::Export(args)) => cli::keys::run_key_export(args),

@@ -8,7 +8,10 @@ use anyhow::{Context, Result};
 use super::summary::plural;
 use crate::{SigmaCheckArgs, SigmaCompileArgs};
 
-pub(crate) fn run_sigma_compile(args: SigmaCompileArgs) -> Result<ExitCode> {
+pub(crate) fn run_sigma_compile(
+    args: SigmaCompileArgs,
+    config: Option<&std::path::Path>,
+) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let compilation = rulehost::sigma::compile_paths(&args.rules)?;
     for refused in &compilation.refused {
@@ -21,8 +24,10 @@ pub(crate) fn run_sigma_compile(args: SigmaCompileArgs) -> Result<ExitCode> {
         anyhow::bail!("no Sigma rule to compile");
     }
     let rules: Vec<_> = compilation.rules.into_iter().map(|(_, rule)| rule).collect();
-    // The evaluator compiled for the pack's initialization is kept in the user's cache.
-    let cache = rulehost::runtime::ComponentCache::default_dir().map(rulehost::runtime::ComponentCache::new);
+    // The evaluator compiled for the pack's initialization is kept in the component cache
+    // that the settings name, as `eval` keeps its components.
+    let settings = rulehost::config::Settings::resolve(config, &rulehost::config::Flags::default())?;
+    let cache = settings.cache_dir.map(rulehost::runtime::ComponentCache::new);
     let bytes = rulehost::sigma::pack::build_with_cache(&rules, cache.as_ref())?;
     std::fs::write(&args.output, &bytes).with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!(
