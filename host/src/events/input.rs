@@ -15,6 +15,7 @@ use super::blocks::{BlockFile, FileBlocks, Stage};
 use super::json_lines::{JsonLines, ParallelJsonLines, Reading, parse_json_line, set_line_offset};
 pub use super::json_lines::{dismissal_and_full_parse, typed_and_general_read};
 use super::windows::evtx::EvtxRecords;
+use super::windows::evtx_chunks::Holes;
 use super::windows::xml::XmlEvents;
 
 use super::{Origin, Position, Record, RecordError, RejectReason, SourceFormat, defender, json};
@@ -418,8 +419,12 @@ fn open_stream(
         format => format,
     };
     if format == InputFormat::Evtx {
+        let holes = match &stream {
+            Stream::File(file) => Holes::of(&file.inner),
+            Stream::Other(_) => Holes::unknown(),
+        };
         let seekable = stream.into_seekable(prefix).map_err(io_error)?;
-        let records = EvtxRecords::new(name.clone(), seekable, reading.jobs).map_err(|message| {
+        let records = EvtxRecords::new(name.clone(), seekable, holes, reading.jobs).map_err(|message| {
             InputError::Container { path: name.to_string(), message: format!("EVTX: {message}") }
         })?;
         // A chunk's records cross threads together.

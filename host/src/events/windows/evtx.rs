@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use evtx::{EvtxChunkData, EvtxParser, ParserSettings};
 use serde_json::Value;
 
-use super::evtx_chunks::{CHUNK_BYTES, ChunkWalker, FILE_HEADER_BYTES};
+use super::evtx_chunks::{CHUNK_BYTES, ChunkWalker, FILE_HEADER_BYTES, Holes};
 use super::json::evtx_dump;
 use crate::events::json_lines::spawn;
 use crate::events::{Origin, Position, Record, RecordError, RejectReason, Skipped, SourceFormat};
@@ -58,8 +58,14 @@ struct Workers {
 
 impl<R: Read + Seek> EvtxRecords<R> {
     /// Opens an EVTX stream; `Err` with the parser's message when its header is bad. With
-    /// `jobs` above one, a file of several chunks is parsed on that many workers.
-    pub(in crate::events) fn new(name: Arc<str>, mut stream: R, jobs: usize) -> Result<Self, String> {
+    /// `jobs` above one, a file of several chunks is parsed on that many workers. Chunks in
+    /// the stream's `holes` are empty without being read.
+    pub(in crate::events) fn new(
+        name: Arc<str>,
+        mut stream: R,
+        holes: Holes,
+        jobs: usize,
+    ) -> Result<Self, String> {
         let size =
             stream.seek(SeekFrom::End(0)).and_then(|size| stream.seek(SeekFrom::Start(0)).map(|_| size));
         let size = size.map_err(|e| e.to_string())?;
@@ -68,7 +74,7 @@ impl<R: Read + Seek> EvtxRecords<R> {
         let header_block = EvtxParser::from_read_seek(&mut stream)
             .map(|parser| u64::from(parser.header().header_block_size))
             .map_err(|e| e.to_string())?;
-        let chunks = ChunkWalker::new(stream, header_block, size);
+        let chunks = ChunkWalker::new(stream, holes, header_block, size);
         let chunk_bytes = CHUNK_BYTES as u64;
         let chunks_in_file = size.saturating_sub(FILE_HEADER_BYTES) / chunk_bytes;
         Ok(Self {

@@ -8,7 +8,7 @@
 
 mod dismiss;
 pub(super) mod evtx;
-mod evtx_chunks;
+pub(super) mod evtx_chunks;
 pub(super) mod json;
 pub(super) mod xml;
 
