@@ -228,9 +228,10 @@ struct RunArgs {
     /// How long a partial batch waits for more events, in milliseconds.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     max_batch_delay_ms: u64,
-    /// Parse every JSON line in full. By default an evtx_dump line that a scan of its
-    /// EventID and Channel shows to be of a skipped kind (not Sysmon 1 or Security 4688) is
-    /// counted as skipped without a parse, so its JSON syntax is not checked.
+    /// Parse every JSON line and render every EVTX record in full. By default an evtx_dump
+    /// line, or a binary EVTX record, whose EventID and Channel show it to be of a skipped
+    /// kind (not Sysmon 1 or Security 4688) is counted as skipped without a parse, so its
+    /// JSON syntax (or the rest of its binary XML) is not checked.
     #[arg(long)]
     parse_all: bool,
     /// Threads that read and parse JSON lines, and that evaluate batches [default: the
@@ -498,9 +499,10 @@ struct EvalArgs {
     /// number of cores]; the output is the same, in the same order, whatever the number.
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: Option<u32>,
-    /// Parse every JSON line in full. By default an evtx_dump line that a scan of its
-    /// EventID and Channel shows to be of a skipped kind (not Sysmon 1 or Security 4688) is
-    /// counted as skipped without a parse, so its JSON syntax is not checked.
+    /// Parse every JSON line and render every EVTX record in full. By default an evtx_dump
+    /// line, or a binary EVTX record, whose EventID and Channel show it to be of a skipped
+    /// kind (not Sysmon 1 or Security 4688) is counted as skipped without a parse, so its
+    /// JSON syntax (or the rest of its binary XML) is not checked.
     #[arg(long)]
     parse_all: bool,
     /// Show at most N warnings about rejected records (0: all); the summary counts them all.

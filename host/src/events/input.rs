@@ -424,9 +424,11 @@ fn open_stream(
             Stream::Other(_) => Holes::unknown(),
         };
         let seekable = stream.into_seekable(prefix).map_err(io_error)?;
-        let records = EvtxRecords::new(name.clone(), seekable, holes, reading.jobs).map_err(|message| {
-            InputError::Container { path: name.to_string(), message: format!("EVTX: {message}") }
-        })?;
+        let records = EvtxRecords::new(name.clone(), seekable, holes, reading.jobs, reading.parse_all)
+            .map_err(|message| InputError::Container {
+                path: name.to_string(),
+                message: format!("EVTX: {message}"),
+            })?;
         // A chunk's records cross threads together.
         return Ok(Reader { evtx: true, ..Reader::of_chunks(records) });
     }

@@ -10,6 +10,7 @@ use evtx::{EvtxChunkData, EvtxParser, ParserSettings};
 use serde_json::Value;
 
 use super::evtx_chunks::{CHUNK_BYTES, ChunkWalker, FILE_HEADER_BYTES, Holes};
+use super::evtx_kind::RecordKinds;
 use super::json::evtx_dump;
 use crate::events::json_lines::spawn;
 use crate::events::{Origin, Position, Record, RecordError, RejectReason, Skipped, SourceFormat};
@@ -23,7 +24,7 @@ use crate::in_order::InOrder;
 pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
     name: Arc<str>,
     chunks: ChunkWalker<R>,
-    settings: Arc<ParserSettings>,
+    parsing: Arc<ChunkParsing>,
     chunk_number: u64,
     last_record_id: u64,
     /// Bytes past the last whole chunk: a file cut inside a chunk, whose records are lost.
@@ -36,8 +37,18 @@ pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
 /// Files of fewer chunks are parsed on the reading thread: workers would cost more.
 const PARALLEL_CHUNKS: u64 = 4;
 
+/// How the chunks of one file are parsed.
+struct ChunkParsing {
+    name: Arc<str>,
+    settings: Arc<ParserSettings>,
+    /// Whether every record is rendered, including those whose kind its binary XML tells
+    /// (`--parse-all`).
+    render_all: bool,
+}
+
 /// What parsing one chunk gives: its records by record id, and failures whose place the
 /// reader names (after the last record read).
+#[derive(Debug)]
 enum Parsed {
     Record(u64, Record),
     Failed(String),
@@ -59,12 +70,14 @@ struct Workers {
 impl<R: Read + Seek> EvtxRecords<R> {
     /// Opens an EVTX stream; `Err` with the parser's message when its header is bad. With
     /// `jobs` above one, a file of several chunks is parsed on that many workers. Chunks in
-    /// the stream's `holes` are empty without being read.
+    /// the stream's `holes` are empty without being read. With `render_all`, records that
+    /// are not process creations are rendered too, not told by their binary XML.
     pub(in crate::events) fn new(
         name: Arc<str>,
         mut stream: R,
         holes: Holes,
         jobs: usize,
+        render_all: bool,
     ) -> Result<Self, String> {
         let size =
             stream.seek(SeekFrom::End(0)).and_then(|size| stream.seek(SeekFrom::Start(0)).map(|_| size));
@@ -78,9 +91,9 @@ impl<R: Read + Seek> EvtxRecords<R> {
         let chunk_bytes = CHUNK_BYTES as u64;
         let chunks_in_file = size.saturating_sub(FILE_HEADER_BYTES) / chunk_bytes;
         Ok(Self {
+            parsing: Arc::new(ChunkParsing { name: name.clone(), settings: Arc::new(settings), render_all }),
             name,
             chunks,
-            settings: Arc::new(settings),
             chunk_number: 0,
             last_record_id: 0,
             partial_chunk_bytes: size.saturating_sub(FILE_HEADER_BYTES) % chunk_bytes,
@@ -137,7 +150,7 @@ impl<R: Read + Seek> EvtxRecords<R> {
     /// The next chunk's records, parsed on this thread.
     fn next_here(&mut self) -> Option<Vec<Record>> {
         let parsed = match self.read_next()? {
-            Ok((number, data)) => parse_chunk(&self.name, &self.settings, number, data),
+            Ok((number, data)) => parse_chunk(&self.parsing, number, data),
             Err(failed) => failed,
         };
         Some(self.place(parsed))
@@ -147,7 +160,7 @@ impl<R: Read + Seek> EvtxRecords<R> {
     fn next_from_workers(&mut self) -> Option<Vec<Record>> {
         let mut workers = match self.workers.take() {
             Some(workers) => workers,
-            None => Workers::start(self.name.clone(), self.settings.clone(), self.jobs),
+            None => Workers::start(self.parsing.clone(), self.jobs),
         };
         // Keep every worker busy with up to two chunks.
         while workers.work.is_some() && workers.handed_out - workers.results.taken() < 2 * self.jobs as u64 {
@@ -178,18 +191,17 @@ impl<R: Read + Seek> EvtxRecords<R> {
 }
 
 impl Workers {
-    fn start(name: Arc<str>, settings: Arc<ParserSettings>, jobs: usize) -> Workers {
+    fn start(parsing: Arc<ChunkParsing>, jobs: usize) -> Workers {
         let (work, queue) = sync_channel::<(u64, u64, EvtxChunkData)>(jobs);
         let (results_tx, results) = channel();
         let queue = Arc::new(Mutex::new(queue));
         let threads = (0..jobs)
             .map(|_| {
-                let (queue, results, name, settings) =
-                    (queue.clone(), results_tx.clone(), name.clone(), settings.clone());
+                let (queue, results, parsing) = (queue.clone(), results_tx.clone(), parsing.clone());
                 spawn("rulehost-evtx", move || {
                     while let Ok(Ok((seq, number, data))) = queue.lock().map(|q| q.recv()) {
                         let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            parse_chunk(&name, &settings, number, data)
+                            parse_chunk(&parsing, number, data)
                         }));
                         let failed = parsed.is_err();
                         if results.send((seq, parsed)).is_err() || failed {
@@ -220,12 +232,8 @@ impl Drop for Workers {
 }
 
 /// Parses, renders and normalizes one chunk (`number`, counted from 1 in reading order).
-fn parse_chunk(
-    name: &Arc<str>,
-    settings: &Arc<ParserSettings>,
-    number: u64,
-    mut data: EvtxChunkData,
-) -> Vec<Parsed> {
+fn parse_chunk(parsing: &ChunkParsing, number: u64, mut data: EvtxChunkData) -> Vec<Parsed> {
+    let ChunkParsing { name, settings, render_all } = parsing;
     let (first, last) = (data.header.first_event_record_id, data.header.last_event_record_id);
     let mut parsed = match data.parse(settings.clone()) {
         Ok(parsed) => parsed,
@@ -237,7 +245,17 @@ fn parse_chunk(
         }
     };
     let mut records = Vec::new();
+    let mut kinds = RecordKinds::default();
     for record in parsed.iter() {
+        if let Ok(record) = &record
+            && !render_all
+            && let Some(kind) = kinds.skipped_kind(record)
+        {
+            let id = record.event_record_id;
+            let origin = Origin { file: name.clone(), position: Position::Record(id) };
+            records.push(Parsed::Record(id, Record::Skipped(Skipped { origin, kind })));
+            continue;
+        }
         // Rendered as evtx_dump's JSON, which the dismissal scan reads: a record that is
         // plainly not a process creation is counted as skipped without a parse, as an
         // evtx_dump line is (the renderer's JSON is well formed, so nothing is lost).
@@ -283,5 +301,95 @@ impl<R: Read + Seek> Iterator for EvtxRecords<R> {
 
     fn next(&mut self) -> Option<Vec<Record>> {
         if self.jobs > 1 { self.next_from_workers() } else { self.next_here() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    /// The chunks of every shared EVTX file, as the walk gives them.
+    fn shared_chunks() -> Vec<(String, Vec<u8>)> {
+        let dir = super::super::tests_shared_dir().join("evtx");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.retain(|p| p.extension().is_some_and(|e| e == "evtx"));
+        files.sort();
+        assert!(files.len() >= 10, "the shared EVTX files are there");
+        let mut chunks = Vec::new();
+        for file in files {
+            let bytes = std::fs::read(&file).unwrap();
+            let size = bytes.len() as u64;
+            let walker = ChunkWalker::new(Cursor::new(bytes), Holes::unknown(), FILE_HEADER_BYTES, size);
+            for (n, chunk) in walker.enumerate() {
+                chunks.push((format!("{} chunk {n}", file.display()), chunk.unwrap().data));
+            }
+        }
+        chunks
+    }
+
+    /// What parsing `chunk` gives, told from binary XML where it can or rendered whole.
+    fn parsed(chunk: &[u8], render_all: bool) -> Option<Vec<String>> {
+        let settings = ParserSettings::new().num_threads(1).separate_json_attributes(false);
+        let parsing = ChunkParsing { name: "t.evtx".into(), settings: Arc::new(settings), render_all };
+        let data = EvtxChunkData::new(chunk.to_vec(), false).ok()?;
+        Some(parse_chunk(&parsing, 1, data).iter().map(|p| format!("{p:?}")).collect())
+    }
+
+    /// How many records of `chunk` their binary XML tells.
+    fn told(chunk: &[u8]) -> usize {
+        let mut data = EvtxChunkData::new(chunk.to_vec(), false).unwrap();
+        let settings = ParserSettings::new().num_threads(1).separate_json_attributes(false);
+        let mut parsed = data.parse(Arc::new(settings)).unwrap();
+        let mut kinds = RecordKinds::default();
+        parsed.iter().filter_map(Result::ok).filter(|r| kinds.skipped_kind(r).is_some()).count()
+    }
+
+    #[test]
+    fn records_told_by_their_binary_xml_are_what_rendering_them_gives() {
+        let (mut records, mut told_by_kind, mut skipped) = (0, 0, 0);
+        for (name, chunk) in shared_chunks() {
+            let rendered = parsed(&chunk, true).unwrap();
+            assert_eq!(parsed(&chunk, false).unwrap(), rendered, "{name}");
+            records += rendered.len();
+            skipped += rendered.iter().filter(|r| r.contains("Skipped(")).count();
+            told_by_kind += told(&chunk);
+        }
+        // Every record of a skipped kind in these files is told without rendering it.
+        assert_eq!((records, told_by_kind), (235, skipped), "{skipped} skipped");
+    }
+
+    #[test]
+    fn damaged_records_are_told_as_rendering_them_gives() {
+        // Bytes of the records and templates changed, one to four at a time; a small
+        // generator keeps the cases the same from run to run.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        let (mut compared, mut differ) = (0, Vec::new());
+        for (name, chunk) in shared_chunks() {
+            let used = u32::from_le_bytes(chunk[48..52].try_into().unwrap()) as usize;
+            for _ in 0..500 {
+                let mut damaged = chunk.clone();
+                for _ in 0..1 + next(4) {
+                    let at = 512 + next(used.clamp(513, CHUNK_BYTES) - 512);
+                    damaged[at] = next(256) as u8;
+                }
+                let (Some(told), Some(rendered)) = (parsed(&damaged, false), parsed(&damaged, true)) else {
+                    continue;
+                };
+                compared += 1;
+                if told != rendered {
+                    differ.push(format!("{name}: {told:?}\n  vs {rendered:?}"));
+                }
+            }
+        }
+        assert!(compared > 8000, "{compared}");
+        assert!(differ.is_empty(), "{} of {compared} differ:\n{}", differ.len(), differ.join("\n"));
     }
 }

@@ -9,6 +9,7 @@
 mod dismiss;
 pub(super) mod evtx;
 pub(super) mod evtx_chunks;
+mod evtx_kind;
 pub(super) mod json;
 pub(super) mod xml;
 
