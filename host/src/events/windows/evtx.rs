@@ -10,7 +10,7 @@ use evtx::{EvtxChunkData, EvtxParser, ParserSettings};
 use serde_json::Value;
 
 use super::evtx_chunks::{CHUNK_BYTES, ChunkWalker, FILE_HEADER_BYTES, Holes};
-use super::evtx_kind::RecordKinds;
+use super::evtx_kind::{RecordKinds, Told};
 use super::json::evtx_dump;
 use crate::events::json_lines::spawn;
 use crate::events::{Origin, Position, Record, RecordError, RejectReason, Skipped, SourceFormat};
@@ -247,15 +247,19 @@ fn parse_chunk(parsing: &ChunkParsing, number: u64, mut data: EvtxChunkData) -> 
     let mut records = Vec::new();
     let mut kinds = RecordKinds::default();
     for record in parsed.iter() {
-        if let Ok(record) = &record
-            && !render_all
-            && let Some(kind) = kinds.skipped_kind(record)
-        {
-            let id = record.event_record_id;
-            let origin = Origin { file: name.clone(), position: Position::Record(id) };
-            records.push(Parsed::Record(id, Record::Skipped(Skipped { origin, kind })));
-            continue;
-        }
+        let told = match &record {
+            Ok(record) if !render_all => kinds.kind(record),
+            _ => None,
+        };
+        let process_creation = match (told, &record) {
+            (Some(Told::Skipped(kind)), Ok(record)) => {
+                let id = record.event_record_id;
+                let origin = Origin { file: name.clone(), position: Position::Record(id) };
+                records.push(Parsed::Record(id, Record::Skipped(Skipped { origin, kind })));
+                continue;
+            }
+            (told, _) => told == Some(Told::ProcessCreation),
+        };
         // Rendered as evtx_dump's JSON, which the dismissal scan reads: a record that is
         // plainly not a process creation is counted as skipped without a parse, as an
         // evtx_dump line is (the renderer's JSON is well formed, so nothing is lost).
@@ -263,7 +267,8 @@ fn parse_chunk(parsing: &ChunkParsing, number: u64, mut data: EvtxChunkData) -> 
             Ok(record) => {
                 let id = record.event_record_id;
                 let origin = Origin { file: name.clone(), position: Position::Record(id) };
-                if let Some(kind) = super::dismiss(&record.data) {
+                // (A process creation told by its binary XML is not scanned.)
+                if !process_creation && let Some(kind) = super::dismiss(&record.data) {
                     records.push(Parsed::Record(id, Record::Skipped(Skipped { origin, kind })));
                     continue;
                 }
@@ -343,7 +348,11 @@ mod tests {
         let settings = ParserSettings::new().num_threads(1).separate_json_attributes(false);
         let mut parsed = data.parse(Arc::new(settings)).unwrap();
         let mut kinds = RecordKinds::default();
-        parsed.iter().filter_map(Result::ok).filter(|r| kinds.skipped_kind(r).is_some()).count()
+        parsed
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|r| matches!(kinds.kind(r), Some(Told::Skipped(_))))
+            .count()
     }
 
     #[test]

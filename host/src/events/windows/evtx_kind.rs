@@ -64,9 +64,8 @@ impl RecordKinds {
         self.templates.entry(offset).or_insert_with(|| read_template(data, offset).map(Rc::new)).clone()
     }
 
-    /// The skipped kind of `record` (`Sysmon 3`, `Security 4624`) when its binary XML shows
-    /// that it is not a process creation; `None` when it must be rendered.
-    pub(super) fn skipped_kind(&mut self, record: &EvtxRecord<'_>) -> Option<String> {
+    /// What `record`'s binary XML tells of its kind: `None` when it does not tell it.
+    pub(super) fn kind(&mut self, record: &EvtxRecord<'_>) -> Option<Told> {
         let data = record.chunk.data;
         let start = usize::try_from(record.binxml_offset).ok()?;
         let end = start.checked_add(record.binxml_size as usize)?;
@@ -76,7 +75,7 @@ impl RecordKinds {
         kind
     }
 
-    fn kind_of(&mut self, data: &[u8], start: usize, end: usize, values: &mut Vec<Value>) -> Option<String> {
+    fn kind_of(&mut self, data: &[u8], start: usize, end: usize, values: &mut Vec<Value>) -> Option<Told> {
         let template_offset = single_instance(data, start, end, values)?;
         let template = self.template(data, template_offset)?;
         if template.roots != [Known::Event] || template.loose || template.event_id.is_none() {
@@ -148,8 +147,17 @@ impl RecordKinds {
             Some(SECURITY_PROCESS_CREATE) => event.is_security(),
             _ => false,
         };
-        (!process_creation).then(|| event.kind())
+        Some(if process_creation { Told::ProcessCreation } else { Told::Skipped(event.kind()) })
     }
+}
+
+/// What a record's binary XML tells of its kind.
+#[derive(Debug, PartialEq)]
+pub(super) enum Told {
+    /// Not a process creation: the skipped kind the full parse names (`Sysmon 3`).
+    Skipped(String),
+    /// A process creation (Sysmon 1, Security 4688): to be rendered and read.
+    ProcessCreation,
 }
 
 /// A substitution value of a template instance: its type and where its bytes are.

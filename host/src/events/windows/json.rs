@@ -2,11 +2,10 @@
 //! Microsoft Sentinel's `WindowsEvent` / `SecurityEvent` exports.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::{WinEvent, normalize, xml};
+use super::{EventData, WinEvent, normalize, xml};
 use crate::events::json_tree::{JsonTree, read_evtx_dump_event};
 use crate::events::{Origin, Record, RecordError, RejectReason, SourceFormat};
 
@@ -64,7 +63,7 @@ fn evtx_dump_event<J: JsonTree>(
         computer: text_of(member("Computer")).map(Cow::into_owned).unwrap_or_default(),
         record_id: number_of(member("EventRecordID")),
         system_time: attribute("TimeCreated", "TimeCreated_attributes", "SystemTime"),
-        data: HashMap::new(),
+        data: EventData::default(),
     };
     if let Some(data) = event_data
         && let Some(members) = data.members()
@@ -97,7 +96,7 @@ pub(in crate::events) fn winlogbeat(root: &Map<String, Value>, origin: Origin) -
             .unwrap_or_default(),
         record_id: number(&winlog["record_id"]),
         system_time: text(get(root, "@timestamp")),
-        data: HashMap::new(),
+        data: EventData::default(),
     };
     if let Some(data) = winlog["event_data"].as_object() {
         for (name, value) in data {
@@ -191,7 +190,7 @@ pub(in crate::events) fn sentinel(root: &Map<String, Value>, origin: Origin) -> 
         } else {
             SourceFormat::SentinelWindowsEvent
         };
-        (format, Ok(HashMap::new()))
+        (format, Ok(EventData::default()))
     } else if event_data.starts_with('<') {
         (SourceFormat::SentinelSecurityEvent, xml::parse_event_data(event_data))
     } else {
@@ -200,7 +199,7 @@ pub(in crate::events) fn sentinel(root: &Map<String, Value>, origin: Origin) -> 
             .map_err(|e| e.to_string());
         (SourceFormat::SentinelWindowsEvent, parsed)
     };
-    let mut data: HashMap<Cow<'_, str>, Cow<'_, str>> = match parsed {
+    let mut data: EventData<'_> = match parsed {
         Ok(data) => data,
         Err(message) => {
             return Record::Rejected(RecordError {

@@ -4,14 +4,12 @@
 //! The file is cut into `<Event>` elements by scanning for their tags, and each element is
 //! parsed on its own: a broken event is rejected with its line, and the next one is read.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io::BufRead;
 use std::sync::Arc;
 
 use quick_xml::events::Event as XmlEvent;
 
-use super::{WinEvent, normalize};
+use super::{EventData, WinEvent, normalize};
 use crate::events::{Origin, Position, Record, RecordError, RejectReason, SourceFormat};
 
 /// The longest `<Event>` element read; a longer one is rejected (a file that is not
@@ -230,7 +228,7 @@ fn on_text(event: &mut WinEvent<'_>, path: &[String], data_name: &Option<String>
 }
 
 /// Parses an `<EventData>` element into its `Data` values.
-pub(super) fn parse_event_data(text: &str) -> Result<HashMap<Cow<'static, str>, Cow<'static, str>>, String> {
+pub(super) fn parse_event_data(text: &str) -> Result<EventData<'static>, String> {
     let wrapped = format!("<Event><EventData>{}</EventData></Event>", strip_event_data(text));
     parse_event(wrapped.as_bytes()).map(|event| event.data)
 }
