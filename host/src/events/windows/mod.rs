@@ -8,8 +8,8 @@
 
 mod dismiss;
 pub(super) mod evtx;
+mod evtx_binxml;
 pub(super) mod evtx_chunks;
-mod evtx_kind;
 pub(super) mod json;
 pub(super) mod xml;
 

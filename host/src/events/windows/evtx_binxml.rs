@@ -1,0 +1,849 @@
+//! Binary EVTX records read from their binary XML, before (and mostly instead of)
+//! rendering them.
+//!
+//! A record is a template instance: a reference to a template definition held in its chunk
+//! (the XML's shape, with numbered substitutions) and the substitution values. What a
+//! template holds where (`Event/System/EventID`, `Channel`, `Provider/@Name`, the other
+//! `System` facts, `EventData/Data[@Name]`) is read once per template and chunk; a record
+//! is then read from its values:
+//! - one that is not a process creation is counted as skipped, with the kind the full parse
+//!   gives it;
+//! - a process creation is read into the same [`WinEvent`] that rendering it as evtx_dump's
+//!   JSON and reading that back gives, each value written as the renderer writes it.
+//!
+//! Whenever a record or its template is not plainly one `Event` that this reads (another
+//! token shape, a value whose decoding the crate might place differently, an element that a
+//! NULL value may leave out, a name given twice or one JSON would have to escape, a value
+//! type not read here), the record is rendered and read as before. The tests hold both ways
+//! to the same records on every shared EVTX file and on thousands of damaged chunks. What a
+//! record read here is not checked for is whether the rest of it (what neither its kind nor
+//! its event holds) would render; `--parse-all` renders every record.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::rc::Rc;
+
+use evtx::EvtxRecord;
+use evtx::binxml::value_variant::{BinXmlValue, FileTime};
+
+use super::{EventData, SECURITY_PROCESS_CREATE, SYSMON_PROCESS_CREATE, WinEvent};
+
+/// The records of one chunk, read from their binary XML: the templates read so far, by
+/// their offset in the chunk.
+#[derive(Default)]
+pub(super) struct RecordReader {
+    templates: HashMap<u32, Option<Rc<Template>>>,
+    /// The values of the record being read, kept for the next.
+    values: Vec<Value>,
+    /// The values of a fragment of it.
+    fragment_values: Vec<Value>,
+}
+
+/// What a record's binary XML tells.
+#[derive(Debug, PartialEq)]
+pub(super) enum Told {
+    /// Not a process creation: the skipped kind the full parse names (`Sysmon 3`).
+    Skipped(String),
+    /// A process creation, read.
+    Event(WinEvent<'static>),
+    /// A process creation (Sysmon 1, Security 4688) that is to be rendered and read.
+    ProcessCreation,
+}
+
+/// What a template holds where. `None` (in the cache) for a template this does not read.
+#[derive(Debug, Default)]
+struct Template {
+    /// The names of its root elements.
+    roots: Vec<Known>,
+    /// Whether a substitution, text or other content lies outside every element.
+    loose: bool,
+    /// Whether `Event/System` was seen.
+    system: Option<()>,
+    event_id: Option<Content>,
+    channel: Option<Content>,
+    /// `Provider/@Name`: `Some(None)` for a provider without a name.
+    provider: Option<Option<Content>>,
+    /// The substitutions whose NULL value leaves out `Event`, `System` or one of the above.
+    dependencies: Vec<u16>,
+    /// The substitutions right in `Event`: fragments of elements of their own, which must
+    /// not hold another `System`.
+    fragments: Vec<u16>,
+    /// The other `System` facts, which only the event needs.
+    computer: Slot,
+    record_id: Slot,
+    version: Slot,
+    /// `TimeCreated/@SystemTime`.
+    system_time: Slot,
+    /// The substitutions whose NULL value leaves out one of the other facts or `EventData`
+    /// or one of its `Data`.
+    event_dependencies: Vec<u16>,
+    /// `EventData` (in `Event`, or as this template's root).
+    event_data: DataShape,
+    /// The `Data` elements of the `EventData` being read.
+    pending_data: Vec<DataItem>,
+}
+
+/// What an element or attribute holds.
+#[derive(Debug, Clone, PartialEq)]
+enum Content {
+    Empty,
+    /// Text: its UTF-16 at a place in the chunk.
+    Text(Range<usize>),
+    Substitution(u16),
+}
+
+/// A fact of `System` that the event reads.
+#[derive(Debug, Default)]
+enum Slot {
+    #[default]
+    Missing,
+    Once(Content),
+    /// Given twice, or as more than one piece.
+    Unread,
+}
+
+impl Slot {
+    fn note(&mut self, content: Option<Content>) {
+        *self = match (&*self, content) {
+            (Slot::Missing, Some(content)) => Slot::Once(content),
+            _ => Slot::Unread,
+        };
+    }
+}
+
+/// `EventData` as a template holds it.
+#[derive(Debug, Default)]
+enum DataShape {
+    #[default]
+    Absent,
+    /// Its `Data` elements, each named by a literal `Name`.
+    Data(Vec<DataItem>),
+    /// Anything else: other elements or content, twice, a name given twice.
+    Unread,
+}
+
+/// `<Data Name="name">content</Data>`.
+#[derive(Debug)]
+struct DataItem {
+    name: String,
+    content: Content,
+}
+
+impl RecordReader {
+    /// The template defined at `offset` in the chunk's `data`, read once.
+    fn template(&mut self, data: &[u8], offset: u32) -> Option<Rc<Template>> {
+        self.templates.entry(offset).or_insert_with(|| read_template(data, offset).map(Rc::new)).clone()
+    }
+
+    /// What `record`'s binary XML tells: `None` when it tells nothing.
+    pub(super) fn read(&mut self, record: &EvtxRecord<'_>) -> Option<Told> {
+        let data = record.chunk.data;
+        let start = usize::try_from(record.binxml_offset).ok()?;
+        let end = start.checked_add(record.binxml_size as usize)?;
+        let mut values = std::mem::take(&mut self.values);
+        let told = self.read_values(data, start, end, &mut values);
+        self.values = values;
+        told
+    }
+
+    fn read_values(
+        &mut self,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        values: &mut Vec<Value>,
+    ) -> Option<Told> {
+        let template_offset = single_instance(data, start, end, values)?;
+        let template = self.template(data, template_offset)?;
+        if template.roots != [Known::Event] || template.loose || template.event_id.is_none() {
+            return None;
+        }
+        let is_null = |index: &u16| values.get(usize::from(*index)).is_none_or(|v| v.kind == NULL);
+        if template.dependencies.iter().any(is_null) {
+            return None;
+        }
+        // The fragments right in `Event`: none may hold a `System`; one may be `EventData`.
+        let mut data_fragment = None;
+        for &index in &template.fragments {
+            let fragment = values.get(usize::from(index))?;
+            match fragment.kind {
+                NULL => {}
+                BINXML => {
+                    let mut nested_values = std::mem::take(&mut self.fragment_values);
+                    let nested = single_instance(
+                        data,
+                        fragment.start,
+                        fragment.start + fragment.size,
+                        &mut nested_values,
+                    );
+                    self.fragment_values = nested_values;
+                    let nested = self.template(data, nested?)?;
+                    if nested.loose || nested.roots.contains(&Known::System) {
+                        return None;
+                    }
+                    if nested.roots.contains(&Known::EventData) {
+                        data_fragment = match data_fragment {
+                            None => Some((index, nested)),
+                            // Two: left to the renderer.
+                            Some(_) => Some((u16::MAX, nested)),
+                        };
+                    }
+                }
+                _ => return None,
+            }
+        }
+        let value = |index: u16| values.get(usize::from(index));
+        let event_id = match template.event_id.as_ref()? {
+            Content::Text(text) => until_nul(data.get(text.clone())?)?.trim().parse::<u64>().ok()?,
+            Content::Substitution(index) => unsigned(data, value(*index)?)?,
+            Content::Empty => return None,
+        };
+        let text = |content: Option<&Content>| -> Option<String> {
+            let text = match content {
+                None | Some(Content::Empty) => String::new(),
+                Some(Content::Text(text)) => utf16(data.get(text.clone())?)?,
+                Some(Content::Substitution(index)) => {
+                    let value = value(*index)?;
+                    match value.kind {
+                        NULL => String::new(),
+                        STRING => utf16(bytes(data, value))?,
+                        _ => return None,
+                    }
+                }
+            };
+            // Control characters are written as escapes and may be trimmed by the renderer.
+            (!text.chars().any(char::is_control)).then_some(text)
+        };
+        let mut event = WinEvent {
+            provider: text(template.provider.as_ref().and_then(Option::as_ref))?,
+            channel: text(template.channel.as_ref())?,
+            // As the full parse reads a number.
+            event_id: Some(event_id as u32),
+            ..WinEvent::default()
+        };
+        let process_creation = match event.event_id {
+            Some(SYSMON_PROCESS_CREATE) => event.is_sysmon(),
+            Some(SECURITY_PROCESS_CREATE) => event.is_security(),
+            _ => false,
+        };
+        if !process_creation {
+            return Some(Told::Skipped(event.kind()));
+        }
+        let read = self.read_event(data, &template, values, data_fragment, &mut event);
+        Some(if read.is_some() { Told::Event(event) } else { Told::ProcessCreation })
+    }
+
+    /// Reads the rest of a process creation into `event`: the other `System` facts and
+    /// `EventData`, from this template or the fragment `data_fragment` (its index and
+    /// template). `None` when something is not read here.
+    fn read_event(
+        &mut self,
+        data: &[u8],
+        template: &Template,
+        values: &[Value],
+        data_fragment: Option<(u16, Rc<Template>)>,
+        event: &mut WinEvent<'static>,
+    ) -> Option<()> {
+        let is_null =
+            |values: &[Value], index: &u16| values.get(usize::from(*index)).is_none_or(|v| v.kind == NULL);
+        if template.event_dependencies.iter().any(|i| is_null(values, i)) {
+            return None;
+        }
+        let fact = |slot: &Slot| -> Option<Option<Written>> {
+            match slot {
+                Slot::Missing => Some(None),
+                Slot::Once(content) => written(data, values, content),
+                Slot::Unread => None,
+            }
+        };
+        event.computer = fact(&template.computer)?.map(Written::into_text).unwrap_or_default();
+        event.record_id = fact(&template.record_id)?.and_then(Written::number);
+        event.version = fact(&template.version)?.and_then(Written::number).map(|n| n as u32);
+        event.system_time = fact(&template.system_time)?.map(Written::into_text);
+        // `EventData` from one place only.
+        let items = match (&template.event_data, &data_fragment) {
+            (DataShape::Absent, None) => return Some(()),
+            (DataShape::Data(items), None) => items,
+            (DataShape::Absent, Some((index, nested))) if *index != u16::MAX => {
+                let fragment = values.get(usize::from(*index))?;
+                let mut nested_values = std::mem::take(&mut self.fragment_values);
+                single_instance(data, fragment.start, fragment.start + fragment.size, &mut nested_values)?;
+                self.fragment_values = nested_values;
+                let nested_values = &self.fragment_values;
+                if nested.event_dependencies.iter().any(|i| is_null(nested_values, i)) {
+                    return None;
+                }
+                let DataShape::Data(items) = &nested.event_data else { return None };
+                return read_data(data, nested_values, items, &mut event.data);
+            }
+            _ => return None,
+        };
+        read_data(data, values, items, &mut event.data)
+    }
+}
+
+/// Reads `items` (with the `values` they refer to) into `into`, as the JSON reader keeps them:
+/// the members whose value is not null.
+fn read_data(data: &[u8], values: &[Value], items: &[DataItem], into: &mut EventData<'static>) -> Option<()> {
+    into.reserve(items.len());
+    for item in items {
+        if let Some(value) = written(data, values, &item.content)? {
+            into.insert(Cow::Owned(item.name.clone()), Cow::Owned(value.into_text()));
+        }
+    }
+    Some(())
+}
+
+/// A value as the renderer writes it into JSON: text, or a number.
+enum Written {
+    Text(String),
+    Number(u64),
+}
+
+impl Written {
+    /// The value's text, as the JSON reader takes a string or a number.
+    fn into_text(self) -> String {
+        match self {
+            Written::Text(text) => text,
+            Written::Number(n) => n.to_string(),
+        }
+    }
+
+    /// The value as the JSON reader reads a number: a number, or a decimal string.
+    fn number(self) -> Option<u64> {
+        match self {
+            Written::Text(text) => text.trim().parse().ok(),
+            Written::Number(n) => Some(n),
+        }
+    }
+}
+
+/// What `content` holds, with `values`: `Some(None)` for nothing (JSON's null), `None`
+/// for a value not read here.
+fn written(data: &[u8], values: &[Value], content: &Content) -> Option<Option<Written>> {
+    let value = match content {
+        Content::Empty => return Some(None),
+        Content::Text(text) => return Some(Some(Written::Text(until_nul(data.get(text.clone())?)?))),
+        Content::Substitution(index) => values.get(usize::from(*index))?,
+    };
+    let bytes = bytes(data, value);
+    let le = |n: usize| -> u64 {
+        let mut le = [0u8; 8];
+        le[..n].copy_from_slice(&bytes[..n]);
+        u64::from_le_bytes(le)
+    };
+    // The renderer's text of each type, through the crate's own `Display` where the value
+    // can be made.
+    let text = |value: BinXmlValue<'_>| Some(Some(Written::Text(value.to_string())));
+    match value.kind {
+        NULL => Some(None),
+        // An empty string is no content: JSON's null.
+        STRING => Some(
+            Some(Written::Text(until_nul(bytes)?)).filter(|w| !matches!(w, Written::Text(t) if t.is_empty())),
+        ),
+        0x04 | 0x06 | 0x08 | 0x0a => unsigned(data, value).map(|n| Some(Written::Number(n))),
+        0x0f => text(BinXmlValue::GuidType(bytes[..16].try_into().ok()?)),
+        0x11 => text(BinXmlValue::FileTimeType(FileTime(le(8)))),
+        0x13 => Some(Some(Written::Text(sid(bytes)?))),
+        0x14 => text(BinXmlValue::HexInt32Type(le(4) as u32)),
+        0x15 => text(BinXmlValue::HexInt64Type(le(8))),
+        _ => None,
+    }
+}
+
+/// An unsigned value (UInt8 to UInt64); `None` for another type.
+fn unsigned(data: &[u8], value: &Value) -> Option<u64> {
+    let width = match value.kind {
+        0x04 => 1,
+        0x06 => 2,
+        0x08 => 4,
+        0x0a => 8,
+        _ => return None,
+    };
+    let mut le = [0u8; 8];
+    le[..width].copy_from_slice(&bytes(data, value)[..width]);
+    Some(u64::from_le_bytes(le))
+}
+
+/// A value's bytes.
+fn bytes<'a>(data: &'a [u8], value: &Value) -> &'a [u8] {
+    &data[value.start..value.start + value.size]
+}
+
+/// A SID as the renderer writes it: `S-revision-authority-sub-...`.
+fn sid(bytes: &[u8]) -> Option<String> {
+    use std::fmt::Write;
+    let &[revision, count, a0, a1, a2, a3, a4, a5, ref subs @ ..] = bytes else { return None };
+    let authority = u64::from_be_bytes([0, 0, a0, a1, a2, a3, a4, a5]);
+    let mut text = format!("S-{revision}-{authority}");
+    for sub in subs.chunks_exact(4).take(usize::from(count)) {
+        write!(text, "-{}", u32::from_le_bytes(sub.try_into().ok()?)).ok()?;
+    }
+    Some(text)
+}
+
+/// A substitution value of a template instance: its type and where its bytes are.
+struct Value {
+    kind: u8,
+    start: usize,
+    size: usize,
+}
+
+/// The value types read here (MS-EVEN6 2.2.3): NULL, UTF-16 text, a binary XML fragment.
+const NULL: u8 = 0x00;
+const STRING: u8 = 0x01;
+const BINXML: u8 = 0x21;
+
+/// For binary XML at `start..end` in the chunk's `data` that is one template instance and
+/// nothing else: its template's offset, and its `values`. `None` for any other shape, or
+/// when a value's decoding by the crate may end elsewhere than its size says (then each
+/// value is where the sizes before it say, as the crate reads it).
+fn single_instance(data: &[u8], start: usize, end: usize, values: &mut Vec<Value>) -> Option<u32> {
+    values.clear();
+    let token = match data.get(start..end)? {
+        [0x0f, _, _, _, 0x0c, ..] => 4,
+        [0x0c, ..] => 0,
+        _ => return None,
+    };
+    let mut at = start + token + 1;
+    let u32_at =
+        |at: usize| data.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()));
+    // An unknown byte, the template's id and its offset.
+    let template_offset = u32_at(at + 5)?;
+    at += 9;
+    if template_offset as usize == at {
+        // The definition itself follows: its header and data.
+        at = at.checked_add(24)?.checked_add(u32_at(at + 20)? as usize)?;
+    }
+    let count = u32_at(at)? as usize;
+    at += 4;
+    let descriptors = data.get(at..at.checked_add(count.checked_mul(4)?)?)?;
+    at += descriptors.len();
+    for descriptor in descriptors.chunks_exact(4) {
+        let size = usize::from(u16::from_le_bytes([descriptor[0], descriptor[1]]));
+        if !decodes_within(descriptor[2], size, data.get(at..at + size)?) {
+            return None;
+        }
+        values.push(Value { kind: descriptor[2], start: at, size });
+        at += size;
+    }
+    // The end of the stream, or its end token.
+    (at == end || at < end && data[at] == 0).then_some(template_offset)
+}
+
+/// Whether the crate's decoding of a value of `kind` and `size` (whose bytes are `bytes`)
+/// reads no more than its size, so that the next value starts where the sizes say: the
+/// crate moves on to there when it reads less, not when it reads more.
+fn decodes_within(kind: u8, size: usize, bytes: &[u8]) -> bool {
+    match kind {
+        // NULL, and the sized strings and bytes (UTF-16 of an even size, ANSI, binary, a
+        // binary XML fragment).
+        0x00 | 0x02 | 0x0e | 0x21 => true,
+        0x01 => size.is_multiple_of(2),
+        0x03 | 0x04 => size >= 1,
+        0x05 | 0x06 => size >= 2,
+        0x07 | 0x08 | 0x0b | 0x0d | 0x14 => size >= 4,
+        0x09 | 0x0a | 0x0c | 0x11 | 0x15 => size >= 8,
+        0x0f | 0x12 => size >= 16,
+        0x10 => size == 4 || size == 8,
+        // A SID: 8 bytes and 4 for each of its sub-authorities (the count is its second byte).
+        0x13 => bytes.get(1).is_some_and(|&n| size >= 8 + 4 * usize::from(n)),
+        _ => false,
+    }
+}
+
+/// Reads the template defined at `offset` in the chunk's `data`: what it holds where.
+/// `None` when it holds what this does not read.
+fn read_template(data: &[u8], offset: u32) -> Option<Template> {
+    let mut at = offset as usize;
+    let size = u32::from_le_bytes(data.get(at + 20..at + 24)?.try_into().ok()?) as usize;
+    at += 24;
+    let end = at.checked_add(size)?.min(data.len());
+    let mut reader = Reader { data, at };
+    let mut template = Template::default();
+    let mut open: Vec<Element> = Vec::new();
+    while reader.at < end {
+        let token = reader.u8()?;
+        match token {
+            0x00 => break,
+            0x0f => reader.skip(3)?,
+            0x01 | 0x41 => {
+                let dependency = reader.u16()?;
+                reader.skip(4)?;
+                let name = reader.name()?;
+                if token & 0x40 != 0 {
+                    reader.skip(4)?;
+                }
+                let path: Vec<Known> = open.iter().map(|e| e.name).chain([name]).collect();
+                let kept = kept(&path);
+                if let Some(parent) = open.last_mut() {
+                    parent.children = true;
+                }
+                if open.is_empty() {
+                    template.roots.push(name);
+                }
+                let dependency = (dependency != 0xffff).then_some(dependency);
+                open.push(Element { name, dependency, kept, in_tag: true, ..Element::default() });
+            }
+            0x02 => open.last_mut()?.in_tag = false,
+            0x03 | 0x04 => {
+                let element = open.pop()?;
+                if element.kept {
+                    let path: Vec<Known> = open.iter().map(|e| e.name).collect();
+                    element.place(data, &path, &mut template)?;
+                }
+            }
+            0x05 | 0x45 => {
+                // A literal value: only UTF-16 text is read.
+                if reader.u8()? != STRING {
+                    return None;
+                }
+                let text = reader.utf16()?;
+                push(&mut open, &mut template, Piece::Text(text));
+            }
+            0x06 | 0x46 => {
+                let name = reader.name()?;
+                let element = open.last_mut()?;
+                if !element.in_tag {
+                    return None;
+                }
+                let key = element.kept && Some(name) == key_attribute(element.name);
+                element.attribute_is_key = Some(key);
+                element.keys += usize::from(key);
+            }
+            0x0d | 0x0e => {
+                let index = reader.u16()?;
+                reader.skip(1)?;
+                push(&mut open, &mut template, Piece::Substitution(index));
+            }
+            // Character data, references and processing instructions: other content.
+            0x07 | 0x47 | 0x0b => {
+                reader.utf16()?;
+                push(&mut open, &mut template, Piece::Other);
+            }
+            0x08 | 0x48 => {
+                reader.skip(2)?;
+                push(&mut open, &mut template, Piece::Other);
+            }
+            0x09 | 0x49 | 0x0a => {
+                reader.name()?;
+                push(&mut open, &mut template, Piece::Other);
+            }
+            _ => return None,
+        }
+    }
+    open.is_empty().then_some(template)
+}
+
+/// Whether the element at `path` is looked into.
+fn kept(path: &[Known]) -> bool {
+    use Known::*;
+    matches!(
+        path,
+        [Event]
+            | [Event, System]
+            | [
+                Event,
+                System,
+                EventId | Channel | Provider | Computer | EventRecordId | Version | TimeCreated
+            ]
+            | [Event, EventData]
+            | [Event, EventData, _]
+            | [EventData]
+            | [EventData, _]
+    )
+}
+
+/// The attribute of an element that is read: `Provider/@Name`, `Data/@Name`,
+/// `TimeCreated/@SystemTime`.
+fn key_attribute(element: Known) -> Option<Known> {
+    match element {
+        Known::Provider | Known::Data => Some(Known::Name),
+        Known::TimeCreated => Some(Known::SystemTime),
+        _ => None,
+    }
+}
+
+/// Adds `piece` to the open element, or notes content outside every element.
+fn push(open: &mut [Element], template: &mut Template, piece: Piece) {
+    match open.last_mut() {
+        Some(element) => element.push(piece),
+        None => template.loose = true,
+    }
+}
+
+/// The names this reads, and any other.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum Known {
+    Event,
+    System,
+    EventId,
+    Channel,
+    Provider,
+    Computer,
+    EventRecordId,
+    Version,
+    TimeCreated,
+    EventData,
+    Data,
+    /// The attribute `Name`.
+    Name,
+    SystemTime,
+    #[default]
+    Other,
+}
+
+/// An element of a template as it is read.
+#[derive(Default)]
+struct Element {
+    name: Known,
+    dependency: Option<u16>,
+    /// Whether it is looked into.
+    kept: bool,
+    content: Vec<Piece>,
+    /// Whether the attribute being read (in the start tag) is the one read, if any is.
+    attribute_is_key: Option<bool>,
+    /// The value of the attribute read, and how many times it is given.
+    key: Vec<Piece>,
+    keys: usize,
+    in_tag: bool,
+    /// Whether it holds elements.
+    children: bool,
+}
+
+enum Piece {
+    /// Text: its UTF-16 at a place in the chunk.
+    Text(Range<usize>),
+    Substitution(u16),
+    Other,
+}
+
+impl Element {
+    fn push(&mut self, piece: Piece) {
+        if !self.kept {
+            return;
+        }
+        match self.attribute_is_key {
+            Some(true) if self.in_tag => self.key.push(piece),
+            Some(false) if self.in_tag => {}
+            _ => self.content.push(piece),
+        }
+    }
+
+    /// The attribute read: `None` when it is given more than once or is not one piece.
+    fn key(&self) -> Option<Option<Content>> {
+        match self.keys {
+            0 => Some(None),
+            1 => content(&self.key).map(Some),
+            _ => None,
+        }
+    }
+
+    /// Notes this element, closed inside the elements `parents`, in `template`: `None` when
+    /// it makes the template one this does not read.
+    fn place(self, data: &[u8], parents: &[Known], template: &mut Template) -> Option<()> {
+        use Known::*;
+        let dependencies = match (parents, self.name) {
+            ([], Event) => {
+                for piece in &self.content {
+                    match piece {
+                        Piece::Text(_) => {}
+                        Piece::Substitution(index) => template.fragments.push(*index),
+                        Piece::Other => return None,
+                    }
+                }
+                &mut template.dependencies
+            }
+            ([Event], System) => {
+                // A substitution right in it may be a fragment of elements of its own.
+                if self.content.iter().any(|p| !matches!(p, Piece::Text(_))) {
+                    return None;
+                }
+                set(&mut template.system, ())?;
+                &mut template.dependencies
+            }
+            ([Event, System], EventId) => {
+                set(&mut template.event_id, content(&self.content)?)?;
+                &mut template.dependencies
+            }
+            ([Event, System], Channel) => {
+                set(&mut template.channel, content(&self.content)?)?;
+                &mut template.dependencies
+            }
+            ([Event, System], Provider) => {
+                set(&mut template.provider, self.key()?)?;
+                &mut template.dependencies
+            }
+            ([Event, System], Computer) => {
+                template.computer.note(content(&self.content));
+                &mut template.event_dependencies
+            }
+            ([Event, System], EventRecordId) => {
+                template.record_id.note(content(&self.content));
+                &mut template.event_dependencies
+            }
+            ([Event, System], Version) => {
+                template.version.note(content(&self.content));
+                &mut template.event_dependencies
+            }
+            ([Event, System], TimeCreated) => {
+                template.system_time.note(self.key().flatten());
+                &mut template.event_dependencies
+            }
+            ([Event], EventData) | ([], EventData) => {
+                let items = std::mem::take(&mut template.pending_data);
+                template.event_data = match template.event_data {
+                    // Its own content (text, a fragment) would be a member of its own.
+                    DataShape::Absent if self.content.is_empty() => DataShape::Data(items),
+                    _ => DataShape::Unread,
+                };
+                &mut template.event_dependencies
+            }
+            ([Event, EventData] | [EventData], Data) => {
+                match self.data_item(data) {
+                    Some(item) if !template.pending_data.iter().any(|i| i.name == item.name) => {
+                        template.pending_data.push(item)
+                    }
+                    _ => template.event_data = DataShape::Unread,
+                }
+                &mut template.event_dependencies
+            }
+            ([Event, EventData] | [EventData], _) => {
+                template.event_data = DataShape::Unread;
+                return Some(());
+            }
+            _ => return Some(()),
+        };
+        dependencies.extend(self.dependency);
+        Some(())
+    }
+
+    /// A `Data` element named by a literal `Name` that JSON writes as it is, with one piece
+    /// of content and no elements.
+    fn data_item(&self, data: &[u8]) -> Option<DataItem> {
+        let Some(Content::Text(name)) = self.key()? else { return None };
+        let name = until_nul(data.get(name)?)?;
+        let plain = !name.is_empty()
+            && !name.chars().any(|c| c.is_control() || c == '"' || c == '\\')
+            && !name.ends_with("_attributes")
+            && !name.starts_with('#');
+        (plain && !self.children).then_some(())?;
+        Some(DataItem { name, content: content(&self.content)? })
+    }
+}
+
+/// Sets a fact that must be given once.
+fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    slot.is_none().then(|| *slot = Some(value))
+}
+
+/// What pieces hold, when they are nothing, one text or one substitution.
+fn content(pieces: &[Piece]) -> Option<Content> {
+    match pieces {
+        [] => Some(Content::Empty),
+        [Piece::Text(text)] => Some(Content::Text(text.clone())),
+        [Piece::Substitution(index)] => Some(Content::Substitution(*index)),
+        _ => None,
+    }
+}
+
+/// A cursor over a chunk's bytes; every read is checked.
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<std::ops::Range<usize>> {
+        let range = self.at..self.at.checked_add(n)?;
+        self.data.get(range.clone())?;
+        self.at = range.end;
+        Some(range)
+    }
+
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.take(n).map(|_| ())
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|r| self.data[r.start])
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|r| u16::from_le_bytes([self.data[r.start], self.data[r.start + 1]]))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).and_then(|r| Some(u32::from_le_bytes(self.data[r].try_into().ok()?)))
+    }
+
+    /// A length-prefixed UTF-16 string: where its text is.
+    fn utf16(&mut self) -> Option<std::ops::Range<usize>> {
+        let count = usize::from(self.u16()?);
+        self.take(count * 2)
+    }
+
+    /// A name: an offset into the chunk, where the name is (and, when it is right here, the
+    /// name itself, skipped). `None` for a name that JSON must escape.
+    fn name(&mut self) -> Option<Known> {
+        let offset = self.u32()? as usize;
+        let name = name_at(self.data, offset)?;
+        if offset == self.at {
+            let count =
+                usize::from(u16::from_le_bytes(self.data.get(offset + 6..offset + 8)?.try_into().ok()?));
+            self.skip(8 + count * 2 + 2)?;
+        }
+        Some(name)
+    }
+}
+
+/// The name stored at `offset` (its link, 4 bytes; hash, 2; length, 2; then UTF-16), when
+/// it is well formed and needs no JSON escape (the renderer writes names as they are: a
+/// name with a quote, a backslash or a control character makes no JSON).
+fn name_at(data: &[u8], offset: usize) -> Option<Known> {
+    let count = usize::from(u16::from_le_bytes(data.get(offset + 6..offset + 8)?.try_into().ok()?));
+    let bytes = data.get(offset + 8..offset + 8 + count * 2)?;
+    let units = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    for c in char::decode_utf16(units.clone()) {
+        let c = c.ok()?;
+        if c.is_control() || c == '"' || c == '\\' {
+            return None;
+        }
+    }
+    const NAMES: [(&str, Known); 13] = [
+        ("Event", Known::Event),
+        ("System", Known::System),
+        ("EventID", Known::EventId),
+        ("Channel", Known::Channel),
+        ("Provider", Known::Provider),
+        ("Computer", Known::Computer),
+        ("EventRecordID", Known::EventRecordId),
+        ("Version", Known::Version),
+        ("TimeCreated", Known::TimeCreated),
+        ("EventData", Known::EventData),
+        ("Data", Known::Data),
+        ("Name", Known::Name),
+        ("SystemTime", Known::SystemTime),
+    ];
+    let is = |name: &str| name.len() == count && units.clone().eq(name.bytes().map(u16::from));
+    Some(NAMES.iter().find(|(name, _)| is(name)).map_or(Known::Other, |&(_, known)| known))
+}
+
+/// UTF-16 text up to its first NUL, as the crate reads a string value.
+fn until_nul(bytes: &[u8]) -> Option<String> {
+    let units = bytes.len() / 2;
+    let end = (0..units).find(|&i| bytes[2 * i] == 0 && bytes[2 * i + 1] == 0).unwrap_or(units);
+    utf16(&bytes[..2 * end])
+}
+
+/// UTF-16 text; `None` when it is not well formed. Most text of a log is ASCII, which is
+/// taken a byte at a time (decoding each character was a fifth of reading a record).
+fn utf16(bytes: &[u8]) -> Option<String> {
+    let bytes = &bytes[..bytes.len() & !1];
+    if bytes.chunks_exact(2).all(|unit| unit[0] < 0x80 && unit[1] == 0) {
+        return String::from_utf8(bytes.iter().step_by(2).copied().collect()).ok();
+    }
+    let units: Vec<u16> = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+    String::from_utf16(&units).ok()
+}
