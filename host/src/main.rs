@@ -605,6 +605,12 @@ struct InspectArgs {
 }
 
 fn main() -> ExitCode {
+    // Transparent huge pages off: the allocator asks for them, and the kernel then zeroes
+    // 2 MiB at a time of which a run touches little. With them, the catalog over 100,000
+    // events peaked at 296-328 MB instead of 275-280, and zeroing pages was a seventh of
+    // reading a folder of EVTX files. (Not fatal where the kernel refuses it.)
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     let config = cli.config.as_deref();
     let result = match cli.command {
