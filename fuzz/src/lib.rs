@@ -66,3 +66,11 @@ pub fn check_input(name: &str, bytes: &[u8], format: InputFormat) {
         assert_eq!(one, three, "1 and 3 parsing threads read the same records");
     }
 }
+
+/// Every record of `bytes` read as EVTX, written out whole: each told from its binary XML
+/// where it can be, or each rendered (`parse_all`).
+pub fn evtx_records(bytes: &[u8], parse_all: bool) -> Option<Vec<String>> {
+    let input = Input::bytes("fuzz.evtx", bytes.to_vec()).with_parse_all(parse_all);
+    let reader = input.open(InputFormat::Evtx).ok()?;
+    Some(reader.map(|record| format!("{record:?}")).collect())
+}
