@@ -2,10 +2,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rulehost::sinks::JsonLines;
 use rulehost::eval::{self, EvalOptions, Summary};
 use rulehost::events::{Input, InputFormat, Record};
 use rulehost::runtime::{CompiledRule, Runtime};
+use rulehost::sinks::JsonLines;
 
 /// The bundled rule, loaded once per process.
 fn rules() -> &'static [Arc<CompiledRule>] {
