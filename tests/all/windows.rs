@@ -389,6 +389,38 @@ fn kept_and_read_again_process_creations_give_the_same_output() {
     }
 }
 
+/// Several EVTX files whose held events are read again (`--kept-events-mib 0`) are read
+/// again several at once with two jobs, and taken in order: the matches, alerts and summary
+/// are those of keeping every event, and of reading them again one file at a time.
+#[test]
+fn several_evtx_files_read_again_at_once_give_the_output_of_keeping_their_events() {
+    let rule = test_rule("match-all");
+    let mut files: Vec<String> = std::fs::read_dir(shared("evtx"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".evtx"))
+        .collect();
+    files.sort();
+    // Twice over: the second copies' parents are known, their children's lineage too.
+    let files: Vec<&str> = files.iter().chain(&files).map(String::as_str).collect();
+    assert!(files.len() >= 20);
+    for mode in [&["--matches"][..], &["--window", "1d"]] {
+        let eval = |extra: &[&str]| {
+            let args = [&["eval", "--rules", &rule][..], mode, extra, &files].concat();
+            let run = rulehost(&args);
+            assert_eq!(run.code, 0, "{mode:?} {extra:?}: {}", run.stderr);
+            run
+        };
+        let kept = eval(&["--jobs", "2"]);
+        let at_once = eval(&["--jobs", "2", "--kept-events-mib", "0"]);
+        let one_by_one = eval(&["--jobs", "1", "--kept-events-mib", "0"]);
+        assert!(kept.counts().0 > 100, "{}", kept.stderr);
+        assert_eq!(at_once.stdout, kept.stdout, "{mode:?}");
+        assert_eq!(at_once.summary(), kept.summary(), "{mode:?}");
+        assert_eq!(one_by_one.stdout, kept.stdout, "{mode:?}");
+    }
+}
+
 /// A Windows log whose children come before their parents (the parents' file read second,
 /// or each line's records reversed): evaluated in one read, held children and all, a file
 /// gives the alerts and the summary that its bytes give on standard input, and those of

@@ -5,8 +5,8 @@
 //! core. Here up to `threads` inputs are read at once, each by a thread of its own, into a
 //! bounded queue of its own; the caller takes the inputs' records in order, so the output is
 //! the same as reading them one by one. Memory stays bounded: at most `threads` inputs are
-//! in flight, each with at most [`QUEUED_GROUPS`] groups of records waiting (an EVTX group
-//! is one 64 KiB chunk's records).
+//! in flight, each with at most `queued` groups of records waiting (an EVTX group is one
+//! 64 KiB chunk's records).
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
@@ -14,9 +14,6 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 use super::Record;
 use super::input::Reader;
-
-/// Groups of records an input may have waiting to be taken.
-pub const QUEUED_GROUPS: usize = 8;
 
 /// Inputs being read ahead, each identified by its position in the list given.
 pub struct ReadAhead<'scope> {
@@ -36,22 +33,27 @@ struct State {
     queues: Vec<Option<Receiver<Vec<Record>>>>,
     /// Set when the caller stops taking records: the threads stop reading.
     stopped: bool,
+    /// Groups of records an input may have waiting to be taken.
+    queued: usize,
 }
 
 impl<'scope> ReadAhead<'scope> {
     /// Starts reading `readers` (input position, reader), in order, on `threads` threads of
-    /// `scope`. `inputs` is the number of positions.
+    /// `scope`, each input with up to `queued` groups of records waiting to be taken.
+    /// `inputs` is the number of positions.
     pub fn start<'env>(
         scope: &'scope Scope<'scope, 'env>,
         inputs: usize,
         readers: Vec<(usize, Reader)>,
         threads: usize,
+        queued: usize,
     ) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 waiting: readers.into(),
                 queues: (0..inputs).map(|_| None).collect(),
                 stopped: false,
+                queued,
             }),
             ready: Condvar::new(),
         });
@@ -110,7 +112,7 @@ fn read_inputs(shared: &Shared) {
                 return;
             }
             let Some((position, reader)) = state.waiting.pop_front() else { return };
-            let (queue, records) = sync_channel(QUEUED_GROUPS);
+            let (queue, records) = sync_channel(state.queued);
             state.queues[position] = Some(records);
             (reader, queue)
         };
