@@ -555,8 +555,7 @@ impl Iterator for Reader {
 /// It stops there rather than filling a buffer, so a live stream (a pipe, a followed
 /// file) is not held up waiting for bytes that have not been written yet.
 fn read_prefix(stream: &mut impl Read) -> io::Result<Vec<u8>> {
-    let mut prefix: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut chunk = [0u8; 64 * 1024];
+    let mut prefix: Vec<u8> = Vec::new();
     loop {
         let has_line = prefix.len() >= EVTX_MAGIC.len()
             && prefix
@@ -572,11 +571,16 @@ fn read_prefix(stream: &mut impl Read) -> io::Result<Vec<u8>> {
         }
         // The first read is small: a binary container is told from its first bytes, and
         // a folder of thousands of EVTX files would otherwise copy 64 KiB of each twice.
-        let first = if prefix.is_empty() { FIRST_READ_BYTES } else { chunk.len() };
-        let want = first.min(SNIFF_BYTES - prefix.len());
-        match stream.read(&mut chunk[..want]) {
+        // Read into the prefix itself: only the bytes asked for are zeroed first, not a
+        // 64 KiB buffer for every input (6% of the instructions of a folder of EVTX files).
+        let first = if prefix.is_empty() { FIRST_READ_BYTES } else { 64 * 1024 };
+        let (len, want) = (prefix.len(), first.min(SNIFF_BYTES - prefix.len()));
+        prefix.resize(len + want, 0);
+        let read = stream.read(&mut prefix[len..]);
+        prefix.truncate(len + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => return Ok(prefix),
-            Ok(n) => prefix.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

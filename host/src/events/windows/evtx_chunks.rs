@@ -163,13 +163,16 @@ impl<R: Read + Seek> ChunkWalker<R> {
             return Ok(None);
         }
         self.chunks_read += 1;
-        self.buffer.resize(CHUNK_BYTES, 0);
-        let read = self
-            .stream
-            .seek(SeekFrom::Start(Self::offset(number)))
-            .map_err(|e| format!("seeking to it: {e}"))
-            .and_then(|_| self.stream.read_exact(&mut self.buffer).map_err(|_| incomplete()));
-        read?;
+        // Read into the buffer's spare capacity: a file fills it without its being zeroed
+        // first (zeroing 64 KiB for every chunk was 9% of the instructions of a folder of
+        // EVTX files).
+        self.buffer.clear();
+        self.buffer.reserve_exact(CHUNK_BYTES);
+        self.stream.seek(SeekFrom::Start(Self::offset(number))).map_err(|e| format!("seeking to it: {e}"))?;
+        let read = (&mut self.stream).take(CHUNK_BYTES as u64).read_to_end(&mut self.buffer);
+        if read.map_or(true, |n| n < CHUNK_BYTES) {
+            return Err(incomplete());
+        }
         if all_zeros(&self.buffer) {
             return Ok(None);
         }
