@@ -172,7 +172,13 @@ impl Stream {
         match self {
             Stream::File(mut file) => {
                 file.seek(SeekFrom::Start(0))?;
-                Ok(Box::new(file))
+                // Uncounted, the file itself: it fills a buffer's spare capacity without
+                // zeroing it first (`read_buf`), which the counting wrapper cannot on stable
+                // Rust (zeroing 64 KiB for every EVTX chunk was 6% of the instructions).
+                Ok(match file.counter {
+                    None => Box::new(file.inner),
+                    Some(_) => Box::new(file),
+                })
             }
             Stream::Other(mut read) => {
                 let mut bytes = prefix;

@@ -33,9 +33,7 @@ use super::{EventData, SECURITY_PROCESS_CREATE, SYSMON_PROCESS_CREATE, WinEvent}
 /// their offset in the chunk.
 #[derive(Default)]
 pub(super) struct RecordReader {
-    /// (Hashed with foldhash: with SipHash, the lookup of each record's template was 2.5%
-    /// of a profile of the EVTX folder.)
-    templates: HashMap<u32, Option<Rc<Template>>, foldhash::fast::RandomState>,
+    templates: HashMap<u32, Option<Rc<Template>>>,
     /// The values of the record being read, kept for the next.
     values: Vec<Value>,
     /// The values of a fragment of it.
