@@ -835,12 +835,26 @@ fn name_at(data: &[u8], offset: usize) -> Option<Known> {
 /// fifth of reading a record).
 fn until_nul(bytes: &[u8]) -> Option<String> {
     let mut ascii = Vec::with_capacity(bytes.len() / 2);
-    // Four units at a time while they are ASCII and not NUL.
-    let mut at = 0;
-    while let Some(four) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(four.try_into().ok()?);
+    // Four units of a word: all ASCII and none NUL.
+    let plain = |word: u64| {
         let a_nul = word.wrapping_sub(0x0001_0001_0001_0001) & !word & 0x8000_8000_8000_8000 != 0;
-        if word & 0xff80_ff80_ff80_ff80 != 0 || a_nul {
+        word & 0xff80_ff80_ff80_ff80 == 0 && !a_nul
+    };
+    // Eight units at a time, then four, while they are plain.
+    let mut at = 0;
+    while let Some(eight) = bytes.get(at..at + 16) {
+        let (low, high) = eight.split_at(8);
+        if !plain(u64::from_le_bytes(low.try_into().ok()?))
+            || !plain(u64::from_le_bytes(high.try_into().ok()?))
+        {
+            break;
+        }
+        let e = eight;
+        ascii.extend_from_slice(&[e[0], e[2], e[4], e[6], e[8], e[10], e[12], e[14]]);
+        at += 16;
+    }
+    while let Some(four) = bytes.get(at..at + 8) {
+        if !plain(u64::from_le_bytes(four.try_into().ok()?)) {
             break;
         }
         ascii.extend_from_slice(&[four[0], four[2], four[4], four[6]]);
@@ -886,10 +900,11 @@ mod tests {
             "é",
             "aé€𝄞 x",
             "\u{7f}\u{80}",
+            "0123456789abcdefghijé€ and on, past sixteen units",
         ];
         for text in cases {
             let units: Vec<u16> = text.encode_utf16().collect();
-            for nul_at in [None, Some(0), Some(1), Some(3), Some(4), Some(5), Some(9)] {
+            for nul_at in [None, Some(0), Some(1), Some(3), Some(4), Some(5), Some(9), Some(17), Some(25)] {
                 let mut with_nul = units.clone();
                 if let Some(at) = nul_at.filter(|&at| at <= units.len()) {
                     with_nul.insert(at, 0);
