@@ -582,12 +582,13 @@ fn read_prefix(stream: &mut impl Read) -> io::Result<Vec<u8>> {
         let first = if prefix.is_empty() { FIRST_READ_BYTES } else { 64 * 1024 };
         let (len, want) = (prefix.len(), first.min(SNIFF_BYTES - prefix.len()));
         prefix.resize(len + want, 0);
-        let read = stream.read(&mut prefix[len..]);
-        prefix.truncate(len + *read.as_ref().unwrap_or(&0));
-        match read {
-            Ok(0) => return Ok(prefix),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        match stream.read(&mut prefix[len..]) {
+            Ok(0) => {
+                prefix.truncate(len);
+                return Ok(prefix);
+            }
+            Ok(n) => prefix.truncate(len + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => prefix.truncate(len),
             Err(e) => return Err(e),
         }
     }

@@ -34,6 +34,12 @@ pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
     workers: Option<Workers>,
 }
 
+/// The crate's settings: one thread per chunk (the chunks of a file are spread over workers
+/// here), `#attributes` as evtx_dump writes them.
+fn parser_settings() -> ParserSettings {
+    ParserSettings::new().num_threads(1).separate_json_attributes(false)
+}
+
 /// Files of fewer chunks are parsed on the reading thread: workers would cost more.
 const PARALLEL_CHUNKS: u64 = 4;
 
@@ -82,7 +88,7 @@ impl<R: Read + Seek> EvtxRecords<R> {
         let size =
             stream.seek(SeekFrom::End(0)).and_then(|size| stream.seek(SeekFrom::Start(0)).map(|_| size));
         let size = size.map_err(|e| e.to_string())?;
-        let settings = ParserSettings::new().num_threads(1).separate_json_attributes(false);
+        let settings = parser_settings();
         // The crate reads and checks the file header; the chunks are walked as it walks them.
         let header_block = EvtxParser::from_read_seek(&mut stream)
             .map(|parser| u64::from(parser.header().header_block_size))
@@ -246,33 +252,30 @@ fn parse_chunk(parsing: &ChunkParsing, number: u64, mut data: EvtxChunkData) -> 
     };
     let mut records = Vec::new();
     let mut reader = RecordReader::default();
+    let origin = |id| Origin { file: name.clone(), position: Position::Record(id) };
     for record in parsed.iter() {
         let told = match &record {
-            Ok(record) if !render_all => reader.read(record),
+            Ok(record) if !render_all => reader.read(record).map(|told| (record.event_record_id, told)),
             _ => None,
         };
-        let process_creation = match (told, &record) {
-            (Some(Told::Skipped(kind)), Ok(record)) => {
-                let id = record.event_record_id;
-                let origin = Origin { file: name.clone(), position: Position::Record(id) };
-                records.push(Parsed::Record(id, Record::Skipped(Skipped { origin, kind })));
+        let process_creation = match told {
+            Some((id, Told::Skipped(kind))) => {
+                records.push(Parsed::Record(id, Record::Skipped(Skipped { origin: origin(id), kind })));
                 continue;
             }
-            (Some(Told::Event(event)), Ok(record)) => {
-                let id = record.event_record_id;
-                let origin = Origin { file: name.clone(), position: Position::Record(id) };
-                records.push(Parsed::Record(id, super::normalize(event, origin, SourceFormat::Evtx)));
+            Some((id, Told::Event(event))) => {
+                records.push(Parsed::Record(id, super::normalize(event, origin(id), SourceFormat::Evtx)));
                 continue;
             }
-            (told, _) => told == Some(Told::ProcessCreation),
+            Some((_, Told::ProcessCreation)) => true,
+            None => false,
         };
         // Rendered as evtx_dump's JSON, which the dismissal scan reads: a record that is
         // plainly not a process creation is counted as skipped without a parse, as an
         // evtx_dump line is (the renderer's JSON is well formed, so nothing is lost).
         match record.and_then(|r| r.into_json_bytes()) {
             Ok(record) => {
-                let id = record.event_record_id;
-                let origin = Origin { file: name.clone(), position: Position::Record(id) };
+                let (id, origin) = (record.event_record_id, origin(record.event_record_id));
                 // (A process creation told by its binary XML is not scanned.)
                 if !process_creation && let Some(kind) = super::dismiss(&record.data) {
                     records.push(Parsed::Record(id, Record::Skipped(Skipped { origin, kind })));
@@ -342,8 +345,8 @@ mod tests {
 
     /// What parsing `chunk` gives, told from binary XML where it can or rendered whole.
     fn parsed(chunk: &[u8], render_all: bool) -> Option<Vec<String>> {
-        let settings = ParserSettings::new().num_threads(1).separate_json_attributes(false);
-        let parsing = ChunkParsing { name: "t.evtx".into(), settings: Arc::new(settings), render_all };
+        let parsing =
+            ChunkParsing { name: "t.evtx".into(), settings: Arc::new(parser_settings()), render_all };
         let data = EvtxChunkData::new(chunk.to_vec(), false).ok()?;
         Some(parse_chunk(&parsing, 1, data).iter().map(|p| format!("{p:?}")).collect())
     }
@@ -351,8 +354,7 @@ mod tests {
     /// How many records of `chunk` their binary XML tells as skipped, and as events.
     fn told(chunk: &[u8]) -> (usize, usize) {
         let mut data = EvtxChunkData::new(chunk.to_vec(), false).unwrap();
-        let settings = ParserSettings::new().num_threads(1).separate_json_attributes(false);
-        let mut parsed = data.parse(Arc::new(settings)).unwrap();
+        let mut parsed = data.parse(Arc::new(parser_settings())).unwrap();
         let mut reader = RecordReader::default();
         let told: Vec<_> = parsed.iter().filter_map(Result::ok).filter_map(|r| reader.read(&r)).collect();
         let skipped = told.iter().filter(|t| matches!(t, Told::Skipped(_))).count();

@@ -38,6 +38,22 @@ pub(super) struct RecordReader {
     values: Vec<Value>,
     /// The values of a fragment of it.
     fragment_values: Vec<Value>,
+    /// The values of its `EventData` fragment, kept for reading the event.
+    data_values: Vec<Value>,
+}
+
+/// The fragments of a record that hold `EventData`.
+enum DataFragment {
+    None,
+    /// One: its template (its values are in [`RecordReader::data_values`]).
+    One(Rc<Template>),
+    /// More than one: left to the renderer.
+    Several,
+}
+
+/// Whether the substitution of any of `indices` is NULL (or missing) in `values`.
+fn any_null(values: &[Value], indices: &[u16]) -> bool {
+    indices.iter().any(|&index| values.get(usize::from(index)).is_none_or(|v| v.kind == NULL))
 }
 
 /// What a record's binary XML tells.
@@ -159,12 +175,11 @@ impl RecordReader {
         if template.roots != [Known::Event] || template.loose || template.event_id.is_none() {
             return None;
         }
-        let is_null = |index: &u16| values.get(usize::from(*index)).is_none_or(|v| v.kind == NULL);
-        if template.dependencies.iter().any(is_null) {
+        if any_null(values, &template.dependencies) {
             return None;
         }
         // The fragments right in `Event`: none may hold a `System`; one may be `EventData`.
-        let mut data_fragment = None;
+        let mut data_fragment = DataFragment::None;
         for &index in &template.fragments {
             let fragment = values.get(usize::from(index))?;
             match fragment.kind {
@@ -177,18 +192,22 @@ impl RecordReader {
                         fragment.start + fragment.size,
                         &mut nested_values,
                     );
-                    self.fragment_values = nested_values;
-                    let nested = self.template(data, nested?)?;
-                    if nested.loose || nested.roots.contains(&Known::System) {
+                    let nested = nested.and_then(|offset| self.template(data, offset));
+                    let Some(nested) = nested.filter(|n| !n.loose && !n.roots.contains(&Known::System))
+                    else {
+                        self.fragment_values = nested_values;
                         return None;
-                    }
+                    };
                     if nested.roots.contains(&Known::EventData) {
                         data_fragment = match data_fragment {
-                            None => Some((index, nested)),
-                            // Two: left to the renderer.
-                            Some(_) => Some((u16::MAX, nested)),
+                            DataFragment::None => {
+                                std::mem::swap(&mut self.data_values, &mut nested_values);
+                                DataFragment::One(nested)
+                            }
+                            _ => DataFragment::Several,
                         };
                     }
+                    self.fragment_values = nested_values;
                 }
                 _ => return None,
             }
@@ -235,19 +254,17 @@ impl RecordReader {
     }
 
     /// Reads the rest of a process creation into `event`: the other `System` facts and
-    /// `EventData`, from this template or the fragment `data_fragment` (its index and
-    /// template). `None` when something is not read here.
+    /// `EventData`, from this template or its one `EventData` fragment. `None` when
+    /// something is not read here.
     fn read_event(
         &mut self,
         data: &[u8],
         template: &Template,
         values: &[Value],
-        data_fragment: Option<(u16, Rc<Template>)>,
+        data_fragment: DataFragment,
         event: &mut WinEvent<'static>,
     ) -> Option<()> {
-        let is_null =
-            |values: &[Value], index: &u16| values.get(usize::from(*index)).is_none_or(|v| v.kind == NULL);
-        if template.event_dependencies.iter().any(|i| is_null(values, i)) {
+        if any_null(values, &template.event_dependencies) {
             return None;
         }
         let fact = |slot: &Slot| -> Option<Option<Written>> {
@@ -263,19 +280,14 @@ impl RecordReader {
         event.system_time = fact(&template.system_time)?.map(Written::into_text);
         // `EventData` from one place only.
         let items = match (&template.event_data, &data_fragment) {
-            (DataShape::Absent, None) => return Some(()),
-            (DataShape::Data(items), None) => items,
-            (DataShape::Absent, Some((index, nested))) if *index != u16::MAX => {
-                let fragment = values.get(usize::from(*index))?;
-                let mut nested_values = std::mem::take(&mut self.fragment_values);
-                single_instance(data, fragment.start, fragment.start + fragment.size, &mut nested_values)?;
-                self.fragment_values = nested_values;
-                let nested_values = &self.fragment_values;
-                if nested.event_dependencies.iter().any(|i| is_null(nested_values, i)) {
+            (DataShape::Absent, DataFragment::None) => return Some(()),
+            (DataShape::Data(items), DataFragment::None) => items,
+            (DataShape::Absent, DataFragment::One(nested)) => {
+                if any_null(&self.data_values, &nested.event_dependencies) {
                     return None;
                 }
                 let DataShape::Data(items) = &nested.event_data else { return None };
-                return read_data(data, nested_values, items, &mut event.data);
+                return read_data(data, &self.data_values, items, &mut event.data);
             }
             _ => return None,
         };
