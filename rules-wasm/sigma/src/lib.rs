@@ -4,6 +4,7 @@
 
 pub mod ir;
 pub mod matcher;
+mod text_search;
 
 pub use ir::{Column, Pack, Rule, View};
 pub use matcher::{Event, Matcher, Scratch};

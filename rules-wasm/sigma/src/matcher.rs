@@ -13,15 +13,13 @@
 // beyond the rule bounds the host checks.
 use rustc_hash::FxHashMap as HashMap;
 
-use aho_corasick::automaton::Automaton as _;
-use aho_corasick::nfa::contiguous;
-use aho_corasick::{Input, MatchKind};
 use regex::{Regex, RegexBuilder};
 use std::sync::OnceLock;
 
 use crate::ir::{
     Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold, folded,
 };
+use crate::text_search::TextSearch;
 
 /// The values of one event, by column.
 pub trait Event {
@@ -172,15 +170,12 @@ const AT_START: u8 = 2;
 const AT_END: u8 = 4;
 const WHOLE: u8 = 8;
 
-/// One automaton over the folded text of one view.
+/// The search for the required texts of one view, over its folded value.
 #[derive(Debug)]
 struct Prefilter {
     view: u16,
-    /// The automaton's own type, not `AhoCorasick`: that one dispatches every transition
-    /// through a trait object, an indirect call per byte, which in Wasm (a checked
-    /// `call_indirect`) made the search about twice its native time.
-    automaton: contiguous::NFA,
-    /// For each of the automaton's patterns, the global text number.
+    search: TextSearch,
+    /// For each of the search's texts, the global text number.
     texts: Vec<u32>,
 }
 
@@ -275,15 +270,8 @@ impl Matcher {
         views.sort_unstable();
         for view in views {
             let (patterns, texts) = by_view.remove(&view).expect("listed above");
-            // A contiguous NFA: a DFA searched no faster here (28-35 µs per event either
-            // way) and took 45 times the memory (82 MB for the command line's texts) and 4
-            // times the time to build.
-            let automaton = contiguous::Builder::new()
-                .match_kind(MatchKind::Standard)
-                .prefilter(false)
-                .build(&patterns)
-                .map_err(|e| format!("building the prefilter: {e}"))?;
-            prefilters.push(Prefilter { view, automaton, texts });
+            let search = TextSearch::new(&patterns);
+            prefilters.push(Prefilter { view, search, texts });
         }
         Ok(Matcher {
             rules,
@@ -312,11 +300,11 @@ impl Matcher {
     }
 
     /// The values the prefilter searches, each with the number of texts it looks for and the
-    /// bytes of its automaton.
+    /// bytes of its search.
     pub fn searched_views(&self) -> Vec<(View, usize, usize)> {
         self.prefilters
             .iter()
-            .map(|p| (self.views[p.view as usize], p.texts.len(), p.automaton.memory_usage()))
+            .map(|p| (self.views[p.view as usize], p.texts.len(), p.search.memory_usage()))
             .collect()
     }
 
@@ -342,20 +330,14 @@ impl Matcher {
         for prefilter in &self.prefilters {
             let text = scratch.folded(self, event, prefilter.view);
             let end = text.len();
-            // The texts found are noted first; the rules they name are taken after, so that
-            // the borrow of the folded value ends.
-            let hits = prefilter
-                .automaton
-                .try_find_overlapping_iter(Input::new(text.as_bytes()))
-                .expect("an unanchored search of a standard automaton");
-            for hit in hits {
-                let (at_start, at_end) = (hit.start() == 0, hit.end() == end);
+            prefilter.search.find(text.as_bytes(), |hit| {
+                let (at_start, at_end) = (hit.start == 0, hit.end == end);
                 let places = FOUND
                     | if at_start { AT_START } else { 0 }
                     | if at_end { AT_END } else { 0 }
                     | if at_start && at_end { WHOLE } else { 0 };
-                found.push((prefilter.texts[hit.pattern().as_usize()], places));
-            }
+                found.push((prefilter.texts[hit.text as usize], places));
+            });
         }
         for &(number, places) in &found {
             let n = number as usize;
@@ -596,7 +578,16 @@ fn glob(pieces: &[Piece], text: &str) -> bool {
         }
         match star {
             Some((after, from)) if from < bytes.len() => {
-                let next = from + char_len(from);
+                let mut next = from + char_len(from);
+                // The `*` takes one more character; when a text follows it, as many as lead
+                // to the text's next occurrence (a search, not a step per character: a long
+                // command line made this loop the matcher's costliest).
+                if let Some(Piece::Text(piece)) = pieces.get(after) {
+                    match text[next..].find(piece.as_str()) {
+                        Some(at) => next += at,
+                        None => return false,
+                    }
+                }
                 star = Some((after, next));
                 p = after;
                 t = next;
@@ -880,6 +871,48 @@ mod tests {
         for (p, text, expected) in cases {
             assert_eq!(matches(&pattern(p), &folded(text)), expected, "{p:?} on {text:?}");
         }
+    }
+
+    /// Wildcard matching by its definition: `*` takes any run of characters, `?` one.
+    fn glob_by_definition(pieces: &[Piece], text: &str) -> bool {
+        match pieces.split_first() {
+            None => text.is_empty(),
+            Some((Piece::Text(t), rest)) => {
+                text.strip_prefix(t.as_str()).is_some_and(|r| glob_by_definition(rest, r))
+            }
+            Some((Piece::AnyChar, rest)) => {
+                let mut chars = text.chars();
+                chars.next().is_some() && glob_by_definition(rest, chars.as_str())
+            }
+            Some((Piece::AnyRun, rest)) => text
+                .char_indices()
+                .map(|(at, _)| at)
+                .chain([text.len()])
+                .any(|at| glob_by_definition(rest, &text[at..])),
+        }
+    }
+
+    #[test]
+    fn wildcards_match_as_their_definition_on_many_patterns() {
+        const PIECES: [&str; 9] = ["*", "?", "a", "ab", "b", "é", "ba", "*a", "a*b"];
+        const CHARS: [char; 4] = ['a', 'b', 'é', 'x'];
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut held = 0;
+        for _ in 0..20_000 {
+            let source: String = (0..next(5)).map(|_| PIECES[next(PIECES.len())]).collect();
+            let text: String = (0..next(14)).map(|_| CHARS[next(CHARS.len())]).collect();
+            let pattern = pattern(&source);
+            let expected = glob_by_definition(&pattern.0, &text);
+            held += usize::from(expected);
+            assert_eq!(matches(&pattern, &text), expected, "{source:?} on {text:?}");
+        }
+        assert!(held > 1_000, "too few of the drawn patterns matched to compare: {held}");
     }
 
     #[test]
