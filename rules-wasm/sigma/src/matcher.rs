@@ -42,11 +42,13 @@ enum Node {
 }
 
 impl Compiled {
-    /// The required text a prefilter can find, for a pattern or a regular expression.
-    fn text(&self) -> Option<u32> {
+    /// The texts a prefilter can find of which the value holds one at least whenever the test
+    /// holds (empty when there are none).
+    fn texts(&self) -> &[u32] {
         match self {
-            Compiled::Pattern { text, .. } | Compiled::Regex { text, .. } => *text,
-            _ => None,
+            Compiled::Pattern { text, .. } => text.as_slice(),
+            Compiled::Regex { texts, .. } => texts,
+            _ => &[],
         }
     }
 
@@ -59,14 +61,24 @@ impl Compiled {
     }
 }
 
-/// The literal every match of `hir` starts with, when there is one of at least three bytes:
-/// a text the prefilter can look for (folded, which keeps it inside the folded value).
-fn required_prefix(hir: &regex_syntax::hir::Hir) -> Option<String> {
+/// The most prefixes of a regular expression the prefilter looks for.
+const MAX_REGEX_PREFIXES: usize = 16;
+
+/// The texts (folded, each of three bytes or more, at most [`MAX_REGEX_PREFIXES`]) one of which
+/// every match of `hir` starts with: a folded value holds one of them wherever the expression
+/// matches. Case-insensitive expressions give every case of a literal (`set`, `SeT`, `ſet`),
+/// which fold to few texts.
+fn required_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
     let prefixes = regex_syntax::hir::literal::Extractor::new().extract(hir);
-    match prefixes.literals()? {
-        [only] if only.as_bytes().len() >= 3 => String::from_utf8(only.as_bytes().to_vec()).ok(),
-        _ => None,
+    let mut texts = Vec::new();
+    for literal in prefixes.literals()? {
+        let text = std::str::from_utf8(literal.as_bytes()).ok()?;
+        texts.push(folded(text));
     }
+    texts.sort_unstable();
+    texts.dedup();
+    let usable = !texts.is_empty() && texts.len() <= MAX_REGEX_PREFIXES && texts.iter().all(|t| t.len() >= 3);
+    usable.then_some(texts)
 }
 
 /// A regular expression as the pack states it.
@@ -105,8 +117,8 @@ enum Compiled {
         view: u16,
         source: RegexSource,
         regex: OnceLock<Regex>,
-        /// The text every match starts with (folded), if the expression has one.
-        text: Option<u32>,
+        /// The texts one of which every match starts with (folded), if the expression has them.
+        texts: Vec<u32>,
     },
     Empty {
         view: u16,
@@ -248,10 +260,9 @@ impl Matcher {
                 let bit = 1u8 << group;
                 rule_groups[rule] |= bit;
                 for &test in tests {
-                    let Some(text) = builder.tests[test as usize].text() else {
-                        unreachable!("a requirement holds only tests with a text")
-                    };
-                    text_rules[text as usize].push((rule as u32, bit));
+                    for &text in builder.tests[test as usize].texts() {
+                        text_rules[text as usize].push((rule as u32, bit));
+                    }
                 }
             }
         }
@@ -397,10 +408,8 @@ impl Matcher {
                 }
                 matches(pattern, scratch.folded(self, event, *view))
             }
-            Compiled::Regex { view, source, regex, text } => {
-                if let Some(text) = text
-                    && scratch.found[*text as usize] != generation
-                {
+            Compiled::Regex { view, source, regex, texts } => {
+                if !texts.is_empty() && texts.iter().all(|&text| scratch.found[text as usize] != generation) {
                     return false;
                 }
                 regex
@@ -673,8 +682,9 @@ impl Builder {
                     .parse(pattern)
                     .map_err(|e| format!("regular expression {pattern:?}: {e}"))?;
                 let view = self.view(*view);
-                let text = required_prefix(&hir).map(|text| self.text_number(view, &folded(&text)));
-                Compiled::Regex { view, source, regex: OnceLock::new(), text }
+                let texts = required_prefixes(&hir).unwrap_or_default();
+                let texts = texts.iter().map(|text| self.text_number(view, text)).collect();
+                Compiled::Regex { view, source, regex: OnceLock::new(), texts }
             }
             (Target::View(view), Check::Empty) => Compiled::Empty { view: self.view(*view) },
             (Target::View(view), Check::EqualsView(other)) => {
@@ -692,7 +702,7 @@ impl Builder {
     fn requirement(&self, node: &Node) -> Vec<Vec<u32>> {
         match node {
             Node::Test(test) => match &self.tests[*test as usize] {
-                compiled if compiled.text().is_some() => vec![vec![*test]],
+                compiled if !compiled.texts().is_empty() => vec![vec![*test]],
                 _ => Vec::new(),
             },
             // Every operand's groups hold.
@@ -778,8 +788,13 @@ impl Builder {
             }
         }
         for test in &mut self.tests {
-            if let Compiled::Pattern { text, .. } | Compiled::Regex { text, .. } = test {
-                *text = text.and_then(|t| kept[t as usize]);
+            match test {
+                Compiled::Pattern { text, .. } => *text = text.and_then(|t| kept[t as usize]),
+                // The texts of one test are on its one view: all kept, or none.
+                Compiled::Regex { texts, .. } => {
+                    *texts = texts.iter().filter_map(|&t| kept[t as usize]).collect()
+                }
+                _ => {}
             }
         }
         self.texts = texts;
@@ -787,10 +802,8 @@ impl Builder {
     }
 
     fn text_len(&self, test: u32) -> usize {
-        match &self.tests[test as usize] {
-            compiled if compiled.text().is_some() => self.texts[compiled.text().unwrap() as usize].1.len(),
-            _ => 0,
-        }
+        let texts = self.tests[test as usize].texts();
+        texts.iter().map(|&t| self.texts[t as usize].1.len()).min().unwrap_or(0)
     }
 }
 
@@ -959,10 +972,40 @@ mod tests {
                     Check::EqualsView(View::Column(Column::InitiatingProcessFolderPath)),
                 ),
             ),
+            // Case-insensitive expressions: their prefixes in every case fold to `set` and
+            // `ſet` (the long s, which `(?i)s` matches and folding keeps), and to `echo`.
+            rule(
+                "i",
+                test(
+                    Column::ProcessCommandLine,
+                    Check::Regex {
+                        pattern: "(?i)(?:set).*&&".into(),
+                        ignore_case: false,
+                        multi_line: false,
+                        dot_all: false,
+                    },
+                ),
+            ),
+            rule(
+                "j",
+                test(
+                    Column::ProcessCommandLine,
+                    Check::Regex {
+                        pattern: "echo.*clip".into(),
+                        ignore_case: true,
+                        multi_line: false,
+                        dot_all: false,
+                    },
+                ),
+            ),
         ];
         let pack = Pack { format: FORMAT, rules };
         let matcher = Matcher::new(&pack).unwrap();
         assert!(matcher.unfiltered_rules() >= 4);
+        for id in ["c", "i", "j"] {
+            let index = pack.rules.iter().position(|r| r.id == id).unwrap() as u32;
+            assert!(!matcher.unfiltered().contains(&index), "rule {id} is evaluated on every event");
+        }
         let rows = [
             Row(vec![(Column::FolderPath, "C:\\Windows\\System32\\CMD.EXE")]),
             Row(vec![
@@ -978,9 +1021,20 @@ mod tests {
                 (Column::ProcessCommandLine, "x c:\\perfc.dat"),
             ]),
             Row(vec![(Column::FolderPath, "C:\\a.exe"), (Column::InitiatingProcessFolderPath, "c:\\A.EXE")]),
+            Row(vec![(Column::ProcessCommandLine, "cmd /c SET a=1&&b")]),
+            Row(vec![(Column::ProcessCommandLine, "ſet a&&b ECHO x | clip")]),
+            Row(vec![(Column::ProcessCommandLine, "echo set")]),
         ];
-        let expected: [&[&str]; 5] =
-            [&["a", "f"], &["c", "f"], &["b", "f"], &["d", "f", "g", "h"], &["f", "h"]];
+        let expected: [&[&str]; 8] = [
+            &["a", "f"],
+            &["c", "f"],
+            &["b", "f"],
+            &["d", "f", "g", "h"],
+            &["f", "h"],
+            &["f", "h", "i"],
+            &["f", "h", "i", "j"],
+            &["f", "h"],
+        ];
         let mut scratch = Scratch::default();
         for (row, expected) in rows.iter().zip(expected) {
             let mut matched = Vec::new();
