@@ -39,6 +39,25 @@ enum Node {
     Or(Vec<Node>),
     Not(Box<Node>),
     Test(u32),
+    /// A test of a pattern that holds only where its text (the second number) was found: the
+    /// text is looked at first, which settles most of them.
+    Found(u32, u32),
+}
+
+impl Node {
+    /// The node with each test of a searched pattern marked [`Node::Found`].
+    fn guarded(self, tests: &[Compiled]) -> Node {
+        match self {
+            Node::And(nodes) => Node::And(nodes.into_iter().map(|n| n.guarded(tests)).collect()),
+            Node::Or(nodes) => Node::Or(nodes.into_iter().map(|n| n.guarded(tests)).collect()),
+            Node::Not(node) => Node::Not(Box::new(node.guarded(tests))),
+            Node::Test(test) => match tests[test as usize] {
+                Compiled::Pattern { text: Some(text), .. } => Node::Found(test, text),
+                _ => Node::Test(test),
+            },
+            found @ Node::Found(..) => found,
+        }
+    }
 }
 
 impl Compiled {
@@ -60,6 +79,12 @@ impl Compiled {
         }
     }
 }
+
+/// The shortest text of a pattern the prefilter looks for. A one-byte text (`\\`, `-`) is in
+/// most values: looking for it cost more than reading the value for the few tests that have
+/// it, and it told few rules apart (measured on the catalog's real events: 20.6 candidate
+/// rules per event without them, 20.2 with them, and 6% fewer instructions).
+const MIN_TEXT: usize = 2;
 
 /// The most prefixes of a regular expression the prefilter looks for.
 const MAX_REGEX_PREFIXES: usize = 16;
@@ -285,7 +310,7 @@ impl Matcher {
             prefilters.push(Prefilter { view, search, texts });
         }
         Ok(Matcher {
-            rules,
+            rules: rules.into_iter().map(|rule| rule.guarded(&builder.tests)).collect(),
             tests: builder.tests,
             views: builder.views,
             prefilters,
@@ -381,7 +406,8 @@ impl Matcher {
             Node::And(nodes) => nodes.iter().all(|n| self.holds(n, event, scratch, generation)),
             Node::Or(nodes) => nodes.iter().any(|n| self.holds(n, event, scratch, generation)),
             Node::Not(node) => !self.holds(node, event, scratch, generation),
-            Node::Test(test) => {
+            Node::Found(_, text) if scratch.found[*text as usize] != generation => false,
+            Node::Test(test) | Node::Found(test, _) => {
                 let slot = scratch.results[*test as usize];
                 if slot >> 1 == u64::from(generation) {
                     return slot & 1 == 1;
@@ -663,7 +689,10 @@ impl Builder {
             (Target::Keyword, _) => return Err("a keyword can only be a string".into()),
             (Target::View(view), Check::Pattern(pattern)) => {
                 let view = self.view(*view);
-                let text = pattern.required_text().map(|text| self.text_number(view, text));
+                let text = pattern
+                    .required_text()
+                    .filter(|t| t.len() >= MIN_TEXT)
+                    .map(|text| self.text_number(view, text));
                 Compiled::Pattern { view, pattern: pattern.clone(), text, shape: Shape::of(pattern) }
             }
             (Target::View(view), Check::Regex { pattern, ignore_case, multi_line, dot_all }) => {
@@ -701,7 +730,7 @@ impl Builder {
     /// one test of every group holds; empty when no such group is known.
     fn requirement(&self, node: &Node) -> Vec<Vec<u32>> {
         match node {
-            Node::Test(test) => match &self.tests[*test as usize] {
+            Node::Test(test) | Node::Found(test, _) => match &self.tests[*test as usize] {
                 compiled if !compiled.texts().is_empty() => vec![vec![*test]],
                 _ => Vec::new(),
             },
@@ -998,6 +1027,14 @@ mod tests {
                     },
                 ),
             ),
+            // A one-byte text is not searched for: the value is read.
+            rule(
+                "k",
+                Expr::And(vec![
+                    glob_test(Column::ProcessCommandLine, "*|*"),
+                    glob_test(Column::FolderPath, "*\\cmd.exe"),
+                ]),
+            ),
         ];
         let pack = Pack { format: FORMAT, rules };
         let matcher = Matcher::new(&pack).unwrap();
@@ -1024,8 +1061,9 @@ mod tests {
             Row(vec![(Column::ProcessCommandLine, "cmd /c SET a=1&&b")]),
             Row(vec![(Column::ProcessCommandLine, "ſet a&&b ECHO x | clip")]),
             Row(vec![(Column::ProcessCommandLine, "echo set")]),
+            Row(vec![(Column::FolderPath, "c:\\cmd.exe"), (Column::ProcessCommandLine, "a | b")]),
         ];
-        let expected: [&[&str]; 8] = [
+        let expected: [&[&str]; 9] = [
             &["a", "f"],
             &["c", "f"],
             &["b", "f"],
@@ -1034,6 +1072,7 @@ mod tests {
             &["f", "h", "i"],
             &["f", "h", "i", "j"],
             &["f", "h"],
+            &["a", "f", "k"],
         ];
         let mut scratch = Scratch::default();
         for (row, expected) in rows.iter().zip(expected) {
