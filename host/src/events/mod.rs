@@ -14,6 +14,7 @@ mod json_tree;
 pub(crate) use json_lines::parse_json_line;
 mod json_value;
 pub mod lineage;
+mod projected;
 pub(crate) mod read_ahead;
 pub mod time;
 mod windows;
@@ -34,6 +35,7 @@ pub fn read_json_record(object: serde_json::Map<String, serde_json::Value>, orig
 }
 pub use lineage::Lineage;
 use lineage::LineageKeys;
+pub use projected::{FieldValues, ProjectedEvent};
 
 /// The format a record was read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -298,30 +300,6 @@ impl ProcessEvent {
         std::mem::size_of::<Self>()
             + self.text.capacity()
             + self.lineage.as_ref().map_or(0, |keys| keys.size_in_memory())
-    }
-
-    /// A copy that holds only `fields`, with the event's time, `Timestamp`, `ReportId` and
-    /// origin: what a matched event needs while it waits for its window to be summarized
-    /// (a rule's `summary-reads`), at a fraction of the memory of the whole event.
-    pub fn projected(&self, fields: &[Field]) -> ProcessEvent {
-        let mut projected = ProcessEvent {
-            text: String::new(),
-            spans: [(0, 0); FIELD_COUNT],
-            time: self.time,
-            origin: self.origin.clone(),
-            format: self.format,
-            lineage: None,
-            line_offset: None,
-            read_order: self.read_order,
-        };
-        for &field in fields.iter().chain(&[Field::Timestamp, Field::ReportId, Field::SourceLine]) {
-            if !field.is_source() || field == Field::SourceLine {
-                projected.write(field, self.get(field));
-            }
-        }
-        // It is kept until its window closes: no room to grow.
-        projected.text.shrink_to_fit();
-        projected
     }
 
     /// Sets where the event's line starts.

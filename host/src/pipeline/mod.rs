@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::alerts::{Match, WindowSpec};
-use crate::events::{Field, Input, InputError, Lineage, ProcessEvent, Record, RecordError};
+use crate::events::{Field, Input, InputError, Lineage, ProcessEvent, ProjectedEvent, Record, RecordError};
 use crate::rules::watch::RuleUpdate;
 use crate::runtime::{CompiledRule, RuleError};
 use crate::sinks::Sink;
@@ -739,7 +739,7 @@ impl<'a> Pipeline<'a> {
             return Ok(());
         }
         // One projection per event and set of fields, shared by every rule that needs it.
-        let mut projections: HashMap<(usize, Vec<Field>), Arc<ProcessEvent>> = HashMap::new();
+        let mut projections: HashMap<(usize, Vec<Field>), Arc<ProjectedEvent>> = HashMap::new();
         for (run, indices) in runs.iter_mut().zip(&matched) {
             let fields = &run.rule.metadata().summary_reads;
             for &i in indices {
@@ -747,7 +747,7 @@ impl<'a> Pipeline<'a> {
                 let window = self.options.window.window_of(event.time_ms());
                 let projected = projections
                     .entry((i, fields.clone()))
-                    .or_insert_with(|| Arc::new(event.projected(fields)))
+                    .or_insert_with(|| Arc::new(ProjectedEvent::of(event, fields)))
                     .clone();
                 run.windows.entry(window).or_default().push(projected);
             }

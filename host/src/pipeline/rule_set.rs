@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Diagnostic, RuleSummary};
-use crate::events::ProcessEvent;
+use crate::events::ProjectedEvent;
 use crate::runtime::{CompiledRule, Instances, RuleError};
 
 /// Matched events by window, projected on the rule's summary reads. Rules that read the
 /// same fields (the rules of a Sigma pack) share one copy of an event they all matched.
-pub(crate) type Windows = BTreeMap<(i64, i64), Vec<Arc<ProcessEvent>>>;
+pub(crate) type Windows = BTreeMap<(i64, i64), Vec<Arc<ProjectedEvent>>>;
 
 /// One loaded rule during a run.
 pub(crate) struct RuleRun {

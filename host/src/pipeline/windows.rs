@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Diagnostic;
 use super::rule_set::RuleSet;
 use crate::alerts::Alert;
-use crate::events::{Field, ProcessEvent};
+use crate::events::{Field, ProjectedEvent};
 use crate::runtime::{CompiledRule, RuleError, RuleInstance};
 
 /// The `summarize` stage of one rule over the matched `events` of one window, and the
@@ -16,15 +16,15 @@ pub(crate) fn summarize_window(
     instance: &mut RuleInstance,
     rule: &Arc<CompiledRule>,
     (start, end): (i64, i64),
-    events: &mut [Arc<ProcessEvent>],
+    events: &mut [Arc<ProjectedEvent>],
 ) -> Result<Vec<Alert>, RuleError> {
     events.sort_by_key(|e| (e.time_ms(), e.read_order()));
     let rows = instance.summarize(rule.member(), (start, end), events)?;
     Ok(rows
         .into_iter()
         .map(|row| {
-            let covered: Vec<&ProcessEvent> = row.events.iter().map(|&i| &*events[i]).collect();
-            let time_text = |e: Option<&&ProcessEvent>| {
+            let covered: Vec<&ProjectedEvent> = row.events.iter().map(|&i| &*events[i]).collect();
+            let time_text = |e: Option<&&ProjectedEvent>| {
                 e.map_or_else(String::new, |e| e.get(Field::Timestamp).to_owned())
             };
             Alert {

@@ -3,7 +3,6 @@
 //! types of [`crate::events`] and [`crate::contract`], and [`RuleBindingsPre`] /
 //! [`RuleBindings`], which call a rule of any of those versions alike.
 
-use std::borrow::Borrow;
 use std::time::Duration;
 
 use wasmtime::Store;
@@ -12,7 +11,7 @@ use wasmtime::component::InstancePre;
 use super::limits::RuleState;
 use super::{AlertValue, pack};
 use crate::contract::{EventSource, Indicator, Operator, RuleMetadata, Severity};
-use crate::events::{Field, ProcessEvent, for_each_field};
+use crate::events::{Field, FieldValues, ProcessEvent, for_each_field};
 
 /// The contract versions this host implements, newest first: Sigma packs are built against
 /// the first, the SDK's single rules against the second; rules built against any of them load.
@@ -99,7 +98,7 @@ macro_rules! contract_version {
                 }
             }
 
-            fn batch<E: Borrow<ProcessEvent>>(events: &[E], fields: &[Field]) -> wit::EventBatch {
+            fn batch<E: FieldValues>(events: &[E], fields: &[Field]) -> wit::EventBatch {
                 let columns = fields
                     .iter()
                     .map(|&field| {
@@ -185,7 +184,7 @@ macro_rules! rule_world_calls {
             Ok(if matched.is_empty() { Vec::new() } else { vec![(0, matched)] })
         }
 
-        pub(super) fn summarize<E: Borrow<ProcessEvent>>(
+        pub(super) fn summarize<E: FieldValues>(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
             _rule: u32,
@@ -222,7 +221,7 @@ macro_rules! pack_world_calls {
             Ok(matched.into_iter().map(|m| (m.rule, m.events)).collect())
         }
 
-        pub(super) fn summarize<E: Borrow<ProcessEvent>>(
+        pub(super) fn summarize<E: FieldValues>(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
             rule: u32,
@@ -311,7 +310,7 @@ impl RuleBindings {
 
     /// Packs the `fields` of `events` and calls `summarize` of rule `rule` for `window`
     /// (start and end, ms).
-    pub(super) fn summarize<E: Borrow<ProcessEvent>>(
+    pub(super) fn summarize<E: FieldValues>(
         &self,
         store: &mut Store<RuleState>,
         rule: u32,

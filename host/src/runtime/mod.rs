@@ -19,7 +19,7 @@ pub use cache::ComponentCache;
 pub use limits::{LOAD_CALL_DEADLINE, Limits, RuleState, TICK};
 
 use crate::contract::RuleMetadata;
-use crate::events::{Field, ProcessEvent};
+use crate::events::{Field, FieldValues, ProcessEvent};
 
 /// The contract's interface of types, the one import a rule may have (it holds no
 /// functions); followed by the version.
@@ -674,7 +674,7 @@ impl RuleInstance {
 
     /// The `summarize` stage of the pack's rule `member` over its matched events of one
     /// window, in time order.
-    pub fn summarize<E: std::borrow::Borrow<ProcessEvent>>(
+    pub fn summarize<E: FieldValues>(
         &mut self,
         member: usize,
         window: (i64, i64),
@@ -684,8 +684,7 @@ impl RuleInstance {
         let pack = self.pack.clone();
         let fields = &pack.members[member].summary_reads;
         // What the window's events take in the guest: their values and each value's end.
-        let input: usize =
-            events.iter().flat_map(|e| fields.iter().map(|&f| e.borrow().get(f).len() + 4)).sum();
+        let input: usize = events.iter().flat_map(|e| fields.iter().map(|&f| e.value(f).len() + 4)).sum();
         self.store.data_mut().allow_input(input);
         let result = self.bindings.summarize(&mut self.store, member as u32, window, events, fields);
         if self.store.data_mut().end_allowance() && result.is_ok() {
