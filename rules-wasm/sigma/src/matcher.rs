@@ -938,13 +938,8 @@ mod tests {
     fn wildcards_match_as_their_definition_on_many_patterns() {
         const PIECES: [&str; 9] = ["*", "?", "a", "ab", "b", "é", "ba", "*a", "a*b"];
         const CHARS: [char; 4] = ['a', 'b', 'é', 'x'];
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut draw = crate::Draw(0x9E37_79B9_7F4A_7C15);
+        let mut next = |n: usize| draw.below(n);
         let mut held = 0;
         for _ in 0..20_000 {
             let source: String = (0..next(5)).map(|_| PIECES[next(PIECES.len())]).collect();

@@ -298,25 +298,17 @@ impl TextSearch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Draw;
     use aho_corasick::{AhoCorasick, MatchKind};
 
-    /// A small deterministic generator (xorshift), so that a failure is reproduced.
-    struct Draw(u64);
-
-    impl Draw {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
+    /// Drawn texts.
+    trait Texts {
         /// Bytes from a small alphabet, so that texts overlap and share runs; NUL and the
         /// bytes of a two-byte character among them.
+        fn text(&mut self, max: usize) -> Vec<u8>;
+    }
+
+    impl Texts for Draw {
         fn text(&mut self, max: usize) -> Vec<u8> {
             const ALPHABET: &[u8] = b"ab\\.e\0\xc3\xa9";
             let len = self.below(max + 1);
