@@ -229,7 +229,8 @@ fn set_column<'b>(name: &str, events: &[u32], value: impl Fn(usize) -> Cow<'b, s
             break;
         }
         let v = value(i as usize);
-        if !v.is_empty() && !values.iter().any(|known| *known == *v) {
+        if !v.is_empty() && !values.iter().any(|known| rulehost_sigma::equal(known.as_bytes(), v.as_bytes()))
+        {
             values.push(v.into_owned());
         }
     }

@@ -6,6 +6,8 @@ pub mod ir;
 pub mod matcher;
 mod text_search;
 
+pub use text_search::equal;
+
 /// A small deterministic generator (xorshift) for the tests' drawn cases, so that a failure is
 /// reproduced.
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use crate::ir::{
     Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold, folded,
 };
-use crate::text_search::TextSearch;
+use crate::text_search::{TextSearch, equal};
 
 /// The values of one event, by column.
 pub trait Event {
@@ -573,9 +573,11 @@ pub fn matches(pattern: &Pattern, text: &str) -> bool {
     use Piece::{AnyRun, Text};
     match pattern.0.as_slice() {
         [] => text.is_empty(),
-        [Text(t)] => text == t,
-        [Text(t), AnyRun] => text.starts_with(t.as_str()),
-        [AnyRun, Text(t)] => text.ends_with(t.as_str()),
+        [Text(t)] => equal(text.as_bytes(), t.as_bytes()),
+        [Text(t), AnyRun] => text.get(..t.len()).is_some_and(|head| equal(head.as_bytes(), t.as_bytes())),
+        [AnyRun, Text(t)] => {
+            text.len() >= t.len() && equal(&text.as_bytes()[text.len() - t.len()..], t.as_bytes())
+        }
         [AnyRun, Text(t), AnyRun] => text.contains(t.as_str()),
         pieces => glob(pieces, text),
     }

@@ -115,6 +115,19 @@ pub struct TextSearch {
     empty: Vec<u32>,
 }
 
+/// `a == b`, eight bytes at a time. In Wasm, where the pack runs, slice equality calls a
+/// `memcmp` that compares one byte per step: comparing the texts found and the values of an
+/// alert's sets took 9% of a pack's run on real records.
+pub fn equal(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |chunk: &[u8]| u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+    let (mut left, mut right) = (a.chunks_exact(8), b.chunks_exact(8));
+    left.by_ref().zip(right.by_ref()).all(|(x, y)| word(x) == word(y))
+        && left.remainder().iter().zip(right.remainder()).all(|(x, y)| x == y)
+}
+
 /// A run of `len` bytes (at most four, little-endian in `run`) as one key.
 fn key(len: usize, run: u32) -> u64 {
     ((len as u64) << 32) | u64::from(run & MASKS[len])
@@ -287,7 +300,7 @@ impl TextSearch {
             let (from, text_len) = self.spans[anchor.text as usize];
             let end = start + text_len as usize;
             if end <= value.len()
-                && value[start..end] == self.bytes[from as usize..from as usize + text_len as usize]
+                && equal(&value[start..end], &self.bytes[from as usize..][..text_len as usize])
             {
                 found(Occurrence { text: anchor.text, start, end });
             }
@@ -371,6 +384,20 @@ mod tests {
             }
         }
         assert!(compared > 10_000, "the values held too few occurrences to compare: {compared}");
+    }
+
+    #[test]
+    fn equal_is_slice_equality() {
+        for len in 0..40usize {
+            let a: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
+            assert!(equal(&a, &a.clone()), "{len} bytes");
+            assert!(!equal(&a, &a[..len.saturating_sub(1)]) || len == 0);
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!equal(&a, &b), "{len} bytes, byte {at} differs");
+            }
+        }
     }
 
     #[test]
