@@ -2,14 +2,15 @@
 //! prefilter.
 //!
 //! Each text is given one *anchor*, a run of up to four of its bytes; a value is read four
-//! bytes at a time, and a position whose bytes hash into a bitmap of the anchors is checked
-//! against the texts anchored there. This is the Rabin-Karp idea with a fixed window, as the
+//! bytes at a time, and a position is checked against the texts anchored there only when its
+//! first two bytes are in the table of short anchors' starts or its four bytes hash into the
+//! bitmap of long anchors. This is the Rabin-Karp idea with a fixed window, as the
 //! `aho-corasick` crate's packed searcher uses it for few patterns. Here it replaces that
 //! crate's automaton for many patterns because of where the matcher runs: in Wasm there is no
 //! SIMD searcher, and the automaton's state walk (a sparse transition list and failure links
 //! per byte, then one call per match in an overlapping search) cost about 60 instructions
 //! per byte of a command line with the catalog's 10,928 texts. The window costs one load, one
-//! multiplication and one bit test per byte and anchor length.
+//! table lookup, one multiplication and one bit test per byte.
 //!
 //! A text of four bytes or more is anchored on the four-byte run of it that the fewest texts
 //! contain, so that common runs (`\win`, `.exe`) rarely lead to a check; a shorter text is
