@@ -738,15 +738,21 @@ impl<'a> Pipeline<'a> {
             }
             return Ok(());
         }
-        // One projection per event and set of fields, shared by every rule that needs it.
-        let mut projections: HashMap<(usize, Vec<Field>), Arc<ProjectedEvent>> = HashMap::new();
+        // One projection per event and set of fields, shared by every rule that needs it. The
+        // sets are numbered once per rule, not copied into the key of every match.
+        let mut sets: Vec<&[Field]> = Vec::new();
+        let mut projections: HashMap<(usize, usize), Arc<ProjectedEvent>> = HashMap::new();
         for (run, indices) in runs.iter_mut().zip(&matched) {
-            let fields = &run.rule.metadata().summary_reads;
+            let fields = run.rule.metadata().summary_reads.as_slice();
+            let set = sets.iter().position(|&known| known == fields).unwrap_or_else(|| {
+                sets.push(fields);
+                sets.len() - 1
+            });
             for &i in indices {
                 let event = batch.get(i);
                 let window = self.options.window.window_of(event.time_ms());
                 let projected = projections
-                    .entry((i, fields.clone()))
+                    .entry((i, set))
                     .or_insert_with(|| Arc::new(ProjectedEvent::of(event, fields)))
                     .clone();
                 run.windows.entry(window).or_default().push(projected);
