@@ -12,7 +12,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
 use super::Record;
-use super::json_lines::{LineNumbers, Lines, Reading, spawn};
+use super::json_lines::{LineNumbers, Lines, PAGE_BYTES, Reading, spawn};
 use crate::in_order::InOrder;
 
 /// Bytes read at once beyond a block, looking for the end of its last line.
@@ -188,21 +188,32 @@ impl BlockLines {
 fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> BlockLines {
     let block = index * size;
     let from = block.saturating_sub(1);
-    let mut filled = 0;
+    let wanted = (block + size - from) as usize;
+    // Sized first, so that the placement below (see [`PAGE_BYTES`]) still holds for the
+    // reads.
+    let room = PAGE_BYTES + wanted + READ_BYTES;
+    if buffer.len() < room {
+        buffer.resize(room, 0);
+    }
+    let lead = (from as usize).wrapping_sub(buffer.as_ptr() as usize) % PAGE_BYTES;
+    let mut filled = lead;
     let (mut ended, mut error) = (false, None);
-    match read_at(file, from, (block + size - from) as usize, buffer, &mut filled) {
+    match read_at(file, from, wanted, buffer, &mut filled) {
         Ok(whole) => ended = !whole,
         Err(e) => error = Some(e.to_string()),
     }
-    let own = block..(from + filled as u64).max(block);
-    let start =
-        if index == 0 { 0 } else { memchr::memchr(b'\n', &buffer[..filled]).map_or(filled, |at| at + 1) };
+    let own = block..(from + (filled - lead) as u64).max(block);
+    let start = if index == 0 {
+        lead
+    } else {
+        memchr::memchr(b'\n', &buffer[lead..filled]).map_or(filled, |at| lead + at + 1)
+    };
     let mut end = filled;
     if start < filled && !ended && error.is_none() && buffer[filled - 1] != b'\n' {
         // The last line goes on past the block.
         loop {
             let before = filled;
-            match read_at(file, from + before as u64, READ_BYTES, buffer, &mut filled) {
+            match read_at(file, from + (before - lead) as u64, READ_BYTES, buffer, &mut filled) {
                 Ok(whole) => {
                     if let Some(at) = memchr::memchr(b'\n', &buffer[before..filled]) {
                         end = before + at + 1;
@@ -225,7 +236,14 @@ fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> Block
         // Only whole lines before the error.
         end = memchr::memrchr(b'\n', &buffer[start..end]).map_or(start, |at| start + at + 1);
     }
-    BlockLines { start, end, offset: from + start as u64, last: ended || error.is_some(), error, own }
+    BlockLines {
+        start,
+        end,
+        offset: from + (start - lead) as u64,
+        last: ended || error.is_some(),
+        error,
+        own,
+    }
 }
 
 /// Reads up to `len` bytes of `file` at `offset` into `buffer` after its first `filled`,
@@ -257,6 +275,32 @@ fn read_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_lies_where_its_address_and_its_offset_in_the_file_agree_modulo_the_page() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let text: String = (0..20_000).map(|n| format!("{{\"line\":{n}}}\n")).collect();
+        std::fs::write(file.path(), &text).unwrap();
+        let file = File::open(file.path()).unwrap();
+        for size in [4096, 10_000, 65_536] {
+            let mut buffer = Vec::new();
+            for index in 0..(text.len() as u64).div_ceil(size) {
+                let lines = read_block(&file, index, size, &mut buffer);
+                let address = buffer.as_ptr() as usize + lines.start;
+                assert_eq!(
+                    address % PAGE_BYTES,
+                    lines.offset as usize % PAGE_BYTES,
+                    "block {index} of {size}"
+                );
+                // And the bytes there are the file's at that offset.
+                let at = lines.offset as usize;
+                assert_eq!(
+                    &buffer[lines.start..lines.end],
+                    &text.as_bytes()[at..at + lines.end - lines.start]
+                );
+            }
+        }
+    }
 
     #[test]
     #[should_panic(expected = "a stage's bug")]
