@@ -152,11 +152,6 @@ enum Compiled {
         view: u16,
         other: u16,
     },
-    /// A keyword: the pattern over every keyword view.
-    Keyword {
-        views: Vec<u16>,
-        pattern: Pattern,
-    },
 }
 
 /// A pattern made of its required text alone, and where: the automaton's hits, with their
@@ -447,9 +442,6 @@ impl Matcher {
                 let left = scratch.folded(self, event, *view).to_owned();
                 left == scratch.folded(self, event, *other)
             }
-            Compiled::Keyword { views, pattern } => {
-                views.iter().any(|view| matches(pattern, scratch.folded(self, event, *view)))
-            }
         }
     }
 }
@@ -661,6 +653,19 @@ impl Builder {
             Expr::And(exprs) => Node::And(exprs.iter().map(|e| self.node(e)).collect::<Result<_, _>>()?),
             Expr::Or(exprs) => Node::Or(exprs.iter().map(|e| self.node(e)).collect::<Result<_, _>>()?),
             Expr::Not(expr) => Node::Not(Box::new(self.node(expr)?)),
+            // A keyword is its pattern on any keyword view: one test per view, so that each
+            // has its view's text searched for and settled as any pattern's is (as one test
+            // over every view, it was read in each on every event).
+            Expr::Test(Test { target: Target::Keyword, check: Check::Pattern(pattern) }) => Node::Or(
+                KEYWORD_VIEWS
+                    .iter()
+                    .map(|view| {
+                        let test =
+                            Test { target: Target::View(*view), check: Check::Pattern(pattern.clone()) };
+                        self.test(&test).map(Node::Test)
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             Expr::Test(test) => Node::Test(self.test(test)?),
         })
     }
@@ -684,10 +689,6 @@ impl Builder {
             return Ok(number);
         }
         let compiled = match (&test.target, &test.check) {
-            (Target::Keyword, Check::Pattern(pattern)) => Compiled::Keyword {
-                views: KEYWORD_VIEWS.iter().map(|v| self.view(*v)).collect(),
-                pattern: pattern.clone(),
-            },
             (Target::Keyword, _) => return Err("a keyword can only be a string".into()),
             (Target::View(view), Check::Pattern(pattern)) => {
                 let view = self.view(*view);
@@ -1035,8 +1036,8 @@ mod tests {
         ];
         let pack = Pack { format: FORMAT, rules };
         let matcher = Matcher::new(&pack).unwrap();
-        assert!(matcher.unfiltered_rules() >= 4);
-        for id in ["c", "i", "j"] {
+        assert!(matcher.unfiltered_rules() >= 3);
+        for id in ["c", "g", "i", "j"] {
             let index = pack.rules.iter().position(|r| r.id == id).unwrap() as u32;
             assert!(!matcher.unfiltered().contains(&index), "rule {id} is evaluated on every event");
         }
@@ -1059,8 +1060,12 @@ mod tests {
             Row(vec![(Column::ProcessCommandLine, "ſet a&&b ECHO x | clip")]),
             Row(vec![(Column::ProcessCommandLine, "echo set")]),
             Row(vec![(Column::FolderPath, "c:\\cmd.exe"), (Column::ProcessCommandLine, "a | b")]),
+            // The keyword in other keyword views than the command line, and not quite it.
+            Row(vec![(Column::InitiatingProcessFolderPath, "C:\\PerfC.dat")]),
+            Row(vec![(Column::ProcessVersionInfoCompanyName, "x\\PERFC.DAT y")]),
+            Row(vec![(Column::ProcessVersionInfoProductName, "perfc.dat")]),
         ];
-        let expected: [&[&str]; 9] = [
+        let expected: [&[&str]; 12] = [
             &["a", "f"],
             &["c", "f"],
             &["b", "f"],
@@ -1070,6 +1075,9 @@ mod tests {
             &["f", "h", "i", "j"],
             &["f", "h"],
             &["a", "f", "k"],
+            &["f", "g"],
+            &["f", "g", "h"],
+            &["f", "h"],
         ];
         let mut scratch = Scratch::default();
         for (row, expected) in rows.iter().zip(expected) {
