@@ -570,7 +570,7 @@ pub fn matches(pattern: &Pattern, text: &str) -> bool {
         [AnyRun, Text(t)] => {
             text.len() >= t.len() && equal(&text.as_bytes()[text.len() - t.len()..], t.as_bytes())
         }
-        [AnyRun, Text(t), AnyRun] => text.contains(t.as_str()),
+        [AnyRun, Text(t), AnyRun] => memchr::memmem::find(text.as_bytes(), t.as_bytes()).is_some(),
         pieces => glob(pieces, text),
     }
 }
@@ -612,7 +612,7 @@ fn glob(pieces: &[Piece], text: &str) -> bool {
                 // to the text's next occurrence (a search, not a step per character: a long
                 // command line made this loop the matcher's costliest).
                 if let Some(Piece::Text(piece)) = pieces.get(after) {
-                    match text[next..].find(piece.as_str()) {
+                    match memchr::memmem::find(&bytes[next..], piece.as_bytes()) {
                         Some(at) => next += at,
                         None => return false,
                     }
