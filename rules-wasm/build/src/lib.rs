@@ -50,6 +50,9 @@ pub fn compile_module(workspace: &Path, package: &str, target_dir: &Path, target
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
         command.env_remove(var);
     }
+    if package == "sigma-pack" {
+        command.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", "-Ctarget-feature=+simd128");
+    }
     let status = command.status().with_context(|| format!("running cargo for {package}"))?;
     if !status.success() {
         bail!("cargo build of rule crate {package} failed ({status})");
