@@ -536,3 +536,27 @@ impl<R: BufRead> Iterator for JsonLines<R> {
         if self.done { None } else { self.read_line() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streams_chunks_lie_where_their_address_and_their_position_agree_modulo_the_page() {
+        let text: String = (0..300_000).map(|n| format!("{{\"line\":{n}}}\n")).collect();
+        let (work, chunks) = std::sync::mpsc::sync_channel(64);
+        let (_spent, spent) = std::sync::mpsc::sync_channel(1);
+        let stream = BufReader::new(io::Cursor::new(text.clone().into_bytes()));
+        read_chunks(stream, &work, &spent, Reading::default());
+        drop(work);
+        let mut read = Vec::new();
+        for chunk in chunks.try_iter() {
+            let address = chunk.bytes.as_ptr() as usize + chunk.start;
+            assert_eq!(address % PAGE_BYTES, chunk.offset as usize % PAGE_BYTES, "chunk {}", chunk.seq);
+            assert_eq!(chunk.offset as usize, read.len());
+            read.extend_from_slice(&chunk.bytes[chunk.start..]);
+        }
+        assert!(read.len() > 3 * CHUNK_BYTES, "several chunks");
+        assert_eq!(read, text.as_bytes());
+    }
+}
