@@ -843,46 +843,35 @@ fn name_at(data: &[u8], offset: usize) -> Option<Known> {
 }
 
 /// UTF-16 text up to its first NUL, as the crate reads a string value. Most text of a log
-/// is ASCII, which is taken a byte at a time in one pass (decoding each character was a
-/// fifth of reading a record).
+/// is ASCII: the NUL is found with `memchr`'s `memmem`, and the units before it are checked
+/// and narrowed in loops the compiler vectorizes (decoding each character was a fifth of
+/// reading a record; narrowing eight units at a time still an eighth).
 fn until_nul(bytes: &[u8]) -> Option<String> {
-    let mut ascii = Vec::with_capacity(bytes.len() / 2);
-    // Four units of a word: all ASCII and none NUL.
-    let plain = |word: u64| {
-        let a_nul = word.wrapping_sub(0x0001_0001_0001_0001) & !word & 0x8000_8000_8000_8000 != 0;
-        word & 0xff80_ff80_ff80_ff80 == 0 && !a_nul
-    };
-    // Eight units at a time, then four, while they are plain.
-    let mut at = 0;
-    while let Some(eight) = bytes.get(at..at + 16) {
-        let (low, high) = eight.split_at(8);
-        if !plain(u64::from_le_bytes(low.try_into().ok()?))
-            || !plain(u64::from_le_bytes(high.try_into().ok()?))
-        {
+    static ZEROS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(&[0, 0]));
+    let units = &bytes[..bytes.len() & !1];
+    let mut end = units.len();
+    for at in ZEROS.find_iter(units) {
+        if at % 2 == 0 {
+            end = at;
             break;
         }
-        let e = eight;
-        ascii.extend_from_slice(&[e[0], e[2], e[4], e[6], e[8], e[10], e[12], e[14]]);
-        at += 16;
-    }
-    while let Some(four) = bytes.get(at..at + 8) {
-        if !plain(u64::from_le_bytes(four.try_into().ok()?)) {
+        // Two zero bytes across two units (`a\0`, `\0…`): the second unit is NUL if the byte
+        // after them is zero too (the search goes on past both).
+        if units.get(at + 2) == Some(&0) {
+            end = at + 1;
             break;
         }
-        ascii.extend_from_slice(&[four[0], four[2], four[4], four[6]]);
-        at += 8;
     }
-    for unit in bytes[at..].chunks_exact(2) {
-        match (unit[0], unit[1]) {
-            (0, 0) => return String::from_utf8(ascii).ok(),
-            (byte, 0) if byte < 0x80 => ascii.push(byte),
-            _ => {
-                let units = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-                return char::decode_utf16(units.take_while(|&u| u != 0)).collect::<Result<_, _>>().ok();
-            }
-        }
+    let text = &units[..end];
+    let (words, rest) = text.as_chunks::<8>();
+    let high = words.iter().fold(0, |high, word| high | u64::from_le_bytes(*word)) & 0xff80_ff80_ff80_ff80;
+    if high == 0 && rest.chunks_exact(2).all(|unit| unit[0] < 0x80 && unit[1] == 0) {
+        let ascii: Vec<u8> = text.chunks_exact(2).map(|unit| unit[0]).collect();
+        return String::from_utf8(ascii).ok();
     }
-    String::from_utf8(ascii).ok()
+    let units = text.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    char::decode_utf16(units).collect::<Result<_, _>>().ok()
 }
 
 /// UTF-16 text; `None` when it is not well formed. Most text of a log is ASCII, which is
