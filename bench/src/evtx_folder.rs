@@ -37,16 +37,9 @@ pub fn folder() -> Result<()> {
         }
     }
     let files = rounds * sources.len();
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost");
+    let binary = crate::rulehost_binary();
     let catalog = dir.path().join("catalog.wasm");
-    let status = Command::new(&binary)
-        .args(["sigma", "compile"])
-        .arg(shared("sigma-catalog"))
-        .arg("-o")
-        .arg(&catalog)
-        .stderr(Stdio::null())
-        .status()?;
-    ensure!(status.success(), "rulehost sigma compile: {status}");
+    crate::compile_catalog(&shared("sigma-catalog"), &catalog)?;
     let records = count_records(&binary, &logs)?;
     let catalog = catalog.display().to_string();
     println!();

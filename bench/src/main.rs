@@ -222,7 +222,7 @@ fn windows_jsonl() -> Result<()> {
             "evtx_dump-shaped Windows JSONL, {count} events ({creations} process creations, {size:.0} MiB), {jobs} jobs"
         )
     };
-    read_vs_eval(&path, count, creations, &title)
+    read_vs_eval(&path, count, creations, &title).map(drop)
 }
 
 /// `eval` over a Windows JSON lines file of `count` lines and `creations` process creations,
@@ -233,7 +233,7 @@ pub(crate) fn read_vs_eval(
     count: u64,
     creations: u64,
     title: &dyn Fn(usize, f64) -> String,
-) -> Result<()> {
+) -> Result<Duration> {
     let size = std::fs::metadata(path)?.len();
     let jobs = std::thread::available_parallelism().map_or(1, usize::from);
     let input = Input::file(path).with_jobs(jobs);
@@ -267,6 +267,24 @@ pub(crate) fn read_vs_eval(
     let (time, peak) = binary_run(path)?;
     println!("| `rulehost eval` binary, start to exit | {:.2} | {} |", time.as_secs_f64(), rate(count, time));
     println!("| peak RSS of that run | {} MiB | |", peak >> 20);
+    Ok(time)
+}
+
+/// The `rulehost` binary of this workspace's release build.
+pub(crate) fn rulehost_binary() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost")
+}
+
+/// `rulehost sigma compile` of the shared catalog (the folder `catalog`) into `out`.
+pub(crate) fn compile_catalog(catalog: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let status = std::process::Command::new(rulehost_binary())
+        .args(["sigma", "compile"])
+        .arg(catalog)
+        .arg("-o")
+        .arg(out)
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    ensure!(status.success(), "rulehost sigma compile: {status}");
     Ok(())
 }
 

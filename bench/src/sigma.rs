@@ -262,15 +262,8 @@ pub fn packs() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let one = crate::one_event_file(dir.path())?;
     let compiled = dir.path().join("catalog.wasm");
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost");
-    let status = Command::new(&binary)
-        .args(["sigma", "compile"])
-        .arg(&catalog)
-        .arg("-o")
-        .arg(&compiled)
-        .stderr(Stdio::null())
-        .status()?;
-    ensure!(status.success(), "rulehost sigma compile: {status}");
+    let binary = crate::rulehost_binary();
+    crate::compile_catalog(&catalog, &compiled)?;
     let pack_bytes = std::fs::metadata(&compiled)?.len();
     // The cold start, with its peak RSS: compiling the pack is the most memory a start takes.
     let cold_cache = || -> Result<(Duration, u64)> {
