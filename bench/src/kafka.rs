@@ -113,7 +113,7 @@ fn records(count: usize) -> (String, Vec<(String, Vec<u8>)>) {
 /// the topic within its first second, its first counter's interval, was timed on its tail.)
 fn consume(setup: &Setup, topic: &str, group: &str, members: usize, events: u64) -> Result<(f64, u64)> {
     let (broker, rules) = (&setup.broker, &setup.rules);
-    let binary = workspace().join("target/release/rulehost");
+    let binary = crate::rulehost_binary();
     let mut children = Vec::new();
     // (member, events so far or `None` for partitions assigned, when)
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<u64>, Instant)>();
@@ -307,7 +307,7 @@ impl Setup {
 /// wall time in seconds, and its stderr (the summary).
 fn eval_file(rules: &Path, file: &Path) -> Result<(f64, String)> {
     let started = Instant::now();
-    let eval = Command::new(workspace().join("target/release/rulehost"))
+    let eval = Command::new(crate::rulehost_binary())
         .args(["eval", "--matches", "--jobs", "1", "-o", "/dev/null", "--rules"])
         .arg(rules)
         .arg(file)
@@ -484,7 +484,7 @@ fn at_fixed_rate(
     let (input, output) = (format!("{name}-in"), format!("{name}-out"));
     setup.create_topic(&input, PARTITIONS)?;
     setup.create_topic(&output, 1)?;
-    let binary = workspace().join("target/release/rulehost");
+    let binary = crate::rulehost_binary();
     let mut member = Command::new(&binary)
         .args(["run", "--rules", &rules.display().to_string(), "--jobs", "1"])
         .args(member_args)

@@ -322,7 +322,7 @@ pub(crate) struct BinaryRuns {
 /// the component cache.
 pub(crate) fn binary_runs(args: &[&str], input: &std::path::Path) -> Result<BinaryRuns> {
     use std::process::{Command, Stdio};
-    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost");
+    let binary = rulehost_binary();
     let (mut best, mut peak, mut cpu_before) = (Duration::MAX, 0u64, Duration::ZERO);
     // A first run, not measured, fills the component cache: the figures are of warm starts
     // (the cold start, which compiles, is measured on its own where it matters).
@@ -373,7 +373,7 @@ pub(crate) fn one_event_file(dir: &std::path::Path) -> Result<std::path::PathBuf
 ///    empty component cache (the rule is compiled) and with a warm one, best of 5 each.
 fn startup() -> Result<()> {
     use std::process::{Command, Stdio};
-    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost");
+    let binary = rulehost_binary();
     let dir = tempfile::tempdir()?;
     let one = one_event_file(dir.path())?;
     let eval = |cache: &std::path::Path| -> Result<Duration> {
@@ -425,7 +425,7 @@ fn hot_swap(jsonl: &std::path::Path, count: u64) -> Result<()> {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     const SWAPS: usize = 60;
-    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost");
+    let binary = rulehost_binary();
     ensure!(binary.exists(), "{} is not built (make build)", binary.display());
     let dir = tempfile::tempdir()?;
     let deploy = |n: u32| -> Result<Instant> {

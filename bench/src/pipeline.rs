@@ -14,17 +14,13 @@ use crate::generate;
 /// Runs of each measurement, alternating; the best counts.
 const RUNS: usize = 3;
 
-fn binary() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost")
-}
-
 /// `rulehost ARGS` reading `input` through a pipe (`stream`) or by its path; wall time.
 fn timed_run(args: &[&str], input: &Path, stream: bool) -> Result<Duration> {
     let began = Instant::now();
     let status = if stream {
         let mut cat = Command::new("cat").arg(input).stdout(Stdio::piped()).spawn()?;
         let pipe = cat.stdout.take().context("cat's stdout")?;
-        let status = Command::new(binary())
+        let status = Command::new(crate::rulehost_binary())
             .args(args)
             .arg("-")
             .stdin(pipe)
@@ -34,7 +30,12 @@ fn timed_run(args: &[&str], input: &Path, stream: bool) -> Result<Duration> {
         cat.wait()?;
         status
     } else {
-        Command::new(binary()).args(args).arg(input).stdin(Stdio::null()).stdout(Stdio::null()).status()?
+        Command::new(crate::rulehost_binary())
+            .args(args)
+            .arg(input)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()?
     };
     ensure!(status.success(), "rulehost {args:?} {}: {status}", input.display());
     Ok(began.elapsed())

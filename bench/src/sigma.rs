@@ -193,7 +193,7 @@ fn evaluate(rule: &Arc<CompiledRule>, events: &[ProcessEvent]) -> Result<(Durati
 
 /// `rulehost eval --rules RULES` on a one-event file: wall time, best of `ROUNDS`.
 fn start(rules: &Path, cache: &Path, one: &Path) -> Result<Duration> {
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost");
+    let binary = crate::rulehost_binary();
     let mut best = Duration::MAX;
     for _ in 0..ROUNDS {
         let began = Instant::now();
