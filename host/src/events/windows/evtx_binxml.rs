@@ -842,10 +842,8 @@ fn name_at(data: &[u8], offset: usize) -> Option<Known> {
     Some(NAMES.iter().find(|(name, _)| is(name)).map_or(Known::Other, |&(_, known)| known))
 }
 
-/// UTF-16 text up to its first NUL, as the crate reads a string value. Most text of a log
-/// is ASCII: the NUL is found with `memchr`'s `memmem`, and the units before it are checked
-/// and narrowed in loops the compiler vectorizes (decoding each character was a fifth of
-/// reading a record; narrowing eight units at a time still an eighth).
+/// UTF-16 text up to its first NUL, as the crate reads a string value: the NUL found with
+/// `memchr`'s `memmem`, the text before it read by [`utf16`].
 fn until_nul(bytes: &[u8]) -> Option<String> {
     static ZEROS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(&[0, 0]));
@@ -863,26 +861,23 @@ fn until_nul(bytes: &[u8]) -> Option<String> {
             break;
         }
     }
-    let text = &units[..end];
-    let (words, rest) = text.as_chunks::<8>();
-    let high = words.iter().fold(0, |high, word| high | u64::from_le_bytes(*word)) & 0xff80_ff80_ff80_ff80;
-    if high == 0 && rest.chunks_exact(2).all(|unit| unit[0] < 0x80 && unit[1] == 0) {
-        let ascii: Vec<u8> = text.chunks_exact(2).map(|unit| unit[0]).collect();
-        return String::from_utf8(ascii).ok();
-    }
-    let units = text.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    char::decode_utf16(units).collect::<Result<_, _>>().ok()
+    utf16(&units[..end])
 }
 
-/// UTF-16 text; `None` when it is not well formed. Most text of a log is ASCII, which is
-/// taken a byte at a time (decoding each character was a fifth of reading a record).
+/// UTF-16 text; `None` when it is not well formed. Most text of a log is ASCII: it is told
+/// (one OR over all the words) and narrowed in loops the compiler vectorizes (decoding each
+/// character was a fifth of reading a record; narrowing eight units at a time still an
+/// eighth).
 fn utf16(bytes: &[u8]) -> Option<String> {
-    let bytes = &bytes[..bytes.len() & !1];
-    if bytes.chunks_exact(2).all(|unit| unit[0] < 0x80 && unit[1] == 0) {
-        return String::from_utf8(bytes.iter().step_by(2).copied().collect()).ok();
+    let units = &bytes[..bytes.len() & !1];
+    let (words, rest) = units.as_chunks::<8>();
+    let high = words.iter().fold(0, |high, word| high | u64::from_le_bytes(*word)) & 0xff80_ff80_ff80_ff80;
+    if high == 0 && rest.chunks_exact(2).all(|unit| unit[0] < 0x80 && unit[1] == 0) {
+        let ascii: Vec<u8> = units.chunks_exact(2).map(|unit| unit[0]).collect();
+        return String::from_utf8(ascii).ok();
     }
-    let units: Vec<u16> = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
-    String::from_utf16(&units).ok()
+    let units = units.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    char::decode_utf16(units).collect::<Result<_, _>>().ok()
 }
 
 #[cfg(test)]
