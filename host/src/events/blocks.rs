@@ -12,7 +12,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
 use super::Record;
-use super::json_lines::{LineNumbers, Lines, PAGE_BYTES, Reading, spawn};
+use super::json_lines::{LineNumbers, Lines, PAGE_BYTES, Reading, page_lead, spawn};
 use crate::in_order::InOrder;
 
 /// Bytes read at once beyond a block, looking for the end of its last line.
@@ -195,7 +195,7 @@ fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> Block
     if buffer.len() < room {
         buffer.resize(room, 0);
     }
-    let lead = (from as usize).wrapping_sub(buffer.as_ptr() as usize) % PAGE_BYTES;
+    let lead = page_lead(buffer, from);
     let mut filled = lead;
     let (mut ended, mut error) = (false, None);
     match read_at(file, from, wanted, buffer, &mut filled) {

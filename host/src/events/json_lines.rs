@@ -208,6 +208,12 @@ const READ_BYTES: usize = 64 * 1024;
 /// or sixteen bytes ahead. Readers place what they read where they agree.
 pub(super) const PAGE_BYTES: usize = 4096;
 
+/// Where in `buffer` (below [`PAGE_BYTES`]) to put the byte at `position` of a file or stream
+/// so that its address and its position agree modulo the page.
+pub(super) fn page_lead(buffer: &[u8], position: u64) -> usize {
+    (position as usize).wrapping_sub(buffer.as_ptr() as usize) % PAGE_BYTES
+}
+
 /// Whole lines read by the reader thread for a worker.
 struct Chunk {
     seq: u64,
@@ -322,7 +328,7 @@ fn read_chunks(
         // Placed so that what is read next lands where the buffer's address and the
         // stream's position (`offset` plus the carried bytes, when the stream was read from
         // its start) agree modulo the page size, for the kernel's faster copy.
-        let start = (offset as usize).wrapping_sub(bytes.as_ptr() as usize) % PAGE_BYTES;
+        let start = page_lead(&bytes, offset);
         bytes[start..start + carry.len()].copy_from_slice(&carry);
         let mut filled = start + carry.len();
         let (mut last, mut error) = (false, None);
