@@ -27,7 +27,7 @@ pub fn build_rule(workspace: &Path, package: &str, target_dir: &Path) -> Result<
 /// [`build_rule`] for `target`: [`TARGET`], or [`WASI_TARGET`] whose output is already a
 /// component.
 pub fn build_rule_for(workspace: &Path, package: &str, target_dir: &Path, target: &str) -> Result<Vec<u8>> {
-    let module_path = compile_module(workspace, package, target_dir, target)?;
+    let module_path = compile_module(workspace, package, target_dir, target, &[])?;
     let module = std::fs::read(&module_path).with_context(|| format!("reading {}", module_path.display()))?;
     if target == WASI_TARGET {
         return Ok(module);
@@ -35,8 +35,15 @@ pub fn build_rule_for(workspace: &Path, package: &str, target_dir: &Path, target
     componentize(&module).with_context(|| format!("componentizing {}", module_path.display()))
 }
 
-/// Runs `cargo build` for the rule crate `package` and returns the output's path.
-pub fn compile_module(workspace: &Path, package: &str, target_dir: &Path, target: &str) -> Result<PathBuf> {
+/// Runs `cargo build` for the rule crate `package`, its code (dependencies included) built
+/// with the Wasm `target_features` (`+simd128`, say), and returns the output's path.
+pub fn compile_module(
+    workspace: &Path,
+    package: &str,
+    target_dir: &Path,
+    target: &str,
+    target_features: &[&str],
+) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -50,8 +57,9 @@ pub fn compile_module(workspace: &Path, package: &str, target_dir: &Path, target
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
         command.env_remove(var);
     }
-    if package == "sigma-pack" {
-        command.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", "-Ctarget-feature=+simd128");
+    if !target_features.is_empty() {
+        // With `--target`, these flags reach the target's code only, not build scripts.
+        command.env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-feature={}", target_features.join(",")));
     }
     let status = command.status().with_context(|| format!("running cargo for {package}"))?;
     if !status.success() {
