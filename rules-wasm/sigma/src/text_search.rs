@@ -301,19 +301,12 @@ mod tests {
     use crate::Draw;
     use aho_corasick::{AhoCorasick, MatchKind};
 
-    /// Drawn texts.
-    trait Texts {
-        /// Bytes from a small alphabet, so that texts overlap and share runs; NUL and the
-        /// bytes of a two-byte character among them.
-        fn text(&mut self, max: usize) -> Vec<u8>;
-    }
-
-    impl Texts for Draw {
-        fn text(&mut self, max: usize) -> Vec<u8> {
-            const ALPHABET: &[u8] = b"ab\\.e\0\xc3\xa9";
-            let len = self.below(max + 1);
-            (0..len).map(|_| ALPHABET[self.below(ALPHABET.len())]).collect()
-        }
+    /// Up to `max` bytes from a small alphabet, so that texts overlap and share runs; NUL and
+    /// the bytes of a two-byte character among them.
+    fn drawn_text(draw: &mut Draw, max: usize) -> Vec<u8> {
+        const ALPHABET: &[u8] = b"ab\\.e\0\xc3\xa9";
+        let len = draw.below(max + 1);
+        (0..len).map(|_| ALPHABET[draw.below(ALPHABET.len())]).collect()
     }
 
     fn found(search: &TextSearch, value: &[u8]) -> Vec<Occurrence> {
@@ -351,10 +344,10 @@ mod tests {
         let mut compared = 0;
         for round in 0..400 {
             let count = 1 + draw.below(if round % 4 == 0 { 200 } else { 12 });
-            let texts: Vec<Vec<u8>> = (0..count).map(|_| draw.text(9)).collect();
+            let texts: Vec<Vec<u8>> = (0..count).map(|_| drawn_text(&mut draw, 9)).collect();
             let search = TextSearch::new(&texts);
             for _ in 0..20 {
-                let mut value = draw.text(40);
+                let mut value = drawn_text(&mut draw, 40);
                 // A text planted in the value, at its start, its end or inside.
                 let planted = &texts[draw.below(texts.len())];
                 match draw.below(3) {
