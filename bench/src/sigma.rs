@@ -98,6 +98,7 @@ struct NativeRun {
     matches: usize,
     candidates: usize,
     hits: usize,
+    searched: usize,
 }
 
 /// The matcher over `events` once, natively.
@@ -114,6 +115,7 @@ fn run_natively(
         run.matches += matched.len();
         run.candidates += scratch.candidates();
         run.hits += scratch.hits();
+        run.searched += scratch.searched();
     }
     run
 }
@@ -159,13 +161,15 @@ pub fn profile() -> Result<()> {
         total.matches += run.matches;
         total.candidates += run.candidates;
         total.hits += run.hits;
+        total.searched += run.searched;
     }
     let evaluated = loops * events.len();
     let per_event = began.elapsed().as_secs_f64() * 1e6 / evaluated as f64;
     println!(
-        "{} rules natively: {per_event:.2} µs/event, {} matches, {:.1} texts found/event, {:.1} candidate rules/event ({} unfiltered)",
+        "{} rules natively: {per_event:.2} µs/event, {} matches, {:.0} bytes searched/event, {:.1} texts found/event, {:.1} candidate rules/event ({} unfiltered)",
         matcher.len(),
         total.matches,
+        total.searched as f64 / evaluated as f64,
         total.hits as f64 / evaluated as f64,
         total.candidates as f64 / evaluated as f64,
         unfiltered.len()

@@ -251,6 +251,8 @@ pub struct Scratch {
     candidates: Vec<u32>,
     /// The texts found in this event, in the order found, with where.
     found_now: Vec<(u32, u8)>,
+    /// The bytes the prefilter read in this event.
+    searched: usize,
 }
 
 impl Matcher {
@@ -358,9 +360,11 @@ impl Matcher {
         scratch.candidates.clear();
         let mut found = std::mem::take(&mut scratch.found_now);
         found.clear();
+        let mut searched = 0;
         for prefilter in &self.prefilters {
             let text = scratch.folded(self, event, prefilter.view);
             let end = text.len();
+            searched += end;
             prefilter.search.find(text.as_bytes(), |hit| {
                 let (at_start, at_end) = (hit.start == 0, hit.end == end);
                 let places = FOUND
@@ -383,6 +387,7 @@ impl Matcher {
             }
         }
         scratch.found_now = found;
+        scratch.searched = searched;
         for &rule in &self.always {
             scratch.propose(rule, generation);
         }
@@ -481,6 +486,11 @@ impl Scratch {
     /// How many texts the last event's prefilter found, each time found (for reports).
     pub fn hits(&self) -> usize {
         self.found_now.len()
+    }
+
+    /// How many bytes the last event's prefilter read (for reports).
+    pub fn searched(&self) -> usize {
+        self.searched
     }
 
     /// How many rules the last event's prefilter left to evaluate (for reports).

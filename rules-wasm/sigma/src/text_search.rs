@@ -38,75 +38,148 @@ pub struct Occurrence {
     pub end: usize,
 }
 
-/// Which four-byte runs may be a long anchor: a bitmap indexed by a hash of the run.
+/// The anchors of four bytes: a bitmap, indexed by a hash of the run, of the runs that may be
+/// one, and the anchors of each bit set.
 #[derive(Debug)]
-struct LongFilter {
+struct LongAnchors {
     bits: Vec<u64>,
     shift: u32,
+    /// For each word of `bits`, how many bits are set in the words before it: with the bits
+    /// set before a slot in its word, the slot's place among the slots set.
+    ranks: Vec<u32>,
+    /// For the slot set `i`-th, its anchors: `anchors[slots[i]..slots[i + 1]]`.
+    slots: Vec<u32>,
+    anchors: Vec<LongAnchor>,
 }
 
-impl LongFilter {
-    fn new(anchors: usize) -> LongFilter {
-        let wanted = (anchors * BITS_PER_ANCHOR).max(64).next_power_of_two();
+/// A text anchored on a four-byte run: the run, the text's number and where the run starts
+/// in it.
+#[derive(Debug, Clone, Copy)]
+struct LongAnchor {
+    run: u32,
+    text: u32,
+    offset: u32,
+}
+
+impl LongAnchors {
+    fn new(mut anchors: Vec<LongAnchor>) -> LongAnchors {
+        let mut runs: Vec<u32> = anchors.iter().map(|a| a.run).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        let wanted = (runs.len() * BITS_PER_ANCHOR).max(64).next_power_of_two();
         let log = wanted.trailing_zeros().min(MAX_FILTER_BITS);
-        LongFilter { bits: vec![0; (1usize << log) / 64], shift: 32 - log }
+        let mut long = LongAnchors {
+            bits: vec![0; (1usize << log) / 64],
+            shift: 32 - log,
+            ranks: Vec::new(),
+            slots: Vec::new(),
+            anchors: Vec::new(),
+        };
+        anchors.sort_by_key(|a| long.slot(a.run));
+        // How many anchors each slot set holds, then where each slot's anchors start.
+        for anchor in &anchors {
+            let slot = long.slot(anchor.run);
+            if long.bits[slot / 64] & (1 << (slot % 64)) == 0 {
+                long.bits[slot / 64] |= 1 << (slot % 64);
+                long.slots.push(0);
+            }
+            *long.slots.last_mut().expect("pushed above") += 1;
+        }
+        let mut start = 0;
+        for count in &mut long.slots {
+            (*count, start) = (start, start + *count);
+        }
+        long.slots.push(start);
+        let mut set = 0;
+        long.ranks = long
+            .bits
+            .iter()
+            .map(|word| {
+                let before = set;
+                set += word.count_ones();
+                before
+            })
+            .collect();
+        long.anchors = anchors;
+        long
     }
 
+    #[inline(always)]
     fn slot(&self, run: u32) -> usize {
         (run.wrapping_mul(0x9E37_79B1) >> self.shift) as usize
     }
 
-    fn insert(&mut self, run: u32) {
-        let slot = self.slot(run);
-        self.bits[slot / 64] |= 1 << (slot % 64);
-    }
-
+    #[inline(always)]
     fn may_hold(&self, run: u32) -> bool {
         let slot = self.slot(run);
-        self.bits[slot / 64] & (1 << (slot % 64)) != 0
+        // The mask tells the compiler the word is in the bitmap (its length is a power of
+        // two): no bounds check in the scanning loop.
+        let words = self.bits.len() - 1;
+        self.bits[(slot / 64) & words] & (1 << (slot % 64)) != 0
+    }
+
+    /// The anchors of the slot of `run`, which [`LongAnchors::may_hold`] says is set: a
+    /// rank in the bitmap, where a hash map's lookup took a third of the cost of a text found.
+    fn of(&self, run: u32) -> &[LongAnchor] {
+        let slot = self.slot(run);
+        let (word, bit) = (slot / 64, slot % 64);
+        let rank = (self.ranks[word] + (self.bits[word] & ((1 << bit) - 1)).count_ones()) as usize;
+        &self.anchors[self.slots[rank] as usize..self.slots[rank + 1] as usize]
     }
 }
 
-/// For each two-byte run (first byte low), which short anchors may start there: bit `len - 1`
-/// for an anchor of `len` bytes (1 to 3). Exact for one and two bytes; a three-byte anchor is
-/// then looked up.
+/// The anchors of one to three bytes (the texts shorter than four bytes, each its own
+/// anchor), by their first two bytes (first byte low); a one-byte anchor is under every two
+/// bytes it starts.
 #[derive(Debug)]
-struct ShortTable(Box<[u8; 1 << 16]>);
-
-impl ShortTable {
-    fn new() -> ShortTable {
-        ShortTable(vec![0; 1 << 16].into_boxed_slice().try_into().expect("the table's size"))
-    }
-
-    fn insert(&mut self, anchor: &[u8]) {
-        let bit = 1 << (anchor.len() - 1);
-        match *anchor {
-            [first] => {
-                (0..=255u16).for_each(|second| self.0[usize::from(first) | usize::from(second) << 8] |= bit)
-            }
-            [first, second, ..] => self.0[usize::from(first) | usize::from(second) << 8] |= bit,
-            [] => unreachable!("an anchor holds a byte at least"),
-        }
-    }
+struct ShortAnchors {
+    /// Whether an anchor starts with the two bytes: the scanning loop's test.
+    starts: Box<[bool; 1 << 16]>,
+    /// For each two bytes, its anchors: `anchors[rows[r]..rows[r + 1]]`.
+    rows: Vec<u32>,
+    anchors: Vec<ShortAnchor>,
 }
 
-/// A text anchored on a run: the text's number and where the run starts in it.
+/// A text of one to three bytes: its bytes (little-endian), length and number.
 #[derive(Debug, Clone, Copy)]
-struct Anchor {
+struct ShortAnchor {
+    run: u32,
+    len: u32,
     text: u32,
-    offset: u32,
+}
+
+impl ShortAnchors {
+    fn new(anchors: &[ShortAnchor]) -> ShortAnchors {
+        let mut by_row: Vec<(u16, ShortAnchor)> = Vec::new();
+        for anchor in anchors {
+            let first = anchor.run & 0xFF;
+            match anchor.len {
+                1 => by_row.extend((0..=255u32).map(|second| ((first | second << 8) as u16, *anchor))),
+                _ => by_row.push(((anchor.run & 0xFFFF) as u16, *anchor)),
+            }
+        }
+        by_row.sort_by_key(|(row, _)| *row);
+        let mut starts: Box<[bool; 1 << 16]> =
+            vec![false; 1 << 16].into_boxed_slice().try_into().expect("the table's size");
+        let mut rows = vec![0u32; (1 << 16) + 1];
+        for (row, _) in &by_row {
+            starts[usize::from(*row)] = true;
+            rows[usize::from(*row) + 1] += 1;
+        }
+        for r in 1..rows.len() {
+            rows[r] += rows[r - 1];
+        }
+        ShortAnchors { starts, rows, anchors: by_row.into_iter().map(|(_, anchor)| anchor).collect() }
+    }
 }
 
 /// A set of texts to find in values.
 #[derive(Debug)]
 pub struct TextSearch {
     /// The anchors of one to three bytes, if any.
-    short: Option<ShortTable>,
+    short: Option<ShortAnchors>,
     /// The anchors of four bytes, if any.
-    long: Option<LongFilter>,
-    /// For each anchor (its length and bytes, see [`key`]), its texts: a range of `anchors`.
-    runs: HashMap<u64, (u32, u32)>,
-    anchors: Vec<Anchor>,
+    long: Option<LongAnchors>,
     /// The texts' bytes, one after the other, and where each is.
     bytes: Vec<u8>,
     spans: Vec<(u32, u32)>,
@@ -125,11 +198,6 @@ pub fn equal(a: &[u8], b: &[u8]) -> bool {
     let (mut left, mut right) = (a.chunks_exact(8), b.chunks_exact(8));
     left.by_ref().zip(right.by_ref()).all(|(x, y)| word(x) == word(y))
         && left.remainder().iter().zip(right.remainder()).all(|(x, y)| x == y)
-}
-
-/// A run of `len` bytes (at most four, little-endian in `run`) as one key.
-fn key(len: usize, run: u32) -> u64 {
-    ((len as u64) << 32) | u64::from(run & MASKS[len])
 }
 
 /// The first bytes of `bytes`, up to four, as a little-endian number.
@@ -154,10 +222,9 @@ impl TextSearch {
                 *holders.entry(run).or_default() += 1;
             }
         }
-        let mut by_run: HashMap<u64, Vec<Anchor>> = HashMap::default();
         let mut taken: HashMap<u32, u32> = HashMap::default();
         let (mut bytes, mut spans, mut empty) = (Vec::new(), Vec::with_capacity(texts.len()), Vec::new());
-        let (mut short, mut long) = (None::<ShortTable>, Vec::new());
+        let (mut short, mut long) = (Vec::new(), Vec::new());
         for (number, text) in texts.iter().enumerate() {
             let text = text.as_ref();
             let number = number as u32;
@@ -165,11 +232,8 @@ impl TextSearch {
             bytes.extend_from_slice(text);
             if text.is_empty() {
                 empty.push(number);
-                continue;
-            }
-            let (len, offset) = if text.len() < WINDOW {
-                short.get_or_insert_with(ShortTable::new).insert(text);
-                (text.len(), 0)
+            } else if text.len() < WINDOW {
+                short.push(ShortAnchor { run: run_of(text), len: text.len() as u32, text: number });
             } else {
                 // The rarest run, and among equals the one fewest texts were anchored on yet.
                 let offset = (0..=text.len() - WINDOW)
@@ -180,40 +244,26 @@ impl TextSearch {
                     .expect("a text of four bytes or more has a run");
                 let run = run_of(&text[offset..]);
                 *taken.entry(run).or_default() += 1;
-                long.push(run);
-                (WINDOW, offset)
-            };
-            by_run
-                .entry(key(len, run_of(&text[offset..])))
-                .or_default()
-                .push(Anchor { text: number, offset: offset as u32 });
+                long.push(LongAnchor { run, text: number, offset: offset as u32 });
+            }
         }
-        long.sort_unstable();
-        long.dedup();
-        let long = (!long.is_empty()).then(|| {
-            let mut filter = LongFilter::new(long.len());
-            long.iter().for_each(|&run| filter.insert(run));
-            filter
-        });
-        let mut runs = HashMap::default();
-        let mut anchors = Vec::new();
-        let mut keys: Vec<u64> = by_run.keys().copied().collect();
-        keys.sort_unstable();
-        for k in keys {
-            let start = anchors.len() as u32;
-            anchors.extend_from_slice(&by_run[&k]);
-            runs.insert(k, (start, anchors.len() as u32));
+        TextSearch {
+            short: (!short.is_empty()).then(|| ShortAnchors::new(&short)),
+            long: (!long.is_empty()).then(|| LongAnchors::new(long)),
+            bytes,
+            spans,
+            empty,
         }
-        TextSearch { short, long, runs, anchors, bytes, spans, empty }
     }
 
     /// The bytes the search holds.
     pub fn memory_usage(&self) -> usize {
-        self.short.as_ref().map_or(0, |s| s.0.len())
-            + self.long.as_ref().map_or(0, |l| l.bits.len() * 8)
-            + self.runs.capacity() * (std::mem::size_of::<(u64, (u32, u32))>() + 1)
-            + self.anchors.len() * std::mem::size_of::<Anchor>()
-            + self.bytes.len()
+        use std::mem::size_of;
+        self.short.as_ref().map_or(0, |s| {
+            s.starts.len() + s.rows.len() * 4 + s.anchors.len() * size_of::<ShortAnchor>()
+        }) + self.long.as_ref().map_or(0, |l| {
+            l.bits.len() * 12 + l.slots.len() * 4 + l.anchors.len() * size_of::<LongAnchor>()
+        }) + self.bytes.len()
             + self.spans.len() * 8
             + self.empty.len() * 4
     }
@@ -229,11 +279,17 @@ impl TextSearch {
                 found(Occurrence { text, start: n, end: n });
             }
         }
-        // Four bytes at a time while four remain; the last three positions, zero-padded, after.
+        // Four bytes at a time while four remain, in a loop made for the kinds of anchors the
+        // search has (tested per position, the kinds cost a third of the loop); the last three
+        // positions, zero-padded, after.
         let whole = n.saturating_sub(WINDOW - 1);
-        for at in 0..whole {
-            let run = u32::from_le_bytes(value[at..at + WINDOW].try_into().expect("four bytes"));
-            self.at(run, value, at, &mut found);
+        match (&self.short, &self.long) {
+            (Some(short), Some(long)) => {
+                self.scan(value, &mut found, |run| short.starts[(run & 0xFFFF) as usize] || long.may_hold(run))
+            }
+            (Some(short), None) => self.scan(value, &mut found, |run| short.starts[(run & 0xFFFF) as usize]),
+            (None, Some(long)) => self.scan(value, &mut found, |run| long.may_hold(run)),
+            (None, None) => {}
         }
         let mut padded = [0u8; 2 * WINDOW - 1];
         padded[..n - whole].copy_from_slice(&value[whole..]);
@@ -244,52 +300,47 @@ impl TextSearch {
         }
     }
 
-    /// The anchors that may start at `at`, where the value's next four bytes are `run`.
+    /// The positions of `value` where four bytes remain, each looked at further only where
+    /// `may_start` says an anchor may start.
     #[inline(always)]
+    fn scan(&self, value: &[u8], found: &mut impl FnMut(Occurrence), may_start: impl Fn(u32) -> bool) {
+        for (at, window) in value.windows(WINDOW).enumerate() {
+            let run = u32::from_le_bytes(window.try_into().expect("four bytes"));
+            if may_start(run) {
+                self.at(run, value, at, found);
+            }
+        }
+    }
+
+    /// The anchors that may start at `at`, where the value's next four bytes are `run`
+    /// (zero-padded past the value's end).
+    #[inline(never)]
     fn at(&self, run: u32, value: &[u8], at: usize, found: &mut impl FnMut(Occurrence)) {
-        if let Some(short) = &self.short {
-            let lengths = short.0[(run & 0xFFFF) as usize];
-            if lengths != 0 {
-                self.check_short(lengths, run, value, at, found);
+        if let Some(short) = &self.short
+            && short.starts[(run & 0xFFFF) as usize]
+        {
+            let row = (run & 0xFFFF) as usize;
+            for anchor in &short.anchors[short.rows[row] as usize..short.rows[row + 1] as usize] {
+                let end = at + anchor.len as usize;
+                if run & MASKS[anchor.len as usize] == anchor.run && end <= value.len() {
+                    found(Occurrence { text: anchor.text, start: at, end });
+                }
             }
         }
         if let Some(long) = &self.long
             && long.may_hold(run)
             && at + WINDOW <= value.len()
         {
-            self.check(WINDOW, run, value, at, found);
-        }
-    }
-
-    /// The short anchors `lengths` says may start at `at` (bit `len - 1` for `len` bytes).
-    /// Kept out of the scanning loop, which it made slower inlined (5% more instructions).
-    #[inline(never)]
-    fn check_short(
-        &self,
-        lengths: u8,
-        run: u32,
-        value: &[u8],
-        at: usize,
-        found: &mut impl FnMut(Occurrence),
-    ) {
-        for len in 1..WINDOW {
-            if lengths & (1 << (len - 1)) != 0 && at + len <= value.len() {
-                self.check(len, run, value, at, found);
-            }
-        }
-    }
-
-    /// The texts anchored on the first `len` bytes of `run`, which start at `at` in `value`.
-    fn check(&self, len: usize, run: u32, value: &[u8], at: usize, found: &mut impl FnMut(Occurrence)) {
-        let Some(&(first, last)) = self.runs.get(&key(len, run)) else { return };
-        for anchor in &self.anchors[first as usize..last as usize] {
-            let Some(start) = at.checked_sub(anchor.offset as usize) else { continue };
-            let (from, text_len) = self.spans[anchor.text as usize];
-            let end = start + text_len as usize;
-            if end <= value.len()
-                && equal(&value[start..end], &self.bytes[from as usize..][..text_len as usize])
-            {
-                found(Occurrence { text: anchor.text, start, end });
+            for anchor in long.of(run) {
+                let Some(start) = at.checked_sub(anchor.offset as usize) else { continue };
+                let (from, len) = self.spans[anchor.text as usize];
+                let end = start + len as usize;
+                if anchor.run == run
+                    && end <= value.len()
+                    && equal(&value[start..end], &self.bytes[from as usize..][..len as usize])
+                {
+                    found(Occurrence { text: anchor.text, start, end });
+                }
             }
         }
     }
@@ -388,8 +439,9 @@ mod tests {
         let value = b"c:\\windows\\system32\\net.exe user";
         assert_eq!(found(&search, value), vec![Occurrence { text: 1, start: 2, end: 27 }]);
         for (number, text) in texts.iter().enumerate() {
+            let long = search.long.as_ref().expect("long anchors");
             let anchor =
-                search.anchors.iter().find(|a| a.text == number as u32).expect("every text is anchored");
+                long.anchors.iter().find(|a| a.text == number as u32).expect("every text is anchored");
             let run = &text.as_bytes()[anchor.offset as usize..][..WINDOW];
             assert!(
                 !texts
