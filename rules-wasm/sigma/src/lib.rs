@@ -4,6 +4,7 @@
 
 pub mod ir;
 pub mod matcher;
+mod regex_texts;
 mod text_search;
 
 pub use text_search::equal;

@@ -17,8 +17,9 @@ use regex::{Regex, RegexBuilder};
 use std::sync::OnceLock;
 
 use crate::ir::{
-    Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold, folded,
+    Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold,
 };
+use crate::regex_texts::required_texts;
 use crate::text_search::{TextSearch, equal};
 
 /// The values of one event, by column.
@@ -86,26 +87,6 @@ impl Compiled {
 /// rules per event without them, 20.2 with them, and 6% fewer instructions).
 const MIN_TEXT: usize = 2;
 
-/// The most prefixes of a regular expression the prefilter looks for.
-const MAX_REGEX_PREFIXES: usize = 16;
-
-/// The texts (folded, each of three bytes or more, at most [`MAX_REGEX_PREFIXES`]) one of which
-/// every match of `hir` starts with: a folded value holds one of them wherever the expression
-/// matches. Case-insensitive expressions give every case of a literal (`set`, `SeT`, `ſet`),
-/// which fold to few texts.
-fn required_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
-    let prefixes = regex_syntax::hir::literal::Extractor::new().extract(hir);
-    let mut texts = Vec::new();
-    for literal in prefixes.literals()? {
-        let text = std::str::from_utf8(literal.as_bytes()).ok()?;
-        texts.push(folded(text));
-    }
-    texts.sort_unstable();
-    texts.dedup();
-    let usable = !texts.is_empty() && texts.len() <= MAX_REGEX_PREFIXES && texts.iter().all(|t| t.len() >= 3);
-    usable.then_some(texts)
-}
-
 /// A regular expression as the pack states it.
 #[derive(Debug)]
 struct RegexSource {
@@ -142,7 +123,7 @@ enum Compiled {
         view: u16,
         source: RegexSource,
         regex: OnceLock<Regex>,
-        /// The texts one of which every match starts with (folded), if the expression has them.
+        /// Texts one of which every match holds (folded), if the expression has them.
         texts: Vec<u32>,
     },
     Empty {
@@ -724,7 +705,7 @@ impl Builder {
                     .parse(pattern)
                     .map_err(|e| format!("regular expression {pattern:?}: {e}"))?;
                 let view = self.view(*view);
-                let texts = required_prefixes(&hir).unwrap_or_default();
+                let texts = required_texts(&hir).unwrap_or_default();
                 let texts = texts.iter().map(|text| self.text_number(view, text)).collect();
                 Compiled::Regex { view, source, regex: OnceLock::new(), texts }
             }
@@ -1009,8 +990,8 @@ mod tests {
                     Check::EqualsView(View::Column(Column::InitiatingProcessFolderPath)),
                 ),
             ),
-            // Case-insensitive expressions: their prefixes in every case fold to `set` and
-            // `ſet` (the long s, which `(?i)s` matches and folding keeps), and to `echo`.
+            // Case-insensitive expressions: the texts they require, in every case, fold to `set`
+            // and `ſet` (the long s, which `(?i)s` matches and folding keeps), and to `echo`.
             rule(
                 "i",
                 test(
