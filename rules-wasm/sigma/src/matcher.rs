@@ -16,9 +16,7 @@ use rustc_hash::FxHashMap as HashMap;
 use regex::{Regex, RegexBuilder};
 use std::sync::OnceLock;
 
-use crate::ir::{
-    Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold,
-};
+use crate::ir::{Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold};
 use crate::regex_texts::required_texts;
 use crate::text_search::{TextSearch, equal};
 
@@ -247,14 +245,30 @@ impl Matcher {
         let mut requirements = Vec::with_capacity(pack.rules.len());
         for rule in &pack.rules {
             let node = builder.node(&rule.condition).map_err(|e| format!("rule {}: {e}", rule.id))?;
-            requirements.push(builder.requirement(&node));
+            requirements.push(builder.requirement(&node, Choice::Cheapest));
             rules.push(node);
         }
-        let requirements = builder.keep_required_texts(requirements);
+        builder.keep_texts_on(&builder.searched_views(&requirements));
+        let mut by_view: HashMap<u16, (Vec<String>, Vec<u32>)> = HashMap::default();
+        for (number, (view, text)) in builder.texts.iter().enumerate() {
+            let entry = by_view.entry(*view).or_default();
+            entry.0.push(text.clone());
+            entry.1.push(number as u32);
+        }
+        let mut prefilters = Vec::with_capacity(by_view.len());
+        let mut views: Vec<u16> = by_view.keys().copied().collect();
+        views.sort_unstable();
+        for view in views {
+            let (patterns, texts) = by_view.remove(&view).expect("listed above");
+            let search = TextSearch::new(&patterns);
+            prefilters.push(Prefilter { view, search, texts });
+        }
+        builder.commonness = commonness(&prefilters, &builder.texts);
         let mut text_rules = vec![Vec::new(); builder.texts.len()];
         let mut rule_groups = vec![0u8; pack.rules.len()];
         let mut always = Vec::new();
-        for (rule, groups) in requirements.into_iter().enumerate() {
+        for (rule, node) in rules.iter().enumerate() {
+            let groups = builder.kept_groups(builder.requirement(node, Choice::Rarest));
             if groups.is_empty() {
                 always.push(rule as u32);
                 continue;
@@ -272,20 +286,6 @@ impl Matcher {
         for rules in &mut text_rules {
             rules.sort_unstable();
             rules.dedup();
-        }
-        let mut by_view: HashMap<u16, (Vec<String>, Vec<u32>)> = HashMap::default();
-        for (number, (view, text)) in builder.texts.iter().enumerate() {
-            let entry = by_view.entry(*view).or_default();
-            entry.0.push(text.clone());
-            entry.1.push(number as u32);
-        }
-        let mut prefilters = Vec::with_capacity(by_view.len());
-        let mut views: Vec<u16> = by_view.keys().copied().collect();
-        views.sort_unstable();
-        for view in views {
-            let (patterns, texts) = by_view.remove(&view).expect("listed above");
-            let search = TextSearch::new(&patterns);
-            prefilters.push(Prefilter { view, search, texts });
         }
         Ok(Matcher {
             rules: rules.into_iter().map(|rule| rule.guarded(&builder.tests)).collect(),
@@ -626,6 +626,41 @@ struct Builder {
     /// The required texts, by view, each once.
     texts: Vec<(u16, String)>,
     text_numbers: HashMap<(u16, String), u32>,
+    /// Per kept text, how many texts of its view hold it (see [`commonness`]).
+    commonness: Vec<u32>,
+}
+
+/// How a requirement's group is chosen among a node's.
+#[derive(Debug, Clone, Copy)]
+enum Choice {
+    /// On the cheapest views to search (a command line is ten times the length of a path),
+    /// then the smallest, then the one with the longest shortest text: this decides which
+    /// views are searched at all.
+    Cheapest,
+    /// Among the groups on searched views, the one least often found: its texts are held
+    /// by the fewest of their views' texts in all, then the longest shortest text.
+    Rarest,
+}
+
+/// For each text, how many texts of its view hold it, itself included: how common it is in
+/// what the rules look for. `\windows\` and `.exe` are in hundreds of the catalog's paths, as
+/// they are in nearly every event's; `\edr-freeze` is in one. Length alone misjudged them:
+/// a rule whose one choice was `.exe` or `\windows\` was evaluated on nearly every event.
+fn commonness(prefilters: &[Prefilter], texts: &[(u16, String)]) -> Vec<u32> {
+    let mut counts = vec![0u32; texts.len()];
+    let mut holding = Vec::new();
+    for prefilter in prefilters {
+        for &number in &prefilter.texts {
+            holding.clear();
+            prefilter.search.find(texts[number as usize].1.as_bytes(), |hit| holding.push(hit.text));
+            holding.sort_unstable();
+            holding.dedup();
+            for &held in &holding {
+                counts[prefilter.texts[held as usize] as usize] += 1;
+            }
+        }
+    }
+    counts
 }
 
 impl Builder {
@@ -722,21 +757,21 @@ impl Builder {
 
     /// Groups of tests, each with a required text, such that whenever `node` holds at least
     /// one test of every group holds; empty when no such group is known.
-    fn requirement(&self, node: &Node) -> Vec<Vec<u32>> {
+    fn requirement(&self, node: &Node, choice: Choice) -> Vec<Vec<u32>> {
         match node {
             Node::Test(test) | Node::Found(test, _) => match &self.tests[*test as usize] {
                 compiled if !compiled.texts().is_empty() => vec![vec![*test]],
                 _ => Vec::new(),
             },
             // Every operand's groups hold.
-            Node::And(nodes) => nodes.iter().flat_map(|n| self.requirement(n)).collect(),
+            Node::And(nodes) => nodes.iter().flat_map(|n| self.requirement(n, choice)).collect(),
             // One operand holds: the union of one group of each, if each has one. `Or([])`
             // never holds: the empty group says so.
             Node::Or(nodes) => {
                 let mut all = Vec::new();
                 for node in nodes {
-                    let groups = self.requirement(node);
-                    let Some(best) = self.best_group(&groups) else { return Vec::new() };
+                    let groups = self.requirement(node, choice);
+                    let Some(best) = self.best_group(&groups, choice) else { return Vec::new() };
                     all.extend_from_slice(&groups[best]);
                 }
                 vec![all]
@@ -745,14 +780,22 @@ impl Builder {
         }
     }
 
-    /// The group to search for first: the one on the cheapest views to search (a command line
-    /// is ten times the length of a path), then the smallest, then the one with the longest
-    /// shortest text (the rarer to be found).
-    fn best_group(&self, groups: &[Vec<u32>]) -> Option<usize> {
+    /// The group to search for first, as `choice` says; `None` when there is none.
+    fn best_group(&self, groups: &[Vec<u32>], choice: Choice) -> Option<usize> {
         (0..groups.len()).min_by_key(|&g| {
             let tests = &groups[g];
             let shortest = tests.iter().map(|t| self.text_len(*t)).min().unwrap_or(0);
-            (self.search_cost(tests), tests.len(), usize::MAX - shortest)
+            match choice {
+                Choice::Cheapest => (self.search_cost(tests), tests.len(), usize::MAX - shortest),
+                Choice::Rarest => {
+                    let common: usize = tests
+                        .iter()
+                        .flat_map(|&t| self.tests[t as usize].texts())
+                        .map(|&text| self.commonness[text as usize] as usize)
+                        .sum();
+                    (common, usize::MAX - shortest, 0)
+                }
+            }
         })
     }
 
@@ -770,38 +813,25 @@ impl Builder {
             .sum()
     }
 
-    /// Chooses each rule's requirement and the texts the prefilter searches for. Each rule's
-    /// best group decides which views are searched: a view no best group reads is never
-    /// searched, and a test on it reads the view when its rule is a candidate. The rule's
-    /// other groups on searched views are kept too (up to eight groups in all), so that a
-    /// rule is a candidate only when a text of each is found. A searched view keeps all its
-    /// texts, so that a test whose text was not found is settled without reading the value.
-    fn keep_required_texts(&mut self, requirements: Vec<Vec<Vec<u32>>>) -> Vec<Vec<Vec<u32>>> {
-        let best: Vec<Option<usize>> = requirements.iter().map(|groups| self.best_group(groups)).collect();
+    /// The views the prefilter searches: those of each rule's cheapest group. A view no
+    /// such group reads is never searched, and a test on it reads the view when its rule is
+    /// a candidate.
+    fn searched_views(&self, requirements: &[Vec<Vec<u32>>]) -> Vec<bool> {
         let mut searched = vec![false; self.views.len()];
-        for (groups, best) in requirements.iter().zip(&best) {
+        for groups in requirements {
+            let best = self.best_group(groups, Choice::Cheapest);
             for &test in best.map(|b| &groups[b]).into_iter().flatten() {
                 if let Some(view) = self.tests[test as usize].view() {
                     searched[view as usize] = true;
                 }
             }
         }
-        let chosen: Vec<Vec<Vec<u32>>> = requirements
-            .into_iter()
-            .zip(best)
-            .map(|(mut groups, best)| {
-                let Some(best) = best else { return Vec::new() };
-                let first = groups.swap_remove(best);
-                let on_searched = |tests: &Vec<u32>| {
-                    tests.iter().all(|&t| self.tests[t as usize].view().is_some_and(|v| searched[v as usize]))
-                };
-                let mut kept = vec![first];
-                kept.extend(groups.into_iter().filter(on_searched).take(7));
-                kept.sort();
-                kept.dedup();
-                kept
-            })
-            .collect();
+        searched
+    }
+
+    /// Keeps the texts of the searched views, all of them, so that a test whose text was not
+    /// found is settled without reading the value; a test on another view has no text left.
+    fn keep_texts_on(&mut self, searched: &[bool]) {
         let mut kept: Vec<Option<u32>> = vec![None; self.texts.len()];
         let mut texts = Vec::new();
         for (number, text) in self.texts.iter().enumerate() {
@@ -821,7 +851,21 @@ impl Builder {
             }
         }
         self.texts = texts;
-        chosen
+    }
+
+    /// The groups of a rule's requirement (over kept texts) the prefilter checks: the rarest,
+    /// and the next rarest up to eight in all, so that the rule is a candidate only when a
+    /// text of each is found.
+    fn kept_groups(&self, mut groups: Vec<Vec<u32>>) -> Vec<Vec<u32>> {
+        let mut kept = Vec::new();
+        while kept.len() < 8
+            && let Some(best) = self.best_group(&groups, Choice::Rarest)
+        {
+            kept.push(groups.swap_remove(best));
+        }
+        kept.sort();
+        kept.dedup();
+        kept
     }
 
     fn text_len(&self, test: u32) -> usize {
@@ -1092,6 +1136,47 @@ mod tests {
                 matches(pattern, &folded(&value))
             }
             Expr::Test(test) => unreachable!("only patterns here: {test:?}"),
+        }
+    }
+
+    /// A rule that is one of two selections, the first a rare name and a common extension (as
+    /// the catalog's EDR-Freeze rule): the prefilter looks for the name, which few of the
+    /// rules' texts hold, not for the extension, which many do, so that the rule is not a
+    /// candidate on every event that runs an `.exe`.
+    #[test]
+    fn a_rules_requirement_is_its_rarest_group_not_its_smallest() {
+        let mut rules = vec![rule(
+            "freeze",
+            Expr::Or(vec![
+                Expr::And(vec![
+                    Expr::Or(vec![
+                        glob_test(Column::FolderPath, "*\\edr-freeze*"),
+                        glob_test(Column::FolderPath, "*\\edrfreeze*"),
+                    ]),
+                    glob_test(Column::FolderPath, "*.exe"),
+                ]),
+                glob_test(Column::ProcessCommandLine, "*edr-freeze*"),
+            ]),
+        )];
+        for name in ["cmd", "net", "at", "whoami"] {
+            rules.push(rule(name, glob_test(Column::FolderPath, &format!("*\\{name}.exe"))));
+        }
+        let pack = Pack { format: FORMAT, rules };
+        let matcher = Matcher::new(&pack).unwrap();
+        let mut scratch = Scratch::default();
+        // The rules expected to match, and how many are candidates.
+        for (image, command_line, expected, candidates) in [
+            ("C:\\Windows\\System32\\cmd.exe", "cmd /c dir", vec!["cmd"], 1),
+            ("C:\\Tools\\EDR-Freeze.exe", "x", vec!["freeze"], 1),
+            ("C:\\Tools\\EDR-Freeze.dll", "x", vec![], 1),
+            ("C:\\Windows\\System32\\net.exe", "EDR-Freeze 1234", vec!["freeze", "net"], 2),
+        ] {
+            let row = Row(vec![(Column::FolderPath, image), (Column::ProcessCommandLine, command_line)]);
+            let mut matched = Vec::new();
+            matcher.evaluate(&row, &mut scratch, &mut matched);
+            let ids: Vec<&str> = matched.iter().map(|&r| pack.rules[r as usize].id.as_str()).collect();
+            assert_eq!(ids, expected, "{image}");
+            assert_eq!(scratch.candidates(), candidates, "{image}: the rules evaluated");
         }
     }
 

@@ -98,7 +98,9 @@ fn concat(parts: &[Hir]) -> Required {
                     exact = false;
                 } else {
                     run = deduplicated(
-                        run.iter().flat_map(|head| texts.iter().map(move |tail| format!("{head}{tail}"))).collect(),
+                        run.iter()
+                            .flat_map(|head| texts.iter().map(move |tail| format!("{head}{tail}")))
+                            .collect(),
                     );
                 }
             }
@@ -153,10 +155,14 @@ fn class_texts(class: &Class) -> Option<Vec<String>> {
         Class::Bytes(class) => {
             for range in class.ranges() {
                 // A byte past ASCII is part of a character, not one.
-                if !range.end().is_ascii() || texts.len() + usize::from(range.end() - range.start()) >= MAX_TEXTS {
+                if !range.end().is_ascii()
+                    || texts.len() + usize::from(range.end() - range.start()) >= MAX_TEXTS
+                {
                     return None;
                 }
-                texts.extend((range.start()..=range.end()).map(|b| folded(char::from(b).encode_utf8(&mut [0; 4]))));
+                texts.extend(
+                    (range.start()..=range.end()).map(|b| folded(char::from(b).encode_utf8(&mut [0; 4]))),
+                );
             }
         }
     }
@@ -171,7 +177,8 @@ mod tests {
     const WERFAULT: &str = r#"(?i)\.exe[\"\']?\s+[^\"]{0,64}werfaultsecure\.exe[\"\']?\s+\d{2,10}"#;
 
     fn texts_of(pattern: &str, ignore_case: bool) -> Option<Vec<String>> {
-        let hir = regex_syntax::ParserBuilder::new().case_insensitive(ignore_case).build().parse(pattern).unwrap();
+        let hir =
+            regex_syntax::ParserBuilder::new().case_insensitive(ignore_case).build().parse(pattern).unwrap();
         required_texts(&hir)
     }
 
@@ -183,11 +190,17 @@ mod tests {
     fn the_rarest_looking_literal_inside_is_required_not_only_the_prefix() {
         // The catalog's expressions that start with something common.
         assert_eq!(texts_of(WERFAULT, false), strings(&["werfaultsecure.exe", "werfaultſecure.exe"]));
-        assert_eq!(texts_of(r"(?i)echo.*clip.*&&.*(?:Clipboard|i`?n`?v`?o`?k`?e`?)", false), strings(&["echo"]));
+        assert_eq!(
+            texts_of(r"(?i)echo.*clip.*&&.*(?:Clipboard|i`?n`?v`?o`?k`?e`?)", false),
+            strings(&["echo"])
+        );
         assert_eq!(texts_of(r"net\s+stop SuperBackupMan", false), strings(&["stop superbackupman"]));
         // Alternatives: one of them is required.
         assert_eq!(texts_of(r"cmd.{0,5}(?:/c|/r).+powershell", false), strings(&["powershell"]));
-        assert_eq!(texts_of(r"(?:certutil|bitsadmin)\.exe", false), strings(&["bitsadmin.exe", "certutil.exe"]));
+        assert_eq!(
+            texts_of(r"(?:certutil|bitsadmin)\.exe", false),
+            strings(&["bitsadmin.exe", "certutil.exe"])
+        );
         assert_eq!(texts_of(r"(?:ab|cd)(?:ef|gh)", false), strings(&["abef", "abgh", "cdef", "cdgh"]));
     }
 
@@ -231,7 +244,10 @@ mod tests {
             let found = regex.find(value).unwrap_or_else(|| panic!("{pattern} matches {value:?}"));
             let texts = texts_of(pattern, false).unwrap();
             let held = folded(found.as_str());
-            assert!(texts.iter().any(|t| held.contains(t.as_str())), "{pattern}: {held:?} holds none of {texts:?}");
+            assert!(
+                texts.iter().any(|t| held.contains(t.as_str())),
+                "{pattern}: {held:?} holds none of {texts:?}"
+            );
         }
     }
 }

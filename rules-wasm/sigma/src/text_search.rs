@@ -259,11 +259,13 @@ impl TextSearch {
     /// The bytes the search holds.
     pub fn memory_usage(&self) -> usize {
         use std::mem::size_of;
-        self.short.as_ref().map_or(0, |s| {
-            s.starts.len() + s.rows.len() * 4 + s.anchors.len() * size_of::<ShortAnchor>()
-        }) + self.long.as_ref().map_or(0, |l| {
-            l.bits.len() * 12 + l.slots.len() * 4 + l.anchors.len() * size_of::<LongAnchor>()
-        }) + self.bytes.len()
+        self.short
+            .as_ref()
+            .map_or(0, |s| s.starts.len() + s.rows.len() * 4 + s.anchors.len() * size_of::<ShortAnchor>())
+            + self.long.as_ref().map_or(0, |l| {
+                l.bits.len() * 12 + l.slots.len() * 4 + l.anchors.len() * size_of::<LongAnchor>()
+            })
+            + self.bytes.len()
             + self.spans.len() * 8
             + self.empty.len() * 4
     }
@@ -284,9 +286,8 @@ impl TextSearch {
         // positions, zero-padded, after.
         let whole = n.saturating_sub(WINDOW - 1);
         match (&self.short, &self.long) {
-            (Some(short), Some(long)) => {
-                self.scan(value, &mut found, |run| short.starts[(run & 0xFFFF) as usize] || long.may_hold(run))
-            }
+            (Some(short), Some(long)) => self
+                .scan(value, &mut found, |run| short.starts[(run & 0xFFFF) as usize] || long.may_hold(run)),
             (Some(short), None) => self.scan(value, &mut found, |run| short.starts[(run & 0xFFFF) as usize]),
             (None, Some(long)) => self.scan(value, &mut found, |run| long.may_hold(run)),
             (None, None) => {}
