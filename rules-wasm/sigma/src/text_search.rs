@@ -52,13 +52,15 @@ struct LongAnchors {
     anchors: Vec<LongAnchor>,
 }
 
-/// A text anchored on a four-byte run: the run, the text's number and where the run starts
-/// in it.
+/// A text anchored on a four-byte run: the run, the text's number, where the run starts in
+/// it, and where its bytes are.
 #[derive(Debug, Clone, Copy)]
 struct LongAnchor {
     run: u32,
     text: u32,
     offset: u32,
+    from: u32,
+    len: u32,
 }
 
 impl LongAnchors {
@@ -171,6 +173,19 @@ impl ShortAnchors {
         }
         ShortAnchors { starts, rows, anchors: by_row.into_iter().map(|(_, anchor)| anchor).collect() }
     }
+
+    /// The texts that start at `at`, where the value's next four bytes are `run` (zero-padded
+    /// past its end) and `starts` says some may.
+    #[inline(never)]
+    fn at(&self, run: u32, value: &[u8], at: usize, found: &mut impl FnMut(Occurrence)) {
+        let row = (run & 0xFFFF) as usize;
+        for anchor in &self.anchors[self.rows[row] as usize..self.rows[row + 1] as usize] {
+            let end = at + anchor.len as usize;
+            if run & MASKS[anchor.len as usize] == anchor.run && end <= value.len() {
+                found(Occurrence { text: anchor.text, start: at, end });
+            }
+        }
+    }
 }
 
 /// A set of texts to find in values.
@@ -180,9 +195,8 @@ pub struct TextSearch {
     short: Option<ShortAnchors>,
     /// The anchors of four bytes, if any.
     long: Option<LongAnchors>,
-    /// The texts' bytes, one after the other, and where each is.
+    /// The bytes of the texts of four bytes or more, one after the other.
     bytes: Vec<u8>,
-    spans: Vec<(u32, u32)>,
     /// The empty texts, found at every position of every value.
     empty: Vec<u32>,
 }
@@ -223,13 +237,11 @@ impl TextSearch {
             }
         }
         let mut taken: HashMap<u32, u32> = HashMap::default();
-        let (mut bytes, mut spans, mut empty) = (Vec::new(), Vec::with_capacity(texts.len()), Vec::new());
+        let (mut bytes, mut empty) = (Vec::new(), Vec::new());
         let (mut short, mut long) = (Vec::new(), Vec::new());
         for (number, text) in texts.iter().enumerate() {
             let text = text.as_ref();
             let number = number as u32;
-            spans.push((bytes.len() as u32, text.len() as u32));
-            bytes.extend_from_slice(text);
             if text.is_empty() {
                 empty.push(number);
             } else if text.len() < WINDOW {
@@ -244,14 +256,15 @@ impl TextSearch {
                     .expect("a text of four bytes or more has a run");
                 let run = run_of(&text[offset..]);
                 *taken.entry(run).or_default() += 1;
-                long.push(LongAnchor { run, text: number, offset: offset as u32 });
+                let (from, len) = (bytes.len() as u32, text.len() as u32);
+                bytes.extend_from_slice(text);
+                long.push(LongAnchor { run, text: number, offset: offset as u32, from, len });
             }
         }
         TextSearch {
             short: (!short.is_empty()).then(|| ShortAnchors::new(&short)),
             long: (!long.is_empty()).then(|| LongAnchors::new(long)),
             bytes,
-            spans,
             empty,
         }
     }
@@ -266,7 +279,6 @@ impl TextSearch {
                 l.bits.len() * 12 + l.slots.len() * 4 + l.anchors.len() * size_of::<LongAnchor>()
             })
             + self.bytes.len()
-            + self.spans.len() * 8
             + self.empty.len() * 4
     }
 
@@ -282,66 +294,67 @@ impl TextSearch {
             }
         }
         // Four bytes at a time while four remain, in a loop made for the kinds of anchors the
-        // search has (tested per position, the kinds cost a third of the loop); the last three
-        // positions, zero-padded, after.
-        let whole = n.saturating_sub(WINDOW - 1);
+        // search has (tested per position, the kinds cost a third of the loop).
+        let runs = || {
+            value.windows(WINDOW).enumerate().map(|(at, window)| {
+                (at, u32::from_le_bytes(window.try_into().expect("four bytes")))
+            })
+        };
         match (&self.short, &self.long) {
-            (Some(short), Some(long)) => self
-                .scan(value, &mut found, |run| short.starts[(run & 0xFFFF) as usize] || long.may_hold(run)),
-            (Some(short), None) => self.scan(value, &mut found, |run| short.starts[(run & 0xFFFF) as usize]),
-            (None, Some(long)) => self.scan(value, &mut found, |run| long.may_hold(run)),
+            (Some(short), Some(long)) => {
+                for (at, run) in runs() {
+                    if short.starts[(run & 0xFFFF) as usize] {
+                        short.at(run, value, at, &mut found);
+                    }
+                    if long.may_hold(run) {
+                        self.long_at(long, run, value, at, &mut found);
+                    }
+                }
+            }
+            (Some(short), None) => {
+                for (at, run) in runs() {
+                    if short.starts[(run & 0xFFFF) as usize] {
+                        short.at(run, value, at, &mut found);
+                    }
+                }
+            }
+            (None, Some(long)) => {
+                for (at, run) in runs() {
+                    if long.may_hold(run) {
+                        self.long_at(long, run, value, at, &mut found);
+                    }
+                }
+            }
             (None, None) => {}
         }
-        let mut padded = [0u8; 2 * WINDOW - 1];
-        padded[..n - whole].copy_from_slice(&value[whole..]);
-        for at in whole..n {
-            let from = at - whole;
-            let run = u32::from_le_bytes(padded[from..from + WINDOW].try_into().expect("four bytes"));
-            self.at(run, value, at, &mut found);
-        }
-    }
-
-    /// The positions of `value` where four bytes remain, each looked at further only where
-    /// `may_start` says an anchor may start.
-    #[inline(always)]
-    fn scan(&self, value: &[u8], found: &mut impl FnMut(Occurrence), may_start: impl Fn(u32) -> bool) {
-        for (at, window) in value.windows(WINDOW).enumerate() {
-            let run = u32::from_le_bytes(window.try_into().expect("four bytes"));
-            if may_start(run) {
-                self.at(run, value, at, found);
+        // The last three positions hold no four-byte anchor; a shorter one is read from them
+        // zero-padded.
+        if let Some(short) = &self.short {
+            let whole = n.saturating_sub(WINDOW - 1);
+            let mut padded = [0u8; 2 * WINDOW - 1];
+            padded[..n - whole].copy_from_slice(&value[whole..]);
+            for at in whole..n {
+                let from = at - whole;
+                let run = u32::from_le_bytes(padded[from..from + WINDOW].try_into().expect("four bytes"));
+                if short.starts[(run & 0xFFFF) as usize] {
+                    short.at(run, value, at, &mut found);
+                }
             }
         }
     }
 
-    /// The anchors that may start at `at`, where the value's next four bytes are `run`
-    /// (zero-padded past the value's end).
+    /// The texts anchored on the four bytes at `at`, `run`, which the bitmap may hold. Kept out
+    /// of the scanning loop, as [`ShortAnchors::at`] is, which they made slower inlined.
     #[inline(never)]
-    fn at(&self, run: u32, value: &[u8], at: usize, found: &mut impl FnMut(Occurrence)) {
-        if let Some(short) = &self.short
-            && short.starts[(run & 0xFFFF) as usize]
-        {
-            let row = (run & 0xFFFF) as usize;
-            for anchor in &short.anchors[short.rows[row] as usize..short.rows[row + 1] as usize] {
-                let end = at + anchor.len as usize;
-                if run & MASKS[anchor.len as usize] == anchor.run && end <= value.len() {
-                    found(Occurrence { text: anchor.text, start: at, end });
-                }
-            }
-        }
-        if let Some(long) = &self.long
-            && long.may_hold(run)
-            && at + WINDOW <= value.len()
-        {
-            for anchor in long.of(run) {
-                let Some(start) = at.checked_sub(anchor.offset as usize) else { continue };
-                let (from, len) = self.spans[anchor.text as usize];
-                let end = start + len as usize;
-                if anchor.run == run
-                    && end <= value.len()
-                    && equal(&value[start..end], &self.bytes[from as usize..][..len as usize])
-                {
-                    found(Occurrence { text: anchor.text, start, end });
-                }
+    fn long_at(&self, long: &LongAnchors, run: u32, value: &[u8], at: usize, found: &mut impl FnMut(Occurrence)) {
+        for anchor in long.of(run) {
+            let Some(start) = at.checked_sub(anchor.offset as usize) else { continue };
+            let end = start + anchor.len as usize;
+            if anchor.run == run
+                && end <= value.len()
+                && equal(&value[start..end], &self.bytes[anchor.from as usize..][..anchor.len as usize])
+            {
+                found(Occurrence { text: anchor.text, start, end });
             }
         }
     }
