@@ -121,8 +121,11 @@ enum Compiled {
         view: u16,
         source: RegexSource,
         regex: OnceLock<Regex>,
-        /// Texts one of which every match holds (folded), if the expression has them.
+        /// Texts one of which every match holds (folded), if the expression has them: the
+        /// rarest-looking such set, which the prefilter's requirement may use.
         texts: Vec<u32>,
+        /// More such sets, each of which must have a text found for the expression to run.
+        more: Vec<Vec<u32>>,
     },
     Empty {
         view: u16,
@@ -415,8 +418,11 @@ impl Matcher {
                 }
                 matches(pattern, scratch.folded(self, event, *view))
             }
-            Compiled::Regex { view, source, regex, texts } => {
-                if !texts.is_empty() && texts.iter().all(|&text| scratch.found[text as usize] != generation) {
+            Compiled::Regex { view, source, regex, texts, more } => {
+                let missing = |set: &[u32]| {
+                    !set.is_empty() && set.iter().all(|&text| scratch.found[text as usize] != generation)
+                };
+                if missing(texts) || more.iter().any(|set| missing(set)) {
                     return false;
                 }
                 regex
@@ -740,9 +746,13 @@ impl Builder {
                     .parse(pattern)
                     .map_err(|e| format!("regular expression {pattern:?}: {e}"))?;
                 let view = self.view(*view);
-                let texts = required_texts(&hir).unwrap_or_default();
-                let texts = texts.iter().map(|text| self.text_number(view, text)).collect();
-                Compiled::Regex { view, source, regex: OnceLock::new(), texts }
+                let mut sets = required_texts(&hir)
+                    .iter()
+                    .map(|set| set.iter().map(|text| self.text_number(view, text)).collect())
+                    .collect::<Vec<Vec<u32>>>()
+                    .into_iter();
+                let texts = sets.next().unwrap_or_default();
+                Compiled::Regex { view, source, regex: OnceLock::new(), texts, more: sets.collect() }
             }
             (Target::View(view), Check::Empty) => Compiled::Empty { view: self.view(*view) },
             (Target::View(view), Check::EqualsView(other)) => {
@@ -844,8 +854,10 @@ impl Builder {
             match test {
                 Compiled::Pattern { text, .. } => *text = text.and_then(|t| kept[t as usize]),
                 // The texts of one test are on its one view: all kept, or none.
-                Compiled::Regex { texts, .. } => {
-                    *texts = texts.iter().filter_map(|&t| kept[t as usize]).collect()
+                Compiled::Regex { texts, more, .. } => {
+                    for set in std::iter::once(texts).chain(more) {
+                        *set = set.iter().filter_map(|&t| kept[t as usize]).collect();
+                    }
                 }
                 _ => {}
             }

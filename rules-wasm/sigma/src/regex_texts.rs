@@ -28,18 +28,37 @@ enum Required {
     Contains(Vec<String>),
 }
 
-/// Texts (folded, deduplicated, each of [`MIN_TEXT`] bytes or more, at most [`MAX_TEXTS`]) one
-/// of which a folded value holds wherever `hir` matches the value; `None` when no such set is
-/// known.
+/// The most required sets [`required_texts`] gives.
+pub const MAX_SETS: usize = 4;
+
+/// Sets of texts (folded, deduplicated, each text of [`MIN_TEXT`] bytes or more, at most
+/// [`MAX_TEXTS`] a set, at most [`MAX_SETS`] sets, the best first) such that wherever `hir`
+/// matches a value, the folded value holds a text of each set; empty when none is known.
 ///
 /// Folding maps each character on its own, so a value that holds a text holds it folded
 /// after folding; a case-insensitive literal is a class per character, whose every case is
-/// folded (`s`, `S` and the long `ſ` give `s` and `ſ`).
-pub fn required_texts(hir: &Hir) -> Option<Vec<String>> {
-    let texts = match required(hir) {
-        Required::Exact(texts) | Required::Contains(texts) => texts,
+/// folded (`s`, `S` and the long `ſ` give `s` and `ſ`). Several sets come from the parts of
+/// an expression that is a sequence: `echo.*clip` holds `echo` and `clip`, and a value with
+/// `echo` alone is settled without running the expression.
+pub fn required_texts(hir: &Hir) -> Vec<Vec<String>> {
+    let mut sets = match hir.kind() {
+        HirKind::Capture(capture) => return required_texts(&capture.sub),
+        HirKind::Concat(parts) => {
+            let mut sets = Vec::new();
+            if let Required::Exact(texts) = concat(parts, &mut sets) {
+                sets.push(texts);
+            }
+            sets
+        }
+        _ => vec![match required(hir) {
+            Required::Exact(texts) | Required::Contains(texts) => texts,
+        }],
     };
-    (score(&texts) >= MIN_TEXT).then_some(texts)
+    sets.retain(|set| score(set) >= MIN_TEXT);
+    sets.sort_by_key(|set| (std::cmp::Reverse(score(set)), set.len()));
+    sets.dedup();
+    sets.truncate(MAX_SETS);
+    sets
 }
 
 /// How good a required set is to search for: the length of its shortest text (0 for an
@@ -79,22 +98,22 @@ fn required(hir: &Hir) -> Required {
             }),
             (0, _) => Required::Contains(Vec::new()),
         },
-        HirKind::Concat(parts) => concat(parts),
+        HirKind::Concat(parts) => concat(parts, &mut Vec::new()),
         HirKind::Alternation(branches) => alternation(branches),
     }
 }
 
 /// A concatenation: adjacent exact parts make longer exact texts (their products, while
-/// few); each run of them and each other part's set is required, and the best is kept.
-fn concat(parts: &[Hir]) -> Required {
-    let mut best = Vec::new();
+/// few); each run of them and each other part's set is required, and all are put in
+/// `candidates`. The concatenation is exact when every part is.
+fn concat(parts: &[Hir], candidates: &mut Vec<Vec<String>>) -> Required {
     let mut run = vec![String::new()];
     let mut exact = true;
     for part in parts {
         match required(part) {
             Required::Exact(texts) => {
                 if run.len() * texts.len() > MAX_TEXTS {
-                    best = better(best, std::mem::replace(&mut run, texts));
+                    candidates.push(std::mem::replace(&mut run, texts));
                     exact = false;
                 } else {
                     run = deduplicated(
@@ -105,13 +124,18 @@ fn concat(parts: &[Hir]) -> Required {
                 }
             }
             Required::Contains(texts) => {
-                best = better(best, std::mem::replace(&mut run, vec![String::new()]));
-                best = better(best, texts);
+                candidates.push(std::mem::replace(&mut run, vec![String::new()]));
+                candidates.push(texts);
                 exact = false;
             }
         }
     }
-    if exact { Required::Exact(run) } else { Required::Contains(better(best, run)) }
+    if exact {
+        Required::Exact(run)
+    } else {
+        candidates.push(run);
+        Required::Contains(candidates.iter().fold(Vec::new(), |best, set| better(best, set.clone())))
+    }
 }
 
 /// An alternation: every branch's set together (a match passes through one branch), when
@@ -176,14 +200,31 @@ mod tests {
     /// One of the catalog's expressions, as its rule states it.
     const WERFAULT: &str = r#"(?i)\.exe[\"\']?\s+[^\"]{0,64}werfaultsecure\.exe[\"\']?\s+\d{2,10}"#;
 
-    fn texts_of(pattern: &str, ignore_case: bool) -> Option<Vec<String>> {
+    fn sets_of(pattern: &str, ignore_case: bool) -> Vec<Vec<String>> {
         let hir =
             regex_syntax::ParserBuilder::new().case_insensitive(ignore_case).build().parse(pattern).unwrap();
         required_texts(&hir)
     }
 
+    /// The best set.
+    fn texts_of(pattern: &str, ignore_case: bool) -> Option<Vec<String>> {
+        sets_of(pattern, ignore_case).into_iter().next()
+    }
+
     fn strings(texts: &[&str]) -> Option<Vec<String>> {
         Some(texts.iter().map(|t| t.to_string()).collect())
+    }
+
+    #[test]
+    fn a_sequence_requires_a_text_of_each_of_its_parts() {
+        let sets = |pattern| sets_of(pattern, false).into_iter().map(|s| s.join("|")).collect::<Vec<_>>();
+        assert_eq!(sets(r"(?i)echo.*clip.*&&.*(?:Clipboard|i`?n`?v`?o`?k`?e`?)"), ["echo", "clip"]);
+        assert_eq!(
+            sets(r#"cmd.{0,5}(?:/c|/r).+powershell.+(?:\$\{?input\}?|noexit).+\""#),
+            ["powershell", "input|noexit", "cmd"]
+        );
+        assert_eq!(sets(r"(abcd)"), ["abcd"]);
+        assert_eq!(sets(r"(?:x|y)"), Vec::<String>::new());
     }
 
     #[test]
@@ -235,6 +276,10 @@ mod tests {
         let samples = [
             (WERFAULT, "A.EXE x WerFaultSecure.EXE 123"),
             (r"(?i)echo.*clip", "ECHO hi | CLIP"),
+            (
+                r#"cmd.{0,5}(?:/c|/r).+powershell.+(?:\$\{?input\}?|noexit).+\""#,
+                "cmd /c x powershell -noexit x\"",
+            ),
             (r"(?:certutil|bitsadmin)\.exe", "bitsadmin.exe /transfer"),
             (r"(?i)set.*x", "ſET x"),
             (r"(?i)(?:ab|cd)(?:ef|gh)", "xCDEF"),

@@ -296,9 +296,10 @@ impl TextSearch {
         // Four bytes at a time while four remain, in a loop made for the kinds of anchors the
         // search has (tested per position, the kinds cost a third of the loop).
         let runs = || {
-            value.windows(WINDOW).enumerate().map(|(at, window)| {
-                (at, u32::from_le_bytes(window.try_into().expect("four bytes")))
-            })
+            value
+                .windows(WINDOW)
+                .enumerate()
+                .map(|(at, window)| (at, u32::from_le_bytes(window.try_into().expect("four bytes"))))
         };
         match (&self.short, &self.long) {
             (Some(short), Some(long)) => {
@@ -346,7 +347,14 @@ impl TextSearch {
     /// The texts anchored on the four bytes at `at`, `run`, which the bitmap may hold. Kept out
     /// of the scanning loop, as [`ShortAnchors::at`] is, which they made slower inlined.
     #[inline(never)]
-    fn long_at(&self, long: &LongAnchors, run: u32, value: &[u8], at: usize, found: &mut impl FnMut(Occurrence)) {
+    fn long_at(
+        &self,
+        long: &LongAnchors,
+        run: u32,
+        value: &[u8],
+        at: usize,
+        found: &mut impl FnMut(Occurrence),
+    ) {
         for anchor in long.of(run) {
             let Some(start) = at.checked_sub(anchor.offset as usize) else { continue };
             let end = start + anchor.len as usize;
