@@ -122,6 +122,7 @@ impl LongAnchors {
 
     /// The anchors of the slot of `run`, which [`LongAnchors::may_hold`] says is set: a
     /// rank in the bitmap, where a hash map's lookup took a third of the cost of a text found.
+    #[inline(always)]
     fn of(&self, run: u32) -> &[LongAnchor] {
         let slot = self.slot(run);
         let (word, bit) = (slot / 64, slot % 64);
@@ -203,7 +204,9 @@ pub struct TextSearch {
 
 /// `a == b`, eight bytes at a time. In Wasm, where the pack runs, slice equality calls a
 /// `memcmp` that compares one byte per step: comparing the texts found and the values of an
-/// alert's sets took 9% of a pack's run on real records.
+/// alert's sets took 9% of a pack's run on real records. Inlined: a call per text found
+/// took 0.9% of a run of the catalog over real records.
+#[inline(always)]
 pub fn equal(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
