@@ -387,8 +387,14 @@ impl Matcher {
 
     fn holds(&self, node: &Node, event: &dyn Event, scratch: &mut Scratch, generation: u32) -> bool {
         match node {
-            Node::And(nodes) => nodes.iter().all(|n| self.holds(n, event, scratch, generation)),
-            Node::Or(nodes) => nodes.iter().any(|n| self.holds(n, event, scratch, generation)),
+            // A test whose text was not found is settled here, without a call: most operands
+            // of the catalog's long lists are.
+            Node::And(nodes) => nodes
+                .iter()
+                .all(|n| !unfound(n, scratch, generation) && self.holds(n, event, scratch, generation)),
+            Node::Or(nodes) => nodes
+                .iter()
+                .any(|n| !unfound(n, scratch, generation) && self.holds(n, event, scratch, generation)),
             Node::Not(node) => !self.holds(node, event, scratch, generation),
             Node::Found(_, text) if scratch.found[*text as usize] != generation => false,
             Node::Test(test) | Node::Found(test, _) => {
@@ -436,6 +442,13 @@ impl Matcher {
             }
         }
     }
+}
+
+/// Whether `node` is a test whose text the prefilter did not find in this event: it does not
+/// hold.
+#[inline(always)]
+fn unfound(node: &Node, scratch: &Scratch, generation: u32) -> bool {
+    matches!(node, Node::Found(_, text) if scratch.found[*text as usize] != generation)
 }
 
 impl Scratch {
