@@ -745,12 +745,11 @@ fn native_batch(chunk: &[ProcessEvent]) -> Batch {
         (Field::FileName, F::FileName),
         (Field::ProcessCommandLine, F::ProcessCommandLine),
     ];
+    let fields: Vec<Field> = reads.iter().map(|&(host, _)| host).collect();
     let columns = reads
         .iter()
-        .map(|&(host, guest)| {
-            let (text, ends) = rulehost::runtime::pack::column(chunk, host);
-            (guest, text, ends)
-        })
+        .zip(rulehost::runtime::pack::columns(chunk, &fields))
+        .map(|(&(_, guest), (text, ends))| (guest, text, ends))
         .collect();
     Batch::from_columns(chunk.len(), columns)
 }

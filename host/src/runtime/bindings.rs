@@ -101,10 +101,8 @@ macro_rules! contract_version {
             fn batch<E: FieldValues>(events: &[E], fields: &[Field]) -> wit::EventBatch {
                 let columns = fields
                     .iter()
-                    .map(|&field| {
-                        let (text, ends) = pack::column(events, field);
-                        wit::Column { field: field.into(), data: $data(text), ends }
-                    })
+                    .zip(pack::columns(events, fields))
+                    .map(|(&field, (text, ends))| wit::Column { field: field.into(), data: $data(text), ends })
                     .collect();
                 wit::EventBatch { count: events.len() as u32, columns }
             }

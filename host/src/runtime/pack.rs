@@ -4,15 +4,26 @@
 
 use crate::events::{Field, FieldValues};
 
-/// The `field` of every event of `events`: the values concatenated, and the end offset of
-/// each (of whole events or of a window's projections). Public so that a native baseline (the bench's) packs exactly as a rule call does.
-pub fn column<E: FieldValues>(events: &[E], field: Field) -> (String, Vec<u32>) {
-    let size = events.iter().map(|e| e.value(field).len()).sum();
-    let mut text = String::with_capacity(size);
-    let mut ends = Vec::with_capacity(events.len());
+/// The `fields` of every event of `events`, one column per field: the values concatenated,
+/// and the end offset of each (of whole events or of a window's projections). The events are
+/// read one after the other, each for all its fields: a window's projections lie apart in
+/// memory, and reading them twice per field (to size each column, then to fill it) took 3.8% of a
+/// run of the Sigma catalog over real EVTX records. Public so that a native baseline (the
+/// bench's) packs exactly as a rule call does.
+pub fn columns<E: FieldValues>(events: &[E], fields: &[Field]) -> Vec<(String, Vec<u32>)> {
+    let mut sizes = vec![0usize; fields.len()];
     for event in events {
-        text.push_str(event.value(field));
-        ends.push(u32::try_from(text.len()).expect("a column of one batch is under 4 GiB"));
+        for (&field, size) in fields.iter().zip(&mut sizes) {
+            *size += event.value(field).len();
+        }
     }
-    (text, ends)
+    let mut columns: Vec<(String, Vec<u32>)> =
+        sizes.iter().map(|&size| (String::with_capacity(size), Vec::with_capacity(events.len()))).collect();
+    for event in events {
+        for (&field, (text, ends)) in fields.iter().zip(&mut columns) {
+            text.push_str(event.value(field));
+            ends.push(u32::try_from(text.len()).expect("a column of one batch is under 4 GiB"));
+        }
+    }
+    columns
 }
