@@ -17,7 +17,7 @@ use regex::{Regex, RegexBuilder};
 use std::sync::OnceLock;
 
 use crate::ir::{Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold};
-use crate::regex_texts::required_texts;
+use crate::regex_texts::{RequiredRun, required_run, required_texts};
 use crate::text_search::{TextSearch, equal};
 
 /// The values of one event, by column.
@@ -126,6 +126,9 @@ enum Compiled {
         texts: Vec<u32>,
         /// More such sets, each of which must have a text found for the expression to run.
         more: Vec<Vec<u32>>,
+        /// A run of one class every match holds, if it is long: a value without it is not
+        /// searched.
+        run: Option<Box<RequiredRun>>,
     },
     Empty {
         view: u16,
@@ -424,16 +427,18 @@ impl Matcher {
                 }
                 matches(pattern, scratch.folded(self, event, *view))
             }
-            Compiled::Regex { view, source, regex, texts, more } => {
+            Compiled::Regex { view, source, regex, texts, more, run } => {
                 let missing = |set: &[u32]| {
                     !set.is_empty() && set.iter().all(|&text| scratch.found[text as usize] != generation)
                 };
                 if missing(texts) || more.iter().any(|set| missing(set)) {
                     return false;
                 }
-                regex
-                    .get_or_init(|| source.build().expect("checked when the matcher was built"))
-                    .is_match(scratch.raw(self, event, *view))
+                let value = scratch.raw(self, event, *view);
+                run.as_ref().is_none_or(|run| run.in_value(value.as_bytes()))
+                    && regex
+                        .get_or_init(|| source.build().expect("checked when the matcher was built"))
+                        .is_match(value)
             }
             Compiled::Empty { view } => scratch.raw(self, event, *view).is_empty(),
             Compiled::EqualsView { view, other } => {
@@ -772,7 +777,8 @@ impl Builder {
                     .collect::<Vec<Vec<u32>>>()
                     .into_iter();
                 let texts = sets.next().unwrap_or_default();
-                Compiled::Regex { view, source, regex: OnceLock::new(), texts, more: sets.collect() }
+                let run = required_run(&hir).map(Box::new);
+                Compiled::Regex { view, source, regex: OnceLock::new(), texts, more: sets.collect(), run }
             }
             (Target::View(view), Check::Empty) => Compiled::Empty { view: self.view(*view) },
             (Target::View(view), Check::EqualsView(other)) => {

@@ -61,6 +61,71 @@ pub fn required_texts(hir: &Hir) -> Vec<Vec<String>> {
     sets
 }
 
+/// The shortest run of one class worth a scan of its own: `[a-f0-9]{64}` in a value with no
+/// such run settles the expression with a read of the value's bytes, where the expression's
+/// search (no literal to look for) cost twice that natively and more in Wasm.
+pub const MIN_RUN: u32 = 16;
+
+/// Every match of an expression holds `len` bytes in a row of `bytes` (ASCII only): a value
+/// without such a run does not match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredRun {
+    /// Which bytes are of the class (none past ASCII).
+    bytes: [bool; 256],
+    len: u32,
+}
+
+impl RequiredRun {
+    /// Whether `value` holds the run. A candidate run is read from its end backwards: a byte
+    /// out of the class moves the next candidate to end a run's length after it, so that a
+    /// byte is read once at most and most are skipped (a byte loop over every value cost
+    /// more than the expression's own search).
+    pub fn in_value(&self, value: &[u8]) -> bool {
+        let len = self.len as usize;
+        let mut end = len - 1;
+        while end < value.len() {
+            match (0..len).find(|&back| !self.bytes[usize::from(value[end - back])]) {
+                None => return true,
+                Some(back) => end += len - back,
+            }
+        }
+        false
+    }
+}
+
+/// The longest run of [`MIN_RUN`] or more characters of one ASCII class that every match of
+/// `hir` holds (a part of the sequence it is, repeated that many times at least); `None`
+/// when there is none. The expression runs on the value as it is (not folded), and so is the
+/// run read; a case-insensitive class holds its every case already.
+pub fn required_run(hir: &Hir) -> Option<RequiredRun> {
+    let parts = match hir.kind() {
+        HirKind::Capture(capture) => return required_run(&capture.sub),
+        HirKind::Concat(parts) => parts.as_slice(),
+        _ => std::slice::from_ref(hir),
+    };
+    parts
+        .iter()
+        .filter_map(|part| {
+            let HirKind::Repetition(repetition) = part.kind() else { return None };
+            let HirKind::Class(class) = repetition.sub.kind() else { return None };
+            let mut bytes = [false; 256];
+            let ranges: Vec<(u32, u32)> = match class {
+                Class::Unicode(c) => c.ranges().iter().map(|r| (r.start() as u32, r.end() as u32)).collect(),
+                Class::Bytes(c) => {
+                    c.ranges().iter().map(|r| (u32::from(r.start()), u32::from(r.end()))).collect()
+                }
+            };
+            for (start, end) in ranges {
+                if end >= 128 {
+                    return None;
+                }
+                (start..=end).for_each(|b| bytes[b as usize] = true);
+            }
+            (repetition.min >= MIN_RUN).then_some(RequiredRun { bytes, len: repetition.min })
+        })
+        .max_by_key(|run| run.len)
+}
+
 /// How good a required set is to search for: the length of its shortest text (0 for an
 /// empty set, which says nothing).
 fn score(texts: &[String]) -> usize {
@@ -268,6 +333,50 @@ mod tests {
         // Optional and repeated parts: what is required around them still is.
         assert_eq!(texts_of(r"(?:abc)?defg", false), strings(&["defg"]));
         assert_eq!(texts_of(r"(?:abcd)+x", false), strings(&["abcd"]));
+    }
+
+    #[test]
+    fn a_long_run_of_one_ascii_class_is_required() {
+        let run =
+            |pattern: &str| required_run(&regex_syntax::ParserBuilder::new().build().parse(pattern).unwrap());
+        // The catalog's SNAKE installer rule: two hexadecimal arguments.
+        let snake = run(r"\s[a-fA-F0-9]{64}\s[a-fA-F0-9]{16}").expect("a run of 64");
+        assert_eq!(snake.len, 64);
+        let hex = "0123456789abcdefABCDEF".repeat(3);
+        assert!(snake.in_value(format!("jpsetup.exe {} x", &hex[..64]).as_bytes()));
+        assert!(!snake.in_value(format!("jpsetup.exe {} x", &hex[..63]).as_bytes()));
+        assert!(!snake.in_value(format!("{}g{}", &hex[..40], &hex[..40]).as_bytes()));
+        for pattern in [r"[a-f]{8}", r"\w{64}", r"[a-f]*", r"(?:ab){20}", r"(?i)[a-z]{20}", r"x|[a-f]{20}"] {
+            // Too short, not ASCII (`\w` and `(?i)k` hold other characters), or not a class.
+            assert_eq!(run(pattern), None, "{pattern}");
+        }
+        assert_eq!(run(r"(?:[0-9]{20})").map(|r| r.len), Some(20));
+    }
+
+    /// The skipping read finds a run exactly where a read of every byte does.
+    #[test]
+    fn a_run_is_found_as_a_read_of_every_byte_finds_it() {
+        let mut draw = crate::Draw(0x5EED_0000_7777_0001);
+        for len in [16u32, 17, 23, 64] {
+            let hir =
+                regex_syntax::ParserBuilder::new().build().parse(&format!("[0-9a-f]{{{len}}}")).unwrap();
+            let run = required_run(&hir).expect("a run");
+            for _ in 0..2000 {
+                // Mostly the class, so that runs of every length near `len` occur.
+                let value: Vec<u8> = (0..draw.below(150))
+                    .map(|_| match draw.below(24) {
+                        0 => b"\xc3g A"[draw.below(4)],
+                        _ => b"0123456789abcdef"[draw.below(16)],
+                    })
+                    .collect();
+                let longest = value
+                    .split(|b| !b.is_ascii_hexdigit() || b.is_ascii_uppercase())
+                    .map(<[u8]>::len)
+                    .max()
+                    .unwrap_or(0);
+                assert_eq!(run.in_value(&value), longest >= len as usize, "{len} in {value:?}");
+            }
+        }
     }
 
     /// The texts found are required: every match of a sample holds one, folded.
