@@ -2,11 +2,14 @@
 //!
 //! The cost of an event must not grow with the number of rules. Every test of every rule is
 //! numbered once (a test that several rules share is evaluated once per event); every
-//! wildcard pattern contributes its longest text to one Aho-Corasick automaton per value of
-//! the event. For each rule the compiler of this module picks a set of tests of which one at
-//! least must hold for the rule to match (its *requirement*): the texts found in an event's
-//! values name the only rules worth evaluating. Rules whose requirement cannot be put in
-//! texts (a regular expression, `null`, a negation alone) are evaluated on every event.
+//! pattern's longest text, and the texts a regular expression's matches hold
+//! (`regex_texts.rs`), go into one text search per value of the event
+//! (`text_search.rs`). For each rule the compiler of this module picks groups of tests
+//! of which one at least must hold for the rule to match (its *requirement*): which values
+//! are searched is decided by each rule's group on the cheapest values, then each rule is
+//! guarded by its groups least often found. The texts found in an event's values name the
+//! only rules worth evaluating. Rules whose requirement cannot be put in texts (an
+//! expression without a literal, `null`, a negation alone) are evaluated on every event.
 
 // FxHash: the build hashes every test of every rule, and SipHash took a tenth of the
 // catalog's build in the guest; the keys are the pack's own, so flooding is not a concern

@@ -1,12 +1,15 @@
-//! The texts a regular expression's every match contains: the matcher's prefilter looks for
-//! them, and runs the expression only on a value that holds one.
+//! What a regular expression's every match holds, so that the matcher runs it only on a
+//! value that may match: texts, which its prefilter looks for, and long runs of one class.
 //!
 //! The `regex-syntax` extractor gives the texts every match *starts* with; many of the
 //! catalog's expressions start with something common (`\.exe`, `\s`, `cmd`) and name what is
-//! rare further in (`werfaultsecure\.exe`, `clip`). Every literal piece of an expression that
-//! each match must pass through is a required text, so the rarest-looking one (the longest
-//! shortest text) is searched for instead. Measured on the shared logs' real process
-//! creations, the expressions run past a prefix took about a fifth of the catalog's matcher.
+//! rare further in (`werfaultsecure\.exe`, `clip`). Every literal part of an expression that
+//! each match must pass through is a required set of texts: the best (the longest shortest
+//! text) guards the rule, and every set must have a text found before the expression runs.
+//! An expression with no literal may still require a long run of one class (the SNAKE
+//! rule's 64 hexadecimal digits), which a skipping read of the value settles. Measured on
+//! the shared logs' real process creations, the expressions took about a fifth of the
+//! catalog's matcher before, and a fortieth after.
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
