@@ -821,21 +821,27 @@ impl Builder {
 
     /// The group to search for first, as `choice` says; `None` when there is none.
     fn best_group(&self, groups: &[Vec<u32>], choice: Choice) -> Option<usize> {
-        (0..groups.len()).min_by_key(|&g| {
-            let tests = &groups[g];
-            let shortest = tests.iter().map(|t| self.text_len(*t)).min().unwrap_or(0);
-            match choice {
-                Choice::Cheapest => (self.search_cost(tests), tests.len(), usize::MAX - shortest),
-                Choice::Rarest => {
-                    let common: usize = tests
-                        .iter()
-                        .flat_map(|&t| self.tests[t as usize].texts())
-                        .map(|&text| self.commonness[text as usize] as usize)
-                        .sum();
-                    (common, usize::MAX - shortest, 0)
-                }
-            }
-        })
+        let longest_shortest =
+            |tests: &[u32]| std::cmp::Reverse(tests.iter().map(|t| self.text_len(*t)).min().unwrap_or(0));
+        match choice {
+            Choice::Cheapest => (0..groups.len()).min_by_key(|&g| {
+                let tests = &groups[g];
+                (self.search_cost(tests), tests.len(), longest_shortest(tests))
+            }),
+            Choice::Rarest => (0..groups.len()).min_by_key(|&g| {
+                let tests = &groups[g];
+                (self.found_in_texts(tests), longest_shortest(tests))
+            }),
+        }
+    }
+
+    /// How many of their views' texts hold the texts of `tests`, in all (see [`commonness`]).
+    fn found_in_texts(&self, tests: &[u32]) -> usize {
+        tests
+            .iter()
+            .flat_map(|&t| self.tests[t as usize].texts())
+            .map(|&text| self.commonness[text as usize] as usize)
+            .sum()
     }
 
     /// What searching the views of `tests` costs, in units of a path's length.
