@@ -8,10 +8,11 @@ use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
+use super::AlertValue;
 use super::limits::RuleState;
-use super::{AlertValue, pack};
+use super::pack::Batch;
 use crate::contract::{EventSource, Indicator, Operator, RuleMetadata, Severity};
-use crate::events::{Field, FieldValues, ProcessEvent, for_each_field};
+use crate::events::{Field, for_each_field};
 
 /// The contract versions this host implements, newest first: Sigma packs are built against
 /// the first, the SDK's single rules against the second; rules built against any of them load.
@@ -98,13 +99,14 @@ macro_rules! contract_version {
                 }
             }
 
-            fn batch<E: FieldValues>(events: &[E], fields: &[Field]) -> wit::EventBatch {
-                let columns = fields
+            fn batch(batch: Batch<'_>) -> wit::EventBatch {
+                let columns = batch
+                    .fields
                     .iter()
-                    .zip(pack::columns(events, fields))
+                    .zip(batch.columns)
                     .map(|(&field, (text, ends))| wit::Column { field: field.into(), data: $data(text), ends })
                     .collect();
-                wit::EventBatch { count: events.len() as u32, columns }
+                wit::EventBatch { count: batch.count as u32, columns }
             }
 
             fn curated_alert(alert: wit::Alert) -> ReturnedAlert {
@@ -175,23 +177,21 @@ macro_rules! rule_world_calls {
         pub(super) fn evaluate(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
-            events: &[ProcessEvent],
-            fields: &[Field],
+            events: Batch<'_>,
         ) -> wasmtime::Result<Vec<(u32, Vec<u32>)>> {
-            let matched = bindings.call_evaluate(store, &batch(events, fields))?;
+            let matched = bindings.call_evaluate(store, &batch(events))?;
             Ok(if matched.is_empty() { Vec::new() } else { vec![(0, matched)] })
         }
 
-        pub(super) fn summarize<E: FieldValues>(
+        pub(super) fn summarize(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
             _rule: u32,
             window: (i64, i64),
-            events: &[E],
-            fields: &[Field],
+            events: Batch<'_>,
         ) -> wasmtime::Result<Vec<ReturnedAlert>> {
             let window = wit::Window { start_ms: window.0, end_ms: window.1 };
-            let alerts = bindings.call_summarize(store, window, &batch(events, fields))?;
+            let alerts = bindings.call_summarize(store, window, &batch(events))?;
             Ok(alerts.into_iter().map(curated_alert).collect())
         }
     };
@@ -212,23 +212,21 @@ macro_rules! pack_world_calls {
         pub(super) fn evaluate(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
-            events: &[ProcessEvent],
-            fields: &[Field],
+            events: Batch<'_>,
         ) -> wasmtime::Result<Vec<(u32, Vec<u32>)>> {
-            let matched = bindings.call_evaluate(store, &batch(events, fields))?;
+            let matched = bindings.call_evaluate(store, &batch(events))?;
             Ok(matched.into_iter().map(|m| (m.rule, m.events)).collect())
         }
 
-        pub(super) fn summarize<E: FieldValues>(
+        pub(super) fn summarize(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
             rule: u32,
             window: (i64, i64),
-            events: &[E],
-            fields: &[Field],
+            events: Batch<'_>,
         ) -> wasmtime::Result<Vec<ReturnedAlert>> {
             let window = wit::Window { start_ms: window.0, end_ms: window.1 };
-            let alerts = bindings.call_summarize(store, rule, window, &batch(events, fields))?;
+            let alerts = bindings.call_summarize(store, rule, window, &batch(events))?;
             Ok(alerts.into_iter().map(curated_alert).collect())
         }
     };
@@ -291,35 +289,33 @@ impl RuleBindings {
         }
     }
 
-    /// Packs the `fields` of `events` and calls `evaluate`: for each rule that matched, its
-    /// index and the events' indices, as the component returned them.
+    /// Calls `evaluate` over the packed `events`: for each rule that matched, its index and
+    /// the events' indices, as the component returned them.
     pub(super) fn evaluate(
         &self,
         store: &mut Store<RuleState>,
-        events: &[ProcessEvent],
-        fields: &[Field],
+        events: Batch<'_>,
     ) -> wasmtime::Result<Vec<(u32, Vec<u32>)>> {
         match self {
-            Self::V0_3(b) => v0_3::evaluate(b, store, events, fields),
-            Self::V0_2(b) => v0_2::evaluate(b, store, events, fields),
-            Self::V0_1(b) => v0_1::evaluate(b, store, events, fields),
+            Self::V0_3(b) => v0_3::evaluate(b, store, events),
+            Self::V0_2(b) => v0_2::evaluate(b, store, events),
+            Self::V0_1(b) => v0_1::evaluate(b, store, events),
         }
     }
 
-    /// Packs the `fields` of `events` and calls `summarize` of rule `rule` for `window`
-    /// (start and end, ms).
-    pub(super) fn summarize<E: FieldValues>(
+    /// Calls `summarize` of rule `rule` for `window` (start and end, ms) over the packed
+    /// `events`.
+    pub(super) fn summarize(
         &self,
         store: &mut Store<RuleState>,
         rule: u32,
         window: (i64, i64),
-        events: &[E],
-        fields: &[Field],
+        events: Batch<'_>,
     ) -> wasmtime::Result<Vec<ReturnedAlert>> {
         match self {
-            Self::V0_3(b) => v0_3::summarize(b, store, rule, window, events, fields),
-            Self::V0_2(b) => v0_2::summarize(b, store, rule, window, events, fields),
-            Self::V0_1(b) => v0_1::summarize(b, store, rule, window, events, fields),
+            Self::V0_3(b) => v0_3::summarize(b, store, rule, window, events),
+            Self::V0_2(b) => v0_2::summarize(b, store, rule, window, events),
+            Self::V0_1(b) => v0_1::summarize(b, store, rule, window, events),
         }
     }
 }

@@ -644,7 +644,7 @@ impl RuleInstance {
     /// pack's order, the indices of the events it matched, ascending.
     pub fn evaluate(&mut self, events: &[ProcessEvent]) -> Result<Vec<Vec<usize>>, RuleError> {
         self.arm()?;
-        let result = self.bindings.evaluate(&mut self.store, events, &self.pack.reads);
+        let result = self.bindings.evaluate(&mut self.store, pack::Batch::of(events, &self.pack.reads));
         let returned = self.after_call("evaluate", result)?;
         let bad = |message: String| self.pack.error("evaluate", FailureKind::BadOutput, message);
         let mut matched: Vec<Vec<usize>> = vec![Vec::new(); self.pack.members.len()];
@@ -683,10 +683,9 @@ impl RuleInstance {
         self.arm()?;
         let pack = self.pack.clone();
         let fields = &pack.members[member].summary_reads;
-        // What the window's events take in the guest: their values and each value's end.
-        let input: usize = events.iter().flat_map(|e| fields.iter().map(|&f| e.value(f).len() + 4)).sum();
-        self.store.data_mut().allow_input(input);
-        let result = self.bindings.summarize(&mut self.store, member as u32, window, events, fields);
+        let batch = pack::Batch::of(events, fields);
+        self.store.data_mut().allow_input(batch.guest_bytes());
+        let result = self.bindings.summarize(&mut self.store, member as u32, window, batch);
         if self.store.data_mut().end_allowance() && result.is_ok() {
             // Memory does not shrink: an instance that grew for a large window is replaced,
             // so that it does not keep that memory.

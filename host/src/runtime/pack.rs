@@ -4,6 +4,27 @@
 
 use crate::events::{Field, FieldValues};
 
+/// A batch packed for a rule call: how many events, the fields packed, and one column per
+/// field.
+pub(super) struct Batch<'f> {
+    pub(super) count: usize,
+    pub(super) fields: &'f [Field],
+    pub(super) columns: Vec<(String, Vec<u32>)>,
+}
+
+impl<'f> Batch<'f> {
+    /// The `fields` of `events`, packed.
+    pub(super) fn of<E: FieldValues>(events: &[E], fields: &'f [Field]) -> Batch<'f> {
+        Batch { count: events.len(), fields, columns: columns(events, fields) }
+    }
+
+    /// What the batch takes in the guest: its values and each value's end (counted from
+    /// the columns, not by reading the events again).
+    pub(super) fn guest_bytes(&self) -> usize {
+        self.columns.iter().map(|(text, ends)| text.len() + 4 * ends.len()).sum()
+    }
+}
+
 /// The `fields` of every event of `events`, one column per field: the values concatenated,
 /// and the end offset of each (of whole events or of a window's projections). The events are
 /// read one after the other, each for all its fields: a window's projections lie apart in
