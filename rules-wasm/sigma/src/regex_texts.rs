@@ -17,10 +17,10 @@ use crate::ir::folded;
 
 /// The most texts a required set holds; more are not worth a search (and an expression's
 /// set is then left unknown).
-pub const MAX_TEXTS: usize = 16;
+const MAX_TEXTS: usize = 16;
 
 /// The shortest text worth a search.
-pub const MIN_TEXT: usize = 3;
+const MIN_TEXT: usize = 3;
 
 /// What every match of an expression is known to hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ enum Required {
 }
 
 /// The most required sets [`required_texts`] gives.
-pub const MAX_SETS: usize = 4;
+const MAX_SETS: usize = 4;
 
 /// Sets of texts (folded, deduplicated, each text of [`MIN_TEXT`] bytes or more, at most
 /// [`MAX_TEXTS`] a set, at most [`MAX_SETS`] sets, the best first) such that wherever `hir`
@@ -67,7 +67,7 @@ pub fn required_texts(hir: &Hir) -> Vec<Vec<String>> {
 /// The shortest run of one class worth a scan of its own: `[a-f0-9]{64}` in a value with no
 /// such run settles the expression with a read of the value's bytes, where the expression's
 /// search (no literal to look for) cost twice that natively and more in Wasm.
-pub const MIN_RUN: u32 = 16;
+const MIN_RUN: u32 = 16;
 
 /// Every match of an expression holds `len` bytes in a row of `bytes` (ASCII only): a value
 /// without such a run does not match.

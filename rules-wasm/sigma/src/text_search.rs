@@ -136,7 +136,8 @@ impl LongAnchors {
 /// bytes it starts.
 #[derive(Debug)]
 struct ShortAnchors {
-    /// Whether an anchor starts with the two bytes: the scanning loop's test.
+    /// Whether an anchor starts with the two bytes: the scanning loop's test. `rows` tells
+    /// it too, but with two loads from a table four times the size.
     starts: Box<[bool; 1 << 16]>,
     /// For each two bytes, its anchors: `anchors[rows[r]..rows[r + 1]]`.
     rows: Vec<u32>,
@@ -173,6 +174,12 @@ impl ShortAnchors {
             rows[r] += rows[r - 1];
         }
         ShortAnchors { starts, rows, anchors: by_row.into_iter().map(|(_, anchor)| anchor).collect() }
+    }
+
+    /// Whether an anchor may start where the next four bytes are `run`.
+    #[inline(always)]
+    fn may_start(&self, run: u32) -> bool {
+        self.starts[(run & 0xFFFF) as usize]
     }
 
     /// The texts that start at `at`, where the value's next four bytes are `run` (zero-padded
@@ -283,14 +290,15 @@ impl TextSearch {
 
     /// The bytes the search holds.
     pub fn memory_usage(&self) -> usize {
-        use std::mem::size_of;
-        self.short
-            .as_ref()
-            .map_or(0, |s| s.starts.len() + s.rows.len() * 4 + s.anchors.len() * size_of::<ShortAnchor>())
-            + self.long.as_ref().map_or(0, |l| {
-                l.bits.len() * 12 + l.slots.len() * 4 + l.anchors.len() * size_of::<LongAnchor>()
-            })
-            + self.bytes.len()
+        use std::mem::size_of_val;
+        self.short.as_ref().map_or(0, |s| {
+            size_of_val(&s.starts[..]) + size_of_val(&s.rows[..]) + size_of_val(&s.anchors[..])
+        }) + self.long.as_ref().map_or(0, |l| {
+            size_of_val(&l.bits[..])
+                + size_of_val(&l.ranks[..])
+                + size_of_val(&l.slots[..])
+                + size_of_val(&l.anchors[..])
+        }) + self.bytes.len()
             + self.empty.len() * 4
     }
 
@@ -316,7 +324,7 @@ impl TextSearch {
         match (&self.short, &self.long) {
             (Some(short), Some(long)) => {
                 for (at, run) in runs() {
-                    if short.starts[(run & 0xFFFF) as usize] {
+                    if short.may_start(run) {
                         short.at(run, value, at, &mut found);
                     }
                     if long.may_hold(run) {
@@ -326,7 +334,7 @@ impl TextSearch {
             }
             (Some(short), None) => {
                 for (at, run) in runs() {
-                    if short.starts[(run & 0xFFFF) as usize] {
+                    if short.may_start(run) {
                         short.at(run, value, at, &mut found);
                     }
                 }
@@ -349,7 +357,7 @@ impl TextSearch {
             for at in whole..n {
                 let from = at - whole;
                 let run = u32::from_le_bytes(padded[from..from + WINDOW].try_into().expect("four bytes"));
-                if short.starts[(run & 0xFFFF) as usize] {
+                if short.may_start(run) {
                     short.at(run, value, at, &mut found);
                 }
             }
