@@ -15,7 +15,7 @@ use rdkafka::ClientContext;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::util::Timeout;
 
-use super::{Sink, alert_json, match_json};
+use super::{MatchRecord, Sink, alert_json};
 use crate::alerts::{Alert, Match};
 use crate::runtime::AlertValue;
 use crate::sources::kafka::{KafkaAddress, client_config};
@@ -109,7 +109,7 @@ impl KafkaSink {
         Ok(KafkaSink { address, producer, deliveries })
     }
 
-    fn produce(&mut self, key: &str, value: &serde_json::Value) -> io::Result<()> {
+    fn produce(&mut self, key: &str, value: &impl serde::Serialize) -> io::Result<()> {
         let payload = serde_json::to_vec(value)?;
         let mut record = BaseRecord::to(&self.address.topic).key(key).payload(&payload);
         loop {
@@ -148,7 +148,7 @@ impl Sink for KafkaSink {
 
     fn matched(&mut self, matched: &Match<'_>) -> io::Result<()> {
         let key = format!("{}:{}", matched.rule.metadata().id, matched.event.origin());
-        self.produce(&key, &match_json(matched))
+        self.produce(&key, &MatchRecord::of(matched))
     }
 
     fn finish(&mut self) -> io::Result<()> {
