@@ -1246,25 +1246,28 @@ mod tests {
         }
     }
 
+    /// A rule like the catalog's EDR-Freeze rule: `path` and `.exe` on the image, or its name
+    /// on the command line.
+    fn freeze_rule(path: Expr) -> Rule {
+        rule(
+            "freeze",
+            Expr::Or(vec![
+                Expr::And(vec![path, glob_test(Column::FolderPath, "*.exe")]),
+                glob_test(Column::ProcessCommandLine, "*edr-freeze*"),
+            ]),
+        )
+    }
+
     /// A rule that is one of two selections, the first a rare name and a common extension (as
     /// the catalog's EDR-Freeze rule): the prefilter looks for the name, which few of the
     /// rules' texts hold, not for the extension, which many do, so that the rule is not a
     /// candidate on every event that runs an `.exe`.
     #[test]
     fn a_rules_requirement_is_its_rarest_group_not_its_smallest() {
-        let mut rules = vec![rule(
-            "freeze",
-            Expr::Or(vec![
-                Expr::And(vec![
-                    Expr::Or(vec![
-                        glob_test(Column::FolderPath, "*\\edr-freeze*"),
-                        glob_test(Column::FolderPath, "*\\edrfreeze*"),
-                    ]),
-                    glob_test(Column::FolderPath, "*.exe"),
-                ]),
-                glob_test(Column::ProcessCommandLine, "*edr-freeze*"),
-            ]),
-        )];
+        let mut rules = vec![freeze_rule(Expr::Or(vec![
+            glob_test(Column::FolderPath, "*\\edr-freeze*"),
+            glob_test(Column::FolderPath, "*\\edrfreeze*"),
+        ]))];
         for name in ["cmd", "net", "at", "whoami"] {
             rules.push(rule(name, glob_test(Column::FolderPath, &format!("*\\{name}.exe"))));
         }
@@ -1291,16 +1294,7 @@ mod tests {
     fn a_common_text_that_no_requirement_holds_is_not_searched_for() {
         // `.exe` ends every rule's path; the freeze rule tests it alone, in a branch that its
         // rarer text guards, so no rule's requirement holds it.
-        let mut rules = vec![rule(
-            "freeze",
-            Expr::Or(vec![
-                Expr::And(vec![
-                    glob_test(Column::FolderPath, "*\\edr-freeze*"),
-                    glob_test(Column::FolderPath, "*.exe"),
-                ]),
-                glob_test(Column::ProcessCommandLine, "*edr-freeze*"),
-            ]),
-        )];
+        let mut rules = vec![freeze_rule(glob_test(Column::FolderPath, "*\\edr-freeze*"))];
         for name in ["cmd", "net", "at", "whoami", "reg", "sc", "wmic", "rundll32"] {
             rules.push(rule(name, glob_test(Column::FolderPath, &format!("*\\{name}.exe"))));
         }
