@@ -80,8 +80,8 @@ pub fn alert_json(alert: &Alert) -> Value {
 /// A match as its JSON object says it: the rule, where the event was read, and the
 /// normalized event with its `DeviceProcessEvents` columns. Serialized from the event's own
 /// text, without a `Value` of some fifty owned strings per match (a rule set such as the
-/// Sigma catalog matches most process creations, and building those took a third of a
-/// `--matches` run).
+/// Sigma catalog matches most process creations, and building those took about a third of
+/// a `--matches` run over real records).
 #[derive(Debug, serde::Serialize)]
 pub struct MatchRecord<'a> {
     rule: &'a str,

@@ -173,7 +173,7 @@ pub fn fold(text: &str, into: &mut String) {
 
 /// Whether every byte of `bytes` is ASCII, sixteen bytes per turn of the loop. The standard
 /// library's test reads a `usize` per turn, four bytes in Wasm, where each turn of a loop also
-/// checks the deadline's epoch: folding the catalog's views took most of its time there.
+/// checks the deadline's epoch (the catalog in Wasm: 13.1-13.2 → 12.9-13.0 µs per real event).
 fn is_ascii(bytes: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let word = |chunk: &[u8]| u64::from_le_bytes(chunk.try_into().expect("eight bytes"));

@@ -235,9 +235,9 @@ pub fn equal(a: &[u8], b: &[u8]) -> bool {
 
 /// Calls `visit` with every position of `value` that four bytes follow and those four bytes
 /// (little-endian), in order. Four positions per turn of the loop, read from one word: in
-/// Wasm each turn of a loop checks the deadline (an epoch), which per position was a seventh
-/// of the catalog's time. Eight per turn (from two words) did no better in Wasm and worse
-/// natively.
+/// Wasm each turn of a loop checks the deadline (an epoch), and with a check per position the
+/// checks were a seventh of the catalog's time. Eight per turn (from two words) did no better
+/// in Wasm and worse natively.
 #[inline(always)]
 fn each_run(value: &[u8], mut visit: impl FnMut(usize, u32)) {
     let word = |at: usize| u64::from_le_bytes(value[at..at + 8].try_into().expect("eight bytes"));

@@ -106,8 +106,8 @@ enum Provider {
 
 /// Texts whose presence after `System` leaves a line to the full parse: a second `System` or
 /// `Event`, a `records` member, and `\u` (an escape, which may stand for those), searched for
-/// in one pass (four `memmem` passes over each line's rest took a tenth of a run over real
-/// records).
+/// in one pass of a packed searcher: four `memmem` passes over each line's rest took 8% more
+/// of Soft Cell's instructions over real-record lines.
 static LATER_KEYS: LazyLock<packed::Searcher> = LazyLock::new(|| {
     packed::Config::new()
         .match_kind(packed::MatchKind::LeftmostFirst)
