@@ -84,11 +84,18 @@ pub fn alert_json(alert: &Alert) -> Value {
 /// a `--matches` run over real records).
 #[derive(Debug, serde::Serialize)]
 pub struct MatchRecord<'a> {
+    #[serde(flatten)]
+    head: MatchHead<'a>,
+    event: EventColumns<'a>,
+}
+
+/// A match's record but its event: the rule and where the event was read.
+#[derive(Debug, serde::Serialize)]
+struct MatchHead<'a> {
     rule: &'a str,
     rule_version: &'a str,
     rule_digest: &'a str,
     source: MatchSource<'a>,
-    event: EventColumns<'a>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -127,10 +134,17 @@ impl<'a> MatchRecord<'a> {
         };
         let metadata = matched.rule.metadata();
         MatchRecord {
-            rule: &metadata.id,
-            rule_version: &metadata.version,
-            rule_digest: matched.rule.digest().as_str(),
-            source: MatchSource { format: event.get(Field::SourceFormat), file: &origin.file, line, record },
+            head: MatchHead {
+                rule: &metadata.id,
+                rule_version: &metadata.version,
+                rule_digest: matched.rule.digest().as_str(),
+                source: MatchSource {
+                    format: event.get(Field::SourceFormat),
+                    file: &origin.file,
+                    line,
+                    record,
+                },
+            },
             event: EventColumns(event),
         }
     }
@@ -140,12 +154,18 @@ impl<'a> MatchRecord<'a> {
 #[derive(Debug)]
 pub struct JsonLines<W: Write> {
     out: W,
+    /// The last matched event's columns as JSON, by the event's address and reading order.
+    /// The matches of one event come one after the other, one per rule: with the Sigma
+    /// catalog, half of the matches of real records repeat the event before them.
+    last_event: Option<((usize, u64), Vec<u8>)>,
+    /// A match's line before its event, kept to be written again.
+    head: Vec<u8>,
 }
 
 impl<W: Write> JsonLines<W> {
     /// Writes to `out`.
     pub fn new(out: W) -> Self {
-        Self { out }
+        Self { out, last_event: None, head: Vec::new() }
     }
 
     fn line(&mut self, value: &impl serde::Serialize) -> io::Result<()> {
@@ -159,8 +179,26 @@ impl<W: Write> Sink for JsonLines<W> {
         self.line(&alert_json(alert))
     }
 
+    /// Writes the bytes [`MatchRecord`] serializes to, with the event's part serialized once
+    /// for the matches of one event in a row.
     fn matched(&mut self, matched: &Match<'_>) -> io::Result<()> {
-        self.line(&MatchRecord::of(matched))
+        let record = MatchRecord::of(matched);
+        let key = (std::ptr::from_ref(matched.event) as usize, matched.event.read_order());
+        if self.last_event.as_ref().is_none_or(|(last, _)| *last != key) {
+            let mut json = self.last_event.take().map(|(_, json)| json).unwrap_or_default();
+            json.clear();
+            serde_json::to_writer(&mut json, &record.event)?;
+            self.last_event = Some((key, json));
+        }
+        let event = self.last_event.as_ref().map(|(_, json)| json.as_slice()).unwrap_or_default();
+        self.head.clear();
+        serde_json::to_writer(&mut self.head, &record.head)?;
+        // `{"rule":..,"source":{..}}` without its closing brace, then the event.
+        self.head.pop();
+        self.out.write_all(&self.head)?;
+        self.out.write_all(b",\"event\":")?;
+        self.out.write_all(event)?;
+        self.out.write_all(b"}\n")
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -370,5 +408,59 @@ impl<W: Write> Sink for Table<W> {
             }
         }
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Input, InputFormat, ProcessEvent, Record};
+
+    /// The real process creations of one shared EVTX file.
+    fn real_events() -> Vec<ProcessEvent> {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/evtx/discovery_sysmon_1_iis_pwd_and_config_discovery_appcmd.evtx");
+        let reader = Input::file(&file).open(InputFormat::Auto).expect("the shared EVTX file opens");
+        let events: Vec<ProcessEvent> = reader
+            .filter_map(|record| match record {
+                Record::Event(event) => Some(*event),
+                _ => None,
+            })
+            .collect();
+        assert!(events.len() > 2, "{} process creations in {}", events.len(), file.display());
+        events
+    }
+
+    #[test]
+    fn a_match_line_is_its_records_json_whichever_event_came_before() {
+        let runtime = crate::runtime::Runtime::new().expect("a runtime");
+        let rule = crate::rules::load_bundled(&runtime).expect("the bundled rule");
+        let events = real_events();
+        let command = |i: usize| events[i].get(Field::ProcessCommandLine);
+        assert!(command(0) != command(1) && command(1) != command(2) && command(0) != command(2));
+        // An event matched several times in a row, then others, then the first again.
+        let order = [0, 0, 1, 1, 2, 0];
+        let mut sink = JsonLines::new(Vec::new());
+        let mut expected = Vec::new();
+        for &i in &order {
+            let matched = Match { rule: &rule, event: &events[i] };
+            sink.matched(&matched).expect("written to memory");
+            serde_json::to_writer(&mut expected, &MatchRecord::of(&matched)).expect("serialized");
+            expected.push(b'\n');
+        }
+        assert_eq!(String::from_utf8_lossy(&sink.out), String::from_utf8_lossy(&expected));
+        let lines: Vec<Value> = sink
+            .out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        for (line, &i) in lines.iter().zip(&order) {
+            assert_eq!(
+                line["event"]["ProcessCommandLine"],
+                events[i].get(Field::ProcessCommandLine),
+                "event {i}"
+            );
+        }
     }
 }
