@@ -936,10 +936,8 @@ impl Builder {
             }
         }
         self.texts = texts;
-        if !self.commonness.is_empty() {
-            self.commonness =
-                kept.iter().zip(&self.commonness).filter(|(k, _)| k.is_some()).map(|(_, &c)| c).collect();
-        }
+        // Counted over the texts before: no choice of a group is made after this.
+        self.commonness.clear();
         kept
     }
 
