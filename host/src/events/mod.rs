@@ -421,3 +421,25 @@ impl RejectReason {
         }
     }
 }
+
+/// The process creations of the shared EVTX file `name` (a directory's name gives those of
+/// every file in it): real records, for tests.
+#[cfg(test)]
+pub(crate) fn shared_evtx_process_creations(name: &str) -> Vec<ProcessEvent> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/evtx").join(name);
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let entries = std::fs::read_dir(&path).expect("the shared EVTX files");
+        entries.map(|entry| entry.expect("a directory entry").path()).collect()
+    } else {
+        vec![path]
+    };
+    let mut events = Vec::new();
+    for file in files {
+        let reader = Input::file(&file).open(InputFormat::Auto).expect("a shared EVTX file opens");
+        events.extend(reader.filter_map(|record| match record {
+            Record::Event(event) => Some(*event),
+            _ => None,
+        }));
+    }
+    events
+}

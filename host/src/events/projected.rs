@@ -113,20 +113,10 @@ impl FieldValues for ProjectedEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Input, InputFormat, Record};
 
     /// The real process creations of the shared EVTX files.
     fn real_events() -> Vec<ProcessEvent> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/evtx");
-        let mut events = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("the shared EVTX files") {
-            let reader = Input::file(entry.expect("a directory entry").path()).open(InputFormat::Auto);
-            for record in reader.expect("an EVTX file opens") {
-                if let Record::Event(event) = record {
-                    events.push(*event);
-                }
-            }
-        }
+        let events = crate::events::shared_evtx_process_creations("");
         assert!(events.len() > 100, "{} process creations", events.len());
         events
     }

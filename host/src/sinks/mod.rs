@@ -414,20 +414,13 @@ impl<W: Write> Sink for Table<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Input, InputFormat, ProcessEvent, Record};
+    use crate::events::ProcessEvent;
 
     /// The real process creations of one shared EVTX file.
     fn real_events() -> Vec<ProcessEvent> {
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/evtx/discovery_sysmon_1_iis_pwd_and_config_discovery_appcmd.evtx");
-        let reader = Input::file(&file).open(InputFormat::Auto).expect("the shared EVTX file opens");
-        let events: Vec<ProcessEvent> = reader
-            .filter_map(|record| match record {
-                Record::Event(event) => Some(*event),
-                _ => None,
-            })
-            .collect();
-        assert!(events.len() > 2, "{} process creations in {}", events.len(), file.display());
+        let name = "discovery_sysmon_1_iis_pwd_and_config_discovery_appcmd.evtx";
+        let events = crate::events::shared_evtx_process_creations(name);
+        assert!(events.len() > 2, "{} process creations in {name}", events.len());
         events
     }
 
