@@ -162,8 +162,19 @@ pub struct ProcessEvent {
 impl ProcessEvent {
     /// An event at `time` read at `origin` in `format`, with every other field empty.
     pub fn new(time: DateTime<Utc>, origin: Origin, format: SourceFormat) -> Self {
+        Self::with_text_capacity(time, origin, format, INITIAL_TEXT_BYTES)
+    }
+
+    /// [`ProcessEvent::new`], with room for `bytes` of values: a source that knows about
+    /// how long its values are allocates the text once, not grown as it is written.
+    pub fn with_text_capacity(
+        time: DateTime<Utc>,
+        origin: Origin,
+        format: SourceFormat,
+        bytes: usize,
+    ) -> Self {
         let mut event = Self {
-            text: String::with_capacity(INITIAL_TEXT_BYTES),
+            text: String::with_capacity(bytes),
             spans: [(0, 0); FIELD_COUNT],
             time,
             origin,

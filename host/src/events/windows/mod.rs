@@ -107,6 +107,21 @@ pub(super) fn normalize(event: WinEvent<'_>, origin: Origin, format: SourceForma
     }
 }
 
+/// About the bytes of the text of the event `e` makes: its data's values (most are copied
+/// once; the `images`' file names once more), its device twice, and what the normalization
+/// writes of its own (times, ids, the action). Grown as it was written instead, from a
+/// Defender row's size, the text of a Sysmon record was reallocated once or twice.
+fn text_bytes(e: &WinEvent<'_>, images: [&str; 2]) -> usize {
+    e.data.values().map(|v| v.len()).sum::<usize>()
+        + images.iter().map(|name| e.data(name).len()).sum::<usize>()
+        + 2 * e.computer.len()
+        + NORMALIZATION_BYTES
+}
+
+/// What the normalization of a process creation writes besides its record's values, with
+/// room to spare: two times of 24 bytes, the action, ids and numbers.
+const NORMALIZATION_BYTES: usize = 160;
+
 /// Sysmon event 1. `UtcTime` is the process's creation time in UTC.
 fn sysmon_process_create(
     e: &WinEvent<'_>,
@@ -115,7 +130,8 @@ fn sysmon_process_create(
 ) -> Result<ProcessEvent, RecordError> {
     let utc_time = e.data("UtcTime");
     let time = event_time(e, if utc_time.is_empty() { None } else { Some(utc_time) }, &origin)?;
-    let mut event = ProcessEvent::new(time, origin, format);
+    let mut event =
+        ProcessEvent::with_text_capacity(time, origin, format, text_bytes(e, ["Image", "ParentImage"]));
     set_device(&mut event, &e.computer);
     event.set(Field::ActionType, "ProcessCreated");
     set_image(&mut event, e.data("Image"), Field::FileName, Field::FolderPath);
@@ -174,7 +190,12 @@ fn security_process_create(
     format: SourceFormat,
 ) -> Result<ProcessEvent, RecordError> {
     let time = event_time(e, None, &origin)?;
-    let mut event = ProcessEvent::new(time, origin, format);
+    let mut event = ProcessEvent::with_text_capacity(
+        time,
+        origin,
+        format,
+        text_bytes(e, ["NewProcessName", "ParentProcessName"]),
+    );
     set_device(&mut event, &e.computer);
     event.set(Field::ActionType, "ProcessCreated");
     set_image(&mut event, e.data("NewProcessName"), Field::FileName, Field::FolderPath);
