@@ -1,12 +1,13 @@
 //! `eval`: the pipeline over bounded inputs. Reads every input, evaluates its events and
 //! summarizes every window into alerts at the end.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::alerts::WindowSpec;
 use crate::events::input::Reader;
-use crate::events::read_ahead::ReadAhead;
+use crate::events::read_ahead::{Groups, Opener, ReadAhead};
 use crate::events::{Input, InputError, InputFormat, ProcessEvent, Record, lineage};
 use crate::pipeline::{Pipeline, PipelineOptions, WindowClosing};
 use crate::runtime::CompiledRule;
@@ -85,49 +86,47 @@ pub fn evaluate(
     // Several EVTX inputs are read at once (a triage collection is thousands of small files),
     // each parsed on the thread that reads it: they are opened without chunk workers of their
     // own, which would only compete.
-    let named_evtx = |input: &Input| input.name().to_ascii_lowercase().ends_with(".evtx");
+    let named_evtx = |input: &Input| {
+        matches!(options.input_format, InputFormat::Auto | InputFormat::Evtx)
+            && input.name().to_ascii_lowercase().ends_with(".evtx")
+    };
     let read_ahead = options.jobs > 1 && inputs.iter().filter(|input| named_evtx(input)).count() > 1;
-    // Open every input first: a missing file is an error before any output.
-    let readers = inputs
-        .iter()
-        .map(|input| match is_defender_json_lines_file(input, options.input_format)? {
-            true => Ok(None),
-            false if read_ahead && named_evtx(input) => input
-                .clone()
-                .with_jobs(1)
-                .open_counted(options.input_format, options.progress.clone())
-                .map(Some),
-            false => input.open_counted(options.input_format, options.progress.clone()).map(Some),
-        })
-        .collect::<Result<Vec<_>, InputError>>()?;
-    let mut pipeline = Pipeline::new(rules, options.pipeline(), output, diagnose)?;
-    let mut held = Held::new(inputs.len(), options.kept_event_bytes);
-    let rereading: Vec<Rereading> = readers
-        .iter()
-        .map(|reader| match reader.as_ref().map(|r| (r.is_rereadable(), r.has_line_offsets())) {
+    // Open every input first: a missing file is an error before any output. EVTX files read
+    // ahead are opened by the threads that read them, once this one has seen that they open.
+    let mut readers: Vec<Option<Reader>> = Vec::with_capacity(inputs.len());
+    let mut rereading: Vec<Rereading> = Vec::with_capacity(inputs.len());
+    let mut ahead: Vec<(usize, Opener)> = Vec::new();
+    for (index, input) in inputs.iter().enumerate() {
+        if read_ahead && named_evtx(input) {
+            let regular_file = input.opens()?;
+            let (input, format, progress) =
+                (input.clone().with_jobs(1), options.input_format, options.progress.clone());
+            ahead.push((index, Box::new(move || input.open_counted(format, progress))));
+            readers.push(None);
+            rereading.push(if regular_file { Rereading::Records } else { Rereading::Impossible });
+            continue;
+        }
+        let reader = match is_defender_json_lines_file(input, options.input_format)? {
+            true => None,
+            false => Some(input.open_counted(options.input_format, options.progress.clone())?),
+        };
+        rereading.push(match reader.as_ref().map(|r| (r.is_rereadable(), r.has_line_offsets())) {
             None | Some((false, _)) => Rereading::Impossible,
             Some((true, true)) => Rereading::Lines,
             Some((true, false)) => Rereading::Records,
-        })
-        .collect();
-    let mut readers = readers;
-    let read_ahead: Vec<(usize, Reader)> = if read_ahead {
-        readers
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, r)| r.as_ref().is_some_and(Reader::is_evtx))
-            .filter_map(|(i, r)| r.take().map(|r| (i, r)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+        });
+        readers.push(reader);
+    }
+    let mut pipeline = Pipeline::new(rules, options.pipeline(), output, diagnose)?;
+    let mut held = Held::new(inputs.len(), options.kept_event_bytes);
     std::thread::scope(|scope| -> Result<(), EvalError> {
-        let read_ahead = (!read_ahead.is_empty())
-            .then(|| ReadAhead::start(scope, inputs.len(), read_ahead, options.jobs, FIRST_PASS_GROUPS));
+        let read_ahead = (!ahead.is_empty())
+            .then(|| ReadAhead::start(scope, inputs.len(), ahead, options.jobs, FIRST_PASS_GROUPS));
         for (index, input) in inputs.iter().enumerate() {
+            let failed = Cell::new(None);
             let records: Box<dyn Iterator<Item = Record>> =
                 match (read_ahead.as_ref().and_then(|r| r.take(index)), readers[index].take()) {
-                    (Some(groups), _) => Box::new(groups.flatten()),
+                    (Some(groups), _) => Box::new(records_of(groups, &failed)),
                     (None, Some(reader)) => Box::new(reader),
                     (None, None) => {
                         pipeline.evaluate_blocks(input, options.progress.clone())?;
@@ -158,6 +157,9 @@ pub fn evaluate(
                     // Held back no more: a stream past the budget.
                     pipeline.record(Record::Event(event))?;
                 }
+            }
+            if let Some(error) = failed.take() {
+                return Err(error.into());
             }
         }
         Ok(())
@@ -248,7 +250,12 @@ impl Held {
         // many again are kept instead of read a second time.
         event.shrink_to_fit();
         let size = event.size_in_memory() * HELD_FOOTPRINT_NUMERATOR / HELD_FOOTPRINT_DENOMINATOR;
-        if self.kept_bytes + size <= self.budget {
+        // Once an input's events are held by their places, so are all its later ones: its kept
+        // events are evaluated before those read again, so a later one kept (a small event
+        // after one past the budget) came out of reading order.
+        let by_place =
+            matches!(self.per_input[index].last(), Some(HeldEvent::Line { .. } | HeldEvent::Record { .. }));
+        if !by_place && self.kept_bytes + size <= self.budget {
             self.kept_bytes += size;
             self.per_input[index].push(HeldEvent::Kept(event));
             return None;
@@ -284,11 +291,14 @@ impl Held {
     ) -> Result<(), EvalError> {
         let by_place = |held: &Vec<HeldEvent>| held.iter().any(|e| matches!(e, HeldEvent::Record { .. }));
         let again: Vec<usize> = (0..inputs.len()).filter(|&i| by_place(&self.per_input[i])).collect();
-        let readers = if jobs > 1 && again.len() > 1 {
+        let readers: Vec<(usize, Opener)> = if jobs > 1 && again.len() > 1 {
             again
                 .iter()
-                .map(|&i| inputs[i].clone().with_jobs(1).open(format).map(|reader| (i, reader)))
-                .collect::<Result<Vec<_>, InputError>>()?
+                .map(|&i| {
+                    let input = inputs[i].clone().with_jobs(1);
+                    (i, Box::new(move || input.open(format)) as Opener)
+                })
+                .collect()
         } else {
             Vec::new()
         };
@@ -326,8 +336,9 @@ impl Held {
             }
             if !records.is_empty() {
                 let mut wanted = records.into_iter().peekable();
+                let failed = Cell::new(None);
                 let records: Box<dyn Iterator<Item = Record>> = match read_ahead.and_then(|r| r.take(index)) {
-                    Some(groups) => Box::new(groups.flatten()),
+                    Some(groups) => Box::new(records_of(groups, &failed)),
                     None => Box::new(input.open(format)?),
                 };
                 let events = records.filter(|r| matches!(r, Record::Event(_)));
@@ -343,10 +354,19 @@ impl Held {
                         break;
                     }
                 }
+                if let Some(error) = failed.take() {
+                    return Err(error.into());
+                }
             }
         }
         Ok(())
     }
+}
+
+/// The records of an input read ahead, ending where it could not be opened: the error is
+/// left in `failed`.
+fn records_of(groups: Groups, failed: &Cell<Option<InputError>>) -> impl Iterator<Item = Record> + '_ {
+    groups.map_while(move |group| group.map_err(|error| failed.set(Some(error))).ok()).flatten()
 }
 
 /// Evaluates the `nth` event of each of `lines` ((offset, line number), nth, reading
@@ -421,6 +441,16 @@ const SNIFFED_BLOCK_BYTES: u64 = 64 * 1024;
 /// events crosses to another thread but the matches. Any other input takes the passes of
 /// [`evaluate`].
 fn is_defender_json_lines_file(input: &Input, format: InputFormat) -> Result<bool, InputError> {
+    // A file named or declared as another format is read as that (or decompressed): it has
+    // no line offsets, and is not opened twice to find out (each file of a folder of EVTX
+    // files was, before any was read).
+    let declared = match format {
+        InputFormat::Auto => input.format_by_name(),
+        format => Some(format),
+    };
+    if declared.is_some_and(|format| format != InputFormat::Jsonl) {
+        return Ok(false);
+    }
     // A named pipe cannot be read twice, nor a followed file be read to its end.
     if !input.is_regular_file() {
         return Ok(false);
@@ -438,18 +468,21 @@ fn is_defender_json_lines_file(input: &Input, format: InputFormat) -> Result<boo
 }
 
 /// Bytes of held-back process creations (see [`evaluate`]) kept in memory by default: about
-/// 35,000 events of a real 4688 log. Few events of a real log are process creations, and
+/// 72,000 events of a real 4688 log. With 96 MiB, the bench's folder of 5,000 EVTX files (98,000
+/// process creations) read some of its files a second time: Soft Cell took 1.03-1.12 s on it,
+/// against 0.79-0.85 s with every held event kept. With 128 MiB its peak RSS is 171 MB. Few events of a real log are process creations, and
 /// fewer are held, so most inputs stay under it; past it a file is read again at the held
 /// events' places.
-pub const DEFAULT_KEPT_EVENT_BYTES: usize = 96 << 20;
+pub const DEFAULT_KEPT_EVENT_BYTES: usize = 128 << 20;
 
 /// What a held event takes of the process's memory, against what it holds itself (its
-/// text, its fields, its lineage keys): 5/3. Measured on the shared 4688 log read 500 times,
-/// one job: the peak RSS rose by 56 MB for 32 MiB of events held and by 112 MB for 64 MiB
-/// (the allocator's pages they share with the reading's short-lived buffers stay in use).
-/// Counted, the budget is the memory the held events really take.
-const HELD_FOOTPRINT_NUMERATOR: usize = 5;
-const HELD_FOOTPRINT_DENOMINATOR: usize = 3;
+/// text, its fields, its lineage keys): 11/10. Measured on the 5,000 copies of the shared
+/// EVTX files, one job: the peak RSS rose by 32.8 MB for 30.2 MB of events held and by 64.3
+/// MB for 60.4 MB (1.07). Counted, the budget is the memory the held events really take.
+/// It was 5/3 while a Windows event's text grew as it was written: the allocator's pages
+/// that the grown texts left stayed in use.
+const HELD_FOOTPRINT_NUMERATOR: usize = 11;
+const HELD_FOOTPRINT_DENOMINATOR: usize = 10;
 
 /// Evaluates `rules` over in-memory `records` (rule test cases, tests), with lineage
 /// resolved in arrival order.

@@ -125,6 +125,30 @@ fn a_missing_input_is_an_error_before_any_output() {
     assert_eq!(run.stderr.matches("No such file").count(), 1, "the cause is said once: {}", run.stderr);
 }
 
+#[test]
+fn an_evtx_file_among_many_that_does_not_open_is_the_same_error_whatever_the_jobs() {
+    // With more than one job, EVTX files are opened by the threads that read them; a file
+    // whose header does not parse still ends the run with its error, and a missing one is
+    // still an error before any output.
+    let good = [edited_evtx(SQL_4688, |_| {}), edited_evtx(SQL_4688, |_| {})];
+    let bad = edited_evtx(SQL_4688, |bytes| bytes[..8].copy_from_slice(b"NotEvtx\0"));
+    let [first, last] = good.each_ref().map(|f| f.path().display().to_string());
+    let bad = bad.path().display().to_string();
+    for jobs in ["1", "2"] {
+        let run = rulehost(&["eval", "--jobs", jobs, &first, &bad, &last]);
+        assert_eq!(run.code, 2, "--jobs {jobs}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("rulehost: error: {bad}: EVTX: ")),
+            "--jobs {jobs}: {}",
+            run.stderr
+        );
+        let run = rulehost(&["eval", "--jobs", jobs, "--matches", &first, "/nonexistent/logs.evtx", &last]);
+        assert_eq!(run.code, 2, "--jobs {jobs}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "--jobs {jobs}: {}", run.stdout);
+        assert!(run.stderr.contains("/nonexistent/logs.evtx: No such file"), "--jobs {jobs}: {}", run.stderr);
+    }
+}
+
 /// A copy of a shared EVTX file with `edit` applied.
 fn edited_evtx(name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> tempfile::NamedTempFile {
     let mut bytes = std::fs::read(crate::util::shared(&format!("evtx/{name}"))).unwrap();

@@ -421,6 +421,50 @@ fn several_evtx_files_read_again_at_once_give_the_output_of_keeping_their_events
     }
 }
 
+/// Held events past the budget are read again at their lines, after the kept ones: a small
+/// event kept after a larger one went past the budget came out of reading order. Every
+/// budget gives the matches of keeping every event.
+#[test]
+fn every_budget_for_held_events_gives_the_matches_in_reading_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for (_, jsonl) in shared_evtx_as_jsonl(dir.path()) {
+        lines.push_str(&std::fs::read_to_string(jsonl).unwrap());
+    }
+    // Eight times over: about 1,600 process creations, most held (their parents are not in
+    // the log), some 2.7 MiB of them.
+    let log = dir.path().join("eight-times.jsonl");
+    std::fs::write(&log, lines.repeat(8)).unwrap();
+    let (log, rule) = (log.display().to_string(), test_rule("match-all"));
+    for jobs in ["1", "2"] {
+        let eval = |kept: &str| {
+            let run = rulehost(&[
+                "eval",
+                "--jobs",
+                jobs,
+                "--matches",
+                "--rules",
+                &rule,
+                "--kept-events-mib",
+                kept,
+                &log,
+            ]);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            run
+        };
+        let all_kept = eval("96");
+        assert!(all_kept.stdout.lines().count() > 1500, "{}", all_kept.stderr);
+        for kept in ["0", "1", "2"] {
+            let run = eval(kept);
+            assert!(
+                run.stdout == all_kept.stdout,
+                "--jobs {jobs} --kept-events-mib {kept}: other matches or order"
+            );
+            assert_eq!(run.summary(), all_kept.summary(), "--jobs {jobs} --kept-events-mib {kept}");
+        }
+    }
+}
+
 /// A Windows log whose children come before their parents (the parents' file read second,
 /// or each line's records reversed): evaluated in one read, held children and all, a file
 /// gives the alerts and the summary that its bytes give on standard input, and those of

@@ -319,6 +319,26 @@ impl Input {
         Ok(FileBlocks::new(BlockFile::new(self.name.clone(), file, counter, 0, self.reading), stages))
     }
 
+    /// The format its file name tells (by extension), if any: what [`Input::open`] reads it
+    /// as under [`InputFormat::Auto`], unless it is compressed or an archive.
+    pub fn format_by_name(&self) -> Option<InputFormat> {
+        self.path.as_ref()?.file_name()?.to_str().and_then(format_from_name)
+    }
+
+    /// Checks that the input opens, as [`Input::open`] would open it (the error it would
+    /// give), without reading it; whether it is a regular file, not followed (as
+    /// [`Input::is_regular_file`]).
+    pub fn opens(&self) -> Result<bool, InputError> {
+        match &self.path {
+            Some(path) => {
+                let file = File::open(path)
+                    .map_err(|source| InputError::Io { path: self.name.to_string(), source })?;
+                Ok(self.follow.is_none() && file.metadata().is_ok_and(|m| m.is_file()))
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Whether the input is a regular file, not followed: it can be read more than once,
     /// and to its end.
     pub fn is_regular_file(&self) -> bool {
