@@ -234,8 +234,9 @@ struct RunArgs {
     /// JSON syntax (or the rest of its binary XML) is not checked.
     #[arg(long)]
     parse_all: bool,
-    /// Threads that read and parse JSON lines, and that evaluate batches [default: the
-    /// number of cores]; the output is the same, in the same order, whatever the number.
+    /// Threads that read and parse inputs, evaluate batches and summarize the windows that
+    /// close together [default: the number of cores]; the output is the same, in the same
+    /// order, whatever the number.
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: Option<u32>,
     /// Write the output to FILE (created, or emptied) instead of stdout.
@@ -495,8 +496,9 @@ struct EvalArgs {
     /// a batch ends with its block).
     #[arg(long, default_value_t = eval::DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     batch_size: u32,
-    /// Threads that read and parse JSON lines, and that evaluate batches [default: the
-    /// number of cores]; the output is the same, in the same order, whatever the number.
+    /// Threads that read and parse inputs, evaluate batches and summarize the windows that
+    /// close together [default: the number of cores]; the output is the same, in the same
+    /// order, whatever the number.
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: Option<u32>,
     /// Parse every JSON line and render every EVTX record in full. By default an evtx_dump

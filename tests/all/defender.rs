@@ -139,11 +139,17 @@ fn the_output_is_the_same_whatever_the_number_of_jobs() {
     let (match_all, panic) = (crate::util::test_rule("match-all"), crate::util::test_rule("panic"));
     let three_rules =
         ["--rules", &soft_cell, "--rules", &match_all, "--rules", &panic, "--batch-size", "100", "--matches"];
+    // Nine windows of a minute per rule, closed at the end and summarized on several
+    // threads: a rule whose every summary fails is quarantined after its third window, while
+    // other threads may have summarized its later ones already.
+    let giant_output = crate::util::test_rule("giant-output");
+    let windows = ["--rules", &soft_cell, "--rules", &match_all, "--rules", &giant_output, "--window", "1m"];
     for (input, extra) in [
         (path.as_str(), &[][..]),
         (path.as_str(), &["--matches"][..]),
         (path.as_str(), &three_rules[..]),
         (path.as_str(), &three_rules[..8]),
+        (path.as_str(), &windows[..]),
         ("tests/data/defender-streaming.jsonl", &[][..]),
         ("tests/data/windows/scenario.helk.jsonl", &["--matches"][..]),
     ] {

@@ -585,7 +585,7 @@ impl<'a> Pipeline<'a> {
         if self.options.matches_only {
             return Ok(());
         }
-        for alert in windows::close(&mut self.set, which, closing, self.diagnose) {
+        for alert in windows::close(&mut self.set, which, closing, self.options.jobs, self.diagnose) {
             self.output.alert(&alert)?;
         }
         Ok(())

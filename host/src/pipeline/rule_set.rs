@@ -75,6 +75,9 @@ impl RuleRun {
 pub(crate) struct RuleSet {
     pub(crate) runs: Vec<RuleRun>,
     pub(crate) instances: Instances,
+    /// Instances for the other threads that summarize windows when many close at once
+    /// (see [`super::windows::close`]), made when first needed and kept for the next close.
+    pub(crate) summarizers: Vec<Instances>,
     pub(crate) quarantined: Arc<[AtomicBool]>,
     /// Rules unloaded during the run, with their counts at the time.
     pub(crate) retired: Vec<RuleSummary>,
@@ -85,7 +88,7 @@ impl RuleSet {
         let rules: Vec<Arc<CompiledRule>> = runs.iter().map(|r| r.rule.clone()).collect();
         let instances = Instances::new(&rules)?;
         let quarantined = runs.iter().map(|r| AtomicBool::new(r.is_quarantined())).collect();
-        Ok(Self { runs, instances, quarantined, retired: Vec::new() })
+        Ok(Self { runs, instances, summarizers: Vec::new(), quarantined, retired: Vec::new() })
     }
 
     pub(crate) fn rules(&self) -> Vec<Arc<CompiledRule>> {
@@ -98,6 +101,7 @@ impl RuleSet {
         let fresh = Self::new(runs)?;
         self.runs = fresh.runs;
         self.instances = fresh.instances;
+        self.summarizers = fresh.summarizers;
         self.quarantined = fresh.quarantined;
         self.retired.extend(retired);
         Ok(())

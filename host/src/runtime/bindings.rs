@@ -72,10 +72,11 @@ macro_rules! all_field_conversions {
 
 /// The bindings of one contract version and their conversions to the curated types.
 /// Versions differ in how a column's values travel (`$data` turns the packed text into the
-/// version's type), in their fields and severities, and in their world (`rule` or `pack`);
+/// version's type, `$undata` back after the call, for the next to fill), in their fields and
+/// severities, and in their world (`rule` or `pack`);
 /// the rest is written once here.
 macro_rules! contract_version {
-    ($module:ident, $version:literal, $path:literal, $world:literal, $data:expr, $fields:ident,
+    ($module:ident, $version:literal, $path:literal, $world:literal, $data:expr, $undata:expr, $fields:ident,
      { $($severity:ident,)* }, { $($operator:ident,)* }, $calls:ident) => {
         mod $module {
             use super::*;
@@ -99,14 +100,22 @@ macro_rules! contract_version {
                 }
             }
 
-            fn batch(batch: Batch<'_>) -> wit::EventBatch {
+            /// The batch in the version's types; its columns are taken, for [`restore`] to
+            /// give back.
+            fn batch(batch: &mut Batch<'_>) -> wit::EventBatch {
                 let columns = batch
                     .fields
                     .iter()
-                    .zip(batch.columns)
+                    .zip(std::mem::take(&mut batch.columns))
                     .map(|(&field, (text, ends))| wit::Column { field: field.into(), data: $data(text), ends })
                     .collect();
                 wit::EventBatch { count: batch.count as u32, columns }
+            }
+
+            /// Gives the columns of `packed` back to `batch`, with their room, for the next
+            /// call to fill.
+            fn restore(batch: &mut Batch<'_>, packed: wit::EventBatch) {
+                batch.columns = packed.columns.into_iter().map(|c| ($undata(c.data), c.ends)).collect();
             }
 
             fn curated_alert(alert: wit::Alert) -> ReturnedAlert {
@@ -177,9 +186,12 @@ macro_rules! rule_world_calls {
         pub(super) fn evaluate(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
-            events: Batch<'_>,
+            events: &mut Batch<'_>,
         ) -> wasmtime::Result<Vec<(u32, Vec<u32>)>> {
-            let matched = bindings.call_evaluate(store, &batch(events))?;
+            let packed = batch(events);
+            let matched = bindings.call_evaluate(store, &packed);
+            restore(events, packed);
+            let matched = matched?;
             Ok(if matched.is_empty() { Vec::new() } else { vec![(0, matched)] })
         }
 
@@ -188,11 +200,13 @@ macro_rules! rule_world_calls {
             store: &mut Store<RuleState>,
             _rule: u32,
             window: (i64, i64),
-            events: Batch<'_>,
+            events: &mut Batch<'_>,
         ) -> wasmtime::Result<Vec<ReturnedAlert>> {
             let window = wit::Window { start_ms: window.0, end_ms: window.1 };
-            let alerts = bindings.call_summarize(store, window, &batch(events))?;
-            Ok(alerts.into_iter().map(curated_alert).collect())
+            let packed = batch(events);
+            let alerts = bindings.call_summarize(store, window, &packed);
+            restore(events, packed);
+            Ok(alerts?.into_iter().map(curated_alert).collect())
         }
     };
 }
@@ -212,10 +226,12 @@ macro_rules! pack_world_calls {
         pub(super) fn evaluate(
             bindings: &Bindings,
             store: &mut Store<RuleState>,
-            events: Batch<'_>,
+            events: &mut Batch<'_>,
         ) -> wasmtime::Result<Vec<(u32, Vec<u32>)>> {
-            let matched = bindings.call_evaluate(store, &batch(events))?;
-            Ok(matched.into_iter().map(|m| (m.rule, m.events)).collect())
+            let packed = batch(events);
+            let matched = bindings.call_evaluate(store, &packed);
+            restore(events, packed);
+            Ok(matched?.into_iter().map(|m| (m.rule, m.events)).collect())
         }
 
         pub(super) fn summarize(
@@ -223,25 +239,28 @@ macro_rules! pack_world_calls {
             store: &mut Store<RuleState>,
             rule: u32,
             window: (i64, i64),
-            events: Batch<'_>,
+            events: &mut Batch<'_>,
         ) -> wasmtime::Result<Vec<ReturnedAlert>> {
             let window = wit::Window { start_ms: window.0, end_ms: window.1 };
-            let alerts = bindings.call_summarize(store, rule, window, &batch(events))?;
-            Ok(alerts.into_iter().map(curated_alert).collect())
+            let packed = batch(events);
+            let alerts = bindings.call_summarize(store, rule, window, &packed);
+            restore(events, packed);
+            Ok(alerts?.into_iter().map(curated_alert).collect())
         }
     };
 }
 
 // 0.3.0: packs; the fields Sigma reads; `critical`.
-contract_version!(v0_3, "0.3.0", "../wit/v0.3.0", "pack", std::convert::identity::<String>, all_field_conversions,
+contract_version!(v0_3, "0.3.0", "../wit/v0.3.0", "pack", std::convert::identity::<String>, std::convert::identity::<String>, all_field_conversions,
     { Informational, Low, Medium, High, Critical, },
     { InCs, InCi, Has, Contains, Startswith, Endswith, EqualsCi, Wildcard, Regex, }, pack_world_calls);
 // 0.2.0: the values travel as a `string`, which the guest takes without checking it again.
-contract_version!(v0_2, "0.2.0", "../wit/v0.2.0", "rule", std::convert::identity::<String>, old_field_conversions,
+contract_version!(v0_2, "0.2.0", "../wit/v0.2.0", "rule", std::convert::identity::<String>, std::convert::identity::<String>, old_field_conversions,
     { Informational, Low, Medium, High, },
     { InCs, InCi, Has, Contains, Startswith, }, rule_world_calls);
-// 0.1.0: the values travel as a `list<u8>` (the same bytes; no copy to turn them into it).
-contract_version!(v0_1, "0.1.0", "../wit/v0.1.0", "rule", String::into_bytes, old_field_conversions,
+// 0.1.0: the values travel as a `list<u8>` (the same bytes; no copy to turn them into it),
+// and are not given back (they would be checked as UTF-8 again).
+contract_version!(v0_1, "0.1.0", "../wit/v0.1.0", "rule", String::into_bytes, |_: Vec<u8>| String::new(), old_field_conversions,
     { Informational, Low, Medium, High, },
     { InCs, InCi, Has, Contains, Startswith, }, rule_world_calls);
 
@@ -294,7 +313,7 @@ impl RuleBindings {
     pub(super) fn evaluate(
         &self,
         store: &mut Store<RuleState>,
-        events: Batch<'_>,
+        events: &mut Batch<'_>,
     ) -> wasmtime::Result<Vec<(u32, Vec<u32>)>> {
         match self {
             Self::V0_3(b) => v0_3::evaluate(b, store, events),
@@ -310,7 +329,7 @@ impl RuleBindings {
         store: &mut Store<RuleState>,
         rule: u32,
         window: (i64, i64),
-        events: Batch<'_>,
+        events: &mut Batch<'_>,
     ) -> wasmtime::Result<Vec<ReturnedAlert>> {
         match self {
             Self::V0_3(b) => v0_3::summarize(b, store, rule, window, events),

@@ -140,7 +140,8 @@ impl RuleState {
     /// the guest. The memory limit bounds what a rule allocates of its own; a `summarize`
     /// call is handed every match of a window, which the host already holds, so the room
     /// for that input is granted on top (twice its size: the lowered input and the guest's
-    /// work over it). The host recycles an instance that grew past its limit.
+    /// work over it). The host replaces an instance that grew past its limit before its next
+    /// `evaluate` call, or once the windows closing with it are summarized.
     pub(super) fn allow_input(&mut self, bytes: usize) {
         self.allowance = bytes.saturating_mul(2);
     }

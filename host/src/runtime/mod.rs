@@ -497,7 +497,7 @@ impl CompiledPack {
         let (store, bindings) = self
             .new_store()
             .map_err(|message| self.error("instantiating", FailureKind::Instantiation, message))?;
-        Ok(RuleInstance { pack: self.clone(), store, bindings })
+        Ok(RuleInstance { pack: self.clone(), store, bindings, grown_for: 0, columns: Vec::new() })
     }
 
     fn new_store(&self) -> Result<(Store<RuleState>, RuleBindings), String> {
@@ -626,6 +626,12 @@ pub struct RuleInstance {
     pack: Arc<CompiledPack>,
     store: Store<RuleState>,
     bindings: RuleBindings,
+    /// The input (bytes in the guest) of the `summarize` call that grew the memory past the
+    /// limit, while the instance is kept for the next window (0: it did not grow).
+    grown_for: usize,
+    /// The columns of the last call, emptied and filled by the next: a call's columns are
+    /// allocated once, not at every call (a large window's were tens of MB, each page new).
+    columns: Vec<(String, Vec<u32>)>,
 }
 
 impl std::fmt::Debug for RuleInstance {
@@ -643,8 +649,11 @@ impl RuleInstance {
     /// The `where` stages of every rule of the pack over `events`: for each rule, in the
     /// pack's order, the indices of the events it matched, ascending.
     pub fn evaluate(&mut self, events: &[ProcessEvent]) -> Result<Vec<Vec<usize>>, RuleError> {
+        self.release_grown().map_err(|e| self.pack.error("evaluate", FailureKind::Instantiation, e))?;
         self.arm()?;
-        let result = self.bindings.evaluate(&mut self.store, pack::Batch::of(events, &self.pack.reads));
+        let mut batch = pack::Batch::of(events, &self.pack.reads, std::mem::take(&mut self.columns));
+        let result = self.bindings.evaluate(&mut self.store, &mut batch);
+        self.columns = batch.columns;
         let returned = self.after_call("evaluate", result)?;
         let bad = |message: String| self.pack.error("evaluate", FailureKind::BadOutput, message);
         let mut matched: Vec<Vec<usize>> = vec![Vec::new(); self.pack.members.len()];
@@ -683,14 +692,18 @@ impl RuleInstance {
         self.arm()?;
         let pack = self.pack.clone();
         let fields = &pack.members[member].summary_reads;
-        let batch = pack::Batch::of(events, fields);
-        self.store.data_mut().allow_input(batch.guest_bytes());
-        let result = self.bindings.summarize(&mut self.store, member as u32, window, batch);
+        let mut batch = pack::Batch::of(events, fields, std::mem::take(&mut self.columns));
+        let input = batch.guest_bytes();
+        // Memory does not shrink: an instance that grew for a large window is replaced
+        // before its next `evaluate` call or at the end of the windows closing together
+        // (`Instances::release_grown`). Until then it summarizes the next windows, each
+        // allowed what the large one was: noisy rules of one pack match the same events, and
+        // a fresh instance grew again for each of their windows.
+        self.store.data_mut().allow_input(input.max(self.grown_for));
+        let result = self.bindings.summarize(&mut self.store, member as u32, window, &mut batch);
+        self.columns = batch.columns;
         if self.store.data_mut().end_allowance() && result.is_ok() {
-            // Memory does not shrink: an instance that grew for a large window is replaced,
-            // so that it does not keep that memory.
-            self.recycle()
-                .map_err(|e| pack.member_error(member, "summarize", FailureKind::Instantiation, e))?;
+            self.grown_for = self.grown_for.max(input);
         }
         let alerts = self
             .after_call("summarize", result)
@@ -768,9 +781,25 @@ impl RuleInstance {
         let (store, bindings) = self.pack.new_store().map_err(|e| e.to_string())?;
         self.store = store;
         self.bindings = bindings;
+        self.grown_for = 0;
         Ok(())
     }
+
+    /// Replaces the instance if a `summarize` call grew its memory past the limit, and
+    /// frees columns grown past what a batch of events takes, so that it does not keep that
+    /// memory.
+    pub fn release_grown(&mut self) -> Result<(), String> {
+        let kept: usize = self.columns.iter().map(|(text, ends)| text.capacity() + 4 * ends.capacity()).sum();
+        if kept > KEPT_COLUMN_BYTES {
+            self.columns = Vec::new();
+        }
+        if self.grown_for > 0 { self.recycle() } else { Ok(()) }
+    }
 }
+
+/// The columns an instance keeps between calls at most (see [`RuleInstance::release_grown`]):
+/// a batch of 1024 events with long command lines takes a few MiB.
+const KEPT_COLUMN_BYTES: usize = 16 << 20;
 
 /// One instance of each pack that `rules` come from, and where each rule is: what a worker
 /// holds to evaluate a list of rules, calling each pack once per batch.
@@ -835,9 +864,64 @@ impl Instances {
         results
     }
 
+    /// Replaces the instances whose memory a `summarize` call grew past the limit (see
+    /// [`RuleInstance::release_grown`]). One that cannot be replaced now is tried again
+    /// before its next call, which reports the failure.
+    pub fn release_grown(&mut self) {
+        for instance in &mut self.instances {
+            if let Err(error) = instance.release_grown() {
+                tracing::warn!(pack = %instance.pack.artifact, error = %error, "replacing an instance grown by a window");
+            }
+        }
+    }
+
     /// The instance of rule `rule`'s pack, and the rule's index in it.
     pub fn of(&mut self, rule: usize) -> (&mut RuleInstance, usize) {
         let (at, member) = self.places[rule];
         (&mut self.instances[at], member)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::shared_evtx_process_creations;
+    use crate::rules::BUNDLED_SOFT_CELL;
+
+    /// A window past the memory limit grows the instance, which then summarizes the next
+    /// windows (smaller or as large) as a fresh instance would, and is replaced when asked,
+    /// or before its next `evaluate` call.
+    #[test]
+    fn an_instance_grown_by_a_window_summarizes_the_next_as_a_fresh_one_until_replaced() {
+        let limits = Limits { memory_bytes: 4 << 20, ..Limits::default() };
+        let runtime = Runtime::with_limits(limits).expect("a runtime");
+        let pack = Arc::new(runtime.compile("soft-cell", BUNDLED_SOFT_CELL).expect("Soft Cell compiles"));
+        let real = shared_evtx_process_creations("");
+        let large: Vec<&ProcessEvent> = real.iter().cycle().take(160 * real.len()).collect();
+        let small = &large[..real.len()];
+        let window = (0, i64::MAX);
+        let fresh = |events: &[&ProcessEvent]| {
+            pack.instantiate().expect("an instance").summarize(0, window, events).expect("summarized")
+        };
+        let mut kept = pack.instantiate().expect("an instance");
+        let first = kept.summarize(0, window, &large).expect("a window past the limit is summarized");
+        assert!(
+            kept.grown_for > 0,
+            "the window ({} events) did not grow the instance past 4 MiB",
+            large.len()
+        );
+        assert_eq!(first, fresh(&large));
+        assert_eq!(kept.summarize(0, window, small).expect("summarized"), fresh(small));
+        assert_eq!(kept.summarize(0, window, &large).expect("summarized"), first);
+        assert!(kept.grown_for > 0, "kept grown between windows");
+        let held: usize = kept.columns.iter().map(|(text, ends)| text.capacity() + 4 * ends.capacity()).sum();
+        assert!(held > KEPT_COLUMN_BYTES, "the window's columns ({held} bytes) are kept until then");
+        kept.release_grown().expect("replaced");
+        assert_eq!(kept.grown_for, 0);
+        assert!(kept.columns.is_empty(), "columns of a large window are not kept");
+        kept.summarize(0, window, &large).expect("summarized");
+        assert!(kept.grown_for > 0);
+        kept.evaluate(&real).expect("evaluated");
+        assert_eq!(kept.grown_for, 0, "replaced before an evaluate call");
     }
 }
