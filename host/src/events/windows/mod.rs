@@ -63,8 +63,8 @@ pub(super) struct WinEvent<'a> {
 pub(super) type EventData<'a> = HashMap<Cow<'a, str>, Cow<'a, str>, foldhash::fast::RandomState>;
 
 impl WinEvent<'_> {
-    fn data(&self, name: &str) -> &str {
-        self.data.get(name).map_or("", |v| v.as_ref())
+    fn data(&self, name: DataName) -> &str {
+        self.data.get(name.0).map_or("", |v| v.as_ref())
     }
 
     fn is_sysmon(&self) -> bool {
@@ -91,6 +91,61 @@ impl WinEvent<'_> {
     }
 }
 
+/// A name of `EventData/Data` that the normalization reads: only through these is a record's
+/// data read, so [`READ_DATA_NAMES`] holds every name it reads.
+#[derive(Debug, Clone, Copy)]
+struct DataName(&'static str);
+
+macro_rules! data_names {
+    ($($constant:ident = $name:literal,)*) => {
+        $(const $constant: DataName = DataName($name);)*
+        /// Every `EventData` name the normalization reads: a reader may leave the others out.
+        const READ_DATA_NAMES: &[&str] = &[$($name),*];
+    };
+}
+
+data_names! {
+    UTC_TIME = "UtcTime",
+    IMAGE = "Image",
+    PROCESS_ID = "ProcessId",
+    COMMAND_LINE = "CommandLine",
+    INTEGRITY_LEVEL = "IntegrityLevel",
+    USER = "User",
+    HASHES = "Hashes",
+    ORIGINAL_FILE_NAME = "OriginalFileName",
+    DESCRIPTION = "Description",
+    PRODUCT = "Product",
+    COMPANY = "Company",
+    FILE_VERSION = "FileVersion",
+    CURRENT_DIRECTORY = "CurrentDirectory",
+    LOGON_ID = "LogonId",
+    PARENT_IMAGE = "ParentImage",
+    PARENT_COMMAND_LINE = "ParentCommandLine",
+    PARENT_PROCESS_ID = "ParentProcessId",
+    PARENT_USER = "ParentUser",
+    NEW_PROCESS_NAME = "NewProcessName",
+    NEW_PROCESS_ID = "NewProcessId",
+    TOKEN_ELEVATION_TYPE = "TokenElevationType",
+    MANDATORY_LABEL = "MandatoryLabel",
+    TARGET_USER_SID = "TargetUserSid",
+    TARGET_USER_NAME = "TargetUserName",
+    TARGET_DOMAIN_NAME = "TargetDomainName",
+    TARGET_LOGON_ID = "TargetLogonId",
+    SUBJECT_DOMAIN_NAME = "SubjectDomainName",
+    SUBJECT_USER_NAME = "SubjectUserName",
+    SUBJECT_USER_SID = "SubjectUserSid",
+    SUBJECT_LOGON_ID = "SubjectLogonId",
+    PARENT_PROCESS_NAME = "ParentProcessName",
+    PROCESS_GUID = "ProcessGuid",
+    PARENT_PROCESS_GUID = "ParentProcessGuid",
+}
+
+/// `name` as the normalization reads it, if it reads it: a reader keeps a value under the
+/// returned name, not a copy of its own.
+pub(super) fn read_data_name(name: &str) -> Option<&'static str> {
+    READ_DATA_NAMES.iter().find(|read| **read == name).copied()
+}
+
 /// Normalizes a Windows event: a process creation becomes an event, anything else is
 /// skipped.
 pub(super) fn normalize(event: WinEvent<'_>, origin: Origin, format: SourceFormat) -> Record {
@@ -111,9 +166,9 @@ pub(super) fn normalize(event: WinEvent<'_>, origin: Origin, format: SourceForma
 /// once; the `images`' file names once more), its device twice, and what the normalization
 /// writes of its own (times, ids, the action). Grown as it was written instead, from a
 /// Defender row's size, the text of a Sysmon record was reallocated once or twice.
-fn text_bytes(e: &WinEvent<'_>, images: [&str; 2]) -> usize {
+fn text_bytes(e: &WinEvent<'_>, images: [DataName; 2]) -> usize {
     e.data.values().map(|v| v.len()).sum::<usize>()
-        + images.iter().map(|name| e.data(name).len()).sum::<usize>()
+        + images.iter().map(|&name| e.data(name).len()).sum::<usize>()
         + 2 * e.computer.len()
         + NORMALIZATION_BYTES
 }
@@ -128,19 +183,19 @@ fn sysmon_process_create(
     origin: Origin,
     format: SourceFormat,
 ) -> Result<ProcessEvent, RecordError> {
-    let utc_time = e.data("UtcTime");
+    let utc_time = e.data(UTC_TIME);
     let time = event_time(e, if utc_time.is_empty() { None } else { Some(utc_time) }, &origin)?;
     let mut event =
-        ProcessEvent::with_text_capacity(time, origin, format, text_bytes(e, ["Image", "ParentImage"]));
+        ProcessEvent::with_text_capacity(time, origin, format, text_bytes(e, [IMAGE, PARENT_IMAGE]));
     set_device(&mut event, &e.computer);
     event.set(Field::ActionType, "ProcessCreated");
-    set_image(&mut event, e.data("Image"), Field::FileName, Field::FolderPath);
-    event.set(Field::ProcessId, decimal_pid(e.data("ProcessId")));
-    event.set(Field::ProcessCommandLine, e.data("CommandLine"));
+    set_image(&mut event, e.data(IMAGE), Field::FileName, Field::FolderPath);
+    event.set(Field::ProcessId, decimal_pid(e.data(PROCESS_ID)));
+    event.set(Field::ProcessCommandLine, e.data(COMMAND_LINE));
     event.set_from(Field::ProcessCreationTime, Field::Timestamp);
-    event.set(Field::ProcessIntegrityLevel, e.data("IntegrityLevel"));
-    set_account(&mut event, e.data("User"), Field::AccountDomain, Field::AccountName);
-    for (algorithm, hash) in hashes(e.data("Hashes")) {
+    event.set(Field::ProcessIntegrityLevel, e.data(INTEGRITY_LEVEL));
+    set_account(&mut event, e.data(USER), Field::AccountDomain, Field::AccountName);
+    for (algorithm, hash) in hashes(e.data(HASHES)) {
         match algorithm.to_ascii_uppercase().as_str() {
             "SHA1" => event.set(Field::Sha1, hash.to_ascii_lowercase()),
             "SHA256" => event.set(Field::Sha256, hash.to_ascii_lowercase()),
@@ -149,30 +204,30 @@ fn sysmon_process_create(
             _ => {}
         }
     }
-    event.set(Field::ProcessVersionInfoOriginalFileName, e.data("OriginalFileName"));
-    event.set(Field::ProcessVersionInfoFileDescription, e.data("Description"));
-    event.set(Field::ProcessVersionInfoProductName, e.data("Product"));
-    event.set(Field::ProcessVersionInfoCompanyName, e.data("Company"));
-    event.set(Field::ProcessVersionInfoProductVersion, e.data("FileVersion"));
-    event.set(Field::ProcessCurrentDirectory, e.data("CurrentDirectory"));
-    event.set(Field::LogonId, e.data("LogonId"));
+    event.set(Field::ProcessVersionInfoOriginalFileName, e.data(ORIGINAL_FILE_NAME));
+    event.set(Field::ProcessVersionInfoFileDescription, e.data(DESCRIPTION));
+    event.set(Field::ProcessVersionInfoProductName, e.data(PRODUCT));
+    event.set(Field::ProcessVersionInfoCompanyName, e.data(COMPANY));
+    event.set(Field::ProcessVersionInfoProductVersion, e.data(FILE_VERSION));
+    event.set(Field::ProcessCurrentDirectory, e.data(CURRENT_DIRECTORY));
+    event.set(Field::LogonId, e.data(LOGON_ID));
     set_image(
         &mut event,
-        e.data("ParentImage"),
+        e.data(PARENT_IMAGE),
         Field::InitiatingProcessFileName,
         Field::InitiatingProcessFolderPath,
     );
-    event.set(Field::InitiatingProcessCommandLine, e.data("ParentCommandLine"));
-    event.set(Field::InitiatingProcessId, decimal_pid(e.data("ParentProcessId")));
+    event.set(Field::InitiatingProcessCommandLine, e.data(PARENT_COMMAND_LINE));
+    event.set(Field::InitiatingProcessId, decimal_pid(e.data(PARENT_PROCESS_ID)));
     set_account(
         &mut event,
-        e.data("ParentUser"),
+        e.data(PARENT_USER),
         Field::InitiatingProcessAccountDomain,
         Field::InitiatingProcessAccountName,
     );
     event.set(Field::ReportId, e.record_id.map(|id| id.to_string()).unwrap_or_default());
-    let guid = |name| ProcessKey::guid(e.data(name));
-    if let (Some(own), Some(parent)) = (guid("ProcessGuid"), guid("ParentProcessGuid")) {
+    let guid = |name: DataName| ProcessKey::guid(e.data(name));
+    if let (Some(own), Some(parent)) = (guid(PROCESS_GUID), guid(PARENT_PROCESS_GUID)) {
         event.set_lineage(LineageKeys { own, parent });
     }
     Ok(event)
@@ -194,48 +249,48 @@ fn security_process_create(
         time,
         origin,
         format,
-        text_bytes(e, ["NewProcessName", "ParentProcessName"]),
+        text_bytes(e, [NEW_PROCESS_NAME, PARENT_PROCESS_NAME]),
     );
     set_device(&mut event, &e.computer);
     event.set(Field::ActionType, "ProcessCreated");
-    set_image(&mut event, e.data("NewProcessName"), Field::FileName, Field::FolderPath);
-    let pid = decimal_pid(e.data("NewProcessId"));
+    set_image(&mut event, e.data(NEW_PROCESS_NAME), Field::FileName, Field::FolderPath);
+    let pid = decimal_pid(e.data(NEW_PROCESS_ID));
     event.set(Field::ProcessId, pid.clone());
-    event.set(Field::ProcessCommandLine, e.data("CommandLine"));
+    event.set(Field::ProcessCommandLine, e.data(COMMAND_LINE));
     event.set_from(Field::ProcessCreationTime, Field::Timestamp);
-    event.set(Field::ProcessTokenElevation, token_elevation(e.data("TokenElevationType")));
-    event.set(Field::ProcessIntegrityLevel, integrity_level(e.data("MandatoryLabel")));
-    let target_named = !matches!(e.data("TargetUserSid"), "" | "S-1-0-0" | "-")
-        && !matches!(e.data("TargetUserName"), "" | "-");
+    event.set(Field::ProcessTokenElevation, token_elevation(e.data(TOKEN_ELEVATION_TYPE)));
+    event.set(Field::ProcessIntegrityLevel, integrity_level(e.data(MANDATORY_LABEL)));
+    let target_named = !matches!(e.data(TARGET_USER_SID), "" | "S-1-0-0" | "-")
+        && !matches!(e.data(TARGET_USER_NAME), "" | "-");
     let (domain, name, sid, logon_id) = if target_named {
         (
-            e.data("TargetDomainName"),
-            e.data("TargetUserName"),
-            e.data("TargetUserSid"),
-            e.data("TargetLogonId"),
+            e.data(TARGET_DOMAIN_NAME),
+            e.data(TARGET_USER_NAME),
+            e.data(TARGET_USER_SID),
+            e.data(TARGET_LOGON_ID),
         )
     } else {
         (
-            e.data("SubjectDomainName"),
-            e.data("SubjectUserName"),
-            e.data("SubjectUserSid"),
-            e.data("SubjectLogonId"),
+            e.data(SUBJECT_DOMAIN_NAME),
+            e.data(SUBJECT_USER_NAME),
+            e.data(SUBJECT_USER_SID),
+            e.data(SUBJECT_LOGON_ID),
         )
     };
     event.set(Field::LogonId, logon_id);
     event.set(Field::AccountDomain, domain);
     event.set(Field::AccountName, name);
     event.set(Field::AccountSid, sid);
-    event.set(Field::InitiatingProcessAccountDomain, e.data("SubjectDomainName"));
-    event.set(Field::InitiatingProcessAccountName, e.data("SubjectUserName"));
-    event.set(Field::InitiatingProcessAccountSid, e.data("SubjectUserSid"));
+    event.set(Field::InitiatingProcessAccountDomain, e.data(SUBJECT_DOMAIN_NAME));
+    event.set(Field::InitiatingProcessAccountName, e.data(SUBJECT_USER_NAME));
+    event.set(Field::InitiatingProcessAccountSid, e.data(SUBJECT_USER_SID));
     set_image(
         &mut event,
-        e.data("ParentProcessName"),
+        e.data(PARENT_PROCESS_NAME),
         Field::InitiatingProcessFileName,
         Field::InitiatingProcessFolderPath,
     );
-    let parent_pid = decimal_pid(e.data("ProcessId"));
+    let parent_pid = decimal_pid(e.data(PROCESS_ID));
     event.set(Field::InitiatingProcessId, parent_pid.clone());
     event.set(Field::ReportId, e.record_id.map(|id| id.to_string()).unwrap_or_default());
     let device = event.get(Field::DeviceId).to_owned();
