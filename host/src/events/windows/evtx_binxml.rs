@@ -986,6 +986,35 @@ mod tests {
     }
 
     #[test]
+    fn utf16_up_to_its_first_nul_on_many_drawn_unit_sequences() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        // ASCII most of the time; NUL, the ASCII edge, two-byte and three-byte characters,
+        // lone and paired surrogates now and then.
+        let pool: [u16; 10] = [0, 0x7f, 0x80, 0xe9, 0x20ac, 0xd834, 0xdd1e, 0xffff, 0x0100, 0x7e00];
+        for _ in 0..20_000 {
+            let len = next(40) as usize;
+            let rare = next(4) == 0;
+            let units: Vec<u16> = (0..len)
+                .map(
+                    |_| if rare && next(6) == 0 { pool[next(10) as usize] } else { 0x20 + next(0x5f) as u16 },
+                )
+                .collect();
+            let mut bytes: Vec<u8> = units.iter().flat_map(|u| u.to_le_bytes()).collect();
+            if next(5) == 0 {
+                bytes.push(next(256) as u8);
+            }
+            let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
+            assert_eq!(until_nul(&bytes), String::from_utf16(&units[..end]).ok(), "{units:x?}");
+        }
+    }
+
+    #[test]
     fn utf16_up_to_its_first_nul_as_the_crate_reads_it() {
         let cases = [
             "",
