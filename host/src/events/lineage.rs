@@ -77,11 +77,15 @@ struct ProcessInfo {
     parent_id: String,
 }
 
+/// The tables' hasher: foldhash, seeded per process, as the keys come from the logs (SipHash
+/// was a hundredth of reading a process creation from EVTX).
+type Hasher = foldhash::fast::RandomState;
+
 /// The process table.
 #[derive(Debug)]
 pub struct Lineage {
-    by_guid: HashMap<String, ProcessInfo>,
-    by_pid: HashMap<(String, u64), Vec<ProcessInfo>>,
+    by_guid: HashMap<String, ProcessInfo, Hasher>,
+    by_pid: HashMap<(String, u64), Vec<ProcessInfo>, Hasher>,
     /// Insertion order, for eviction.
     order: VecDeque<(ProcessKey, i64)>,
     capacity: usize,
@@ -98,8 +102,8 @@ impl Lineage {
     /// An empty table of at most `capacity` processes.
     pub fn new(capacity: usize) -> Self {
         Self {
-            by_guid: HashMap::new(),
-            by_pid: HashMap::new(),
+            by_guid: HashMap::default(),
+            by_pid: HashMap::default(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
             evicted: 0,
