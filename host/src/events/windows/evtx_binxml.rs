@@ -876,12 +876,20 @@ impl Reader<'_> {
 fn name_at(data: &[u8], offset: usize) -> Option<Known> {
     let count = usize::from(u16::from_le_bytes(data.get(offset + 6..offset + 8)?.try_into().ok()?));
     let bytes = data.get(offset + 8..offset + 8 + count * 2)?;
-    let units = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    for c in char::decode_utf16(units.clone()) {
-        let c = c.ok()?;
-        if c.is_control() || c == '"' || c == '\\' {
-            return None;
+    // Windows' own names are ASCII: told and compared unit by unit, without decoding them
+    // (decoding each name of each template was a twentieth of reading a record). Any other
+    // is none of the names below.
+    let plain_ascii =
+        |unit: &[u8]| unit[1] == 0 && matches!(unit[0], 0x20..=0x7e) && !matches!(unit[0], b'"' | b'\\');
+    if !bytes.chunks_exact(2).all(plain_ascii) {
+        let units = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        for c in char::decode_utf16(units) {
+            let c = c.ok()?;
+            if c.is_control() || c == '"' || c == '\\' {
+                return None;
+            }
         }
+        return Some(Known::Other);
     }
     const NAMES: [(&str, Known); 13] = [
         ("Event", Known::Event),
@@ -898,7 +906,9 @@ fn name_at(data: &[u8], offset: usize) -> Option<Known> {
         ("Name", Known::Name),
         ("SystemTime", Known::SystemTime),
     ];
-    let is = |name: &str| name.len() == count && units.clone().eq(name.bytes().map(u16::from));
+    let is = |name: &str| {
+        name.len() == count && name.bytes().zip(bytes.chunks_exact(2)).all(|(b, unit)| b == unit[0])
+    };
     Some(NAMES.iter().find(|(name, _)| is(name)).map_or(Known::Other, |&(_, known)| known))
 }
 
@@ -982,6 +992,81 @@ mod tests {
                 let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
                 assert_eq!(sid(&bytes), by_format(&bytes), "{bytes:?}");
             }
+        }
+    }
+
+    #[test]
+    fn names_are_told_as_decoding_them_tells() {
+        // The former reading: every name decoded, then compared.
+        fn decoded(data: &[u8], offset: usize) -> Option<Known> {
+            let count = usize::from(u16::from_le_bytes(data.get(offset + 6..offset + 8)?.try_into().ok()?));
+            let bytes = data.get(offset + 8..offset + 8 + count * 2)?;
+            let text: String =
+                char::decode_utf16(bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])))
+                    .collect::<Result<_, _>>()
+                    .ok()?;
+            if text.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+                return None;
+            }
+            let known = [
+                ("Event", Known::Event),
+                ("System", Known::System),
+                ("EventID", Known::EventId),
+                ("Channel", Known::Channel),
+                ("Provider", Known::Provider),
+                ("Computer", Known::Computer),
+                ("EventRecordID", Known::EventRecordId),
+                ("Version", Known::Version),
+                ("TimeCreated", Known::TimeCreated),
+                ("EventData", Known::EventData),
+                ("Data", Known::Data),
+                ("Name", Known::Name),
+                ("SystemTime", Known::SystemTime),
+            ];
+            Some(known.iter().find(|(name, _)| *name == text).map_or(Known::Other, |&(_, k)| k))
+        }
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let names =
+            ["Event", "System", "EventID", "Channel", "Data", "Name", "SystemTime", "EventData", "Nam"];
+        // Units that change a name: the edges of ASCII, the quote and the backslash, a C1
+        // control, accents, lone surrogates, a pair, and a unit whose low byte is a letter.
+        let odd: [u16; 14] = [
+            0,
+            0x1f,
+            0x20,
+            0x22,
+            0x5c,
+            0x7e,
+            0x7f,
+            0x85,
+            0xe9,
+            0xd834,
+            0xdd1e,
+            0x4100 | 0x65,
+            0x0165,
+            0x2028,
+        ];
+        for _ in 0..20_000 {
+            let mut units: Vec<u16> = names[next(names.len() as u64) as usize].encode_utf16().collect();
+            for _ in 0..next(3) {
+                let at = next(units.len() as u64 + 1) as usize;
+                match next(3) {
+                    0 => units.insert(at, odd[next(odd.len() as u64) as usize]),
+                    1 if at < units.len() => units[at] = odd[next(odd.len() as u64) as usize],
+                    _ if at < units.len() => units[at] ^= 0x20,
+                    _ => {}
+                }
+            }
+            let mut data = vec![0u8; 6];
+            data.extend_from_slice(&(units.len() as u16).to_le_bytes());
+            data.extend(units.iter().flat_map(|u| u.to_le_bytes()));
+            assert_eq!(name_at(&data, 0), decoded(&data, 0), "{units:x?}");
         }
     }
 
