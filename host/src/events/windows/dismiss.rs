@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use aho_corasick::packed;
 use memchr::memmem::Finder;
 
-use super::{SECURITY_CHANNEL, SECURITY_PROCESS_CREATE, SYSMON_CHANNEL, SYSMON_PROCESS_CREATE};
+use super::{SECURITY_CHANNEL, SECURITY_PROCESS_CREATE, SYSMON_CHANNEL, SYSMON_PROCESS_CREATE, push_decimal};
 
 /// The skipped kind of `line` (without its newline) when the scan can tell that it is one
 /// evtx_dump record that is not a process creation; `None` when it must be parsed.
@@ -68,16 +68,7 @@ pub(in crate::events) fn dismiss(line: &[u8]) -> Option<String> {
     let mut kind = String::with_capacity(source.len() + 6);
     kind.push_str(source);
     kind.push(' ');
-    let (mut digits, mut at, mut rest) = ([0u8; 5], 5, id);
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    kind.push_str(std::str::from_utf8(&digits[at..]).ok()?);
+    push_decimal(&mut kind, u64::from(id));
     Some(kind)
 }
 

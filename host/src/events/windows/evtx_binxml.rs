@@ -27,7 +27,9 @@ use std::rc::Rc;
 use evtx::EvtxRecord;
 use evtx::binxml::value_variant::{BinXmlValue, FileTime};
 
-use super::{EventData, SECURITY_PROCESS_CREATE, SYSMON_PROCESS_CREATE, WinEvent, read_data_name};
+use super::{
+    EventData, SECURITY_PROCESS_CREATE, SYSMON_PROCESS_CREATE, WinEvent, push_decimal, read_data_name,
+};
 
 /// The records of one chunk, read from their binary XML: the templates read so far, by
 /// their offset in the chunk.
@@ -395,31 +397,16 @@ fn sid(bytes: &[u8]) -> Option<String> {
     let authority = u64::from_be_bytes([0, 0, a0, a1, a2, a3, a4, a5]);
     let subs = subs.chunks_exact(4).take(usize::from(count));
     // Each number at most 20 digits and its dash.
-    let mut text = Vec::with_capacity(2 + 21 * (2 + subs.len()));
-    text.extend_from_slice(b"S-");
+    let mut text = String::with_capacity(2 + 21 * (2 + subs.len()));
+    text.push_str("S-");
     push_decimal(&mut text, u64::from(revision));
-    text.push(b'-');
+    text.push('-');
     push_decimal(&mut text, authority);
     for sub in subs {
-        text.push(b'-');
+        text.push('-');
         push_decimal(&mut text, u64::from(u32::from_le_bytes(sub.try_into().ok()?)));
     }
-    String::from_utf8(text).ok()
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    Some(text)
 }
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -870,6 +857,23 @@ impl Reader<'_> {
     }
 }
 
+/// The names a template's elements and attributes are told by.
+const KNOWN_NAMES: [(&str, Known); 13] = [
+    ("Event", Known::Event),
+    ("System", Known::System),
+    ("EventID", Known::EventId),
+    ("Channel", Known::Channel),
+    ("Provider", Known::Provider),
+    ("Computer", Known::Computer),
+    ("EventRecordID", Known::EventRecordId),
+    ("Version", Known::Version),
+    ("TimeCreated", Known::TimeCreated),
+    ("EventData", Known::EventData),
+    ("Data", Known::Data),
+    ("Name", Known::Name),
+    ("SystemTime", Known::SystemTime),
+];
+
 /// The name stored at `offset` (its link, 4 bytes; hash, 2; length, 2; then UTF-16), when
 /// it is well formed and needs no JSON escape (the renderer writes names as they are: a
 /// name with a quote, a backslash or a control character makes no JSON).
@@ -891,25 +895,10 @@ fn name_at(data: &[u8], offset: usize) -> Option<Known> {
         }
         return Some(Known::Other);
     }
-    const NAMES: [(&str, Known); 13] = [
-        ("Event", Known::Event),
-        ("System", Known::System),
-        ("EventID", Known::EventId),
-        ("Channel", Known::Channel),
-        ("Provider", Known::Provider),
-        ("Computer", Known::Computer),
-        ("EventRecordID", Known::EventRecordId),
-        ("Version", Known::Version),
-        ("TimeCreated", Known::TimeCreated),
-        ("EventData", Known::EventData),
-        ("Data", Known::Data),
-        ("Name", Known::Name),
-        ("SystemTime", Known::SystemTime),
-    ];
     let is = |name: &str| {
         name.len() == count && name.bytes().zip(bytes.chunks_exact(2)).all(|(b, unit)| b == unit[0])
     };
-    Some(NAMES.iter().find(|(name, _)| is(name)).map_or(Known::Other, |&(_, known)| known))
+    Some(KNOWN_NAMES.iter().find(|(name, _)| is(name)).map_or(Known::Other, |&(_, known)| known))
 }
 
 /// UTF-16 text up to its first NUL, as the crate reads a string value: the NUL found with
@@ -954,15 +943,21 @@ fn utf16(bytes: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn guids_sids_and_hex_numbers_are_written_as_the_crate_renders_them() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
+    /// A small generator (xorshift), so that the drawn cases are the same from run to run:
+    /// each call draws a number below the one given.
+    fn drawn(mut state: u64) -> impl FnMut(u64) -> u64 {
+        move |below| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            state
-        };
+            state % below
+        }
+    }
+
+    #[test]
+    fn guids_sids_and_hex_numbers_are_written_as_the_crate_renders_them() {
+        let mut draw = drawn(0x9E37_79B9_7F4A_7C15u64);
+        let mut next = move || draw(u64::MAX);
         let mut numbers: Vec<u64> = vec![0, 1, 9, 10, 15, 16, 255, 256, u64::from(u32::MAX), u64::MAX];
         numbers.extend((0..64).map(|bits| 1u64 << bits));
         numbers.extend((0..2_000).map(|i| next() >> (i % 64)));
@@ -1008,30 +1003,9 @@ mod tests {
             if text.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
                 return None;
             }
-            let known = [
-                ("Event", Known::Event),
-                ("System", Known::System),
-                ("EventID", Known::EventId),
-                ("Channel", Known::Channel),
-                ("Provider", Known::Provider),
-                ("Computer", Known::Computer),
-                ("EventRecordID", Known::EventRecordId),
-                ("Version", Known::Version),
-                ("TimeCreated", Known::TimeCreated),
-                ("EventData", Known::EventData),
-                ("Data", Known::Data),
-                ("Name", Known::Name),
-                ("SystemTime", Known::SystemTime),
-            ];
-            Some(known.iter().find(|(name, _)| *name == text).map_or(Known::Other, |&(_, k)| k))
+            Some(KNOWN_NAMES.iter().find(|(name, _)| *name == text).map_or(Known::Other, |&(_, k)| k))
         }
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move |below: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % below
-        };
+        let mut next = drawn(0x9E37_79B9_7F4A_7C15u64);
         let names =
             ["Event", "System", "EventID", "Channel", "Data", "Name", "SystemTime", "EventData", "Nam"];
         // Units that change a name: the edges of ASCII, the quote and the backslash, a C1
@@ -1072,13 +1046,7 @@ mod tests {
 
     #[test]
     fn utf16_up_to_its_first_nul_on_many_drawn_unit_sequences() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move |below: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % below
-        };
+        let mut next = drawn(0x2545_F491_4F6C_DD1Du64);
         // ASCII most of the time; NUL, the ASCII edge, two-byte and three-byte characters,
         // lone and paired surrogates now and then.
         let pool: [u16; 10] = [0, 0x7f, 0x80, 0xe9, 0x20ac, 0xd834, 0xdd1e, 0xffff, 0x0100, 0x7e00];

@@ -146,6 +146,22 @@ pub(super) fn read_data_name(name: &str) -> Option<&'static str> {
     READ_DATA_NAMES.iter().find(|read| **read == name).copied()
 }
 
+/// Appends `n` in decimal, as `Display` writes it, without its machinery: it runs for most
+/// records of a Windows log (a dismissed line's kind, a SID's numbers).
+pub(super) fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("decimal digits"));
+}
+
 /// Normalizes a Windows event: a process creation becomes an event, anything else is
 /// skipped.
 pub(super) fn normalize(event: WinEvent<'_>, origin: Origin, format: SourceFormat) -> Record {
