@@ -632,9 +632,15 @@ pub fn log_files_under(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), Input
             let entry = entry.map_err(|e| io_error(&dir, e))?;
             let path = entry.path();
             // Followed like a named file: a link to a log is read, a link to a directory
-            // searched.
-            let metadata = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
-            if metadata.is_dir() {
+            // searched. The entry's own type needs no `stat` (the directory listing gives
+            // it): a stat per file was a fifth of the start of a run over 5,000 files.
+            let file_type = entry.file_type().map_err(|e| io_error(&path, e))?;
+            let is_dir = if file_type.is_symlink() {
+                std::fs::metadata(&path).map_err(|e| io_error(&path, e))?.is_dir()
+            } else {
+                file_type.is_dir()
+            };
+            if is_dir {
                 pending.push(path);
             } else if is_log_name(&path) {
                 logs.push(path);
@@ -643,9 +649,19 @@ pub fn log_files_under(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), Input
             }
         }
     }
-    logs.sort();
-    others.sort();
-    Ok((logs, others))
+    Ok((sorted(logs), sorted(others)))
+}
+
+/// `paths` in `Path`'s order (by components), each split into its components once rather than
+/// at each comparison: sorting 5,000 paths by `Path`'s own comparison was another fifth of
+/// the start of a run.
+fn sorted(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let keys: Vec<Vec<std::path::Component<'_>>> = paths.iter().map(|p| p.components().collect()).collect();
+    let mut order: Vec<usize> = (0..paths.len()).collect();
+    order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    drop(keys);
+    let mut paths: Vec<Option<PathBuf>> = paths.into_iter().map(Some).collect();
+    order.into_iter().map(|i| paths[i].take().expect("each path is taken once")).collect()
 }
 
 /// Whether a file's name tells a log format this reader takes.
@@ -962,6 +978,74 @@ mod tests {
     use crate::events::json_lines::CHUNK_BYTES;
 
     const ROW: &str = r#"{"Timestamp":"2024-05-01T10:00:00Z","DeviceName":"web01","FileName":"cmd.exe"}"#;
+
+    #[test]
+    fn a_directory_is_searched_through_its_links_and_its_files_come_in_path_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("logs");
+        let elsewhere = dir.path().join("elsewhere");
+        for sub in ["a", "a.b", "a/b", "z"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        for file in ["a/b/2.evtx", "a.b/1.jsonl", "a/0.csv", "z/notes.txt", "top.xml"] {
+            std::fs::write(root.join(file), "").unwrap();
+        }
+        std::fs::write(elsewhere.join("linked.jsonl"), "").unwrap();
+        std::fs::write(elsewhere.join("inside.evtx"), "").unwrap();
+        // A link to a log is read, a link to a directory searched.
+        std::os::unix::fs::symlink(elsewhere.join("linked.jsonl"), root.join("z/link.jsonl")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("a/linked-dir")).unwrap();
+        let (logs, others) = log_files_under(&root).unwrap();
+        let relative: Vec<String> =
+            logs.iter().map(|p| p.strip_prefix(&root).unwrap().display().to_string()).collect();
+        assert_eq!(
+            relative,
+            [
+                "a/0.csv",
+                "a/b/2.evtx",
+                "a/linked-dir/inside.evtx",
+                "a/linked-dir/linked.jsonl",
+                "a.b/1.jsonl",
+                "top.xml",
+                "z/link.jsonl"
+            ]
+        );
+        assert_eq!(others, [root.join("z/notes.txt")]);
+        // A link that leads nowhere is an error that names it.
+        std::os::unix::fs::symlink(dir.path().join("gone"), root.join("z/dangling.jsonl")).unwrap();
+        let error = log_files_under(&root).unwrap_err().to_string();
+        assert!(error.contains("dangling.jsonl"), "{error}");
+    }
+
+    #[test]
+    fn paths_are_sorted_as_path_orders_them() {
+        let mut state = 0x5EED_0BAD_F00D_0001u64;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        // Pieces that order differently by bytes and by components: separators doubled, `.`
+        // components, names that extend others, dots and dashes below `/`, non-ASCII.
+        let pieces = ["a", "a.b", "a-b", "b", ".", "é", "a b", "A", "0"];
+        for _ in 0..300 {
+            let paths: Vec<PathBuf> = (0..next(30))
+                .map(|_| {
+                    let mut path = String::from(if next(2) == 0 { "/r" } else { "r" });
+                    for _ in 0..1 + next(4) {
+                        path.push_str(if next(6) == 0 { "//" } else { "/" });
+                        path.push_str(pieces[next(pieces.len() as u64) as usize]);
+                    }
+                    PathBuf::from(path)
+                })
+                .collect();
+            let mut expected = paths.clone();
+            expected.sort();
+            assert_eq!(sorted(paths), expected);
+        }
+    }
 
     fn events_with_offsets(reader: Reader) -> Vec<(u64, Option<u64>)> {
         reader
