@@ -177,19 +177,20 @@ impl Lineage {
     }
 
     fn resolve(&self, event: &mut ProcessEvent) {
-        let Some(parent) = self.parent(event).cloned() else { return };
+        // Read in place, not cloned: five strings copied twice per resolved event.
+        let Some(parent) = self.parent(event) else { return };
         if event.get(Field::InitiatingProcessFileName).is_empty() {
-            event.set(Field::InitiatingProcessFileName, parent.file_name);
-            event.set(Field::InitiatingProcessFolderPath, parent.folder_path);
+            event.set(Field::InitiatingProcessFileName, &parent.file_name);
+            event.set(Field::InitiatingProcessFolderPath, &parent.folder_path);
         }
         if event.get(Field::InitiatingProcessParentFileName).is_empty() {
-            event.set(Field::InitiatingProcessParentFileName, parent.parent_file_name);
+            event.set(Field::InitiatingProcessParentFileName, &parent.parent_file_name);
         }
         if event.get(Field::InitiatingProcessParentFolderPath).is_empty() {
-            event.set(Field::InitiatingProcessParentFolderPath, parent.parent_folder_path);
+            event.set(Field::InitiatingProcessParentFolderPath, &parent.parent_folder_path);
         }
         if event.get(Field::InitiatingProcessParentId).is_empty() {
-            event.set(Field::InitiatingProcessParentId, parent.parent_id);
+            event.set(Field::InitiatingProcessParentId, &parent.parent_id);
         }
         if event.get(Field::InitiatingProcessCreationTime).is_empty() {
             event.set(Field::InitiatingProcessCreationTime, time::format_ms(parent.created_ms));
