@@ -607,6 +607,23 @@ fn many_evtx_files_read_at_once_give_what_reading_them_one_by_one_gives() {
         "{}",
         folder.stderr
     );
+    // A link back to the folder inside it: the folder is searched once, the link named in a
+    // warning (followed, it led on until the system refused the path, and the run failed).
+    std::os::unix::fs::symlink(".", dir.path().join("loop")).unwrap();
+    let looped = rulehost(&["eval", "--matches", "--rules", &rule, dir.path().to_str().unwrap()]);
+    assert_eq!(looped.code, 0, "{}", looped.stderr);
+    assert_eq!(looped.stdout, named.stdout);
+    assert_eq!(looped.summary(), named.summary());
+    assert!(
+        looped.stderr.contains("lead through a link to a directory searched already")
+            && looped.stderr.contains(&format!(
+                "{} (searched as {})",
+                dir.path().join("loop").display(),
+                dir.path().display()
+            )),
+        "{}",
+        looped.stderr
+    );
     let empty = tempfile::tempdir().unwrap();
     let none = rulehost(&["eval", empty.path().to_str().unwrap()]);
     assert_eq!(none.code, 2, "{}", none.stderr);

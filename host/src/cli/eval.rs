@@ -113,7 +113,8 @@ fn expand_directories(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             files.push(input.clone());
             continue;
         }
-        let (logs, others) = rulehost::events::input::log_files_under(input)?;
+        let found = rulehost::events::input::log_files_under(input)?;
+        let (logs, others) = (found.logs, found.others);
         if !others.is_empty() {
             let shown: Vec<String> = others.iter().take(3).map(|p| p.display().to_string()).collect();
             let more = others.len().saturating_sub(shown.len());
@@ -121,6 +122,22 @@ fn expand_directories(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 "rulehost: warning: {}: left out {} file(s) whose names tell no log format: {}{}",
                 input.display(),
                 others.len(),
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            );
+        }
+        if !found.searched_already.is_empty() {
+            let shown: Vec<String> = found
+                .searched_already
+                .iter()
+                .take(3)
+                .map(|(again, first)| format!("{} (searched as {})", again.display(), first.display()))
+                .collect();
+            let more = found.searched_already.len().saturating_sub(shown.len());
+            eprintln!(
+                "rulehost: warning: {}: {} directory path(s) lead through a link to a directory searched already, not searched again: {}{}",
+                input.display(),
+                found.searched_already.len(),
                 shown.join(", "),
                 if more > 0 { format!(" and {more} more") } else { String::new() }
             );

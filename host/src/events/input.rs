@@ -619,21 +619,47 @@ fn prefix_line_ends_with_crlf(bytes: &[u8]) -> bool {
     bytes.iter().position(|&b| b == b'\n').is_some_and(|at| at > 0 && bytes[at - 1] == b'\r')
 }
 
+/// The files under a directory, as [`log_files_under`] finds them.
+#[derive(Debug, Default, PartialEq)]
+pub struct LogFiles {
+    /// The files whose name tells a format this reader takes, in path order.
+    pub logs: Vec<PathBuf>,
+    /// The other files, in path order: not read.
+    pub others: Vec<PathBuf>,
+    /// Directories reached again through a link (a loop back to an ancestor, or a second way
+    /// into one), not searched again: each path, and the path it was searched under.
+    pub searched_already: Vec<(PathBuf, PathBuf)>,
+}
+
 /// The files of a directory of logs, searched recursively, in path order: those whose name
 /// tells a format this reader takes (`.evtx`, `.jsonl`, `.ndjson`, `.json`, `.csv`, `.xml`,
 /// and `.gz` or `.zip` containers), and apart, the other files, which are not read (a
 /// triage collection holds `.txt` notes, prefetch files, registry hives).
-pub fn log_files_under(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), InputError> {
+///
+/// Links are followed, as a named file is: a link to a log is read, a link to a directory
+/// searched. A directory is searched once, under the first of its paths in path order,
+/// whatever order the file system lists entries in; reached again (a link back to an
+/// ancestor would otherwise be followed until the system refuses the path), it is named in
+/// [`LogFiles::searched_already`] instead.
+pub fn log_files_under(dir: &Path) -> Result<LogFiles, InputError> {
+    use std::os::unix::fs::MetadataExt;
     let io_error = |path: &Path, source| InputError::Io { path: path.display().to_string(), source };
-    let (mut logs, mut others) = (Vec::new(), Vec::new());
+    let mut found = LogFiles::default();
+    let mut searched: std::collections::HashMap<(u64, u64), PathBuf> = Default::default();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
+        let metadata = std::fs::metadata(&dir).map_err(|e| io_error(&dir, e))?;
+        if let Some(first) = searched.get(&(metadata.dev(), metadata.ino())) {
+            found.searched_already.push((dir, first.clone()));
+            continue;
+        }
+        searched.insert((metadata.dev(), metadata.ino()), dir.clone());
+        let mut directories = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
             let entry = entry.map_err(|e| io_error(&dir, e))?;
             let path = entry.path();
-            // Followed like a named file: a link to a log is read, a link to a directory
-            // searched. The entry's own type needs no `stat` (the directory listing gives
-            // it): a stat per file was about two fifths of listing 5,000 files.
+            // The entry's own type needs no `stat` (the directory listing gives it): a stat
+            // per file was about two fifths of listing 5,000 files.
             let file_type = entry.file_type().map_err(|e| io_error(&path, e))?;
             let is_dir = if file_type.is_symlink() {
                 std::fs::metadata(&path).map_err(|e| io_error(&path, e))?.is_dir()
@@ -641,15 +667,22 @@ pub fn log_files_under(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), Input
                 file_type.is_dir()
             };
             if is_dir {
-                pending.push(path);
+                directories.push(path);
             } else if is_log_name(&path) {
-                logs.push(path);
+                found.logs.push(path);
             } else {
-                others.push(path);
+                found.others.push(path);
             }
         }
+        // Taken from the stack in name order: the search goes in path order, so the first
+        // path to a directory is the one it is searched under.
+        directories.sort_by(|a, b| b.file_name().cmp(&a.file_name()));
+        pending.extend(directories);
     }
-    Ok((sorted(logs), sorted(others)))
+    found.logs = sorted(found.logs);
+    found.others = sorted(found.others);
+    found.searched_already.sort();
+    Ok(found)
 }
 
 /// `paths` in `Path`'s order (by components), each split into its components once rather than
@@ -996,7 +1029,13 @@ mod tests {
         // A link to a log is read, a link to a directory searched.
         std::os::unix::fs::symlink(elsewhere.join("linked.jsonl"), root.join("z/link.jsonl")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, root.join("a/linked-dir")).unwrap();
-        let (logs, others) = log_files_under(&root).unwrap();
+        // Links back to an ancestor and to the root, and a second way into a directory,
+        // whose path comes after its own: each directory is searched once, under its first
+        // path.
+        std::os::unix::fs::symlink("..", root.join("a/b/up")).unwrap();
+        std::os::unix::fs::symlink(&root, root.join("z/root")).unwrap();
+        std::os::unix::fs::symlink(root.join("a.b"), root.join("z/again")).unwrap();
+        let LogFiles { logs, others, searched_already } = log_files_under(&root).unwrap();
         let relative: Vec<String> =
             logs.iter().map(|p| p.strip_prefix(&root).unwrap().display().to_string()).collect();
         assert_eq!(
@@ -1012,6 +1051,14 @@ mod tests {
             ]
         );
         assert_eq!(others, [root.join("z/notes.txt")]);
+        assert_eq!(
+            searched_already,
+            [
+                (root.join("a/b/up"), root.join("a")),
+                (root.join("z/again"), root.join("a.b")),
+                (root.join("z/root"), root.clone())
+            ]
+        );
         // A link that leads nowhere is an error that names it.
         std::os::unix::fs::symlink(dir.path().join("gone"), root.join("z/dangling.jsonl")).unwrap();
         let error = log_files_under(&root).unwrap_err().to_string();
