@@ -433,6 +433,18 @@ impl RejectReason {
     }
 }
 
+/// A small generator (xorshift) for tests, so that drawn cases are the same from run to run:
+/// each call draws a number below the one given.
+#[cfg(test)]
+pub(crate) fn drawn(mut state: u64) -> impl FnMut(u64) -> u64 {
+    move |below| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    }
+}
+
 /// The process creations of the shared EVTX file `name` (a directory's name gives those of
 /// every file in it): real records, for tests.
 #[cfg(test)]

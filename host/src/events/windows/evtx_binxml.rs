@@ -942,17 +942,7 @@ fn utf16(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small generator (xorshift), so that the drawn cases are the same from run to run:
-    /// each call draws a number below the one given.
-    fn drawn(mut state: u64) -> impl FnMut(u64) -> u64 {
-        move |below| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % below
-        }
-    }
+    use crate::events::drawn;
 
     #[test]
     fn guids_sids_and_hex_numbers_are_written_as_the_crate_renders_them() {
