@@ -649,7 +649,11 @@ impl RuleInstance {
     /// The `where` stages of every rule of the pack over `events`: for each rule, in the
     /// pack's order, the indices of the events it matched, ascending.
     pub fn evaluate(&mut self, events: &[ProcessEvent]) -> Result<Vec<Vec<usize>>, RuleError> {
-        self.release_grown().map_err(|e| self.pack.error("evaluate", FailureKind::Instantiation, e))?;
+        // Grown by a window and not replaced when the windows closed (the replacement
+        // failed then): replaced now. Columns are trimmed where windows close, not per batch.
+        if self.grown_for > 0 {
+            self.recycle().map_err(|e| self.pack.error("evaluate", FailureKind::Instantiation, e))?;
+        }
         self.arm()?;
         let mut batch = pack::Batch::of(events, &self.pack.reads, std::mem::take(&mut self.columns));
         let result = self.bindings.evaluate(&mut self.store, &mut batch);
@@ -789,11 +793,15 @@ impl RuleInstance {
     /// frees columns grown past what a batch of events takes, so that it does not keep that
     /// memory.
     pub fn release_grown(&mut self) -> Result<(), String> {
-        let kept: usize = self.columns.iter().map(|(text, ends)| text.capacity() + 4 * ends.capacity()).sum();
-        if kept > KEPT_COLUMN_BYTES {
+        if self.column_bytes() > KEPT_COLUMN_BYTES {
             self.columns = Vec::new();
         }
         if self.grown_for > 0 { self.recycle() } else { Ok(()) }
+    }
+
+    /// The memory the kept columns hold.
+    fn column_bytes(&self) -> usize {
+        self.columns.iter().map(|(text, ends)| text.capacity() + 4 * ends.capacity()).sum()
     }
 }
 
@@ -914,7 +922,7 @@ mod tests {
         assert_eq!(kept.summarize(0, window, small).expect("summarized"), fresh(small));
         assert_eq!(kept.summarize(0, window, &large).expect("summarized"), first);
         assert!(kept.grown_for > 0, "kept grown between windows");
-        let held: usize = kept.columns.iter().map(|(text, ends)| text.capacity() + 4 * ends.capacity()).sum();
+        let held = kept.column_bytes();
         assert!(held > KEPT_COLUMN_BYTES, "the window's columns ({held} bytes) are kept until then");
         kept.release_grown().expect("replaced");
         assert_eq!(kept.grown_for, 0);
