@@ -597,7 +597,8 @@ fn many_evtx_files_read_at_once_give_what_reading_them_one_by_one_gives() {
         ]
         .concat(),
     );
-    let folder = rulehost(&["eval", "--matches", "--rules", &rule, dir.path().to_str().unwrap()]);
+    let eval_folder = || rulehost(&["eval", "--matches", "--rules", &rule, dir.path().to_str().unwrap()]);
+    let folder = eval_folder();
     assert_eq!(folder.code, 0, "{}", folder.stderr);
     assert_eq!(folder.stdout, named.stdout);
     assert_eq!(folder.summary(), named.summary());
@@ -610,7 +611,7 @@ fn many_evtx_files_read_at_once_give_what_reading_them_one_by_one_gives() {
     // A link back to the folder inside it: the folder is searched once, the link named in a
     // warning (followed, it led on until the system refused the path, and the run failed).
     std::os::unix::fs::symlink(".", dir.path().join("loop")).unwrap();
-    let looped = rulehost(&["eval", "--matches", "--rules", &rule, dir.path().to_str().unwrap()]);
+    let looped = eval_folder();
     assert_eq!(looped.code, 0, "{}", looped.stderr);
     assert_eq!(looped.stdout, named.stdout);
     assert_eq!(looped.summary(), named.summary());

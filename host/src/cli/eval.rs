@@ -104,6 +104,14 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     Ok(if args.fail_on_detection && detected { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
+/// The first three of `items`, then how many more.
+fn first_few(items: impl ExactSizeIterator<Item = String>) -> String {
+    let count = items.len();
+    let shown: Vec<String> = items.take(3).collect();
+    let more = count - shown.len();
+    shown.join(", ") + &if more > 0 { format!(" and {more} more") } else { String::new() }
+}
+
 /// The inputs named, each directory replaced by the log files under it (in path order); the
 /// other files of a directory are named in a warning, not read.
 fn expand_directories(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
@@ -114,41 +122,33 @@ fn expand_directories(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             continue;
         }
         let found = rulehost::events::input::log_files_under(input)?;
-        let (logs, others) = (found.logs, found.others);
-        if !others.is_empty() {
-            let shown: Vec<String> = others.iter().take(3).map(|p| p.display().to_string()).collect();
-            let more = others.len().saturating_sub(shown.len());
+        if !found.others.is_empty() {
             eprintln!(
-                "rulehost: warning: {}: left out {} file(s) whose names tell no log format: {}{}",
+                "rulehost: warning: {}: left out {} file(s) whose names tell no log format: {}",
                 input.display(),
-                others.len(),
-                shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
+                found.others.len(),
+                first_few(found.others.iter().map(|p| p.display().to_string()))
             );
         }
         if !found.searched_already.is_empty() {
-            let shown: Vec<String> = found
+            let paths = found
                 .searched_already
                 .iter()
-                .take(3)
-                .map(|(again, first)| format!("{} (searched as {})", again.display(), first.display()))
-                .collect();
-            let more = found.searched_already.len().saturating_sub(shown.len());
+                .map(|(again, first)| format!("{} (searched as {})", again.display(), first.display()));
             eprintln!(
-                "rulehost: warning: {}: {} directory path(s) lead through a link to a directory searched already, not searched again: {}{}",
+                "rulehost: warning: {}: {} directory path(s) lead through a link to a directory searched already, not searched again: {}",
                 input.display(),
                 found.searched_already.len(),
-                shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
+                first_few(paths)
             );
         }
-        if logs.is_empty() {
+        if found.logs.is_empty() {
             anyhow::bail!(
                 "{}: no log file under this directory (.evtx, .jsonl, .json, .csv, .xml, .gz, .zip)",
                 input.display()
             );
         }
-        files.extend(logs);
+        files.extend(found.logs);
     }
     Ok(files)
 }

@@ -642,6 +642,7 @@ pub struct LogFiles {
 /// ancestor would otherwise be followed until the system refuses the path), it is named in
 /// [`LogFiles::searched_already`] instead.
 pub fn log_files_under(dir: &Path) -> Result<LogFiles, InputError> {
+    use std::collections::hash_map::Entry;
     use std::os::unix::fs::MetadataExt;
     let io_error = |path: &Path, source| InputError::Io { path: path.display().to_string(), source };
     let mut found = LogFiles::default();
@@ -649,11 +650,15 @@ pub fn log_files_under(dir: &Path) -> Result<LogFiles, InputError> {
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let metadata = std::fs::metadata(&dir).map_err(|e| io_error(&dir, e))?;
-        if let Some(first) = searched.get(&(metadata.dev(), metadata.ino())) {
-            found.searched_already.push((dir, first.clone()));
-            continue;
+        match searched.entry((metadata.dev(), metadata.ino())) {
+            Entry::Occupied(first) => {
+                found.searched_already.push((dir, first.get().clone()));
+                continue;
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(dir.clone());
+            }
         }
-        searched.insert((metadata.dev(), metadata.ino()), dir.clone());
         let mut directories = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
             let entry = entry.map_err(|e| io_error(&dir, e))?;
