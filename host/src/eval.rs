@@ -88,7 +88,7 @@ pub fn evaluate(
     // own, which would only compete.
     let named_evtx = |input: &Input| {
         matches!(options.input_format, InputFormat::Auto | InputFormat::Evtx)
-            && input.name().to_ascii_lowercase().ends_with(".evtx")
+            && input.format_by_name() == Some(InputFormat::Evtx)
     };
     let read_ahead = options.jobs > 1 && inputs.iter().filter(|input| named_evtx(input)).count() > 1;
     // Open every input first: a missing file is an error before any output. EVTX files read
@@ -468,11 +468,11 @@ fn is_defender_json_lines_file(input: &Input, format: InputFormat) -> Result<boo
 }
 
 /// Bytes of held-back process creations (see [`evaluate`]) kept in memory by default: about
-/// 72,000 events of a real 4688 log. With 96 MiB, the bench's folder of 5,000 EVTX files (98,000
-/// process creations) read some of its files a second time: Soft Cell took 1.03-1.12 s on it,
-/// against 0.79-0.85 s with every held event kept. With 128 MiB its peak RSS is 171 MB. Few events of a real log are process creations, and
-/// fewer are held, so most inputs stay under it; past it a file is read again at the held
-/// events' places.
+/// 72,000 events of a real 4688 log. With 96 MiB, the bench's folder of 5,000 EVTX files
+/// (98,000 process creations) read some of its files a second time: Soft Cell took 1.03-1.12
+/// s on it, against 0.79-0.85 s with every held event kept. With 128 MiB its peak RSS is 171
+/// MB. Few events of a real log are process creations, and fewer are held, so most inputs
+/// stay under it; past it a file is read again at the held events' places.
 pub const DEFAULT_KEPT_EVENT_BYTES: usize = 128 << 20;
 
 /// What a held event takes of the process's memory, against what it holds itself (its
