@@ -10,6 +10,8 @@
 //! guarded by its groups least often found. The texts found in an event's values name the
 //! only rules worth evaluating. Rules whose requirement cannot be put in texts (an
 //! expression without a literal, `null`, a negation alone) are evaluated on every event.
+//! A value equal to one of the last two its view had is not searched again: what was found
+//! in it is taken again (`RecentValues`).
 
 // FxHash: the build hashes every test of every rule, and SipHash took a tenth of the
 // catalog's build in the guest; the keys are the pack's own, so flooding is not a concern
@@ -220,12 +222,22 @@ pub struct Matcher {
     rule_groups: Vec<u8>,
     /// Rules evaluated on every event.
     always: Vec<u32>,
+    /// For each view, the prefilter that searches it, if one does.
+    prefilter_of: Vec<Option<u16>>,
+    /// This matcher among those built in the process: a [`Scratch`] remembers what it found
+    /// for one matcher only.
+    identity: u64,
 }
+
+/// The number the next matcher built takes as its [`Matcher::identity`].
+static NEXT_MATCHER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What one event's evaluation needs besides the matcher, kept between events so that no
 /// buffer is allocated again.
 #[derive(Debug, Default)]
 pub struct Scratch {
+    /// The [`Matcher::identity`] of the matcher it was set up for.
+    matcher: u64,
     generation: u32,
     raw: Vec<String>,
     folded: Vec<String>,
@@ -247,6 +259,41 @@ pub struct Scratch {
     found_now: Vec<(u32, u8)>,
     /// The bytes the prefilter read in this event.
     searched: usize,
+    /// Per prefilter: the last values its view had and what was found in them.
+    recent: Vec<RecentValues>,
+}
+
+/// The last two distinct values of a searched view, each with its folded form and the texts
+/// found in it.
+///
+/// Consecutive process creations often share a value. A parent spawns many children, so its
+/// command line and image repeat from one event to the next. Each console program starts a
+/// `conhost.exe` with the same command line, so the command lines alternate. Over the shared
+/// real logs read once, in order, the last two values held more than half the bytes the
+/// prefilter would have searched. A value equal to one of them is compared with it instead
+/// of being folded and searched again; it is compared whole, so the texts replayed are
+/// exactly the texts a search would find.
+#[derive(Debug, Default)]
+struct RecentValues {
+    /// The latest first.
+    values: [SearchedValue; 2],
+}
+
+/// A value a prefilter searched, and what it found.
+#[derive(Debug, Default)]
+struct SearchedValue {
+    /// Whether it holds a value yet (an empty value is a value).
+    known: bool,
+    raw: String,
+    folded: String,
+    /// The texts found (global numbers) and where.
+    found: Vec<(u32, u8)>,
+}
+
+impl SearchedValue {
+    fn is(&self, raw: &str) -> bool {
+        self.known && equal(self.raw.as_bytes(), raw.as_bytes())
+    }
 }
 
 impl Matcher {
@@ -306,6 +353,10 @@ impl Matcher {
             }
             (prefilters_of(&builder.texts), renumbered)
         };
+        let mut prefilter_of = vec![None; builder.views.len()];
+        for (number, prefilter) in prefilters.iter().enumerate() {
+            prefilter_of[prefilter.view as usize] = Some(number as u16);
+        }
         Ok(Matcher {
             rules: rules.into_iter().map(|rule| rule.guarded(&builder.tests)).collect(),
             tests: builder.tests,
@@ -314,6 +365,8 @@ impl Matcher {
             text_rules,
             rule_groups,
             always,
+            prefilter_of,
+            identity: NEXT_MATCHER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -361,18 +414,8 @@ impl Matcher {
         let mut found = std::mem::take(&mut scratch.found_now);
         found.clear();
         let mut searched = 0;
-        for prefilter in &self.prefilters {
-            let text = scratch.folded(self, event, prefilter.view);
-            let end = text.len();
-            searched += end;
-            prefilter.search.find(text.as_bytes(), |hit| {
-                let (at_start, at_end) = (hit.start == 0, hit.end == end);
-                let places = FOUND
-                    | if at_start { AT_START } else { 0 }
-                    | if at_end { AT_END } else { 0 }
-                    | if at_start && at_end { WHOLE } else { 0 };
-                found.push((prefilter.texts[hit.text as usize], places));
-            });
+        for number in 0..self.prefilters.len() {
+            searched += scratch.search(self, number, event, &mut found);
         }
         for &(number, places) in &found {
             let n = number as usize;
@@ -472,8 +515,10 @@ fn unfound(node: &Node, scratch: &Scratch, generation: u32) -> bool {
 impl Scratch {
     /// Starts an event: a new generation invalidates what the last one computed.
     fn begin(&mut self, matcher: &Matcher) -> u32 {
-        if self.raw.len() != matcher.views.len() {
+        if self.matcher != matcher.identity {
             *self = Scratch {
+                matcher: matcher.identity,
+                recent: (0..matcher.prefilters.len()).map(|_| RecentValues::default()).collect(),
                 raw: vec![String::new(); matcher.views.len()],
                 folded: vec![String::new(); matcher.views.len()],
                 raw_ready: vec![0; matcher.views.len()],
@@ -537,6 +582,56 @@ impl Scratch {
         }
     }
 
+    /// Searches the value of prefilter `number`'s view, unless it is one of the view's last
+    /// two values, and adds the texts found in it to `found`; the bytes searched.
+    fn search(
+        &mut self,
+        matcher: &Matcher,
+        number: usize,
+        event: &dyn Event,
+        found: &mut Vec<(u32, u8)>,
+    ) -> usize {
+        let prefilter = &matcher.prefilters[number];
+        let v = prefilter.view as usize;
+        let raw = match matcher.views[v] {
+            View::Column(column) => event.column(column),
+            view => {
+                let out = &mut self.raw[v];
+                out.clear();
+                render(view, event, out);
+                self.raw_ready[v] = self.generation;
+                &self.raw[v]
+            }
+        };
+        // Whatever the case, the latest value is this one: `folded` reads it from there.
+        self.folded_ready[v] = self.generation;
+        let values = &mut self.recent[number].values;
+        let mut searched = 0;
+        if !values[0].is(raw) {
+            values.swap(0, 1);
+            if !values[0].is(raw) {
+                let SearchedValue { known, raw: kept, folded, found: in_value } = &mut values[0];
+                *known = true;
+                kept.clear();
+                kept.push_str(raw);
+                fold(raw, folded);
+                in_value.clear();
+                let end = folded.len();
+                searched = end;
+                prefilter.search.find(folded.as_bytes(), |hit| {
+                    let (at_start, at_end) = (hit.start == 0, hit.end == end);
+                    let places = FOUND
+                        | if at_start { AT_START } else { 0 }
+                        | if at_end { AT_END } else { 0 }
+                        | if at_start && at_end { WHOLE } else { 0 };
+                    in_value.push((prefilter.texts[hit.text as usize], places));
+                });
+            }
+        }
+        found.extend_from_slice(&values[0].found);
+        searched
+    }
+
     /// The value of `view`: a column's is the event's own, not a copy (copying every
     /// searched view took about a tenth of the catalog's run in Wasm, with reading them).
     fn raw<'a>(&'a mut self, matcher: &Matcher, event: &'a dyn Event, view: u16) -> &'a str {
@@ -555,6 +650,11 @@ impl Scratch {
 
     fn folded(&mut self, matcher: &Matcher, event: &dyn Event, view: u16) -> &str {
         let v = view as usize;
+        if let Some(number) = matcher.prefilter_of[v] {
+            // `evaluate` searched it first thing: the latest of its recent values is this event's.
+            debug_assert_eq!(self.folded_ready[v], self.generation, "view {v} searched before it is read");
+            return &self.recent[usize::from(number)].values[0].folded;
+        }
         if self.folded_ready[v] != self.generation {
             // `raw` borrows the scratch for a view that is not a column: folded apart.
             let mut folded = std::mem::take(&mut self.folded[v]);
@@ -1318,6 +1418,127 @@ mod tests {
             let ids: Vec<&str> = matched.iter().map(|&r| pack.rules[r as usize].id.as_str()).collect();
             assert_eq!(ids, expected, "{image}");
             assert_eq!(scratch.hits(), found, "{image}: the texts found");
+        }
+    }
+
+    /// Events drawn from few values per column, so that a value often repeats the last
+    /// event's or the one before (as a parent's command line does for its children); values
+    /// of one length that differ, empty ones, and views rendered from two columns among them.
+    /// One scratch kept over the whole sequence gives every event the rules and the texts
+    /// found that a fresh scratch gives it.
+    #[test]
+    fn values_seen_in_the_last_events_give_what_searching_them_again_gives() {
+        let test_of = |view: View, p: &str| {
+            Expr::Test(Test { target: Target::View(view), check: Check::Pattern(pattern(p)) })
+        };
+        let command = |p: &str| glob_test(Column::ProcessCommandLine, p);
+        let image = |p: &str| glob_test(Column::FolderPath, p);
+        let rules = vec![
+            rule("whoami", command("*whoami*")),
+            rule("net-user", Expr::And(vec![image("*\\net.exe"), command("* user *")])),
+            rule("starts-ab", command("ab*")),
+            rule("ends-ab", command("*ab")),
+            rule("equals-ab", command("ab")),
+            rule("hidden", Expr::And(vec![command("*-w hidden*"), Expr::Not(Box::new(image("*\\cmd.exe")))])),
+            rule("system", test_of(View::User, "nt authority\\system")),
+            rule("parent-user", test_of(View::ParentUser, "*\\admin")),
+            rule("md5", test_of(View::Hashes, "*MD5=0123*")),
+            rule("empty", Expr::Not(Box::new(test(Column::ProcessCurrentDirectory, Check::Empty)))),
+            rule(
+                "regex",
+                test(
+                    Column::ProcessCommandLine,
+                    Check::Regex {
+                        pattern: "us[e]r.*add".into(),
+                        ignore_case: true,
+                        multi_line: false,
+                        dot_all: false,
+                    },
+                ),
+            ),
+            rule("dir", glob_test(Column::ProcessCurrentDirectory, "c:\\temp\\*")),
+            // Patterns their texts' places do not settle: the folded value is read.
+            rule("user-add", Expr::And(vec![command("*net*user*/add"), image("c:\\windows\\*\\net.exe")])),
+            rule("who", command("who?mi*")),
+        ];
+        let pack = Pack { format: FORMAT, rules };
+        let matcher = Matcher::new(&pack).unwrap();
+        // Several values of each length (`ab` and `ba`, `abab` and `xabx`, the two `user`
+        // lines) so that a value is not told from the last by its length.
+        let commands = [
+            "",
+            "ab",
+            "ba",
+            "abab",
+            "xabx",
+            "net user x /add",
+            "net user y /add",
+            "whoami",
+            "WHOAMI /all",
+            "powershell -w hidden -c x",
+            "powershell -w hidde  -c x",
+        ];
+        let images =
+            ["", "C:\\Windows\\System32\\net.exe", "C:\\Windows\\System32\\cmd.exe", "C:\\x\\powershell.exe"];
+        let domains = ["", "NT AUTHORITY", "CORP"];
+        let names = ["", "SYSTEM", "admin", "ADMIN"];
+        let md5s = ["", "01234567", "0123456X", "76543210"];
+        let directories = ["", "C:\\Temp\\", "C:\\Tmp\\"];
+        let mut draw = crate::Draw(0x5EED_0F7E_1100_0001);
+        let pick = |draw: &mut crate::Draw, last: &mut [usize; 2], count: usize| {
+            // Mostly the last value or the one before, as in a process tree.
+            let chosen = match draw.below(4) {
+                0 => last[0],
+                1 => last[1],
+                _ => draw.below(count),
+            };
+            *last = [chosen, last[0]];
+            chosen
+        };
+        let mut last = [[0usize; 2]; 7];
+        let mut kept = Scratch::default();
+        let (mut compared, mut matched_any, mut searched_kept, mut searched_fresh) = (0, 0, 0, 0);
+        for _ in 0..5_000 {
+            let row = Row(vec![
+                (Column::ProcessCommandLine, commands[pick(&mut draw, &mut last[0], commands.len())]),
+                (Column::FolderPath, images[pick(&mut draw, &mut last[1], images.len())]),
+                (Column::AccountDomain, domains[pick(&mut draw, &mut last[2], domains.len())]),
+                (Column::AccountName, names[pick(&mut draw, &mut last[3], names.len())]),
+                (Column::InitiatingProcessAccountName, names[pick(&mut draw, &mut last[4], names.len())]),
+                (Column::Md5, md5s[pick(&mut draw, &mut last[5], md5s.len())]),
+                (
+                    Column::ProcessCurrentDirectory,
+                    directories[pick(&mut draw, &mut last[6], directories.len())],
+                ),
+            ]);
+            let (mut with_kept, mut with_fresh) = (Vec::new(), Vec::new());
+            matcher.evaluate(&row, &mut kept, &mut with_kept);
+            let mut fresh = Scratch::default();
+            matcher.evaluate(&row, &mut fresh, &mut with_fresh);
+            assert_eq!(with_kept, with_fresh, "{:?}", row.0);
+            assert_eq!(kept.hits(), fresh.hits(), "the texts found in {:?}", row.0);
+            compared += 1;
+            matched_any += usize::from(with_fresh.len() > 1);
+            (searched_kept, searched_fresh) =
+                (searched_kept + kept.searched(), searched_fresh + fresh.searched());
+        }
+        assert!(
+            matched_any > 1_000,
+            "too few events match a rule besides `empty`: {matched_any} of {compared}"
+        );
+        // Most values were not searched again.
+        assert!(2 * searched_kept < searched_fresh, "searched {searched_kept} bytes of {searched_fresh}");
+        // The same rules in the reverse order: the same views, other numbers for the texts and
+        // rules. A scratch kept from the first matcher forgets what it found there.
+        let reversed = Pack { format: FORMAT, rules: pack.rules.iter().rev().cloned().collect() };
+        let other = Matcher::new(&reversed).unwrap();
+        for command in commands {
+            let row = Row(vec![(Column::ProcessCommandLine, command), (Column::FolderPath, images[1])]);
+            let (mut with_kept, mut with_fresh) = (Vec::new(), Vec::new());
+            matcher.evaluate(&row, &mut kept, &mut Vec::new());
+            other.evaluate(&row, &mut kept, &mut with_kept);
+            other.evaluate(&row, &mut Scratch::default(), &mut with_fresh);
+            assert_eq!(with_kept, with_fresh, "{command:?} after the first matcher");
         }
     }
 
