@@ -261,6 +261,11 @@ pub struct Scratch {
     searched: usize,
     /// Per prefilter: the last values its view had and what was found in them.
     recent: Vec<RecentValues>,
+    /// The number the next value a prefilter remembers takes ([`SearchedValue::number`]).
+    next_value: u64,
+    /// Per test of a searched view that reads the value: its results on two of the values
+    /// remembered, each as the value's number * 2 + result (0 for none).
+    on_values: Vec<[u64; 2]>,
 }
 
 /// The last two distinct values of a searched view, each with its folded form and the texts
@@ -284,6 +289,10 @@ struct RecentValues {
 struct SearchedValue {
     /// Whether it holds a value yet (an empty value is a value).
     known: bool,
+    /// The value's number among those the scratch remembered, from 1: a test's result on it
+    /// is kept under this number (see [`Scratch::on_values`]), so that a value seen again
+    /// is not matched again by the patterns and expressions its texts do not settle.
+    number: u64,
     raw: String,
     folded: String,
     /// The texts found (global numbers) and where.
@@ -481,7 +490,9 @@ impl Matcher {
                         return verdict;
                     }
                 }
-                matches(pattern, scratch.folded(self, event, *view))
+                self.on_value(test, *view, scratch, |scratch| {
+                    matches(pattern, scratch.folded(self, event, *view))
+                })
             }
             Compiled::Regex { view, source, regex, texts, more, run } => {
                 let missing = |set: &[u32]| {
@@ -490,11 +501,13 @@ impl Matcher {
                 if missing(texts) || more.iter().any(|set| missing(set)) {
                     return false;
                 }
-                let value = scratch.raw(self, event, *view);
-                run.as_ref().is_none_or(|run| run.in_value(value.as_bytes()))
-                    && regex
-                        .get_or_init(|| source.build().expect("checked when the matcher was built"))
-                        .is_match(value)
+                self.on_value(test, *view, scratch, |scratch| {
+                    let value = scratch.raw(self, event, *view);
+                    run.as_ref().is_none_or(|run| run.in_value(value.as_bytes()))
+                        && regex
+                            .get_or_init(|| source.build().expect("checked when the matcher was built"))
+                            .is_match(value)
+                })
             }
             Compiled::Empty { view } => scratch.raw(self, event, *view).is_empty(),
             Compiled::EqualsView { view, other } => {
@@ -502,6 +515,32 @@ impl Matcher {
                 left == scratch.folded(self, event, *other)
             }
         }
+    }
+}
+
+impl Matcher {
+    /// The result of `test`, which reads the value of `view` alone: `evaluate`'s on this
+    /// value, taken again when the test had it on an earlier event with the same value (see
+    /// [`RecentValues`]); evaluated and kept otherwise.
+    #[inline(always)]
+    fn on_value(
+        &self,
+        test: u32,
+        view: u16,
+        scratch: &mut Scratch,
+        evaluate: impl FnOnce(&mut Scratch) -> bool,
+    ) -> bool {
+        let Some(prefilter) = self.prefilter_of[usize::from(view)] else { return evaluate(scratch) };
+        let value = scratch.recent[usize::from(prefilter)].values[0].number;
+        let slots = scratch.on_values[test as usize];
+        if let Some(slot) = slots.iter().find(|&&slot| slot >> 1 == value) {
+            return slot & 1 == 1;
+        }
+        let result = evaluate(scratch);
+        // In place of the result on the older value (numbers grow as values are seen).
+        let older = usize::from(slots[1] < slots[0]);
+        scratch.on_values[test as usize][older] = (value << 1) | u64::from(result);
+        result
     }
 }
 
@@ -529,6 +568,7 @@ impl Scratch {
                 candidate: vec![0; matcher.rules.len()],
                 satisfied_in: vec![0; matcher.rules.len()],
                 satisfied: vec![0; matcher.rules.len()],
+                on_values: vec![[0; 2]; matcher.tests.len()],
                 ..Scratch::default()
             };
         }
@@ -610,8 +650,10 @@ impl Scratch {
         if !values[0].is(raw) {
             values.swap(0, 1);
             if !values[0].is(raw) {
-                let SearchedValue { known, raw: kept, folded, found: in_value } = &mut values[0];
+                let SearchedValue { known, number, raw: kept, folded, found: in_value } = &mut values[0];
                 *known = true;
+                self.next_value += 1;
+                *number = self.next_value;
                 kept.clear();
                 kept.push_str(raw);
                 fold(raw, folded);
