@@ -11,7 +11,8 @@
 //! only rules worth evaluating. Rules whose requirement cannot be put in texts (an
 //! expression without a literal, `null`, a negation alone) are evaluated on every event.
 //! A value equal to one of the last two its view had is not searched again: what was found
-//! in it is taken again (`RecentValues`).
+//! in it is taken again (`RecentValues`), and so are the results of the tests that read it
+//! and of the rules whose every value is such a value.
 
 // FxHash: the build hashes every test of every rule, and SipHash took a tenth of the
 // catalog's build in the guest; the keys are the pack's own, so flooding is not a concern
@@ -49,6 +50,15 @@ enum Node {
 }
 
 impl Node {
+    /// Appends the tests the node holds.
+    fn tests(&self, out: &mut Vec<u32>) {
+        match self {
+            Node::And(nodes) | Node::Or(nodes) => nodes.iter().for_each(|n| n.tests(out)),
+            Node::Not(node) => node.tests(out),
+            Node::Test(test) | Node::Found(test, _) => out.push(*test),
+        }
+    }
+
     /// The node with each test of a searched pattern marked [`Node::Found`].
     fn guarded(self, tests: &[Compiled]) -> Node {
         match self {
@@ -224,9 +234,23 @@ pub struct Matcher {
     always: Vec<u32>,
     /// For each view, the prefilter that searches it, if one does.
     prefilter_of: Vec<Option<u16>>,
+    /// For each rule whose every view is searched: the prefilters of those views, and where
+    /// its results on remembered values are kept in [`Scratch::rule_results`].
+    rule_values: Vec<Option<RuleValues>>,
+    /// The length of [`Scratch::rule_results`].
+    rule_results_len: usize,
     /// This matcher among those built in the process: a [`Scratch`] remembers what it found
     /// for one matcher only.
     identity: u64,
+}
+
+/// The searched views a rule reads (see [`Matcher::rule_values`]).
+#[derive(Debug)]
+struct RuleValues {
+    prefilters: Box<[u16]>,
+    /// Where its two results start in [`Scratch::rule_results`]: each is the numbers of its
+    /// views' values, then 1 + the result (0 for none yet).
+    at: usize,
 }
 
 /// The number the next matcher built takes as its [`Matcher::identity`].
@@ -266,6 +290,10 @@ pub struct Scratch {
     /// Per test of a searched view that reads the value: its results on two of the values
     /// remembered, each as the value's number * 2 + result (0 for none).
     on_values: Vec<[u64; 2]>,
+    /// Per rule whose views are all searched, its results on two sets of remembered values
+    /// (see [`RuleValues::at`]): a rule whose values are those of an earlier event has
+    /// that event's verdict.
+    rule_results: Vec<u64>,
 }
 
 /// The last two distinct values of a searched view, each with its folded form and the texts
@@ -366,6 +394,33 @@ impl Matcher {
         for (number, prefilter) in prefilters.iter().enumerate() {
             prefilter_of[prefilter.view as usize] = Some(number as u16);
         }
+        let mut rule_results_len = 0;
+        let rule_values = rules
+            .iter()
+            .map(|rule| {
+                let mut tests = Vec::new();
+                rule.tests(&mut tests);
+                let mut views: Vec<u16> = tests
+                    .iter()
+                    .flat_map(|&test| match builder.tests[test as usize] {
+                        Compiled::Pattern { view, .. }
+                        | Compiled::Regex { view, .. }
+                        | Compiled::Empty { view } => {
+                            vec![view]
+                        }
+                        Compiled::EqualsView { view, other } => vec![view, other],
+                    })
+                    .collect();
+                views.sort_unstable();
+                views.dedup();
+                let prefilters: Option<Box<[u16]>> =
+                    views.iter().map(|&view| prefilter_of[usize::from(view)]).collect();
+                let prefilters = prefilters.filter(|p| !p.is_empty())?;
+                let at = rule_results_len;
+                rule_results_len += 2 * (prefilters.len() + 1);
+                Some(RuleValues { prefilters, at })
+            })
+            .collect();
         Ok(Matcher {
             rules: rules.into_iter().map(|rule| rule.guarded(&builder.tests)).collect(),
             tests: builder.tests,
@@ -375,6 +430,8 @@ impl Matcher {
             rule_groups,
             always,
             prefilter_of,
+            rule_values,
+            rule_results_len,
             identity: NEXT_MATCHER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
@@ -446,11 +503,38 @@ impl Matcher {
         let mut candidates = std::mem::take(&mut scratch.candidates);
         candidates.sort_unstable();
         for &rule in &candidates {
-            if self.holds(&self.rules[rule as usize], event, scratch, generation) {
+            if self.rule_holds(rule, event, scratch, generation) {
                 matched.push(rule);
             }
         }
         scratch.candidates = candidates;
+    }
+
+    /// Whether `rule` holds: its result on the same values when it had them in one of the
+    /// last two events it was evaluated on with all its views searched; evaluated and kept
+    /// otherwise.
+    fn rule_holds(&self, rule: u32, event: &dyn Event, scratch: &mut Scratch, generation: u32) -> bool {
+        let node = &self.rules[rule as usize];
+        let Some(RuleValues { prefilters, at }) = &self.rule_values[rule as usize] else {
+            return self.holds(node, event, scratch, generation);
+        };
+        let width = prefilters.len() + 1;
+        let value = |scratch: &Scratch, i: usize| scratch.recent[usize::from(prefilters[i])].values[0].number;
+        for slot in 0..2 {
+            let kept = &scratch.rule_results[at + slot * width..][..width];
+            if kept[width - 1] != 0 && (0..prefilters.len()).all(|i| kept[i] == value(scratch, i)) {
+                return kept[width - 1] == 2;
+            }
+        }
+        let result = self.holds(node, event, scratch, generation);
+        // In place of the older slot: the one whose first value's number is lower (numbers grow).
+        let older = usize::from(scratch.rule_results[at + width] < scratch.rule_results[*at]);
+        let start = at + older * width;
+        for i in 0..prefilters.len() {
+            scratch.rule_results[start + i] = value(scratch, i);
+        }
+        scratch.rule_results[start + width - 1] = 1 + u64::from(result);
+        result
     }
 
     fn holds(&self, node: &Node, event: &dyn Event, scratch: &mut Scratch, generation: u32) -> bool {
@@ -569,6 +653,7 @@ impl Scratch {
                 satisfied_in: vec![0; matcher.rules.len()],
                 satisfied: vec![0; matcher.rules.len()],
                 on_values: vec![[0; 2]; matcher.tests.len()],
+                rule_results: vec![0; matcher.rule_results_len],
                 ..Scratch::default()
             };
         }
@@ -1502,6 +1587,18 @@ mod tests {
             // Patterns their texts' places do not settle: the folded value is read.
             rule("user-add", Expr::And(vec![command("*net*user*/add"), image("c:\\windows\\*\\net.exe")])),
             rule("who", command("who?mi*")),
+            // A rule that reads two views, one of them only to compare it with the other.
+            rule("parent", glob_test(Column::InitiatingProcessFolderPath, "*\\cmd.exe")),
+            rule(
+                "same-image",
+                Expr::And(vec![
+                    image("*.exe"),
+                    test(
+                        Column::FolderPath,
+                        Check::EqualsView(View::Column(Column::InitiatingProcessFolderPath)),
+                    ),
+                ]),
+            ),
         ];
         let pack = Pack { format: FORMAT, rules };
         let matcher = Matcher::new(&pack).unwrap();
@@ -1537,13 +1634,14 @@ mod tests {
             *last = [chosen, last[0]];
             chosen
         };
-        let mut last = [[0usize; 2]; 7];
+        let mut last = [[0usize; 2]; 8];
         let mut kept = Scratch::default();
         let (mut compared, mut matched_any, mut searched_kept, mut searched_fresh) = (0, 0, 0, 0);
         for _ in 0..5_000 {
             let row = Row(vec![
                 (Column::ProcessCommandLine, commands[pick(&mut draw, &mut last[0], commands.len())]),
                 (Column::FolderPath, images[pick(&mut draw, &mut last[1], images.len())]),
+                (Column::InitiatingProcessFolderPath, images[pick(&mut draw, &mut last[7], images.len())]),
                 (Column::AccountDomain, domains[pick(&mut draw, &mut last[2], domains.len())]),
                 (Column::AccountName, names[pick(&mut draw, &mut last[3], names.len())]),
                 (Column::InitiatingProcessAccountName, names[pick(&mut draw, &mut last[4], names.len())]),
