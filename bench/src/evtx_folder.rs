@@ -67,6 +67,13 @@ pub fn folder() -> Result<()> {
         }
         println!("| {name}: 2 jobs / 1 job (throughput) | | {:.2}x | | | |", ratio(walls[0], walls[1]));
     }
+    // The catalog / Soft Cell throughput from runs taken in turns (the bests above are a
+    // minute apart), on every core.
+    let (_, _, ratios) = crate::alternated_runs(&["--rules", catalog.as_str()], &[], &logs, 5)?;
+    println!(
+        "| the catalog / Soft Cell throughput, 5 alternated pairs of runs, all cores | | {} | | | |",
+        crate::ratios_cell(&ratios)
+    );
     Ok(())
 }
 

@@ -321,29 +321,64 @@ pub(crate) struct BinaryRuns {
 /// Three runs of `rulehost eval --quiet ARGS INPUT` after one unmeasured run that fills
 /// the component cache.
 pub(crate) fn binary_runs(args: &[&str], input: &std::path::Path) -> Result<BinaryRuns> {
-    use std::process::{Command, Stdio};
-    let binary = rulehost_binary();
     let (mut best, mut peak, mut cpu_before) = (Duration::MAX, 0u64, Duration::ZERO);
     // A first run, not measured, fills the component cache: the figures are of warm starts
     // (the cold start, which compiles, is measured on its own where it matters).
     for round in 0..4 {
-        let began = Instant::now();
-        let mut child = Command::new(&binary)
-            .args(["eval", "--quiet"])
-            .args(args)
-            .arg(input)
-            .stdout(Stdio::null())
-            .spawn()?;
-        let (status, run_peak) = wait_with_peak(&mut child)?;
-        ensure!(status.success(), "rulehost eval {}: {status}", input.display());
+        let (wall, run_peak) = one_binary_run(args, input)?;
         if round == 0 {
             cpu_before = children_cpu_time()?;
             continue;
         }
         peak = peak.max(run_peak);
-        best = best.min(began.elapsed());
+        best = best.min(wall);
     }
     Ok(BinaryRuns { wall: best, peak, cpu: (children_cpu_time()? - cpu_before) / 3 })
+}
+
+/// One run of `rulehost eval --quiet ARGS INPUT`: its wall time and peak RSS.
+fn one_binary_run(args: &[&str], input: &std::path::Path) -> Result<(Duration, u64)> {
+    use std::process::{Command, Stdio};
+    let began = Instant::now();
+    let mut child = Command::new(rulehost_binary())
+        .args(["eval", "--quiet"])
+        .args(args)
+        .arg(input)
+        .stdout(Stdio::null())
+        .spawn()?;
+    let (status, peak) = wait_with_peak(&mut child)?;
+    ensure!(status.success(), "rulehost eval {}: {status}", input.display());
+    Ok((began.elapsed(), peak))
+}
+
+/// Pairs of runs of `rulehost eval --quiet ARGS INPUT`, `slow`'s arguments then `fast`'s, one
+/// pair after the other (after one unmeasured run of each): a ratio of two rates taken in
+/// turns, so that a busy spell of a shared machine falls on both sides. The best wall time
+/// of each side, and each pair's `fast` / `slow` throughput ratio.
+pub(crate) fn alternated_runs(
+    slow: &[&str],
+    fast: &[&str],
+    input: &std::path::Path,
+    pairs: usize,
+) -> Result<(Duration, Duration, Vec<f64>)> {
+    one_binary_run(slow, input)?;
+    one_binary_run(fast, input)?;
+    let (mut best_slow, mut best_fast, mut ratios) = (Duration::MAX, Duration::MAX, Vec::new());
+    for _ in 0..pairs {
+        let (slow_wall, _) = one_binary_run(slow, input)?;
+        let (fast_wall, _) = one_binary_run(fast, input)?;
+        (best_slow, best_fast) = (best_slow.min(slow_wall), best_fast.min(fast_wall));
+        ratios.push(fast_wall.as_secs_f64() / slow_wall.as_secs_f64());
+    }
+    Ok((best_slow, best_fast, ratios))
+}
+
+/// `ratios` as a table cell: each to two places, then their median.
+pub(crate) fn ratios_cell(ratios: &[f64]) -> String {
+    let mut sorted = ratios.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    format!("{} (median {:.2})", listed.join(", "), sorted[sorted.len() / 2])
 }
 
 /// Waits for `child`, polling its peak RSS (`VmHWM`) every 2 ms: its exit status and the
