@@ -249,7 +249,8 @@ pub struct Matcher {
 struct RuleValues {
     prefilters: Box<[u16]>,
     /// Where its two results start in [`Scratch::rule_results`]: each is the numbers of its
-    /// views' values, then 1 + the result (0 for none yet).
+    /// views' values, then when it was kept (a count of results kept) * 4 + 1 + the result
+    /// (0 for none yet).
     at: usize,
 }
 
@@ -294,6 +295,8 @@ pub struct Scratch {
     /// (see [`RuleValues::at`]): a rule whose values are those of an earlier event has
     /// that event's verdict.
     rule_results: Vec<u64>,
+    /// How many rule results were kept: when each was, so that the older is replaced.
+    rule_results_kept: u64,
 }
 
 /// The last two distinct values of a searched view, each with its folded form and the texts
@@ -523,17 +526,19 @@ impl Matcher {
         for slot in 0..2 {
             let kept = &scratch.rule_results[at + slot * width..][..width];
             if kept[width - 1] != 0 && (0..prefilters.len()).all(|i| kept[i] == value(scratch, i)) {
-                return kept[width - 1] == 2;
+                return kept[width - 1] & 3 == 2;
             }
         }
         let result = self.holds(node, event, scratch, generation);
-        // In place of the older slot: the one whose first value's number is lower (numbers grow).
-        let older = usize::from(scratch.rule_results[at + width] < scratch.rule_results[*at]);
+        // In place of the result kept first.
+        let older =
+            usize::from(scratch.rule_results[at + 2 * width - 1] < scratch.rule_results[at + width - 1]);
         let start = at + older * width;
         for i in 0..prefilters.len() {
             scratch.rule_results[start + i] = value(scratch, i);
         }
-        scratch.rule_results[start + width - 1] = 1 + u64::from(result);
+        scratch.rule_results_kept += 1;
+        scratch.rule_results[start + width - 1] = (scratch.rule_results_kept << 2) | (1 + u64::from(result));
         result
     }
 
