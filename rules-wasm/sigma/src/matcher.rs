@@ -313,7 +313,15 @@ pub struct Scratch {
 struct RecentValues {
     /// The latest first.
     values: [SearchedValue; 2],
+    /// Whether this event's value is `values[0]`; a value longer than [`REMEMBERED_BYTES`]
+    /// is not remembered, and is folded into [`Scratch::folded`] as any other view's.
+    current: bool,
 }
+
+/// The longest value a view remembers. A longer one is searched every time, as before
+/// values were remembered: copies of it in the pack's memory made events with command lines
+/// of megabytes run out of it. At most two values of this size per view are kept.
+const REMEMBERED_BYTES: usize = 16 << 10;
 
 /// A value a prefilter searched, and what it found.
 #[derive(Debug, Default)]
@@ -521,6 +529,9 @@ impl Matcher {
         let Some(RuleValues { prefilters, at }) = &self.rule_values[rule as usize] else {
             return self.holds(node, event, scratch, generation);
         };
+        if prefilters.iter().any(|&p| !scratch.recent[usize::from(p)].current) {
+            return self.holds(node, event, scratch, generation);
+        }
         let width = prefilters.len() + 1;
         let value = |scratch: &Scratch, i: usize| scratch.recent[usize::from(prefilters[i])].values[0].number;
         for slot in 0..2 {
@@ -619,8 +630,9 @@ impl Matcher {
         scratch: &mut Scratch,
         evaluate: impl FnOnce(&mut Scratch) -> bool,
     ) -> bool {
-        let Some(prefilter) = self.prefilter_of[usize::from(view)] else { return evaluate(scratch) };
-        let value = scratch.recent[usize::from(prefilter)].values[0].number;
+        let Some(value) = self.prefilter_of[usize::from(view)].and_then(|p| scratch.value_number(p)) else {
+            return evaluate(scratch);
+        };
         let slots = scratch.on_values[test as usize];
         if let Some(slot) = slots.iter().find(|&&slot| slot >> 1 == value) {
             return slot & 1 == 1;
@@ -733,9 +745,28 @@ impl Scratch {
                 &self.raw[v]
             }
         };
-        // Whatever the case, the latest value is this one: `folded` reads it from there.
+        let searched_at = |folded: &str, found: &mut Vec<(u32, u8)>| {
+            let end = folded.len();
+            prefilter.search.find(folded.as_bytes(), |hit| {
+                let (at_start, at_end) = (hit.start == 0, hit.end == end);
+                let places = FOUND
+                    | if at_start { AT_START } else { 0 }
+                    | if at_end { AT_END } else { 0 }
+                    | if at_start && at_end { WHOLE } else { 0 };
+                found.push((prefilter.texts[hit.text as usize], places));
+            });
+            end
+        };
         self.folded_ready[v] = self.generation;
-        let values = &mut self.recent[number].values;
+        let recent = &mut self.recent[number];
+        if raw.len() > REMEMBERED_BYTES {
+            recent.current = false;
+            fold(raw, &mut self.folded[v]);
+            return searched_at(&self.folded[v], found);
+        }
+        // The latest value is this one: `folded` reads it from there.
+        recent.current = true;
+        let values = &mut recent.values;
         let mut searched = 0;
         if !values[0].is(raw) {
             values.swap(0, 1);
@@ -748,20 +779,17 @@ impl Scratch {
                 kept.push_str(raw);
                 fold(raw, folded);
                 in_value.clear();
-                let end = folded.len();
-                searched = end;
-                prefilter.search.find(folded.as_bytes(), |hit| {
-                    let (at_start, at_end) = (hit.start == 0, hit.end == end);
-                    let places = FOUND
-                        | if at_start { AT_START } else { 0 }
-                        | if at_end { AT_END } else { 0 }
-                        | if at_start && at_end { WHOLE } else { 0 };
-                    in_value.push((prefilter.texts[hit.text as usize], places));
-                });
+                searched = searched_at(folded, in_value);
             }
         }
         found.extend_from_slice(&values[0].found);
         searched
+    }
+
+    /// The number of this event's value of prefilter `number`'s view, if it is remembered.
+    fn value_number(&self, number: u16) -> Option<u64> {
+        let recent = &self.recent[usize::from(number)];
+        recent.current.then_some(recent.values[0].number)
     }
 
     /// The value of `view`: a column's is the event's own, not a copy (copying every
@@ -783,9 +811,11 @@ impl Scratch {
     fn folded(&mut self, matcher: &Matcher, event: &dyn Event, view: u16) -> &str {
         let v = view as usize;
         if let Some(number) = matcher.prefilter_of[v] {
-            // `evaluate` searched it first thing: the latest of its recent values is this event's.
+            // `evaluate` searched it first thing: this event's value is the latest of its
+            // recent values, or was folded apart.
             debug_assert_eq!(self.folded_ready[v], self.generation, "view {v} searched before it is read");
-            return &self.recent[usize::from(number)].values[0].folded;
+            let recent = &self.recent[usize::from(number)];
+            return if recent.current { &recent.values[0].folded } else { &self.folded[v] };
         }
         if self.folded_ready[v] != self.generation {
             // `raw` borrows the scratch for a view that is not a column: folded apart.
@@ -1673,6 +1703,31 @@ mod tests {
         );
         // Most values were not searched again.
         assert!(2 * searched_kept < searched_fresh, "searched {searched_kept} bytes of {searched_fresh}");
+        // Values too long to remember, between short ones: searched every time, with the
+        // short ones still remembered, and no copy of them kept.
+        let long = |tail: &str| format!("powershell -w hidden {} {tail}", "a".repeat(REMEMBERED_BYTES));
+        // Leaked: a test row holds static texts.
+        let (long_user, long_who): (&'static str, &'static str) =
+            (long("net user z /add").leak(), long("whoami").leak());
+        for command in [long_user, "whoami", long_user, long_who, "whoami", "ab"] {
+            let row = Row(vec![(Column::ProcessCommandLine, command), (Column::FolderPath, images[1])]);
+            let (mut with_kept, mut with_fresh) = (Vec::new(), Vec::new());
+            matcher.evaluate(&row, &mut kept, &mut with_kept);
+            matcher.evaluate(&row, &mut Scratch::default(), &mut with_fresh);
+            assert_eq!(with_kept, with_fresh, "{} bytes", command.len());
+            if command.len() > REMEMBERED_BYTES {
+                assert!(kept.searched() > REMEMBERED_BYTES, "a long value is searched");
+            }
+            for recent in &kept.recent {
+                for value in &recent.values {
+                    assert!(
+                        value.raw.len() <= REMEMBERED_BYTES,
+                        "a value of {} bytes is kept",
+                        value.raw.len()
+                    );
+                }
+            }
+        }
         // The same rules in the reverse order: the same views, other numbers for the texts and
         // rules. A scratch kept from the first matcher forgets what it found there.
         let reversed = Pack { format: FORMAT, rules: pack.rules.iter().rev().cloned().collect() };
