@@ -69,9 +69,10 @@ pub fn folder() -> Result<()> {
     }
     // The catalog / Soft Cell throughput from runs taken in turns (the bests above are a
     // minute apart), on every core.
-    let (_, _, ratios) = crate::alternated_runs(&["--rules", catalog.as_str()], &[], &logs, 5)?;
+    let ratios = crate::alternated_ratios(&["--rules", catalog.as_str()], &[], &logs)?;
     println!(
-        "| the catalog / Soft Cell throughput, 5 alternated pairs of runs, all cores | | {} | | | |",
+        "| the catalog / Soft Cell throughput, {} alternated pairs of runs, all cores | | {} | | | |",
+        crate::ALTERNATED_PAIRS,
         crate::ratios_cell(&ratios)
     );
     Ok(())

@@ -351,26 +351,23 @@ fn one_binary_run(args: &[&str], input: &std::path::Path) -> Result<(Duration, u
     Ok((began.elapsed(), peak))
 }
 
-/// Pairs of runs of `rulehost eval --quiet ARGS INPUT`, `slow`'s arguments then `fast`'s, one
-/// pair after the other (after one unmeasured run of each): a ratio of two rates taken in
-/// turns, so that a busy spell of a shared machine falls on both sides. The best wall time
-/// of each side, and each pair's `fast` / `slow` throughput ratio.
-pub(crate) fn alternated_runs(
-    slow: &[&str],
-    fast: &[&str],
-    input: &std::path::Path,
-    pairs: usize,
-) -> Result<(Duration, Duration, Vec<f64>)> {
+/// Pairs of runs, in [`alternated_ratios`].
+pub(crate) const ALTERNATED_PAIRS: usize = 5;
+
+/// [`ALTERNATED_PAIRS`] pairs of runs of `rulehost eval --quiet ARGS INPUT`, `slow`'s
+/// arguments then `fast`'s, one pair after the other (after one unmeasured run of each): a
+/// ratio of two rates taken in turns, so that a busy spell of a shared machine falls on both
+/// sides. Each pair's `fast` / `slow` throughput ratio.
+pub(crate) fn alternated_ratios(slow: &[&str], fast: &[&str], input: &std::path::Path) -> Result<Vec<f64>> {
     one_binary_run(slow, input)?;
     one_binary_run(fast, input)?;
-    let (mut best_slow, mut best_fast, mut ratios) = (Duration::MAX, Duration::MAX, Vec::new());
-    for _ in 0..pairs {
-        let (slow_wall, _) = one_binary_run(slow, input)?;
-        let (fast_wall, _) = one_binary_run(fast, input)?;
-        (best_slow, best_fast) = (best_slow.min(slow_wall), best_fast.min(fast_wall));
-        ratios.push(fast_wall.as_secs_f64() / slow_wall.as_secs_f64());
-    }
-    Ok((best_slow, best_fast, ratios))
+    (0..ALTERNATED_PAIRS)
+        .map(|_| {
+            let (slow_wall, _) = one_binary_run(slow, input)?;
+            let (fast_wall, _) = one_binary_run(fast, input)?;
+            Ok(fast_wall.as_secs_f64() / slow_wall.as_secs_f64())
+        })
+        .collect()
 }
 
 /// `ratios` as a table cell: each to two places, then their median.

@@ -19,9 +19,6 @@ use crate::read_vs_eval;
 /// The lines of each input, about.
 const LINES: usize = 1_000_000;
 
-/// Pairs of runs, Soft Cell's and the catalog's in turn, for the ratio of the two.
-const ALTERNATED_PAIRS: usize = 5;
-
 fn shared(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(name)
 }
@@ -68,14 +65,10 @@ pub fn real_json_lines() -> Result<()> {
             soft_cell.as_secs_f64() / time.as_secs_f64()
         );
         // The same ratio from runs taken in turns: the two bests above are minutes apart.
-        let (_, _, ratios) = crate::alternated_runs(
-            &["--rules", &catalog.display().to_string()],
-            &[],
-            &path,
-            ALTERNATED_PAIRS,
-        )?;
+        let ratios = crate::alternated_ratios(&["--rules", &catalog.display().to_string()], &[], &path)?;
         println!(
-            "| the catalog / Soft Cell throughput, {ALTERNATED_PAIRS} alternated pairs of runs | {} | |",
+            "| the catalog / Soft Cell throughput, {} alternated pairs of runs | {} | |",
+            crate::ALTERNATED_PAIRS,
             crate::ratios_cell(&ratios)
         );
         if std::env::var_os("BENCH_KEEP").is_some() {
