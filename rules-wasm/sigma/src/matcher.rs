@@ -735,16 +735,8 @@ impl Scratch {
     ) -> usize {
         let prefilter = &matcher.prefilters[number];
         let v = prefilter.view as usize;
-        let raw = match matcher.views[v] {
-            View::Column(column) => event.column(column),
-            view => {
-                let out = &mut self.raw[v];
-                out.clear();
-                render(view, event, out);
-                self.raw_ready[v] = self.generation;
-                &self.raw[v]
-            }
-        };
+        let raw =
+            raw_value(&mut self.raw[v], &mut self.raw_ready[v], self.generation, matcher.views[v], event);
         let searched_at = |folded: &str, found: &mut Vec<(u32, u8)>| {
             let end = folded.len();
             prefilter.search.find(folded.as_bytes(), |hit| {
@@ -796,16 +788,7 @@ impl Scratch {
     /// searched view took about a tenth of the catalog's run in Wasm, with reading them).
     fn raw<'a>(&'a mut self, matcher: &Matcher, event: &'a dyn Event, view: u16) -> &'a str {
         let v = view as usize;
-        if let View::Column(column) = matcher.views[v] {
-            return event.column(column);
-        }
-        if self.raw_ready[v] != self.generation {
-            self.raw_ready[v] = self.generation;
-            let out = &mut self.raw[v];
-            out.clear();
-            render(matcher.views[v], event, out);
-        }
-        &self.raw[v]
+        raw_value(&mut self.raw[v], &mut self.raw_ready[v], self.generation, matcher.views[v], event)
     }
 
     fn folded(&mut self, matcher: &Matcher, event: &dyn Event, view: u16) -> &str {
@@ -826,6 +809,27 @@ impl Scratch {
         }
         &self.folded[v]
     }
+}
+
+/// The value of `view` of `event`: a column's is the event's own; another view's is written
+/// into `out` once per `generation` (`ready` says when it last was). Apart from [`Scratch`],
+/// so that its caller may borrow the scratch's other parts beside it.
+fn raw_value<'a>(
+    out: &'a mut String,
+    ready: &mut u32,
+    generation: u32,
+    view: View,
+    event: &'a dyn Event,
+) -> &'a str {
+    if let View::Column(column) = view {
+        return event.column(column);
+    }
+    if *ready != generation {
+        *ready = generation;
+        out.clear();
+        render(view, event, out);
+    }
+    out
 }
 
 /// Writes the value of `view` of `event` into `out`.
