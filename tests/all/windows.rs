@@ -597,11 +597,15 @@ fn many_evtx_files_read_at_once_give_what_reading_them_one_by_one_gives() {
         ]
         .concat(),
     );
-    let eval_folder = || rulehost(&["eval", "--matches", "--rules", &rule, dir.path().to_str().unwrap()]);
+    // The folder gives what naming its files gives.
+    let eval_folder = || {
+        let run = rulehost(&["eval", "--matches", "--rules", &rule, dir.path().to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.stdout, named.stdout);
+        assert_eq!(run.summary(), named.summary());
+        run
+    };
     let folder = eval_folder();
-    assert_eq!(folder.code, 0, "{}", folder.stderr);
-    assert_eq!(folder.stdout, named.stdout);
-    assert_eq!(folder.summary(), named.summary());
     assert!(
         folder.stderr.contains("left out 1 file(s) whose names tell no log format")
             && folder.stderr.contains("notes.txt"),
@@ -612,9 +616,6 @@ fn many_evtx_files_read_at_once_give_what_reading_them_one_by_one_gives() {
     // warning (followed, it led on until the system refused the path, and the run failed).
     std::os::unix::fs::symlink(".", dir.path().join("loop")).unwrap();
     let looped = eval_folder();
-    assert_eq!(looped.code, 0, "{}", looped.stderr);
-    assert_eq!(looped.stdout, named.stdout);
-    assert_eq!(looped.summary(), named.summary());
     assert!(
         looped.stderr.contains("lead through a link to a directory searched already")
             && looped.stderr.contains(&format!(
