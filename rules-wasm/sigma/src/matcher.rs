@@ -248,9 +248,7 @@ pub struct Matcher {
 #[derive(Debug)]
 struct RuleValues {
     prefilters: Box<[u16]>,
-    /// Where its two results start in [`Scratch::rule_results`]: each is the numbers of its
-    /// views' values, then when it was kept (a count of results kept) * 4 + 1 + the result
-    /// (0 for none yet).
+    /// Where its two results start in [`Scratch::rule_results`] (see [`KeptResults`]).
     at: usize,
 }
 
@@ -289,14 +287,49 @@ pub struct Scratch {
     /// The number the next value a prefilter remembers takes ([`SearchedValue::number`]).
     next_value: u64,
     /// Per test of a searched view that reads the value: its results on two of the values
-    /// remembered, each as the value's number * 2 + result (0 for none).
-    on_values: Vec<[u64; 2]>,
+    /// remembered, under the value's number (at `test * 4`).
+    test_results: KeptResults,
     /// Per rule whose views are all searched, its results on two sets of remembered values
-    /// (see [`RuleValues::at`]): a rule whose values are those of an earlier event has
-    /// that event's verdict.
-    rule_results: Vec<u64>,
-    /// How many rule results were kept: when each was, so that the older is replaced.
-    rule_results_kept: u64,
+    /// (at [`RuleValues::at`]): a rule whose values are those of an earlier event has that
+    /// event's verdict.
+    rule_results: KeptResults,
+}
+
+/// Results kept under the numbers of the remembered values they were had on (their key), two
+/// per test or rule. Each is its key's numbers, then when it was kept (a count of results
+/// kept) * 4 + 1 + the result, 0 for none; a third replaces the one kept first.
+#[derive(Debug, Default)]
+struct KeptResults {
+    slots: Vec<u64>,
+    kept: u64,
+}
+
+impl KeptResults {
+    fn new(len: usize) -> Self {
+        KeptResults { slots: vec![0; len], kept: 0 }
+    }
+
+    /// The result kept at `at` under the key of `len` numbers that `key` gives, if any.
+    #[inline(always)]
+    fn get(&self, at: usize, len: usize, key: impl Fn(usize) -> u64) -> Option<bool> {
+        let width = len + 1;
+        (0..2).find_map(|slot| {
+            let kept = &self.slots[at + slot * width..][..width];
+            (kept[len] != 0 && (0..len).all(|i| kept[i] == key(i))).then_some(kept[len] & 3 == 2)
+        })
+    }
+
+    /// Keeps `result` at `at` under the key of `len` numbers that `key` gives.
+    fn keep(&mut self, at: usize, len: usize, key: impl Fn(usize) -> u64, result: bool) {
+        let width = len + 1;
+        let older = usize::from(self.slots[at + 2 * width - 1] < self.slots[at + width - 1]);
+        let start = at + older * width;
+        for i in 0..len {
+            self.slots[start + i] = key(i);
+        }
+        self.kept += 1;
+        self.slots[start + len] = (self.kept << 2) | (1 + u64::from(result));
+    }
 }
 
 /// The last two distinct values of a searched view, each with its folded form and the texts
@@ -329,7 +362,7 @@ struct SearchedValue {
     /// Whether it holds a value yet (an empty value is a value).
     known: bool,
     /// The value's number among those the scratch remembered, from 1: a test's result on it
-    /// is kept under this number (see [`Scratch::on_values`]), so that a value seen again
+    /// is kept under this number (see [`Scratch::test_results`]), so that a value seen again
     /// is not matched again by the patterns and expressions its texts do not settle.
     number: u64,
     raw: String,
@@ -532,24 +565,12 @@ impl Matcher {
         if prefilters.iter().any(|&p| !scratch.recent[usize::from(p)].current) {
             return self.holds(node, event, scratch, generation);
         }
-        let width = prefilters.len() + 1;
-        let value = |scratch: &Scratch, i: usize| scratch.recent[usize::from(prefilters[i])].values[0].number;
-        for slot in 0..2 {
-            let kept = &scratch.rule_results[at + slot * width..][..width];
-            if kept[width - 1] != 0 && (0..prefilters.len()).all(|i| kept[i] == value(scratch, i)) {
-                return kept[width - 1] & 3 == 2;
-            }
+        let value = |recent: &[RecentValues], i: usize| recent[usize::from(prefilters[i])].values[0].number;
+        if let Some(result) = scratch.rule_results.get(*at, prefilters.len(), |i| value(&scratch.recent, i)) {
+            return result;
         }
         let result = self.holds(node, event, scratch, generation);
-        // In place of the result kept first.
-        let older =
-            usize::from(scratch.rule_results[at + 2 * width - 1] < scratch.rule_results[at + width - 1]);
-        let start = at + older * width;
-        for i in 0..prefilters.len() {
-            scratch.rule_results[start + i] = value(scratch, i);
-        }
-        scratch.rule_results_kept += 1;
-        scratch.rule_results[start + width - 1] = (scratch.rule_results_kept << 2) | (1 + u64::from(result));
+        scratch.rule_results.keep(*at, prefilters.len(), |i| value(&scratch.recent, i), result);
         result
     }
 
@@ -633,14 +654,12 @@ impl Matcher {
         let Some(value) = self.prefilter_of[usize::from(view)].and_then(|p| scratch.value_number(p)) else {
             return evaluate(scratch);
         };
-        let slots = scratch.on_values[test as usize];
-        if let Some(slot) = slots.iter().find(|&&slot| slot >> 1 == value) {
-            return slot & 1 == 1;
+        let at = test as usize * 4;
+        if let Some(result) = scratch.test_results.get(at, 1, |_| value) {
+            return result;
         }
         let result = evaluate(scratch);
-        // In place of the result on the older value (numbers grow as values are seen).
-        let older = usize::from(slots[1] < slots[0]);
-        scratch.on_values[test as usize][older] = (value << 1) | u64::from(result);
+        scratch.test_results.keep(at, 1, |_| value, result);
         result
     }
 }
@@ -669,8 +688,8 @@ impl Scratch {
                 candidate: vec![0; matcher.rules.len()],
                 satisfied_in: vec![0; matcher.rules.len()],
                 satisfied: vec![0; matcher.rules.len()],
-                on_values: vec![[0; 2]; matcher.tests.len()],
-                rule_results: vec![0; matcher.rule_results_len],
+                test_results: KeptResults::new(4 * matcher.tests.len()),
+                rule_results: KeptResults::new(matcher.rule_results_len),
                 ..Scratch::default()
             };
         }
