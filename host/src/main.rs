@@ -612,21 +612,33 @@ struct InspectArgs {
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// See [`return_freed_memory_soon`].
-const PURGE_DELAY_MS: std::ffi::c_long = 10;
+const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
-/// Memory freed is given back to the system after 10 ms (mimalloc 2's default), not after a
-/// second. Events are allocated by the threads that read them and freed by the ones that
-/// evaluate them, so freed pages kept for reuse pile up. With the Sigma catalog over 5,000
-/// EVTX files (real records, 2 jobs, two runs each in one sitting), the peak RSS was 276-295
-/// MiB at 1,000 ms, 261-280 at 100 and 249-250 at 10; the wall time 3.70-3.95 s, 3.80-3.83
-/// and 3.98-4.12. At 0 (the sitting before) it was 245-266 MiB in 4.23-4.67 s: purging is a
-/// system call per range.
+/// mimalloc's own variable for the purge delay: where the operator sets it, it wins.
+const PURGE_DELAY_VARIABLE: &str = "MIMALLOC_PURGE_DELAY";
+
+/// The purge delay the binary sets: none where the operator set one in the environment.
+fn purge_delay_to_set(operator_set: bool) -> Option<std::ffi::c_long> {
+    (!operator_set).then_some(PURGE_DELAY_MS)
+}
+
+/// Memory freed is given back to the system after 100 ms, not after mimalloc 3's second.
+/// Events are allocated by the threads that read them and freed by the ones that evaluate
+/// them, so freed pages kept for reuse pile up: with the Sigma catalog over 5,000 EVTX files
+/// (real records, 2 jobs) the peak RSS was 327-330 MiB at 1,000 ms, over issue 17's 300 MB.
+/// At 10 ms (the setting before) pages were given back and faulted in again: 112,400 page
+/// faults against 99,000 at 100 ms (Soft Cell: 45,800 against 39,700). Five alternated
+/// pairs, 100 ms against 10 ms: the catalog over those files 1.30-1.36 s against 1.34-1.49 s
+/// (peak 255-277 MiB against 247-250), over the real JSON lines 1.40-1.42 s against
+/// 1.44-1.59 s (194-201 MiB against 182-186), Soft Cell over the EVTX files 0.55-0.59 s
+/// against 0.58-0.59 s (169-172 MiB against 166-171).
 fn return_freed_memory_soon() {
+    let Some(delay) = purge_delay_to_set(std::env::var_os(PURGE_DELAY_VARIABLE).is_some()) else { return };
     // SAFETY: a plain setter of a global option, called first thing in `main`, before any
     // other thread exists (setting an option is not synchronized).
     #[allow(unsafe_code)]
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS)
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, delay)
     };
 }
 
@@ -715,5 +727,11 @@ mod tests {
         assert_eq!(delay, 1000, "the option at {MI_OPTION_PURGE_DELAY} is not the purge delay");
         assert_ne!(before, 1000);
         assert_ne!(after, 1000);
+    }
+
+    #[test]
+    fn an_operators_purge_delay_is_left_as_set() {
+        assert_eq!(purge_delay_to_set(true), None);
+        assert_eq!(purge_delay_to_set(false), Some(PURGE_DELAY_MS));
     }
 }
