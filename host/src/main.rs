@@ -612,7 +612,7 @@ struct InspectArgs {
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// See [`return_freed_memory_soon`].
-const PURGE_DELAY_MS: std::ffi::c_long = 100;
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// mimalloc's own variable for the purge delay: where the operator sets it, it wins.
 const PURGE_DELAY_VARIABLE: &str = "MIMALLOC_PURGE_DELAY";
@@ -622,16 +622,16 @@ fn purge_delay_to_set(operator_set: bool) -> Option<std::ffi::c_long> {
     (!operator_set).then_some(PURGE_DELAY_MS)
 }
 
-/// Memory freed is given back to the system after 100 ms, not after mimalloc 3's second.
-/// Events are allocated by the threads that read them and freed by the ones that evaluate
-/// them, so freed pages kept for reuse pile up: with the Sigma catalog over 5,000 EVTX files
-/// (real records, 2 jobs) the peak RSS was 327-330 MiB at 1,000 ms, over issue 17's 300 MB.
-/// At 10 ms (the setting before) pages were given back and faulted in again: 112,400 page
-/// faults against 99,000 at 100 ms (Soft Cell: 45,800 against 39,700). Five alternated
-/// pairs, 100 ms against 10 ms: the catalog over those files 1.30-1.36 s against 1.34-1.49 s
-/// (peak 255-277 MiB against 247-250), over the real JSON lines 1.40-1.42 s against
-/// 1.44-1.59 s (194-201 MiB against 182-186), Soft Cell over the EVTX files 0.55-0.59 s
-/// against 0.58-0.59 s (169-172 MiB against 166-171).
+/// Memory freed is given back to the system after 10 ms (mimalloc 2's default), not after
+/// mimalloc 3's second. Events are allocated by the threads that read them and freed by the
+/// ones that evaluate them, so freed pages kept for reuse pile up: with the Sigma catalog
+/// over 5,000 EVTX files (real records, 2 jobs) the peak RSS was 327-330 MiB at 1,000 ms,
+/// over issue 17's 300 MB. Longer delays are faster, since fewer pages are given back and
+/// faulted in again (112,400 page faults at 10 ms, 99,000 at 100 ms), but their peaks move:
+/// over those files, five alternated pairs gave 1.30-1.36 s at 100 ms against 1.34-1.49 s at
+/// 10 ms, with peaks of 255-308 MiB against 245-250; six at 50 ms gave 1.18-1.28 s against
+/// 1.22-1.33 s, with 254-268 MiB against 245-248. 10 ms keeps the peak where it does not
+/// move; an operator who prefers the time sets `MIMALLOC_PURGE_DELAY`.
 fn return_freed_memory_soon() {
     let Some(delay) = purge_delay_to_set(std::env::var_os(PURGE_DELAY_VARIABLE).is_some()) else { return };
     // SAFETY: a plain setter of a global option, called first thing in `main`, before any
