@@ -217,6 +217,55 @@ struct Prefilter {
     texts: Vec<u32>,
 }
 
+/// For each global text, the rules whose requirement it is part of: one table for all the
+/// texts, each text's rules one after another. A text found leads to every rule that names
+/// it (a common one to dozens); kept in one list per text, each was a pointer to follow
+/// before its rules, and the rules' groups were read from a table of their own.
+#[derive(Debug)]
+struct TextRules {
+    /// Where each text's rules start in `rules`; a text's end is the next one's start.
+    starts: Vec<u32>,
+    rules: Vec<RuleGroup>,
+}
+
+/// A rule, the bit of its requirement's group that a text satisfies, and the bits of all its
+/// groups: a rule is evaluated only once every group has had one of its texts found.
+#[derive(Debug, Clone, Copy)]
+struct RuleGroup {
+    rule: u32,
+    group: u8,
+    all: u8,
+}
+
+impl TextRules {
+    /// The table of `text_rules` (for each text, its rules and group bits), with each rule's
+    /// groups from `rule_groups`.
+    fn new(text_rules: Vec<Vec<(u32, u8)>>, rule_groups: &[u8]) -> Self {
+        let mut starts = Vec::with_capacity(text_rules.len() + 1);
+        let mut rules = Vec::with_capacity(text_rules.iter().map(Vec::len).sum());
+        for of_text in text_rules {
+            starts.push(u32::try_from(rules.len()).expect("fewer than 2^32 text rules"));
+            rules.extend(of_text.into_iter().map(|(rule, group)| RuleGroup {
+                rule,
+                group,
+                all: rule_groups[rule as usize],
+            }));
+        }
+        starts.push(u32::try_from(rules.len()).expect("fewer than 2^32 text rules"));
+        TextRules { starts, rules }
+    }
+
+    /// The number of texts.
+    fn texts(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// The rules of text `text`.
+    fn of(&self, text: usize) -> &[RuleGroup] {
+        &self.rules[self.starts[text] as usize..self.starts[text + 1] as usize]
+    }
+}
+
 /// The matcher of one pack: built once, used for every event.
 #[derive(Debug)]
 pub struct Matcher {
@@ -224,12 +273,8 @@ pub struct Matcher {
     tests: Vec<Compiled>,
     views: Vec<View>,
     prefilters: Vec<Prefilter>,
-    /// For each global text, the rules whose requirement it is part of, with the bit of the
-    /// requirement's group it satisfies.
-    text_rules: Vec<Vec<(u32, u8)>>,
-    /// For each rule, the bits of all its requirement's groups: a rule is evaluated only once
-    /// every group has had one of its texts found (0 for a rule evaluated on every event).
-    rule_groups: Vec<u8>,
+    /// For each global text, the rules whose requirement it is part of.
+    text_rules: TextRules,
     /// Rules evaluated on every event.
     always: Vec<u32>,
     /// For each view, the prefilter that searches it, if one does.
@@ -274,9 +319,9 @@ pub struct Scratch {
     results: Vec<u64>,
     /// Per rule: the generation in which it became a candidate.
     candidate: Vec<u32>,
-    /// Per rule: the generation of `satisfied`, and the requirement's groups satisfied.
-    satisfied_in: Vec<u32>,
-    satisfied: Vec<u8>,
+    /// Per rule: the generation of the groups satisfied, and the requirement's groups
+    /// satisfied in it (together, one access per text found).
+    satisfied: Vec<(u32, u8)>,
     candidates: Vec<u32>,
     /// The texts found in this event, in the order found, with where.
     found_now: Vec<(u32, u8)>,
@@ -470,8 +515,7 @@ impl Matcher {
             tests: builder.tests,
             views: builder.views,
             prefilters,
-            text_rules,
-            rule_groups,
+            text_rules: TextRules::new(text_rules, &rule_groups),
             always,
             prefilter_of,
             rule_values,
@@ -535,8 +579,8 @@ impl Matcher {
             }
             scratch.found[n] = generation;
             scratch.places[n] = places;
-            for &(rule, group) in &self.text_rules[n] {
-                scratch.satisfy(rule, group, self.rule_groups[rule as usize], generation);
+            for &RuleGroup { rule, group, all } in self.text_rules.of(n) {
+                scratch.satisfy(rule, group, all, generation);
             }
         }
         scratch.found_now = found;
@@ -682,12 +726,11 @@ impl Scratch {
                 folded: vec![String::new(); matcher.views.len()],
                 raw_ready: vec![0; matcher.views.len()],
                 folded_ready: vec![0; matcher.views.len()],
-                found: vec![0; matcher.text_rules.len()],
-                places: vec![0; matcher.text_rules.len()],
+                found: vec![0; matcher.text_rules.texts()],
+                places: vec![0; matcher.text_rules.texts()],
                 results: vec![0; matcher.tests.len()],
                 candidate: vec![0; matcher.rules.len()],
-                satisfied_in: vec![0; matcher.rules.len()],
-                satisfied: vec![0; matcher.rules.len()],
+                satisfied: vec![(0, 0); matcher.rules.len()],
                 test_results: KeptResults::new(4 * matcher.tests.len()),
                 rule_results: KeptResults::new(matcher.rule_results_len),
                 ..Scratch::default()
@@ -701,7 +744,7 @@ impl Scratch {
             self.found.fill(0);
             self.results.fill(0);
             self.candidate.fill(0);
-            self.satisfied_in.fill(0);
+            self.satisfied.fill((0, 0));
             self.generation = 1;
         }
         self.generation
@@ -725,13 +768,12 @@ impl Scratch {
     /// Notes that a text of `rule`'s requirement group `group` was found; the rule becomes a
     /// candidate once all its groups (`all`) are.
     fn satisfy(&mut self, rule: u32, group: u8, all: u8, generation: u32) {
-        let r = rule as usize;
-        if self.satisfied_in[r] != generation {
-            self.satisfied_in[r] = generation;
-            self.satisfied[r] = 0;
+        let (satisfied_in, satisfied) = &mut self.satisfied[rule as usize];
+        if *satisfied_in != generation {
+            (*satisfied_in, *satisfied) = (generation, 0);
         }
-        self.satisfied[r] |= group;
-        if self.satisfied[r] == all {
+        *satisfied |= group;
+        if *satisfied == all {
             self.propose(rule, generation);
         }
     }
@@ -1570,6 +1612,35 @@ mod tests {
             let ids: Vec<&str> = matched.iter().map(|&r| pack.rules[r as usize].id.as_str()).collect();
             assert_eq!(ids, expected, "{image}");
             assert_eq!(scratch.candidates(), candidates, "{image}: the rules evaluated");
+        }
+    }
+
+    #[test]
+    fn a_rule_is_evaluated_only_once_every_group_of_its_requirement_has_a_text_found() {
+        // Two groups: one text in the image, one in the command line (which another rule has
+        // searched).
+        let cl = rule("cl", glob_test(Column::ProcessCommandLine, "*logonpasswords*"));
+        let both = rule(
+            "both",
+            Expr::And(vec![
+                glob_test(Column::FolderPath, "*\\mimikatz.exe"),
+                glob_test(Column::ProcessCommandLine, "*sekurlsa*"),
+            ]),
+        );
+        let pack = Pack { format: FORMAT, rules: vec![both, cl] };
+        let matcher = Matcher::new(&pack).unwrap();
+        let mut scratch = Scratch::default();
+        for (image, command_line, expected, candidates) in [
+            ("C:\\Tools\\mimikatz.exe", "privilege::debug", vec![], 0),
+            ("C:\\Tools\\other.exe", "sekurlsa::logonpasswords", vec!["cl"], 1),
+            ("C:\\Tools\\mimikatz.exe", "sekurlsa::logonpasswords", vec!["both", "cl"], 2),
+        ] {
+            let row = Row(vec![(Column::FolderPath, image), (Column::ProcessCommandLine, command_line)]);
+            let mut matched = Vec::new();
+            matcher.evaluate(&row, &mut scratch, &mut matched);
+            let ids: Vec<&str> = matched.iter().map(|&r| pack.rules[r as usize].id.as_str()).collect();
+            assert_eq!(ids, expected, "{image} {command_line}");
+            assert_eq!(scratch.candidates(), candidates, "{image} {command_line}: the rules evaluated");
         }
     }
 
