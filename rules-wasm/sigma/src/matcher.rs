@@ -1597,21 +1597,29 @@ mod tests {
             rules.push(rule(name, glob_test(Column::FolderPath, &format!("*\\{name}.exe"))));
         }
         let pack = Pack { format: FORMAT, rules };
-        let matcher = Matcher::new(&pack).unwrap();
+        assert_matches_and_candidates(
+            &pack,
+            &[
+                ("C:\\Windows\\System32\\cmd.exe", "cmd /c dir", &["cmd"], 1),
+                ("C:\\Tools\\EDR-Freeze.exe", "x", &["freeze"], 1),
+                ("C:\\Tools\\EDR-Freeze.dll", "x", &[], 1),
+                ("C:\\Windows\\System32\\net.exe", "EDR-Freeze 1234", &["freeze", "net"], 2),
+            ],
+        );
+    }
+
+    /// Evaluates each row (an image and a command line) in turn with one scratch, and checks
+    /// the rules it matches and how many rules were candidates.
+    fn assert_matches_and_candidates(pack: &Pack, rows: &[(&'static str, &'static str, &[&str], usize)]) {
+        let matcher = Matcher::new(pack).unwrap();
         let mut scratch = Scratch::default();
-        // The rules expected to match, and how many are candidates.
-        for (image, command_line, expected, candidates) in [
-            ("C:\\Windows\\System32\\cmd.exe", "cmd /c dir", vec!["cmd"], 1),
-            ("C:\\Tools\\EDR-Freeze.exe", "x", vec!["freeze"], 1),
-            ("C:\\Tools\\EDR-Freeze.dll", "x", vec![], 1),
-            ("C:\\Windows\\System32\\net.exe", "EDR-Freeze 1234", vec!["freeze", "net"], 2),
-        ] {
+        for &(image, command_line, expected, candidates) in rows {
             let row = Row(vec![(Column::FolderPath, image), (Column::ProcessCommandLine, command_line)]);
             let mut matched = Vec::new();
             matcher.evaluate(&row, &mut scratch, &mut matched);
             let ids: Vec<&str> = matched.iter().map(|&r| pack.rules[r as usize].id.as_str()).collect();
-            assert_eq!(ids, expected, "{image}");
-            assert_eq!(scratch.candidates(), candidates, "{image}: the rules evaluated");
+            assert_eq!(ids, expected, "{image} {command_line}");
+            assert_eq!(scratch.candidates(), candidates, "{image} {command_line}: the rules evaluated");
         }
     }
 
@@ -1628,20 +1636,14 @@ mod tests {
             ]),
         );
         let pack = Pack { format: FORMAT, rules: vec![both, cl] };
-        let matcher = Matcher::new(&pack).unwrap();
-        let mut scratch = Scratch::default();
-        for (image, command_line, expected, candidates) in [
-            ("C:\\Tools\\mimikatz.exe", "privilege::debug", vec![], 0),
-            ("C:\\Tools\\other.exe", "sekurlsa::logonpasswords", vec!["cl"], 1),
-            ("C:\\Tools\\mimikatz.exe", "sekurlsa::logonpasswords", vec!["both", "cl"], 2),
-        ] {
-            let row = Row(vec![(Column::FolderPath, image), (Column::ProcessCommandLine, command_line)]);
-            let mut matched = Vec::new();
-            matcher.evaluate(&row, &mut scratch, &mut matched);
-            let ids: Vec<&str> = matched.iter().map(|&r| pack.rules[r as usize].id.as_str()).collect();
-            assert_eq!(ids, expected, "{image} {command_line}");
-            assert_eq!(scratch.candidates(), candidates, "{image} {command_line}: the rules evaluated");
-        }
+        assert_matches_and_candidates(
+            &pack,
+            &[
+                ("C:\\Tools\\mimikatz.exe", "privilege::debug", &[], 0),
+                ("C:\\Tools\\other.exe", "sekurlsa::logonpasswords", &["cl"], 1),
+                ("C:\\Tools\\mimikatz.exe", "sekurlsa::logonpasswords", &["both", "cl"], 2),
+            ],
+        );
     }
 
     #[test]
