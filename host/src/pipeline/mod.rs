@@ -18,7 +18,7 @@ mod rule_set;
 mod windows;
 mod workers;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -32,6 +32,9 @@ use crate::sinks::Sink;
 use block_workers::EvaluatedBatch;
 use rule_set::{RuleRun, RuleSet};
 use windows::Closing;
+
+/// A matched event as the windows of every rule that matched it share it.
+type Projection = Arc<ProjectedEvent>;
 use workers::{Outcome, Workers, call_rules};
 
 /// Events per rule call by default: large enough that the per-call cost vanishes, small
@@ -738,23 +741,24 @@ impl<'a> Pipeline<'a> {
             }
             return Ok(());
         }
-        // One projection per event and set of fields, shared by every rule that needs it. The
-        // sets are numbered once per rule, not copied into the key of every match.
-        let mut sets: Vec<&[Field]> = Vec::new();
-        let mut projections: HashMap<(usize, usize), Arc<ProjectedEvent>> = HashMap::new();
+        // One projection per event and set of fields, shared by every rule that needs it: for
+        // each set of fields, a place per event of the batch (a pack's rules share one set).
+        let mut projections: Vec<(&[Field], Vec<Option<Projection>>)> = Vec::new();
         for (run, indices) in runs.iter_mut().zip(&matched) {
+            if indices.is_empty() {
+                continue;
+            }
             let fields = run.rule.metadata().summary_reads.as_slice();
-            let set = sets.iter().position(|&known| known == fields).unwrap_or_else(|| {
-                sets.push(fields);
-                sets.len() - 1
+            let set = projections.iter().position(|&(known, _)| known == fields).unwrap_or_else(|| {
+                projections.push((fields, vec![None; batch.len()]));
+                projections.len() - 1
             });
+            let of_set = &mut projections[set].1;
             for &i in indices {
                 let event = batch.get(i);
                 let window = self.options.window.window_of(event.time_ms());
-                let projected = projections
-                    .entry((i, set))
-                    .or_insert_with(|| Arc::new(ProjectedEvent::of(event, fields)))
-                    .clone();
+                let projected =
+                    of_set[i].get_or_insert_with(|| Arc::new(ProjectedEvent::of(event, fields))).clone();
                 run.windows.entry(window).or_default().push(projected);
             }
         }
