@@ -1,7 +1,9 @@
 //! Sigma rules: the compiler over the public catalog, packs over real logs, and packs as
 //! artifacts (compiled, signed, verified, loaded under a policy).
 
-use crate::util::{rulehost, shared};
+use rulehost::rules::BUNDLED_SOFT_CELL;
+
+use crate::util::{data, rulehost, shared, write_rule};
 
 /// The SigmaHQ process-creation catalog beside the repository.
 fn catalog() -> String {
@@ -27,6 +29,35 @@ fn the_catalog_compiles_but_for_what_the_event_cannot_express() {
         "{}",
         run.stdout
     );
+}
+
+#[test]
+fn rules_that_summarize_other_fields_give_together_the_alerts_each_gives_alone() {
+    // Soft Cell's alerts are made of Defender's columns, a Sigma pack's of its own: the
+    // windows of rules run together share each event's projection only among rules that
+    // summarize the same fields.
+    let dir = tempfile::tempdir().unwrap();
+    let soft_cell = write_rule(dir.path(), "soft-cell.wasm", BUNDLED_SOFT_CELL);
+    let sigma = shared("sigma");
+    // Defender rows on which both alert.
+    let log = data("defender-rows.jsonl");
+    let alerts = |rules: &[&str]| {
+        let mut args = vec!["eval"];
+        for rule in rules {
+            args.extend(["--rules", rule]);
+        }
+        args.push(&log);
+        let run = rulehost(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let mut lines: Vec<String> = run.stdout.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    let (soft_cell_alone, sigma_alone) = (alerts(&[&soft_cell]), alerts(&[&sigma]));
+    assert!(!soft_cell_alone.is_empty() && !sigma_alone.is_empty(), "{soft_cell_alone:?} {sigma_alone:?}");
+    let mut each_alone = [soft_cell_alone, sigma_alone].concat();
+    each_alone.sort();
+    assert_eq!(alerts(&[&soft_cell, &sigma]), each_alone);
 }
 
 #[test]
