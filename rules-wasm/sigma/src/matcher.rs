@@ -92,6 +92,17 @@ impl Compiled {
             _ => None,
         }
     }
+
+    /// Every view the test reads.
+    fn views(&self) -> impl Iterator<Item = u16> {
+        let (view, other) = match *self {
+            Compiled::Pattern { view, .. } | Compiled::Regex { view, .. } | Compiled::Empty { view } => {
+                (view, None)
+            }
+            Compiled::EqualsView { view, other } => (view, Some(other)),
+        };
+        std::iter::once(view).chain(other)
+    }
 }
 
 /// The shortest text of a pattern the prefilter looks for. A one-byte text (`\\`, `-`) is in
@@ -332,7 +343,7 @@ pub struct Scratch {
     /// The number the next value a prefilter remembers takes ([`SearchedValue::number`]).
     next_value: u64,
     /// Per test of a searched view that reads the value: its results on two of the values
-    /// remembered, under the value's number (at `test * 4`).
+    /// remembered, under the value's number (at `test * KeptResults::span(1)`).
     test_results: KeptResults,
     /// Per rule whose views are all searched, its results on two sets of remembered values
     /// (at [`RuleValues::at`]): a rule whose values are those of an earlier event has that
@@ -352,6 +363,11 @@ struct KeptResults {
 impl KeptResults {
     fn new(len: usize) -> Self {
         KeptResults { slots: vec![0; len], kept: 0 }
+    }
+
+    /// The slots the two results under a key of `len` numbers take.
+    const fn span(len: usize) -> usize {
+        2 * (len + 1)
     }
 
     /// The result kept at `at` under the key of `len` numbers that `key` gives, if any.
@@ -489,24 +505,15 @@ impl Matcher {
             .map(|rule| {
                 let mut tests = Vec::new();
                 rule.tests(&mut tests);
-                let mut views: Vec<u16> = tests
-                    .iter()
-                    .flat_map(|&test| match builder.tests[test as usize] {
-                        Compiled::Pattern { view, .. }
-                        | Compiled::Regex { view, .. }
-                        | Compiled::Empty { view } => {
-                            vec![view]
-                        }
-                        Compiled::EqualsView { view, other } => vec![view, other],
-                    })
-                    .collect();
+                let mut views: Vec<u16> =
+                    tests.iter().flat_map(|&test| builder.tests[test as usize].views()).collect();
                 views.sort_unstable();
                 views.dedup();
                 let prefilters: Option<Box<[u16]>> =
                     views.iter().map(|&view| prefilter_of[usize::from(view)]).collect();
                 let prefilters = prefilters.filter(|p| !p.is_empty())?;
                 let at = rule_results_len;
-                rule_results_len += 2 * (prefilters.len() + 1);
+                rule_results_len += KeptResults::span(prefilters.len());
                 Some(RuleValues { prefilters, at })
             })
             .collect();
@@ -681,9 +688,7 @@ impl Matcher {
             }
         }
     }
-}
 
-impl Matcher {
     /// The result of `test`, which reads the value of `view` alone: `evaluate`'s on this
     /// value, taken again when the test had it on an earlier event with the same value (see
     /// [`RecentValues`]); evaluated and kept otherwise.
@@ -698,7 +703,7 @@ impl Matcher {
         let Some(value) = self.prefilter_of[usize::from(view)].and_then(|p| scratch.value_number(p)) else {
             return evaluate(scratch);
         };
-        let at = test as usize * 4;
+        let at = test as usize * KeptResults::span(1);
         if let Some(result) = scratch.test_results.get(at, 1, |_| value) {
             return result;
         }
@@ -731,7 +736,7 @@ impl Scratch {
                 results: vec![0; matcher.tests.len()],
                 candidate: vec![0; matcher.rules.len()],
                 satisfied: vec![(0, 0); matcher.rules.len()],
-                test_results: KeptResults::new(4 * matcher.tests.len()),
+                test_results: KeptResults::new(KeptResults::span(1) * matcher.tests.len()),
                 rule_results: KeptResults::new(matcher.rule_results_len),
                 ..Scratch::default()
             };
