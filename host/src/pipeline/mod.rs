@@ -32,10 +32,10 @@ use crate::sinks::Sink;
 use block_workers::EvaluatedBatch;
 use rule_set::{RuleRun, RuleSet};
 use windows::Closing;
+use workers::{Outcome, Workers, call_rules};
 
 /// A matched event as the windows of every rule that matched it share it.
 type Projection = Arc<ProjectedEvent>;
-use workers::{Outcome, Workers, call_rules};
 
 /// Events per rule call by default: large enough that the per-call cost vanishes, small
 /// enough that a batch of long command lines stays a few MiB.
