@@ -80,13 +80,13 @@ fn two_rules_with_one_id_are_refused() {
 #[test]
 fn an_incompatible_contract_is_refused_before_compiling() {
     let dir = tempfile::tempdir().unwrap();
-    let newer = with_contract_section(|bytes, data| bytes[data..data + 5].copy_from_slice(b"0.4.0"));
+    let newer = with_contract_section(|bytes, data| bytes[data..data + 5].copy_from_slice(b"0.5.0"));
     let path = write_rule(dir.path(), "newer.wasm", &newer);
     let run = rulehost(&["eval", "--rules", &path, &data("defender-rows.jsonl")]);
     assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains(&format!(
-            "{path}: built against contract detect:rule@0.4.0, this host implements detect:rule@0.3.0, detect:rule@0.2.0 and detect:rule@0.1.0"
+            "{path}: built against contract detect:rule@0.5.0, this host implements detect:rule@0.4.0, detect:rule@0.3.0, detect:rule@0.2.0 and detect:rule@0.1.0"
         )),
         "{}",
         run.stderr

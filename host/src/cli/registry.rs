@@ -44,7 +44,7 @@ pub(crate) fn run_push(args: PushArgs, config: Option<&Path>) -> Result<ExitCode
     let version = info.contract_version.as_deref().unwrap_or("?");
     let package = rulehost::runtime::CONTRACT_PACKAGE;
     annotations.insert("dev.rulehost.contract".to_owned(), format!("{package}@{version}"));
-    // Contract 0.3.0 has one world, `pack`; the earlier ones, `rule`.
+    // Contracts from 0.3.0 on have one world, `pack`; the earlier ones, `rule`.
     let world = if version.starts_with("0.1.") || version.starts_with("0.2.") { "rule" } else { "pack" };
     let target = Some(format!("{package}/{world}@{version}"));
     match pack.members() {

@@ -59,9 +59,10 @@ struct Due {
     events: Vec<Arc<ProjectedEvent>>,
 }
 
-/// The bytes of events that windows summarized at once may hold together (a window alone
-/// may hold more): summarizing two windows of a noisy rule at once, 58 MB each, took the
-/// catalog over 5,000 EVTX files from 236 to 290-340 MB at its peak.
+/// The bytes that windows summarized at once may send into their instances together (a
+/// window alone may send more): summarizing two windows of a noisy rule at once, 58 MB each
+/// with the values one after another (contract 0.3.0), took the catalog over 5,000 EVTX
+/// files from 236 to 290-340 MB at its peak.
 const SUMMARIZED_AT_ONCE_BYTES: usize = 64 << 20;
 
 /// Summarizes the windows of the rules `which` selects that `closing` closes, into alerts
@@ -190,10 +191,11 @@ fn summarize_ahead(
             if skipped(&due) {
                 continue;
             }
-            // What its events hold: about what summarizing it copies, twice (the call's
-            // columns, then the instance's memory). Counted here, on the thread that takes it,
-            // and only when windows are summarized at once.
-            let bytes: usize = due.events.iter().map(|e| e.size_in_memory()).sum();
+            // What summarizing it copies, twice: the call's columns, then the instance's
+            // memory (for a pack of contract 0.4.0, each of the window's values once).
+            // Counted here, on the thread that takes it, and only when windows are summarized
+            // at once.
+            let bytes = runs[due.rule].rule.summary_bytes(&due.events);
             let before = in_flight.fetch_add(bytes, Ordering::Relaxed);
             if before > 0 && before + bytes > SUMMARIZED_AT_ONCE_BYTES {
                 in_flight.fetch_sub(bytes, Ordering::Relaxed);

@@ -135,7 +135,9 @@ mod tests {
         assert_eq!(implemented_contract("0.1.0"), Some("0.1.0"));
         assert_eq!(implemented_contract("0.1.7"), Some("0.1.0"));
         assert_eq!(implemented_contract("0.3.0"), Some("0.3.0"));
-        assert_eq!(implemented_contract("0.4.0"), None);
+        assert_eq!(implemented_contract("0.4.0"), Some("0.4.0"));
+        assert_eq!(implemented_contract("0.4.2"), Some("0.4.0"));
+        assert_eq!(implemented_contract("0.5.0"), None);
         assert_eq!(implemented_contract("1.1.0"), None);
         assert_eq!(implemented_contract("1.2"), None);
         assert_eq!(implemented_contract("banana"), None);

@@ -10,13 +10,13 @@ use wasmtime::component::InstancePre;
 
 use super::AlertValue;
 use super::limits::RuleState;
-use super::pack::Batch;
+use super::pack::{Batch, PackedColumn};
 use crate::contract::{EventSource, Indicator, Operator, RuleMetadata, Severity};
 use crate::events::{Field, for_each_field};
 
 /// The contract versions this host implements, newest first: Sigma packs are built against
-/// the first, the SDK's single rules against the second; rules built against any of them load.
-pub const CONTRACT_VERSIONS: [&str; 3] = [v0_3::VERSION, v0_2::VERSION, v0_1::VERSION];
+/// the first, the SDK's single rules against the third; rules built against any of them load.
+pub const CONTRACT_VERSIONS: [&str; 4] = [v0_4::VERSION, v0_3::VERSION, v0_2::VERSION, v0_1::VERSION];
 
 /// One alert row as the rule returned it, before the runtime checks it.
 pub(super) struct ReturnedAlert {
@@ -72,11 +72,12 @@ macro_rules! all_field_conversions {
 
 /// The bindings of one contract version and their conversions to the curated types.
 /// Versions differ in how a column's values travel (`$data` turns the packed text into the
-/// version's type, `$undata` back after the call, for the next to fill), in their fields and
+/// version's type, `$undata` back after the call, for the next to fill; `[starts]` where a
+/// column says where each value starts, so that values may be shared), in their fields and
 /// severities, and in their world (`rule` or `pack`);
 /// the rest is written once here.
 macro_rules! contract_version {
-    ($module:ident, $version:literal, $path:literal, $world:literal, $data:expr, $undata:expr, $fields:ident,
+    ($module:ident, $version:literal, $path:literal, $world:literal, $data:expr, $undata:expr, [$($starts:ident)?], $fields:ident,
      { $($severity:ident,)* }, { $($operator:ident,)* }, $calls:ident) => {
         mod $module {
             use super::*;
@@ -100,6 +101,9 @@ macro_rules! contract_version {
                 }
             }
 
+            /// Whether a column of this version says where each value starts.
+            pub(super) const SHARES_VALUES: bool = { let names: &[&str] = &[$(stringify!($starts))?]; !names.is_empty() };
+
             /// The batch in the version's types; its columns are taken, for [`restore`] to
             /// give back.
             fn batch(batch: &mut Batch<'_>) -> wit::EventBatch {
@@ -107,7 +111,10 @@ macro_rules! contract_version {
                     .fields
                     .iter()
                     .zip(std::mem::take(&mut batch.columns))
-                    .map(|(&field, (text, ends))| wit::Column { field: field.into(), data: $data(text), ends })
+                    .map(|(&field, column)| {
+                        debug_assert!(SHARES_VALUES || column.starts.is_empty(), "contract {VERSION} has no starts");
+                        wit::Column { field: field.into(), data: $data(column.text), ends: column.ends, $($starts: column.starts,)? }
+                    })
                     .collect();
                 wit::EventBatch { count: batch.count as u32, columns }
             }
@@ -115,7 +122,16 @@ macro_rules! contract_version {
             /// Gives the columns of `packed` back to `batch`, with their room, for the next
             /// call to fill.
             fn restore(batch: &mut Batch<'_>, packed: wit::EventBatch) {
-                batch.columns = packed.columns.into_iter().map(|c| ($undata(c.data), c.ends)).collect();
+                batch.columns = packed
+                    .columns
+                    .into_iter()
+                    .map(|c| {
+                        #[allow(unused_mut)]
+                        let mut column = PackedColumn { text: $undata(c.data), ends: c.ends, starts: Vec::new() };
+                        $(column.starts = c.$starts;)?
+                        column
+                    })
+                    .collect();
             }
 
             fn curated_alert(alert: wit::Alert) -> ReturnedAlert {
@@ -211,7 +227,7 @@ macro_rules! rule_world_calls {
     };
 }
 
-/// The calls of the `pack` world (contract 0.3.0): many rules in one component.
+/// The calls of the `pack` world (contracts 0.3.0 and 0.4.0): many rules in one component.
 macro_rules! pack_world_calls {
     () => {
         pub(super) use generated::{Pack as Bindings, PackPre as BindingsPre};
@@ -250,22 +266,27 @@ macro_rules! pack_world_calls {
     };
 }
 
+// 0.4.0: a column's values may be shared (`starts`).
+contract_version!(v0_4, "0.4.0", "../wit/v0.4.0", "pack", std::convert::identity::<String>, std::convert::identity::<String>, [starts], all_field_conversions,
+    { Informational, Low, Medium, High, Critical, },
+    { InCs, InCi, Has, Contains, Startswith, Endswith, EqualsCi, Wildcard, Regex, }, pack_world_calls);
 // 0.3.0: packs; the fields Sigma reads; `critical`.
-contract_version!(v0_3, "0.3.0", "../wit/v0.3.0", "pack", std::convert::identity::<String>, std::convert::identity::<String>, all_field_conversions,
+contract_version!(v0_3, "0.3.0", "../wit/v0.3.0", "pack", std::convert::identity::<String>, std::convert::identity::<String>, [], all_field_conversions,
     { Informational, Low, Medium, High, Critical, },
     { InCs, InCi, Has, Contains, Startswith, Endswith, EqualsCi, Wildcard, Regex, }, pack_world_calls);
 // 0.2.0: the values travel as a `string`, which the guest takes without checking it again.
-contract_version!(v0_2, "0.2.0", "../wit/v0.2.0", "rule", std::convert::identity::<String>, std::convert::identity::<String>, old_field_conversions,
+contract_version!(v0_2, "0.2.0", "../wit/v0.2.0", "rule", std::convert::identity::<String>, std::convert::identity::<String>, [], old_field_conversions,
     { Informational, Low, Medium, High, },
     { InCs, InCi, Has, Contains, Startswith, }, rule_world_calls);
 // 0.1.0: the values travel as a `list<u8>` (the same bytes; no copy to turn them into it),
 // and are not given back (they would be checked as UTF-8 again).
-contract_version!(v0_1, "0.1.0", "../wit/v0.1.0", "rule", String::into_bytes, |_: Vec<u8>| String::new(), old_field_conversions,
+contract_version!(v0_1, "0.1.0", "../wit/v0.1.0", "rule", String::into_bytes, |_: Vec<u8>| String::new(), [], old_field_conversions,
     { Informational, Low, Medium, High, },
     { InCs, InCi, Has, Contains, Startswith, }, rule_world_calls);
 
 /// A component linked and checked against its contract version, ready to instantiate.
 pub(super) enum RuleBindingsPre {
+    V0_4(v0_4::BindingsPre<RuleState>),
     V0_3(v0_3::BindingsPre<RuleState>),
     V0_2(v0_2::BindingsPre<RuleState>),
     V0_1(v0_1::BindingsPre<RuleState>),
@@ -273,6 +294,7 @@ pub(super) enum RuleBindingsPre {
 
 /// An instantiated component of any implemented contract version.
 pub(super) enum RuleBindings {
+    V0_4(v0_4::Bindings),
     V0_3(v0_3::Bindings),
     V0_2(v0_2::Bindings),
     V0_1(v0_1::Bindings),
@@ -282,6 +304,7 @@ impl RuleBindingsPre {
     /// Checks the exports of `pre` against `contract`, one of [`CONTRACT_VERSIONS`].
     pub(super) fn new(contract: &str, pre: InstancePre<RuleState>) -> wasmtime::Result<Self> {
         match contract {
+            v0_4::VERSION => Ok(Self::V0_4(v0_4::BindingsPre::new(pre)?)),
             v0_3::VERSION => Ok(Self::V0_3(v0_3::BindingsPre::new(pre)?)),
             v0_2::VERSION => Ok(Self::V0_2(v0_2::BindingsPre::new(pre)?)),
             v0_1::VERSION => Ok(Self::V0_1(v0_1::BindingsPre::new(pre)?)),
@@ -289,8 +312,20 @@ impl RuleBindingsPre {
         }
     }
 
+    /// Whether the component's contract lets a column's values be shared (see
+    /// [`super::pack`]).
+    pub(super) fn shares_values(&self) -> bool {
+        match self {
+            Self::V0_4(_) => v0_4::SHARES_VALUES,
+            Self::V0_3(_) => v0_3::SHARES_VALUES,
+            Self::V0_2(_) => v0_2::SHARES_VALUES,
+            Self::V0_1(_) => v0_1::SHARES_VALUES,
+        }
+    }
+
     pub(super) fn instantiate(&self, store: &mut Store<RuleState>) -> wasmtime::Result<RuleBindings> {
         match self {
+            Self::V0_4(pre) => pre.instantiate(store).map(RuleBindings::V0_4),
             Self::V0_3(pre) => pre.instantiate(store).map(RuleBindings::V0_3),
             Self::V0_2(pre) => pre.instantiate(store).map(RuleBindings::V0_2),
             Self::V0_1(pre) => pre.instantiate(store).map(RuleBindings::V0_1),
@@ -302,6 +337,7 @@ impl RuleBindings {
     /// The metadata of every rule of the component (one, before 0.3.0).
     pub(super) fn metadata(&self, store: &mut Store<RuleState>) -> wasmtime::Result<Vec<RuleMetadata>> {
         match self {
+            Self::V0_4(b) => v0_4::metadata(b, store),
             Self::V0_3(b) => v0_3::metadata(b, store),
             Self::V0_2(b) => v0_2::metadata(b, store),
             Self::V0_1(b) => v0_1::metadata(b, store),
@@ -316,6 +352,7 @@ impl RuleBindings {
         events: &mut Batch<'_>,
     ) -> wasmtime::Result<Vec<(u32, Vec<u32>)>> {
         match self {
+            Self::V0_4(b) => v0_4::evaluate(b, store, events),
             Self::V0_3(b) => v0_3::evaluate(b, store, events),
             Self::V0_2(b) => v0_2::evaluate(b, store, events),
             Self::V0_1(b) => v0_1::evaluate(b, store, events),
@@ -332,6 +369,7 @@ impl RuleBindings {
         events: &mut Batch<'_>,
     ) -> wasmtime::Result<Vec<ReturnedAlert>> {
         match self {
+            Self::V0_4(b) => v0_4::summarize(b, store, rule, window, events),
             Self::V0_3(b) => v0_3::summarize(b, store, rule, window, events),
             Self::V0_2(b) => v0_2::summarize(b, store, rule, window, events),
             Self::V0_1(b) => v0_1::summarize(b, store, rule, window, events),

@@ -420,8 +420,8 @@ fn new_store(engine: &Engine, limits: &Limits, enforce: bool) -> Store<RuleState
     store
 }
 
-/// The contract versions this host implements, for messages: `detect:rule@0.3.0,
-/// detect:rule@0.2.0 and detect:rule@0.1.0`.
+/// The contract versions this host implements, for messages: `detect:rule@0.4.0,
+/// detect:rule@0.3.0, detect:rule@0.2.0 and detect:rule@0.1.0`.
 pub fn implemented_contracts() -> String {
     let names: Vec<String> = CONTRACT_VERSIONS.iter().map(|v| format!("{CONTRACT_PACKAGE}@{v}")).collect();
     match names.split_last() {
@@ -599,6 +599,12 @@ impl CompiledRule {
     pub fn same_pack(&self, other: &CompiledRule) -> bool {
         Arc::ptr_eq(&self.pack, &other.pack)
     }
+
+    /// What summarizing `events` sends into the guest, in bytes: their `summary-reads`
+    /// packed, each value once where the contract lets values be shared (0.4.0 on).
+    pub fn summary_bytes<E: FieldValues>(&self, events: &[E]) -> usize {
+        pack::packed_bytes(events, &self.metadata().summary_reads, self.pack.pre.shares_values())
+    }
 }
 
 /// One alert row as a rule returned it.
@@ -631,7 +637,7 @@ pub struct RuleInstance {
     grown_for: usize,
     /// The columns of the last call, emptied and filled by the next: a call's columns are
     /// allocated once, not at every call (a large window's were tens of MB, each page new).
-    columns: Vec<(String, Vec<u32>)>,
+    columns: Vec<pack::PackedColumn>,
 }
 
 impl std::fmt::Debug for RuleInstance {
@@ -655,7 +661,9 @@ impl RuleInstance {
             self.recycle().map_err(|e| self.pack.error("evaluate", FailureKind::Instantiation, e))?;
         }
         self.arm()?;
-        let mut batch = pack::Batch::of(events, &self.pack.reads, std::mem::take(&mut self.columns));
+        // Batches of `evaluate` are sent with their values one after another: a batch of
+        // process creations repeats few whole values, and finding them would cost more.
+        let mut batch = pack::Batch::of(events, &self.pack.reads, std::mem::take(&mut self.columns), false);
         let result = self.bindings.evaluate(&mut self.store, &mut batch);
         self.columns = batch.columns;
         let returned = self.after_call("evaluate", result)?;
@@ -696,7 +704,8 @@ impl RuleInstance {
         self.arm()?;
         let pack = self.pack.clone();
         let fields = &pack.members[member].summary_reads;
-        let mut batch = pack::Batch::of(events, fields, std::mem::take(&mut self.columns));
+        let shared = self.pack.pre.shares_values();
+        let mut batch = pack::Batch::of(events, fields, std::mem::take(&mut self.columns), shared);
         let input = batch.guest_bytes();
         // Memory does not shrink: an instance that grew for a large window is replaced
         // before its next `evaluate` call or at the end of the windows closing together
@@ -801,7 +810,7 @@ impl RuleInstance {
 
     /// The memory the kept columns hold.
     fn column_bytes(&self) -> usize {
-        self.columns.iter().map(|(text, ends)| text.capacity() + 4 * ends.capacity()).sum()
+        self.columns.iter().map(pack::PackedColumn::capacity_bytes).sum()
     }
 }
 

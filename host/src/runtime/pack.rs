@@ -1,34 +1,96 @@
 //! Packs events into the contract's column batches: per field one text arena and the end
 //! offset of each value. Lowering the arena and the offsets is a copy each, where a list
 //! of records costs one guest allocation per string.
+//!
+//! Since contract 0.4.0 a column may also say where each value starts, so that a value many
+//! events have travels once: a window of a noisy rule is thousands of matches of a few
+//! command lines, and sent one after another they filled tens of megabytes per call.
+
+use std::collections::HashMap;
 
 use crate::events::{Field, FieldValues};
+
+/// One packed column: the values' text, each value's end in it, and (when values are
+/// shared) each value's start; `starts` empty when the values lie one after another.
+#[derive(Debug, Default)]
+pub(super) struct PackedColumn {
+    pub(super) text: String,
+    pub(super) ends: Vec<u32>,
+    pub(super) starts: Vec<u32>,
+}
+
+impl PackedColumn {
+    /// Empties the column for `events` values, keeping its room.
+    fn clear(&mut self, events: usize, shared: bool) {
+        self.text.clear();
+        self.ends.clear();
+        self.starts.clear();
+        self.ends.reserve(events);
+        if shared {
+            self.starts.reserve(events);
+        }
+    }
+
+    /// The memory the column holds.
+    pub(super) fn capacity_bytes(&self) -> usize {
+        self.text.capacity() + 4 * (self.ends.capacity() + self.starts.capacity())
+    }
+}
 
 /// A batch packed for a rule call: how many events, the fields packed, and one column per
 /// field.
 pub(super) struct Batch<'f> {
     pub(super) count: usize,
     pub(super) fields: &'f [Field],
-    pub(super) columns: Vec<(String, Vec<u32>)>,
+    pub(super) columns: Vec<PackedColumn>,
 }
 
 impl<'f> Batch<'f> {
     /// The `fields` of `events`, packed into `columns` (emptied first; the room they have
-    /// from earlier calls is kept).
+    /// from earlier calls is kept): with each value sent once per batch when `shared` (for
+    /// a contract whose columns say where values start), else one after another.
     pub(super) fn of<E: FieldValues>(
         events: &[E],
         fields: &'f [Field],
-        mut columns: Vec<(String, Vec<u32>)>,
+        mut columns: Vec<PackedColumn>,
+        shared: bool,
     ) -> Batch<'f> {
-        fill_columns(events, fields, &mut columns);
+        if shared {
+            fill_shared_columns(events, fields, &mut columns);
+        } else {
+            fill_columns(events, fields, &mut columns);
+        }
         Batch { count: events.len(), fields, columns }
     }
 
-    /// What the batch takes in the guest: its values and each value's end (counted from
-    /// the columns, not by reading the events again).
+    /// What the batch takes in the guest: its values and each value's end and start
+    /// (counted from the columns, not by reading the events again).
     pub(super) fn guest_bytes(&self) -> usize {
-        self.columns.iter().map(|(text, ends)| text.len() + 4 * ends.len()).sum()
+        self.columns.iter().map(|c| c.text.len() + 4 * (c.ends.len() + c.starts.len())).sum()
     }
+}
+
+/// What packing the `fields` of `events` would take in the guest ([`Batch::guest_bytes`]),
+/// without packing them: with values sent once per batch when `shared`.
+pub fn packed_bytes<E: FieldValues>(events: &[E], fields: &[Field], shared: bool) -> usize {
+    let offsets = if shared { 8 } else { 4 };
+    let mut bytes = offsets * events.len() * fields.len();
+    for &field in fields {
+        if shared {
+            let mut seen: HashMap<&str, (), foldhash::fast::RandomState> = HashMap::default();
+            let mut last = None;
+            for event in events {
+                let value = event.value(field);
+                if last != Some(value) && seen.insert(value, ()).is_none() {
+                    bytes += value.len();
+                }
+                last = Some(value);
+            }
+        } else {
+            bytes += events.iter().map(|event| event.value(field).len()).sum::<usize>();
+        }
+    }
+    bytes
 }
 
 /// The `fields` of every event of `events`, one column per field: the values concatenated,
@@ -37,7 +99,11 @@ impl<'f> Batch<'f> {
 pub fn columns<E: FieldValues>(events: &[E], fields: &[Field]) -> Vec<(String, Vec<u32>)> {
     let mut columns = Vec::new();
     fill_columns(events, fields, &mut columns);
-    columns
+    columns.into_iter().map(|c| (c.text, c.ends)).collect()
+}
+
+fn offset(text: &str) -> u32 {
+    u32::try_from(text.len()).expect("a column of one batch is under 4 GiB")
 }
 
 /// [`columns`], into `columns`, whose room is kept: an instance keeps its columns from call
@@ -48,19 +114,10 @@ pub fn columns<E: FieldValues>(events: &[E], fields: &[Field]) -> Vec<(String, V
 /// the Sigma catalog over real EVTX records. Columns kept for fewer events than these are
 /// sized first, in one more reading of the events: grown as they were filled, they were
 /// copied at each doubling.
-pub(super) fn fill_columns<E: FieldValues>(
-    events: &[E],
-    fields: &[Field],
-    columns: &mut Vec<(String, Vec<u32>)>,
-) {
-    let sized =
-        columns.len() == fields.len() && columns.iter().all(|(_, ends)| ends.capacity() >= events.len());
+fn fill_columns<E: FieldValues>(events: &[E], fields: &[Field], columns: &mut Vec<PackedColumn>) {
+    let sized = columns.len() == fields.len() && columns.iter().all(|c| c.ends.capacity() >= events.len());
     columns.resize_with(fields.len(), Default::default);
-    for (text, ends) in columns.iter_mut() {
-        text.clear();
-        ends.clear();
-        ends.reserve(events.len());
-    }
+    columns.iter_mut().for_each(|c| c.clear(events.len(), false));
     if !sized {
         let mut sizes = vec![0usize; fields.len()];
         for event in events {
@@ -68,14 +125,127 @@ pub(super) fn fill_columns<E: FieldValues>(
                 *size += event.value(field).len();
             }
         }
-        for ((text, _), size) in columns.iter_mut().zip(sizes) {
-            text.reserve(size);
+        for (column, size) in columns.iter_mut().zip(sizes) {
+            column.text.reserve(size);
         }
     }
     for event in events {
-        for (&field, (text, ends)) in fields.iter().zip(columns.iter_mut()) {
-            text.push_str(event.value(field));
-            ends.push(u32::try_from(text.len()).expect("a column of one batch is under 4 GiB"));
+        for (&field, column) in fields.iter().zip(columns.iter_mut()) {
+            column.text.push_str(event.value(field));
+            column.ends.push(offset(&column.text));
+        }
+    }
+}
+
+/// Like [`fill_columns`], with each distinct value of a column written once and every event
+/// pointed at it. An event whose value is its predecessor's is pointed there without the
+/// value being hashed: a window's events are in time order, and copies of one log or a
+/// command run in a loop sit side by side.
+fn fill_shared_columns<E: FieldValues>(events: &[E], fields: &[Field], columns: &mut Vec<PackedColumn>) {
+    columns.resize_with(fields.len(), Default::default);
+    columns.iter_mut().for_each(|c| c.clear(events.len(), true));
+    let mut placed: Vec<HashMap<&str, (u32, u32), foldhash::fast::RandomState>> =
+        fields.iter().map(|_| HashMap::default()).collect();
+    let mut last: Vec<Option<(&str, u32, u32)>> = vec![None; fields.len()];
+    for event in events {
+        for (((&field, column), placed), last) in
+            fields.iter().zip(columns.iter_mut()).zip(&mut placed).zip(&mut last)
+        {
+            let value = event.value(field);
+            let (start, end) = match *last {
+                Some((seen, start, end)) if seen == value => (start, end),
+                _ => *placed.entry(value).or_insert_with(|| {
+                    let start = offset(&column.text);
+                    column.text.push_str(value);
+                    (start, offset(&column.text))
+                }),
+            };
+            *last = Some((value, start, end));
+            column.starts.push(start);
+            column.ends.push(end);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event of two fields.
+    impl FieldValues for [String; 2] {
+        fn value(&self, field: Field) -> &str {
+            match field {
+                Field::FileName => &self[0],
+                Field::ProcessCommandLine => &self[1],
+                _ => "",
+            }
+        }
+    }
+
+    /// Events whose two values are drawn from small sets, so that they repeat.
+    fn drawn(count: usize, seed: u64) -> Vec<[String; 2]> {
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let names = ["cmd.exe", "", "whoami.exe", "naïve.exe"];
+        (0..count)
+            .map(|_| {
+                let name = names[next() % names.len()].to_owned();
+                let line = format!("cmd /c echo {}", next() % 7).repeat(next() % 3);
+                [name, line]
+            })
+            .collect()
+    }
+
+    const FIELDS: [Field; 3] = [Field::FileName, Field::ProcessCommandLine, Field::DeviceId];
+
+    fn value(column: &PackedColumn, i: usize) -> &str {
+        let start = match (column.starts.is_empty(), i) {
+            (false, _) => column.starts[i],
+            (true, 0) => 0,
+            (true, _) => column.ends[i - 1],
+        };
+        &column.text[start as usize..column.ends[i] as usize]
+    }
+
+    #[test]
+    fn shared_columns_give_every_event_its_value_and_hold_each_value_once() {
+        for seed in 0..50 {
+            let events = drawn(1 + seed as usize * 7, seed);
+            let shared = Batch::of(&events, &FIELDS, Vec::new(), true);
+            let apart = Batch::of(&events, &FIELDS, Vec::new(), false);
+            for (f, &field) in FIELDS.iter().enumerate() {
+                let (s, a) = (&shared.columns[f], &apart.columns[f]);
+                assert_eq!(s.ends.len(), events.len());
+                assert_eq!(s.starts.len(), events.len());
+                assert!(a.starts.is_empty());
+                for (i, event) in events.iter().enumerate() {
+                    assert_eq!(value(s, i), event.value(field), "seed {seed}, event {i}");
+                    assert_eq!(value(a, i), event.value(field), "seed {seed}, event {i}");
+                }
+                let mut distinct: Vec<&str> = events.iter().map(|e| e.value(field)).collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                assert_eq!(s.text.len(), distinct.iter().map(|v| v.len()).sum::<usize>(), "seed {seed}");
+            }
+            assert_eq!(packed_bytes(&events, &FIELDS, true), shared.guest_bytes());
+            assert_eq!(packed_bytes(&events, &FIELDS, false), apart.guest_bytes());
+        }
+    }
+
+    #[test]
+    fn columns_kept_from_a_shared_batch_pack_the_next_one_apart_and_back() {
+        let (first, second) = (drawn(40, 1), drawn(25, 2));
+        let shared = Batch::of(&first, &FIELDS, Vec::new(), true);
+        let apart = Batch::of(&second, &FIELDS, shared.columns, false);
+        assert!(apart.columns.iter().all(|c| c.starts.is_empty()));
+        let again = Batch::of(&first, &FIELDS, apart.columns, true);
+        for (f, &field) in FIELDS.iter().enumerate() {
+            for (i, event) in first.iter().enumerate() {
+                assert_eq!(value(&again.columns[f], i), event.value(field));
+            }
         }
     }
 }
