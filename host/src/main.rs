@@ -101,7 +101,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SigmaCommand {
-    /// Compile Sigma rules into one pack artifact (a component of contract 0.3.0), to sign and
+    /// Compile Sigma rules into one pack artifact (a component of contract 0.4.0), to sign and
     /// ship like any rule. Rules the compiler refuses are listed on stderr and left out.
     #[command(
         after_help = "Examples:\n  rulehost sigma compile sigma/rules/windows/process_creation -o process-creation.wasm\n  rulehost sign --key platform.key process-creation.wasm"

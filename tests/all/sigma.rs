@@ -103,7 +103,7 @@ fn a_compiled_pack_is_an_artifact_that_signs_verifies_and_gives_the_same_matches
 
     let inspect = rulehost(&["inspect", "--json", &pack]);
     assert_eq!(inspect.code, 0, "{}", inspect.stderr);
-    assert!(inspect.stdout.contains("0.3.0"), "{}", inspect.stdout);
+    assert!(inspect.stdout.contains("detect:rule@0.4.0"), "{}", inspect.stdout);
     // Every rule of the pack is listed, with its own metadata.
     let described: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
     let listed = described["rules"].as_array().expect(&inspect.stdout);
@@ -261,4 +261,93 @@ fn a_window_whose_matches_outgrow_the_memory_limit_still_gives_its_alert() {
     assert_eq!(alerts[0]["set_CommandLine"].as_array().unwrap().len(), 100, "at most 100 values a set");
     assert_eq!(alerts[0]["set_Image"], serde_json::json!(["C:\\Windows\\System32\\cmd.exe"]));
     assert!(!run.stderr.contains("not summarized"), "{}", run.stderr);
+}
+
+/// The shared Sigma rules compiled against contract 0.3.0, kept from before 0.4.0 (see
+/// tests/data/contract-0.3.0/README.md).
+const SIGMA_0_3: &str = "tests/data/contract-0.3.0/shared-sigma.wasm";
+
+#[test]
+fn a_pack_built_against_contract_0_3_gives_the_alerts_of_the_same_rules_compiled_now() {
+    let run = rulehost(&["inspect", "--json", "--allow-unsigned", SIGMA_0_3]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(info["contract"], "detect:rule@0.3.0");
+
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("now.wasm").display().to_string();
+    assert_eq!(rulehost(&["sigma", "compile", &shared("sigma"), "-o", &pack]).code, 0);
+    let run = rulehost(&["inspect", "--json", "--allow-unsigned", &pack]);
+    let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(info["contract"], "detect:rule@0.4.0");
+
+    // Six copies of every shared EVTX file: each match is there six times, in the same
+    // window and on the same device, so that a window's values repeat (as a noisy rule's
+    // do), and the packs are sent them one after another (0.3.0) or each once (0.4.0).
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    for entry in std::fs::read_dir(shared("evtx")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "evtx") {
+            for copy in 0..6 {
+                let name = format!("{copy:02}-{}", path.file_name().unwrap().to_string_lossy());
+                std::fs::copy(&path, logs.join(name)).unwrap();
+            }
+        }
+    }
+    // And a web server's children on two devices, interleaved, whose images, command lines
+    // and users are drawn from small sets (empty and non-ASCII values among them), so that
+    // a window's values repeat out of order and differ from one event to the next.
+    let (mut rows, mut state) = (String::new(), 7u64);
+    let mut draw = |n: u64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    let lines = ["cmd.exe /c whoami", "", "net user /domain", "cmd.exe /c echo façade", "cmd.exe /c whoami "];
+    for i in 0..600 {
+        let device = draw(2);
+        let image = ["cmd.exe", "net.exe", "hostname.exe"][draw(3) as usize];
+        let line = lines[draw(lines.len() as u64) as usize];
+        let domain = ["IIS APPPOOL", ""][draw(2) as usize];
+        let name = ["DefaultAppPool", "svc-web"][draw(2) as usize];
+        let row = serde_json::json!({
+            "Timestamp": format!("2024-06-12T02:{:02}:{:02}.000Z", i / 60 % 60, i % 60),
+            "DeviceId": format!("d{device}"), "DeviceName": format!("web{device}.example.org"),
+            "ActionType": "ProcessCreated", "FileName": image,
+            "FolderPath": format!("C:\\Windows\\System32\\{image}"), "ProcessId": 4000 + i,
+            "ProcessCommandLine": line, "AccountDomain": domain, "AccountName": name,
+            "InitiatingProcessFolderPath": "C:\\Windows\\System32\\inetsrv\\w3wp.exe",
+            "InitiatingProcessFileName": "w3wp.exe", "ReportId": i,
+        });
+        rows.push_str(&row.to_string());
+        rows.push('\n');
+    }
+    std::fs::write(logs.join("web-children.jsonl"), rows).unwrap();
+    let logs = logs.display().to_string();
+    let outputs = |rules: &str, matches: bool| {
+        let mut args = vec!["eval", "--allow-unsigned", "--rules", rules];
+        if matches {
+            args.push("--matches");
+        }
+        args.push(&logs);
+        let run = rulehost(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        (crate::util::mask_digests(&run.stdout), run.json_lines())
+    };
+    let (then, alerts) = outputs(SIGMA_0_3, false);
+    assert_eq!(outputs(&pack, false).0, then);
+    assert_eq!(outputs(&pack, true).0, outputs(SIGMA_0_3, true).0);
+    // The windows compared hold repeated values: alerts of the EVTX copies (six matches of
+    // one command line), and of both web servers, each with its own repeated values.
+    let count = |a: &serde_json::Value, set: &str| a[set].as_array().map_or(0, Vec::len);
+    assert!(alerts.iter().any(|a| a["MatchCount"] == 6 && count(a, "set_CommandLine") == 1), "{then}");
+    for device in ["web0.example.org", "web1.example.org"] {
+        let alert = alerts.iter().find(|a| a["DeviceName"] == device).expect(&then);
+        assert!(alert["MatchCount"].as_u64().unwrap() > 250, "{alert}");
+        // Four command lines (the empty one is left out of a set), three images, and the
+        // users with and without a domain.
+        assert_eq!(count(alert, "set_CommandLine"), 4, "{alert}");
+        assert_eq!(count(alert, "set_Image"), 3, "{alert}");
+        assert_eq!(count(alert, "set_User"), 4, "{alert}");
+    }
 }

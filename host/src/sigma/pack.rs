@@ -1,6 +1,6 @@
 //! Sigma packs as artifacts: the bundled evaluator's core module with the compiled rules
 //! written into it as data, its matcher built ahead (see [`super::snapshot`]), wrapped into
-//! a component of contract 0.3.0.
+//! a component of contract 0.4.0.
 //!
 //! The evaluator (`rules-wasm/sigma-pack`) is built with this binary and holds no rule. A pack
 //! is the evaluator run once with its rules ([`rulehost_sigma::Pack`], encoded) placed in

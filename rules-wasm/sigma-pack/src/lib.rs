@@ -1,4 +1,4 @@
-//! The evaluator of every Sigma pack (contract `detect:rule@0.3.0`, world `pack`).
+//! The evaluator of every Sigma pack (contract `detect:rule@0.4.0`, world `pack`).
 //!
 //! This crate is built once, with the host, into a core module that holds no rule. The host's
 //! `rulehost sigma compile` writes a set of compiled rules ([`rulehost_sigma::Pack`], as JSON)
@@ -18,7 +18,7 @@ use rulehost_sigma::{Event as _, Matcher, Pack, Scratch};
 // The generated glue is the canonical ABI's: raw pointers and exported symbols.
 #[allow(unsafe_code)]
 mod bindings {
-    wit_bindgen::generate!({ world: "pack", path: "../../wit/v0.3.0" });
+    wit_bindgen::generate!({ world: "pack", path: "../../wit/v0.4.0" });
 }
 
 use bindings::detect::rule::types::{
@@ -30,7 +30,7 @@ use bindings::detect::rule::types::{
 #[allow(unsafe_code)]
 #[unsafe(link_section = "detect:contract-version")]
 #[used]
-static CONTRACT_VERSION: [u8; 5] = *b"0.3.0";
+static CONTRACT_VERSION: [u8; 5] = *b"0.4.0";
 
 /// Where the pack's data lies: the marker the host finds it by, then (written by the host) the
 /// data's offset and length in linear memory, little-endian. All ones: no data (an empty pack).
@@ -219,36 +219,79 @@ impl rulehost_sigma::Event for BatchEvent<'_> {
     }
 }
 
+/// Where an event's values of up to two columns lie in the batch: equal places, equal values.
+type Places = [(usize, usize); 2];
+
 /// An alert's set column: the distinct values of `value` over `events`, in order, at most
 /// [`MAX_SET_VALUES`]. A value is copied only when it joins the set: a window may hold many
-/// thousands of matches of a few distinct values.
-fn set_column<'b>(name: &str, events: &[u32], value: impl Fn(usize) -> Cow<'b, str>) -> AlertColumn {
+/// thousands of matches of a few distinct values. An event whose values lie where those of
+/// a value of the set lie (`places`; the host sends a window's repeated values once) is
+/// passed over without its value being made or compared.
+fn set_column<'b>(
+    name: &str,
+    events: &[u32],
+    places: impl Fn(usize) -> Places,
+    value: impl Fn(usize) -> Cow<'b, str>,
+) -> AlertColumn {
     let mut values: Vec<String> = Vec::new();
+    let mut known: Vec<Places> = Vec::new();
     for &i in events {
         if values.len() == MAX_SET_VALUES {
             break;
         }
+        let at = places(i as usize);
+        if known.contains(&at) {
+            continue;
+        }
         let v = value(i as usize);
-        if !v.is_empty() && !values.iter().any(|known| rulehost_sigma::equal(known.as_bytes(), v.as_bytes()))
-        {
+        if v.is_empty() {
+            continue;
+        }
+        // Only the places of the values in the set are kept, so that a batch whose values
+        // all lie apart costs a comparison with each value of the set, as it did before
+        // values were shared, not with every place seen.
+        if !values.iter().any(|seen| rulehost_sigma::equal(seen.as_bytes(), v.as_bytes())) {
             values.push(v.into_owned());
+            known.push(at);
         }
     }
     AlertColumn { name: name.into(), value: Value::Texts(values) }
 }
 
+/// [`set_column`] of one column's values.
+fn one_column_set<'b>(
+    name: &str,
+    events: &[u32],
+    event: &impl Fn(usize) -> BatchEvent<'b>,
+    column: Column,
+) -> AlertColumn {
+    set_column(name, events, |i| [event(i).range(column), (0, 0)], |i| Cow::Borrowed(event(i).text(column)))
+}
+
 impl<'b> BatchEvent<'b> {
     /// The value of `column`, borrowed from the batch.
     fn text(&self, column: Column) -> &'b str {
+        let (start, end) = self.range(column);
         let Some(at) = self.columns[column as usize] else { return "" };
+        // The host packs on character boundaries; anything else reads as absent, not a panic.
+        self.batch.columns[at].data.get(start..end).unwrap_or("")
+    }
+
+    /// Where the value of `column` lies in its column's data (`0..0` for a column not sent).
+    /// Two events whose ranges are equal have equal values.
+    fn range(&self, column: Column) -> (usize, usize) {
+        let Some(at) = self.columns[column as usize] else { return (0, 0) };
         let packed = &self.batch.columns[at];
         let end = packed.ends.get(self.index).copied().unwrap_or(0) as usize;
-        let start = match self.index {
-            0 => 0,
-            i => packed.ends.get(i - 1).copied().unwrap_or(0) as usize,
+        let start = if packed.starts.is_empty() {
+            match self.index {
+                0 => 0,
+                i => packed.ends.get(i - 1).copied().unwrap_or(0) as usize,
+            }
+        } else {
+            packed.starts.get(self.index).copied().unwrap_or(0) as usize
         };
-        // The host packs on character boundaries; anything else reads as absent, not a panic.
-        packed.data.get(start..end).unwrap_or("")
+        (start, end)
     }
 }
 
@@ -351,8 +394,16 @@ impl bindings::Guest for SigmaPack {
         // Groups by device, in the order devices are first seen.
         let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
         let mut by_device: std::collections::BTreeMap<String, usize> = Default::default();
+        // The last event's device places and group: a window's events are mostly of a few
+        // devices, whose values the host sends once.
+        let mut last: Option<(Places, usize)> = None;
         for index in 0..matched.count as usize {
             let event = BatchEvent { batch: &matched, columns: &columns, index };
+            let places = [event.range(Column::DeviceId), event.range(Column::DeviceName)];
+            if let Some((_, group)) = last.filter(|(seen, _)| *seen == places) {
+                groups[group].1.push(index as u32);
+                continue;
+            }
             let device = match event.column(Column::DeviceId) {
                 "" => event.column(Column::DeviceName),
                 id => id,
@@ -366,6 +417,7 @@ impl bindings::Guest for SigmaPack {
                 }
             };
             groups[group].1.push(index as u32);
+            last = Some((places, group));
         }
         groups
             .into_iter()
@@ -377,18 +429,19 @@ impl bindings::Guest for SigmaPack {
                         name: "DeviceName".into(),
                         value: Value::Text(first.column(Column::DeviceName).into()),
                     },
-                    set_column("set_Image", &events, |i| Cow::Borrowed(event(i).text(Column::FolderPath))),
-                    set_column("set_CommandLine", &events, |i| {
-                        Cow::Borrowed(event(i).text(Column::ProcessCommandLine))
-                    }),
-                    set_column("set_ParentImage", &events, |i| {
-                        Cow::Borrowed(event(i).text(Column::InitiatingProcessFolderPath))
-                    }),
-                    set_column("set_User", &events, |i| {
-                        let mut user = String::new();
-                        rulehost_sigma::matcher::render(View::User, &event(i), &mut user);
-                        Cow::Owned(user)
-                    }),
+                    one_column_set("set_Image", &events, &event, Column::FolderPath),
+                    one_column_set("set_CommandLine", &events, &event, Column::ProcessCommandLine),
+                    one_column_set("set_ParentImage", &events, &event, Column::InitiatingProcessFolderPath),
+                    set_column(
+                        "set_User",
+                        &events,
+                        |i| [event(i).range(Column::AccountDomain), event(i).range(Column::AccountName)],
+                        |i| {
+                            let mut user = String::new();
+                            rulehost_sigma::matcher::render(View::User, &event(i), &mut user);
+                            Cow::Owned(user)
+                        },
+                    ),
                 ];
                 Alert { columns, events }
             })
