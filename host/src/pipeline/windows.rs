@@ -8,7 +8,7 @@ use super::Diagnostic;
 use super::rule_set::RuleSet;
 use crate::alerts::Alert;
 use crate::events::{Field, ProjectedEvent};
-use crate::runtime::{CompiledRule, Instances, RuleError, RuleInstance};
+use crate::runtime::{CompiledRule, Instances, PackedSummary, RuleError, RuleInstance};
 
 /// The `summarize` stage of one rule over the matched `events` of one window, and the
 /// engine's columns (count, first and last time, report ids) of each alert. The events
@@ -16,11 +16,28 @@ use crate::runtime::{CompiledRule, Instances, RuleError, RuleInstance};
 pub(crate) fn summarize_window(
     instance: &mut RuleInstance,
     rule: &Arc<CompiledRule>,
-    (start, end): (i64, i64),
+    span: (i64, i64),
     events: &mut [Arc<ProjectedEvent>],
 ) -> Result<Vec<Alert>, RuleError> {
+    in_time_order(events);
+    let packed = instance.pack_summary(rule.member(), events);
+    summarize_packed_window(instance, rule, span, events, packed)
+}
+
+/// Puts a window's events in time order, events of one time in reading order.
+fn in_time_order(events: &mut [Arc<ProjectedEvent>]) {
     events.sort_by_key(|e| (e.time_ms(), e.read_order()));
-    let rows = instance.summarize(rule.member(), (start, end), events)?;
+}
+
+/// [`summarize_window`] over `events` in time order, packed already.
+fn summarize_packed_window(
+    instance: &mut RuleInstance,
+    rule: &Arc<CompiledRule>,
+    (start, end): (i64, i64),
+    events: &[Arc<ProjectedEvent>],
+    packed: PackedSummary,
+) -> Result<Vec<Alert>, RuleError> {
+    let rows = instance.summarize_packed((start, end), packed)?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -192,17 +209,23 @@ fn summarize_ahead(
                 continue;
             }
             // What summarizing it copies, twice: the call's columns, then the instance's
-            // memory (for a pack of contract 0.4.0, each of the window's values once).
-            // Counted here, on the thread that takes it, and only when windows are summarized
-            // at once.
-            let bytes = runs[due.rule].rule.summary_bytes(&due.events);
+            // memory. Counted here, on the thread that takes it, and only when windows are
+            // summarized at once. For a pack whose columns share values (contract 0.4.0),
+            // that is known once the window is packed, and a window of tens of thousands of
+            // matches packs to a few megabytes; packed apart, it is told without packing.
+            let rule = &runs[due.rule].rule;
+            let (instance, _) = instances.of(due.rule);
+            in_time_order(&mut due.events);
+            let packed = rule.shares_values().then(|| instance.pack_summary(rule.member(), &due.events));
+            let bytes =
+                packed.as_ref().map_or_else(|| rule.summary_bytes(&due.events), PackedSummary::guest_bytes);
             let before = in_flight.fetch_add(bytes, Ordering::Relaxed);
             if before > 0 && before + bytes > SUMMARIZED_AT_ONCE_BYTES {
                 in_flight.fetch_sub(bytes, Ordering::Relaxed);
                 continue;
             }
-            let (instance, _) = instances.of(due.rule);
-            let outcome = summarize_window(instance, &runs[due.rule].rule, due.span, &mut due.events);
+            let packed = packed.unwrap_or_else(|| instance.pack_summary(rule.member(), &due.events));
+            let outcome = summarize_packed_window(instance, rule, due.span, &due.events, packed);
             in_flight.fetch_sub(bytes, Ordering::Relaxed);
             if outcome.is_err() {
                 failures[due.rule].fetch_add(1, Ordering::Relaxed);

@@ -600,10 +600,34 @@ impl CompiledRule {
         Arc::ptr_eq(&self.pack, &other.pack)
     }
 
-    /// What summarizing `events` sends into the guest, in bytes: their `summary-reads`
-    /// packed, each value once where the contract lets values be shared (0.4.0 on).
+    /// Whether its contract lets the values of a column be shared (0.4.0 on): then what
+    /// summarizing a window sends is known once it is packed
+    /// ([`RuleInstance::pack_summary`]), and [`CompiledRule::summary_bytes`] would overstate it.
+    pub fn shares_values(&self) -> bool {
+        self.pack.pre.shares_values()
+    }
+
+    /// What summarizing `events` sends into the guest, in bytes, with their `summary-reads`
+    /// one after another (contracts before 0.4.0), without packing them.
     pub fn summary_bytes<E: FieldValues>(&self, events: &[E]) -> usize {
-        pack::packed_bytes(events, &self.metadata().summary_reads, self.pack.pre.shares_values())
+        pack::apart_bytes(events, &self.metadata().summary_reads)
+    }
+}
+
+/// A window's events packed for one rule's `summarize` call (see
+/// [`RuleInstance::pack_summary`]).
+#[derive(Debug)]
+pub struct PackedSummary {
+    pack: Arc<CompiledPack>,
+    member: usize,
+    count: usize,
+    columns: Vec<pack::PackedColumn>,
+}
+
+impl PackedSummary {
+    /// What the call sends into the guest, in bytes.
+    pub fn guest_bytes(&self) -> usize {
+        self.columns.iter().map(pack::PackedColumn::sent_bytes).sum()
     }
 }
 
@@ -701,11 +725,31 @@ impl RuleInstance {
         window: (i64, i64),
         events: &[E],
     ) -> Result<Vec<RuleAlert>, RuleError> {
-        self.arm()?;
-        let pack = self.pack.clone();
-        let fields = &pack.members[member].summary_reads;
+        let packed = self.pack_summary(member, events);
+        self.summarize_packed(window, packed)
+    }
+
+    /// The matched events of one window packed for rule `member`'s `summarize` call, so that
+    /// what the call sends is known before it is made. The columns are the instance's, lent
+    /// until [`RuleInstance::summarize_packed`] gives them back.
+    pub fn pack_summary<E: FieldValues>(&mut self, member: usize, events: &[E]) -> PackedSummary {
+        let fields = &self.pack.members[member].summary_reads;
         let shared = self.pack.pre.shares_values();
-        let mut batch = pack::Batch::of(events, fields, std::mem::take(&mut self.columns), shared);
+        let batch = pack::Batch::of(events, fields, std::mem::take(&mut self.columns), shared);
+        PackedSummary { pack: self.pack.clone(), member, count: batch.count, columns: batch.columns }
+    }
+
+    /// [`RuleInstance::summarize`] over events this instance packed.
+    pub fn summarize_packed(
+        &mut self,
+        window: (i64, i64),
+        packed: PackedSummary,
+    ) -> Result<Vec<RuleAlert>, RuleError> {
+        assert!(Arc::ptr_eq(&packed.pack, &self.pack), "a window is summarized by the pack that packed it");
+        self.arm()?;
+        let PackedSummary { pack, member, count, columns } = packed;
+        let fields = &pack.members[member].summary_reads;
+        let mut batch = pack::Batch { count, fields, columns };
         let input = batch.guest_bytes();
         // Memory does not shrink: an instance that grew for a large window is replaced
         // before its next `evaluate` call or at the end of the windows closing together
@@ -751,11 +795,8 @@ impl RuleInstance {
         alerts
             .into_iter()
             .map(|alert| {
-                if let Some(&i) = alert.events.iter().find(|&&i| i as usize >= events.len()) {
-                    return Err(bad(format!(
-                        "alert covers event {i} of a window of {} events",
-                        events.len()
-                    )));
+                if let Some(&i) = alert.events.iter().find(|&&i| i as usize >= count) {
+                    return Err(bad(format!("alert covers event {i} of a window of {count} events")));
                 }
                 Ok(RuleAlert {
                     columns: alert.columns,
