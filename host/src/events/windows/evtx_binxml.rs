@@ -15,9 +15,12 @@
 //! token shape, a value whose decoding the crate might place differently, an element that a
 //! NULL value may leave out, a name given twice or one JSON would have to escape, a value
 //! type not read here), the record is rendered and read as before. The tests hold both ways
-//! to the same records on every shared EVTX file and on thousands of damaged chunks. What a
-//! record read here is not checked for is whether the rest of it (what neither its kind nor
-//! its event holds) would render; `--parse-all` renders every record.
+//! to the same records on every shared EVTX file and on thousands of damaged chunks, where
+//! rendering does not fail. What a record read here is not checked for is whether the rest
+//! of it (what neither its kind nor its event holds) would parse and render: the crate, which
+//! builds a record's whole tree, refuses a record whose template is damaged anywhere, and
+//! this reads it when the damage lies outside what it reads. `--parse-all` renders every
+//! record.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -158,9 +161,14 @@ impl RecordReader {
 
     /// What `record`'s binary XML tells: `None` when it tells nothing.
     pub(super) fn read(&mut self, record: &EvtxRecord<'_>) -> Option<Told> {
-        let data = record.chunk.data;
         let start = usize::try_from(record.binxml_offset).ok()?;
         let end = start.checked_add(record.binxml_size as usize)?;
+        self.read_at(record.chunk.data, start..end)
+    }
+
+    /// What the binary XML at `binxml` in the chunk's `data` tells (see [`Self::read`]).
+    pub(super) fn read_at(&mut self, data: &[u8], binxml: Range<usize>) -> Option<Told> {
+        let (start, end) = (binxml.start, binxml.end);
         let mut values = std::mem::take(&mut self.values);
         let told = self.read_values(data, start, end, &mut values);
         self.values = values;

@@ -21,7 +21,9 @@ use evtx::{EvtxChunkData, EvtxChunkHeader};
 /// The file header's size and the size of a chunk, as the crate places chunks.
 pub(super) const FILE_HEADER_BYTES: u64 = 4096;
 pub(super) const CHUNK_BYTES: usize = 65536;
-const CHUNK_HEADER_BYTES: usize = 512;
+pub(super) const CHUNK_HEADER_BYTES: usize = 512;
+/// The size of a record's header, before its binary XML.
+pub(super) const RECORD_HEADER_BYTES: usize = 24;
 
 /// The chunks of one file, as [`evtx::EvtxParser::into_chunks`] gives them.
 pub(super) struct ChunkWalker<R> {
