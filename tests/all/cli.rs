@@ -2,7 +2,7 @@
 
 use rulehost::rules::BUNDLED_SOFT_CELL;
 
-use crate::util::{assert_golden, data, mask_digests, rulehost, write_rule};
+use crate::util::{assert_golden, data, inspected_unsigned, mask_digests, rulehost, write_rule};
 
 /// `bytes` written as `name` in `dir`; returns the path.
 /// The bundled rule with its contract-version section changed by `edit`.
@@ -105,9 +105,7 @@ const SOFT_CELL_0_1: &str = "tests/data/contract-0.1.0/soft-cell.wasm";
 
 #[test]
 fn a_rule_built_against_contract_0_1_still_runs_and_gives_the_same_alerts() {
-    let run = rulehost(&["inspect", "--json", "--allow-unsigned", SOFT_CELL_0_1]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let info = inspected_unsigned(SOFT_CELL_0_1);
     assert_eq!(info["contract"], "detect:rule@0.1.0");
     assert_eq!(info["imports"], serde_json::json!(["detect:rule/types@0.1.0"]));
 

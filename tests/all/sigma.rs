@@ -3,7 +3,7 @@
 
 use rulehost::rules::BUNDLED_SOFT_CELL;
 
-use crate::util::{data, rulehost, shared, write_rule};
+use crate::util::{data, inspected_unsigned, rulehost, shared, write_rule};
 
 /// The SigmaHQ process-creation catalog beside the repository.
 fn catalog() -> String {
@@ -269,17 +269,12 @@ const SIGMA_0_3: &str = "tests/data/contract-0.3.0/shared-sigma.wasm";
 
 #[test]
 fn a_pack_built_against_contract_0_3_gives_the_alerts_of_the_same_rules_compiled_now() {
-    let run = rulehost(&["inspect", "--json", "--allow-unsigned", SIGMA_0_3]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(info["contract"], "detect:rule@0.3.0");
+    assert_eq!(inspected_unsigned(SIGMA_0_3)["contract"], "detect:rule@0.3.0");
 
     let dir = tempfile::tempdir().unwrap();
     let pack = dir.path().join("now.wasm").display().to_string();
     assert_eq!(rulehost(&["sigma", "compile", &shared("sigma"), "-o", &pack]).code, 0);
-    let run = rulehost(&["inspect", "--json", "--allow-unsigned", &pack]);
-    let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(info["contract"], "detect:rule@0.4.0");
+    assert_eq!(inspected_unsigned(&pack)["contract"], "detect:rule@0.4.0");
 
     // Six copies of every shared EVTX file: each match is there six times, in the same
     // window and on the same device, so that a window's values repeat (as a noisy rule's

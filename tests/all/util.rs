@@ -96,6 +96,13 @@ pub fn rulehost(args: &[&str]) -> Run {
     rulehost_with_stdin(args, b"")
 }
 
+/// What `rulehost inspect --json` says of the unsigned artifact at `path`.
+pub fn inspected_unsigned(path: &str) -> serde_json::Value {
+    let run = rulehost(&["inspect", "--json", "--allow-unsigned", path]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    serde_json::from_str(&run.stdout).expect("inspect --json writes JSON")
+}
+
 /// `text` with every `sha256:<64 hex digits>` written `sha256:<digest>`.
 pub fn mask_digests(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
