@@ -11,6 +11,8 @@ use evtx::{EvtxChunk, EvtxChunkData, EvtxParser, EvtxRecordHeader, ParserSetting
 use serde_json::Value;
 
 use super::evtx_binxml::{RecordReader, Told};
+#[cfg(test)]
+use super::evtx_chunks::used_bytes;
 use super::evtx_chunks::{
     CHUNK_BYTES, CHUNK_HEADER_BYTES, ChunkWalker, FILE_HEADER_BYTES, Holes, RECORD_HEADER_BYTES,
 };
@@ -96,9 +98,15 @@ impl<R: Read + Seek> EvtxRecords<R> {
         let header_block = EvtxParser::from_read_seek(&mut stream)
             .map(|parser| u64::from(parser.header().header_block_size))
             .map_err(|e| e.to_string())?;
-        let chunks = ChunkWalker::new(stream, holes, header_block, size);
+        let mut chunks = ChunkWalker::new(stream, holes, header_block, size);
         let chunk_bytes = CHUNK_BYTES as u64;
         let chunks_in_file = size.saturating_sub(FILE_HEADER_BYTES) / chunk_bytes;
+        let jobs = if chunks_in_file >= PARALLEL_CHUNKS { jobs } else { 1 };
+        if jobs == 1 {
+            // Chunks parsed on this thread can be read whole later, when their part before
+            // the free space does not tell all their records.
+            chunks.read_partially();
+        }
         Ok(Self {
             parsing: Arc::new(ChunkParsing { name: name.clone(), settings: Arc::new(settings), render_all }),
             name,
@@ -106,7 +114,7 @@ impl<R: Read + Seek> EvtxRecords<R> {
             chunk_number: 0,
             last_record_id: 0,
             partial_chunk_bytes: size.saturating_sub(FILE_HEADER_BYTES) % chunk_bytes,
-            jobs: if chunks_in_file >= PARALLEL_CHUNKS { jobs } else { 1 },
+            jobs,
             workers: None,
         })
     }
@@ -159,6 +167,15 @@ impl<R: Read + Seek> EvtxRecords<R> {
     /// The next chunk's records, parsed on this thread.
     fn next_here(&mut self) -> Option<Vec<Record>> {
         let parsed = match self.read_next()? {
+            Ok((number, data)) if data.data.len() < CHUNK_BYTES => {
+                match parse_partial_chunk(&self.parsing, data) {
+                    Ok(parsed) => parsed,
+                    Err(partial) => match self.chunks.complete(*partial) {
+                        Ok(whole) => parse_chunk(&self.parsing, number, whole),
+                        Err(e) => vec![Parsed::Failed(format!("chunk {number}: {e}"))],
+                    },
+                }
+            }
             Ok((number, data)) => parse_chunk(&self.parsing, number, data),
             Err(failed) => failed,
         };
@@ -256,28 +273,17 @@ fn parse_chunk(parsing: &ChunkParsing, number: u64, mut data: EvtxChunkData) -> 
     let mut records = Vec::new();
     let mut reader = RecordReader::default();
     let origin = |id| Origin { file: name.clone(), position: Position::Record(id) };
-    let read = |id, told| match told {
-        Told::Skipped(kind) => Parsed::Record(id, Record::Skipped(Skipped { origin: origin(id), kind })),
-        Told::Event(event) => Parsed::Record(id, super::normalize(event, origin(id), SourceFormat::Evtx)),
-        Told::ProcessCreation => unreachable!("a record to render is not read"),
-    };
-    // The records are read from their binary XML first, found by walking the chunk as the
-    // crate walks it: the crate builds each record's tree as it gives it, about a seventh of
-    // the reading threads' time, and a record read here does not need one. At the first
-    // record that is to be rendered, the crate walks the chunk from its start, and the
-    // records read already are not read again.
-    let mut told_ahead: Vec<Option<(u64, Told)>> = Vec::new();
-    if !render_all && let Some(live) = live_records(&parsed) {
-        let count = live.len();
-        for (id, binxml) in live {
-            match reader.read_at(parsed.data, binxml) {
-                Some(told @ (Told::Skipped(_) | Told::Event(_))) => told_ahead.push(Some((id, told))),
-                _ => break,
-            }
+    let read = |id, told| read_record(name, id, told);
+    // The records are read from their binary XML first (`read_ahead`). At the first record
+    // that is to be rendered, the crate walks the chunk from its start, and the records read
+    // already are not read again.
+    let mut told_ahead = Vec::new();
+    if !render_all {
+        let (told, all) = read_ahead(&parsed, &mut reader);
+        if all {
+            return told.into_iter().map(|(id, told)| read(id, told)).collect();
         }
-        if told_ahead.len() == count {
-            return told_ahead.into_iter().flatten().map(|(id, told)| read(id, told)).collect();
-        }
+        told_ahead = told.into_iter().map(Some).collect();
     }
     for (index, record) in parsed.iter().enumerate() {
         // The walks find the same records in the same order (the walk here gave up at the
@@ -334,6 +340,60 @@ fn parse_chunk(parsing: &ChunkParsing, number: u64, mut data: EvtxChunkData) -> 
         }
     }
     records
+}
+
+/// A record read from its binary XML (a kind skipped or a process creation), as parsing it
+/// gives it.
+fn read_record(file: &Arc<str>, id: u64, told: Told) -> Parsed {
+    let origin = Origin { file: file.clone(), position: Position::Record(id) };
+    match told {
+        Told::Skipped(kind) => Parsed::Record(id, Record::Skipped(Skipped { origin, kind })),
+        Told::Event(event) => Parsed::Record(id, super::normalize(event, origin, SourceFormat::Evtx)),
+        Told::ProcessCreation => unreachable!("a record to render is not read"),
+    }
+}
+
+/// The chunk's records read from their binary XML, found by walking the chunk as the crate
+/// walks it ([`live_records`]), up to the first that is to be rendered; and whether that was
+/// all of them. The crate builds each record's tree as it gives it, about a seventh of the
+/// reading threads' time, and a record read here does not need one.
+fn read_ahead(chunk: &EvtxChunk<'_>, reader: &mut RecordReader) -> (Vec<(u64, Told)>, bool) {
+    let Some(live) = live_records(chunk) else { return (Vec::new(), false) };
+    let count = live.len();
+    let mut told = Vec::with_capacity(count);
+    for (id, binxml) in live {
+        match reader.read_at(chunk.data, binxml) {
+            Some(record @ (Told::Skipped(_) | Told::Event(_))) => told.push((id, record)),
+            _ => return (told, false),
+        }
+    }
+    (told, true)
+}
+
+/// A chunk of which only the part before its free space was read ([`ChunkWalker`]'s partial
+/// reads): its records when every one is read from its binary XML within that part, else
+/// the chunk back, to be read whole and parsed as [`parse_chunk`] parses it. Nothing past
+/// the part read is looked at: a read past it fails here, and the whole chunk decides.
+fn parse_partial_chunk(
+    parsing: &ChunkParsing,
+    mut data: EvtxChunkData,
+) -> Result<Vec<Parsed>, Box<EvtxChunkData>> {
+    if parsing.render_all {
+        return Err(Box::new(data));
+    }
+    let told = match data.parse(parsing.settings.clone()) {
+        // The chunk's string table read as the whole chunk's is (a name past the part read
+        // fails here, and the whole chunk is read).
+        Ok(parsed) => match read_ahead(&parsed, &mut RecordReader::default()) {
+            (told, true) => Some(told),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    match told {
+        Some(told) => Ok(told.into_iter().map(|(id, told)| read_record(&parsing.name, id, told)).collect()),
+        None => Err(Box::new(data)),
+    }
 }
 
 /// The chunk's live records as the crate's walk over them finds them (`EvtxChunk::iter`, not
@@ -429,6 +489,49 @@ mod tests {
         // Every record of these files is read from its binary XML, not rendered: those of a
         // skipped kind, and the process creations.
         assert_eq!((records, told_skipped, told_events), (235, skipped, records - skipped));
+    }
+
+    #[test]
+    fn a_chunk_read_up_to_its_free_space_gives_what_the_whole_chunk_gives() {
+        // Every shared chunk, and copies damaged anywhere (the header's free space and last
+        // record too, and past the free space), one to four bytes at a time.
+        let mut draw = crate::events::drawn(0x9e37_79b9_7f4a_7c15u64);
+        let mut next = move |below: usize| draw(below as u64) as usize;
+        let (mut compared, mut read_partially) = (0, 0);
+        for (name, chunk) in shared_chunks() {
+            let mut copies = vec![chunk.clone()];
+            for _ in 0..300 {
+                let mut damaged = chunk.clone();
+                for _ in 0..1 + next(4) {
+                    let at = if next(4) == 0 { 32 + next(24) } else { next(CHUNK_BYTES) };
+                    damaged[at] = next(256) as u8;
+                }
+                copies.push(damaged);
+            }
+            for copy in copies {
+                let Some(used) = used_bytes(&copy) else { continue };
+                let Ok(short) = EvtxChunkData::new(copy[..used].to_vec(), false) else { continue };
+                let parsing = ChunkParsing {
+                    name: "t.evtx".into(),
+                    settings: Arc::new(parser_settings()),
+                    render_all: false,
+                };
+                let whole = parsed(&copy, false).expect("its header is read");
+                let partial = match parse_partial_chunk(&parsing, short) {
+                    Ok(records) => {
+                        read_partially += 1;
+                        records.iter().map(|p| format!("{p:?}")).collect()
+                    }
+                    Err(_) => whole.clone(),
+                };
+                assert_eq!(partial, whole, "{name}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 3000, "{compared}");
+        // Most copies are read up to their free space; those whose records or names lie
+        // past it, or that the crate would render, are read whole.
+        assert!(read_partially * 2 > compared && read_partially < compared, "{read_partially} of {compared}");
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub(super) struct ChunkWalker<R> {
     size: u64,
     /// Chunks read from the stream (not told empty by their holes).
     chunks_read: u64,
+    /// Whether a chunk is read only up to its free space, where it can be (see
+    /// [`ChunkWalker::read_partially`]).
+    partial: bool,
 }
 
 /// Where a file's data lies, as its file system says: a range before the next offset that
@@ -119,10 +122,37 @@ impl<R: Read + Seek> ChunkWalker<R> {
             holes,
             size,
             chunks_read: 0,
+            partial: false,
         };
         walker.oldest = walker.oldest_chunk();
         walker.next = walker.oldest;
         walker
+    }
+
+    /// Reads each chunk that lies wholly in the file and whose header is well formed only up
+    /// to its free space (the header's `free_space_offset`), where its records end: a log's
+    /// last chunk, and a small log's only one, is mostly unused, and copying the whole of it
+    /// was a tenth of a folder's run. Such a chunk's data is shorter than [`CHUNK_BYTES`];
+    /// [`ChunkWalker::complete`] reads the rest when anything past the part read is needed.
+    pub(super) fn read_partially(&mut self) {
+        self.partial = true;
+    }
+
+    /// `chunk`, read up to its free space, read whole: what reading it whole at first gives.
+    pub(super) fn complete(&mut self, chunk: EvtxChunkData) -> Result<EvtxChunkData, ChunkFailure> {
+        let number = chunk.number.expect("a chunk the walk read has its number");
+        let mut data = chunk.data;
+        let rest = (CHUNK_BYTES - data.len()) as u64;
+        data.reserve_exact(rest as usize);
+        let start = Self::offset(number) + data.len() as u64;
+        self.stream.seek(SeekFrom::Start(start)).map_err(|e| format!("seeking to it: {e}"))?;
+        let read = (&mut self.stream).take(rest).read_to_end(&mut data);
+        if data.len() < CHUNK_BYTES || read.is_err() {
+            return Err(incomplete());
+        }
+        let mut chunk = EvtxChunkData::new(data, false).map_err(|e| crate::errors::with_sources(&e))?;
+        chunk.number = Some(number);
+        Ok(chunk)
     }
 
     fn offset(number: u64) -> u64 {
@@ -171,8 +201,29 @@ impl<R: Read + Seek> ChunkWalker<R> {
         self.buffer.clear();
         self.buffer.reserve_exact(CHUNK_BYTES);
         self.stream.seek(SeekFrom::Start(Self::offset(number))).map_err(|e| format!("seeking to it: {e}"))?;
-        let read = (&mut self.stream).take(CHUNK_BYTES as u64).read_to_end(&mut self.buffer);
-        if read.map_or(true, |n| n < CHUNK_BYTES) {
+        if self.partial && end <= self.size {
+            // The header first; then, when it is well formed and its free space starts
+            // within the chunk, only up to there.
+            let read = (&mut self.stream).take(CHUNK_HEADER_BYTES as u64).read_to_end(&mut self.buffer);
+            if read.is_err() {
+                return Err(incomplete());
+            }
+            if let Some(used) = used_bytes(&self.buffer) {
+                let more = (used - self.buffer.len()) as u64;
+                let read = (&mut self.stream).take(more).read_to_end(&mut self.buffer);
+                if read.is_err() || self.buffer.len() < used {
+                    return Err(incomplete());
+                }
+                let data = std::mem::take(&mut self.buffer);
+                let mut chunk =
+                    EvtxChunkData::new(data, false).map_err(|e| crate::errors::with_sources(&e))?;
+                chunk.number = Some(number);
+                return Ok(Some(chunk));
+            }
+        }
+        let rest = (CHUNK_BYTES - self.buffer.len()) as u64;
+        let read = (&mut self.stream).take(rest).read_to_end(&mut self.buffer);
+        if read.is_err() || self.buffer.len() < CHUNK_BYTES {
             return Err(incomplete());
         }
         if all_zeros(&self.buffer) {
@@ -224,6 +275,17 @@ impl<R: Read + Seek> Iterator for ChunkWalker<R> {
     }
 }
 
+/// Where the records of the chunk whose first bytes are `header` end, when it is worth reading
+/// only that far: the header is a chunk's (its magic), and its free space starts past the
+/// header and before the chunk's end.
+pub(super) fn used_bytes(header: &[u8]) -> Option<usize> {
+    if header.len() < CHUNK_HEADER_BYTES || !header.starts_with(b"ElfChnk\0") {
+        return None;
+    }
+    let free_space = u32::from_le_bytes(header[48..52].try_into().ok()?) as usize;
+    (CHUNK_HEADER_BYTES < free_space && free_space < CHUNK_BYTES).then_some(free_space)
+}
+
 fn incomplete() -> ChunkFailure {
     "the file ends inside it".to_owned()
 }
@@ -260,6 +322,28 @@ mod tests {
         let walker =
             ChunkWalker::new(Cursor::new(bytes.to_vec()), Holes::unknown(), block, bytes.len() as u64);
         Some(walked(walker.map(|c| c.map(|c| c.data).map_err(|_| ()))))
+    }
+
+    /// The walk reading chunks up to their free space, each such chunk then read whole; and
+    /// how many were read so.
+    fn partial_walk(bytes: &[u8]) -> Option<(Walk, usize)> {
+        let parser = EvtxParser::from_buffer(bytes.to_vec()).ok()?;
+        let block = u64::from(parser.header().header_block_size);
+        let mut walker =
+            ChunkWalker::new(Cursor::new(bytes.to_vec()), Holes::unknown(), block, bytes.len() as u64);
+        walker.read_partially();
+        let (mut walk, mut partial) = (Vec::new(), 0);
+        while let Some(chunk) = walker.next() {
+            let chunk = match chunk {
+                Ok(chunk) if chunk.data.len() < CHUNK_BYTES => {
+                    partial += 1;
+                    walker.complete(chunk)
+                }
+                other => other,
+            };
+            walk.push(chunk.map(|c| c.data).map_err(|_| ()));
+        }
+        Some((walk, partial))
     }
 
     /// Copies of `bytes` damaged, emptied, moved around and cut, as logs are found.
@@ -324,7 +408,7 @@ mod tests {
         let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
         files.retain(|p| p.extension().is_some_and(|e| e == "evtx"));
         assert!(files.len() >= 10, "the shared EVTX files are there");
-        let (mut compared, mut chunks) = (0, 0);
+        let (mut compared, mut chunks, mut read_partially) = (0, 0, 0);
         for file in files {
             let bytes = std::fs::read(&file).unwrap();
             for (name, variant) in variants(&bytes) {
@@ -337,11 +421,19 @@ mod tests {
                     file.display()
                 );
                 assert!(ours == theirs, "{}: {name}: the chunks' bytes differ", file.display());
+                let partial = partial_walk(&variant);
+                assert!(
+                    partial.as_ref().map(|p| &p.0) == theirs.as_ref(),
+                    "{}: {name}: read partially",
+                    file.display()
+                );
+                read_partially += partial.map_or(0, |p| p.1);
                 compared += 1;
                 chunks += ours.map_or(0, |w| w.len());
             }
         }
         assert!(compared > 150 && chunks > 400, "{compared} files, {chunks} chunks");
+        assert!(read_partially > 100, "{read_partially} chunks read up to their free space");
     }
 
     /// `bytes` written as a sparse file (its blocks of zeros left as holes, as a copy makes
