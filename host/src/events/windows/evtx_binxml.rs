@@ -526,7 +526,12 @@ fn read_template(data: &[u8], offset: u32) -> Option<Template> {
     let mut at = offset as usize;
     let size = u32::from_le_bytes(data.get(at + 20..at + 24)?.try_into().ok()?) as usize;
     at += 24;
-    let end = at.checked_add(size)?.min(data.len());
+    // A template that the chunk's data does not hold whole is not read: the crate refuses it
+    // ("template data out of bounds"), and a chunk read up to its free space would cut it.
+    let end = at.checked_add(size)?;
+    if end > data.len() {
+        return None;
+    }
     let mut reader = Reader { data, at };
     let mut template = Template::default();
     let mut open: Vec<Element> = Vec::new();
