@@ -289,7 +289,9 @@ impl<'b> BatchEvent<'b> {
                 i => packed.ends.get(i - 1).copied().unwrap_or(0) as usize,
             }
         } else {
-            packed.starts.get(self.index).copied().unwrap_or(0) as usize
+            // A start missing reads as absent, as an end missing does.
+            let Some(&start) = packed.starts.get(self.index) else { return (0, 0) };
+            start as usize
         };
         (start, end)
     }
