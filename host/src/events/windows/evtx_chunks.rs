@@ -150,9 +150,7 @@ impl<R: Read + Seek> ChunkWalker<R> {
         if data.len() < CHUNK_BYTES || read.is_err() {
             return Err(incomplete());
         }
-        let mut chunk = EvtxChunkData::new(data, false).map_err(|e| crate::errors::with_sources(&e))?;
-        chunk.number = Some(number);
-        Ok(chunk)
+        chunk_of(data, number)
     }
 
     fn offset(number: u64) -> u64 {
@@ -214,11 +212,7 @@ impl<R: Read + Seek> ChunkWalker<R> {
                 if read.is_err() || self.buffer.len() < used {
                     return Err(incomplete());
                 }
-                let data = std::mem::take(&mut self.buffer);
-                let mut chunk =
-                    EvtxChunkData::new(data, false).map_err(|e| crate::errors::with_sources(&e))?;
-                chunk.number = Some(number);
-                return Ok(Some(chunk));
+                return chunk_of(std::mem::take(&mut self.buffer), number).map(Some);
             }
         }
         let rest = (CHUNK_BYTES - self.buffer.len()) as u64;
@@ -229,12 +223,7 @@ impl<R: Read + Seek> ChunkWalker<R> {
         if all_zeros(&self.buffer) {
             return Ok(None);
         }
-        let data = std::mem::take(&mut self.buffer);
-        // Checksums are not validated, as the crate's settings have it by default: a chunk
-        // whose CRC is off still has records worth reading.
-        let mut chunk = EvtxChunkData::new(data, false).map_err(|e| crate::errors::with_sources(&e))?;
-        chunk.number = Some(number);
-        Ok(Some(chunk))
+        chunk_of(std::mem::take(&mut self.buffer), number).map(Some)
     }
 
     /// The first chunk from `number` on and before `end` that is not empty, and its number.
@@ -273,6 +262,15 @@ impl<R: Read + Seek> Iterator for ChunkWalker<R> {
             self.next = 0;
         }
     }
+}
+
+/// Chunk `number` of the file, from its bytes (whole, or up to its free space). Checksums
+/// are not validated, as the crate's settings have it by default: a chunk whose CRC is off
+/// still has records worth reading.
+fn chunk_of(data: Vec<u8>, number: u64) -> Result<EvtxChunkData, ChunkFailure> {
+    let mut chunk = EvtxChunkData::new(data, false).map_err(|e| crate::errors::with_sources(&e))?;
+    chunk.number = Some(number);
+    Ok(chunk)
 }
 
 /// Where the records of the chunk whose first bytes are `header` end, when it is worth reading
