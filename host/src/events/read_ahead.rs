@@ -53,10 +53,9 @@ pub const INPUTS_AHEAD_PER_THREAD: usize = 32;
 struct State {
     /// The inputs not yet taken by a thread, in order.
     waiting: std::collections::VecDeque<(usize, Opener)>,
-    /// The positions of every input read ahead, in order.
+    /// The positions of every input read ahead, in order: those before `waiting`'s have been
+    /// started.
     positions: Vec<usize>,
-    /// Inputs a thread has started, in that order.
-    started: usize,
     /// How many inputs read ahead come before the one the caller takes last.
     taken: usize,
     /// Inputs that may be started ahead of the one the caller takes.
@@ -75,6 +74,13 @@ struct State {
     takers: usize,
 }
 
+impl State {
+    /// How many inputs a thread has started.
+    fn started(&self) -> usize {
+        self.positions.len() - self.waiting.len()
+    }
+}
+
 impl<'scope> ReadAhead<'scope> {
     /// Starts opening and reading `readers` (input position, opener), in order, on `threads`
     /// threads of `scope`, each input with up to `queued` groups of records waiting to be
@@ -90,7 +96,6 @@ impl<'scope> ReadAhead<'scope> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 positions: readers.iter().map(|(position, _)| *position).collect(),
-                started: 0,
                 taken: 0,
                 ahead: threads * INPUTS_AHEAD_PER_THREAD,
                 waiting_for_room: 0,
@@ -167,7 +172,8 @@ fn read_inputs(shared: &Shared) {
             let mut state = shared.state.lock().expect("the reading threads do not panic");
             // The input the caller waits for is never more than `ahead` past the one it took
             // last, so a thread waiting here never keeps it waiting.
-            while !state.stopped && !state.waiting.is_empty() && state.started >= state.taken + state.ahead {
+            while !state.stopped && !state.waiting.is_empty() && state.started() >= state.taken + state.ahead
+            {
                 state.waiting_for_room += 1;
                 state = shared.room.wait(state).expect("the reading threads do not panic");
                 state.waiting_for_room -= 1;
@@ -176,7 +182,6 @@ fn read_inputs(shared: &Shared) {
                 return;
             }
             let Some((position, open)) = state.waiting.pop_front() else { return };
-            state.started += 1;
             let (queue, records) = sync_channel(state.queued);
             state.queues[position] = Some(records);
             (open, queue, state.takers)
@@ -226,8 +231,10 @@ mod tests {
 
     #[test]
     fn threads_read_only_a_few_inputs_ahead_of_a_slow_caller() {
-        let (threads, inputs) = (2, 60);
+        let threads = 2;
         let ahead = threads * INPUTS_AHEAD_PER_THREAD;
+        // More than the bound, or the test could not fail.
+        let inputs = 3 * ahead;
         let opened = Arc::new(AtomicUsize::new(0));
         std::thread::scope(|scope| {
             let read_ahead = ReadAhead::start(scope, inputs, counted_inputs(inputs, &opened), threads, 8);
@@ -253,12 +260,15 @@ mod tests {
 
     #[test]
     fn a_caller_that_takes_only_some_inputs_gets_each_of_them() {
-        let (threads, inputs) = (2, 40);
+        let threads = 2;
+        let ahead = threads * INPUTS_AHEAD_PER_THREAD;
+        let inputs = 3 * ahead;
         let opened = Arc::new(AtomicUsize::new(0));
         std::thread::scope(|scope| {
             let read_ahead = ReadAhead::start(scope, inputs, counted_inputs(inputs, &opened), threads, 1);
-            // Far apart: the inputs between are never taken, and do not hold back the rest.
-            for position in [0, 17, 18, 39] {
+            // Farther apart than the bound: the inputs between are never taken, and do not hold
+            // back the rest.
+            for position in [0, ahead + 5, ahead + 6, inputs - 1] {
                 let groups: Vec<Group> = read_ahead.take(position).expect("read ahead").collect();
                 assert_eq!(groups.len(), 1, "input {position}");
             }
