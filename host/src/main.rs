@@ -611,32 +611,39 @@ struct InspectArgs {
 /// that this is the option with that default.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// See [`return_freed_memory_soon`].
+/// See [`set_purge_delay`].
 const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// mimalloc's own variable for the purge delay: where the operator sets it, it wins.
 const PURGE_DELAY_VARIABLE: &str = "MIMALLOC_PURGE_DELAY";
 
-/// The purge delay the binary sets: none where the operator set one in the environment. An
-/// empty variable counts as unset (mimalloc alone would read it as 1 ms).
-fn purge_delay_to_set(operator: Option<&std::ffi::OsStr>) -> Option<std::ffi::c_long> {
-    operator.is_none_or(|value| value.is_empty()).then_some(PURGE_DELAY_MS)
+/// The purge delay the binary sets for a command: 10 ms for one that runs until it is
+/// stopped (`run`), none (mimalloc's second) for the others, and none where the operator set
+/// one in the environment. An empty variable counts as unset (mimalloc alone would read it as
+/// 1 ms).
+fn purge_delay_to_set(command: &Command, operator: Option<&std::ffi::OsStr>) -> Option<std::ffi::c_long> {
+    let runs_until_stopped = matches!(command, Command::Run(_));
+    (runs_until_stopped && operator.is_none_or(|value| value.is_empty())).then_some(PURGE_DELAY_MS)
 }
 
-/// Memory freed is given back to the system after 10 ms (mimalloc 2's default), not after
-/// mimalloc 3's second. Events are allocated by the threads that read them and freed by the
-/// ones that evaluate them, so freed pages kept for reuse pile up: with the Sigma catalog
-/// over 5,000 EVTX files (real records, 2 jobs) the peak RSS was 327-330 MiB at 1,000 ms,
-/// over issue 17's 300 MB. Longer delays are faster, since fewer pages are given back and
-/// faulted in again (112,400 page faults at 10 ms, 99,000 at 100 ms), but their peaks move:
-/// over those files, five alternated pairs gave 1.30-1.36 s at 100 ms against 1.34-1.49 s at
-/// 10 ms, with peaks of 255-308 MiB against 245-250; six at 50 ms gave 1.18-1.28 s against
-/// 1.22-1.33 s, with 254-268 MiB against 245-248. 10 ms keeps the peak where it does not
-/// move; an operator who prefers the time sets `MIMALLOC_PURGE_DELAY`.
-fn return_freed_memory_soon() {
-    let Some(delay) = purge_delay_to_set(std::env::var_os(PURGE_DELAY_VARIABLE).as_deref()) else { return };
-    // SAFETY: a plain setter of a global option, called first thing in `main`, before any
-    // other thread exists (setting an option is not synchronized).
+/// When freed memory is given back to the system. Events are allocated by the threads that
+/// read them and freed by the ones that evaluate them, and pages freed are kept for reuse
+/// until the delay passes: a page given back and touched again costs a fault, a zeroing and,
+/// with several threads, a TLB shootdown on every core.
+/// - `run` gives memory back after 10 ms (mimalloc 2's default): it runs until stopped, and
+///   what a burst of events took should not stay taken while it idles.
+/// - The other commands keep mimalloc 3's second. Over `make bench`'s real records (2 jobs,
+///   four alternated runs each), 1,000 ms against 10 ms: the Sigma catalog over 5,000 EVTX
+///   files 1.13-1.17 s against 1.20-1.24 s (peak 225 MiB against 209), over the
+///   `#attributes` JSON lines 1.42-1.48 s against 1.54-1.59 s (190 against 172 MiB); Soft
+///   Cell 0.53-0.54 s against 0.54-0.92 s (171 against 169 MiB) and 0.96-1.04 s against
+///   1.01-1.17 s (136 against 133 MiB). (At an earlier stop the catalog's peak was 327-330
+///   MiB at 1,000 ms, over issue 17's 300 MB, while its windows were summarized from copies.)
+fn set_purge_delay(command: &Command) {
+    let operator = std::env::var_os(PURGE_DELAY_VARIABLE);
+    let Some(delay) = purge_delay_to_set(command, operator.as_deref()) else { return };
+    // SAFETY: a plain setter of a global option, called in `main` before any other thread
+    // exists (setting an option is not synchronized); mimalloc reads it when it purges.
     #[allow(unsafe_code)]
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, delay)
@@ -650,8 +657,8 @@ fn main() -> ExitCode {
     // reading a folder of EVTX files. (Not fatal where the kernel refuses it.)
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
-    return_freed_memory_soon();
     let cli = Cli::parse();
+    set_purge_delay(&cli.command);
     let config = cli.config.as_deref();
     let result = match cli.command {
         Command::Eval(args) => cli::eval::run_eval(args, config),
@@ -731,9 +738,17 @@ mod tests {
     }
 
     #[test]
-    fn an_operators_purge_delay_is_left_as_set() {
-        assert_eq!(purge_delay_to_set(Some("250".as_ref())), None);
-        assert_eq!(purge_delay_to_set(None), Some(PURGE_DELAY_MS));
-        assert_eq!(purge_delay_to_set(Some("".as_ref())), Some(PURGE_DELAY_MS));
+    fn only_run_gives_memory_back_soon_unless_the_operator_says_otherwise() {
+        let command = |args: &[&str]| Cli::try_parse_from(args).expect("the arguments parse").command;
+        let run = command(&["rulehost", "run", "--rules", "rules/"]);
+        assert_eq!(purge_delay_to_set(&run, Some("250".as_ref())), None);
+        assert_eq!(purge_delay_to_set(&run, None), Some(PURGE_DELAY_MS));
+        assert_eq!(purge_delay_to_set(&run, Some("".as_ref())), Some(PURGE_DELAY_MS));
+        // The bounded commands keep mimalloc's own delay.
+        for args in
+            [&["rulehost", "eval", "x.jsonl"][..], &["rulehost", "sigma", "compile", "r/", "-o", "p.wasm"]]
+        {
+            assert_eq!(purge_delay_to_set(&command(args), None), None, "{args:?}");
+        }
     }
 }
