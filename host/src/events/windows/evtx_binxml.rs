@@ -30,9 +30,7 @@ use std::rc::Rc;
 use evtx::EvtxRecord;
 use evtx::binxml::value_variant::{BinXmlValue, FileTime};
 
-use super::{
-    EventData, SECURITY_PROCESS_CREATE, SYSMON_PROCESS_CREATE, WinEvent, push_decimal, read_data_name,
-};
+use super::{DataName, EventData, SECURITY_PROCESS_CREATE, SYSMON_PROCESS_CREATE, WinEvent, push_decimal};
 
 /// The records of one chunk, read from their binary XML: the templates read so far, by
 /// their offset in the chunk.
@@ -63,6 +61,9 @@ fn any_null(values: &[Value], indices: &[u16]) -> bool {
 
 /// What a record's binary XML tells.
 #[derive(Debug, PartialEq)]
+// An event is its values in place (see `EventData`); each is made once per record and taken
+// at once, where a box would be one more allocation per process creation.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Told {
     /// Not a process creation: the skipped kind the full parse names (`Sysmon 3`).
     Skipped(String),
@@ -149,7 +150,7 @@ enum DataShape {
 struct DataItem {
     name: String,
     /// Its name, if the normalization reads it: the key its value is kept under.
-    read_as: Option<&'static str>,
+    read_as: Option<DataName>,
     content: Content,
 }
 
@@ -310,13 +311,12 @@ impl RecordReader {
 /// Reads `items` (with the `values` they refer to) into `into`, as the JSON reader keeps them
 /// (the members whose value is not null), those the normalization reads.
 fn read_data(data: &[u8], values: &[Value], items: &[DataItem], into: &mut EventData<'static>) -> Option<()> {
-    into.reserve(items.len());
     for item in items {
         // Every value is written, read or not: one this reader cannot write sends the record
         // to the crate's rendering, whatever its name.
         let value = written(data, values, &item.content)?;
         if let (Some(name), Some(value)) = (item.read_as, value) {
-            into.insert(Cow::Borrowed(name), Cow::Owned(value.into_text()));
+            into.set(name, Cow::Owned(value.into_text()));
         }
     }
     Some(())
@@ -801,7 +801,7 @@ impl Element {
             && !name.ends_with("_attributes")
             && !name.starts_with('#');
         (plain && !self.children).then_some(())?;
-        Some(DataItem { read_as: read_data_name(&name), name, content: content(&self.content)? })
+        Some(DataItem { read_as: DataName::of(&name), name, content: content(&self.content)? })
     }
 }
 

@@ -75,7 +75,7 @@ fn evtx_dump_event<J: JsonTree>(
                 continue;
             }
             if let Some(value) = text_of(Some(value)) {
-                win.data.insert(Cow::Borrowed(name), value);
+                win.data.insert(name, value);
             }
         }
     }
@@ -101,7 +101,7 @@ pub(in crate::events) fn winlogbeat(root: &Map<String, Value>, origin: Origin) -
     if let Some(data) = winlog["event_data"].as_object() {
         for (name, value) in data {
             if let Some(value) = text(value) {
-                win.data.insert(Cow::Borrowed(name.as_str()), value.into());
+                win.data.insert(name, value);
             }
         }
     }
@@ -128,10 +128,10 @@ pub(in crate::events) fn winlogbeat(root: &Map<String, Value>, origin: Origin) -
         ]
     };
     for (raw, value) in ecs {
-        if !win.data.contains_key(*raw)
+        if !win.data.contains_key(raw)
             && let Some(value) = text(value).filter(|v| !v.is_empty())
         {
-            win.data.insert(Cow::Borrowed(*raw), value.into());
+            win.data.insert(raw, value);
         }
     }
     if !win.data.contains_key("User")
@@ -141,7 +141,7 @@ pub(in crate::events) fn winlogbeat(root: &Map<String, Value>, origin: Origin) -
             Some(domain) if !domain.is_empty() => format!("{domain}\\{name}"),
             _ => name,
         };
-        win.data.insert("User".into(), user.into());
+        win.data.insert("User", user);
     }
     if !win.data.contains_key("Hashes") {
         let hashes: Vec<String> = ["sha1", "md5", "sha256"]
@@ -149,7 +149,7 @@ pub(in crate::events) fn winlogbeat(root: &Map<String, Value>, origin: Origin) -
             .filter_map(|a| text(&process["hash"][*a]).map(|h| format!("{}={h}", a.to_uppercase())))
             .collect();
         if !hashes.is_empty() {
-            win.data.insert("Hashes".into(), hashes.join(",").into());
+            win.data.insert("Hashes", hashes.join(","));
         }
     }
     normalize(win, origin, SourceFormat::Winlogbeat)
@@ -169,10 +169,7 @@ pub(in crate::events) fn flat(root: &Map<String, Value>, origin: Origin) -> Reco
         record_id: ["RecordNumber", "EventRecordID"].iter().find_map(|n| root.get(*n).and_then(number)),
         // `EventTime` is the collector's local time without a zone: the last resort.
         system_time: first(&["TimeCreated", "TimeGenerated", "@timestamp", "EventTime"]),
-        data: root
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str().into(), text_of(Some(value))?)))
-            .collect(),
+        data: root.iter().filter_map(|(name, value)| Some((name, text_of(Some(value))?))).collect(),
     };
     normalize(win, origin, SourceFormat::FlatWindowsJson)
 }
@@ -195,7 +192,7 @@ pub(in crate::events) fn sentinel(root: &Map<String, Value>, origin: Origin) -> 
         (SourceFormat::SentinelSecurityEvent, xml::parse_event_data(event_data))
     } else {
         let parsed = serde_json::from_str::<Map<String, Value>>(event_data)
-            .map(|map| map.iter().filter_map(|(k, v)| Some((k.clone().into(), text(v)?.into()))).collect())
+            .map(|map| map.iter().filter_map(|(k, v)| Some((k, text(v)?))).collect())
             .map_err(|e| e.to_string());
         (SourceFormat::SentinelWindowsEvent, parsed)
     };
@@ -213,7 +210,7 @@ pub(in crate::events) fn sentinel(root: &Map<String, Value>, origin: Origin) -> 
             && name != "EventData"
             && let Some(value) = text_of(Some(value))
         {
-            data.insert(name.as_str().into(), value);
+            data.insert(name, value);
         }
     }
     let first =

@@ -14,7 +14,6 @@ pub(super) mod json;
 pub(super) mod xml;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 pub(super) use dismiss::dismiss;
 
@@ -58,13 +57,80 @@ pub(super) struct WinEvent<'a> {
     pub data: EventData<'a>,
 }
 
-/// `EventData/Data[@Name]` values by name. Hashed with foldhash (seeded per process, as the
-/// names come from the logs): SipHash was a twentieth of reading a process creation.
-pub(super) type EventData<'a> = HashMap<Cow<'a, str>, Cow<'a, str>, foldhash::fast::RandomState>;
+/// `EventData/Data[@Name]` values, of the names the normalization reads ([`READ_DATA_NAMES`]):
+/// every reader leaves the others out, as this keeps none. Each name has its place, so a
+/// reader that knows a name's place ([`DataName`]) keeps its value without looking the name
+/// up, and the normalization reads it without hashing: as a hash map, inserting and reading
+/// the values of a process creation was a tenth of reading an EVTX record.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct EventData<'a> {
+    values: [Option<Cow<'a, str>>; READ_DATA_NAMES.len()],
+}
+
+impl Default for EventData<'_> {
+    fn default() -> Self {
+        Self { values: std::array::from_fn(|_| None) }
+    }
+}
+
+impl<'a> EventData<'a> {
+    /// The value of `name`, if it was given.
+    pub(super) fn get(&self, name: &str) -> Option<&Cow<'a, str>> {
+        DataName::of(name).and_then(|name| self.values[name.0].as_ref())
+    }
+
+    /// Whether `name` was given.
+    pub(super) fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Keeps `value` under `name` in place of any value it had; a name that is not read is
+    /// left out.
+    pub(super) fn insert(&mut self, name: &str, value: impl Into<Cow<'a, str>>) {
+        if let Some(name) = DataName::of(name) {
+            self.set(name, value.into());
+        }
+    }
+
+    /// Keeps `value` under `name`, in place of any value it had.
+    pub(super) fn set(&mut self, name: DataName, value: Cow<'a, str>) {
+        self.values[name.0] = Some(value);
+    }
+
+    /// The value of `name`, given as empty if it was not given yet; `None` for a name that is
+    /// not read.
+    pub(super) fn value_mut(&mut self, name: &str) -> Option<&mut Cow<'a, str>> {
+        DataName::of(name).map(|name| self.values[name.0].get_or_insert_default())
+    }
+
+    /// The values given.
+    pub(super) fn values(&self) -> impl Iterator<Item = &Cow<'a, str>> {
+        self.values.iter().flatten()
+    }
+}
+
+impl<'a, N: AsRef<str>, V: Into<Cow<'a, str>>> FromIterator<(N, V)> for EventData<'a> {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(items: I) -> Self {
+        let mut data = EventData::default();
+        for (name, value) in items {
+            data.insert(name.as_ref(), value);
+        }
+        data
+    }
+}
+
+impl<'a> std::ops::Index<&str> for EventData<'a> {
+    type Output = Cow<'a, str>;
+
+    /// The value of `name`; panics if it was not given, as a map's index does.
+    fn index(&self, name: &str) -> &Cow<'a, str> {
+        self.get(name).unwrap_or_else(|| panic!("no value of EventData {name:?}"))
+    }
+}
 
 impl WinEvent<'_> {
     fn data(&self, name: DataName) -> &str {
-        self.data.get(name.0).map_or("", |v| v.as_ref())
+        self.data.values[name.0].as_deref().unwrap_or("")
     }
 
     fn is_sysmon(&self) -> bool {
@@ -91,15 +157,52 @@ impl WinEvent<'_> {
     }
 }
 
-/// A name of `EventData/Data` that the normalization reads: only through these is a record's
-/// data read, so [`READ_DATA_NAMES`] holds every name it reads.
-#[derive(Debug, Clone, Copy)]
-struct DataName(&'static str);
+/// A name of `EventData/Data` that the normalization reads, by its place in
+/// [`READ_DATA_NAMES`]: only through these is a record's data read, so that list holds every
+/// name it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct DataName(usize);
+
+impl DataName {
+    /// `name` as the normalization reads it, if it reads it.
+    pub(super) fn of(name: &str) -> Option<DataName> {
+        READ_DATA_NAMES.iter().position(|read| *read == name).map(DataName)
+    }
+
+    /// The name whose text is `name`, which [`READ_DATA_NAMES`] must hold (checked when
+    /// compiled: the constants below are made by it).
+    const fn named(name: &str) -> DataName {
+        let mut at = 0;
+        while at < READ_DATA_NAMES.len() {
+            if same_bytes(READ_DATA_NAMES[at], name) {
+                return DataName(at);
+            }
+            at += 1;
+        }
+        panic!("a data name that READ_DATA_NAMES does not hold")
+    }
+}
+
+/// `a == b`, where a `const fn` may compare them.
+const fn same_bytes(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut at = 0;
+    while at < a.len() {
+        if a[at] != b[at] {
+            return false;
+        }
+        at += 1;
+    }
+    true
+}
 
 macro_rules! data_names {
     ($($constant:ident = $name:literal,)*) => {
-        $(const $constant: DataName = DataName($name);)*
-        /// Every `EventData` name the normalization reads: a reader may leave the others out.
+        $(const $constant: DataName = DataName::named($name);)*
+        /// Every `EventData` name the normalization reads: a reader leaves the others out.
         const READ_DATA_NAMES: &[&str] = &[$($name),*];
     };
 }
@@ -138,12 +241,6 @@ data_names! {
     PARENT_PROCESS_NAME = "ParentProcessName",
     PROCESS_GUID = "ProcessGuid",
     PARENT_PROCESS_GUID = "ParentProcessGuid",
-}
-
-/// `name` as the normalization reads it, if it reads it: a reader keeps a value under the
-/// returned name, not a copy of its own.
-pub(super) fn read_data_name(name: &str) -> Option<&'static str> {
-    READ_DATA_NAMES.iter().find(|read| **read == name).copied()
 }
 
 /// Appends `n` in decimal, as `Display` writes it, without its machinery: it runs for most
@@ -431,5 +528,43 @@ mod tests {
         assert_eq!(decimal_pid("3412"), "3412");
         assert_eq!(decimal_pid(""), "");
         assert_eq!(decimal_pid("zz"), "zz");
+    }
+
+    #[test]
+    fn event_data_keeps_each_read_name_in_a_place_of_its_own() {
+        let mut unique = READ_DATA_NAMES.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), READ_DATA_NAMES.len(), "a name is listed twice");
+        let mut data = EventData::default();
+        for (at, name) in READ_DATA_NAMES.iter().enumerate() {
+            data.insert(name, format!("value {at}"));
+        }
+        data.insert("NotRead", "x");
+        for (at, name) in READ_DATA_NAMES.iter().enumerate() {
+            assert_eq!(data[*name], format!("value {at}"), "{name}");
+        }
+        assert_eq!(data.values().count(), READ_DATA_NAMES.len());
+        assert!(!data.contains_key("NotRead"), "a name that is not read is left out");
+        // The constants the normalization reads by are the places of their names.
+        let event = WinEvent { data: data.clone(), ..WinEvent::default() };
+        for (constant, name) in
+            [(IMAGE, "Image"), (UTC_TIME, "UtcTime"), (PARENT_PROCESS_GUID, "ParentProcessGuid")]
+        {
+            assert_eq!(event.data(constant), data[name], "{name}");
+            assert_eq!(DataName::of(name), Some(constant));
+        }
+        // A value given again replaces the one before (a JSON object's last member wins); an
+        // XML element's pieces are appended to the value it opened.
+        data.insert("Image", "again");
+        assert_eq!(data["Image"], "again");
+        let mut xml = EventData::default();
+        for piece in ["C:\\a", "\\b.exe"] {
+            xml.value_mut("Image").expect("read").to_mut().push_str(piece);
+        }
+        assert_eq!(xml["Image"], "C:\\a\\b.exe");
+        assert!(xml.value_mut("NotRead").is_none());
+        let collected: EventData<'_> = [("CommandLine", "a b"), ("Other", "c")].into_iter().collect();
+        assert_eq!(collected.values().collect::<Vec<_>>(), ["a b"]);
     }
 }

@@ -200,7 +200,7 @@ fn on_attributes(
             ("Provider", "Name") if in_system => event.provider = value,
             ("TimeCreated", "SystemTime") if in_system => event.system_time = Some(value),
             ("Data", "Name") => {
-                event.data.entry(value.clone().into()).or_default();
+                event.data.value_mut(&value);
                 *data_name = Some(value);
             }
             _ => {}
@@ -219,8 +219,10 @@ fn on_text(event: &mut WinEvent<'_>, path: &[String], data_name: &Option<String>
         (Some("System"), "Computer") => event.computer.push_str(&value),
         (Some("System"), "EventRecordID") => event.record_id = value.trim().parse().ok(),
         (_, "Data") => {
-            if let Some(name) = data_name {
-                event.data.entry(name.clone().into()).or_default().to_mut().push_str(&value);
+            if let Some(name) = data_name
+                && let Some(data) = event.data.value_mut(name)
+            {
+                data.to_mut().push_str(&value);
             }
         }
         _ => {}
@@ -249,7 +251,7 @@ fn strip_event_data(text: &str) -> &str {
 mod tests {
     use super::*;
 
-    const EVENT: &str = r#"<Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event"><System><Provider Name="Microsoft-Windows-Security-Auditing" Guid="{54849625-5478-4994-a5ba-3e3b0328c30d}"/><EventID>4688</EventID><Version>2</Version><TimeCreated SystemTime="2024-05-01T10:00:00.1234567Z"/><EventRecordID>42</EventRecordID><Channel>Security</Channel><Computer>WEB01.contoso.com</Computer></System><EventData><Data Name="NewProcessName">C:\Windows\System32\cmd.exe</Data><Data Name="CommandLine">cmd /c "a &amp; b"</Data><Data Name="Empty"/><Data Name="Blank"></Data></EventData></Event>"#;
+    const EVENT: &str = r#"<Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event"><System><Provider Name="Microsoft-Windows-Security-Auditing" Guid="{54849625-5478-4994-a5ba-3e3b0328c30d}"/><EventID>4688</EventID><Version>2</Version><TimeCreated SystemTime="2024-05-01T10:00:00.1234567Z"/><EventRecordID>42</EventRecordID><Channel>Security</Channel><Computer>WEB01.contoso.com</Computer></System><EventData><Data Name="NewProcessName">C:\Windows\System32\cmd.exe</Data><Data Name="CommandLine">cmd /c "a &amp; b"</Data><Data Name="ParentUser"/><Data Name="LogonId"></Data><Data Name="Unread">x</Data></EventData></Event>"#;
 
     #[test]
     fn an_event_element_parses() {
@@ -263,8 +265,10 @@ mod tests {
         assert_eq!(event.system_time.as_deref(), Some("2024-05-01T10:00:00.1234567Z"));
         assert_eq!(event.data["NewProcessName"], "C:\\Windows\\System32\\cmd.exe");
         assert_eq!(event.data["CommandLine"], "cmd /c \"a & b\"");
-        assert_eq!(event.data["Empty"], "");
-        assert_eq!(event.data["Blank"], "");
+        assert_eq!(event.data["ParentUser"], "");
+        assert_eq!(event.data["LogonId"], "");
+        // A name the normalization does not read is not kept.
+        assert!(!event.data.contains_key("Unread"));
     }
 
     #[test]
