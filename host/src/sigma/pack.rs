@@ -42,6 +42,11 @@ pub fn build(rules: &[Rule]) -> Result<Vec<u8>, PackError> {
 /// The artifact of a pack holding `rules`; the evaluator, compiled to run the pack's
 /// initialization, is kept in `cache` for the next process.
 pub fn build_with_cache(rules: &[Rule], cache: Option<&ComponentCache>) -> Result<Vec<u8>, PackError> {
+    component_of(&initialized_module(rules, cache)?)
+}
+
+/// The evaluator's core module with `rules` placed and its initialization run.
+fn initialized_module(rules: &[Rule], cache: Option<&ComponentCache>) -> Result<Vec<u8>, PackError> {
     let pack = Pack { format: FORMAT, rules: rules.to_vec() };
     let data = pack.encode();
     // The evaluator is prepared once per process; two threads that both find it missing
@@ -54,9 +59,13 @@ pub fn build_with_cache(rules: &[Rule], cache: Option<&ComponentCache>) -> Resul
             PREPARED.get_or_init(|| fresh)
         }
     };
-    let module = prepared.initialized(MARKER, &data)?;
+    Ok(prepared.initialized(MARKER, &data)?)
+}
+
+/// The pack component of the evaluator's initialized core module.
+fn component_of(module: &[u8]) -> Result<Vec<u8>, PackError> {
     wit_component::ComponentEncoder::default()
-        .module(&module)
+        .module(module)
         .and_then(|encoder| encoder.validate(true).encode())
         .map_err(|e| PackError::Evaluator(format!("{e:#}")))
 }
@@ -71,5 +80,37 @@ mod tests {
         let b = build(&[]).unwrap();
         assert_eq!(a, b);
         wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all()).validate_all(&a).unwrap();
+    }
+
+    /// An instance's allocations come from memory past the pack's matcher, never from blocks
+    /// left free among the matcher's: those pages are mapped copy-on-write from the compiled
+    /// pack, and a write to one copies it and flushes it from every core's TLB.
+    #[test]
+    fn an_instance_allocates_past_the_matchers_memory() {
+        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/sigma");
+        let paths: Vec<std::path::PathBuf> =
+            std::fs::read_dir(shared).unwrap().map(|entry| entry.unwrap().path()).collect();
+        let rules: Vec<Rule> =
+            crate::sigma::compile_paths(&paths).unwrap().rules.into_iter().map(|(_, rule)| rule).collect();
+        assert!(rules.len() >= 8, "the shared rules compile");
+        let engine = wasmtime::Engine::default();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let module = wasmtime::Module::new(&engine, initialized_module(&rules, None).unwrap()).unwrap();
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let memory = instance.get_memory(&mut store, "memory").expect("the evaluator's memory");
+        // The initial memory ends with the allocator's record of the memory it grew last, and
+        // what the evaluator's filling left free of that (under its largest block, 64 KiB) may
+        // be given out: nothing before it.
+        let image_end = memory.data(&store).iter().rposition(|&byte| byte != 0).expect("a matcher") + 1;
+        let matchers_end = image_end - (64 << 10);
+        let realloc =
+            instance.get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, "cabi_realloc").unwrap();
+        for size in [8, 16, 40, 100, 1000, 4000, 70_000, 1 << 20] {
+            let at = realloc.call(&mut store, (0, 0, 8, size)).unwrap() as u32 as usize;
+            assert!(
+                at >= matchers_end,
+                "{size} bytes given at {at}, among the matcher's blocks (up to {matchers_end})"
+            );
+        }
     }
 }
