@@ -102,7 +102,7 @@ mod tests {
         // what the evaluator's filling left free of that (under its largest block, 64 KiB) may
         // be given out: nothing before it.
         let image_end = memory.data(&store).iter().rposition(|&byte| byte != 0).expect("a matcher") + 1;
-        let matchers_end = image_end - (64 << 10);
+        let matchers_end = image_end.saturating_sub(64 << 10);
         let realloc =
             instance.get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, "cabi_realloc").unwrap();
         for size in [8, 16, 40, 100, 1000, 4000, 70_000, 1 << 20] {

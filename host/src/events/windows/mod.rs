@@ -60,8 +60,8 @@ pub(super) struct WinEvent<'a> {
 /// `EventData/Data[@Name]` values, of the names the normalization reads ([`READ_DATA_NAMES`]):
 /// every reader leaves the others out, as this keeps none. Each name has its place, so a
 /// reader that knows a name's place ([`DataName`]) keeps its value without looking the name
-/// up, and the normalization reads it without hashing: as a hash map, inserting and reading
-/// the values of a process creation was a tenth of reading an EVTX record.
+/// up, and the normalization reads it without hashing: inserting a process creation's values
+/// into a hash map, growing it and dropping it took 6% of the threads that read EVTX files.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct EventData<'a> {
     values: [Option<Cow<'a, str>>; READ_DATA_NAMES.len()],

@@ -200,7 +200,8 @@ fn on_attributes(
             ("Provider", "Name") if in_system => event.provider = value,
             ("TimeCreated", "SystemTime") if in_system => event.system_time = Some(value),
             ("Data", "Name") => {
-                event.data.value_mut(&value);
+                // An element without content still gives its name a value: empty.
+                let _ = event.data.value_mut(&value);
                 *data_name = Some(value);
             }
             _ => {}
