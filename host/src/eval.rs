@@ -96,12 +96,23 @@ pub fn evaluate(
     let mut readers: Vec<Option<Reader>> = Vec::with_capacity(inputs.len());
     let mut rereading: Vec<Rereading> = Vec::with_capacity(inputs.len());
     let mut ahead: Vec<(usize, Opener)> = Vec::new();
+    let prefetched: Arc<Prefetched> = Arc::new(match read_ahead {
+        true => Prefetched::of(inputs.iter().filter(|input| named_evtx(input)).cloned().collect()),
+        false => Prefetched::of(Vec::new()),
+    });
     for (index, input) in inputs.iter().enumerate() {
         if read_ahead && named_evtx(input) {
             let regular_file = input.opens()?;
             let (input, format, progress) =
                 (input.clone().with_jobs(1), options.input_format, options.progress.clone());
-            ahead.push((index, Box::new(move || input.open_counted(format, progress))));
+            let (prefetched, nth) = (prefetched.clone(), ahead.len());
+            ahead.push((
+                index,
+                Box::new(move || {
+                    prefetched.ahead_of(nth);
+                    input.open_counted_from(prefetched.take(nth), format, progress)
+                }),
+            ));
             readers.push(None);
             rereading.push(if regular_file { Rereading::Records } else { Rereading::Impossible });
             continue;
@@ -166,6 +177,57 @@ pub fn evaluate(
     })?;
     held.evaluate(inputs, options.input_format, options.jobs, &mut pipeline)?;
     pipeline.finish()
+}
+
+/// How many inputs past the one being opened the system is asked to read into its page cache
+/// (see [`Prefetched`]): as many as the reading threads may start ahead of the one taken.
+const PREFETCHED_AHEAD: usize = 64;
+
+/// The EVTX inputs read ahead, in order, each opened and asked of the system ahead of its
+/// reading: a triage collection read for the first time comes from the disk, and its reading
+/// threads waited for one file each; with the next files' reads already asked for, the disk
+/// has many to serve at once. The file opened is kept for its reading, which does not open it
+/// again.
+struct Prefetched {
+    inputs: Vec<Input>,
+    opened: Vec<std::sync::Mutex<Prefetch>>,
+}
+
+/// Where an input's prefetch stands.
+enum Prefetch {
+    NotYet,
+    Opened(std::fs::File),
+    /// Its reading has begun: a prefetch now would only open it once more.
+    Read,
+}
+
+impl Prefetched {
+    fn of(inputs: Vec<Input>) -> Self {
+        let opened = inputs.iter().map(|_| std::sync::Mutex::new(Prefetch::NotYet)).collect();
+        Self { inputs, opened }
+    }
+
+    /// Prefetches input `nth + PREFETCHED_AHEAD` (and, for the first, the ones before it).
+    fn ahead_of(&self, nth: usize) {
+        let first = if nth == 0 { 1 } else { nth + PREFETCHED_AHEAD };
+        for at in first..(nth + PREFETCHED_AHEAD + 1).min(self.inputs.len()) {
+            let mut slot = self.opened[at].lock().expect("a prefetch does not panic");
+            if matches!(*slot, Prefetch::NotYet)
+                && let Some(file) = self.inputs[at].prefetch()
+            {
+                *slot = Prefetch::Opened(file);
+            }
+        }
+    }
+
+    /// Input `nth`'s file, if it was prefetched; no prefetch of it happens after this.
+    fn take(&self, nth: usize) -> Option<std::fs::File> {
+        let mut slot = self.opened[nth].lock().expect("a prefetch does not panic");
+        match std::mem::replace(&mut *slot, Prefetch::Read) {
+            Prefetch::Opened(file) => Some(file),
+            Prefetch::NotYet | Prefetch::Read => None,
+        }
+    }
 }
 
 /// Record groups (an EVTX chunk's records) an input read ahead may have waiting in the first
@@ -498,4 +560,46 @@ pub fn evaluate_records_with(
         evaluation.record(record)?;
     }
     evaluation.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    fn content(file: std::fs::File) -> String {
+        let mut text = String::new();
+        (&file).read_to_string(&mut text).expect("a prefetched file reads");
+        text
+    }
+
+    #[test]
+    fn each_input_gets_its_own_prefetched_file_once_and_none_after_its_reading_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = PREFETCHED_AHEAD + 10;
+        let inputs: Vec<Input> = (0..count)
+            .map(|at| {
+                let path = dir.path().join(format!("{at}.evtx"));
+                std::fs::write(&path, format!("input {at}")).unwrap();
+                Input::file(path)
+            })
+            .collect();
+        let prefetched = Prefetched::of(inputs);
+        // The first opening asks for the next PREFETCHED_AHEAD; its own is opened by its reader.
+        prefetched.ahead_of(0);
+        assert!(prefetched.take(0).is_none());
+        for at in 1..=PREFETCHED_AHEAD {
+            assert_eq!(content(prefetched.take(at).expect("prefetched")), format!("input {at}"));
+            assert!(prefetched.take(at).is_none(), "input {at} handed out twice");
+        }
+        // An input whose reading began before its prefetch is not opened again for nothing.
+        let late = PREFETCHED_AHEAD + 3;
+        assert!(prefetched.take(late).is_none());
+        prefetched.ahead_of(3);
+        assert!(prefetched.take(late).is_none());
+        prefetched.ahead_of(4);
+        assert_eq!(content(prefetched.take(late + 1).expect("prefetched")), format!("input {}", late + 1));
+        // Past the last input there is nothing to ask for.
+        prefetched.ahead_of(count - 1);
+    }
 }

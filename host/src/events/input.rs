@@ -346,6 +346,16 @@ impl Input {
             && self.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).is_some_and(|m| m.is_file())
     }
 
+    /// The file opened, with the system asked to read it into its page cache ahead of its
+    /// reading (which returns at once), for [`Input::open_counted_from`]; `None` for an input
+    /// that is not a file, and when it cannot be opened (its reading will say why).
+    pub fn prefetch(&self) -> Option<File> {
+        let (Some(path), None) = (&self.path, &self.follow) else { return None };
+        let file = File::open(path).ok()?;
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::WillNeed);
+        Some(file)
+    }
+
     /// The size of the input in bytes, when it is a file.
     pub fn size(&self) -> Option<u64> {
         self.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len())
@@ -358,6 +368,17 @@ impl Input {
         format: InputFormat,
         counter: Option<Arc<AtomicU64>>,
     ) -> Result<Reader, InputError> {
+        self.open_counted_from(None, format, counter)
+    }
+
+    /// [`Input::open_counted`], reading the file `opened` (which [`Input::prefetch`] gave)
+    /// when there is one instead of opening it again.
+    pub fn open_counted_from(
+        &self,
+        opened: Option<File>,
+        format: InputFormat,
+        counter: Option<Arc<AtomicU64>>,
+    ) -> Result<Reader, InputError> {
         let io_error = |source| InputError::Io { path: self.name.to_string(), source };
         let stream = match (&self.path, &self.follow) {
             (Some(path), Some(stop)) => {
@@ -365,7 +386,10 @@ impl Input {
                 Stream::Other(Box::new(Counted { inner: Follow { file, stop: stop.clone() }, counter }))
             }
             (Some(path), None) => {
-                let file = File::open(path).map_err(io_error)?;
+                let file = match opened {
+                    Some(file) => file,
+                    None => File::open(path).map_err(io_error)?,
+                };
                 // A named pipe or a process substitution is a path but no file: it can be
                 // neither sought nor read twice.
                 if file.metadata().is_ok_and(|m| m.is_file()) {
