@@ -18,6 +18,10 @@ use crate::in_order::InOrder;
 /// Bytes read at once beyond a block, looking for the end of its last line.
 const READ_BYTES: usize = 64 * 1024;
 
+/// How many blocks past the one a worker reads it asks the system to read ahead (see
+/// [`BlockReader::read`]).
+const BLOCKS_ASKED_AHEAD: u64 = 8;
+
 /// What one worker makes of the records of one block, on the worker's thread.
 pub(crate) type Stage<T> = Box<dyn FnMut(Vec<Record>) -> T + Send>;
 
@@ -146,6 +150,17 @@ impl BlockReader {
     /// ended there.
     fn read(&mut self, index: u64) -> (Vec<Record>, bool) {
         let file = &self.file;
+        // Block `index + BLOCKS_ASKED_AHEAD` asked of the page cache (which returns at once):
+        // the workers read blocks at once at offsets of their own, and the system's own
+        // read-ahead, made for one reader going forward, kept the disk of a file read for the
+        // first time from being busy.
+        let ahead = (index + BLOCKS_ASKED_AHEAD) * file.block_bytes;
+        let _ = rustix::fs::fadvise(
+            &*file.file,
+            ahead,
+            std::num::NonZeroU64::new(file.block_bytes),
+            rustix::fs::Advice::WillNeed,
+        );
         let lines = read_block(&file.file, index, file.block_bytes, &mut self.buffer);
         if let Some(counter) = &file.counter {
             let own = lines.own.start.max(file.counted)..lines.own.end.max(file.counted);
