@@ -96,23 +96,18 @@ pub fn evaluate(
     let mut readers: Vec<Option<Reader>> = Vec::with_capacity(inputs.len());
     let mut rereading: Vec<Rereading> = Vec::with_capacity(inputs.len());
     let mut ahead: Vec<(usize, Opener)> = Vec::new();
-    let prefetched: Arc<Prefetched> = Arc::new(match read_ahead {
-        true => Prefetched::of(inputs.iter().filter(|input| named_evtx(input)).cloned().collect()),
-        false => Prefetched::of(Vec::new()),
-    });
+    let prefetched = Arc::new(Prefetched::of(match read_ahead {
+        true => {
+            inputs.iter().filter(|input| named_evtx(input)).map(|input| input.clone().with_jobs(1)).collect()
+        }
+        false => Vec::new(),
+    }));
     for (index, input) in inputs.iter().enumerate() {
         if read_ahead && named_evtx(input) {
             let regular_file = input.opens()?;
-            let (input, format, progress) =
-                (input.clone().with_jobs(1), options.input_format, options.progress.clone());
             let (prefetched, nth) = (prefetched.clone(), ahead.len());
-            ahead.push((
-                index,
-                Box::new(move || {
-                    prefetched.ahead_of(nth);
-                    input.open_counted_from(prefetched.take(nth), format, progress)
-                }),
-            ));
+            let (format, progress) = (options.input_format, options.progress.clone());
+            ahead.push((index, Box::new(move || prefetched.open(nth, format, progress))));
             readers.push(None);
             rereading.push(if regular_file { Rereading::Records } else { Rereading::Impossible });
             continue;
@@ -187,7 +182,7 @@ const PREFETCHED_AHEAD: usize = 64;
 /// reading: a triage collection read for the first time comes from the disk, and its reading
 /// threads waited for one file each; with the next files' reads already asked for, the disk
 /// has many to serve at once. The file opened is kept for its reading, which does not open it
-/// again.
+/// again ([`Prefetched::open`]).
 struct Prefetched {
     inputs: Vec<Input>,
     opened: Vec<std::sync::Mutex<Prefetch>>,
@@ -218,6 +213,18 @@ impl Prefetched {
                 *slot = Prefetch::Opened(file);
             }
         }
+    }
+
+    /// Opens input `nth` for its reading (from its prefetched file, if it has one), and asks
+    /// for the one `PREFETCHED_AHEAD` past it.
+    fn open(
+        &self,
+        nth: usize,
+        format: InputFormat,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Result<Reader, InputError> {
+        self.ahead_of(nth);
+        self.inputs[nth].open_counted_from(self.take(nth), format, progress)
     }
 
     /// Input `nth`'s file, if it was prefetched; no prefetch of it happens after this.

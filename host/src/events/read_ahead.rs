@@ -229,15 +229,28 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn threads_read_only_a_few_inputs_ahead_of_a_slow_caller() {
+    /// Two reading threads over three times as many inputs as they may read ahead (more than
+    /// the bound, or a test of it could not fail), each with `queued` groups waiting at most;
+    /// `test` is given the read-ahead, the bound, the number of inputs and how many were
+    /// opened so far. Returns how many were opened in all.
+    fn past_the_bound(queued: usize, test: impl FnOnce(&ReadAhead<'_>, usize, usize, &AtomicUsize)) -> usize {
         let threads = 2;
         let ahead = threads * INPUTS_AHEAD_PER_THREAD;
-        // More than the bound, or the test could not fail.
         let inputs = 3 * ahead;
         let opened = Arc::new(AtomicUsize::new(0));
         std::thread::scope(|scope| {
-            let read_ahead = ReadAhead::start(scope, inputs, counted_inputs(inputs, &opened), threads, 8);
+            let read_ahead =
+                ReadAhead::start(scope, inputs, counted_inputs(inputs, &opened), threads, queued);
+            test(&read_ahead, ahead, inputs, &opened);
+        });
+        opened.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn threads_read_only_a_few_inputs_ahead_of_a_slow_caller() {
+        let mut count = 0;
+        let opened_in_all = past_the_bound(8, |read_ahead, ahead, inputs, opened| {
+            count = inputs;
             for position in 0..inputs {
                 // Time for the threads to run as far ahead as they may.
                 if position % 10 == 0 {
@@ -255,17 +268,12 @@ mod tests {
             }
             assert!(read_ahead.take(inputs).is_none());
         });
-        assert_eq!(opened.load(Ordering::SeqCst), inputs);
+        assert_eq!(opened_in_all, count);
     }
 
     #[test]
     fn a_caller_that_takes_only_some_inputs_gets_each_of_them() {
-        let threads = 2;
-        let ahead = threads * INPUTS_AHEAD_PER_THREAD;
-        let inputs = 3 * ahead;
-        let opened = Arc::new(AtomicUsize::new(0));
-        std::thread::scope(|scope| {
-            let read_ahead = ReadAhead::start(scope, inputs, counted_inputs(inputs, &opened), threads, 1);
+        past_the_bound(1, |read_ahead, ahead, inputs, _| {
             // Farther apart than the bound: the inputs between are never taken, and do not hold
             // back the rest.
             for position in [0, ahead + 5, ahead + 6, inputs - 1] {
