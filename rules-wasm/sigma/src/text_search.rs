@@ -3,7 +3,7 @@
 //!
 //! Each text is given one *anchor*, a run of up to four of its bytes; a value is read four
 //! bytes at a time, and a position is checked against the texts anchored there only when its
-//! first two bytes are in the table of short anchors' starts or its four bytes hash into the
+//! first two bytes are in the bitmap of short anchors' starts or its four bytes hash into the
 //! bitmap of long anchors. This is the Rabin-Karp idea with a fixed window, as the
 //! `aho-corasick` crate's packed searcher uses it for few patterns. Here it replaces that
 //! crate's automaton for many patterns because of where the matcher runs: in Wasm there is no
@@ -92,16 +92,7 @@ impl LongAnchors {
             (*count, start) = (start, start + *count);
         }
         long.slots.push(start);
-        let mut set = 0;
-        long.ranks = long
-            .bits
-            .iter()
-            .map(|word| {
-                let before = set;
-                set += word.count_ones();
-                before
-            })
-            .collect();
+        long.ranks = ranks_of(&long.bits);
         long.anchors = anchors;
         long
     }
@@ -124,10 +115,8 @@ impl LongAnchors {
     /// rank in the bitmap, where a hash map's lookup took a third of the cost of a text found.
     #[inline(always)]
     fn of(&self, run: u32) -> &[LongAnchor] {
-        let slot = self.slot(run);
-        let (word, bit) = (slot / 64, slot % 64);
-        let rank = (self.ranks[word] + (self.bits[word] & ((1 << bit) - 1)).count_ones()) as usize;
-        &self.anchors[self.slots[rank] as usize..self.slots[rank + 1] as usize]
+        let set = rank(&self.bits, &self.ranks, self.slot(run));
+        &self.anchors[self.slots[set] as usize..self.slots[set + 1] as usize]
     }
 }
 
@@ -136,12 +125,39 @@ impl LongAnchors {
 /// bytes it starts.
 #[derive(Debug)]
 struct ShortAnchors {
-    /// Whether an anchor starts with the two bytes: the scanning loop's test. `rows` tells
-    /// it too, but with two loads from a table four times the size.
-    starts: Box<[bool; 1 << 16]>,
-    /// For each two bytes, its anchors: `anchors[rows[r]..rows[r + 1]]`.
-    rows: Vec<u32>,
+    /// Whether an anchor starts with the two bytes, a bit each (8 KiB): the scanning loop's
+    /// test. A `bool` each (64 KiB) and a table of every two bytes' anchors (256 KiB) made
+    /// each searched view's tables larger than a core's first-level cache, and the views'
+    /// together larger than its second.
+    starts: Box<[u64; STARTS_WORDS]>,
+    /// For each word of `starts`, how many bits are set in the words before it.
+    ranks: Box<[u32; STARTS_WORDS]>,
+    /// For the two bytes set `i`-th, its anchors: `anchors[slots[i]..slots[i + 1]]`.
+    slots: Vec<u32>,
     anchors: Vec<ShortAnchor>,
+}
+
+/// The words of [`ShortAnchors::starts`]: a bit for each two bytes.
+const STARTS_WORDS: usize = (1 << 16) / 64;
+
+/// The place among the set bits of `bits` of the set bit `slot`, given `ranks`, the bits set
+/// before each word: where the slot's anchors are listed.
+#[inline(always)]
+fn rank(bits: &[u64], ranks: &[u32], slot: usize) -> usize {
+    let (word, bit) = (slot / 64, slot % 64);
+    (ranks[word] + (bits[word] & ((1 << bit) - 1)).count_ones()) as usize
+}
+
+/// For each word of `bits`, how many bits are set in the words before it.
+fn ranks_of(bits: &[u64]) -> Vec<u32> {
+    let mut set = 0;
+    bits.iter()
+        .map(|word| {
+            let before = set;
+            set += word.count_ones();
+            before
+        })
+        .collect()
 }
 
 /// A text of one to three bytes: its bytes (little-endian), length and number.
@@ -163,31 +179,34 @@ impl ShortAnchors {
             }
         }
         by_row.sort_by_key(|(row, _)| *row);
-        let mut starts: Box<[bool; 1 << 16]> =
-            vec![false; 1 << 16].into_boxed_slice().try_into().expect("the table's size");
-        let mut rows = vec![0u32; (1 << 16) + 1];
-        for (row, _) in &by_row {
-            starts[usize::from(*row)] = true;
-            rows[usize::from(*row) + 1] += 1;
+        let mut starts: Box<[u64; STARTS_WORDS]> =
+            vec![0; STARTS_WORDS].into_boxed_slice().try_into().expect("the table's size");
+        let mut slots = Vec::new();
+        for (at, (row, _)) in by_row.iter().enumerate() {
+            let row = usize::from(*row);
+            if starts[row / 64] & (1 << (row % 64)) == 0 {
+                starts[row / 64] |= 1 << (row % 64);
+                slots.push(at as u32);
+            }
         }
-        for r in 1..rows.len() {
-            rows[r] += rows[r - 1];
-        }
-        ShortAnchors { starts, rows, anchors: by_row.into_iter().map(|(_, anchor)| anchor).collect() }
+        slots.push(by_row.len() as u32);
+        let ranks = ranks_of(&starts[..]).into_boxed_slice().try_into().expect("the table's size");
+        ShortAnchors { starts, ranks, slots, anchors: by_row.into_iter().map(|(_, anchor)| anchor).collect() }
     }
 
     /// Whether an anchor may start where the next four bytes are `run`.
     #[inline(always)]
     fn may_start(&self, run: u32) -> bool {
-        self.starts[(run & 0xFFFF) as usize]
+        let row = (run & 0xFFFF) as usize;
+        self.starts[row / 64] & (1 << (row % 64)) != 0
     }
 
     /// The texts that start at `at`, where the value's next four bytes are `run` (zero-padded
     /// past its end) and `starts` says some may.
     #[inline(never)]
     fn at(&self, run: u32, value: &[u8], at: usize, found: &mut impl FnMut(Occurrence)) {
-        let row = (run & 0xFFFF) as usize;
-        for anchor in &self.anchors[self.rows[row] as usize..self.rows[row + 1] as usize] {
+        let set = rank(&self.starts[..], &self.ranks[..], (run & 0xFFFF) as usize);
+        for anchor in &self.anchors[self.slots[set] as usize..self.slots[set + 1] as usize] {
             let end = at + anchor.len as usize;
             if run & MASKS[anchor.len as usize] == anchor.run && end <= value.len() {
                 found(Occurrence { text: anchor.text, start: at, end });
@@ -332,7 +351,10 @@ impl TextSearch {
     pub fn memory_usage(&self) -> usize {
         use std::mem::size_of_val;
         self.short.as_ref().map_or(0, |s| {
-            size_of_val(&s.starts[..]) + size_of_val(&s.rows[..]) + size_of_val(&s.anchors[..])
+            size_of_val(&s.starts[..])
+                + size_of_val(&s.ranks[..])
+                + size_of_val(&s.slots[..])
+                + size_of_val(&s.anchors[..])
         }) + self.long.as_ref().map_or(0, |l| {
             size_of_val(&l.bits[..])
                 + size_of_val(&l.ranks[..])
@@ -499,6 +521,30 @@ mod tests {
                 assert!(!equal(&a, &b), "{len} bytes, byte {at} differs");
             }
         }
+    }
+
+    #[test]
+    fn short_texts_take_a_bit_per_two_bytes_not_a_table_of_them() {
+        // A view with a few short texts (`-e`, `/c`, `-`): the catalog's searched views have
+        // many, and each view's tables are read for every value of it.
+        let texts = ["-e", "/c", "-", "ab"];
+        let search = TextSearch::new(&texts);
+        assert_eq!(
+            found(&search, b"cmd /c -e"),
+            vec![
+                Occurrence { text: 1, start: 4, end: 6 },
+                Occurrence { text: 0, start: 7, end: 9 },
+                Occurrence { text: 2, start: 7, end: 8 },
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+        );
+        // 12 KiB of bits and ranks, and the one-byte text listed under each of its 256 rows
+        // (a `bool` and a row of anchors for each two bytes took 320 KiB).
+        let bytes = search.memory_usage();
+        assert!(bytes <= 20 << 10, "four short texts take {bytes} bytes");
     }
 
     #[test]
