@@ -4,6 +4,7 @@
 //! ```toml
 //! rules = ["/etc/rulehost/rules"]       # default for --rules
 //! cache_dir = "/var/cache/rulehost"     # compiled components (default: the user's cache)
+//! cache_max_mib = 1024                  # the entries used longest ago go past this
 //!
 //! [trust]
 //! keys = ["/etc/rulehost/policy.toml"]  # default for --trust
@@ -78,6 +79,7 @@ struct File {
     #[serde(default)]
     rules: Vec<PathBuf>,
     cache_dir: Option<PathBuf>,
+    cache_max_mib: Option<u64>,
     #[serde(default)]
     trust: TrustSection,
     #[serde(default)]
@@ -127,6 +129,8 @@ pub struct Flags {
     pub cache_dir: Option<PathBuf>,
     /// `--no-cache`.
     pub no_cache: bool,
+    /// `--cache-max-mib`.
+    pub cache_max_mib: Option<u64>,
 }
 
 /// The effective settings and where each came from.
@@ -144,6 +148,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Where compiled components are cached (`None`: off).
     pub cache_dir: Option<PathBuf>,
+    /// The bound of the cache directory, in bytes.
+    pub cache_max_bytes: u64,
     /// Each setting's source, by name.
     pub sources: BTreeMap<&'static str, Source>,
 }
@@ -213,6 +219,20 @@ impl Settings {
             sources.insert("cache_dir", Source::Default);
             crate::runtime::ComponentCache::default_dir()
         };
+        let cache_max_bytes = match (flags.cache_max_mib, file.cache_max_mib) {
+            (Some(mib), _) => {
+                sources.insert("cache_max_mib", Source::Flag);
+                mib.saturating_mul(1 << 20)
+            }
+            (None, Some(mib)) => {
+                sources.insert("cache_max_mib", from_file.clone());
+                mib.saturating_mul(1 << 20)
+            }
+            (None, None) => {
+                sources.insert("cache_max_mib", Source::Default);
+                crate::runtime::DEFAULT_CACHE_MAX_BYTES
+            }
+        };
         let defaults = Limits::default();
         macro_rules! pick {
             ($name:ident, $default:expr) => {{
@@ -245,7 +265,22 @@ impl Settings {
                 .unwrap_or(defaults.max_consecutive_failures),
             ..defaults
         };
-        Ok(Settings { file: file_path, rules, trust, allow_unsigned, limits, cache_dir, sources })
+        Ok(Settings {
+            file: file_path,
+            rules,
+            trust,
+            allow_unsigned,
+            limits,
+            cache_dir,
+            cache_max_bytes,
+            sources,
+        })
+    }
+
+    /// The component cache the settings describe (`None`: off).
+    pub fn component_cache(&self) -> Option<crate::runtime::ComponentCache> {
+        let cache = crate::runtime::ComponentCache::new(self.cache_dir.clone()?);
+        Some(cache.with_max_bytes(self.cache_max_bytes))
     }
 
     /// Each setting as `(name, value, source)`, for `rulehost config show`.
@@ -272,6 +307,7 @@ impl Settings {
                 "cache_dir",
                 self.cache_dir.as_ref().map_or_else(|| "(off)".to_owned(), |d| d.display().to_string()),
             ),
+            ("cache_max_mib", (self.cache_max_bytes >> 20).to_string()),
         ];
         values
             .into_iter()
@@ -323,6 +359,22 @@ mod tests {
         assert_eq!(settings.sources["fuel"], Source::Flag);
         assert_eq!(settings.sources["max_alerts"], Source::Default);
         assert_eq!(settings.sources["trust"], Source::File(file.path.clone()));
+    }
+
+    #[test]
+    fn the_cache_bound_comes_from_the_flag_the_file_or_the_default() {
+        let file = file_with("cache_max_mib = 200\n");
+        let from_file = Settings::resolve(Some(&file.path), &Flags::default()).unwrap();
+        assert_eq!(from_file.cache_max_bytes, 200 << 20);
+        assert_eq!(from_file.sources["cache_max_mib"], Source::File(file.path.clone()));
+        assert_eq!(from_file.component_cache().map(|c| c.max_bytes()), Some(200 << 20));
+        let flags = Flags { cache_max_mib: Some(50), ..Default::default() };
+        let from_flag = Settings::resolve(Some(&file.path), &flags).unwrap();
+        assert_eq!(from_flag.cache_max_bytes, 50 << 20);
+        let default = Settings::resolve(Some(&file_with("").path), &Flags::default()).unwrap();
+        assert_eq!(default.cache_max_bytes, crate::runtime::DEFAULT_CACHE_MAX_BYTES);
+        let off = Flags { no_cache: true, ..Default::default() };
+        assert!(Settings::resolve(Some(&file.path), &off).unwrap().component_cache().is_none());
     }
 
     #[test]

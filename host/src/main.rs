@@ -592,6 +592,10 @@ struct CacheArgs {
     /// Compile every rule, and cache nothing.
     #[arg(long, help_heading = "Cache")]
     no_cache: bool,
+    /// Keep the cache directory within MIB: writing an entry removes the entries used
+    /// longest ago [default: 1024].
+    #[arg(long, value_name = "MIB", help_heading = "Cache")]
+    cache_max_mib: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -22,14 +22,14 @@ pub(crate) fn settings(config: Option<&Path>, rules: &[PathBuf], load: &LoadArgs
         limits: limits.settings(),
         cache_dir: cache.cache_dir.clone(),
         no_cache: cache.no_cache,
+        cache_max_mib: cache.cache_max_mib,
     };
     Ok(Settings::resolve(config, &flags)?)
 }
 
 /// The runtime the settings describe.
 pub(crate) fn runtime_of(settings: &Settings) -> Result<Runtime> {
-    let cache = settings.cache_dir.clone().map(rulehost::runtime::ComponentCache::new);
-    Ok(Runtime::with_limits(settings.limits.clone())?.with_cache(cache))
+    Ok(Runtime::with_limits(settings.limits.clone())?.with_cache(settings.component_cache()))
 }
 
 /// The trust policy the settings name, announcing --allow-unsigned.

@@ -27,7 +27,7 @@ pub(crate) fn run_sigma_compile(
     // The evaluator compiled for the pack's initialization is kept in the component cache
     // that the settings name, as `eval` keeps its components.
     let settings = rulehost::config::Settings::resolve(config, &rulehost::config::Flags::default())?;
-    let cache = settings.cache_dir.map(rulehost::runtime::ComponentCache::new);
+    let cache = settings.component_cache();
     let bytes = rulehost::sigma::pack::build_with_cache(&rules, cache.as_ref())?;
     std::fs::write(&args.output, &bytes).with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!(

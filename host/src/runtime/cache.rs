@@ -6,6 +6,13 @@
 //! an error, and is written anew. (A checksum against damage, not a digest against an
 //! attacker: the directory is trusted as the binary is, see [`deserialize_module`]. A pack's entry
 //! holds its whole initial memory, and a sha256 of it took a fifth of a warm start.)
+//!
+//! The directory is bounded ([`ComponentCache::with_max_bytes`], 1 GiB by default): every
+//! Sigma rule set compiles to entries of its own (the catalog's, 35 MB), and a host that
+//! swaps rule packs for months would fill its disk. Writing an entry removes the entries
+//! used longest ago until the directory is back under the bound; using one marks it (its
+//! modification time), so the rules a host runs stay while those it replaced go. Removing an
+//! entry that another process has mapped is safe: its mapping keeps the file's pages.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -19,12 +26,35 @@ use super::Digest;
 #[derive(Debug, Clone)]
 pub struct ComponentCache {
     dir: PathBuf,
+    max_bytes: u64,
 }
 
+/// The default bound of a cache directory: about thirty compiled versions of the Sigma
+/// catalog, where wasmtime's own cache keeps 512 MiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
+
+/// How old a file written aside (`*.partial-PID`) must be to be taken for the leftover of
+/// a process that stopped while writing it, and removed.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl ComponentCache {
-    /// A cache in `dir` (created when the first entry is written).
+    /// A cache in `dir` (created when the first entry is written), bounded to
+    /// [`DEFAULT_CACHE_MAX_BYTES`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self { dir: dir.into(), max_bytes: DEFAULT_CACHE_MAX_BYTES }
+    }
+
+    /// The cache, with its directory bounded to `max_bytes` (an entry larger than that is
+    /// still written, and the others removed).
+    #[must_use]
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The bound of the directory, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     /// The user's cache directory: `$XDG_CACHE_HOME/rulehost/components`, else
@@ -52,9 +82,11 @@ impl ComponentCache {
         }
         // Mapped, not read: a pack's initial memory is then mapped from the file as it is
         // touched, instead of copied into the process and again into an image of its own.
-        deserialize_file(engine, &path)
+        let component = deserialize_file(engine, &path)
             .inspect_err(|e| tracing::debug!(path = %path.display(), "cache entry refused: {e}"))
-            .ok()
+            .ok()?;
+        mark_used(&path);
+        Some(component)
     }
 
     /// Writes the entry of `artifact`; a failure only costs the next start a compilation.
@@ -69,8 +101,72 @@ impl ComponentCache {
                 .and_then(|()| std::fs::rename(&aside, &path))
                 .map_err(|e| e.to_string())
         });
-        if let Err(e) = written {
-            tracing::debug!(path = %path.display(), "cache entry not written: {e}");
+        match written {
+            Ok(()) => self.trim(&path),
+            Err(e) => tracing::debug!(path = %path.display(), "cache entry not written: {e}"),
+        }
+    }
+
+    /// Removes the entries used longest ago until the directory holds at most the bound,
+    /// `kept` (the entry just written) aside, and leftovers of writes that never ended.
+    /// Entries are only ever removed: a failure leaves the directory larger, never broken.
+    fn trim(&self, kept: &Path) {
+        let Ok(listing) = std::fs::read_dir(&self.dir) else { return };
+        let now = std::time::SystemTime::now();
+        let mut entries: Vec<(std::time::SystemTime, u64, PathBuf)> = Vec::new();
+        let mut total = 0u64;
+        for entry in listing.flatten() {
+            let Ok(metadata) = entry.metadata() else { continue };
+            if !metadata.is_file() {
+                continue;
+            }
+            let (path, used) = (entry.path(), metadata.modified().unwrap_or(now));
+            let aside = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.starts_with("partial-"));
+            if aside {
+                if now.duration_since(used).is_ok_and(|age| age > LEFTOVER_AGE) {
+                    remove(&path);
+                }
+                continue;
+            }
+            total += metadata.len();
+            if path != kept {
+                entries.push((used, metadata.len(), path));
+            }
+        }
+        entries.sort();
+        for (_, len, path) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if remove(&path) {
+                total -= len;
+            }
+        }
+    }
+}
+
+/// Marks the entry at `path` used now: [`ComponentCache::trim`] removes the entries used
+/// longest ago first.
+fn mark_used(path: &Path) {
+    let marked = std::fs::File::options()
+        .append(true)
+        .open(path)
+        .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+    if let Err(e) = marked {
+        tracing::debug!(path = %path.display(), "cache entry not marked used: {e}");
+    }
+}
+
+/// Removes a cache file; whether it is gone.
+fn remove(path: &Path) -> bool {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::debug!(path = %path.display(), "cache entry removed to keep the cache within its bound");
+            true
+        }
+        Err(e) => {
+            tracing::debug!(path = %path.display(), "cache entry not removed: {e}");
+            e.kind() == std::io::ErrorKind::NotFound
         }
     }
 }
@@ -79,9 +175,11 @@ impl ComponentCache {
     /// A cached file by name (other than compiled components: Sigma packs by the digest of
     /// their rule texts), if there is a sound entry.
     pub fn load_file(&self, name: &str) -> Option<Vec<u8>> {
-        let mut bytes = std::fs::read(self.dir.join(name)).ok()?;
+        let path = self.dir.join(name);
+        let mut bytes = std::fs::read(&path).ok()?;
         let body_len = unseal(&bytes)?.len();
         bytes.truncate(body_len);
+        mark_used(&path);
         Some(bytes)
     }
 
@@ -95,8 +193,9 @@ impl ComponentCache {
         let written = std::fs::create_dir_all(&self.dir)
             .and_then(|()| std::fs::write(&aside, &bytes))
             .and_then(|()| std::fs::rename(&aside, &path));
-        if let Err(e) = written {
-            tracing::debug!(path = %path.display(), "cache entry not written: {e}");
+        match written {
+            Ok(()) => self.trim(&path),
+            Err(e) => tracing::debug!(path = %path.display(), "cache entry not written: {e}"),
         }
     }
 }
@@ -178,4 +277,63 @@ fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component>
     // checksum after it is past the end of the ELF image wasmtime reads). The file is
     // replaced only by a rename, never written in place, so the mapping stays as checked.
     unsafe { Component::deserialize_file(engine, path) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    /// Sets the time an entry was last used (its modification time).
+    fn used_at(path: &Path, at: SystemTime) {
+        std::fs::File::options().append(true).open(path).unwrap().set_modified(at).unwrap();
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_entries_used_longest_ago_go_first_when_the_directory_passes_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for three entries of 100 KiB (each sealed with its 4-byte checksum).
+        let cache = ComponentCache::new(dir.path()).with_max_bytes(3 * (100 << 10) + 12);
+        let body = vec![7u8; 100 << 10];
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for (n, name) in ["a", "b", "c"].iter().enumerate() {
+            cache.store_file(name, &body);
+            used_at(&dir.path().join(name), an_hour_ago + Duration::from_secs(n as u64));
+        }
+        // A subfolder (the registry's store) is not the cache's to trim.
+        std::fs::create_dir(dir.path().join("oci")).unwrap();
+        std::fs::write(dir.path().join("oci").join("blob"), vec![0u8; 1 << 20]).unwrap();
+        assert_eq!(names(dir.path()), ["a", "b", "c", "oci"]);
+        // "a" is used again: "b" is now the one used longest ago.
+        assert_eq!(cache.load_file("a").as_deref(), Some(&body[..]));
+        cache.store_file("d", &body);
+        assert_eq!(names(dir.path()), ["a", "c", "d", "oci"]);
+        // An entry larger than the bound is written, and every other entry goes.
+        cache.store_file("e", &vec![1u8; 400 << 10]);
+        assert_eq!(names(dir.path()), ["e", "oci"]);
+        assert_eq!(cache.load_file("e").map(|b| b.len()), Some(400 << 10));
+        assert_eq!(std::fs::read_dir(dir.path().join("oci")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_write_left_half_done_is_removed_once_it_is_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ComponentCache::new(dir.path());
+        let (old, recent) = (dir.path().join("x.partial-123"), dir.path().join("y.partial-456"));
+        std::fs::write(&old, b"half").unwrap();
+        std::fs::write(&recent, b"half").unwrap();
+        used_at(&old, SystemTime::now() - 2 * LEFTOVER_AGE);
+        cache.store_file("z", b"whole");
+        // The recent one may be another process's write under way.
+        assert_eq!(names(dir.path()), ["y.partial-456", "z"]);
+    }
 }

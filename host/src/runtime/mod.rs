@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine, Store};
 
 pub use artifact::{ArtifactInfo, CONTRACT_PACKAGE, CONTRACT_VERSIONS, Digest};
 use bindings::{RuleBindings, RuleBindingsPre};
-pub use cache::ComponentCache;
+pub use cache::{ComponentCache, DEFAULT_CACHE_MAX_BYTES};
 pub use limits::{LOAD_CALL_DEADLINE, Limits, RuleState, TICK};
 
 use crate::contract::RuleMetadata;
