@@ -663,6 +663,12 @@ fn main() -> ExitCode {
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     set_purge_delay(&cli.command);
+    // Before any other thread starts, so that they all inherit it.
+    if cli::scheduling::runs_as_batch(&cli.command)
+        && let Err(e) = cli::scheduling::run_as_batch()
+    {
+        tracing::debug!("not run as batch work: {e}");
+    }
     let config = cli.config.as_deref();
     let result = match cli.command {
         Command::Eval(args) => cli::eval::run_eval(args, config),

@@ -9,6 +9,7 @@ pub(crate) mod keys;
 pub(crate) mod live;
 pub(crate) mod progress;
 pub(crate) mod registry;
+pub(crate) mod scheduling;
 pub(crate) mod setup;
 pub(crate) mod sigma;
 pub(crate) mod summary;
