@@ -8,7 +8,7 @@
 //! holds its whole initial memory, and a sha256 of it took a fifth of a warm start.)
 //!
 //! The directory is bounded ([`ComponentCache::with_max_bytes`], 1 GiB by default): every
-//! Sigma rule set compiles to entries of its own (the catalog's, 35 MB), and a host that
+//! Sigma rule set compiles to entries of its own (the catalog's, 31 MB), and a host that
 //! swaps rule packs for months would fill its disk. Writing an entry removes the entries
 //! used longest ago until the directory is back under the bound; using one marks it (its
 //! modification time), so the rules a host runs stay while those it replaced go. Removing an
