@@ -45,7 +45,14 @@ pub(super) struct ChunkWalker<R> {
     /// Whether a chunk is read only up to its free space, where it can be (see
     /// [`ChunkWalker::read_partially`]).
     partial: bool,
+    /// The headers of the first chunks, by number, as the search for the oldest read them:
+    /// a chunk read up to its free space starts from its header without reading it again.
+    headers: Vec<Option<[u8; CHUNK_HEADER_BYTES]>>,
 }
+
+/// How many chunks' headers [`ChunkWalker`] keeps from its search for the oldest: the logs
+/// of a triage collection have one to seventeen chunks.
+const HEADERS_KEPT: u64 = 32;
 
 /// Where a file's data lies, as its file system says: a range before the next offset that
 /// holds data is a hole, and reads as zeros. File systems may call a hole data, never data
@@ -123,6 +130,7 @@ impl<R: Read + Seek> ChunkWalker<R> {
             size,
             chunks_read: 0,
             partial: false,
+            headers: Vec::new(),
         };
         walker.oldest = walker.oldest_chunk();
         walker.next = walker.oldest;
@@ -173,6 +181,10 @@ impl<R: Read + Seek> ChunkWalker<R> {
             {
                 break;
             }
+            if number < HEADERS_KEPT {
+                self.headers.resize(number as usize, None);
+                self.headers.push(Some(header));
+            }
             // A header whose range is reversed says nothing about where its records belong.
             if let Ok(chunk) = EvtxChunkHeader::from_bytes(&header)
                 && chunk.first_event_record_id <= chunk.last_event_record_id
@@ -198,13 +210,21 @@ impl<R: Read + Seek> ChunkWalker<R> {
         // of EVTX files).
         self.buffer.clear();
         self.buffer.reserve_exact(CHUNK_BYTES);
-        self.stream.seek(SeekFrom::Start(Self::offset(number))).map_err(|e| format!("seeking to it: {e}"))?;
+        let kept =
+            self.headers.get(number as usize).copied().flatten().filter(|_| self.partial && end <= self.size);
+        let from = Self::offset(number) + if kept.is_some() { CHUNK_HEADER_BYTES as u64 } else { 0 };
+        self.stream.seek(SeekFrom::Start(from)).map_err(|e| format!("seeking to it: {e}"))?;
         if self.partial && end <= self.size {
-            // The header first; then, when it is well formed and its free space starts
-            // within the chunk, only up to there.
-            let read = (&mut self.stream).take(CHUNK_HEADER_BYTES as u64).read_to_end(&mut self.buffer);
-            if read.is_err() {
-                return Err(incomplete());
+            // The header first (as the search for the oldest read it, if it did); then,
+            // when it is well formed and its free space starts within the chunk, only up
+            // to there.
+            if let Some(header) = kept {
+                self.buffer.extend_from_slice(&header);
+            } else {
+                let read = (&mut self.stream).take(CHUNK_HEADER_BYTES as u64).read_to_end(&mut self.buffer);
+                if read.is_err() {
+                    return Err(incomplete());
+                }
             }
             if let Some(used) = used_bytes(&self.buffer) {
                 let more = (used - self.buffer.len()) as u64;
@@ -472,6 +492,56 @@ mod tests {
         }
         // Most chunks of the shared files are a new log's empty ones: holes in these copies.
         assert!(compared > 150 && read * 2 < in_file, "{compared} files: {read} of {in_file} chunks read");
+    }
+
+    /// A stream that notes where each read from it began.
+    struct Noting {
+        inner: Cursor<Vec<u8>>,
+        reads_at: Vec<u64>,
+    }
+
+    impl Read for Noting {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let at = self.inner.position();
+            let n = self.inner.read(buf)?;
+            if n > 0 {
+                self.reads_at.push(at);
+            }
+            Ok(n)
+        }
+    }
+
+    impl Seek for Noting {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_chunk_read_up_to_its_free_space_does_not_read_its_header_again() {
+        let dir = crate::events::windows::tests_shared_dir().join("evtx");
+        let mut checked = 0;
+        for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            if path.extension().is_none_or(|e| e != "evtx") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let block = u64::from(EvtxParser::from_buffer(bytes.clone()).unwrap().header().header_block_size);
+            let stream = Noting { inner: Cursor::new(bytes.clone()), reads_at: Vec::new() };
+            let mut walker = ChunkWalker::new(stream, Holes::unknown(), block, bytes.len() as u64);
+            walker.read_partially();
+            let chunks = walker.by_ref().filter(|chunk| chunk.is_ok()).count();
+            // The search for the oldest chunk reads each header; the walk then reads on
+            // from there, and no place of the file is read twice.
+            let mut reads_at = walker.stream.reads_at.clone();
+            let reads = reads_at.len();
+            reads_at.sort_unstable();
+            reads_at.dedup();
+            assert_eq!(reads_at.len(), reads, "{}: a place read twice", path.display());
+            assert!(chunks > 0, "{}", path.display());
+            checked += 1;
+        }
+        assert!(checked >= 10, "the shared EVTX files are there");
     }
 
     #[test]
