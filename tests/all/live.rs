@@ -212,3 +212,58 @@ fn eval_and_run_write_to_a_file_what_they_write_to_stdout() {
         assert_eq!(std::fs::read_to_string(&file).unwrap(), to_stdout.stdout, "{args:?}");
     }
 }
+
+/// The scheduling policy of each thread of process `pid` (`policy` in
+/// `/proc/PID/task/TID/sched`: 0 the default, 3 batch), once it has `threads` of them.
+#[cfg(target_os = "linux")]
+fn thread_policies(pid: u32, threads: usize) -> Vec<u32> {
+    let started = std::time::Instant::now();
+    loop {
+        let policies: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter_map(|task| std::fs::read_to_string(task.path().join("sched")).ok())
+                    .filter_map(|sched| {
+                        let line = sched.lines().find(|l| l.starts_with("policy"))?;
+                        line.rsplit(':').next()?.trim().parse().ok()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if policies.len() >= threads || started.elapsed() > std::time::Duration::from_secs(20) {
+            return policies;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn eval_runs_every_thread_as_batch_work_and_run_keeps_the_default() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let rules = rules_dir();
+    let rules = rules.path().to_str().unwrap();
+    for (args, policy) in [
+        (vec!["eval", "--jobs", "2", "-q", "--input-format", "jsonl", "-"], 3),
+        (run_args(rules, "2", &[], "-"), 0),
+    ] {
+        let mut child = crate::util::command()
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting rulehost");
+        // A line read starts the workers; the input stays open while the threads are read.
+        let mut input = child.stdin.take().expect("piped");
+        input.write_all(mixed_stream().as_bytes()).unwrap();
+        let policies = thread_policies(child.id(), 3);
+        drop(input);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{args:?}: {status}");
+        assert!(policies.len() >= 3, "{args:?}: threads seen: {policies:?}");
+        assert!(policies.iter().all(|&p| p == policy), "{args:?}: policies {policies:?}, expected {policy}");
+    }
+}
