@@ -219,24 +219,11 @@ impl Settings {
             sources.insert("cache_dir", Source::Default);
             crate::runtime::ComponentCache::default_dir()
         };
-        let cache_max_bytes = match (flags.cache_max_mib, file.cache_max_mib) {
-            (Some(mib), _) => {
-                sources.insert("cache_max_mib", Source::Flag);
-                mib.saturating_mul(1 << 20)
-            }
-            (None, Some(mib)) => {
-                sources.insert("cache_max_mib", from_file.clone());
-                mib.saturating_mul(1 << 20)
-            }
-            (None, None) => {
-                sources.insert("cache_max_mib", Source::Default);
-                crate::runtime::DEFAULT_CACHE_MAX_BYTES
-            }
-        };
         let defaults = Limits::default();
+        // A setting from its flag, else the file, else `$default`; where it came from noted.
         macro_rules! pick {
-            ($name:ident, $default:expr) => {{
-                match (flags.limits.$name, file.limits.$name) {
+            ($name:ident, $flag:expr, $in_file:expr, $default:expr) => {{
+                match ($flag, $in_file) {
                     (Some(v), _) => {
                         sources.insert(stringify!($name), Source::Flag);
                         Some(v)
@@ -252,16 +239,23 @@ impl Settings {
                 }
             }};
         }
+        macro_rules! limit {
+            ($name:ident, $default:expr) => {
+                pick!($name, flags.limits.$name, file.limits.$name, $default)
+            };
+        }
+        let cache_max_bytes = pick!(cache_max_mib, flags.cache_max_mib, file.cache_max_mib, None)
+            .map_or(crate::runtime::DEFAULT_CACHE_MAX_BYTES, |mib: u64| mib.saturating_mul(1 << 20));
         let limits = Limits {
-            memory_bytes: pick!(max_memory_mib, Some((defaults.memory_bytes >> 20) as u64))
+            memory_bytes: limit!(max_memory_mib, Some((defaults.memory_bytes >> 20) as u64))
                 .map_or(defaults.memory_bytes, |mib| (mib as usize).saturating_mul(1 << 20)),
-            deadline: pick!(deadline_ms, Some(defaults.deadline.as_millis() as u64))
+            deadline: limit!(deadline_ms, Some(defaults.deadline.as_millis() as u64))
                 .map_or(defaults.deadline, Duration::from_millis),
-            fuel: pick!(fuel, defaults.fuel),
-            max_alerts: pick!(max_alerts, Some(defaults.max_alerts)).unwrap_or(defaults.max_alerts),
-            max_artifact_bytes: pick!(max_artifact_mib, Some(defaults.max_artifact_bytes >> 20))
+            fuel: limit!(fuel, defaults.fuel),
+            max_alerts: limit!(max_alerts, Some(defaults.max_alerts)).unwrap_or(defaults.max_alerts),
+            max_artifact_bytes: limit!(max_artifact_mib, Some(defaults.max_artifact_bytes >> 20))
                 .map_or(defaults.max_artifact_bytes, |mib| mib.saturating_mul(1 << 20)),
-            max_consecutive_failures: pick!(max_failures, Some(defaults.max_consecutive_failures))
+            max_consecutive_failures: limit!(max_failures, Some(defaults.max_consecutive_failures))
                 .unwrap_or(defaults.max_consecutive_failures),
             ..defaults
         };

@@ -92,17 +92,22 @@ impl ComponentCache {
     /// Writes the entry of `artifact`; a failure only costs the next start a compilation.
     pub fn store(&self, engine: &Engine, artifact: &Digest, component: &Component) {
         let path = self.entry(engine, artifact);
-        let written = component.serialize().map_err(|e| e.to_string()).and_then(|mut bytes| {
-            seal(&mut bytes);
-            std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-            // Written aside, then renamed: a reader never sees half an entry.
-            let aside = path.with_extension(format!("partial-{}", std::process::id()));
-            std::fs::write(&aside, &bytes)
-                .and_then(|()| std::fs::rename(&aside, &path))
-                .map_err(|e| e.to_string())
-        });
+        match component.serialize() {
+            Ok(bytes) => self.write_sealed(&path, bytes),
+            Err(e) => tracing::debug!(path = %path.display(), "cache entry not written: {e}"),
+        }
+    }
+
+    /// Writes `bytes` sealed with their checksum at `path`, aside first and then renamed (a
+    /// reader never sees half an entry), and keeps the directory within its bound.
+    fn write_sealed(&self, path: &Path, mut bytes: Vec<u8>) {
+        seal(&mut bytes);
+        let aside = path.with_extension(format!("partial-{}", std::process::id()));
+        let written = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(&aside, &bytes))
+            .and_then(|()| std::fs::rename(&aside, path));
         match written {
-            Ok(()) => self.trim(&path),
+            Ok(()) => self.trim(path),
             Err(e) => tracing::debug!(path = %path.display(), "cache entry not written: {e}"),
         }
     }
@@ -186,17 +191,7 @@ impl ComponentCache {
     /// Writes a file by name, checksummed as components are; a failure only costs the next
     /// start the work the file saves.
     pub fn store_file(&self, name: &str, body: &[u8]) {
-        let path = self.dir.join(name);
-        let mut bytes = body.to_vec();
-        seal(&mut bytes);
-        let aside = path.with_extension(format!("partial-{}", std::process::id()));
-        let written = std::fs::create_dir_all(&self.dir)
-            .and_then(|()| std::fs::write(&aside, &bytes))
-            .and_then(|()| std::fs::rename(&aside, &path));
-        match written {
-            Ok(()) => self.trim(&path),
-            Err(e) => tracing::debug!(path = %path.display(), "cache entry not written: {e}"),
-        }
+        self.write_sealed(&self.dir.join(name), body.to_vec());
     }
 }
 

@@ -210,11 +210,11 @@ impl<R: Read + Seek> ChunkWalker<R> {
         // of EVTX files).
         self.buffer.clear();
         self.buffer.reserve_exact(CHUNK_BYTES);
-        let kept =
-            self.headers.get(number as usize).copied().flatten().filter(|_| self.partial && end <= self.size);
+        let partial = self.partial && end <= self.size;
+        let kept = self.headers.get(number as usize).copied().flatten().filter(|_| partial);
         let from = Self::offset(number) + if kept.is_some() { CHUNK_HEADER_BYTES as u64 } else { 0 };
         self.stream.seek(SeekFrom::Start(from)).map_err(|e| format!("seeking to it: {e}"))?;
-        if self.partial && end <= self.size {
+        if partial {
             // The header first (as the search for the oldest read it, if it did); then,
             // when it is well formed and its free space starts within the chunk, only up
             // to there.
