@@ -1,7 +1,9 @@
 //! The Sigma catalog against pySigma, the reference implementation: events generated from
 //! every rule's detection items (tests/pysigma/differential.py), read as Sysmon records by
 //! rulehost's own reader, evaluated by the compiled pack and by pySigma's SQLite backend over
-//! the same values; the verdicts must agree on every rule and every event.
+//! the same values; the verdicts must agree on every rule and every event. Then the real
+//! records: every process creation of the shared logs, as `eval` gives it to rules, judged by
+//! pySigma and by `eval` with the catalog's YAML, every rule on every event.
 //!
 //! pySigma runs in the virtual environment that `make pysigma` (a step of `make test`)
 //! creates in `target/pysigma`, or the Python named by `RULEHOST_PYSIGMA_PYTHON`.
@@ -11,13 +13,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use rulehost::events::{Field, Origin, Position, ProcessEvent, Record, read_json_record};
+use rulehost::events::{Field, Origin, Position, ProcessEvent, Record, SourceFormat, read_json_record};
 use rulehost::runtime::Runtime;
 use rulehost_sigma::ir::SIGMA_FIELDS;
 use rulehost_sigma::{Column, matcher};
 use serde_json::{Map, Value, json};
 
-use crate::util::{shared, workspace};
+use crate::util::{rulehost, shared, test_rule, workspace};
 
 fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("RULEHOST_PYSIGMA_PYTHON") {
@@ -246,5 +248,133 @@ fn the_catalog_gives_pysigmas_verdict_on_every_generated_event() {
     assert!(
         decisive_rules * 100 >= compared_rules * 99,
         "only {decisive_rules} of {compared_rules} rules decisive"
+    );
+}
+
+/// Every shared log the catalog is run over: the EVTX files, evtx_dump's JSON and the OTRF
+/// captures (real records of public attack samples).
+fn shared_logs() -> Vec<String> {
+    vec![shared("evtx"), shared("otrf")]
+}
+
+/// Where a match's event was read (its file and record or line): one key per event.
+fn source_key(m: &Value) -> String {
+    m["source"].to_string()
+}
+
+#[test]
+fn the_catalog_gives_pysigmas_verdict_on_every_real_process_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let catalog = shared("sigma-catalog");
+    let logs = shared_logs();
+    let eval = |rules: &str| {
+        let mut args = vec!["eval", "--rules", rules, "--matches"];
+        args.extend(logs.iter().map(String::as_str));
+        let run = rulehost(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.json_lines()
+    };
+
+    // 1. Every process creation of the shared logs as the pipeline gives it to rules (lineage
+    //    resolved): a rule that matches every event writes each one.
+    let all = eval(&test_rule("match-all"));
+    let file: Arc<str> = Arc::from("shared");
+    let mut events = Vec::new();
+    let mut index_of = HashMap::new();
+    let mut rendered = String::new();
+    for (index, m) in all.iter().enumerate() {
+        assert!(index_of.insert(source_key(m), index).is_none(), "two events read at {}", m["source"]);
+        let origin = Origin { file: file.clone(), position: Position::Line(index as u64 + 1) };
+        let mut event = ProcessEvent::new(chrono::Utc::now(), origin, SourceFormat::Evtx);
+        let Value::Object(fields) = &m["event"] else { panic!("{m}") };
+        for (name, value) in fields {
+            if let (Some(field), Some(value)) = (Field::from_name(name), value.as_str()) {
+                event.set(field, value);
+            }
+        }
+        rendered.push_str(&json!({"id": index, "group": 0, "fields": sigma_view(&event)}).to_string());
+        rendered.push('\n');
+        events.push(event);
+    }
+    std::fs::write(path("real.jsonl"), rendered).unwrap();
+
+    // 2. pySigma's verdict of every rule on every one of them.
+    differential(&["evaluate-all", &catalog, &path("real.jsonl"), &path("verdicts.jsonl")]);
+    let verdicts: Vec<Value> = std::fs::read_to_string(path("verdicts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+
+    // 3. rulehost's: the catalog's YAML compiled and run by `eval` over the same logs.
+    let mut ours: HashMap<String, BTreeSet<usize>> = HashMap::new();
+    for m in eval(&catalog) {
+        let event = *index_of.get(&source_key(&m)).unwrap_or_else(|| panic!("a match of no event: {m}"));
+        ours.entry(m["rule"].as_str().unwrap().to_owned()).or_default().insert(event);
+    }
+
+    // 4. Compare, rule by rule.
+    let refused: BTreeSet<String> = rulehost::sigma::compile_paths(&[PathBuf::from(&catalog)])
+        .unwrap()
+        .refused
+        .iter()
+        .map(|e| e.file().file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let (mut compared, mut positives, mut rules_matching) = (0, 0, 0);
+    let mut disagreements = Vec::new();
+    for verdict in &verdicts {
+        let file = verdict["file"].as_str().unwrap();
+        if refused.contains(file) {
+            continue;
+        }
+        assert!(
+            verdict.get("error").is_none(),
+            "pySigma fails on {file}, which rulehost compiles: {verdict}"
+        );
+        let theirs: BTreeSet<usize> =
+            verdict["matched"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let mine = ours.remove(verdict["id"].as_str().unwrap()).unwrap_or_default();
+        compared += 1;
+        positives += theirs.len();
+        rules_matching += usize::from(!theirs.is_empty());
+        for &event in theirs.symmetric_difference(&mine) {
+            disagreements.push((file.to_owned(), event, theirs.contains(&event)));
+        }
+    }
+    eprintln!(
+        "compared {compared} rules on {} real process creations: {} verdicts, {positives} matches \
+         by {rules_matching} rules, {} disagreements",
+        events.len(),
+        compared * events.len(),
+        disagreements.len()
+    );
+    for (file, event, pysigma) in disagreements.iter().take(20) {
+        // Values cut at 200 characters: real command lines run to kilobytes of base64.
+        let fields: Map<String, Value> = sigma_view(&events[*event])
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_str()?.chars().take(200).collect::<String>())))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k, v.into()))
+            .collect();
+        eprintln!(
+            "{file}: {}: pySigma {pysigma}, rulehost {}: {}",
+            all[*event]["source"],
+            !pysigma,
+            Value::Object(fields)
+        );
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements with pySigma (the first 20 above)",
+        disagreements.len()
+    );
+    assert!(ours.is_empty(), "matches of rules pySigma did not evaluate: {:?}", ours.keys());
+    assert!(compared >= 1410, "only {compared} rules compared");
+    // The real records decide something: rules of the catalog match some of them.
+    assert!(
+        rules_matching >= 20 && events.len() >= 200,
+        "{rules_matching} rules match, {} events",
+        events.len()
     );
 }

@@ -5,6 +5,9 @@
     differential.py evaluate CATALOG EVENTS OUT
                                              pySigma's verdict (its SQLite backend over the
                                              same events) for every rule on its events
+    differential.py evaluate-all CATALOG EVENTS OUT
+                                             the same, every rule on every event (real
+                                             records, whatever rule they came for)
 
 `generate` writes one JSON line per event, `{"group": N, "fields": {SigmaField: value}}`, where
 N is the rule's index in the sorted catalog. The events come from pySigma's own reading of the
@@ -454,7 +457,7 @@ def connect(events):
     return db
 
 
-def evaluate(catalog, events_path, out_path):
+def evaluate(catalog, events_path, out_path, every_event=False):
     events = [json.loads(line) for line in open(events_path, encoding="utf-8")]
     db = connect(events)
     groups = sorted({e["group"] for e in events})
@@ -474,7 +477,12 @@ def evaluate(catalog, events_path, out_path):
                 record["error"] = f"{type(error).__name__}: {error}"
                 out.write(json.dumps(record) + "\n")
                 continue
-            mine = [groups[(groups.index(group) + k) % len(groups)] for k in range(NEIGHBOURS + 1)] if group in groups else []
+            if every_event:
+                mine = groups
+            elif group in groups:
+                mine = [groups[(groups.index(group) + k) % len(groups)] for k in range(NEIGHBOURS + 1)]
+            else:
+                mine = []
             record["groups"] = mine
             marks = ", ".join("?" for _ in mine)
             try:
@@ -490,6 +498,8 @@ def main(argv):
         generate(argv[2], argv[3])
     elif len(argv) == 5 and argv[1] == "evaluate":
         evaluate(argv[2], argv[3], argv[4])
+    elif len(argv) == 5 and argv[1] == "evaluate-all":
+        evaluate(argv[2], argv[3], argv[4], every_event=True)
     else:
         print(__doc__, file=sys.stderr)
         return 2
