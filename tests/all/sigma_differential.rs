@@ -40,6 +40,13 @@ fn differential(args: &[&str]) {
     assert!(output.status.success(), "differential.py {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
+/// pySigma's verdicts (`differential.py MODE`: `evaluate` or `evaluate-all`) on the events
+/// of `events`, one JSON object per rule, written to `out` and read back.
+fn pysigma_verdicts(mode: &str, catalog: &str, events: &str, out: &str) -> Vec<Value> {
+    differential(&[mode, catalog, events, out]);
+    std::fs::read_to_string(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 /// A generated event as the Sysmon process-creation record that carries it (the catalog's
 /// field names are Sysmon's).
 fn sysmon_record(line: usize, fields: &Map<String, Value>) -> Map<String, Value> {
@@ -137,12 +144,7 @@ fn the_catalog_gives_pysigmas_verdict_on_every_generated_event() {
     std::fs::write(path("rendered.jsonl"), rendered).unwrap();
 
     // 3. pySigma's verdicts.
-    differential(&["evaluate", &catalog, &path("rendered.jsonl"), &path("verdicts.jsonl")]);
-    let verdicts: Vec<Value> = std::fs::read_to_string(path("verdicts.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let verdicts = pysigma_verdicts("evaluate", &catalog, &path("rendered.jsonl"), &path("verdicts.jsonl"));
 
     // 4. The pack's verdicts, through the runtime as `eval` calls it.
     let compilation = rulehost::sigma::compile_paths(&[PathBuf::from(&catalog)]).unwrap();
@@ -300,12 +302,7 @@ fn the_catalog_gives_pysigmas_verdict_on_every_real_process_creation() {
     std::fs::write(path("real.jsonl"), rendered).unwrap();
 
     // 2. pySigma's verdict of every rule on every one of them.
-    differential(&["evaluate-all", &catalog, &path("real.jsonl"), &path("verdicts.jsonl")]);
-    let verdicts: Vec<Value> = std::fs::read_to_string(path("verdicts.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let verdicts = pysigma_verdicts("evaluate-all", &catalog, &path("real.jsonl"), &path("verdicts.jsonl"));
 
     // 3. rulehost's: the catalog's YAML compiled and run by `eval` over the same logs.
     let mut ours: HashMap<String, BTreeSet<usize>> = HashMap::new();
