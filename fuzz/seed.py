@@ -76,6 +76,15 @@ def main():
             else:
                 for piece in pieces(data):
                     write(seeds / target, piece)
+    # Anchors and aliases, which repeat nodes: a rule sharing values through one, and three
+    # levels of aliases of aliases (YAML's expansion bombs, bounded by the loader).
+    header = "title: t\nid: 0f7a7c9e-0000-4000-8000-000000000001\nlogsource:\n  category: process_creation\n  product: windows\ndetection:\n"
+    write(
+        seeds / "sigma_rule",
+        (header + "  a:\n    CommandLine|contains: &v [whoami, ipconfig]\n  b:\n    ParentCommandLine|contains: *v\n  condition: a or b\n").encode(),
+    )
+    laughs = header + "  l0: &l0 [x, x, x]\n  l1: &l1 [*l0, *l0, *l0]\n  l2: &l2 [*l1, *l1, *l1]\n"
+    write(seeds / "sigma_rule", (laughs + "  a:\n    CommandLine|contains: *l2\n  condition: a\n").encode())
     for source in files((SHARED, "evtx/*.evtx")):
         write(seeds / "evtx_binary", source.read_bytes())
     # Containers: the fixtures, the smallest real capture, and small ones made here.

@@ -346,3 +346,57 @@ fn a_pack_built_against_contract_0_3_gives_the_alerts_of_the_same_rules_compiled
         assert_eq!(count(alert, "set_User"), 4, "{alert}");
     }
 }
+
+/// A rule file of 657 bytes whose aliases expand to a billion YAML nodes, and one of 744 KB
+/// whose aliases nest 60,000 levels deep: both took the host down (memory, then the stack).
+fn alias_bombs(dir: &std::path::Path) -> [std::path::PathBuf; 2] {
+    let header = "title: bomb\nid: 0f7a7c9e-0000-4000-8000-00000000b0b0\nlogsource:\n  category: process_creation\n  product: windows\ndetection:\n";
+    let mut laughs = format!("{header}  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..9 {
+        laughs += &format!("  a{level}: &a{level} [{}]\n", vec![format!("*a{}", level - 1); 10].join(", "));
+    }
+    laughs += "  selection:\n    CommandLine|contains: *a8\n  condition: selection\n";
+    let mut chain = format!("{header}  chain: [&l0 x");
+    for link in 1..60_000 {
+        chain += &format!(", &l{link:x} [*l{:x}]", link - 1);
+    }
+    chain += "]\n  selection:\n    CommandLine|contains: whoami\n  condition: selection\n";
+    let (wide, deep) = (dir.join("laughs.yml"), dir.join("chain.yml"));
+    std::fs::write(&wide, laughs).unwrap();
+    std::fs::write(&deep, chain).unwrap();
+    [wide, deep]
+}
+
+#[test]
+fn rules_whose_aliases_expand_without_bound_are_left_out_and_the_others_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let [wide, deep] = alias_bombs(dir.path());
+    assert!(std::fs::metadata(&deep).unwrap().len() < 1 << 20, "under the size limit");
+    std::fs::copy(
+        shared("sigma/proc_creation_win_webshell_susp_process_spawned_from_webserver.yml"),
+        dir.path().join("webserver.yml"),
+    )
+    .unwrap();
+    let check = rulehost(&["sigma", "check", &wide.display().to_string(), &deep.display().to_string()]);
+    assert_eq!(check.code, 1, "{}", check.stderr);
+    assert!(
+        check
+            .stdout
+            .contains("laughs.yml: not a Sigma rule: its aliases expand to more than 524288 YAML nodes"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("chain.yml: not a Sigma rule: its aliases nest deeper than 255 levels"),
+        "{}",
+        check.stdout
+    );
+    let log = shared("evtx/LM_typical_IIS_webshell_sysmon_1_10_traces.evtx");
+    let run = rulehost(&["eval", "--rules", &dir.path().display().to_string(), "--matches", &log]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("laughs.yml: not a Sigma rule: its aliases expand"), "{}", run.stderr);
+    assert!(run.stderr.contains("chain.yml: not a Sigma rule: its aliases nest"), "{}", run.stderr);
+    let matches = run.json_lines();
+    assert_eq!(matches.len(), 1, "{}", run.stdout);
+    assert_eq!(matches[0]["rule"], "8202070f-edeb-4d31-a010-a26c72ac5600");
+}

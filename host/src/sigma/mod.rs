@@ -10,11 +10,12 @@ mod condition;
 pub mod pack;
 pub mod snapshot;
 mod value;
+pub mod yaml;
 
 use std::path::{Path, PathBuf};
 
 use rulehost_sigma::ir::{self, Check, Expr, Level, Target, Test, View};
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 use condition::Condition;
 use value::{Compiled, Modifier, Value};
@@ -148,7 +149,7 @@ pub fn compile_file(file: &Path) -> Result<ir::Rule, SigmaError> {
 /// Compiles the Sigma rule `text`, named `file` in errors.
 pub fn compile_text(file: &Path, text: &str) -> Result<ir::Rule, SigmaError> {
     let malformed = |reason: String| SigmaError::Malformed { file: file.to_path_buf(), reason };
-    let mut documents = YamlLoader::load_from_str(text).map_err(|e| malformed(e.to_string()))?;
+    let mut documents = yaml::load(text).map_err(malformed)?;
     if documents.len() != 1 {
         return Err(malformed(format!(
             "{} YAML documents; a rule file holds one rule (multi-document collections are not supported)",
@@ -498,6 +499,31 @@ mod tests {
         assert_eq!(rule.techniques, vec!["T1059.001"]);
         let Expr::And(parts) = &rule.condition else { panic!("{:?}", rule.condition) };
         assert_eq!(parts.len(), 2);
+    }
+
+    #[test]
+    fn values_shared_through_an_alias_compile_as_if_written_out() {
+        let shared = compile(&format!(
+            "{HEADER}detection:\n  selection:\n    CommandLine|contains: &tools [whoami, ipconfig]\n  parent:\n    ParentCommandLine|contains: *tools\n  condition: selection or parent\n"
+        ))
+        .unwrap();
+        let written = compile(&format!(
+            "{HEADER}detection:\n  selection:\n    CommandLine|contains: [whoami, ipconfig]\n  parent:\n    ParentCommandLine|contains: [whoami, ipconfig]\n  condition: selection or parent\n"
+        ))
+        .unwrap();
+        assert_eq!(format!("{:?}", shared.condition), format!("{:?}", written.condition));
+    }
+
+    #[test]
+    fn a_rule_whose_aliases_expand_without_bound_is_malformed() {
+        let mut text = format!("{HEADER}detection:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..9 {
+            let aliases = vec![format!("*a{}", level - 1); 10].join(", ");
+            text += &format!("  a{level}: &a{level} [{aliases}]\n");
+        }
+        text += "  selection:\n    CommandLine|contains: *a8\n  condition: selection\n";
+        let Err(SigmaError::Malformed { reason, .. }) = compile(&text) else { panic!("compiled") };
+        assert!(reason.starts_with("its aliases expand to more than"), "{reason}");
     }
 
     #[test]
