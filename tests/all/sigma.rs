@@ -347,10 +347,12 @@ fn a_pack_built_against_contract_0_3_gives_the_alerts_of_the_same_rules_compiled
     }
 }
 
-/// A rule file of 657 bytes whose aliases expand to a billion YAML nodes, and one of 744 KB
-/// whose aliases nest 60,000 levels deep: both took the host down (memory, then the stack).
-fn alias_bombs(dir: &std::path::Path) -> [std::path::PathBuf; 2] {
-    let header = "title: bomb\nid: 0f7a7c9e-0000-4000-8000-00000000b0b0\nlogsource:\n  category: process_creation\n  product: windows\ndetection:\n";
+/// Rule files that each took the host down, and the reason each is now refused for: 657
+/// bytes whose aliases expand to a billion YAML nodes (memory); 744 KB of aliases nested in
+/// aliases 60,000 deep, 400 KB of block sequences nested 200,000 deep, 600 KB of a condition
+/// in 300,000 parentheses (each the stack).
+fn hostile_rules(dir: &std::path::Path) -> Vec<(std::path::PathBuf, &'static str)> {
+    let header = "title: hostile\nid: 0f7a7c9e-0000-4000-8000-00000000b0b0\nlogsource:\n  category: process_creation\n  product: windows\ndetection:\n";
     let mut laughs = format!("{header}  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for level in 1..9 {
         laughs += &format!("  a{level}: &a{level} [{}]\n", vec![format!("*a{}", level - 1); 10].join(", "));
@@ -361,41 +363,62 @@ fn alias_bombs(dir: &std::path::Path) -> [std::path::PathBuf; 2] {
         chain += &format!(", &l{link:x} [*l{:x}]", link - 1);
     }
     chain += "]\n  selection:\n    CommandLine|contains: whoami\n  condition: selection\n";
-    let (wide, deep) = (dir.join("laughs.yml"), dir.join("chain.yml"));
-    std::fs::write(&wide, laughs).unwrap();
-    std::fs::write(&deep, chain).unwrap();
-    [wide, deep]
+    let blocks = format!(
+        "{header}  selection:\n    CommandLine|contains:\n      {}x\n  condition: selection\n",
+        "- ".repeat(200_000)
+    );
+    let parens = format!(
+        "{header}  selection:\n    CommandLine|contains: whoami\n  condition: {}selection{}\n",
+        "(".repeat(300_000),
+        ")".repeat(300_000)
+    );
+    let mut files = Vec::new();
+    for (name, text, reason) in [
+        (
+            "laughs.yml",
+            laughs,
+            "not a Sigma rule: its YAML expands to more than 524288 nodes through aliases",
+        ),
+        ("chain.yml", chain, "not a Sigma rule: its YAML nests deeper than 64 levels"),
+        ("blocks.yml", blocks, "not a Sigma rule: its YAML nests deeper than 64 levels"),
+        ("parens.yml", parens, "condition: parentheses and `not` nest deeper than 64 levels"),
+    ] {
+        assert!(text.len() < 1 << 20, "{name} is under the size limit");
+        std::fs::write(dir.join(name), text).unwrap();
+        files.push((dir.join(name), reason));
+    }
+    files
 }
 
 #[test]
-fn rules_whose_aliases_expand_without_bound_are_left_out_and_the_others_run() {
+fn hostile_rule_files_are_left_out_with_the_reason_and_the_others_run() {
     let dir = tempfile::tempdir().unwrap();
-    let [wide, deep] = alias_bombs(dir.path());
-    assert!(std::fs::metadata(&deep).unwrap().len() < 1 << 20, "under the size limit");
+    let hostile = hostile_rules(dir.path());
     std::fs::copy(
         shared("sigma/proc_creation_win_webshell_susp_process_spawned_from_webserver.yml"),
         dir.path().join("webserver.yml"),
     )
     .unwrap();
-    let check = rulehost(&["sigma", "check", &wide.display().to_string(), &deep.display().to_string()]);
+    let mut args = vec!["sigma".to_owned(), "check".to_owned()];
+    args.extend(hostile.iter().map(|(path, _)| path.display().to_string()));
+    let check = rulehost(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(check.code, 1, "{}", check.stderr);
-    assert!(
-        check
-            .stdout
-            .contains("laughs.yml: not a Sigma rule: its aliases expand to more than 524288 YAML nodes"),
-        "{}",
-        check.stdout
-    );
-    assert!(
-        check.stdout.contains("chain.yml: not a Sigma rule: its aliases nest deeper than 255 levels"),
-        "{}",
-        check.stdout
-    );
     let log = shared("evtx/LM_typical_IIS_webshell_sysmon_1_10_traces.evtx");
     let run = rulehost(&["eval", "--rules", &dir.path().display().to_string(), "--matches", &log]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("laughs.yml: not a Sigma rule: its aliases expand"), "{}", run.stderr);
-    assert!(run.stderr.contains("chain.yml: not a Sigma rule: its aliases nest"), "{}", run.stderr);
+    for (path, reason) in &hostile {
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert!(
+            check.stdout.lines().any(|l| l.contains(&*name) && l.contains(reason)),
+            "{name}: {}",
+            check.stdout
+        );
+        assert!(
+            run.stderr.lines().any(|l| l.contains(&*name) && l.contains(reason)),
+            "{name}: {}",
+            run.stderr
+        );
+    }
     let matches = run.json_lines();
     assert_eq!(matches.len(), 1, "{}", run.stdout);
     assert_eq!(matches[0]["rule"], "8202070f-edeb-4d31-a010-a26c72ac5600");

@@ -55,10 +55,15 @@ fn tokens(text: &str) -> Result<Vec<Token>, Unsupported> {
     Ok(out)
 }
 
+/// Parentheses and `not`s a condition may nest, one within another: the catalog's nest three
+/// deep. The parser descends once per level, and so does everything that walks the tree it
+/// makes: 300,000 `(` in a rule of 600 KB overflowed the stack.
+pub const MAX_CONDITION_DEPTH: usize = 64;
+
 /// Parses `text`.
 pub(super) fn parse(text: &str) -> Result<Condition, Unsupported> {
     let tokens = tokens(text)?;
-    let mut parser = Parser { tokens: &tokens, at: 0 };
+    let mut parser = Parser { tokens: &tokens, at: 0, depth: 0 };
     let condition = parser.or()?;
     match parser.tokens.get(parser.at) {
         None => Ok(condition),
@@ -81,11 +86,29 @@ fn describe(token: &Token) -> String {
 struct Parser<'t> {
     tokens: &'t [Token],
     at: usize,
+    /// The parentheses and `not`s open around the current token.
+    depth: usize,
 }
 
 impl Parser<'_> {
     fn keyword(&self, keyword: &str) -> bool {
         matches!(self.tokens.get(self.at), Some(Token::Word(w)) if w.eq_ignore_ascii_case(keyword))
+    }
+
+    /// `parse` one level deeper than the current one, refused past [`MAX_CONDITION_DEPTH`].
+    fn nested(
+        &mut self,
+        parse: impl FnOnce(&mut Self) -> Result<Condition, Unsupported>,
+    ) -> Result<Condition, Unsupported> {
+        if self.depth >= MAX_CONDITION_DEPTH {
+            return Err(syntax(format!(
+                "parentheses and `not` nest deeper than {MAX_CONDITION_DEPTH} levels"
+            )));
+        }
+        self.depth += 1;
+        let result = parse(self);
+        self.depth -= 1;
+        result
     }
 
     fn or(&mut self) -> Result<Condition, Unsupported> {
@@ -109,7 +132,7 @@ impl Parser<'_> {
     fn not(&mut self) -> Result<Condition, Unsupported> {
         if self.keyword("not") {
             self.at += 1;
-            return Ok(Condition::Not(Box::new(self.not()?)));
+            return Ok(Condition::Not(Box::new(self.nested(Self::not)?)));
         }
         self.primary()
     }
@@ -120,7 +143,7 @@ impl Parser<'_> {
         match token {
             None => Err(syntax("the condition ends where an operand was expected".into())),
             Some(Token::Open) => {
-                let inner = self.or()?;
+                let inner = self.nested(Self::or)?;
                 match self.tokens.get(self.at) {
                     Some(Token::Close) => {
                         self.at += 1;
@@ -211,6 +234,25 @@ mod tests {
         );
         assert_eq!(parse("all of them").unwrap(), Condition::Of { all: true, pattern: "them".into() });
         assert_eq!(parse("not not a").unwrap(), Condition::Not(Box::new(Condition::Not(Box::new(id("a"))))));
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_the_bound_itself_parses() {
+        let within = format!("{}a{}", "(".repeat(MAX_CONDITION_DEPTH), ")".repeat(MAX_CONDITION_DEPTH));
+        assert_eq!(parse(&within), Ok(id("a")));
+        let nots = format!("{}a", "not ".repeat(MAX_CONDITION_DEPTH));
+        assert!(parse(&nots).is_ok());
+        for deeper in [
+            format!("{}a{}", "(".repeat(300_000), ")".repeat(300_000)),
+            format!("{}a", "not ".repeat(200_000)),
+            format!("{}(a){}", "not (".repeat(MAX_CONDITION_DEPTH / 2), ")".repeat(MAX_CONDITION_DEPTH / 2)),
+        ] {
+            let error = parse(&deeper).unwrap_err();
+            assert_eq!(
+                error.reason,
+                format!("parentheses and `not` nest deeper than {MAX_CONDITION_DEPTH} levels")
+            );
+        }
     }
 
     #[test]

@@ -1,16 +1,17 @@
-//! A rule's YAML read into a tree, with its aliases bounded.
+//! A rule's YAML read into a tree, bounded in size and depth before the tree is built.
 //!
-//! YAML's aliases repeat an anchored node wherever they appear, and the tree the loader
-//! builds holds every repetition: nine anchors of ten aliases each (657 bytes) expand to a
-//! billion nodes, and an alias nested in an alias 60,000 times (744 KB) to a tree whose
-//! copy and drop overflow the stack. So before a rule's text is loaded, one pass over the
-//! parser's events counts the nodes and the nesting that the aliases would make, without
-//! making them, and a text past either bound is refused. Rules without aliases never reach
-//! the bounds: the file-size limit holds them far below.
+//! Two shapes of a small text take the loader down. YAML's aliases repeat an anchored node
+//! wherever they appear, and the loader's tree holds every repetition: nine anchors of ten
+//! aliases each (657 bytes) expand to a billion nodes. And nesting: the loader descends once
+//! per level, so a block sequence nested in a block sequence 200,000 times (`- - - ... x`,
+//! 400 KB) or an alias nested in an alias 60,000 times (744 KB) overflows the stack. So
+//! before a rule's text is loaded, its events are pulled from the parser one by one (the
+//! parser's own state machine does not recurse) and counted: the nodes and the levels the
+//! tree would have, aliases expanded in the count only. A text past either bound is refused.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::Marker;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -20,30 +21,30 @@ use super::MAX_RULE_BYTES;
 /// ([`MAX_RULE_BYTES`]) could hold written out, at two bytes a node (`a,`).
 pub const MAX_YAML_NODES: u64 = MAX_RULE_BYTES / 2;
 
-/// Levels a rule's YAML may nest to, aliases included: the parser's own bound on flow
-/// collections (255); Sigma rules nest a few levels deep.
-pub const MAX_YAML_DEPTH: u64 = 255;
+/// Levels a rule's YAML may nest to, aliases included. A Sigma rule nests five (detection,
+/// selection, a list of maps, a field, its list of values); the bound leaves room and keeps
+/// the loader's and the compiler's descent shallow.
+pub const MAX_YAML_DEPTH: u64 = 64;
 
-/// The YAML documents of `text`; an error in words when the text is not YAML or its aliases
-/// expand past [`MAX_YAML_NODES`] or [`MAX_YAML_DEPTH`].
+/// The YAML documents of `text`; an error in words when the text is not YAML or expands past
+/// [`MAX_YAML_NODES`] or [`MAX_YAML_DEPTH`].
 pub fn load(text: &str) -> Result<Vec<Yaml>, String> {
-    // Without a `&` there is no anchor, and an alias of none is one node: nothing to count
-    // (most rules; the count would parse them twice).
-    if !text.contains('&') {
-        return YamlLoader::load_from_str(text).map_err(|e| e.to_string());
-    }
+    let mut parser = Parser::new_from_str(text);
     let mut bound = ExpansionBound::default();
-    // A scan error is the loader's to report, with the same words: it reads the same text up
-    // to the same place, and what it builds on the way is within the bounds.
-    let _ = Parser::new_from_str(text).load(&mut bound, true);
-    if let Some(exceeded) = bound.exceeded {
-        return Err(exceeded);
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => break,
+            Ok((event, mark)) => bound.event(event, mark)?,
+            // A scan error is the loader's to report, with its own words: it reads the same
+            // text up to the same place, within the bounds.
+            Err(_) => break,
+        }
     }
     YamlLoader::load_from_str(text).map_err(|e| e.to_string())
 }
 
 /// What the loader would build from the events seen so far: its nodes, and, per open
-/// collection, how deep it goes below.
+/// collection, its size and how deep it goes.
 #[derive(Default)]
 struct ExpansionBound {
     /// The nodes made so far, each alias counted at its anchor's size.
@@ -53,28 +54,61 @@ struct ExpansionBound {
     /// The collections open, outermost first: anchor, nodes, depth (a collection of scalars
     /// is 1 deep).
     open: Vec<(usize, u64, u64)>,
-    /// Which bound was passed, in words.
-    exceeded: Option<String>,
 }
 
 impl ExpansionBound {
-    /// A child of `nodes` nodes, `depth` deep, added to the innermost open collection.
-    fn add(&mut self, nodes: u64, depth: u64, mark: Marker) {
+    /// Counts one event; the bound passed, in words, if it is.
+    fn event(&mut self, event: Event, mark: Marker) -> Result<(), String> {
+        let level = self.open.len() as u64;
+        match event {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                self.count(1, level + 1, mark)?;
+                self.open.push((anchor, 1, 1));
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((anchor, nodes, depth)) = self.open.pop() {
+                    self.anchor(anchor, nodes, depth);
+                    self.add_to_parent(nodes, depth);
+                }
+            }
+            Event::Scalar(_, _, anchor, _) => {
+                self.count(1, level, mark)?;
+                self.anchor(anchor, 1, 0);
+                self.add_to_parent(1, 0);
+            }
+            // The loader puts a bad value where an alias names no complete anchor.
+            Event::Alias(anchor) => {
+                let (nodes, depth) = self.anchors.get(&anchor).copied().unwrap_or((1, 0));
+                self.count(nodes, level.saturating_add(depth), mark)?;
+                self.add_to_parent(nodes, depth);
+            }
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
+        }
+        Ok(())
+    }
+
+    /// `nodes` more nodes, the deepest at `level`.
+    fn count(&mut self, nodes: u64, level: u64, mark: Marker) -> Result<(), String> {
         self.nodes = self.nodes.saturating_add(nodes);
-        let nesting = (self.open.len() as u64).saturating_add(depth);
+        let at = || format!("at line {} column {}", mark.line(), mark.col() + 1);
         if self.nodes > MAX_YAML_NODES {
-            self.exceeded = Some(format!(
-                "its aliases expand to more than {MAX_YAML_NODES} YAML nodes (at line {} column {})",
-                mark.line(),
-                mark.col() + 1
-            ));
-        } else if nesting > MAX_YAML_DEPTH {
-            self.exceeded = Some(format!(
-                "its aliases nest deeper than {MAX_YAML_DEPTH} levels (at line {} column {})",
-                mark.line(),
-                mark.col() + 1
+            return Err(format!(
+                "its YAML expands to more than {MAX_YAML_NODES} nodes through aliases ({})",
+                at()
             ));
         }
+        if level > MAX_YAML_DEPTH {
+            return Err(format!("its YAML nests deeper than {MAX_YAML_DEPTH} levels ({})", at()));
+        }
+        Ok(())
+    }
+
+    /// A complete child of `nodes` nodes, `depth` deep, counted into the collection it is in.
+    fn add_to_parent(&mut self, nodes: u64, depth: u64) {
         if let Some((_, open_nodes, open_depth)) = self.open.last_mut() {
             *open_nodes = open_nodes.saturating_add(nodes);
             *open_depth = (*open_depth).max(depth.saturating_add(1));
@@ -85,44 +119,6 @@ impl ExpansionBound {
         // Anchor ids start at 1; 0 is none.
         if anchor > 0 {
             self.anchors.insert(anchor, (nodes, depth));
-        }
-    }
-}
-
-impl MarkedEventReceiver for ExpansionBound {
-    fn on_event(&mut self, event: Event, mark: Marker) {
-        if self.exceeded.is_some() {
-            return;
-        }
-        match event {
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                self.add(1, 0, mark);
-                self.open.push((anchor, 1, 1));
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((anchor, nodes, depth)) = self.open.pop() {
-                    self.anchor(anchor, nodes, depth);
-                    // The collection itself was counted when it opened.
-                    if let Some((_, open_nodes, open_depth)) = self.open.last_mut() {
-                        *open_nodes = open_nodes.saturating_add(nodes);
-                        *open_depth = (*open_depth).max(depth.saturating_add(1));
-                    }
-                }
-            }
-            Event::Scalar(_, _, anchor, _) => {
-                self.add(1, 0, mark);
-                self.anchor(anchor, 1, 0);
-            }
-            // The loader puts a bad value where an alias names no complete anchor.
-            Event::Alias(anchor) => {
-                let (nodes, depth) = self.anchors.get(&anchor).copied().unwrap_or((1, 0));
-                self.add(nodes, depth, mark);
-            }
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd => {}
         }
     }
 }
@@ -150,11 +146,35 @@ mod tests {
         text + "]\n"
     }
 
+    /// The nodes of a loaded tree.
+    fn nodes(node: &Yaml) -> u64 {
+        1 + match node {
+            Yaml::Array(items) => items.iter().map(nodes).sum(),
+            Yaml::Hash(members) => members.iter().map(|(k, v)| nodes(k) + nodes(v)).sum(),
+            _ => 0,
+        }
+    }
+
+    /// What the bound counts of `text`: its nodes, and whether it passed a bound.
+    fn counted(text: &str) -> (u64, Result<(), String>) {
+        let mut parser = Parser::new_from_str(text);
+        let mut bound = ExpansionBound::default();
+        loop {
+            let (event, mark) = parser.next_token().unwrap();
+            if event == Event::StreamEnd {
+                return (bound.nodes, Ok(()));
+            }
+            if let Err(e) = bound.event(event, mark) {
+                return (bound.nodes, Err(e));
+            }
+        }
+    }
+
     #[test]
     fn aliases_expanding_past_the_bound_are_refused_before_they_are_built() {
         // 657 bytes in a rule's shape that would make a billion nodes.
         let error = load(&laughs(9, 10)).unwrap_err();
-        assert!(error.contains("its aliases expand to more than 524288 YAML nodes"), "{error}");
+        assert!(error.starts_with("its YAML expands to more than 524288 nodes through aliases"), "{error}");
         // Refused where the bound is passed: the sixth anchor would hold a million.
         assert!(error.contains("at line 6 column"), "{error}");
         // Below the bound the same shape loads, every repetition made.
@@ -165,33 +185,34 @@ mod tests {
     }
 
     #[test]
-    fn aliases_nesting_past_the_bound_are_refused_and_nesting_within_it_loads() {
-        let error = load(&chain(60_000)).unwrap_err();
-        assert!(error.contains("its aliases nest deeper than 255 levels"), "{error}");
-        let docs = load(&chain(200)).unwrap();
-        let mut node = &docs[0]["chain"][199];
-        for _ in 0..199 {
+    fn nesting_past_the_bound_is_refused_through_aliases_or_written_out() {
+        let block = format!("{}x\n", "- ".repeat(200_000));
+        let flow = format!("a: {}x{}\n", "[".repeat(200), "]".repeat(200));
+        for deep in [chain(60_000), block, flow] {
+            let error = load(&deep).unwrap_err();
+            assert!(error.starts_with("its YAML nests deeper than 64 levels"), "{error}");
+        }
+        // At the bound it loads: `chain(63)` is the mapping, the list, and 62 links that
+        // each hold the one before.
+        let docs = load(&chain(63)).unwrap();
+        let mut node = &docs[0]["chain"][62];
+        for _ in 0..62 {
             node = &node[0];
         }
         assert_eq!(node.as_str(), Some("x"));
+        assert!(load(&chain(64)).is_err());
+        assert!(load(&format!("{}x\n", "- ".repeat(64))).is_ok());
+        assert!(load(&format!("{}x\n", "- ".repeat(65))).is_err());
     }
 
     #[test]
-    fn the_bounds_count_what_the_loader_builds() {
-        // 10^5 + 10^4 + ... nodes: 111,111 values, anchors and lists, within the bound.
-        let text = laughs(5, 10);
-        let mut bound = ExpansionBound::default();
-        Parser::new_from_str(&text).load(&mut bound, true).unwrap();
-        fn count(node: &Yaml) -> u64 {
-            1 + match node {
-                Yaml::Array(items) => items.iter().map(count).sum(),
-                Yaml::Hash(members) => members.iter().map(|(k, v)| count(k) + count(v)).sum(),
-                _ => 0,
-            }
+    fn the_bound_counts_what_the_loader_builds() {
+        for text in [laughs(5, 10), chain(50), "a: &x [b, {c: d, e: [f, g]}]\nh: *x\n".into()] {
+            let (counted, within) = counted(&text);
+            assert!(within.is_ok(), "{within:?}");
+            let docs = YamlLoader::load_from_str(&text).unwrap();
+            assert_eq!(counted, nodes(&docs[0]), "{text}");
         }
-        let docs = YamlLoader::load_from_str(&text).unwrap();
-        assert_eq!(bound.nodes, count(&docs[0]));
-        assert!(bound.exceeded.is_none());
     }
 
     #[test]
