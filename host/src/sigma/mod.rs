@@ -115,18 +115,31 @@ pub fn is_sigma_file(path: &Path) -> bool {
 }
 
 /// The Sigma files under `dir`, recursively, in path order (the catalog keeps its rules in
-/// nested folders).
+/// nested folders). Symbolic links are followed, to files and to folders (a folder reached
+/// twice is searched once); a Sigma name that is not a regular file (a broken link, a pipe)
+/// is listed all the same, so that compiling it says what it is rather than it being
+/// skipped unseen.
 pub fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
     let mut files = Vec::new();
+    let mut searched = std::collections::HashSet::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
+        let metadata = std::fs::metadata(&dir)?;
+        if !searched.insert((metadata.dev(), metadata.ino())) {
+            continue;
+        }
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let path = entry.path();
             let kind = entry.file_type()?;
-            if kind.is_dir() {
+            let is_dir = match kind.is_symlink() {
+                true => std::fs::metadata(&path).is_ok_and(|target| target.is_dir()),
+                false => kind.is_dir(),
+            };
+            if is_dir {
                 pending.push(path);
-            } else if kind.is_file() && is_sigma_file(&path) {
+            } else if is_sigma_file(&path) {
                 files.push(path);
             }
         }
@@ -138,7 +151,15 @@ pub fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Reads and compiles the Sigma rule in `file`.
 pub fn compile_file(file: &Path) -> Result<ir::Rule, SigmaError> {
     let io = |source| SigmaError::Io { file: file.to_path_buf(), source };
-    let size = std::fs::metadata(file).map_err(io)?.len();
+    let metadata = std::fs::metadata(file).map_err(io)?;
+    // A pipe would block the read, a device (`/dev/zero`) never end it.
+    if !metadata.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a device, a pipe or a socket)",
+        )));
+    }
+    let size = metadata.len();
     if size > MAX_RULE_BYTES {
         return Err(SigmaError::TooLarge { file: file.to_path_buf(), size });
     }
@@ -499,6 +520,45 @@ mod tests {
         assert_eq!(rule.techniques, vec!["T1059.001"]);
         let Expr::And(parts) = &rule.condition else { panic!("{:?}", rule.condition) };
         assert_eq!(parts.len(), 2);
+    }
+
+    #[test]
+    fn linked_rules_are_found_and_what_is_not_a_rule_file_is_named() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let rule = format!(
+            "{HEADER}detection:\n  selection:\n    Image|endswith: '\\cmd.exe'\n  condition: selection\n"
+        );
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(elsewhere.join("nested")).unwrap();
+        std::fs::write(elsewhere.join("nested/rule.yml"), &rule).unwrap();
+        let rules = dir.path().join("rules");
+        std::fs::create_dir(&rules).unwrap();
+        std::fs::write(rules.join("own.yml"), &rule).unwrap();
+        symlink(elsewhere.join("nested/rule.yml"), rules.join("linked.yml")).unwrap();
+        symlink(&elsewhere, rules.join("folder")).unwrap();
+        // A loop back to the folder itself, a broken link and a device: none hangs the search.
+        symlink(&rules, rules.join("loop")).unwrap();
+        symlink(dir.path().join("missing.yml"), rules.join("broken.yml")).unwrap();
+        symlink("/dev/zero", rules.join("zero.yml")).unwrap();
+        let found = files_under(&rules).unwrap();
+        let names: Vec<String> =
+            found.iter().map(|f| f.strip_prefix(&rules).unwrap().display().to_string()).collect();
+        assert_eq!(names, ["broken.yml", "folder/nested/rule.yml", "linked.yml", "own.yml", "zero.yml"]);
+        for file in &found {
+            let result = compile_file(file);
+            match file.file_name().unwrap().to_str().unwrap() {
+                "broken.yml" => assert!(matches!(result, Err(SigmaError::Io { .. })), "{result:?}"),
+                "zero.yml" => {
+                    let error = result.unwrap_err().to_string();
+                    assert!(
+                        error.ends_with("zero.yml: not a regular file (a device, a pipe or a socket)"),
+                        "{error}"
+                    );
+                }
+                _ => assert!(result.is_ok(), "{file:?}: {result:?}"),
+            }
+        }
     }
 
     #[test]
