@@ -322,3 +322,75 @@ fn a_byte_order_mark_is_ignored_in_every_text_format() {
         assert_eq!(run.json_lines().len(), plain.json_lines().len(), "{file}");
     }
 }
+
+/// A good row, a line one byte longer than a record may be, a line exactly as long as one
+/// may be (not JSON), and a good row, with the long lines' lengths.
+fn long_lines(last_newline: bool) -> (Vec<u8>, usize) {
+    let max = rulehost::events::MAX_LINE_BYTES;
+    let mut contents = Vec::with_capacity(2 * max + 1024);
+    contents.extend_from_slice(GOOD.as_bytes());
+    contents.push(b'\n');
+    contents.extend(std::iter::repeat_n(b'a', max + 1));
+    contents.push(b'\n');
+    contents.extend(std::iter::repeat_n(b'b', max));
+    contents.push(b'\n');
+    contents.extend_from_slice(
+        GOOD.replace("whoami", "ipconfig").replace("\"ReportId\":7", "\"ReportId\":8").as_bytes(),
+    );
+    contents.push(b'\n');
+    // And, last, one too long that the input ends inside.
+    contents.extend(std::iter::repeat_n(b'c', max + 100));
+    if last_newline {
+        contents.push(b'\n');
+    }
+    (contents, max)
+}
+
+#[test]
+fn a_line_longer_than_a_record_may_be_is_passed_over_and_named() {
+    for last_newline in [true, false] {
+        let (contents, max) = long_lines(last_newline);
+        let mut file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &contents).unwrap();
+        let path = file.path().display().to_string();
+        for jobs in ["1", "2"] {
+            for stdin in [false, true] {
+                let run = match stdin {
+                    false => rulehost(&["eval", "--jobs", jobs, &path]),
+                    true => crate::util::rulehost_with_stdin(&["eval", "--jobs", jobs, "-"], &contents),
+                };
+                let name = if stdin { "-" } else { path.as_str() };
+                let case = format!("jobs {jobs}, stdin {stdin}, last newline {last_newline}");
+                assert_eq!(run.code, 0, "{case}: {}", run.stderr);
+                let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains("warning")).collect();
+                let expected = [
+                    format!(
+                        "{name}:2: a line of {} bytes, longer than the {max} a record may have: not read",
+                        max + 1
+                    ),
+                    format!("{name}:3: malformed JSON"),
+                    format!(
+                        "{name}:5: a line of {} bytes, longer than the {max} a record may have: not read",
+                        max + 100
+                    ),
+                ];
+                assert_eq!(warnings.len(), expected.len(), "{case}: {}", run.stderr);
+                for (warning, expected) in warnings.iter().zip(&expected) {
+                    assert!(
+                        warning.starts_with(&format!("rulehost: warning: {expected}")),
+                        "{case}: {warning}\nwanted: {expected}"
+                    );
+                }
+                // The rows around the long lines are read and evaluated: one alert of both.
+                let alerts = run.json_lines();
+                assert_eq!(alerts.len(), 1, "{case}: {}", run.stdout);
+                assert_eq!(alerts[0]["ReportIds"], serde_json::json!(["7", "8"]), "{case}");
+                assert!(
+                    run.summary().contains("5 records read: 2 evaluated, 0 skipped, 3 rejected"),
+                    "{case}: {}",
+                    run.summary()
+                );
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
 use super::Record;
-use super::json_lines::{LineNumbers, Lines, PAGE_BYTES, Reading, page_lead, spawn};
+use super::json_lines::{LineNumbers, Lines, MAX_LINE_BYTES, PAGE_BYTES, Reading, page_lead, spawn};
 use crate::in_order::InOrder;
 
 /// Bytes read at once beyond a block, looking for the end of its last line.
@@ -183,6 +183,8 @@ struct BlockLines {
     error: Option<String>,
     /// The bytes of the file read that are the block's own.
     own: std::ops::Range<u64>,
+    /// The length of its last line, when that is too long to read ([`MAX_LINE_BYTES`]).
+    too_long: Option<u64>,
 }
 
 impl BlockLines {
@@ -192,6 +194,7 @@ impl BlockLines {
             offset: self.offset,
             last: self.last,
             error: self.error.as_deref(),
+            too_long: self.too_long,
         }
     }
 }
@@ -224,8 +227,10 @@ fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> Block
         memchr::memchr(b'\n', &buffer[lead..filled]).map_or(filled, |at| lead + at + 1)
     };
     let mut end = filled;
+    let mut too_long = None;
     if start < filled && !ended && error.is_none() && buffer[filled - 1] != b'\n' {
         // The last line goes on past the block.
+        let line_start = memchr::memrchr(b'\n', &buffer[start..filled]).map_or(start, |at| start + at + 1);
         loop {
             let before = filled;
             match read_at(file, from + (before - lead) as u64, READ_BYTES, buffer, &mut filled) {
@@ -237,6 +242,16 @@ fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> Block
                     end = filled;
                     if !whole {
                         ended = true;
+                        break;
+                    }
+                    if filled - line_start > MAX_LINE_BYTES {
+                        // Passed over to its end, in a window of the buffer, not held.
+                        let at = from + (filled - lead) as u64;
+                        let passed =
+                            pass_over_line(file, at, &mut buffer[line_start..line_start + READ_BYTES]);
+                        too_long = Some((filled - line_start) as u64 + passed.length);
+                        (ended, error) = (passed.ended, passed.error);
+                        end = line_start;
                         break;
                     }
                 }
@@ -258,6 +273,34 @@ fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> Block
         last: ended || error.is_some(),
         error,
         own,
+        too_long,
+    }
+}
+
+/// What passing over the rest of a line too long to read found: its bytes from the place it
+/// began at (its newline not counted), and whether the file ended or failed before a newline.
+struct PassedOver {
+    length: u64,
+    ended: bool,
+    error: Option<String>,
+}
+
+/// Reads `file` from `at` on to the next newline through `window`, keeping nothing.
+fn pass_over_line(file: &File, at: u64, window: &mut [u8]) -> PassedOver {
+    use std::os::unix::fs::FileExt;
+    let mut length = 0;
+    loop {
+        match file.read_at(window, at + length) {
+            Ok(0) => return PassedOver { length, ended: true, error: None },
+            Ok(n) => match memchr::memchr(b'\n', &window[..n]) {
+                Some(newline) => {
+                    return PassedOver { length: length + newline as u64, ended: false, error: None };
+                }
+                None => length += n as u64,
+            },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return PassedOver { length, ended: true, error: Some(e.to_string()) },
+        }
     }
 }
 
@@ -315,6 +358,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_line_too_long_is_passed_over_without_being_held() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let long = 3 * MAX_LINE_BYTES;
+        let mut text = b"{\"first\":1}\n".to_vec();
+        text.extend(std::iter::repeat_n(b'a', long));
+        text.extend_from_slice(b"\n{\"next\":2}\n");
+        std::fs::write(file.path(), &text).unwrap();
+        let file = File::open(file.path()).unwrap();
+        let mut buffer = Vec::new();
+        let lines = read_block(&file, 0, 4096, &mut buffer);
+        assert_eq!(lines.too_long, Some(long as u64));
+        assert_eq!(&buffer[lines.start..lines.end], b"{\"first\":1}\n");
+        assert!(!lines.last && lines.error.is_none());
+        // Read up to the bound, then in a window: not the line's three times the bound.
+        assert!(buffer.len() < 2 * MAX_LINE_BYTES + (1 << 20), "{} bytes held", buffer.len());
+        // The block the line ends in starts after it.
+        let index = (12 + long as u64) / 4096;
+        let next = read_block(&file, index, 4096, &mut buffer);
+        assert_eq!(&buffer[next.start..next.end], b"{\"next\":2}\n");
+        assert_eq!(next.too_long, None);
     }
 
     #[test]

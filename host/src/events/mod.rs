@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 pub(crate) use field::for_each_field;
 pub use field::{FIELD_COUNT, Field};
 pub use input::{Input, InputError, InputFormat, Reader};
+pub use json_lines::MAX_LINE_BYTES;
 
 /// Reads one JSON object as a record, whatever its shape (a Defender row, a streaming
 /// record, a Windows event in any JSON shape).
@@ -412,6 +413,9 @@ pub enum RejectReason {
     /// The input ended inside a record.
     #[error("truncated: {0}")]
     Truncated(String),
+    /// A line longer than a record may be: passed over, not held in memory.
+    #[error("a line of {0} bytes, longer than the {max} a record may have: not read", max = json_lines::MAX_LINE_BYTES)]
+    TooLong(u64),
 }
 
 impl RejectReason {
@@ -429,6 +433,7 @@ impl RejectReason {
             RejectReason::MissingTimestamp => "no Timestamp",
             RejectReason::BadTimestamp(_) => "bad Timestamp",
             RejectReason::Truncated(_) => "truncated",
+            RejectReason::TooLong(_) => "too long",
         }
     }
 }
