@@ -394,3 +394,56 @@ fn a_line_longer_than_a_record_may_be_is_passed_over_and_named() {
         }
     }
 }
+
+#[test]
+fn a_csv_row_longer_than_a_record_may_be_ends_its_input_with_the_reason() {
+    let max = rulehost::events::MAX_LINE_BYTES;
+    let header =
+        "Timestamp,DeviceId,DeviceName,FileName,ProcessCommandLine,InitiatingProcessFileName,ReportId\n";
+    let row = |command: &str, id: u32| {
+        format!("2024-05-01T10:15:0{id}Z,d1,web01,cmd.exe,\"{command}\",w3wp.exe,{id}\n")
+    };
+    // Rows of up to a record's size are read whole, each under its own bound: two of
+    // nearly the size in turn.
+    let near = "a".repeat(max - 1024);
+    let within =
+        [header.to_owned(), row("whoami", 1), row(&near, 2), row(&near, 3), row("ipconfig", 4)].concat();
+    // One just past it (within what the reader takes ahead) is rejected and the rows after
+    // it read; one well past it ends the input, and the warning says so.
+    let just_past =
+        [header.to_owned(), row("whoami", 1), row(&"a".repeat(max + 1), 2), row("ipconfig", 3)].concat();
+    let well_past =
+        [header.to_owned(), row("whoami", 1), row(&"a".repeat(max + (1 << 20)), 2), row("ipconfig", 3)]
+            .concat();
+    let row_bytes = row(&"a".repeat(max + 1), 2).len() - 1;
+    let just_past_warning =
+        format!("a row of {row_bytes} bytes, longer than the {max} a record may have: not read");
+    let well_past_warning = format!(
+        "a row longer than the {max} bytes a record may have: not read, nor the rest of the input (its rows cannot be told apart after it)"
+    );
+    for (contents, summary, warning) in [
+        (within, "4 records read: 4 evaluated, 0 skipped, 0 rejected", None),
+        (
+            just_past,
+            "3 records read: 2 evaluated, 0 skipped, 1 rejected (too long: 1)",
+            Some(just_past_warning),
+        ),
+        (
+            well_past,
+            "2 records read: 1 evaluated, 0 skipped, 1 rejected (too long: 1)",
+            Some(well_past_warning),
+        ),
+    ] {
+        let mut file = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+        std::io::Write::write_all(&mut file, contents.as_bytes()).unwrap();
+        let path = file.path().display().to_string();
+        let run = rulehost(&["eval", &path]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.summary().starts_with(&format!("rulehost: {summary}")), "{}", run.summary());
+        let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains("warning")).collect();
+        match warning {
+            None => assert!(warnings.is_empty(), "{}", run.stderr),
+            Some(warning) => assert_eq!(warnings, [format!("rulehost: warning: {path}:3: {warning}")]),
+        }
+    }
+}

@@ -965,10 +965,37 @@ impl Iterator for ZipEntries {
     }
 }
 
+/// A CSV input's bytes as the csv crate reads them, counted, failing once a row has taken
+/// more than a record may ([`super::MAX_LINE_BYTES`]): the crate holds a row whole, and one
+/// of 300 MB took 1.4 GB.
+struct BoundedRows<R> {
+    inner: R,
+    /// Bytes handed to the crate.
+    read: u64,
+    /// The count past which a read fails: set before each row.
+    limit: u64,
+}
+
+/// The error [`BoundedRows`] fails with, told apart from the input's own.
+#[derive(Debug, thiserror::Error)]
+#[error("a row longer than a record may be")]
+struct RowTooLong;
+
+impl<R: Read> Read for BoundedRows<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.read > self.limit {
+            return Err(io::Error::other(RowTooLong));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// CSV rows under a header of column names.
 struct CsvRows<R> {
     name: Arc<str>,
-    reader: csv::Reader<R>,
+    reader: csv::Reader<BoundedRows<R>>,
     columns: Option<Vec<Option<super::Field>>>,
     row: csv::StringRecord,
     /// The csv crate counts the line of a record that follows a CRLF one short (it counts
@@ -977,8 +1004,12 @@ struct CsvRows<R> {
     done: bool,
 }
 
+/// The bytes a CSV row (or the header) may take, with room for the crate's buffer ahead.
+const CSV_ROW_BYTES: u64 = super::MAX_LINE_BYTES as u64 + (64 << 10);
+
 impl<R: Read> CsvRows<R> {
     fn new(name: Arc<str>, stream: R, crlf: bool) -> Self {
+        let stream = BoundedRows { inner: stream, read: 0, limit: CSV_ROW_BYTES };
         let reader = csv::ReaderBuilder::new().has_headers(true).from_reader(stream);
         let line_offset = u64::from(crlf);
         Self { name, reader, columns: None, row: csv::StringRecord::new(), line_offset, done: false }
@@ -992,6 +1023,10 @@ impl<R: Read> CsvRows<R> {
         let line = error.position().map_or(self.reader.position().line(), |p| p.line());
         let reason = match error.kind() {
             csv::ErrorKind::Utf8 { .. } => RejectReason::InvalidUtf8,
+            csv::ErrorKind::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<RowTooLong>()) => {
+                self.done = true;
+                RejectReason::RowTooLong
+            }
             csv::ErrorKind::Io(_) => {
                 self.done = true;
                 RejectReason::Truncated(error.to_string())
@@ -1009,6 +1044,9 @@ impl<R: Read> Iterator for CsvRows<R> {
         if self.done {
             return None;
         }
+        // What the crate has taken so far is at most its buffer ahead of the row's start.
+        let mut start = self.reader.position().byte();
+        self.reader.get_mut().limit = start + CSV_ROW_BYTES;
         if self.columns.is_none() {
             match self.reader.headers() {
                 Ok(headers) => self.columns = Some(defender::csv_columns(headers)),
@@ -1017,6 +1055,8 @@ impl<R: Read> Iterator for CsvRows<R> {
                     return Some(self.reject(e));
                 }
             }
+            start = self.reader.position().byte();
+            self.reader.get_mut().limit = start + CSV_ROW_BYTES;
         }
         match self.reader.read_record(&mut self.row) {
             Ok(false) => {
@@ -1025,6 +1065,13 @@ impl<R: Read> Iterator for CsvRows<R> {
             }
             Ok(true) => {
                 let line = self.row.position().map_or(0, |p| p.line());
+                // A row the crate held within its read-ahead past the bound: rejected as one
+                // past it, and the rows after it read.
+                let bytes = self.reader.position().byte() - start;
+                if bytes > super::MAX_LINE_BYTES as u64 {
+                    let reason = RejectReason::TooLong { unit: "row", bytes: bytes.saturating_sub(1) };
+                    return Some(Record::Rejected(RecordError { origin: self.origin(line), reason }));
+                }
                 let columns = self.columns.as_deref().expect("read above");
                 Some(defender::read_csv_row(columns, &self.row, self.origin(line)))
             }

@@ -90,7 +90,10 @@ impl<R: BufRead> JsonLines<R> {
                     Ok((passed, ended)) => {
                         self.offset += passed;
                         // Its length, without the newline that ended it.
-                        RejectReason::TooLong(self.buffer.len() as u64 + passed - u64::from(!ended))
+                        RejectReason::TooLong {
+                            unit: "line",
+                            bytes: self.buffer.len() as u64 + passed - u64::from(!ended),
+                        }
                     }
                     Err(e) => {
                         self.done = true;
@@ -575,7 +578,7 @@ fn parse_lines(name: &Arc<str>, chunk: Lines<'_>, first_line: u64, parse_all: bo
         // A line the reader held whole (it came in one read) is as long as one it passed over.
         let length = line.len() - usize::from(line.ends_with(b"\n"));
         if length > MAX_LINE_BYTES {
-            let reason = RejectReason::TooLong(length as u64);
+            let reason = RejectReason::TooLong { unit: "line", bytes: length as u64 };
             records.push(Record::Rejected(RecordError { origin: origin(number), reason }));
         } else if !line.trim_ascii().is_empty() {
             let first = records.len();
@@ -598,7 +601,7 @@ fn parse_lines(name: &Arc<str>, chunk: Lines<'_>, first_line: u64, parse_all: bo
     if let Some(bytes) = chunk.too_long {
         records.push(Record::Rejected(RecordError {
             origin: origin(number),
-            reason: RejectReason::TooLong(bytes),
+            reason: RejectReason::TooLong { unit: "line", bytes },
         }));
         number += 1;
     }

@@ -413,9 +413,21 @@ pub enum RejectReason {
     /// The input ended inside a record.
     #[error("truncated: {0}")]
     Truncated(String),
-    /// A line longer than a record may be: passed over, not held in memory.
-    #[error("a line of {0} bytes, longer than the {max} a record may have: not read", max = json_lines::MAX_LINE_BYTES)]
-    TooLong(u64),
+    /// A line (or a CSV row) longer than a record may be: passed over, not held in memory.
+    #[error("a {unit} of {bytes} bytes, longer than the {max} a record may have: not read", max = json_lines::MAX_LINE_BYTES)]
+    TooLong {
+        /// `line` or `row`.
+        unit: &'static str,
+        /// Its length, without the newline that ends it.
+        bytes: u64,
+    },
+    /// A CSV row longer than a record may be: neither it nor the rest of its input is read
+    /// (a row's end cannot be told without reading it whole).
+    #[error(
+        "a row longer than the {max} bytes a record may have: not read, nor the rest of the input (its rows cannot be told apart after it)",
+        max = json_lines::MAX_LINE_BYTES
+    )]
+    RowTooLong,
 }
 
 impl RejectReason {
@@ -433,7 +445,7 @@ impl RejectReason {
             RejectReason::MissingTimestamp => "no Timestamp",
             RejectReason::BadTimestamp(_) => "bad Timestamp",
             RejectReason::Truncated(_) => "truncated",
-            RejectReason::TooLong(_) => "too long",
+            RejectReason::TooLong { .. } | RejectReason::RowTooLong => "too long",
         }
     }
 }
