@@ -2,7 +2,7 @@
 //! read as a stream of [`Record`]s.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Cursor, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -180,13 +180,31 @@ impl Stream {
                     Some(_) => Box::new(file),
                 })
             }
-            Stream::Other(mut read) => {
-                let mut bytes = prefix;
-                read.read_to_end(&mut bytes)?;
-                Ok(Box::new(Cursor::new(bytes)))
-            }
+            Stream::Other(mut read) => Ok(Box::new(spill(&mut read, &prefix, MAX_DECOMPRESSED_BYTES)?)),
         }
     }
+}
+
+/// The most that a stream read whole (a zip entry, a compressed or piped EVTX log) may hold:
+/// the largest event log Windows keeps (4 GiB).
+pub const MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
+
+/// `prefix` and the rest of `read`, written to an unlinked temporary file (so that it can be
+/// sought in) rather than held in memory: a zip of 2 MB whose entry inflated to 2 GB took 4.2
+/// GB held. More than `max` bytes is an error, and nothing past it is read.
+fn spill(read: &mut dyn Read, prefix: &[u8], max: u64) -> io::Result<File> {
+    let mut file = tempfile::tempfile()?;
+    file.write_all(prefix)?;
+    let room = (max + 1).saturating_sub(prefix.len() as u64);
+    let copied = prefix.len() as u64 + io::copy(&mut read.take(room), &mut file)?;
+    if copied > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it decompresses to more than {max} bytes (at most that is read whole): not read"),
+        ));
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
 }
 
 /// `Read + Seek + Send`, for EVTX and zip containers.
@@ -903,7 +921,8 @@ impl<R: Read> Iterator for JsonDocuments<R> {
 }
 
 /// The entries of a zip archive, each read as an input of its own named
-/// `archive.zip:entry`. An entry is decompressed into memory when its turn comes.
+/// `archive.zip:entry`. An entry is decompressed when its turn comes, into an unlinked
+/// temporary file (see [`spill`]).
 struct ZipEntries {
     name: Arc<str>,
     archive: zip::ZipArchive<Box<dyn ReadSeek>>,
@@ -930,12 +949,13 @@ impl ZipEntries {
                 continue;
             }
             let entry_name = entry.name().map_or_else(|_| format!("entry {}", index + 1), |n| n.into_owned());
-            let mut bytes = Vec::with_capacity(entry.size().min(1 << 30) as usize);
-            if let Err(e) = entry.read_to_end(&mut bytes) {
-                return Some(Err(container_error(format!("zip entry {entry_name}: {e}"))));
-            }
+            let file = match spill(&mut entry, &[], MAX_DECOMPRESSED_BYTES) {
+                Ok(file) => file,
+                Err(e) => return Some(Err(container_error(format!("zip entry {entry_name}: {e}")))),
+            };
             let name: Arc<str> = format!("{}:{entry_name}", self.name).into();
-            let stream = Stream::Other(Box::new(Cursor::new(bytes)));
+            // Read as a file is: sought in where the format needs it (EVTX).
+            let stream = Stream::File(Counted { inner: file, counter: None });
             return Some(
                 open_stream(name.clone(), Some(&entry_name), stream, self.format, self.reading).map_err(
                     |e| RecordError {
@@ -1087,6 +1107,62 @@ mod tests {
     use crate::events::json_lines::CHUNK_BYTES;
 
     const ROW: &str = r#"{"Timestamp":"2024-05-01T10:00:00Z","DeviceName":"web01","FileName":"cmd.exe"}"#;
+
+    #[test]
+    fn what_is_read_whole_goes_to_a_file_and_no_further_than_its_bound() {
+        let bytes: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+        let mut file = spill(&mut &bytes[10..], &bytes[..10], 3 << 20).unwrap();
+        let mut read = Vec::new();
+        file.read_to_end(&mut read).unwrap();
+        assert!(read == bytes, "the prefix and the stream, in order");
+        // One byte more than the bound: refused, and the stream read no further than it.
+        let mut stream = &bytes[10..];
+        let error = spill(&mut stream, &bytes[..10], (3 << 20) - 1).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "it decompresses to more than {} bytes (at most that is read whole): not read",
+                (3 << 20) - 1
+            )
+        );
+        assert!(stream.is_empty(), "read to one past the bound");
+        let mut stream = &bytes[10..];
+        assert!(spill(&mut stream, &bytes[..10], 1 << 20).is_err());
+        assert_eq!(stream.len(), (3 << 20) - 10 - ((1 << 20) + 1 - 10), "read to one past the bound, not on");
+    }
+
+    #[test]
+    fn an_evtx_log_in_a_zip_and_in_gzip_reads_as_the_file_does() {
+        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/evtx");
+        let log = shared.join("LM_typical_IIS_webshell_sysmon_1_10_traces.evtx");
+        let bytes = std::fs::read(&log).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let zipped = dir.path().join("logs.zip");
+        let mut writer = zip::ZipWriter::new(File::create(&zipped).unwrap());
+        writer.start_file("Sysmon.evtx", zip::write::SimpleFileOptions::default()).unwrap();
+        writer.write_all(&bytes).unwrap();
+        writer.finish().unwrap();
+        let gzipped = dir.path().join("Sysmon.evtx.gz");
+        let mut encoder =
+            flate2::write::GzEncoder::new(File::create(&gzipped).unwrap(), flate2::Compression::fast());
+        encoder.write_all(&bytes).unwrap();
+        encoder.finish().unwrap();
+        let kinds = |path: &std::path::Path| -> Vec<String> {
+            Input::file(path)
+                .open(InputFormat::Auto)
+                .unwrap()
+                .map(|record| match record {
+                    Record::Event(event) => event.get(crate::events::Field::ProcessCommandLine).to_owned(),
+                    Record::Skipped(skipped) => skipped.kind,
+                    Record::Rejected(error) => format!("rejected: {}", error.reason),
+                })
+                .collect()
+        };
+        let direct = kinds(&log);
+        assert_eq!(direct.len(), 4, "{direct:?}");
+        assert_eq!(kinds(&zipped), direct);
+        assert_eq!(kinds(&gzipped), direct);
+    }
 
     #[test]
     fn a_directory_is_searched_through_its_links_and_its_files_come_in_path_order() {
