@@ -447,3 +447,49 @@ fn a_csv_row_longer_than_a_record_may_be_ends_its_input_with_the_reason() {
         }
     }
 }
+
+/// Rows whose command lines are `sizes` bytes long.
+fn rows_of(sizes: &[usize]) -> String {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            GOOD.replace("cmd /c whoami", &format!("cmd /c {}", "a".repeat(size)))
+                .replace("7}", &format!("{i}}}"))
+                + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_ends_before_an_event_would_take_it_past_its_bound_in_bytes() {
+    // A rule that fails every call shows the calls: each batch is one failed call, and the
+    // third failure in a row quarantines it.
+    let panic = crate::util::test_rule("panic");
+    let calls = |run: &crate::util::Run| {
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("rulehost: rule test-panic"))
+            .unwrap_or_else(|| panic!("{}", run.stderr));
+        // `rulehost: rule ID VERSION (DIGEST): N failed calls, ...`
+        line.split("): ").nth(1).unwrap().split(',').next().unwrap().to_owned()
+    };
+    let mib = 1 << 20;
+    // A stream: ten events of 6 MiB are batches of two (12 MiB; a third would make 18); five
+    // of 2 MiB are one batch.
+    for (sizes, expected) in [(vec![6 * mib; 10], "3 failed calls"), (vec![2 * mib; 5], "1 failed call")] {
+        let run = crate::util::rulehost_with_stdin(
+            &["eval", "--jobs", "1", "--rules", &panic, "-"],
+            rows_of(&sizes).as_bytes(),
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(calls(&run), expected, "{}", run.stderr);
+    }
+    // A file read in blocks: three lines that start in the first block, the last 16 MiB
+    // long, are two batches.
+    let file = file_with(&rows_of(&[mib / 2, mib / 4, 16 * mib - 4096]));
+    let run = rulehost(&["eval", "--jobs", "2", "--rules", &panic, &file.path().display().to_string()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(calls(&run), "2 failed calls", "{}", run.stderr);
+}

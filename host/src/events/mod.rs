@@ -306,6 +306,12 @@ impl ProcessEvent {
         self.text.shrink_to_fit();
     }
 
+    /// The bytes of its values' text (what a batch's bound counts: see
+    /// [`crate::pipeline::MAX_BATCH_BYTES`]).
+    pub fn value_bytes(&self) -> usize {
+        self.text.len()
+    }
+
     /// About how many bytes the event holds: its values' text, their headers and its
     /// lineage keys.
     pub fn size_in_memory(&self) -> usize {

@@ -68,12 +68,20 @@ fn evaluate_block(
         return records.into_iter().map(BlockItem::Record).collect();
     }
     let mut items = Vec::with_capacity(records.len() / batch_size + 1);
+    let mut bytes = 0;
     for record in records {
         match record {
             Record::Event(event) => {
+                let size = event.value_bytes();
+                if super::ends_before(batch.len(), bytes, size) {
+                    items.push(BlockItem::Evaluated(evaluate_events(instances, quarantined, batch)));
+                    bytes = 0;
+                }
+                bytes += size;
                 batch.push(*event);
                 if batch.len() == batch_size {
                     items.push(BlockItem::Evaluated(evaluate_events(instances, quarantined, batch)));
+                    bytes = 0;
                 }
             }
             other => items.push(BlockItem::Record(other)),

@@ -41,6 +41,17 @@ type Projection = Arc<ProjectedEvent>;
 /// enough that a batch of long command lines stays a few MiB.
 pub const DEFAULT_BATCH_SIZE: usize = 1024;
 
+/// Bytes of event values a batch holds at most, whatever its count: a batch ends before an event
+/// that would take it past this (an event this large is a batch of its own). Real events
+/// are a few KiB, so batches end by their count; but 1,024 lines of 16 MiB each (the most a
+/// line may hold) would have been 16 GiB held for one rule call.
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// Whether a batch of `bytes` ends before an event of `event` bytes joins it.
+pub(crate) fn ends_before(batch_len: usize, bytes: usize, event: usize) -> bool {
+    batch_len > 0 && bytes.saturating_add(event) > MAX_BATCH_BYTES
+}
+
 /// When windows close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowClosing {
@@ -208,6 +219,8 @@ pub struct Pipeline<'a> {
     /// The highest watermark windows were closed at.
     closed_through: Option<i64>,
     batch: Vec<ProcessEvent>,
+    /// The bytes of the batch's events (see [`MAX_BATCH_BYTES`]).
+    batch_bytes: usize,
     /// With more than one job, the evaluation workers of the current rules, started with
     /// the first batch (a file evaluated in blocks needs none) and again after a swap.
     workers: Option<Workers>,
@@ -284,6 +297,7 @@ impl<'a> Pipeline<'a> {
             source_time: None,
             closed_through: None,
             batch: Vec::with_capacity(options.batch_size),
+            batch_bytes: 0,
             workers: None,
             next_read_order: 1,
             unapplied: VecDeque::new(),
@@ -354,6 +368,11 @@ impl<'a> Pipeline<'a> {
             (self.diagnose)(Diagnostic::Late { event: &event, count: self.summary.late });
         }
         self.time_range = Some(self.time_range.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+        let size = event.value_bytes();
+        if ends_before(self.batch.len(), self.batch_bytes, size) {
+            self.evaluate_batch()?;
+        }
+        self.batch_bytes += size;
         self.batch.push(event);
         if self.batch.len() == self.options.batch_size {
             self.evaluate_batch()?;
@@ -599,6 +618,7 @@ impl<'a> Pipeline<'a> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        self.batch_bytes = 0;
         let spare = self.spare_batches.pop().unwrap_or_else(|| Vec::with_capacity(self.options.batch_size));
         let batch = std::mem::replace(&mut self.batch, spare);
         self.unapplied.push_back(batch[0].read_order());
