@@ -62,6 +62,27 @@ fn rules_load_from_a_file_or_a_directory() {
 }
 
 #[test]
+fn a_rule_path_that_is_not_a_regular_file_is_refused_not_read_forever() {
+    // A link to a device is read forever, a pipe waited on, unless refused first.
+    let dir = tempfile::tempdir().unwrap();
+    let zero = dir.path().join("zero.wasm");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let pipe = dir.path().join("pipe.wasm");
+    let made = std::process::Command::new("mkfifo").arg(&pipe).status().unwrap();
+    assert!(made.success());
+    for rule in [&zero, &pipe] {
+        let rule = rule.display().to_string();
+        let run = rulehost(&["eval", "--allow-unsigned", "--rules", &rule, &data("defender-rows.jsonl")]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("{rule}: not a regular file (a device, a pipe or a socket)")),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
 fn two_rules_with_one_id_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let a = write_rule(dir.path(), "a.wasm", BUNDLED_SOFT_CELL);

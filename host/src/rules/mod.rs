@@ -73,7 +73,7 @@ impl Trust {
         let Some(policy) = &self.policy else { return Ok(Vec::new()) };
         let name = artifact.display().to_string();
         let signature_path = signing::detached_signature_path(artifact);
-        let detached = match std::fs::read(&signature_path) {
+        let detached = match read_bounded(&signature_path, registry::layout::MAX_SIGNATURE_BYTES) {
             Ok(signature) => Some(signature),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
@@ -90,6 +90,24 @@ impl Trust {
             }
         }
     }
+}
+
+/// The bytes of the regular file `path`, read up to one past `limit` (the caller tells a
+/// file too large by its length): a rule path may name a device (`/dev/zero`, read forever)
+/// or a pipe (waited on), or a file that grows while it is read.
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    // Asked before opening: opening a pipe waits for a writer.
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a device, a pipe or a socket)",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len().min(limit) as usize);
+    std::fs::File::open(path)?.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Loads the rules at `paths`: component files, Sigma files (`.yml`, `.yaml`), and
@@ -123,12 +141,12 @@ pub fn load_paths_with(
         let name = file.display().to_string();
         let io_error = |source| CompileError::Io { artifact: name.clone(), source };
         // The size is checked before reading, so a huge file is not read into memory.
-        let size = std::fs::metadata(&file).map_err(io_error)?.len();
         let limit = runtime.limits().max_artifact_bytes;
-        if size > limit {
+        let bytes = read_bounded(&file, limit).map_err(io_error)?;
+        if bytes.len() as u64 > limit {
+            let size = std::fs::metadata(&file).map_or(bytes.len() as u64, |m| m.len());
             return Err(CompileError::TooLarge { artifact: name, size, limit }.into());
         }
-        let bytes = std::fs::read(&file).map_err(io_error)?;
         // The signature is checked before anything else reads the artifact.
         let signers = trust.check(&file, &bytes)?;
         let mut pack = runtime.compile(&name, &bytes)?;
