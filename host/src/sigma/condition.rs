@@ -55,7 +55,7 @@ fn tokens(text: &str) -> Result<Vec<Token>, Unsupported> {
     Ok(out)
 }
 
-/// Parentheses and `not`s a condition may nest, one within another: the catalog's nest three
+/// Parentheses and `not`s a condition may nest, one within another: the catalog's nest two
 /// deep. The parser descends once per level, and so does everything that walks the tree it
 /// makes: 300,000 `(` in a rule of 600 KB overflowed the stack.
 pub const MAX_CONDITION_DEPTH: usize = 64;
