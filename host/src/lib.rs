@@ -22,6 +22,7 @@ mod dirs;
 mod errors;
 pub mod eval;
 pub mod events;
+mod files;
 mod in_order;
 pub mod pipeline;
 pub mod rules;

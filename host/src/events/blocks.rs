@@ -12,7 +12,9 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
 use super::Record;
-use super::json_lines::{LineNumbers, Lines, MAX_LINE_BYTES, PAGE_BYTES, Reading, page_lead, spawn};
+use super::json_lines::{
+    LineNumbers, Lines, MAX_LINE_BYTES, PAGE_BYTES, Reading, page_lead, pass_over_long_line, spawn,
+};
 use crate::in_order::InOrder;
 
 /// Bytes read at once beyond a block, looking for the end of its last line.
@@ -246,9 +248,8 @@ fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> Block
                     }
                     if filled - line_start > MAX_LINE_BYTES {
                         // Passed over to its end, in a window of the buffer, not held.
-                        let at = from + (filled - lead) as u64;
-                        let passed =
-                            pass_over_line(file, at, &mut buffer[line_start..line_start + READ_BYTES]);
+                        let mut rest = ReadAt { file, offset: from + (filled - lead) as u64 };
+                        let passed = pass_over_long_line(&mut rest, &mut buffer[line_start..filled]);
                         too_long = Some((filled - line_start) as u64 + passed.length);
                         (ended, error) = (passed.ended, passed.error);
                         end = line_start;
@@ -277,30 +278,18 @@ fn read_block(file: &File, index: u64, size: u64, buffer: &mut Vec<u8>) -> Block
     }
 }
 
-/// What passing over the rest of a line too long to read found: its bytes from the place it
-/// began at (its newline not counted), and whether the file ended or failed before a newline.
-struct PassedOver {
-    length: u64,
-    ended: bool,
-    error: Option<String>,
+/// `file` read on from `offset` by position, as every worker reads the shared file.
+struct ReadAt<'a> {
+    file: &'a File,
+    offset: u64,
 }
 
-/// Reads `file` from `at` on to the next newline through `window`, keeping nothing.
-fn pass_over_line(file: &File, at: u64, window: &mut [u8]) -> PassedOver {
-    use std::os::unix::fs::FileExt;
-    let mut length = 0;
-    loop {
-        match file.read_at(window, at + length) {
-            Ok(0) => return PassedOver { length, ended: true, error: None },
-            Ok(n) => match memchr::memchr(b'\n', &window[..n]) {
-                Some(newline) => {
-                    return PassedOver { length: length + newline as u64, ended: false, error: None };
-                }
-                None => length += n as u64,
-            },
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return PassedOver { length, ended: true, error: Some(e.to_string()) },
-        }
+impl io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 

@@ -458,19 +458,19 @@ fn read_chunks(
 }
 
 /// What passing over the rest of a line too long to read found.
-struct PassedOver {
+pub(super) struct PassedOver {
     /// Its bytes read past those already held, its newline not counted.
-    length: u64,
+    pub(super) length: u64,
     /// What was read after its newline.
-    after: Vec<u8>,
+    pub(super) after: Vec<u8>,
     /// Whether the input ended (or failed) before a newline.
-    ended: bool,
-    error: Option<String>,
+    pub(super) ended: bool,
+    pub(super) error: Option<String>,
 }
 
 /// Reads `stream` on past the newline that ends a line too long to read, reading into
 /// `scratch` (the line's start, whose bytes are not kept), so that it takes no more memory.
-fn pass_over_long_line(stream: &mut dyn Read, scratch: &mut [u8]) -> PassedOver {
+pub(super) fn pass_over_long_line(stream: &mut dyn Read, scratch: &mut [u8]) -> PassedOver {
     let mut length = 0;
     let room = READ_BYTES.min(scratch.len());
     let scratch = &mut scratch[..room];

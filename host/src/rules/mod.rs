@@ -73,15 +73,16 @@ impl Trust {
         let Some(policy) = &self.policy else { return Ok(Vec::new()) };
         let name = artifact.display().to_string();
         let signature_path = signing::detached_signature_path(artifact);
-        let detached = match read_bounded(&signature_path, registry::layout::MAX_SIGNATURE_BYTES) {
-            Ok(signature) => Some(signature),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(
-                    CompileError::Io { artifact: signature_path.display().to_string(), source }.into()
-                );
-            }
-        };
+        let detached =
+            match crate::files::read_bounded(&signature_path, registry::layout::MAX_SIGNATURE_BYTES) {
+                Ok(signature) => Some(signature),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => {
+                    return Err(
+                        CompileError::Io { artifact: signature_path.display().to_string(), source }.into()
+                    );
+                }
+            };
         match policy.verify(bytes, detached.as_deref()) {
             Ok(signers) => Ok(signers),
             Err(Refusal::Unsigned) if self.allow_unsigned => Ok(Vec::new()),
@@ -90,24 +91,6 @@ impl Trust {
             }
         }
     }
-}
-
-/// The bytes of the regular file `path`, read up to one past `limit` (the caller tells a
-/// file too large by its length): a rule path may name a device (`/dev/zero`, read forever)
-/// or a pipe (waited on), or a file that grows while it is read.
-fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    // Asked before opening: opening a pipe waits for a writer.
-    let metadata = std::fs::metadata(path)?;
-    if !metadata.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file (a device, a pipe or a socket)",
-        ));
-    }
-    let mut bytes = Vec::with_capacity(metadata.len().min(limit) as usize);
-    std::fs::File::open(path)?.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// Loads the rules at `paths`: component files, Sigma files (`.yml`, `.yaml`), and
@@ -140,9 +123,9 @@ pub fn load_paths_with(
     for file in files {
         let name = file.display().to_string();
         let io_error = |source| CompileError::Io { artifact: name.clone(), source };
-        // The size is checked before reading, so a huge file is not read into memory.
+        // Read no further than the limit, so a huge (or endless) file is not held.
         let limit = runtime.limits().max_artifact_bytes;
-        let bytes = read_bounded(&file, limit).map_err(io_error)?;
+        let bytes = crate::files::read_bounded(&file, limit).map_err(io_error)?;
         if bytes.len() as u64 > limit {
             let size = std::fs::metadata(&file).map_or(bytes.len() as u64, |m| m.len());
             return Err(CompileError::TooLarge { artifact: name, size, limit }.into());

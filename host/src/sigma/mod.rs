@@ -151,19 +151,15 @@ pub fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Reads and compiles the Sigma rule in `file`.
 pub fn compile_file(file: &Path) -> Result<ir::Rule, SigmaError> {
     let io = |source| SigmaError::Io { file: file.to_path_buf(), source };
-    let metadata = std::fs::metadata(file).map_err(io)?;
-    // A pipe would block the read, a device (`/dev/zero`) never end it.
-    if !metadata.is_file() {
-        return Err(io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file (a device, a pipe or a socket)",
-        )));
-    }
-    let size = metadata.len();
-    if size > MAX_RULE_BYTES {
+    let bytes = crate::files::read_bounded(file, MAX_RULE_BYTES).map_err(io)?;
+    if bytes.len() as u64 > MAX_RULE_BYTES {
+        let size = std::fs::metadata(file).map_or(bytes.len() as u64, |m| m.len());
         return Err(SigmaError::TooLarge { file: file.to_path_buf(), size });
     }
-    let text = std::fs::read_to_string(file).map_err(io)?;
+    // As `read_to_string` says it.
+    let invalid =
+        || std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8");
+    let text = String::from_utf8(bytes).map_err(|_| io(invalid()))?;
     compile_text(file, &text)
 }
 
