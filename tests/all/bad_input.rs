@@ -94,8 +94,11 @@ fn a_broken_document_or_csv_row_is_named() {
     let run = rulehost(&["eval", &file.path().display().to_string()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("truncated: the document ends early"), "{}", run.stderr);
+    // The rows before the break are read as it streams by, and evaluated.
     assert!(
-        run.summary().contains("1 record read: 0 evaluated, 0 skipped, 1 rejected (truncated: 1)"),
+        run.summary().contains(
+            "4 records read: 3 evaluated, 0 skipped, 1 rejected (truncated: 1); 2 matches, 1 alert"
+        ),
         "{}",
         run.summary()
     );
@@ -492,4 +495,43 @@ fn a_batch_ends_before_an_event_would_take_it_past_its_bound_in_bytes() {
     let run = rulehost(&["eval", "--jobs", "2", "--rules", &panic, &file.path().display().to_string()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(calls(&run), "2 failed calls", "{}", run.stderr);
+}
+
+#[test]
+fn a_json_document_is_read_as_it_streams_and_a_record_past_the_bound_ends_it() {
+    let max = rulehost::events::MAX_LINE_BYTES;
+    let api: serde_json::Value = serde_json::from_str(&crate::util::read_data("defender-api.json")).unwrap();
+    let rows = api["Results"].as_array().unwrap();
+    let mut long = rows[0].clone();
+    long["ProcessCommandLine"] = serde_json::Value::String("a".repeat(max));
+    let text = |rows: &[serde_json::Value]| {
+        let rows: Vec<String> = rows.iter().map(|row| serde_json::to_string_pretty(row).unwrap()).collect();
+        format!("{{\n\"Schema\": {},\n\"Results\": [\n{}\n]\n}}\n", api["Schema"], rows.join(",\n"))
+    };
+    let mut file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    let path = file.path().display().to_string();
+    let whole = rulehost(&["eval", &data("defender-api.json")]);
+    assert!(whole.summary().contains("9 records read: 9 evaluated"), "{}", whole.summary());
+
+    // Five rows, one past the bound, the other four: the five are evaluated, the long one
+    // named with the reason, and nothing after it read.
+    let with_long = [&rows[..5], std::slice::from_ref(&long), &rows[5..]].concat();
+    std::io::Write::write_all(&mut file, text(&with_long).as_bytes()).unwrap();
+    let run = rulehost(&["eval", "--matches", &path]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warning = format!(
+        "{path}: record 6: a record longer than the {max} bytes a record may have: not read, nor the rest of the input"
+    );
+    assert!(run.stderr.contains(&warning), "{}", run.stderr);
+    assert!(
+        run.summary().contains("6 records read: 5 evaluated, 0 skipped, 1 rejected (too long: 1)"),
+        "{}",
+        run.summary()
+    );
+    let first_five = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(first_five.path(), text(&rows[..5])).unwrap();
+    let first_five_path = first_five.path().display().to_string();
+    let expected = rulehost(&["eval", "--matches", &first_five_path]);
+    assert!(!expected.json_lines().is_empty());
+    assert_eq!(run.stdout.replace(&path, "F"), expected.stdout.replace(&first_five_path, "F"));
 }

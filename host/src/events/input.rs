@@ -12,13 +12,14 @@ use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
 use super::blocks::{BlockFile, FileBlocks, Stage};
+use super::json_documents::{WithoutRecordHeaders, is_record_header, json_documents};
 use super::json_lines::{JsonLines, ParallelJsonLines, Reading, parse_json_line, set_line_offset};
 pub use super::json_lines::{dismissal_and_full_parse, typed_and_general_read};
 use super::windows::evtx::EvtxRecords;
 use super::windows::evtx_chunks::Holes;
 use super::windows::xml::XmlEvents;
 
-use super::{Origin, Position, Record, RecordError, RejectReason, SourceFormat, defender, json};
+use super::{Origin, Position, Record, RecordError, RejectReason, defender};
 
 /// How much of an input is read to tell its format: enough for the first line of any
 /// realistic JSON lines file; a longer first line is taken as one JSON document.
@@ -522,7 +523,9 @@ fn open_stream(
             return Ok(Reader::of_chunks(ParallelJsonLines::of_stream(name, stream, reading)));
         }
         InputFormat::Jsonl => return Ok(Reader::of_chunks(JsonLines::new(name, stream, reading.parse_all))),
-        InputFormat::Json => Box::new(JsonDocuments::new(name, WithoutRecordHeaders::new(stream)).flatten()),
+        InputFormat::Json => {
+            return Ok(Reader::of_chunks(json_documents(name, WithoutRecordHeaders::new(stream))));
+        }
         InputFormat::Csv => Box::new(CsvRows::new(name, stream, crlf)),
         InputFormat::Xml => Box::new(XmlEvents::new(name, stream)),
         InputFormat::Evtx | InputFormat::Auto => unreachable!("handled above"),
@@ -803,123 +806,6 @@ fn sniff(prefix: &[u8]) -> Option<InputFormat> {
     }
 }
 
-/// evtx_dump's `Record 12` line before each record of its JSON and XML output.
-fn is_record_header(line: &[u8]) -> bool {
-    let line = line.trim_ascii();
-    line.strip_prefix(b"Record ").is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
-}
-
-/// A stream without evtx_dump's `Record N` lines.
-struct WithoutRecordHeaders<R> {
-    stream: R,
-    line: Vec<u8>,
-    at: usize,
-}
-
-impl<R: BufRead> WithoutRecordHeaders<R> {
-    fn new(stream: R) -> Self {
-        Self { stream, line: Vec::new(), at: 0 }
-    }
-}
-
-impl<R: BufRead> Read for WithoutRecordHeaders<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.line.len() {
-            self.line.clear();
-            self.at = 0;
-            if self.stream.read_until(b'\n', &mut self.line)? == 0 {
-                return Ok(0);
-            }
-            if is_record_header(&self.line) {
-                // Keep the newline so that line numbers in errors stay true.
-                self.line.clear();
-                self.line.push(b'\n');
-            }
-        }
-        let n = out.len().min(self.line.len() - self.at);
-        out[..n].copy_from_slice(&self.line[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-/// JSON documents, one after another: each is a record, or holds records (an API
-/// response, `{"records": [..]}`, an array). Records are numbered from 1 across the file.
-struct JsonDocuments<R: Read> {
-    name: Arc<str>,
-    documents: serde_json::StreamDeserializer<'static, serde_json::de::IoRead<R>, Value>,
-    record: u64,
-    /// Set after a syntax error, from which the stream cannot resume.
-    done: bool,
-}
-
-impl<R: Read> JsonDocuments<R> {
-    fn new(name: Arc<str>, stream: R) -> Self {
-        let documents = serde_json::Deserializer::from_reader(stream).into_iter::<Value>();
-        Self { name, documents, record: 0, done: false }
-    }
-
-    fn at(&self, position: Position) -> Origin {
-        Origin { file: self.name.clone(), position }
-    }
-
-    fn read_document(&mut self, document: Value) -> Vec<Record> {
-        let mut records = Vec::new();
-        let rows = match document {
-            Value::Object(mut object) => {
-                let first = self.record;
-                let origin = |n| self.at(Position::Record(first + n));
-                if json::read_api_response(&mut object, origin, &mut records).is_some() {
-                    self.record += records.len() as u64;
-                    return records;
-                }
-                match object.remove("records") {
-                    Some(Value::Array(rows)) => rows,
-                    Some(other) => {
-                        object.insert("records".into(), other);
-                        vec![Value::Object(object)]
-                    }
-                    None => vec![Value::Object(object)],
-                }
-            }
-            Value::Array(rows) => rows,
-            other => vec![other],
-        };
-        for row in rows {
-            self.record += 1;
-            let origin = self.at(Position::Record(self.record));
-            json::read_value(row, &|| origin.clone(), SourceFormat::DefenderJson, false, &mut records);
-        }
-        records
-    }
-}
-
-/// The records of each document.
-impl<R: Read> Iterator for JsonDocuments<R> {
-    type Item = Vec<Record>;
-
-    fn next(&mut self) -> Option<Vec<Record>> {
-        if self.done {
-            return None;
-        }
-        match self.documents.next()? {
-            Ok(document) => Some(self.read_document(document)),
-            Err(e) => {
-                // The stream cannot resume after a syntax error: the rest of the file is
-                // one rejected record.
-                self.done = true;
-                let reason = if e.is_eof() {
-                    RejectReason::Truncated(format!("the document ends early ({e})"))
-                } else {
-                    RejectReason::MalformedJson(e.to_string())
-                };
-                let origin = self.at(Position::Line(e.line() as u64));
-                Some(vec![Record::Rejected(RecordError { origin, reason })])
-            }
-        }
-    }
-}
-
 /// The entries of a zip archive, each read as an input of its own named
 /// `archive.zip:entry`. An entry is decompressed when its turn comes, into an unlinked
 /// temporary file (see [`spill`]).
@@ -1045,7 +931,7 @@ impl<R: Read> CsvRows<R> {
             csv::ErrorKind::Utf8 { .. } => RejectReason::InvalidUtf8,
             csv::ErrorKind::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<RowTooLong>()) => {
                 self.done = true;
-                RejectReason::RowTooLong
+                RejectReason::RowTooLong { unit: "row" }
             }
             csv::ErrorKind::Io(_) => {
                 self.done = true;

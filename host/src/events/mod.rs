@@ -9,6 +9,7 @@ mod defender;
 mod field;
 pub mod input;
 mod json;
+mod json_documents;
 mod json_lines;
 mod json_tree;
 pub(crate) use json_lines::parse_json_line;
@@ -427,13 +428,16 @@ pub enum RejectReason {
         /// Its length, without the newline that ends it.
         bytes: u64,
     },
-    /// A CSV row longer than a record may be: neither it nor the rest of its input is read
-    /// (a row's end cannot be told without reading it whole).
+    /// A CSV row, or a record of a JSON document, longer than a record may be: neither it
+    /// nor the rest of its input is read (its end cannot be told without reading it whole).
     #[error(
-        "a row longer than the {max} bytes a record may have: not read, nor the rest of the input (its rows cannot be told apart after it)",
+        "a {unit} longer than the {max} bytes a record may have: not read, nor the rest of the input (its {unit}s cannot be told apart after it)",
         max = json_lines::MAX_LINE_BYTES
     )]
-    RowTooLong,
+    RowTooLong {
+        /// `row` or `record`.
+        unit: &'static str,
+    },
 }
 
 impl RejectReason {
@@ -451,7 +455,7 @@ impl RejectReason {
             RejectReason::MissingTimestamp => "no Timestamp",
             RejectReason::BadTimestamp(_) => "bad Timestamp",
             RejectReason::Truncated(_) => "truncated",
-            RejectReason::TooLong { .. } | RejectReason::RowTooLong => "too long",
+            RejectReason::TooLong { .. } | RejectReason::RowTooLong { .. } => "too long",
         }
     }
 }
