@@ -205,8 +205,9 @@ fn log(diagnostic: Diagnostic<'_>) {
         Diagnostic::Rejected(error) => {
             tracing::warn!(origin = %error.origin, "record rejected: {}", error.reason)
         }
-        Diagnostic::RuleFailed { error, events } => {
-            tracing::warn!(rule = %error.id, version = %error.version, stage = error.stage, kind = %error.kind, events, "rule call failed: {}", error.message)
+        Diagnostic::RuleFailed { error, events, first } => {
+            let first = first.map(ToString::to_string);
+            tracing::warn!(rule = %error.id, version = %error.version, stage = error.stage, kind = %error.kind, events, first, "rule call failed: {}", error.message)
         }
         Diagnostic::Quarantined { rule } => {
             tracing::error!(rule = %rule.id, version = %rule.version, digest = %rule.digest, "rule quarantined: {}; it runs again when a new version is loaded", rule.quarantined.as_deref().unwrap_or_default())

@@ -248,3 +248,54 @@ fn limits_are_checked() {
     let run = rulehost(&["eval", "--max-memory-mib", "2", &data("defender-rows.jsonl")]);
     assert_golden("defender.alerts.jsonl", &run.stdout);
 }
+
+#[test]
+fn an_event_a_rule_fails_on_loses_that_event_only() {
+    // The nine Defender rows a hundred times over (one batch), three of them marked.
+    let rows: Vec<String> =
+        crate::util::read_data("defender-rows.jsonl").lines().map(str::to_owned).collect();
+    let poisoned = [3, 450, 899];
+    let lines: Vec<String> = (1..=900)
+        .map(|line| {
+            let row = rows[(line - 1) % rows.len()].clone();
+            if poisoned.contains(&line) {
+                row.replace("\"ProcessCommandLine\": \"", "\"ProcessCommandLine\": \"POISON ")
+            } else {
+                row
+            }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("poisoned.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let input = input.display().to_string();
+    let rule = test_rule("poison");
+    let mut outputs = Vec::new();
+    for jobs in ["1", "2"] {
+        let run = rulehost(&[
+            "eval",
+            "--rules",
+            &rule,
+            "--jobs",
+            jobs,
+            "--matches",
+            "--max-failures",
+            "10",
+            &input,
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        // Every event but the three is evaluated, and matches.
+        let matched: Vec<u64> =
+            run.json_lines().iter().map(|m| m["source"]["line"].as_u64().expect("a line")).collect();
+        let expected: Vec<u64> = (1..=900).filter(|line| !poisoned.contains(&(*line as usize))).collect();
+        assert_eq!(matched, expected, "jobs {jobs}");
+        assert!(
+            run.stderr.contains(&format!("3 events not evaluated by this rule, the first read at {input}:3")),
+            "jobs {jobs}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("1 failed call, 3 events not evaluated"), "jobs {jobs}: {}", run.stderr);
+        outputs.push(run.stdout);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}

@@ -72,10 +72,11 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
                 say("rulehost: warning: more records rejected; the summary counts them (--max-warnings 0 shows all)".into());
             }
         }
-        Diagnostic::RuleFailed { error, events } => {
+        Diagnostic::RuleFailed { error, events, first } => {
             let lost =
                 if error.stage == "summarize" { "matches not summarized" } else { "events not evaluated" };
-            say(format!("rulehost: warning: {error}; {events} {lost} by this rule"));
+            let at = first.map(|origin| format!(", the first read at {origin}")).unwrap_or_default();
+            say(format!("rulehost: warning: {error}; {events} {lost} by this rule{at}"));
         }
         Diagnostic::Quarantined { rule } => say(format!(
             "rulehost: warning: rule {} {} ({}) quarantined for the rest of the run: {}",

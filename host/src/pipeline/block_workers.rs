@@ -107,7 +107,7 @@ fn evaluate_events(
         .fold(None, |range, t| Some(range.map_or((t, t), |(lo, hi): (i64, i64)| (lo.min(t), hi.max(t)))));
     let mut keep: Vec<usize> = outcomes
         .iter()
-        .filter_map(|o| if let Outcome::Matched(indices) = o { Some(indices) } else { None })
+        .filter_map(|o| if let Outcome::Called { matched, .. } = o { Some(matched) } else { None })
         .flatten()
         .copied()
         .collect();

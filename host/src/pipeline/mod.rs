@@ -25,7 +25,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::alerts::{Match, WindowSpec};
-use crate::events::{Field, Input, InputError, Lineage, ProcessEvent, ProjectedEvent, Record, RecordError};
+use crate::events::{
+    Field, Input, InputError, Lineage, Origin, ProcessEvent, ProjectedEvent, Record, RecordError,
+};
 use crate::rules::watch::RuleUpdate;
 use crate::runtime::{CompiledRule, RuleError};
 use crate::sinks::Sink;
@@ -96,8 +98,10 @@ pub enum Diagnostic<'a> {
     RuleFailed {
         /// The failure.
         error: &'a RuleError,
-        /// How many events the failed call held.
+        /// How many events the failed calls held.
         events: usize,
+        /// Where the first event not evaluated was read (none for a `summarize` call).
+        first: Option<&'a Origin>,
     },
     /// A rule failed too many calls in a row and is not called again (in a live run: until
     /// a new version of it is loaded).
@@ -718,15 +722,19 @@ impl<'a> Pipeline<'a> {
                     run.summary.failed_events += batch.len() as u64;
                     Vec::new()
                 }
-                Outcome::Matched(indices) => {
+                Outcome::Called { matched, lost: None } => {
                     run.succeeded();
                     run.summary.evaluated += batch.len() as u64;
-                    indices
+                    matched
                 }
-                Outcome::Failed(error) => {
-                    run.summary.failed_events += batch.len() as u64;
-                    run.failed(&error, batch.len(), &self.set.quarantined[r], self.diagnose);
-                    Vec::new()
+                // The events beside those it failed on were evaluated, and their matches
+                // count; the failure counts toward quarantine all the same.
+                Outcome::Called { matched, lost: Some(lost) } => {
+                    run.summary.failed_events += lost.events as u64;
+                    run.summary.evaluated += (batch.len() - lost.events) as u64;
+                    let first = Some(&lost.first);
+                    run.failed(&lost.error, lost.events, first, &self.set.quarantined[r], self.diagnose);
+                    matched
                 }
                 // Only a quarantined rule is not called, and that is handled above.
                 Outcome::NotCalled => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Diagnostic, RuleSummary};
-use crate::events::ProjectedEvent;
+use crate::events::{Origin, ProjectedEvent};
 use crate::runtime::{CompiledRule, Instances, RuleError};
 
 /// Matched events by window, projected on the rule's summary reads. Rules that read the
@@ -50,6 +50,7 @@ impl RuleRun {
         &mut self,
         error: &RuleError,
         events: usize,
+        first: Option<&Origin>,
         flag: &AtomicBool,
         diagnose: &mut dyn FnMut(Diagnostic<'_>),
     ) {
@@ -58,7 +59,7 @@ impl RuleRun {
         self.consecutive_failures += 1;
         // A pack's failure is the failure of each of its rules, reported once, by its first.
         if error.stage != "evaluate" || self.rule.member() == 0 {
-            diagnose(Diagnostic::RuleFailed { error, events });
+            diagnose(Diagnostic::RuleFailed { error, events, first });
         }
         let limit = self.rule.limits().max_consecutive_failures;
         if self.consecutive_failures >= limit && self.summary.quarantined.is_none() {

@@ -143,7 +143,7 @@ pub(crate) fn close(
             }
             Err(error) => {
                 run.summary.unsummarized_matches += events as u64;
-                run.failed(&error, events, &set.quarantined[due.rule], diagnose);
+                run.failed(&error, events, None, &set.quarantined[due.rule], diagnose);
             }
         }
     }

@@ -5,18 +5,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 
-use crate::events::ProcessEvent;
+use crate::events::{Origin, ProcessEvent};
 use crate::in_order::InOrder;
-use crate::runtime::{CompiledRule, Instances, RuleError};
+use crate::runtime::{CompiledRule, Instances, RuleError, RuleOutcome};
 
-/// What one rule's call over one batch gave.
+/// What one rule's calls over one batch gave.
 pub(crate) enum Outcome {
-    /// The indices of the matching events.
-    Matched(Vec<usize>),
-    /// The call failed.
-    Failed(RuleError),
+    /// The rule was called: the indices of the matching events, and the events its calls
+    /// failed on, if any.
+    Called { matched: Vec<usize>, lost: Option<Lost> },
     /// The rule is quarantined: not called.
     NotCalled,
+}
+
+/// Events of a batch a rule could not evaluate.
+pub(crate) struct Lost {
+    pub(crate) error: RuleError,
+    /// How many.
+    pub(crate) events: usize,
+    /// Where the first of them was read.
+    pub(crate) first: Origin,
 }
 
 /// Calls every pack with a rule that is not quarantined over `batch`, once.
@@ -25,15 +33,21 @@ pub(crate) fn call_rules(
     quarantined: &[AtomicBool],
     batch: &[ProcessEvent],
 ) -> Vec<Outcome> {
-    // A failed call loses this batch for this pack only: the other packs' results and the
-    // next batch are not affected (the instance is already fresh).
+    // A failed call loses the events it failed on for this pack only: the other packs'
+    // results and the next batch are not affected (the instance is already fresh).
     instances
         .evaluate(batch, |rule| quarantined[rule].load(Ordering::Relaxed))
         .into_iter()
         .map(|result| match result {
             None => Outcome::NotCalled,
-            Some(Ok(indices)) => Outcome::Matched(indices),
-            Some(Err(error)) => Outcome::Failed(error),
+            Some(RuleOutcome { matched, failure }) => Outcome::Called {
+                matched,
+                lost: failure.map(|failure| Lost {
+                    first: batch[failure.first].origin().clone(),
+                    error: failure.error,
+                    events: failure.events,
+                }),
+            },
         })
         .collect()
 }

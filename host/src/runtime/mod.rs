@@ -651,6 +651,48 @@ pub enum AlertValue {
     Number(i64),
 }
 
+/// Calls spent at most on one batch whose call failed, to find the events the failure is
+/// theirs: enough to find three such events in a batch of 1,024 (each costs two calls per
+/// halving), few enough that a rule that fails on every event costs 65 calls a batch until
+/// it is quarantined.
+pub const MAX_ISOLATING_CALLS: usize = 64;
+
+/// Whether a failure may be some events' doing, and so worth finding by halves: not a
+/// deadline or fuel (each retry would cost the whole budget again), nor an instantiation.
+fn isolatable(kind: FailureKind) -> bool {
+    !matches!(kind, FailureKind::Deadline | FailureKind::OutOfFuel | FailureKind::Instantiation)
+}
+
+/// What one pack's `evaluate` gave over a batch (see [`RuleInstance::evaluate_isolating`]).
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// For each rule of the pack, the indices of the events it matched, ascending, among
+    /// the events evaluated.
+    pub matched: Vec<Vec<usize>>,
+    /// The events that could not be evaluated, if any.
+    pub failure: Option<Failure>,
+}
+
+/// Events of a batch a rule's calls failed on.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The failure of the call over the whole batch.
+    pub error: RuleError,
+    /// How many events were not evaluated.
+    pub events: usize,
+    /// The index of the first of them in the batch.
+    pub first: usize,
+}
+
+/// What one rule gave over a batch: its matches, and the events its pack failed on.
+#[derive(Debug, Clone)]
+pub struct RuleOutcome {
+    /// The indices of the events it matched, ascending.
+    pub matched: Vec<usize>,
+    /// The events that could not be evaluated, if any.
+    pub failure: Option<Failure>,
+}
+
 /// A pack instantiated in a store of its own: one per pack per worker.
 pub struct RuleInstance {
     pack: Arc<CompiledPack>,
@@ -715,6 +757,55 @@ impl RuleInstance {
             matched[rule as usize] = indices.into_iter().map(|i| i as usize).collect();
         }
         Ok(matched)
+    }
+
+    /// [`RuleInstance::evaluate`], and if the call fails, the same over halves of the batch,
+    /// halved again where they fail, so that a failure that is some events' doing (a rule
+    /// that panics on one odd command line) loses those events only, not the batch beside
+    /// them. At most [`MAX_ISOLATING_CALLS`] calls are spent on one batch, and a failure that
+    /// costs its whole budget again at each call (a deadline, fuel) is not split.
+    pub fn evaluate_isolating(&mut self, events: &[ProcessEvent]) -> Evaluation {
+        let error = match self.evaluate(events) {
+            Ok(matched) => return Evaluation { matched, failure: None },
+            Err(error) => error,
+        };
+        let mut matched = vec![Vec::new(); self.pack.members.len()];
+        if events.len() < 2 || !isolatable(error.kind) {
+            let failure = Failure { error, events: events.len(), first: 0 };
+            return Evaluation { matched, failure: Some(failure) };
+        }
+        let mut failure: Option<Failure> = None;
+        // The batch's own failure is the one told of, as it would be without the halving.
+        let mut lose = |range: std::ops::Range<usize>| match &mut failure {
+            Some(failure) => failure.events += range.len(),
+            None => failure = Some(Failure { error: error.clone(), events: range.len(), first: range.start }),
+        };
+        let mut calls = 0;
+        let half = events.len() / 2;
+        // Taken from the end: the earlier half first, so that indices come out ascending.
+        let mut ranges = vec![half..events.len(), 0..half];
+        while let Some(range) = ranges.pop() {
+            if calls == MAX_ISOLATING_CALLS {
+                lose(range);
+                continue;
+            }
+            calls += 1;
+            match self.evaluate(&events[range.clone()]) {
+                Ok(found) => {
+                    for (all, found) in matched.iter_mut().zip(found) {
+                        all.extend(found.into_iter().map(|i| i + range.start));
+                    }
+                }
+                Err(error) if range.len() == 1 || !isolatable(error.kind) => lose(range),
+                Err(_) => {
+                    let middle = range.start + range.len() / 2;
+                    ranges.push(middle..range.end);
+                    ranges.push(range.start..middle);
+                }
+            }
+        }
+        // No part failed on its own (a failure of the batch's size): every event evaluated.
+        Evaluation { matched, failure }
     }
 
     /// The `summarize` stage of the pack's rule `member` over its matched events of one
@@ -894,29 +985,23 @@ impl Instances {
     }
 
     /// Evaluates `events` with every pack that has a rule `skip` does not name: for each rule,
-    /// `None` if skipped, else its matches or its pack's failure.
+    /// `None` if skipped, else its matches and its pack's failure on some of the events (see
+    /// [`RuleInstance::evaluate_isolating`]).
     pub fn evaluate(
         &mut self,
         events: &[ProcessEvent],
         skip: impl Fn(usize) -> bool,
-    ) -> Vec<Option<Result<Vec<usize>, RuleError>>> {
-        let mut results: Vec<Option<Result<Vec<usize>, RuleError>>> = vec![None; self.places.len()];
+    ) -> Vec<Option<RuleOutcome>> {
+        let mut results: Vec<Option<RuleOutcome>> = vec![None; self.places.len()];
         for (at, instance) in self.instances.iter_mut().enumerate() {
             let rules: Vec<usize> = self.rules_of[at].iter().copied().filter(|&r| !skip(r)).collect();
             if rules.is_empty() {
                 continue;
             }
-            match instance.evaluate(events) {
-                Ok(mut matched) => {
-                    for rule in rules {
-                        results[rule] = Some(Ok(std::mem::take(&mut matched[self.places[rule].1])));
-                    }
-                }
-                Err(error) => {
-                    for rule in rules {
-                        results[rule] = Some(Err(error.clone()));
-                    }
-                }
+            let Evaluation { mut matched, failure } = instance.evaluate_isolating(events);
+            for rule in rules {
+                let matched = std::mem::take(&mut matched[self.places[rule].1]);
+                results[rule] = Some(RuleOutcome { matched, failure: failure.clone() });
             }
         }
         results
