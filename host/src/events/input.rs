@@ -12,7 +12,7 @@ use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
 use super::blocks::{BlockFile, FileBlocks, Stage};
-use super::json_documents::{WithoutRecordHeaders, is_record_header, json_documents};
+use super::json_documents::{self, is_record_header};
 use super::json_lines::{JsonLines, ParallelJsonLines, Reading, parse_json_line, set_line_offset};
 pub use super::json_lines::{dismissal_and_full_parse, typed_and_general_read};
 use super::windows::evtx::EvtxRecords;
@@ -524,7 +524,7 @@ fn open_stream(
         }
         InputFormat::Jsonl => return Ok(Reader::of_chunks(JsonLines::new(name, stream, reading.parse_all))),
         InputFormat::Json => {
-            return Ok(Reader::of_chunks(json_documents(name, WithoutRecordHeaders::new(stream))));
+            return Ok(Reader::of_chunks(json_documents::documents(name, stream)));
         }
         InputFormat::Csv => Box::new(CsvRows::new(name, stream, crlf)),
         InputFormat::Xml => Box::new(XmlEvents::new(name, stream)),

@@ -11,7 +11,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -31,6 +31,67 @@ const CHUNK_BYTES: u64 = 4 << 20;
 /// Chunks read ahead of the caller (besides the one it holds and the one being filled).
 const CHUNKS_AHEAD: usize = 1;
 
+/// Documents up to this size are read on the caller's thread, whole: a thread would cost
+/// more than reading them (a pretty-printed Kafka message, an API page).
+const READ_HERE_BYTES: u64 = 1 << 20;
+
+/// The records of the JSON documents of `stream` (evtx_dump's `Record N` lines passed over),
+/// in chunks: read here if the stream is small, else on a thread of their own as they are
+/// taken.
+pub(super) fn documents<R: BufRead + Send + 'static>(
+    name: Arc<str>,
+    mut stream: R,
+) -> Box<dyn Iterator<Item = Vec<Record>> + Send> {
+    let mut head = Vec::new();
+    match (&mut stream).take(READ_HERE_BYTES + 1).read_to_end(&mut head) {
+        Ok(read) if read as u64 <= READ_HERE_BYTES => {
+            Box::new(read_here(name, WithoutRecordHeaders::new(Cursor::new(head))).into_iter())
+        }
+        Ok(_) => Box::new(json_documents(name, WithoutRecordHeaders::new(Cursor::new(head).chain(stream)))),
+        // What was read, then the error, which the parser reports where it stopped.
+        Err(error) => {
+            let failing = BufReader::new(Cursor::new(head).chain(Fails(Some(error))));
+            Box::new(read_here(name, WithoutRecordHeaders::new(failing)).into_iter())
+        }
+    }
+}
+
+/// A stream whose next read fails with the error it holds, once.
+struct Fails(Option<io::Error>);
+
+impl Read for Fails {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        self.0.take().map_or(Ok(0), Err)
+    }
+}
+
+/// The records of the JSON documents of `stream`, read on this thread, in chunks.
+fn read_here<R: Read>(name: Arc<str>, stream: R) -> Vec<Vec<Record>> {
+    match read_documents(name, stream, Sink::Here(Vec::new())) {
+        Sink::Here(chunks) => chunks,
+        Sink::Channel(_) => unreachable!("read here"),
+    }
+}
+
+/// Where chunks of records go: to the caller on another thread, or kept here.
+enum Sink {
+    Channel(SyncSender<Vec<Record>>),
+    Here(Vec<Vec<Record>>),
+}
+
+impl Sink {
+    /// Hands `chunk` on; `false` when the caller has gone.
+    fn send(&mut self, chunk: Vec<Record>) -> bool {
+        match self {
+            Sink::Channel(sender) => sender.send(chunk).is_ok(),
+            Sink::Here(chunks) => {
+                chunks.push(chunk);
+                true
+            }
+        }
+    }
+}
+
 /// The records of the JSON documents of `stream`, read on a thread of their own (a
 /// document's rows come out of the JSON parser's calls, not to the caller's), in chunks.
 pub(super) fn json_documents<R: Read + Send + 'static>(name: Arc<str>, stream: R) -> DocumentChunks {
@@ -38,7 +99,9 @@ pub(super) fn json_documents<R: Read + Send + 'static>(name: Arc<str>, stream: R
     let reader_name = name.clone();
     let thread = std::thread::Builder::new()
         .name("json-documents".into())
-        .spawn(move || read_documents(reader_name, stream, sender))
+        .spawn(move || {
+            read_documents(reader_name, stream, Sink::Channel(sender));
+        })
         .map_err(|e| e.to_string());
     match thread {
         Ok(thread) => DocumentChunks { name, chunks: Some(chunks), thread: Some(thread) },
@@ -119,7 +182,7 @@ struct DocumentReader {
     record_start: u64,
     chunk: Vec<Record>,
     chunk_bytes: u64,
-    sender: SyncSender<Vec<Record>>,
+    sink: Sink,
     /// Set when the caller has gone: reading ends without a word.
     stopped: bool,
 }
@@ -183,7 +246,7 @@ impl DocumentReader {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        if self.sender.send(std::mem::take(&mut self.chunk)).is_err() {
+        if !self.sink.send(std::mem::take(&mut self.chunk)) {
             self.stopped = true;
             return Err(E::custom(STOPPED));
         }
@@ -216,7 +279,7 @@ impl DocumentReader {
 }
 
 /// Reads every document of `stream`, sending its records in chunks.
-fn read_documents<R: Read>(name: Arc<str>, stream: R, sender: SyncSender<Vec<Record>>) {
+fn read_documents<R: Read>(name: Arc<str>, stream: R, sink: Sink) -> Sink {
     let read = Rc::new(Cell::new(0));
     let limit = Rc::new(Cell::new(MAX_LINE_BYTES as u64));
     let counted = Counted { inner: stream, read: read.clone(), limit: limit.clone() };
@@ -228,7 +291,7 @@ fn read_documents<R: Read>(name: Arc<str>, stream: R, sender: SyncSender<Vec<Rec
         record_start: 0,
         chunk: Vec::new(),
         chunk_bytes: 0,
-        sender,
+        sink,
         stopped: false,
     };
     let mut parser = serde_json::Deserializer::from_reader(counted);
@@ -252,7 +315,7 @@ fn read_documents<R: Read>(name: Arc<str>, stream: R, sender: SyncSender<Vec<Rec
                     RejectReason::UnknownShape(format!("expected a JSON object, found {}", kind_of(&other)));
                 let record = Record::Rejected(RecordError { origin: reader.origin(reader.record), reason });
                 if reader.push::<serde_json::Error>(vec![record]).is_err() {
-                    return;
+                    return reader.sink;
                 }
             }
             Err(e) => {
@@ -262,6 +325,7 @@ fn read_documents<R: Read>(name: Arc<str>, stream: R, sender: SyncSender<Vec<Rec
         }
     }
     let _ = reader.flush::<serde_json::Error>();
+    reader.sink
 }
 
 /// A value whose arrays' items are read as rows of `format`, one at a time. It gives
@@ -463,8 +527,9 @@ mod tests {
         (json_documents(Arc::from("d.json"), stream), taken)
     }
 
+    /// Read as an input is: here when small, else on a thread.
     fn read(text: impl Into<Vec<u8>>) -> Vec<Record> {
-        documents(text).0.flatten().collect()
+        super::documents(Arc::from("d.json"), Cursor::new(text.into())).flatten().collect()
     }
 
     /// Each record as `event FORMAT @N`, `rejected @N: REASON`, `skipped @N`.
@@ -508,6 +573,49 @@ mod tests {
                 "rejected @10: bad Timestamp",
             ]
         );
+    }
+
+    #[test]
+    fn a_small_input_read_here_gives_what_the_thread_gives() {
+        let text = format!("Record 1\n[{ROW},\n{ROW}, 3]\n{{\"records\": [{ROW}]}}\n{{\"x\": ");
+        let here = read(text.clone());
+        assert_eq!(here.len(), 5);
+        assert_eq!(described(&here), described(&documents(text).0.flatten().collect::<Vec<_>>()));
+        // Past the size read here, the thread reads it, the same.
+        let large = format!("[{}]", vec![ROW; 5_000].join(","));
+        assert!(large.len() as u64 > READ_HERE_BYTES);
+        assert_eq!(
+            described(&read(large.clone())),
+            described(&documents(large).0.flatten().collect::<Vec<_>>())
+        );
+    }
+
+    #[test]
+    fn a_read_error_ends_the_records_with_its_reason() {
+        /// Gives `text`, then fails.
+        struct FailsAfter(Cursor<Vec<u8>>);
+        impl Read for FailsAfter {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.read(buf)? {
+                    0 => Err(io::Error::other("the disk is gone")),
+                    n => Ok(n),
+                }
+            }
+        }
+        let text = format!("[{ROW},\n{ROW},\n{ROW}");
+        let stream = BufReader::new(FailsAfter(Cursor::new(text.into_bytes())));
+        let records: Vec<Record> = super::documents(Arc::from("d.json"), stream).flatten().collect();
+        assert_eq!(
+            described(&records),
+            [
+                "event defender-json @1",
+                "event defender-json @2",
+                "event defender-json @3",
+                "rejected line 3: truncated"
+            ]
+        );
+        let Record::Rejected(error) = &records[3] else { unreachable!() };
+        assert!(error.reason.to_string().contains("the disk is gone"), "{}", error.reason);
     }
 
     #[test]
