@@ -524,7 +524,7 @@ fn open_stream(
         }
         InputFormat::Jsonl => return Ok(Reader::of_chunks(JsonLines::new(name, stream, reading.parse_all))),
         InputFormat::Json => {
-            return Ok(Reader::of_chunks(json_documents::documents(name, stream)));
+            return Ok(Reader::of_chunks(json_documents::documents(name, stream, reading.low_latency)));
         }
         InputFormat::Csv => Box::new(CsvRows::new(name, stream, crlf)),
         InputFormat::Xml => Box::new(XmlEvents::new(name, stream)),

@@ -37,17 +37,27 @@ const READ_HERE_BYTES: u64 = 1 << 20;
 
 /// The records of the JSON documents of `stream` (evtx_dump's `Record N` lines passed over),
 /// in chunks: read here if the stream is small, else on a thread of their own as they are
-/// taken.
+/// taken. A `live` stream (one followed, or a pipe a producer writes to) is read on a thread
+/// from the start, and each record handed on as soon as it is read: waiting for a chunk, or
+/// for the first MiB, would hold its records back until more came.
 pub(super) fn documents<R: BufRead + Send + 'static>(
     name: Arc<str>,
     mut stream: R,
+    live: bool,
 ) -> Box<dyn Iterator<Item = Vec<Record>> + Send> {
+    if live {
+        return Box::new(json_documents(name, WithoutRecordHeaders::new(stream), 1));
+    }
     let mut head = Vec::new();
     match (&mut stream).take(READ_HERE_BYTES + 1).read_to_end(&mut head) {
         Ok(read) if read as u64 <= READ_HERE_BYTES => {
             Box::new(read_here(name, WithoutRecordHeaders::new(Cursor::new(head))).into_iter())
         }
-        Ok(_) => Box::new(json_documents(name, WithoutRecordHeaders::new(Cursor::new(head).chain(stream)))),
+        Ok(_) => Box::new(json_documents(
+            name,
+            WithoutRecordHeaders::new(Cursor::new(head).chain(stream)),
+            CHUNK_RECORDS,
+        )),
         // What was read, then the error, which the parser reports where it stopped.
         Err(error) => {
             let failing = BufReader::new(Cursor::new(head).chain(Fails(Some(error))));
@@ -67,7 +77,7 @@ impl Read for Fails {
 
 /// The records of the JSON documents of `stream`, read on this thread, in chunks.
 fn read_here<R: Read>(name: Arc<str>, stream: R) -> Vec<Vec<Record>> {
-    match read_documents(name, stream, Sink::Here(Vec::new())) {
+    match read_documents(name, stream, Sink::Here(Vec::new()), CHUNK_RECORDS) {
         Sink::Here(chunks) => chunks,
         Sink::Channel(_) => unreachable!("read here"),
     }
@@ -93,14 +103,19 @@ impl Sink {
 }
 
 /// The records of the JSON documents of `stream`, read on a thread of their own (a
-/// document's rows come out of the JSON parser's calls, not to the caller's), in chunks.
-pub(super) fn json_documents<R: Read + Send + 'static>(name: Arc<str>, stream: R) -> DocumentChunks {
+/// document's rows come out of the JSON parser's calls, not to the caller's), in chunks of
+/// at most `chunk_records`.
+fn json_documents<R: Read + Send + 'static>(
+    name: Arc<str>,
+    stream: R,
+    chunk_records: usize,
+) -> DocumentChunks {
     let (sender, chunks) = sync_channel(CHUNKS_AHEAD);
     let reader_name = name.clone();
     let thread = std::thread::Builder::new()
         .name("json-documents".into())
         .spawn(move || {
-            read_documents(reader_name, stream, Sink::Channel(sender));
+            read_documents(reader_name, stream, Sink::Channel(sender), chunk_records);
         })
         .map_err(|e| e.to_string());
     match thread {
@@ -183,6 +198,8 @@ struct DocumentReader {
     chunk: Vec<Record>,
     chunk_bytes: u64,
     sink: Sink,
+    /// Records handed on at once, at most.
+    chunk_records: usize,
     /// Set when the caller has gone: reading ends without a word.
     stopped: bool,
 }
@@ -235,7 +252,7 @@ impl DocumentReader {
     fn push<E: de::Error>(&mut self, records: Vec<Record>) -> Result<(), E> {
         self.chunk.extend(records);
         self.chunk_bytes += self.read.get() - self.record_start;
-        if self.chunk.len() >= CHUNK_RECORDS || self.chunk_bytes >= CHUNK_BYTES {
+        if self.chunk.len() >= self.chunk_records || self.chunk_bytes >= CHUNK_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -279,7 +296,7 @@ impl DocumentReader {
 }
 
 /// Reads every document of `stream`, sending its records in chunks.
-fn read_documents<R: Read>(name: Arc<str>, stream: R, sink: Sink) -> Sink {
+fn read_documents<R: Read>(name: Arc<str>, stream: R, sink: Sink, chunk_records: usize) -> Sink {
     let read = Rc::new(Cell::new(0));
     let limit = Rc::new(Cell::new(MAX_LINE_BYTES as u64));
     let counted = Counted { inner: stream, read: read.clone(), limit: limit.clone() };
@@ -292,6 +309,7 @@ fn read_documents<R: Read>(name: Arc<str>, stream: R, sink: Sink) -> Sink {
         chunk: Vec::new(),
         chunk_bytes: 0,
         sink,
+        chunk_records,
         stopped: false,
     };
     let mut parser = serde_json::Deserializer::from_reader(counted);
@@ -524,12 +542,12 @@ mod tests {
         let taken = Arc::new(AtomicU64::new(0));
         let stream = Taken { inner: Cursor::new(text.into()), taken: taken.clone() };
         let stream = WithoutRecordHeaders::new(BufReader::with_capacity(64 * 1024, stream));
-        (json_documents(Arc::from("d.json"), stream), taken)
+        (json_documents(Arc::from("d.json"), stream, CHUNK_RECORDS), taken)
     }
 
     /// Read as an input is: here when small, else on a thread.
     fn read(text: impl Into<Vec<u8>>) -> Vec<Record> {
-        super::documents(Arc::from("d.json"), Cursor::new(text.into())).flatten().collect()
+        super::documents(Arc::from("d.json"), Cursor::new(text.into()), false).flatten().collect()
     }
 
     /// Each record as `event FORMAT @N`, `rejected @N: REASON`, `skipped @N`.
@@ -604,7 +622,7 @@ mod tests {
         }
         let text = format!("[{ROW},\n{ROW},\n{ROW}");
         let stream = BufReader::new(FailsAfter(Cursor::new(text.into_bytes())));
-        let records: Vec<Record> = super::documents(Arc::from("d.json"), stream).flatten().collect();
+        let records: Vec<Record> = super::documents(Arc::from("d.json"), stream, false).flatten().collect();
         assert_eq!(
             described(&records),
             [
@@ -616,6 +634,45 @@ mod tests {
         );
         let Record::Rejected(error) = &records[3] else { unreachable!() };
         assert!(error.reason.to_string().contains("the disk is gone"), "{}", error.reason);
+    }
+
+    #[test]
+    fn a_live_streams_records_come_as_soon_as_they_are_read() {
+        /// A stream a producer writes to: what has been sent, then it waits for more.
+        struct Producer(std::sync::mpsc::Receiver<Vec<u8>>, Cursor<Vec<u8>>);
+        impl Read for Producer {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                loop {
+                    match self.1.read(buf)? {
+                        0 => match self.0.recv() {
+                            Ok(more) => self.1 = Cursor::new(more),
+                            Err(_) => return Ok(0),
+                        },
+                        n => return Ok(n),
+                    }
+                }
+            }
+        }
+        let (produce, produced) = std::sync::mpsc::channel();
+        let stream = BufReader::new(Producer(produced, Cursor::new(Vec::new())));
+        let (taken, records) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for chunk in super::documents(Arc::from("-"), stream, true) {
+                for record in chunk {
+                    let _ = taken.send(record);
+                }
+            }
+        });
+        let wait = std::time::Duration::from_secs(20);
+        // A whole document, a row of an array still open, then the rest: each record comes
+        // while the producer waits.
+        produce.send(format!("{{\"records\": [{ROW}]}}\n").into_bytes()).unwrap();
+        assert!(matches!(records.recv_timeout(wait), Ok(Record::Event(_))), "the first document");
+        produce.send(format!("[{ROW},\n").into_bytes()).unwrap();
+        assert!(matches!(records.recv_timeout(wait), Ok(Record::Event(_))), "the open array's first row");
+        produce.send(format!("{ROW}]\n").into_bytes()).unwrap();
+        assert!(matches!(records.recv_timeout(wait), Ok(Record::Event(_))), "its second");
+        drop(produce);
     }
 
     #[test]
