@@ -663,6 +663,55 @@ fn isolatable(kind: FailureKind) -> bool {
     !matches!(kind, FailureKind::Deadline | FailureKind::OutOfFuel | FailureKind::Instantiation)
 }
 
+/// [`RuleInstance::evaluate_isolating`] over a batch of `len` events for a pack of `members`
+/// rules, with `call` evaluating the events of a range of the batch.
+fn isolating(
+    len: usize,
+    members: usize,
+    mut call: impl FnMut(std::ops::Range<usize>) -> Result<Vec<Vec<usize>>, RuleError>,
+) -> Evaluation {
+    let error = match call(0..len) {
+        Ok(matched) => return Evaluation { matched, failure: None },
+        Err(error) => error,
+    };
+    let mut matched = vec![Vec::new(); members];
+    if len < 2 || !isolatable(error.kind) {
+        let failure = Failure { error, events: len, first: 0 };
+        return Evaluation { matched, failure: Some(failure) };
+    }
+    let mut failure: Option<Failure> = None;
+    // The batch's own failure is the one told of, as it would be without the halving.
+    let mut lose = |range: std::ops::Range<usize>| match &mut failure {
+        Some(failure) => failure.events += range.len(),
+        None => failure = Some(Failure { error: error.clone(), events: range.len(), first: range.start }),
+    };
+    let mut calls = 0;
+    // Taken from the end: the earlier half first, so that indices come out ascending.
+    let mut ranges = vec![len / 2..len, 0..len / 2];
+    while let Some(range) = ranges.pop() {
+        if calls == MAX_ISOLATING_CALLS {
+            lose(range);
+            continue;
+        }
+        calls += 1;
+        match call(range.clone()) {
+            Ok(found) => {
+                for (all, found) in matched.iter_mut().zip(found) {
+                    all.extend(found.into_iter().map(|i| i + range.start));
+                }
+            }
+            Err(error) if range.len() == 1 || !isolatable(error.kind) => lose(range),
+            Err(_) => {
+                let middle = range.start + range.len() / 2;
+                ranges.push(middle..range.end);
+                ranges.push(range.start..middle);
+            }
+        }
+    }
+    // No part failed on its own (a failure of the batch's size): every event evaluated.
+    Evaluation { matched, failure }
+}
+
 /// What one pack's `evaluate` gave over a batch (see [`RuleInstance::evaluate_isolating`]).
 #[derive(Debug, Clone)]
 pub struct Evaluation {
@@ -765,47 +814,8 @@ impl RuleInstance {
     /// them. At most [`MAX_ISOLATING_CALLS`] calls are spent on one batch, and a failure that
     /// costs its whole budget again at each call (a deadline, fuel) is not split.
     pub fn evaluate_isolating(&mut self, events: &[ProcessEvent]) -> Evaluation {
-        let error = match self.evaluate(events) {
-            Ok(matched) => return Evaluation { matched, failure: None },
-            Err(error) => error,
-        };
-        let mut matched = vec![Vec::new(); self.pack.members.len()];
-        if events.len() < 2 || !isolatable(error.kind) {
-            let failure = Failure { error, events: events.len(), first: 0 };
-            return Evaluation { matched, failure: Some(failure) };
-        }
-        let mut failure: Option<Failure> = None;
-        // The batch's own failure is the one told of, as it would be without the halving.
-        let mut lose = |range: std::ops::Range<usize>| match &mut failure {
-            Some(failure) => failure.events += range.len(),
-            None => failure = Some(Failure { error: error.clone(), events: range.len(), first: range.start }),
-        };
-        let mut calls = 0;
-        let half = events.len() / 2;
-        // Taken from the end: the earlier half first, so that indices come out ascending.
-        let mut ranges = vec![half..events.len(), 0..half];
-        while let Some(range) = ranges.pop() {
-            if calls == MAX_ISOLATING_CALLS {
-                lose(range);
-                continue;
-            }
-            calls += 1;
-            match self.evaluate(&events[range.clone()]) {
-                Ok(found) => {
-                    for (all, found) in matched.iter_mut().zip(found) {
-                        all.extend(found.into_iter().map(|i| i + range.start));
-                    }
-                }
-                Err(error) if range.len() == 1 || !isolatable(error.kind) => lose(range),
-                Err(_) => {
-                    let middle = range.start + range.len() / 2;
-                    ranges.push(middle..range.end);
-                    ranges.push(range.start..middle);
-                }
-            }
-        }
-        // No part failed on its own (a failure of the batch's size): every event evaluated.
-        Evaluation { matched, failure }
+        let members = self.pack.members.len();
+        isolating(events.len(), members, |range| self.evaluate(&events[range]))
     }
 
     /// The `summarize` stage of the pack's rule `member` over its matched events of one
@@ -1030,6 +1040,91 @@ mod tests {
     use super::*;
     use crate::events::shared_evtx_process_creations;
     use crate::rules::BUNDLED_SOFT_CELL;
+
+    /// A pack of two rules over a batch of `len` events: the first matches the even events,
+    /// the second every fifth; a call over a range holding a `failing` event fails with
+    /// `kind`. Gives the evaluation and the calls made.
+    fn isolated(
+        len: usize,
+        failing: &[usize],
+        kind: FailureKind,
+    ) -> (Evaluation, Vec<std::ops::Range<usize>>) {
+        let mut calls = Vec::new();
+        let evaluation = isolating(len, 2, |range| {
+            calls.push(range.clone());
+            if failing.iter().any(|f| range.contains(f)) {
+                let message = format!("failed over {range:?}");
+                let digest = Digest::of(b"pack");
+                return Err(RuleError {
+                    id: "r".into(),
+                    version: "1".into(),
+                    digest,
+                    stage: "evaluate",
+                    kind,
+                    message,
+                });
+            }
+            let of =
+                |every: usize| range.clone().filter(|i| i % every == 0).map(|i| i - range.start).collect();
+            Ok(vec![of(2), of(5)])
+        });
+        (evaluation, calls)
+    }
+
+    #[test]
+    fn a_failed_batch_is_halved_down_to_the_events_that_fail() {
+        let (evaluation, calls) = isolated(1024, &[3, 700], FailureKind::Unreachable);
+        let failure = evaluation.failure.expect("a failure");
+        assert_eq!((failure.events, failure.first), (2, 3));
+        // The batch's own failure is the one told of.
+        assert_eq!(failure.error.message, "failed over 0..1024");
+        let kept = |every: usize| (0..1024).filter(|i| i % every == 0 && *i != 700).collect::<Vec<_>>();
+        assert_eq!(evaluation.matched, [kept(2), kept(5)]);
+        // The first call, its two halves (one bad event in each), then for each bad event
+        // the two halves of each of the nine halvings from 512 events down to one.
+        assert_eq!(calls.len(), 1 + 2 + 2 * 9 * 2);
+
+        // Nothing failing: one call.
+        let (evaluation, calls) = isolated(1024, &[], FailureKind::Trap);
+        assert!(evaluation.failure.is_none());
+        assert_eq!(calls.len(), 1);
+    }
+
+    #[test]
+    fn halving_stops_at_its_budget_and_is_not_spent_on_deadlines() {
+        // Every event fails: 64 calls past the first, the rest lost unsplit.
+        let every: Vec<usize> = (0..1024).collect();
+        let (evaluation, calls) = isolated(1024, &every, FailureKind::Trap);
+        assert_eq!(calls.len(), 1 + MAX_ISOLATING_CALLS);
+        assert_eq!(evaluation.failure.expect("a failure").events, 1024);
+        assert!(evaluation.matched.iter().all(Vec::is_empty));
+        // A deadline or fuel costs the whole budget again at every call: not split.
+        for kind in [FailureKind::Deadline, FailureKind::OutOfFuel, FailureKind::Instantiation] {
+            let (evaluation, calls) = isolated(1024, &[3], kind);
+            assert_eq!(calls.len(), 1, "{kind}");
+            assert_eq!(evaluation.failure.expect("a failure").events, 1024);
+        }
+        // A failure of the batch's size that its halves do not repeat loses nothing.
+        let mut calls = 0;
+        let evaluation = isolating(8, 1, |range| {
+            calls += 1;
+            if range.len() == 8 {
+                let digest = Digest::of(b"pack");
+                let message = "too large".to_owned();
+                return Err(RuleError {
+                    id: "r".into(),
+                    version: "1".into(),
+                    digest,
+                    stage: "evaluate",
+                    kind: FailureKind::OutOfMemory,
+                    message,
+                });
+            }
+            Ok(vec![vec![0]])
+        });
+        assert!(evaluation.failure.is_none());
+        assert_eq!((evaluation.matched, calls), (vec![vec![0, 4]], 3));
+    }
 
     /// A window past the memory limit grows the instance, which then summarizes the next
     /// windows (smaller or as large) as a fresh instance would, and is replaced when asked,
