@@ -22,7 +22,6 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor, value::Map
 use serde_json::{Map, Number, Value};
 
 use super::json_lines::MAX_LINE_BYTES;
-use super::json_value::kind_of;
 use super::{Origin, Position, Record, RecordError, RejectReason, SourceFormat, json};
 
 /// Records handed on at once: a chunk ends at this many records or bytes of their text.
@@ -327,12 +326,9 @@ fn read_documents<R: Read>(name: Arc<str>, stream: R, sink: Sink, chunk_records:
         let document = Rows { reader: &mut reader, format: SourceFormat::DefenderJson, document: true };
         match document.deserialize(&mut parser) {
             Ok(None) => {}
+            // A document that is neither an object nor an array: rejected as a row would be.
             Ok(Some(other)) => {
-                reader.record += 1;
-                let reason =
-                    RejectReason::UnknownShape(format!("expected a JSON object, found {}", kind_of(&other)));
-                let record = Record::Rejected(RecordError { origin: reader.origin(reader.record), reason });
-                if reader.push::<serde_json::Error>(vec![record]).is_err() {
+                if reader.row::<serde_json::Error>(other, SourceFormat::DefenderJson).is_err() {
                     return reader.sink;
                 }
             }

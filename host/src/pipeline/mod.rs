@@ -34,7 +34,7 @@ use crate::sinks::Sink;
 use block_workers::EvaluatedBatch;
 use rule_set::{RuleRun, RuleSet};
 use windows::Closing;
-use workers::{Outcome, Workers, call_rules};
+use workers::{Lost, Outcome, Workers, call_rules};
 
 /// A matched event as the windows of every rule that matched it share it.
 type Projection = Arc<ProjectedEvent>;
@@ -730,10 +730,11 @@ impl<'a> Pipeline<'a> {
                 // The events beside those it failed on were evaluated, and their matches
                 // count; the failure counts toward quarantine all the same.
                 Outcome::Called { matched, lost: Some(lost) } => {
-                    run.summary.failed_events += lost.events as u64;
-                    run.summary.evaluated += (batch.len() - lost.events) as u64;
-                    let first = Some(&lost.first);
-                    run.failed(&lost.error, lost.events, first, &self.set.quarantined[r], self.diagnose);
+                    let Lost { failure, first } = lost;
+                    run.summary.failed_events += failure.events as u64;
+                    run.summary.evaluated += (batch.len() - failure.events) as u64;
+                    let flag = &self.set.quarantined[r];
+                    run.failed(&failure.error, failure.events, Some(&first), flag, self.diagnose);
                     matched
                 }
                 // Only a quarantined rule is not called, and that is handled above.

@@ -7,7 +7,7 @@ use std::sync::mpsc::SyncSender;
 
 use crate::events::{Origin, ProcessEvent};
 use crate::in_order::InOrder;
-use crate::runtime::{CompiledRule, Instances, RuleError, RuleOutcome};
+use crate::runtime::{CompiledRule, Failure, Instances, RuleError, RuleOutcome};
 
 /// What one rule's calls over one batch gave.
 pub(crate) enum Outcome {
@@ -18,12 +18,9 @@ pub(crate) enum Outcome {
     NotCalled,
 }
 
-/// Events of a batch a rule could not evaluate.
+/// Events of a batch a rule could not evaluate, and where the first of them was read.
 pub(crate) struct Lost {
-    pub(crate) error: RuleError,
-    /// How many.
-    pub(crate) events: usize,
-    /// Where the first of them was read.
+    pub(crate) failure: Failure,
     pub(crate) first: Origin,
 }
 
@@ -42,11 +39,7 @@ pub(crate) fn call_rules(
             None => Outcome::NotCalled,
             Some(RuleOutcome { matched, failure }) => Outcome::Called {
                 matched,
-                lost: failure.map(|failure| Lost {
-                    first: batch[failure.first].origin().clone(),
-                    error: failure.error,
-                    events: failure.events,
-                }),
+                lost: failure.map(|failure| Lost { first: batch[failure.first].origin().clone(), failure }),
             },
         })
         .collect()
