@@ -592,13 +592,45 @@ fn a_registry_on_tls_is_trusted_through_a_given_authority_and_refused_without_it
 /// and Harbor do: a 401 naming its token endpoint, which hands out a token for those
 /// credentials; only requests bearing it are served.
 fn fake_registry(manifest: Vec<u8>, blob: Vec<u8>, bearer: Option<(&str, &str)>) -> String {
+    fake_registry_flooding(manifest, blob, bearer, None).0
+}
+
+/// A hostile registry's answer: to every request whose path contains `path`, this status
+/// and a body of [`FLOOD_BYTES`] with no length given, as long as the client reads it.
+#[derive(Clone, Copy)]
+struct Flood {
+    path: &'static str,
+    status: &'static str,
+}
+
+/// What a flooded answer would send if it were read to its end.
+const FLOOD_BYTES: u64 = 512 << 20;
+
+/// [`fake_registry`], with the answers of `flood` replaced by floods; the counter is the
+/// number of flooded bytes the client took.
+fn fake_registry_flooding(
+    manifest: Vec<u8>,
+    blob: Vec<u8>,
+    bearer: Option<(&str, &str)>,
+    flood: Option<Flood>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use base64::Engine as _;
+    let flooded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = flooded.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let host = listener.local_addr().unwrap().to_string();
     let basic = bearer.map(|(user, password)| {
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
     });
     let realm = format!("http://{host}/token");
+    // The registry's 401s name its token service; the token service's own do not.
+    let challenge_of = move |status: &str, path: &str| {
+        if status.starts_with("401") && !path.starts_with("/token") {
+            format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\n")
+        } else {
+            String::new()
+        }
+    };
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -618,6 +650,21 @@ fn fake_registry(manifest: Vec<u8>, blob: Vec<u8>, bearer: Option<(&str, &str)>)
                 }
             }
             let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+            if let Some(flood) = flood.filter(|f| path.contains(f.path)) {
+                let challenge = challenge_of(flood.status, &path);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {}\r\nContent-Type: application/json\r\n{challenge}Connection: close\r\n\r\n",
+                    flood.status
+                );
+                let piece = [b' '; 64 << 10];
+                let mut sent = 0;
+                while sent < FLOOD_BYTES && stream.write_all(&piece).is_ok() {
+                    sent += piece.len() as u64;
+                    counter.fetch_add(piece.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                continue;
+            }
             let authorized = basic.is_none() || authorization == "Bearer test-token";
             let unknown: &[u8] = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#;
             let (status, content_type, body): (&str, &str, &[u8]) = if path.starts_with("/token") {
@@ -645,11 +692,7 @@ fn fake_registry(manifest: Vec<u8>, blob: Vec<u8>, bearer: Option<(&str, &str)>)
             } else {
                 ("404 Not Found", "application/json", unknown)
             };
-            let challenge = if status.starts_with("401") && !path.starts_with("/token") {
-                format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\n")
-            } else {
-                String::new()
-            };
+            let challenge = challenge_of(status, &path);
             let _ = write!(
                 stream,
                 "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{challenge}Connection: close\r\n\r\n",
@@ -659,7 +702,7 @@ fn fake_registry(manifest: Vec<u8>, blob: Vec<u8>, bearer: Option<(&str, &str)>)
             let _ = stream.flush();
         }
     });
-    host
+    (host, flooded)
 }
 
 /// The manifest of the bundled rule in the Wasm layout, as bytes.
@@ -699,6 +742,56 @@ fn a_registry_that_asks_for_a_bearer_token_gets_one_for_the_credentials() {
         denied.stderr
     );
     assert!(!denied.stderr.contains("not-it"), "{}", denied.stderr);
+}
+
+/// A registry (or the token service it names) that answers with a body without end, on a
+/// success or an error, is cut off at the bound of what it may send: the pull fails (or,
+/// for the signatures' listing, goes on without them) naming what was too large, and the
+/// host never holds more than that bound.
+#[test]
+fn a_registry_that_floods_an_answer_is_cut_off_at_its_bound() {
+    let place = Place::new();
+    let bound = 4u64 << 20;
+    for (flood, bearer, says) in [
+        (Flood { path: "/manifests/", status: "200 OK" }, None, "the manifest is larger than 4194304 bytes"),
+        (Flood { path: "/manifests/", status: "404 Not Found" }, None, "404"),
+        (Flood { path: "/manifests/", status: "500 Internal Server Error" }, None, "500"),
+        (Flood { path: "/token", status: "200 OK" }, Some(("ci", "token-pass")), "the token is larger than"),
+        (Flood { path: "/token", status: "401 Unauthorized" }, Some(("ci", "token-pass")), "401"),
+        (Flood { path: "/blobs/", status: "500 Internal Server Error" }, None, "500"),
+    ] {
+        let (host, flooded) =
+            fake_registry_flooding(soft_cell_manifest(), BUNDLED_SOFT_CELL.to_vec(), bearer, Some(flood));
+        let reference = format!("oci://{host}/flood/rule:1");
+        let fresh = tempfile::tempdir().unwrap();
+        let run = rulehost_in(
+            fresh.path(),
+            &place.path("docker"),
+            &[("RULEHOST_REGISTRY_USERNAME", "ci"), ("RULEHOST_REGISTRY_PASSWORD", "token-pass")],
+            &["eval", "--insecure-registry", &host, "--allow-unsigned", "--rules", &reference, SAMPLE],
+        );
+        let what = format!("{} {}", flood.path, flood.status);
+        assert_eq!(run.code, 2, "{what}: {}", run.stderr);
+        assert!(run.stderr.contains(&host) && run.stderr.contains(says), "{what}: {}", run.stderr);
+        // What the sockets' buffers hold beyond the bound is all the registry got to send.
+        let taken = flooded.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(taken < bound + (16 << 20), "{what}: the host took {taken} bytes of the flood");
+    }
+    // The signatures' listing flooded: the artifact is pulled without a signature.
+    let (host, flooded) = fake_registry_flooding(
+        soft_cell_manifest(),
+        BUNDLED_SOFT_CELL.to_vec(),
+        None,
+        Some(Flood { path: "/referrers/", status: "200 OK" }),
+    );
+    let reference = format!("oci://{host}/flood/rule:1");
+    let run =
+        place.run(&["eval", "--insecure-registry", &host, "--allow-unsigned", "--rules", &reference, SAMPLE]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, place.run(&["eval", SAMPLE]).stdout);
+    assert!(run.stderr.contains("the signatures could not be listed"), "{}", run.stderr);
+    let taken = flooded.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(taken < bound + (16 << 20), "referrers: the host took {taken} bytes of the flood");
 }
 
 /// A tag moved to another artifact between the manifest fetch and the blob fetch (or a

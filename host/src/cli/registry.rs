@@ -82,6 +82,9 @@ pub(crate) fn run_pull(args: PullArgs, config: Option<&Path>) -> Result<ExitCode
     let trust = trust_of(&settings)?;
     let registry = registry_of(&settings, &args.load.registry)?;
     let pulled = registry.pull(&reference)?;
+    for problem in &pulled.signature_problems {
+        eprintln!("rulehost: warning: {reference}: {problem}");
+    }
     let bytes = std::fs::read(&pulled.path).with_context(|| format!("reading {}", pulled.path.display()))?;
     // With a policy, the signature decides before the artifact goes anywhere else.
     let signers = trust.check(&pulled.path, &bytes).map_err(|e| match e {

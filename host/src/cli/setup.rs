@@ -126,6 +126,9 @@ pub(crate) fn pull_rule_paths(
             registry = Some(registry_of(settings, args)?);
         }
         let pulled = registry.as_ref().expect("made above").pull(&reference)?;
+        for problem in &pulled.signature_problems {
+            eprintln!("rulehost: warning: {reference}: {problem}");
+        }
         eprintln!(
             "rulehost: {} {reference} ({}{})",
             if pulled.fetched { "pulled" } else { "from the store:" },

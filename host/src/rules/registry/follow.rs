@@ -28,6 +28,9 @@ pub fn pull_and_check(
     reference: &Reference,
 ) -> Result<(RuleUpdate, String), RegistryError> {
     let pulled = registry.pull(reference)?;
+    for problem in &pulled.signature_problems {
+        tracing::warn!(reference = %reference, "{problem}");
+    }
     let path = source_path(reference);
     let update = match load_candidate(runtime, &pulled.path, trust) {
         Ok(rules) => RuleUpdate::Loaded { path, rules, unchanged: Default::default() },

@@ -2,15 +2,17 @@
 //! its manifest), pull one by tag or pinned by digest into the local store, and tell the
 //! digest a tag has now, so that `run` can follow it.
 //!
-//! The client is `oci-client` (the OCI distribution client of the Rust ecosystem, used by
-//! wkg and Kubewarden). It is async; its runtime is a current-thread tokio runtime that
-//! lives inside [`Registry`], so the evaluation path never meets it. Everything a registry
-//! sends is checked before it is kept: the manifest against a pinned digest and against the
+//! Pushes go through `oci-client` (the OCI distribution client of the Rust ecosystem, used by
+//! wkg and Kubewarden); pulls through [`distribution`], which reads every answer under a
+//! bound (a registry is as hostile as any input). Both are async; their runtime is a
+//! current-thread tokio runtime that lives inside [`Registry`], so the evaluation path never
+//! meets it. Everything a registry sends is checked before it is kept: the manifest against a pinned digest and against the
 //! Wasm artifact layout, the layer against the manifest's digest and size, the signature's
 //! manifest against its own layout. The trust policy is applied when the artifact is
 //! loaded, from the store, before anything else reads it (as for a file).
 
 pub mod auth;
+mod distribution;
 pub mod follow;
 pub mod layout;
 pub mod reference;
@@ -18,13 +20,12 @@ pub mod store;
 
 use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use self::auth::Credentials;
+use self::distribution::{Distribution, Failure};
 use self::layout::{
-    Descriptor, INDEX_MEDIA_TYPE, Index, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES,
-    Manifest, SIGNATURE_ARTIFACT_TYPE, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
+    Descriptor, INDEX_MEDIA_TYPE, Index, MANIFEST_MEDIA_TYPE, MAX_SIGNATURE_BYTES, Manifest,
+    SIGNATURE_ARTIFACT_TYPE, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
 };
 pub use self::reference::{Reference, is_reference};
 pub use self::store::Store;
@@ -122,6 +123,9 @@ pub struct Pulled {
     pub signed: bool,
     /// Whether the network was used.
     pub fetched: bool,
+    /// Why signatures the registry lists were not taken (or could not be listed): for the
+    /// operator to see, since the trust policy will only see that there is none.
+    pub signature_problems: Vec<String>,
 }
 
 /// What `push` sends besides the component.
@@ -163,7 +167,10 @@ impl std::fmt::Debug for Registry {
 
 struct Session {
     runtime: tokio::runtime::Runtime,
+    /// Pushes.
     client: oci_client::Client,
+    /// Pulls, and following a tag.
+    distribution: Distribution,
 }
 
 impl Registry {
@@ -182,14 +189,18 @@ impl Registry {
         let session = self.session.get_or_init(|| {
             // rustls needs its crypto provider chosen once per process.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let mut certificates = Vec::new();
+            let mut pems = Vec::new();
             for path in &self.options.ca_files {
-                let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                certificates.push(oci_client::client::Certificate {
+                pems.push(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?);
+            }
+            let distribution = Distribution::new(self.options.insecure.clone(), &pems)?;
+            let certificates = pems
+                .into_iter()
+                .map(|data| oci_client::client::Certificate {
                     encoding: oci_client::client::CertificateEncoding::Pem,
                     data,
-                });
-            }
+                })
+                .collect();
             let config = oci_client::client::ClientConfig {
                 protocol: oci_client::client::ClientProtocol::HttpsExcept(self.options.insecure.clone()),
                 extra_root_certificates: certificates,
@@ -202,7 +213,7 @@ impl Registry {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("the network runtime: {e}"))?;
-            Ok(Session { runtime, client })
+            Ok(Session { runtime, client, distribution })
         });
         session.as_ref().map_err(|reason| RegistryError::Transport {
             registry: registry.to_owned(),
@@ -259,6 +270,7 @@ impl Registry {
             path,
             signed: signature.is_some(),
             fetched: false,
+            signature_problems: Vec::new(),
         }))
     }
 
@@ -270,40 +282,46 @@ impl Registry {
     /// keeps them in the store.
     fn fetch(&self, reference: &Reference) -> Result<Pulled, RegistryError> {
         let (session, credentials) = self.connect(reference)?;
-        let auth = credentials.to_client();
-        let client = &session.client;
-        let image = reference.to_client();
-        let network = |e: oci_client::errors::OciDistributionError| network_error(reference, &credentials, e);
-        let (manifest_bytes, layer, wasm, signature) = session.runtime.block_on(async {
-            let (bytes, _) =
-                client.pull_manifest_raw(&image, &auth, &[MANIFEST_MEDIA_TYPE]).await.map_err(network)?;
-            if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-                return Err(refused(reference, format!("the manifest is {} bytes", bytes.len())));
-            }
-            let digest = layout::sha256(&bytes);
-            if let Some(pinned) = &reference.digest
-                && *pinned != digest
-            {
-                return Err(refused(reference, format!("the registry sent a manifest of digest {digest}")));
-            }
-            let (_, layer) = layout::wasm_layer(&bytes).map_err(|reason| refused(reference, reason))?;
-            if layer.size > self.options.max_artifact_bytes {
-                return Err(refused(
-                    reference,
-                    format!(
-                        "the layer is {} bytes; the artifact limit is {}",
-                        layer.size, self.options.max_artifact_bytes
-                    ),
-                ));
-            }
-            let wasm = pull_blob(client, &image, &layer, layer.size)
-                .await
-                .map_err(|e| refused(reference, format!("the layer {}: {}", layer.digest, describe(&e))))?;
-            let signature = self.fetch_signature(client, &auth, &reference.at_digest(&digest)).await?;
-            Ok((bytes.to_vec(), layer, wasm, signature))
-        })?;
-        // The client checked the layer against its digest while reading it; this check
-        // does not depend on it.
+        let distribution = &session.distribution;
+        let failed = |failure| pull_error(reference, &credentials, failure);
+        let (manifest_bytes, layer, wasm, (signature, signature_problems)) =
+            session.runtime.block_on(async {
+                let bytes = distribution
+                    .manifest(reference, &credentials, MANIFEST_MEDIA_TYPE)
+                    .await
+                    .map_err(failed)?;
+                let digest = layout::sha256(&bytes);
+                if let Some(pinned) = &reference.digest
+                    && *pinned != digest
+                {
+                    return Err(refused(
+                        reference,
+                        format!("the registry sent a manifest of digest {digest}"),
+                    ));
+                }
+                let (_, layer) = layout::wasm_layer(&bytes).map_err(|reason| refused(reference, reason))?;
+                if layer.size > self.options.max_artifact_bytes {
+                    return Err(refused(
+                        reference,
+                        format!(
+                            "the layer is {} bytes; the artifact limit is {}",
+                            layer.size, self.options.max_artifact_bytes
+                        ),
+                    ));
+                }
+                let wasm = distribution
+                    .blob(reference, &credentials, &layer.digest, layer.size)
+                    .await
+                    .map_err(|failure| match failure {
+                        Failure::Denied(_) => failed(failure),
+                        Failure::NotFound(reason) | Failure::Refused(reason) | Failure::Transport(reason) => {
+                            refused(reference, format!("the layer {}: {reason}", layer.digest))
+                        }
+                    })?;
+                let signature =
+                    fetch_signature(distribution, &credentials, &reference.at_digest(&digest)).await;
+                Ok((bytes, layer, wasm, signature))
+            })?;
         if layout::sha256(&wasm) != layer.digest || wasm.len() as u64 != layer.size {
             return Err(refused(reference, format!("the layer does not match its digest {}", layer.digest)));
         }
@@ -327,60 +345,8 @@ impl Registry {
             path,
             signed: signature.is_some(),
             fetched: true,
+            signature_problems,
         })
-    }
-
-    /// The newest signature among the referrers of `pinned` (the referrers API, or the
-    /// `sha256-<hex>` tag where a registry has no such API).
-    async fn fetch_signature(
-        &self,
-        client: &oci_client::Client,
-        auth: &oci_client::secrets::RegistryAuth,
-        pinned: &Reference,
-    ) -> Result<Option<Vec<u8>>, RegistryError> {
-        let image = pinned.to_client();
-        let index = match client.pull_referrers(&image, Some(SIGNATURE_ARTIFACT_TYPE)).await {
-            Ok(index) => index,
-            Err(e) => {
-                tracing::warn!(reference = %pinned, "the signatures could not be listed: {}", describe(&e));
-                return Ok(None);
-            }
-        };
-        let candidates = index
-            .manifests
-            .iter()
-            .rev()
-            .filter(|m| m.artifact_type.as_deref().is_none_or(|t| t == SIGNATURE_ARTIFACT_TYPE));
-        for entry in candidates {
-            if !layout::is_sha256(&entry.digest) {
-                continue;
-            }
-            let at = pinned.at_digest(&entry.digest).to_client();
-            let Ok((bytes, _)) = client.pull_manifest_raw(&at, auth, &[MANIFEST_MEDIA_TYPE]).await else {
-                continue;
-            };
-            if layout::sha256(&bytes) != entry.digest {
-                tracing::warn!(reference = %pinned, "a signature's manifest does not match its digest: skipped");
-                continue;
-            }
-            let layer = match layout::signature_layer(&bytes) {
-                Ok(layer) => layer,
-                Err(reason) => {
-                    tracing::warn!(reference = %pinned, "a referrer skipped: {reason}");
-                    continue;
-                }
-            };
-            match pull_blob(client, &image, &layer, layer.size.min(MAX_SIGNATURE_BYTES)).await {
-                Ok(signature) if layout::sha256(&signature) == layer.digest => return Ok(Some(signature)),
-                Ok(_) => {
-                    tracing::warn!(reference = %pinned, "a signature does not match its digest: skipped")
-                }
-                Err(e) => {
-                    tracing::warn!(reference = %pinned, "a signature could not be read: {}", describe(&e))
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// The manifest digest `reference` names now (asks the registry for a tag, as the
@@ -397,14 +363,12 @@ impl Registry {
             });
         }
         let (session, credentials) = self.connect(reference)?;
-        let auth = credentials.to_client();
-        let image = reference.to_client();
         // A HEAD request: the manifest itself is fetched (and its digest checked) only by
         // the pull of a digest that changed.
         session
             .runtime
-            .block_on(session.client.fetch_manifest_digest(&image, &auth))
-            .map_err(|e| network_error(reference, &credentials, e))
+            .block_on(session.distribution.manifest_digest(reference, &credentials))
+            .map_err(|failure| pull_error(reference, &credentials, failure))
     }
 
     /// Pushes `wasm` to `reference` in the Wasm artifact layout, then its signature, if any,
@@ -489,11 +453,12 @@ impl Registry {
                 .map_err(network)?;
             // Registries without the referrers API (distribution 2.x among them) list
             // referrers under the tag schema; one that has the API ignores the tag.
-            let tag = reference.at_tag(&layout::referrers_tag(&manifest_digest)).to_client();
-            let mut index = match client.pull_manifest_raw(&tag, &auth, &[INDEX_MEDIA_TYPE]).await {
-                Ok((bytes, _)) => serde_json::from_slice::<Index>(&bytes).unwrap_or_default(),
+            let tag = reference.at_tag(&layout::referrers_tag(&manifest_digest));
+            let mut index = match session.distribution.manifest(&tag, &credentials, INDEX_MEDIA_TYPE).await {
+                Ok(bytes) => serde_json::from_slice::<Index>(&bytes).unwrap_or_default(),
                 Err(_) => Index::default(),
             };
+            let tag = tag.to_client();
             index.schema_version = 2;
             index.media_type = Some(INDEX_MEDIA_TYPE.to_owned());
             index.manifests.retain(|m| m.digest != digest);
@@ -573,48 +538,75 @@ fn network_error(
     }
 }
 
-/// Reads the blob of `descriptor` into memory, never more than `limit` bytes.
-async fn pull_blob(
-    client: &oci_client::Client,
-    image: &oci_client::Reference,
-    descriptor: &Descriptor,
-    limit: u64,
-) -> Result<Vec<u8>, oci_client::errors::OciDistributionError> {
-    let layer = oci_client::manifest::OciDescriptor {
-        media_type: descriptor.media_type.clone(),
-        digest: descriptor.digest.clone(),
-        size: descriptor.size as i64,
-        ..Default::default()
-    };
-    let mut out = Bounded { bytes: Vec::new(), limit: limit as usize };
-    client.pull_blob(image, &layer, &mut out).await?;
-    Ok(out.bytes)
-}
-
-/// A sink that refuses to grow past its limit: a registry that sends more than the
-/// manifest said is cut off.
-struct Bounded {
-    bytes: Vec<u8>,
-    limit: usize,
-}
-
-impl tokio::io::AsyncWrite for Bounded {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if self.bytes.len() + buf.len() > self.limit {
-            return Poll::Ready(Err(io::Error::other(format!(
-                "the blob is larger than the {} bytes its descriptor gives",
-                self.limit
-            ))));
+/// A pull's failure in terms of `reference`.
+fn pull_error(reference: &Reference, credentials: &Credentials, failure: Failure) -> RegistryError {
+    match failure {
+        Failure::Denied(reason) => RegistryError::Unauthorized {
+            registry: reference.registry.clone(),
+            repository: reference.repository.clone(),
+            credentials: credentials.describe(),
+            reason,
+        },
+        Failure::NotFound(reason) => refused(reference, format!("not in the registry ({reason})")),
+        Failure::Refused(reason) => refused(reference, reason),
+        Failure::Transport(reason) => {
+            RegistryError::Transport { registry: reference.registry.clone(), reason }
         }
-        self.bytes.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
     }
+}
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+/// The newest signature among the referrers of `pinned` that matches its digest; none when
+/// they cannot be listed or none can be read (the trust policy decides what that means),
+/// with what was wrong with those skipped.
+async fn fetch_signature(
+    distribution: &Distribution,
+    credentials: &Credentials,
+    pinned: &Reference,
+) -> (Option<Vec<u8>>, Vec<String>) {
+    let mut problems = Vec::new();
+    let index = match distribution.referrers(pinned, credentials, SIGNATURE_ARTIFACT_TYPE).await {
+        Ok(index) => index,
+        Err(failure) => {
+            problems.push(format!("the signatures could not be listed: {}", failure.reason()));
+            return (None, problems);
+        }
+    };
+    let candidates = index
+        .manifests
+        .iter()
+        .rev()
+        .filter(|m| m.artifact_type.as_deref().is_none_or(|t| t == SIGNATURE_ARTIFACT_TYPE));
+    for entry in candidates {
+        if !layout::is_sha256(&entry.digest) {
+            continue;
+        }
+        let at = pinned.at_digest(&entry.digest);
+        let bytes = match distribution.manifest(&at, credentials, MANIFEST_MEDIA_TYPE).await {
+            Ok(bytes) => bytes,
+            Err(failure) => {
+                problems.push(format!("the signature {}: {}", entry.digest, failure.reason()));
+                continue;
+            }
+        };
+        if layout::sha256(&bytes) != entry.digest {
+            problems.push(format!("the signature {}: its manifest does not match its digest", entry.digest));
+            continue;
+        }
+        let layer = match layout::signature_layer(&bytes) {
+            Ok(layer) => layer,
+            Err(reason) => {
+                problems.push(format!("the referrer {}: {reason}", entry.digest));
+                continue;
+            }
+        };
+        match distribution.blob(pinned, credentials, &layer.digest, layer.size.min(MAX_SIGNATURE_BYTES)).await
+        {
+            Ok(signature) if layout::sha256(&signature) == layer.digest => {
+                return (Some(signature), problems);
+            }
+            Ok(_) => problems.push(format!("the signature {}: it does not match its digest", entry.digest)),
+            Err(failure) => problems.push(format!("the signature {}: {}", entry.digest, failure.reason())),
+        }
     }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
+    (None, problems)
 }
