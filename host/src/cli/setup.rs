@@ -102,6 +102,7 @@ pub(crate) fn registry_of(settings: &Settings, args: &RegistryArgs) -> Result<ru
         insecure: args.insecure_registry.clone(),
         ca_files: args.registry_ca.clone(),
         max_artifact_bytes: settings.limits.max_artifact_bytes,
+        request_timeout: rules::registry::DEFAULT_REQUEST_TIMEOUT,
     }))
 }
 

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::{Method, StatusCode, Url, header};
@@ -63,9 +64,13 @@ pub(super) struct Distribution {
 }
 
 impl Distribution {
-    /// A client that reaches `insecure` hosts over plain HTTP and trusts `certificates`
-    /// (PEM, each file one or more) besides the system's authorities.
-    pub fn new(insecure: Vec<String>, certificates: &[Vec<u8>]) -> Result<Self, String> {
+    /// A client that reaches `insecure` hosts over plain HTTP, trusts `certificates` (PEM,
+    /// each file one or more) besides the system's authorities, and gives up on a request
+    /// not answered in full within `timeout` (a registry that trickles its bytes, each in
+    /// time for the read timeout, would otherwise hold a pull for as long as it likes).
+    pub fn new(insecure: Vec<String>, certificates: &[Vec<u8>], timeout: Duration) -> Result<Self, String> {
+        // rustls needs its crypto provider chosen once per process (reqwest panics without).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut roots = Vec::new();
         for pem in certificates {
             roots.extend(
@@ -74,8 +79,9 @@ impl Distribution {
         }
         let http = reqwest::Client::builder()
             .tls_certs_merge(roots)
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .read_timeout(std::time::Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .timeout(timeout)
             .user_agent(concat!("rulehost/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| crate::errors::with_sources(&e))?;
@@ -406,7 +412,49 @@ impl Challenge {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Write};
+
     use super::*;
+
+    /// A registry that states a 64-byte manifest and sends a byte of it every 100 ms, each
+    /// well within the read timeout.
+    fn trickling_registry() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n");
+            for _ in 0..64 {
+                if stream.write_all(b" ").and_then(|()| stream.flush()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        host
+    }
+
+    #[test]
+    fn a_request_not_answered_in_full_in_time_is_given_up() {
+        let host = trickling_registry();
+        let distribution = Distribution::new(vec![host.clone()], &[], Duration::from_secs(1)).unwrap();
+        let reference = Reference::parse(&format!("oci://{host}/slow/rule:1")).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let answer = runtime.block_on(distribution.manifest(
+            &reference,
+            &Credentials::Anonymous,
+            layout::MANIFEST_MEDIA_TYPE,
+        ));
+        match answer {
+            Err(Failure::Transport(reason)) => assert!(reason.contains("timed out"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn challenges_are_read_as_registries_write_them() {
