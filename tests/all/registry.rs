@@ -777,6 +777,21 @@ fn a_registry_that_floods_an_answer_is_cut_off_at_its_bound() {
         let taken = flooded.load(std::sync::atomic::Ordering::Relaxed);
         assert!(taken < bound + (16 << 20), "{what}: the host took {taken} bytes of the flood");
     }
+    // A push reads its answers under the same bounds (the blobs are found there already;
+    // the manifest's PUT is answered with a flood).
+    let (host, flooded) = fake_registry_flooding(
+        soft_cell_manifest(),
+        BUNDLED_SOFT_CELL.to_vec(),
+        None,
+        Some(Flood { path: "/manifests/", status: "500 Internal Server Error" }),
+    );
+    let rule = soft_cell_file(&place);
+    let push =
+        place.run(&["push", "--insecure-registry", &host, &rule, &format!("oci://{host}/flood/rule:1")]);
+    assert_eq!(push.code, 2, "{}", push.stderr);
+    assert!(push.stderr.contains(&host) && push.stderr.contains("500"), "{}", push.stderr);
+    let taken = flooded.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(taken < bound + (16 << 20), "push: the host took {taken} bytes of the flood");
     // The signatures' listing flooded: the artifact is pulled without a signature.
     let (host, flooded) = fake_registry_flooding(
         soft_cell_manifest(),

@@ -50,15 +50,6 @@ impl Credentials {
             Credentials::Basic { username, .. } => format!("as {username:?}"),
         }
     }
-
-    pub(super) fn to_client(&self) -> oci_client::secrets::RegistryAuth {
-        match self {
-            Credentials::Anonymous => oci_client::secrets::RegistryAuth::Anonymous,
-            Credentials::Basic { username, password } => {
-                oci_client::secrets::RegistryAuth::Basic(username.clone(), password.clone())
-            }
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,19 +1,19 @@
-//! The reading half of the OCI distribution API, with every answer read under a bound.
+//! The OCI distribution API, with every answer read under a bound.
 //!
 //! `oci-client` reads whole every manifest, referrers index, token and error body a registry
 //! sends before its caller can look at the size (oras-project/rust-oci-client#206): a
 //! registry, or the token service it names, could make the host allocate without bound by
-//! answering without end. Pulls (and `run`'s following of a tag) go through this module
-//! instead, over reqwest, the HTTP client under `oci-client`: an answer is read a chunk at a
-//! time and refused as soon as it passes its bound (a manifest or index 4 MiB, a layer the
-//! size its manifest gives, a token 1 MiB), and of an error's body only its first 16 KiB are
-//! read, for the message. Pushes, which only go where the operator publishes, stay on
-//! `oci-client`.
+//! answering without end. rulehost speaks the few requests it needs itself, over reqwest
+//! (the HTTP client under `oci-client`): an answer is read a chunk at a time and refused as
+//! soon as it passes its bound (a manifest or index 4 MiB, a layer the size its manifest
+//! gives, a token 1 MiB), and of an error's body only its first 16 KiB are read, for the
+//! message. A push sends a blob whole (`POST` then `PUT ?digest=`, after a `HEAD` that finds
+//! it already there) and a manifest with `PUT`.
 //!
 //! Authentication follows the registry's challenge as docker does: an anonymous request
-//! first; on a 401 naming `Bearer`, a token for `repository:REPO:pull` from the service it
-//! names (with the credentials, if any); on one naming `Basic`, the credentials. The header
-//! that worked is kept for the repository.
+//! first; on a 401 naming `Bearer`, a token for `repository:REPO:pull` (`pull,push` to push)
+//! from the service it names (with the credentials, if any); on one naming `Basic`, the
+//! credentials. The header that worked is kept for the repository and access.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,6 +30,8 @@ use super::reference::Reference;
 pub const MAX_TOKEN_BYTES: u64 = 1 << 20;
 /// What is read of an error's body, for its message.
 const MAX_ERROR_BYTES: u64 = 16 << 10;
+/// A blob's media type on the wire.
+const OCTETS: &str = "application/octet-stream";
 
 /// Why a request failed, before it is put in terms of the reference.
 #[derive(Debug)]
@@ -56,7 +58,28 @@ impl Failure {
     }
 }
 
-/// The HTTP client of pulls, and the authorizations that worked, by repository.
+/// What a request needs of a repository, for the token asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    /// `pull`.
+    Pull,
+    /// `pull,push`.
+    Push,
+}
+
+impl Access {
+    fn actions(self) -> &'static str {
+        match self {
+            Access::Pull => "pull",
+            Access::Push => "pull,push",
+        }
+    }
+}
+
+/// A request's body and its media type.
+type Body<'a> = Option<(&'a [u8], &'a str)>;
+
+/// The HTTP client of registries, and the authorizations that worked, by repository.
 pub(super) struct Distribution {
     http: reqwest::Client,
     insecure: Vec<String>,
@@ -107,7 +130,8 @@ impl Distribution {
         media_type: &str,
     ) -> Result<Vec<u8>, Failure> {
         let url = format!("{}manifests/{}", self.base(reference), manifest_name(reference));
-        let response = self.send(Method::GET, &url, media_type, reference, credentials).await?;
+        let response =
+            self.send(Method::GET, &url, media_type, reference, credentials, Access::Pull, None).await?;
         read_bounded(response, MAX_MANIFEST_BYTES, "the manifest").await
     }
 
@@ -119,8 +143,9 @@ impl Distribution {
         credentials: &Credentials,
     ) -> Result<String, Failure> {
         let url = format!("{}manifests/{}", self.base(reference), manifest_name(reference));
-        let response =
-            self.send(Method::HEAD, &url, layout::MANIFEST_MEDIA_TYPE, reference, credentials).await?;
+        let response = self
+            .send(Method::HEAD, &url, layout::MANIFEST_MEDIA_TYPE, reference, credentials, Access::Pull, None)
+            .await?;
         let stated = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok());
         if let Some(digest) = stated.filter(|d| layout::is_sha256(d)) {
             return Ok(digest.to_owned());
@@ -138,8 +163,64 @@ impl Distribution {
         limit: u64,
     ) -> Result<Vec<u8>, Failure> {
         let url = format!("{}blobs/{digest}", self.base(reference));
-        let response = self.send(Method::GET, &url, "*/*", reference, credentials).await?;
+        let response =
+            self.send(Method::GET, &url, "*/*", reference, credentials, Access::Pull, None).await?;
         read_bounded(response, limit, "the blob").await
+    }
+
+    /// Sends `bytes` as the blob `digest` of `reference`'s repository, unless it is there.
+    pub async fn put_blob(
+        &self,
+        reference: &Reference,
+        credentials: &Credentials,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<(), Failure> {
+        let base = self.base(reference);
+        let blob = format!("{base}blobs/{digest}");
+        match self.send(Method::HEAD, &blob, "*/*", reference, credentials, Access::Push, None).await {
+            Ok(_) => return Ok(()),
+            Err(Failure::NotFound(_)) => {}
+            Err(other) => return Err(other),
+        }
+        let uploads = format!("{base}blobs/uploads/");
+        let started = self
+            .send(Method::POST, &uploads, "*/*", reference, credentials, Access::Push, Some((&[], OCTETS)))
+            .await?;
+        let location =
+            started.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+                Failure::Transport("the registry started an upload but gave no Location".to_owned())
+            })?;
+        // A Location may be relative to the request, and may carry a query of its own.
+        let mut url = Url::parse(&uploads)
+            .and_then(|u| u.join(location))
+            .map_err(|e| Failure::Transport(format!("the upload's Location {location:?}: {e}")))?;
+        url.query_pairs_mut().append_pair("digest", digest);
+        self.send(
+            Method::PUT,
+            url.as_str(),
+            "*/*",
+            reference,
+            credentials,
+            Access::Push,
+            Some((bytes, OCTETS)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends `bytes` as the manifest (of `media_type`) that `reference` names, by tag or digest.
+    pub async fn put_manifest(
+        &self,
+        reference: &Reference,
+        credentials: &Credentials,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), Failure> {
+        let url = format!("{}manifests/{}", self.base(reference), manifest_name(reference));
+        self.send(Method::PUT, &url, "*/*", reference, credentials, Access::Push, Some((bytes, media_type)))
+            .await?;
+        Ok(())
     }
 
     /// The referrers of the pinned `reference` of `artifact_type`: the referrers API, or the
@@ -155,7 +236,9 @@ impl Distribution {
         let mut url = Url::parse(&format!("{}referrers/{digest}", self.base(pinned)))
             .map_err(|e| Failure::Transport(e.to_string()))?;
         url.query_pairs_mut().append_pair("artifactType", artifact_type);
-        let body = match self.send(Method::GET, url.as_str(), INDEX_MEDIA_TYPE, pinned, credentials).await {
+        let listed =
+            self.send(Method::GET, url.as_str(), INDEX_MEDIA_TYPE, pinned, credentials, Access::Pull, None);
+        let body = match listed.await {
             Ok(response) => read_bounded(response, MAX_MANIFEST_BYTES, "the referrers index").await?,
             Err(Failure::NotFound(_)) => {
                 let tag = pinned.at_tag(&layout::referrers_tag(digest));
@@ -173,6 +256,7 @@ impl Distribution {
 
     /// Sends a request, answering the registry's challenge once; a success is returned
     /// unread, a failure with what its body's first bytes say.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         method: Method,
@@ -180,13 +264,18 @@ impl Distribution {
         accept: &str,
         reference: &Reference,
         credentials: &Credentials,
+        access: Access,
+        body: Body<'_>,
     ) -> Result<reqwest::Response, Failure> {
-        let key = format!("{}/{}", reference.registry, reference.repository);
+        let key = format!("{}/{} {}", reference.registry, reference.repository, access.actions());
         let kept = self.authorizations.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         let request = |authorization: Option<&header::HeaderValue>| {
             let mut request = self.http.request(method.clone(), url).header(header::ACCEPT, accept);
             if let Some(value) = authorization {
                 request = request.header(header::AUTHORIZATION, value.clone());
+            }
+            if let Some((bytes, media_type)) = body {
+                request = request.header(header::CONTENT_TYPE, media_type).body(bytes.to_vec());
             }
             request.send()
         };
@@ -198,7 +287,7 @@ impl Distribution {
                 .and_then(|v| v.to_str().ok())
                 .and_then(Challenge::parse);
             let Some(challenge) = challenge else { return Err(failed(response).await) };
-            let authorization = self.authorize(&challenge, reference, credentials).await?;
+            let authorization = self.authorize(&challenge, reference, credentials, access).await?;
             response = request(Some(&authorization)).await.map_err(transport)?;
             if response.status().is_success() {
                 self.authorizations.lock().unwrap_or_else(|e| e.into_inner()).insert(key, authorization);
@@ -213,6 +302,7 @@ impl Distribution {
         challenge: &Challenge,
         reference: &Reference,
         credentials: &Credentials,
+        access: Access,
     ) -> Result<header::HeaderValue, Failure> {
         let basic = match credentials {
             Credentials::Basic { username, password } => Some(format!(
@@ -243,7 +333,10 @@ impl Distribution {
                 if let Some(service) = challenge.param("service") {
                     query.append_pair("service", service);
                 }
-                query.append_pair("scope", &format!("repository:{}:pull", reference.repository));
+                query.append_pair(
+                    "scope",
+                    &format!("repository:{}:{}", reference.repository, access.actions()),
+                );
             }
             let mut request = self.http.get(url);
             if let Some(basic) = &basic {

@@ -2,11 +2,9 @@
 //! its manifest), pull one by tag or pinned by digest into the local store, and tell the
 //! digest a tag has now, so that `run` can follow it.
 //!
-//! Pushes go through `oci-client` (the OCI distribution client of the Rust ecosystem, used by
-//! wkg and Kubewarden); pulls through [`distribution`], which reads every answer under a
-//! bound (a registry is as hostile as any input). Both are async; their runtime is a
-//! current-thread tokio runtime that lives inside [`Registry`], so the evaluation path never
-//! meets it. Everything a registry sends is checked before it is kept: the manifest against a pinned digest and against the
+//! The requests go through [`distribution`], which reads every answer under a bound (a
+//! registry is as hostile as any input). It is async; its runtime is a current-thread tokio
+//! runtime that lives inside [`Registry`], so the evaluation path never meets it. Everything a registry sends is checked before it is kept: the manifest against a pinned digest and against the
 //! Wasm artifact layout, the layer against the manifest's digest and size, the signature's
 //! manifest against its own layout. The trust policy is applied when the artifact is
 //! loaded, from the store, before anything else reads it (as for a file).
@@ -172,9 +170,6 @@ impl std::fmt::Debug for Registry {
 
 struct Session {
     runtime: tokio::runtime::Runtime,
-    /// Pushes.
-    client: oci_client::Client,
-    /// Pulls, and following a tag.
     distribution: Distribution,
 }
 
@@ -198,26 +193,11 @@ impl Registry {
             }
             let distribution =
                 Distribution::new(self.options.insecure.clone(), &pems, self.options.request_timeout)?;
-            let certificates = pems
-                .into_iter()
-                .map(|data| oci_client::client::Certificate {
-                    encoding: oci_client::client::CertificateEncoding::Pem,
-                    data,
-                })
-                .collect();
-            let config = oci_client::client::ClientConfig {
-                protocol: oci_client::client::ClientProtocol::HttpsExcept(self.options.insecure.clone()),
-                extra_root_certificates: certificates,
-                connect_timeout: Some(std::time::Duration::from_secs(10)),
-                read_timeout: Some(std::time::Duration::from_secs(60)),
-                ..Default::default()
-            };
-            let client = oci_client::Client::try_from(config).map_err(|e| e.to_string())?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| format!("the network runtime: {e}"))?;
-            Ok(Session { runtime, client, distribution })
+            Ok(Session { runtime, distribution })
         });
         session.as_ref().map_err(|reason| RegistryError::Transport {
             registry: registry.to_owned(),
@@ -287,7 +267,7 @@ impl Registry {
     fn fetch(&self, reference: &Reference) -> Result<Pulled, RegistryError> {
         let (session, credentials) = self.connect(reference)?;
         let distribution = &session.distribution;
-        let failed = |failure| pull_error(reference, &credentials, failure);
+        let failed = |failure| registry_error(reference, &credentials, failure);
         let (manifest_bytes, layer, wasm, (signature, signature_problems)) =
             session.runtime.block_on(async {
                 let bytes = distribution
@@ -372,7 +352,7 @@ impl Registry {
         session
             .runtime
             .block_on(session.distribution.manifest_digest(reference, &credentials))
-            .map_err(|failure| pull_error(reference, &credentials, failure))
+            .map_err(|failure| registry_error(reference, &credentials, failure))
     }
 
     /// Pushes `wasm` to `reference` in the Wasm artifact layout, then its signature, if any,
@@ -393,10 +373,9 @@ impl Registry {
             return Err(refused(reference, "a push needs a tag (oci://HOST/REPO:TAG)".to_owned()));
         }
         let (session, credentials) = self.connect(reference)?;
-        let auth = credentials.to_client();
-        let client = &session.client;
-        let image = reference.at_tag(reference.tag.as_deref().unwrap_or("latest")).to_client();
-        let network = |e: oci_client::errors::OciDistributionError| network_error(reference, &credentials, e);
+        let distribution = &session.distribution;
+        let failed = |failure| registry_error(reference, &credentials, failure);
+        let image = reference.at_tag(reference.tag.as_deref().unwrap_or("latest"));
 
         let layer = Descriptor::of(WASM_LAYER_MEDIA_TYPE, wasm);
         let config = layout::WasmConfig {
@@ -428,41 +407,41 @@ impl Registry {
         let manifest_bytes = serde_json::to_vec(&manifest).expect("the manifest serializes");
         let manifest_digest = layout::sha256(&manifest_bytes);
         let signature_digest = session.runtime.block_on(async {
-            client.auth(&image, &auth, oci_client::RegistryOperation::Push).await.map_err(network)?;
-            client.push_blob(&image, wasm.to_vec(), &layer.digest).await.map_err(network)?;
-            client.push_blob(&image, config_bytes.clone(), &manifest.config.digest).await.map_err(network)?;
-            client
-                .push_manifest_raw(
-                    &image,
-                    manifest_bytes.clone(),
-                    MANIFEST_MEDIA_TYPE.parse().expect("a header value"),
-                )
+            distribution.put_blob(&image, &credentials, wasm, &layer.digest).await.map_err(failed)?;
+            distribution
+                .put_blob(&image, &credentials, &config_bytes, &manifest.config.digest)
                 .await
-                .map_err(network)?;
+                .map_err(failed)?;
+            distribution
+                .put_manifest(&image, &credentials, &manifest_bytes, MANIFEST_MEDIA_TYPE)
+                .await
+                .map_err(failed)?;
             let Some(signature) = &request.signature else { return Ok(None) };
             let subject = Descriptor::of(MANIFEST_MEDIA_TYPE, &manifest_bytes);
             let signature_layer = Descriptor::of(SIGNATURE_ARTIFACT_TYPE, signature);
             let signature_manifest = layout::signature_manifest(&subject, &signature_layer);
             let bytes = serde_json::to_vec(&signature_manifest).expect("the manifest serializes");
             let digest = layout::sha256(&bytes);
-            client.push_blob(&image, signature.clone(), &signature_layer.digest).await.map_err(network)?;
-            client
-                .push_blob(&image, layout::EMPTY_CONFIG.to_vec(), &signature_manifest.config.digest)
+            distribution
+                .put_blob(&image, &credentials, signature, &signature_layer.digest)
                 .await
-                .map_err(network)?;
-            let at = reference.at_digest(&digest).to_client();
-            client
-                .push_manifest_raw(&at, bytes.clone(), MANIFEST_MEDIA_TYPE.parse().expect("a header value"))
+                .map_err(failed)?;
+            distribution
+                .put_blob(&image, &credentials, layout::EMPTY_CONFIG, &signature_manifest.config.digest)
                 .await
-                .map_err(network)?;
+                .map_err(failed)?;
+            let at = reference.at_digest(&digest);
+            distribution
+                .put_manifest(&at, &credentials, &bytes, MANIFEST_MEDIA_TYPE)
+                .await
+                .map_err(failed)?;
             // Registries without the referrers API (distribution 2.x among them) list
             // referrers under the tag schema; one that has the API ignores the tag.
             let tag = reference.at_tag(&layout::referrers_tag(&manifest_digest));
-            let mut index = match session.distribution.manifest(&tag, &credentials, INDEX_MEDIA_TYPE).await {
+            let mut index = match distribution.manifest(&tag, &credentials, INDEX_MEDIA_TYPE).await {
                 Ok(bytes) => serde_json::from_slice::<Index>(&bytes).unwrap_or_default(),
                 Err(_) => Index::default(),
             };
-            let tag = tag.to_client();
             index.schema_version = 2;
             index.media_type = Some(INDEX_MEDIA_TYPE.to_owned());
             index.manifests.retain(|m| m.digest != digest);
@@ -470,10 +449,10 @@ impl Registry {
             entry.artifact_type = Some(SIGNATURE_ARTIFACT_TYPE.to_owned());
             index.manifests.push(entry);
             let index_bytes = serde_json::to_vec(&index).expect("the index serializes");
-            client
-                .push_manifest_raw(&tag, index_bytes, INDEX_MEDIA_TYPE.parse().expect("a header value"))
+            distribution
+                .put_manifest(&tag, &credentials, &index_bytes, INDEX_MEDIA_TYPE)
                 .await
-                .map_err(network)?;
+                .map_err(failed)?;
             Ok::<_, RegistryError>(Some(digest))
         })?;
         Ok(Pushed { manifest: manifest_digest, signature: signature_digest })
@@ -484,66 +463,8 @@ fn refused(reference: &Reference, reason: String) -> RegistryError {
     RegistryError::Refused { reference: reference.to_string(), reason }
 }
 
-/// A client error in words that name what failed and never carry a secret.
-fn describe(error: &oci_client::errors::OciDistributionError) -> String {
-    use oci_client::errors::OciDistributionError as E;
-    match error {
-        E::RequestError(e) => crate::errors::with_sources(e),
-        other => other.to_string(),
-    }
-}
-
-fn network_error(
-    reference: &Reference,
-    credentials: &Credentials,
-    error: oci_client::errors::OciDistributionError,
-) -> RegistryError {
-    use oci_client::errors::OciDistributionError as E;
-    let denied = match &error {
-        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => true,
-        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                oci_client::errors::OciErrorCode::Unauthorized | oci_client::errors::OciErrorCode::Denied
-            )
-        }),
-        E::ServerError { code, .. } => *code == 401 || *code == 403,
-        _ => false,
-    };
-    if denied {
-        return RegistryError::Unauthorized {
-            registry: reference.registry.clone(),
-            repository: reference.repository.clone(),
-            credentials: credentials.describe(),
-            reason: describe(&error),
-        };
-    }
-    match &error {
-        E::ImageManifestNotFoundError(_) => refused(reference, "no such manifest in the registry".to_owned()),
-        E::RegistryError { envelope, .. }
-            if envelope.errors.iter().any(|e| {
-                matches!(
-                    e.code,
-                    oci_client::errors::OciErrorCode::ManifestUnknown
-                        | oci_client::errors::OciErrorCode::NameUnknown
-                )
-            }) =>
-        {
-            refused(reference, format!("not in the registry: {}", describe(&error)))
-        }
-        _ => {
-            let mut reason = describe(&error);
-            if reason.contains("InvalidContentType") {
-                // What rustls says when the server answers TLS in plain HTTP.
-                reason.push_str(" (the registry speaks plain HTTP? name it in --insecure-registry)");
-            }
-            RegistryError::Transport { registry: reference.registry.clone(), reason }
-        }
-    }
-}
-
-/// A pull's failure in terms of `reference`.
-fn pull_error(reference: &Reference, credentials: &Credentials, failure: Failure) -> RegistryError {
+/// A request's failure in terms of `reference`.
+fn registry_error(reference: &Reference, credentials: &Credentials, failure: Failure) -> RegistryError {
     match failure {
         Failure::Denied(reason) => RegistryError::Unauthorized {
             registry: reference.registry.clone(),

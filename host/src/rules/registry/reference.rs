@@ -80,25 +80,6 @@ impl Reference {
     pub fn name(&self) -> &str {
         self.repository.rsplit('/').next().unwrap_or(&self.repository)
     }
-
-    /// The client's form of it.
-    pub(super) fn to_client(&self) -> oci_client::Reference {
-        match (&self.digest, &self.tag) {
-            (Some(digest), _) => oci_client::Reference::with_digest(
-                self.registry.clone(),
-                self.repository.clone(),
-                digest.clone(),
-            ),
-            (None, Some(tag)) => {
-                oci_client::Reference::with_tag(self.registry.clone(), self.repository.clone(), tag.clone())
-            }
-            (None, None) => oci_client::Reference::with_tag(
-                self.registry.clone(),
-                self.repository.clone(),
-                "latest".into(),
-            ),
-        }
-    }
 }
 
 impl fmt::Display for Reference {
