@@ -289,7 +289,8 @@ impl Distribution {
             let Some(challenge) = challenge else { return Err(failed(response).await) };
             let authorization = self.authorize(&challenge, reference, credentials, access).await?;
             response = request(Some(&authorization)).await.map_err(transport)?;
-            if response.status().is_success() {
+            // A 404 after the challenge is still an answer to these credentials.
+            if !matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
                 self.authorizations.lock().unwrap_or_else(|e| e.into_inner()).insert(key, authorization);
             }
         }
