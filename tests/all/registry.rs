@@ -750,8 +750,16 @@ fn a_registry_that_asks_for_a_bearer_token_gets_one_for_the_credentials() {
 /// host never holds more than that bound.
 #[test]
 fn a_registry_that_floods_an_answer_is_cut_off_at_its_bound() {
+    use std::sync::atomic::{AtomicU64, Ordering};
     let place = Place::new();
-    let bound = 4u64 << 20;
+    let flooding = |flood: Flood, bearer: Option<(&str, &str)>| {
+        fake_registry_flooding(soft_cell_manifest(), BUNDLED_SOFT_CELL.to_vec(), bearer, Some(flood))
+    };
+    // What the sockets' buffers hold beyond the bound is all the registry got to send.
+    let within_bound = |flooded: &AtomicU64, what: &str| {
+        let taken = flooded.load(Ordering::Relaxed);
+        assert!(taken < (4 << 20) + (16 << 20), "{what}: the host took {taken} bytes of the flood");
+    };
     for (flood, bearer, says) in [
         (Flood { path: "/manifests/", status: "200 OK" }, None, "the manifest is larger than 4194304 bytes"),
         (Flood { path: "/manifests/", status: "404 Not Found" }, None, "404"),
@@ -760,8 +768,7 @@ fn a_registry_that_floods_an_answer_is_cut_off_at_its_bound() {
         (Flood { path: "/token", status: "401 Unauthorized" }, Some(("ci", "token-pass")), "401"),
         (Flood { path: "/blobs/", status: "500 Internal Server Error" }, None, "500"),
     ] {
-        let (host, flooded) =
-            fake_registry_flooding(soft_cell_manifest(), BUNDLED_SOFT_CELL.to_vec(), bearer, Some(flood));
+        let (host, flooded) = flooding(flood, bearer);
         let reference = format!("oci://{host}/flood/rule:1");
         let fresh = tempfile::tempdir().unwrap();
         let run = rulehost_in(
@@ -773,40 +780,26 @@ fn a_registry_that_floods_an_answer_is_cut_off_at_its_bound() {
         let what = format!("{} {}", flood.path, flood.status);
         assert_eq!(run.code, 2, "{what}: {}", run.stderr);
         assert!(run.stderr.contains(&host) && run.stderr.contains(says), "{what}: {}", run.stderr);
-        // What the sockets' buffers hold beyond the bound is all the registry got to send.
-        let taken = flooded.load(std::sync::atomic::Ordering::Relaxed);
-        assert!(taken < bound + (16 << 20), "{what}: the host took {taken} bytes of the flood");
+        within_bound(&flooded, &what);
     }
     // A push reads its answers under the same bounds (the blobs are found there already;
     // the manifest's PUT is answered with a flood).
-    let (host, flooded) = fake_registry_flooding(
-        soft_cell_manifest(),
-        BUNDLED_SOFT_CELL.to_vec(),
-        None,
-        Some(Flood { path: "/manifests/", status: "500 Internal Server Error" }),
-    );
+    let (host, flooded) = flooding(Flood { path: "/manifests/", status: "500 Internal Server Error" }, None);
     let rule = soft_cell_file(&place);
     let push =
         place.run(&["push", "--insecure-registry", &host, &rule, &format!("oci://{host}/flood/rule:1")]);
     assert_eq!(push.code, 2, "{}", push.stderr);
     assert!(push.stderr.contains(&host) && push.stderr.contains("500"), "{}", push.stderr);
-    let taken = flooded.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(taken < bound + (16 << 20), "push: the host took {taken} bytes of the flood");
+    within_bound(&flooded, "push");
     // The signatures' listing flooded: the artifact is pulled without a signature.
-    let (host, flooded) = fake_registry_flooding(
-        soft_cell_manifest(),
-        BUNDLED_SOFT_CELL.to_vec(),
-        None,
-        Some(Flood { path: "/referrers/", status: "200 OK" }),
-    );
+    let (host, flooded) = flooding(Flood { path: "/referrers/", status: "200 OK" }, None);
     let reference = format!("oci://{host}/flood/rule:1");
     let run =
         place.run(&["eval", "--insecure-registry", &host, "--allow-unsigned", "--rules", &reference, SAMPLE]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout, place.run(&["eval", SAMPLE]).stdout);
     assert!(run.stderr.contains("the signatures could not be listed"), "{}", run.stderr);
-    let taken = flooded.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(taken < bound + (16 << 20), "referrers: the host took {taken} bytes of the flood");
+    within_bound(&flooded, "referrers");
 }
 
 /// A tag moved to another artifact between the manifest fetch and the blob fetch (or a
