@@ -114,12 +114,8 @@ impl Distribution {
     /// `scheme://host/v2/repository/` for `reference`.
     fn base(&self, reference: &Reference) -> String {
         let scheme = if self.insecure.contains(&reference.registry) { "http" } else { "https" };
-        // Docker Hub's name is not its API's host.
-        let host = match reference.registry.as_str() {
-            "docker.io" | "index.docker.io" => "registry-1.docker.io",
-            other => other,
-        };
-        format!("{scheme}://{host}/v2/{}/", reference.repository)
+        let (host, repository) = remote(reference);
+        format!("{scheme}://{host}/v2/{repository}/")
     }
 
     /// The manifest `reference` names (by digest if pinned, else by tag), as sent.
@@ -336,7 +332,7 @@ impl Distribution {
                 }
                 query.append_pair(
                     "scope",
-                    &format!("repository:{}:{}", reference.repository, access.actions()),
+                    &format!("repository:{}:{}", remote(reference).1, access.actions()),
                 );
             }
             let mut request = self.http.get(url);
@@ -375,6 +371,19 @@ impl Distribution {
                 v
             })
             .map_err(|_| Failure::Transport("the token service's token is not a header value".to_owned()))
+    }
+}
+
+/// The host and the repository of `reference` as its registry's API names them: Docker
+/// Hub's name is not its API's host, and its one-part names are official images' (`alpine`
+/// is `library/alpine`), as docker reads them.
+fn remote(reference: &Reference) -> (&str, std::borrow::Cow<'_, str>) {
+    match reference.registry.as_str() {
+        "docker.io" | "index.docker.io" if !reference.repository.contains('/') => {
+            ("registry-1.docker.io", format!("library/{}", reference.repository).into())
+        }
+        "docker.io" | "index.docker.io" => ("registry-1.docker.io", reference.repository.as_str().into()),
+        host => (host, reference.repository.as_str().into()),
     }
 }
 
@@ -531,6 +540,18 @@ mod tests {
             }
         });
         host
+    }
+
+    #[test]
+    fn references_are_reached_where_docker_reaches_them() {
+        let distribution =
+            Distribution::new(vec!["127.0.0.1:5000".into()], &[], Duration::from_secs(1)).unwrap();
+        let base = |text: &str| distribution.base(&Reference::parse(text).unwrap());
+        assert_eq!(base("oci://127.0.0.1:5000/detect/rule:1"), "http://127.0.0.1:5000/v2/detect/rule/");
+        assert_eq!(base("oci://ghcr.io/org/rules/soft-cell:1"), "https://ghcr.io/v2/org/rules/soft-cell/");
+        assert_eq!(base("oci://docker.io/org/rule:1"), "https://registry-1.docker.io/v2/org/rule/");
+        assert_eq!(base("oci://docker.io/alpine:3"), "https://registry-1.docker.io/v2/library/alpine/");
+        assert_eq!(base("oci://index.docker.io/alpine"), "https://registry-1.docker.io/v2/library/alpine/");
     }
 
     #[test]
