@@ -585,6 +585,24 @@ fn a_registry_on_tls_is_trusted_through_a_given_authority_and_refused_without_it
     let trusted = place.run(&["eval", "--registry-ca", &ca, "--rules", &reference, SAMPLE]);
     assert_eq!(trusted.code, 0, "{}", trusted.stderr);
     assert_eq!(trusted.stdout, place.run(&["eval", SAMPLE]).stdout);
+    // A file of several certificates is read whole; a file of none is refused by its name.
+    let bundle = certs.join("bundle.pem");
+    std::fs::write(&bundle, [std::fs::read(&certificate).unwrap(), std::fs::read(&ca).unwrap()].concat())
+        .unwrap();
+    let bundle = bundle.display().to_string();
+    let bundled = place.run(&["eval", "--registry-ca", &bundle, "--rules", &reference, SAMPLE]);
+    assert_eq!(bundled.code, 0, "{}", bundled.stderr);
+    assert_eq!(bundled.stdout, trusted.stdout);
+    let notes = certs.join("notes.txt");
+    std::fs::write(&notes, "the CA is on the wiki\n").unwrap();
+    let notes = notes.display().to_string();
+    let refused = place.run(&["eval", "--registry-ca", &notes, "--rules", &reference, SAMPLE]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&notes) && refused.stderr.contains("no PEM certificate"),
+        "{}",
+        refused.stderr
+    );
 }
 
 /// A registry that answers with fixed bodies: `manifest` for every tag, `blob` for every

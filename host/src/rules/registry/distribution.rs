@@ -87,18 +87,27 @@ pub(super) struct Distribution {
 }
 
 impl Distribution {
-    /// A client that reaches `insecure` hosts over plain HTTP, trusts `certificates` (PEM,
-    /// each file one or more) besides the system's authorities, and gives up on a request
-    /// not answered in full within `timeout` (a registry that trickles its bytes, each in
-    /// time for the read timeout, would otherwise hold a pull for as long as it likes).
-    pub fn new(insecure: Vec<String>, certificates: &[Vec<u8>], timeout: Duration) -> Result<Self, String> {
+    /// A client that reaches `insecure` hosts over plain HTTP, trusts the certificate
+    /// authorities of `ca_files` (PEM, one or more certificates each) besides the system's,
+    /// and gives up on a request not answered in full within `timeout` (a registry that
+    /// trickles its bytes, each in time for the read timeout, would otherwise hold a pull for
+    /// as long as it likes).
+    pub fn new(
+        insecure: Vec<String>,
+        ca_files: &[std::path::PathBuf],
+        timeout: Duration,
+    ) -> Result<Self, String> {
         // rustls needs its crypto provider chosen once per process (reqwest panics without).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut roots = Vec::new();
-        for pem in certificates {
-            roots.extend(
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| crate::errors::with_sources(&e))?,
-            );
+        for path in ca_files {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("{}: {}", path.display(), crate::errors::with_sources(&e)))?;
+            if certificates.is_empty() {
+                return Err(format!("{}: no PEM certificate in it", path.display()));
+            }
+            roots.extend(certificates);
         }
         let http = reqwest::Client::builder()
             .tls_certs_merge(roots)

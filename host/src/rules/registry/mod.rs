@@ -187,12 +187,11 @@ impl Registry {
 
     fn session(&self, registry: &str) -> Result<&Session, RegistryError> {
         let session = self.session.get_or_init(|| {
-            let mut pems = Vec::new();
-            for path in &self.options.ca_files {
-                pems.push(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?);
-            }
-            let distribution =
-                Distribution::new(self.options.insecure.clone(), &pems, self.options.request_timeout)?;
+            let distribution = Distribution::new(
+                self.options.insecure.clone(),
+                &self.options.ca_files,
+                self.options.request_timeout,
+            )?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
