@@ -148,12 +148,25 @@ impl Distribution {
         credentials: &Credentials,
     ) -> Result<String, Failure> {
         let url = format!("{}manifests/{}", self.base(reference), manifest_name(reference));
-        let response = self
-            .send(Method::HEAD, &url, layout::MANIFEST_MEDIA_TYPE, reference, credentials, Access::Pull, None)
-            .await?;
-        let stated = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok());
-        if let Some(digest) = stated.filter(|d| layout::is_sha256(d)) {
-            return Ok(digest.to_owned());
+        let head = self.send(
+            Method::HEAD,
+            &url,
+            layout::MANIFEST_MEDIA_TYPE,
+            reference,
+            credentials,
+            Access::Pull,
+            None,
+        );
+        match head.await {
+            Ok(response) => {
+                let stated = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok());
+                if let Some(digest) = stated.filter(|d| layout::is_sha256(d)) {
+                    return Ok(digest.to_owned());
+                }
+            }
+            // A registry that answers HEAD badly (405, 5xx) may still answer GET.
+            Err(Failure::Transport(_)) => {}
+            Err(refused) => return Err(refused),
         }
         let manifest = self.manifest(reference, credentials, layout::MANIFEST_MEDIA_TYPE).await?;
         Ok(layout::sha256(&manifest))
@@ -528,18 +541,31 @@ mod tests {
 
     use super::*;
 
-    /// A registry that states a 64-byte manifest and sends a byte of it every 100 ms, each
-    /// well within the read timeout.
-    fn trickling_registry() -> String {
+    /// A registry on loopback whose every request is answered by `answer`, given the
+    /// request's first line and the connection; its `host:port`.
+    fn local_registry(answer: impl Fn(&str, &mut std::net::TcpStream) + Send + 'static) -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
-            let Ok((mut stream, _)) = listener.accept() else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                line.clear();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                answer(&request, &mut stream);
             }
+        });
+        host
+    }
+
+    /// A registry that states a 64-byte manifest and sends a byte of it every 100 ms, each
+    /// well within the read timeout.
+    fn trickling_registry() -> String {
+        local_registry(|_, stream| {
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n");
             for _ in 0..64 {
                 if stream.write_all(b" ").and_then(|()| stream.flush()).is_err() {
@@ -547,8 +573,33 @@ mod tests {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-        });
-        host
+        })
+    }
+
+    /// A registry that answers HEAD with 405 and GET with `manifest`.
+    fn registry_without_head(manifest: &'static [u8]) -> String {
+        local_registry(move |request, stream| {
+            if request.starts_with("HEAD") {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            } else {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(manifest);
+            }
+        })
+    }
+
+    #[test]
+    fn a_tags_digest_comes_from_the_manifest_where_head_is_not_answered() {
+        let manifest = br#"{"schemaVersion":2}"#;
+        let host = registry_without_head(manifest);
+        let distribution = Distribution::new(vec![host.clone()], &[], Duration::from_secs(10)).unwrap();
+        let reference = Reference::parse(&format!("oci://{host}/detect/rule:stable")).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let digest =
+            runtime.block_on(distribution.manifest_digest(&reference, &Credentials::Anonymous)).unwrap();
+        assert_eq!(digest, layout::sha256(manifest));
     }
 
     #[test]
