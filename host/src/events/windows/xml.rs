@@ -46,11 +46,13 @@ impl<R: BufRead> XmlEvents<R> {
         })
     }
 
-    /// Passes over `count` bytes, counting their lines.
+    /// Passes over `count` bytes, counting their lines. What follows starts anew, so the
+    /// search for an event's end starts anew too.
     fn consume(&mut self, count: usize) {
         let consumed = &self.buffer[self.at..self.at + count];
         self.buffer_line += memchr::memchr_iter(b'\n', consumed).count() as u64;
         self.at += count;
+        self.end_searched = 0;
     }
 }
 
@@ -75,13 +77,14 @@ impl<R: BufRead> Iterator for XmlEvents<R> {
     fn next(&mut self) -> Option<Record> {
         loop {
             if let Some(start) = find_event_start(&self.buffer[self.at..]) {
-                // What comes before the event is passed over now: the event starts at `at`.
+                // What comes before the event is passed over now: the event starts at `at`
+                // (at 0 already, it is the one whose end was being searched for).
                 if start > 0 {
                     self.consume(start);
-                    self.end_searched = 0;
                 }
                 let from = self.end_searched.max(self.at);
-                if let Some(end) = memchr::memmem::find(&self.buffer[from..], EVENT_END).map(|e| from + e + 8)
+                if let Some(end) =
+                    memchr::memmem::find(&self.buffer[from..], EVENT_END).map(|e| from + e + EVENT_END.len())
                 {
                     let line = self.buffer_line;
                     let record = match parse_event(&self.buffer[self.at..end]) {
@@ -93,7 +96,6 @@ impl<R: BufRead> Iterator for XmlEvents<R> {
                         Err(message) => self.reject(line, RejectReason::MalformedXml(message)),
                     };
                     self.consume(end - self.at);
-                    self.end_searched = 0;
                     return Some(record);
                 }
                 // The end may be cut by the read: its first bytes are searched again.
@@ -101,7 +103,6 @@ impl<R: BufRead> Iterator for XmlEvents<R> {
                 if self.buffer.len() - self.at > MAX_EVENT_BYTES {
                     let line = self.buffer_line;
                     self.consume(self.buffer.len() - self.at);
-                    self.end_searched = 0;
                     return Some(self.reject(
                         line,
                         RejectReason::MalformedXml(format!("an <Event> longer than {MAX_EVENT_BYTES} bytes")),
