@@ -1041,6 +1041,12 @@ mod tests {
     use crate::events::shared_evtx_process_creations;
     use crate::rules::BUNDLED_SOFT_CELL;
 
+    /// A failure of `kind` of a stand-in pack's `evaluate`.
+    fn stand_in_error(kind: FailureKind, message: String) -> RuleError {
+        let digest = Digest::of(b"pack");
+        RuleError { id: "r".into(), version: "1".into(), digest, stage: "evaluate", kind, message }
+    }
+
     /// A pack of two rules over a batch of `len` events: the first matches the even events,
     /// the second every fifth; a call over a range holding a `failing` event fails with
     /// `kind`. Gives the evaluation and the calls made.
@@ -1053,16 +1059,7 @@ mod tests {
         let evaluation = isolating(len, 2, |range| {
             calls.push(range.clone());
             if failing.iter().any(|f| range.contains(f)) {
-                let message = format!("failed over {range:?}");
-                let digest = Digest::of(b"pack");
-                return Err(RuleError {
-                    id: "r".into(),
-                    version: "1".into(),
-                    digest,
-                    stage: "evaluate",
-                    kind,
-                    message,
-                });
+                return Err(stand_in_error(kind, format!("failed over {range:?}")));
             }
             let of =
                 |every: usize| range.clone().filter(|i| i % every == 0).map(|i| i - range.start).collect();
@@ -1109,16 +1106,7 @@ mod tests {
         let evaluation = isolating(8, 1, |range| {
             calls += 1;
             if range.len() == 8 {
-                let digest = Digest::of(b"pack");
-                let message = "too large".to_owned();
-                return Err(RuleError {
-                    id: "r".into(),
-                    version: "1".into(),
-                    digest,
-                    stage: "evaluate",
-                    kind: FailureKind::OutOfMemory,
-                    message,
-                });
+                return Err(stand_in_error(FailureKind::OutOfMemory, "too large".to_owned()));
             }
             Ok(vec![vec![0]])
         });
