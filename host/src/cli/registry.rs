@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use rulehost::rules::registry::{PushRequest, Reference, RegistryError};
 use rulehost::rules::{self, signing};
 
-use super::setup::{registry_of, runtime_of, settings, trust_of};
+use super::setup::{registry_of, runtime_of, settings, trust_of, warn_of_signature_problems};
 use crate::{LoadArgs, PullArgs, PushArgs};
 
 fn parse_reference(text: &str) -> Result<Reference> {
@@ -82,9 +82,7 @@ pub(crate) fn run_pull(args: PullArgs, config: Option<&Path>) -> Result<ExitCode
     let trust = trust_of(&settings)?;
     let registry = registry_of(&settings, &args.load.registry)?;
     let pulled = registry.pull(&reference)?;
-    for problem in &pulled.signature_problems {
-        eprintln!("rulehost: warning: {reference}: {problem}");
-    }
+    warn_of_signature_problems(&pulled);
     let bytes = std::fs::read(&pulled.path).with_context(|| format!("reading {}", pulled.path.display()))?;
     // With a policy, the signature decides before the artifact goes anywhere else.
     let signers = trust.check(&pulled.path, &bytes).map_err(|e| match e {

@@ -106,6 +106,13 @@ pub(crate) fn registry_of(settings: &Settings, args: &RegistryArgs) -> Result<ru
     }))
 }
 
+/// Tells why the signatures a registry listed for `pulled` were not taken.
+pub(crate) fn warn_of_signature_problems(pulled: &rules::registry::Pulled) {
+    for problem in &pulled.signature_problems {
+        eprintln!("rulehost: warning: {}: {problem}", pulled.reference);
+    }
+}
+
 /// Rule paths with every `oci://` reference pulled into the store and replaced by the
 /// artifact there (its signature beside it, for the trust policy to check when it loads).
 pub(crate) fn pull_rule_paths(
@@ -127,9 +134,7 @@ pub(crate) fn pull_rule_paths(
             registry = Some(registry_of(settings, args)?);
         }
         let pulled = registry.as_ref().expect("made above").pull(&reference)?;
-        for problem in &pulled.signature_problems {
-            eprintln!("rulehost: warning: {reference}: {problem}");
-        }
+        warn_of_signature_problems(&pulled);
         eprintln!(
             "rulehost: {} {reference} ({}{})",
             if pulled.fetched { "pulled" } else { "from the store:" },

@@ -590,13 +590,20 @@ mod tests {
         })
     }
 
+    /// A client of the local registry at `host` (plain HTTP) giving up after `timeout`, a
+    /// reference there, and a runtime to make its requests on.
+    fn client_of(host: &str, timeout: Duration) -> (Distribution, Reference, tokio::runtime::Runtime) {
+        let distribution = Distribution::new(vec![host.to_owned()], &[], timeout).unwrap();
+        let reference = Reference::parse(&format!("oci://{host}/detect/rule:1")).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        (distribution, reference, runtime)
+    }
+
     #[test]
     fn a_tags_digest_comes_from_the_manifest_where_head_is_not_answered() {
         let manifest = br#"{"schemaVersion":2}"#;
-        let host = registry_without_head(manifest);
-        let distribution = Distribution::new(vec![host.clone()], &[], Duration::from_secs(10)).unwrap();
-        let reference = Reference::parse(&format!("oci://{host}/detect/rule:stable")).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (distribution, reference, runtime) =
+            client_of(&registry_without_head(manifest), Duration::from_secs(10));
         let digest =
             runtime.block_on(distribution.manifest_digest(&reference, &Credentials::Anonymous)).unwrap();
         assert_eq!(digest, layout::sha256(manifest));
@@ -616,10 +623,7 @@ mod tests {
 
     #[test]
     fn a_request_not_answered_in_full_in_time_is_given_up() {
-        let host = trickling_registry();
-        let distribution = Distribution::new(vec![host.clone()], &[], Duration::from_secs(1)).unwrap();
-        let reference = Reference::parse(&format!("oci://{host}/slow/rule:1")).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (distribution, reference, runtime) = client_of(&trickling_registry(), Duration::from_secs(1));
         let answer = runtime.block_on(distribution.manifest(
             &reference,
             &Credentials::Anonymous,
