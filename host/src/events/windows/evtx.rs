@@ -435,6 +435,7 @@ impl<R: Read + Seek> Iterator for EvtxRecords<R> {
 mod tests {
     use std::io::Cursor;
 
+    use super::super::evtx_binxml::forget_seen_templates;
     use super::*;
 
     /// The chunks of every shared EVTX file, as the walk gives them.
@@ -532,6 +533,37 @@ mod tests {
         // Most copies are read up to their free space; those whose records or names lie
         // past it, or that the crate would render, are read whole.
         assert!(read_partially * 2 > compared && read_partially < compared, "{read_partially} of {compared}");
+    }
+
+    #[test]
+    fn a_template_is_taken_from_an_earlier_chunk_only_where_that_chunk_held_the_same_bytes() {
+        // Each shared chunk read, then copies of it damaged in its records, templates and the
+        // names they link to, one to four bytes at a time: each copy is read as a thread that
+        // has read no chunk before reads it.
+        let mut draw = crate::events::drawn(0x6a09_e667_f3bc_c908u64);
+        let mut next = move |below: usize| draw(below as u64) as usize;
+        let (mut compared, mut taken) = (0, 0);
+        for (name, chunk) in shared_chunks() {
+            let used = u32::from_le_bytes(chunk[48..52].try_into().unwrap()) as usize;
+            for _ in 0..200 {
+                let mut damaged = chunk.clone();
+                for _ in 0..1 + next(4) {
+                    let at = 512 + next(used.clamp(513, CHUNK_BYTES) - 512);
+                    damaged[at] = next(256) as u8;
+                }
+                forget_seen_templates();
+                let fresh = parsed(&damaged, false);
+                forget_seen_templates();
+                parsed(&chunk, false);
+                let after_the_chunk = parsed(&damaged, false);
+                taken += forget_seen_templates();
+                assert_eq!(after_the_chunk, fresh, "{name}");
+                compared += 1;
+            }
+        }
+        assert!(compared >= 3000, "{compared}");
+        // Templates the damage left alone are taken.
+        assert!(taken > compared, "{taken} of {compared}");
     }
 
     #[test]
