@@ -475,6 +475,18 @@ mod tests {
         (skipped, told.iter().filter(|t| matches!(t, Told::Event(_))).count())
     }
 
+    /// A copy of `chunk` with one to four bytes of its records and templates (past its
+    /// header, before its free space) drawn anew.
+    fn damaged_past_its_header(chunk: &[u8], next: &mut impl FnMut(usize) -> usize) -> Vec<u8> {
+        let used = u32::from_le_bytes(chunk[48..52].try_into().unwrap()) as usize;
+        let mut damaged = chunk.to_vec();
+        for _ in 0..1 + next(4) {
+            let at = 512 + next(used.clamp(513, CHUNK_BYTES) - 512);
+            damaged[at] = next(256) as u8;
+        }
+        damaged
+    }
+
     #[test]
     fn records_told_by_their_binary_xml_are_what_rendering_them_gives() {
         let (mut records, mut skipped, mut told_skipped, mut told_events) = (0, 0, 0, 0);
@@ -544,13 +556,8 @@ mod tests {
         let mut next = move |below: usize| draw(below as u64) as usize;
         let (mut compared, mut taken) = (0, 0);
         for (name, chunk) in shared_chunks() {
-            let used = u32::from_le_bytes(chunk[48..52].try_into().unwrap()) as usize;
             for _ in 0..200 {
-                let mut damaged = chunk.clone();
-                for _ in 0..1 + next(4) {
-                    let at = 512 + next(used.clamp(513, CHUNK_BYTES) - 512);
-                    damaged[at] = next(256) as u8;
-                }
+                let damaged = damaged_past_its_header(&chunk, &mut next);
                 forget_seen_templates();
                 let fresh = parsed(&damaged, false);
                 forget_seen_templates();
@@ -574,13 +581,8 @@ mod tests {
         let mut next = move |below: usize| draw(below as u64) as usize;
         let (mut compared, mut differ, mut read_where_refused) = (0, Vec::new(), 0);
         for (name, chunk) in shared_chunks() {
-            let used = u32::from_le_bytes(chunk[48..52].try_into().unwrap()) as usize;
             for _ in 0..500 {
-                let mut damaged = chunk.clone();
-                for _ in 0..1 + next(4) {
-                    let at = 512 + next(used.clamp(513, CHUNK_BYTES) - 512);
-                    damaged[at] = next(256) as u8;
-                }
+                let damaged = damaged_past_its_header(&chunk, &mut next);
                 let (Some(told), Some(rendered)) = (parsed(&damaged, false), parsed(&damaged, true)) else {
                     continue;
                 };
