@@ -123,7 +123,7 @@ impl SeenTemplates {
         // end of this chunk's data, which another chunk's may pass.
         let template = Rc::new(read_template(&mut reader)?);
         let seen = SeenTemplate {
-            definition: data.get(reader.start..reader.reach)?.into(),
+            definition: data.get(at..reader.reach)?.into(),
             linked_names: reader
                 .linked_names
                 .iter()
@@ -937,8 +937,7 @@ fn content(pieces: &[Piece]) -> Option<Content> {
 struct Reader<'a> {
     data: &'a [u8],
     at: usize,
-    /// Where it started, and the end of what it has read from there on.
-    start: usize,
+    /// The end of what it has read from where it started.
     reach: usize,
     /// The names it read elsewhere in the chunk (linked to, not given where it read).
     linked_names: Vec<Range<usize>>,
@@ -946,7 +945,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(data: &'a [u8], at: usize) -> Self {
-        Reader { data, at, start: at, reach: at, linked_names: Vec::new() }
+        Reader { data, at, reach: at, linked_names: Vec::new() }
     }
 
     fn take(&mut self, n: usize) -> Option<std::ops::Range<usize>> {

@@ -332,8 +332,7 @@ fn sysmon_process_create(
         Field::InitiatingProcessAccountDomain,
         Field::InitiatingProcessAccountName,
     );
-    let mut digits = itoa::Buffer::new();
-    event.set(Field::ReportId, e.record_id.map_or("", |id| digits.format(id)));
+    set_report_id(&mut event, e.record_id);
     let guid = |name: DataName| ProcessKey::guid(e.data(name));
     if let (Some(own), Some(parent)) = (guid(PROCESS_GUID), guid(PARENT_PROCESS_GUID)) {
         event.set_lineage(LineageKeys { own, parent });
@@ -400,8 +399,7 @@ fn security_process_create(
     );
     let parent_pid = decimal_pid(e.data(PROCESS_ID));
     event.set(Field::InitiatingProcessId, parent_pid.clone());
-    let mut digits = itoa::Buffer::new();
-    event.set(Field::ReportId, e.record_id.map_or("", |id| digits.format(id)));
+    set_report_id(&mut event, e.record_id);
     let device = event.get(Field::DeviceId).to_owned();
     if let (Ok(pid), Ok(parent_pid)) = (pid.parse(), parent_pid.parse()) {
         event.set_lineage(LineageKeys {
@@ -454,6 +452,12 @@ fn set_account(event: &mut ProcessEvent, account: &str, domain: Field, name: Fie
 pub(crate) fn base_name(path: &str) -> &str {
     let path = path.trim_end_matches(['\\', '/']);
     path.rsplit(['\\', '/']).next().unwrap_or(path)
+}
+
+/// `ReportId`: the record's `EventRecordID`, empty without one.
+fn set_report_id(event: &mut ProcessEvent, record_id: Option<u64>) {
+    let mut digits = itoa::Buffer::new();
+    event.set(Field::ReportId, record_id.map_or("", |id| digits.format(id)));
 }
 
 /// A process id as decimal text: 4688 writes `0x1a2c`, Sysmon and ECS write decimal.
