@@ -60,7 +60,7 @@ impl Failure {
 
 /// What a request needs of a repository, for the token asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Access {
+enum Access {
     /// `pull`.
     Pull,
     /// `pull,push`.
@@ -78,6 +78,25 @@ impl Access {
 
 /// A request's body and its media type.
 type Body<'a> = Option<(&'a [u8], &'a str)>;
+
+/// Whom a request is made for: the repository, the credentials, and what it needs there
+/// (the authorizations kept and the tokens asked are of these).
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    reference: &'a Reference,
+    credentials: &'a Credentials,
+    access: Access,
+}
+
+impl<'a> Scope<'a> {
+    fn pull(reference: &'a Reference, credentials: &'a Credentials) -> Self {
+        Scope { reference, credentials, access: Access::Pull }
+    }
+
+    fn push(reference: &'a Reference, credentials: &'a Credentials) -> Self {
+        Scope { reference, credentials, access: Access::Push }
+    }
+}
 
 /// The HTTP client of registries, and the authorizations that worked, by repository.
 pub(super) struct Distribution {
@@ -136,7 +155,7 @@ impl Distribution {
     ) -> Result<Vec<u8>, Failure> {
         let url = format!("{}manifests/{}", self.base(reference), manifest_name(reference));
         let response =
-            self.send(Method::GET, &url, media_type, reference, credentials, Access::Pull, None).await?;
+            self.send(Method::GET, &url, media_type, Scope::pull(reference, credentials), None).await?;
         read_bounded(response, MAX_MANIFEST_BYTES, "the manifest").await
     }
 
@@ -152,9 +171,7 @@ impl Distribution {
             Method::HEAD,
             &url,
             layout::MANIFEST_MEDIA_TYPE,
-            reference,
-            credentials,
-            Access::Pull,
+            Scope::pull(reference, credentials),
             None,
         );
         match head.await {
@@ -181,8 +198,7 @@ impl Distribution {
         limit: u64,
     ) -> Result<Vec<u8>, Failure> {
         let url = format!("{}blobs/{digest}", self.base(reference));
-        let response =
-            self.send(Method::GET, &url, "*/*", reference, credentials, Access::Pull, None).await?;
+        let response = self.send(Method::GET, &url, "*/*", Scope::pull(reference, credentials), None).await?;
         read_bounded(response, limit, "the blob").await
     }
 
@@ -195,16 +211,15 @@ impl Distribution {
         digest: &str,
     ) -> Result<(), Failure> {
         let base = self.base(reference);
+        let scope = Scope::push(reference, credentials);
         let blob = format!("{base}blobs/{digest}");
-        match self.send(Method::HEAD, &blob, "*/*", reference, credentials, Access::Push, None).await {
+        match self.send(Method::HEAD, &blob, "*/*", scope, None).await {
             Ok(_) => return Ok(()),
             Err(Failure::NotFound(_)) => {}
             Err(other) => return Err(other),
         }
         let uploads = format!("{base}blobs/uploads/");
-        let started = self
-            .send(Method::POST, &uploads, "*/*", reference, credentials, Access::Push, Some((&[], OCTETS)))
-            .await?;
+        let started = self.send(Method::POST, &uploads, "*/*", scope, Some((&[], OCTETS))).await?;
         let location =
             started.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
                 Failure::Transport("the registry started an upload but gave no Location".to_owned())
@@ -214,16 +229,7 @@ impl Distribution {
             .and_then(|u| u.join(location))
             .map_err(|e| Failure::Transport(format!("the upload's Location {location:?}: {e}")))?;
         url.query_pairs_mut().append_pair("digest", digest);
-        self.send(
-            Method::PUT,
-            url.as_str(),
-            "*/*",
-            reference,
-            credentials,
-            Access::Push,
-            Some((bytes, OCTETS)),
-        )
-        .await?;
+        self.send(Method::PUT, url.as_str(), "*/*", scope, Some((bytes, OCTETS))).await?;
         Ok(())
     }
 
@@ -236,7 +242,7 @@ impl Distribution {
         media_type: &str,
     ) -> Result<(), Failure> {
         let url = format!("{}manifests/{}", self.base(reference), manifest_name(reference));
-        self.send(Method::PUT, &url, "*/*", reference, credentials, Access::Push, Some((bytes, media_type)))
+        self.send(Method::PUT, &url, "*/*", Scope::push(reference, credentials), Some((bytes, media_type)))
             .await?;
         Ok(())
     }
@@ -255,7 +261,7 @@ impl Distribution {
             .map_err(|e| Failure::Transport(e.to_string()))?;
         url.query_pairs_mut().append_pair("artifactType", artifact_type);
         let listed =
-            self.send(Method::GET, url.as_str(), INDEX_MEDIA_TYPE, pinned, credentials, Access::Pull, None);
+            self.send(Method::GET, url.as_str(), INDEX_MEDIA_TYPE, Scope::pull(pinned, credentials), None);
         let body = match listed.await {
             Ok(response) => read_bounded(response, MAX_MANIFEST_BYTES, "the referrers index").await?,
             Err(Failure::NotFound(_)) => {
@@ -274,26 +280,26 @@ impl Distribution {
 
     /// Sends a request, answering the registry's challenge once; a success is returned
     /// unread, a failure with what its body's first bytes say.
-    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         method: Method,
         url: &str,
         accept: &str,
-        reference: &Reference,
-        credentials: &Credentials,
-        access: Access,
+        scope: Scope<'_>,
         body: Body<'_>,
     ) -> Result<reqwest::Response, Failure> {
+        let Scope { reference, access, .. } = scope;
         let key = format!("{}/{} {}", reference.registry, reference.repository, access.actions());
+        // Made once: a request answered with a challenge is sent again.
+        let body = body.map(|(bytes, media_type)| (bytes::Bytes::copy_from_slice(bytes), media_type));
         let kept = self.authorizations.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         let request = |authorization: Option<&header::HeaderValue>| {
             let mut request = self.http.request(method.clone(), url).header(header::ACCEPT, accept);
             if let Some(value) = authorization {
                 request = request.header(header::AUTHORIZATION, value.clone());
             }
-            if let Some((bytes, media_type)) = body {
-                request = request.header(header::CONTENT_TYPE, media_type).body(bytes.to_vec());
+            if let Some((bytes, media_type)) = &body {
+                request = request.header(header::CONTENT_TYPE, *media_type).body(bytes.clone());
             }
             request.send()
         };
@@ -305,7 +311,7 @@ impl Distribution {
                 .and_then(|v| v.to_str().ok())
                 .and_then(Challenge::parse);
             let Some(challenge) = challenge else { return Err(failed(response).await) };
-            let authorization = self.authorize(&challenge, reference, credentials, access).await?;
+            let authorization = self.authorize(&challenge, scope).await?;
             response = request(Some(&authorization)).await.map_err(transport)?;
             // A 404 after the challenge is still an answer to these credentials.
             if !matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
@@ -319,10 +325,9 @@ impl Distribution {
     async fn authorize(
         &self,
         challenge: &Challenge,
-        reference: &Reference,
-        credentials: &Credentials,
-        access: Access,
+        scope: Scope<'_>,
     ) -> Result<header::HeaderValue, Failure> {
+        let Scope { reference, credentials, access } = scope;
         let basic = match credentials {
             Credentials::Basic { username, password } => Some(format!(
                 "Basic {}",

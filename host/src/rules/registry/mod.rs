@@ -6,9 +6,9 @@
 //! registry is as hostile as any input). It is async; its runtime is a current-thread tokio
 //! runtime that lives inside [`Registry`], so the evaluation path never meets it. Everything
 //! a registry sends is checked before it is kept: the manifest against a pinned digest and
-//! against the Wasm artifact layout, the layer against the manifest's digest and size, the signature's
-//! manifest against its own layout. The trust policy is applied when the artifact is
-//! loaded, from the store, before anything else reads it (as for a file).
+//! against the Wasm artifact layout, the layer against the manifest's digest and size, the
+//! signature's manifest against its own layout. The trust policy is applied when the
+//! artifact is loaded, from the store, before anything else reads it (as for a file).
 
 pub mod auth;
 mod distribution;
