@@ -99,6 +99,7 @@ struct NativeRun {
     candidates: usize,
     hits: usize,
     searched: usize,
+    looked_at: usize,
 }
 
 /// The matcher over `events` once, natively.
@@ -116,6 +117,7 @@ fn run_natively(
         run.candidates += scratch.candidates();
         run.hits += scratch.hits();
         run.searched += scratch.searched();
+        run.looked_at += scratch.looked_at();
     }
     run
 }
@@ -162,15 +164,17 @@ pub fn profile() -> Result<()> {
         total.candidates += run.candidates;
         total.hits += run.hits;
         total.searched += run.searched;
+        total.looked_at += run.looked_at;
     }
     let evaluated = loops * events.len();
     let per_event = began.elapsed().as_secs_f64() * 1e6 / evaluated as f64;
     println!(
-        "{} rules natively: {per_event:.2} µs/event, {} matches, {:.0} bytes searched/event, {:.1} texts found/event, {:.1} candidate rules/event ({} unfiltered)",
+        "{} rules natively: {per_event:.2} µs/event, {} matches, {:.0} bytes searched/event, {:.1} texts found/event, {:.1} rules looked at/event, {:.1} candidate rules/event ({} unfiltered)",
         matcher.len(),
         total.matches,
         total.searched as f64 / evaluated as f64,
         total.hits as f64 / evaluated as f64,
+        total.looked_at as f64 / evaluated as f64,
         total.candidates as f64 / evaluated as f64,
         unfiltered.len()
     );
