@@ -74,6 +74,90 @@ impl Node {
     }
 }
 
+/// The rules' conditions as programs of [`Step`]s, one after another: a condition is
+/// evaluated by a loop over its steps rather than by a recursive walk of its tree, which in
+/// the pack (Wasm) cost twice what it did natively, a call and its frame per node.
+#[derive(Debug, Default)]
+struct Programs {
+    /// Where each rule's steps start in `steps`; a rule's end is the next one's start.
+    starts: Vec<u32>,
+    steps: Vec<Step>,
+}
+
+/// A step of a condition's program, over one result (true at the start). `and` and `or`
+/// short-circuit by going to their end: the result there is the one that decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The result is this.
+    Is(bool),
+    /// The result is the test's.
+    Test(u32),
+    /// The result is the test's where its text (the second number) was found, false otherwise.
+    Found(u32, u32),
+    /// Where the result is false, go on from this step (an `and` decided).
+    UnlessGoTo(u32),
+    /// Where the result is true, go on from this step (an `or` decided).
+    IfGoTo(u32),
+    /// The result negated.
+    Not,
+}
+
+impl Programs {
+    fn new(rules: &[Node]) -> Self {
+        let mut programs = Programs::default();
+        for rule in rules {
+            programs.starts.push(programs.steps.len() as u32);
+            let start = programs.steps.len();
+            programs.write(rule, start);
+        }
+        programs.starts.push(programs.steps.len() as u32);
+        programs
+    }
+
+    /// Writes the steps of `node` into a program that starts at `start` (jumps are within
+    /// the rule's steps).
+    fn write(&mut self, node: &Node, start: usize) {
+        match node {
+            Node::Test(test) => self.steps.push(Step::Test(*test)),
+            Node::Found(test, text) => self.steps.push(Step::Found(*test, *text)),
+            Node::Not(node) => {
+                self.write(node, start);
+                self.steps.push(Step::Not);
+            }
+            Node::And(nodes) | Node::Or(nodes) if nodes.is_empty() => {
+                self.steps.push(Step::Is(matches!(node, Node::And(_))));
+            }
+            Node::And(nodes) | Node::Or(nodes) => {
+                let mut jumps = Vec::with_capacity(nodes.len() - 1);
+                for (i, operand) in nodes.iter().enumerate() {
+                    self.write(operand, start);
+                    if i + 1 < nodes.len() {
+                        jumps.push(self.steps.len());
+                        self.steps.push(Step::Not);
+                    }
+                }
+                let end = (self.steps.len() - start) as u32;
+                for jump in jumps {
+                    self.steps[jump] = match node {
+                        Node::And(_) => Step::UnlessGoTo(end),
+                        _ => Step::IfGoTo(end),
+                    };
+                }
+            }
+        }
+    }
+
+    /// The number of rules.
+    fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// The steps of rule `rule`.
+    fn of(&self, rule: usize) -> &[Step] {
+        &self.steps[self.starts[rule] as usize..self.starts[rule + 1] as usize]
+    }
+}
+
 impl Compiled {
     /// The texts a prefilter can find of which the value holds one at least whenever the test
     /// holds (empty when there are none).
@@ -322,7 +406,8 @@ impl Requirements {
 /// The matcher of one pack: built once, used for every event.
 #[derive(Debug)]
 pub struct Matcher {
-    rules: Vec<Node>,
+    /// The rules' conditions.
+    programs: Programs,
     tests: Vec<Compiled>,
     views: Vec<View>,
     prefilters: Vec<Prefilter>,
@@ -561,7 +646,9 @@ impl Matcher {
             })
             .collect();
         Ok(Matcher {
-            rules: rules.into_iter().map(|rule| rule.guarded(&builder.tests)).collect(),
+            programs: Programs::new(
+                &rules.into_iter().map(|rule| rule.guarded(&builder.tests)).collect::<Vec<_>>(),
+            ),
             tests: builder.tests,
             views: builder.views,
             prefilters,
@@ -576,12 +663,12 @@ impl Matcher {
 
     /// The number of rules.
     pub fn len(&self) -> usize {
-        self.rules.len()
+        self.programs.len()
     }
 
     /// Whether the pack holds no rule.
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.programs.len() == 0
     }
 
     /// The rules evaluated on every event whatever its values (for reports).
@@ -667,44 +754,61 @@ impl Matcher {
     /// last two events it was evaluated on with all its views searched; evaluated and kept
     /// otherwise.
     fn rule_holds(&self, rule: u32, event: &dyn Event, scratch: &mut Scratch, generation: u32) -> bool {
-        let node = &self.rules[rule as usize];
+        let steps = self.programs.of(rule as usize);
         let Some(RuleValues { prefilters, at }) = &self.rule_values[rule as usize] else {
-            return self.holds(node, event, scratch, generation);
+            return self.holds(steps, event, scratch, generation);
         };
         if prefilters.iter().any(|&p| !scratch.recent[usize::from(p)].current) {
-            return self.holds(node, event, scratch, generation);
+            return self.holds(steps, event, scratch, generation);
         }
         let value = |recent: &[RecentValues], i: usize| recent[usize::from(prefilters[i])].values[0].number;
         if let Some(result) = scratch.rule_results.get(*at, prefilters.len(), |i| value(&scratch.recent, i)) {
             return result;
         }
-        let result = self.holds(node, event, scratch, generation);
+        let result = self.holds(steps, event, scratch, generation);
         scratch.rule_results.keep(*at, prefilters.len(), |i| value(&scratch.recent, i), result);
         result
     }
 
-    fn holds(&self, node: &Node, event: &dyn Event, scratch: &mut Scratch, generation: u32) -> bool {
-        match node {
-            // A test whose text was not found is settled here, without a call: most operands
-            // of the catalog's long lists are.
-            Node::And(nodes) => nodes
-                .iter()
-                .all(|n| !unfound(n, scratch, generation) && self.holds(n, event, scratch, generation)),
-            Node::Or(nodes) => nodes
-                .iter()
-                .any(|n| !unfound(n, scratch, generation) && self.holds(n, event, scratch, generation)),
-            Node::Not(node) => !self.holds(node, event, scratch, generation),
-            Node::Found(_, text) if scratch.found[*text as usize] != generation => false,
-            Node::Test(test) | Node::Found(test, _) => {
-                let slot = scratch.results[*test as usize];
-                if slot >> 1 == u64::from(generation) {
-                    return slot & 1 == 1;
+    /// The result of a rule's program.
+    fn holds(&self, steps: &[Step], event: &dyn Event, scratch: &mut Scratch, generation: u32) -> bool {
+        let mut result = true;
+        let mut at = 0;
+        while let Some(&step) = steps.get(at) {
+            at += 1;
+            result = match step {
+                Step::Is(is) => is,
+                // A test whose text was not found is settled here, without a call: most
+                // operands of the catalog's long lists are.
+                Step::Found(_, text) if scratch.found[text as usize] != generation => false,
+                Step::Test(test) | Step::Found(test, _) => self.test_once(test, event, scratch, generation),
+                Step::UnlessGoTo(to) => {
+                    if !result {
+                        at = to as usize;
+                    }
+                    result
                 }
-                let result = self.test(*test, event, scratch, generation);
-                scratch.results[*test as usize] = (u64::from(generation) << 1) | u64::from(result);
-                result
-            }
+                Step::IfGoTo(to) => {
+                    if result {
+                        at = to as usize;
+                    }
+                    result
+                }
+                Step::Not => !result,
+            };
         }
+        result
+    }
+
+    /// The result of `test` on this event, evaluated once per event.
+    fn test_once(&self, test: u32, event: &dyn Event, scratch: &mut Scratch, generation: u32) -> bool {
+        let slot = scratch.results[test as usize];
+        if slot >> 1 == u64::from(generation) {
+            return slot & 1 == 1;
+        }
+        let result = self.test(test, event, scratch, generation);
+        scratch.results[test as usize] = (u64::from(generation) << 1) | u64::from(result);
+        result
     }
 
     fn test(&self, test: u32, event: &dyn Event, scratch: &mut Scratch, generation: u32) -> bool {
@@ -771,13 +875,6 @@ impl Matcher {
     }
 }
 
-/// Whether `node` is a test whose text the prefilter did not find in this event: it does not
-/// hold.
-#[inline(always)]
-fn unfound(node: &Node, scratch: &Scratch, generation: u32) -> bool {
-    matches!(node, Node::Found(_, text) if scratch.found[*text as usize] != generation)
-}
-
 impl Scratch {
     /// Starts an event: a new generation invalidates what the last one computed.
     fn begin(&mut self, matcher: &Matcher) -> u32 {
@@ -792,7 +889,7 @@ impl Scratch {
                 found: vec![0; matcher.requirements.texts()],
                 places: vec![0; matcher.requirements.texts()],
                 results: vec![0; matcher.tests.len()],
-                candidate: vec![0; matcher.rules.len()],
+                candidate: vec![0; matcher.programs.len()],
                 test_results: KeptResults::new(KeptResults::span(1) * matcher.tests.len()),
                 rule_results: KeptResults::new(matcher.rule_results_len),
                 ..Scratch::default()
