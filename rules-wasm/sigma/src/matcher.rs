@@ -1759,16 +1759,27 @@ mod tests {
         );
     }
 
+    /// The ids of the rules of `pack` that an event of `image` and `command_line` matches.
+    fn matched_ids<'p>(
+        pack: &'p Pack,
+        matcher: &Matcher,
+        scratch: &mut Scratch,
+        image: &'static str,
+        command_line: &'static str,
+    ) -> Vec<&'p str> {
+        let row = Row(vec![(Column::FolderPath, image), (Column::ProcessCommandLine, command_line)]);
+        let mut matched = Vec::new();
+        matcher.evaluate(&row, scratch, &mut matched);
+        matched.iter().map(|&r| pack.rules[r as usize].id.as_str()).collect()
+    }
+
     /// Evaluates each row (an image and a command line) in turn with one scratch, and checks
     /// the rules it matches and how many rules were candidates.
     fn assert_matches_and_candidates(pack: &Pack, rows: &[(&'static str, &'static str, &[&str], usize)]) {
         let matcher = Matcher::new(pack).unwrap();
         let mut scratch = Scratch::default();
         for &(image, command_line, expected, candidates) in rows {
-            let row = Row(vec![(Column::FolderPath, image), (Column::ProcessCommandLine, command_line)]);
-            let mut matched = Vec::new();
-            matcher.evaluate(&row, &mut scratch, &mut matched);
-            let ids: Vec<&str> = matched.iter().map(|&r| pack.rules[r as usize].id.as_str()).collect();
+            let ids = matched_ids(pack, &matcher, &mut scratch, image, command_line);
             assert_eq!(ids, expected, "{image} {command_line}");
             assert_eq!(scratch.candidates(), candidates, "{image} {command_line}: the rules evaluated");
         }
@@ -1825,10 +1836,7 @@ mod tests {
             ("C:\\Tools\\other.exe", "secret3x secret11x", vec![], 2, 0),
             ("C:\\Windows\\System32\\cmd.exe", "secret3x secret11x", vec!["r3", "r11"], 2, 2),
         ] {
-            let row = Row(vec![(Column::FolderPath, image), (Column::ProcessCommandLine, command_line)]);
-            let mut matched = Vec::new();
-            matcher.evaluate(&row, &mut scratch, &mut matched);
-            let ids: Vec<&str> = matched.iter().map(|&r| pack.rules[r as usize].id.as_str()).collect();
+            let ids = matched_ids(&pack, &matcher, &mut scratch, image, command_line);
             assert_eq!(ids, expected, "{image} {command_line}");
             assert_eq!(scratch.looked_at(), looked_at, "{image} {command_line}: the rules looked at");
             assert_eq!(scratch.candidates(), candidates, "{image} {command_line}: the candidates");
