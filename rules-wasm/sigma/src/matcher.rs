@@ -128,20 +128,21 @@ impl Programs {
                 self.steps.push(Step::Is(matches!(node, Node::And(_))));
             }
             Node::And(nodes) | Node::Or(nodes) => {
+                // Each operand but the last is followed by a jump to the end, known once the
+                // last is written.
+                let jump =
+                    |to| if matches!(node, Node::And(_)) { Step::UnlessGoTo(to) } else { Step::IfGoTo(to) };
                 let mut jumps = Vec::with_capacity(nodes.len() - 1);
                 for (i, operand) in nodes.iter().enumerate() {
                     self.write(operand, start);
                     if i + 1 < nodes.len() {
                         jumps.push(self.steps.len());
-                        self.steps.push(Step::Not);
+                        self.steps.push(jump(0));
                     }
                 }
                 let end = (self.steps.len() - start) as u32;
-                for jump in jumps {
-                    self.steps[jump] = match node {
-                        Node::And(_) => Step::UnlessGoTo(end),
-                        _ => Step::IfGoTo(end),
-                    };
+                for at in jumps {
+                    self.steps[at] = jump(end);
                 }
             }
         }
