@@ -335,8 +335,8 @@ struct Requirements {
 }
 
 impl Requirements {
-    /// The table of the rules' requirements: for each rule, its groups of texts (none for a
-    /// rule evaluated on every event); `texts` is the number of texts.
+    /// The table of the rules' requirements: for each rule, its groups of texts, each group's
+    /// distinct (none for a rule evaluated on every event); `texts` is the number of texts.
     fn new(groups_of_rules: &[Vec<Vec<u32>>], texts: usize) -> Self {
         // How many rules name each text.
         let mut named = vec![0u32; texts];
@@ -370,9 +370,8 @@ impl Requirements {
         rule_starts.push(u32::try_from(others.len()).expect("fewer than 2^32 requirement texts"));
         let mut text_starts = Vec::with_capacity(texts + 1);
         let mut triggered = Vec::new();
-        for mut rules in of_text {
+        for rules in of_text {
             text_starts.push(u32::try_from(triggered.len()).expect("fewer than 2^32 text rules"));
-            rules.dedup();
             triggered.extend(rules);
         }
         text_starts.push(u32::try_from(triggered.len()).expect("fewer than 2^32 text rules"));
@@ -584,7 +583,8 @@ impl Matcher {
         builder.keep_texts_on(&builder.searched_views(&requirements));
         let prefilters = prefilters_of(&builder.texts);
         builder.commonness = commonness(&prefilters, &builder.texts);
-        let mut text_rules: Vec<Vec<u32>> = vec![Vec::new(); builder.texts.len()];
+        // Whether a rule's requirement holds each text.
+        let mut required = vec![false; builder.texts.len()];
         let mut groups_of_rules: Vec<Vec<Vec<u32>>> = Vec::with_capacity(pack.rules.len());
         let mut always = Vec::new();
         for (rule, node) in rules.iter().enumerate() {
@@ -606,7 +606,7 @@ impl Matcher {
                 })
                 .collect();
             for &text in groups.iter().flatten() {
-                text_rules[text as usize].push(rule as u32);
+                required[text as usize] = true;
             }
             groups_of_rules.push(groups);
         }
@@ -614,7 +614,7 @@ impl Matcher {
         // reading the value; a common one (`.exe`, `\\windows\\`) is found in most events, and
         // checking where it was found cost more than reading the value for the few candidate
         // rules that test it.
-        let keep = builder.worth_searching(&text_rules);
+        let keep = builder.worth_searching(&required);
         let prefilters = if keep.iter().all(|&k| k) {
             prefilters
         } else {
@@ -1420,13 +1420,12 @@ impl Builder {
         kept
     }
 
-    /// Which texts to search for: those of rules' requirements (`text_rules`), those of
+    /// Which texts to search for: those of rules' requirements (`required`), those of
     /// regular expressions (which are dear to run), and the others unless they are common
     /// (held by [`COMMON_TEXT`] of their view's texts or more).
-    fn worth_searching(&self, text_rules: &[Vec<u32>]) -> Vec<bool> {
-        let mut keep: Vec<bool> = (0..self.texts.len())
-            .map(|t| !text_rules[t].is_empty() || self.commonness[t] < COMMON_TEXT)
-            .collect();
+    fn worth_searching(&self, required: &[bool]) -> Vec<bool> {
+        let mut keep: Vec<bool> =
+            (0..self.texts.len()).map(|t| required[t] || self.commonness[t] < COMMON_TEXT).collect();
         for test in &self.tests {
             if let Compiled::Regex { texts, more, .. } = test {
                 for &text in texts.iter().chain(more.iter().flatten()) {
