@@ -280,17 +280,27 @@ impl rulehost_sigma::Event for EventValues<'_> {
     }
 }
 
-/// The value of the event at `index` in `packed`; `""` where the column does not say where
-/// it lies (the host packs every event's value, on character boundaries).
+/// The value of the event at `index` in `packed`: `""` where the column does not say where it
+/// lies, or says a place off its text's character boundaries (the host packs on them).
 fn value_at(packed: &PackedColumn, index: usize) -> &str {
-    let Some(&end) = packed.ends.get(index) else { return "" };
-    let start = match (packed.starts.get(index), index) {
-        (Some(&start), _) => start,
-        (None, 0) if packed.starts.is_empty() => 0,
-        (None, i) if packed.starts.is_empty() => packed.ends[i - 1],
-        (None, _) => return "",
+    let (start, end) = span_at(packed, index);
+    packed.data.get(start..end).unwrap_or("")
+}
+
+/// Where the value of the event at `index` lies in `packed`'s text; a start or end missing
+/// reads as absent (an empty place). Two events whose places are equal have equal values.
+fn span_at(packed: &PackedColumn, index: usize) -> (usize, usize) {
+    let end = packed.ends.get(index).copied().unwrap_or(0) as usize;
+    let start = if packed.starts.is_empty() {
+        match index {
+            0 => 0,
+            i => packed.ends.get(i - 1).copied().unwrap_or(0) as usize,
+        }
+    } else {
+        let Some(&start) = packed.starts.get(index) else { return (0, 0) };
+        start as usize
     };
-    packed.data.get(start as usize..end as usize).unwrap_or("")
+    (start, end)
 }
 
 /// Where an event's values of up to two columns lie in the batch: equal places, equal values.
@@ -351,20 +361,7 @@ impl<'b> BatchEvent<'b> {
     /// Where the value of `column` lies in its column's data (`0..0` for a column not sent).
     /// Two events whose ranges are equal have equal values.
     fn range(&self, column: Column) -> (usize, usize) {
-        let Some(at) = self.columns[column as usize] else { return (0, 0) };
-        let packed = &self.batch.columns[at];
-        let end = packed.ends.get(self.index).copied().unwrap_or(0) as usize;
-        let start = if packed.starts.is_empty() {
-            match self.index {
-                0 => 0,
-                i => packed.ends.get(i - 1).copied().unwrap_or(0) as usize,
-            }
-        } else {
-            // A start missing reads as absent, as an end missing does.
-            let Some(&start) = packed.starts.get(self.index) else { return (0, 0) };
-            start as usize
-        };
-        (start, end)
+        self.columns[column as usize].map_or((0, 0), |at| span_at(&self.batch.columns[at], self.index))
     }
 }
 
