@@ -30,7 +30,9 @@ use std::rc::Rc;
 use evtx::EvtxRecord;
 use evtx::binxml::value_variant::{BinXmlValue, FileTime};
 
-use super::{DataName, EventData, SECURITY_PROCESS_CREATE, SYSMON_PROCESS_CREATE, WinEvent, push_decimal};
+use super::{
+    DataName, EventData, SECURITY_PROCESS_CREATE, SYSMON_PROCESS_CREATE, WinEvent, decimal, push_decimal,
+};
 
 /// The hasher of the tables keyed by a place in a chunk: foldhash, seeded per process (the
 /// places come from the file; SipHash was 0.8% of the instructions of reading a folder of
@@ -443,7 +445,7 @@ impl Written {
     fn into_text(self) -> String {
         match self {
             Written::Text(text) => text,
-            Written::Number(n) => itoa::Buffer::new().format(n).to_owned(),
+            Written::Number(n) => decimal(n),
         }
     }
 

@@ -253,6 +253,11 @@ pub(super) fn push_decimal(out: &mut String, n: u64) {
     out.push_str(itoa::Buffer::new().format(n));
 }
 
+/// `n` in decimal, as [`push_decimal`] writes it.
+pub(super) fn decimal(n: u64) -> String {
+    itoa::Buffer::new().format(n).to_owned()
+}
+
 /// Normalizes a Windows event: a process creation becomes an event, anything else is
 /// skipped.
 pub(super) fn normalize(event: WinEvent<'_>, origin: Origin, format: SourceFormat) -> Record {
@@ -467,7 +472,7 @@ fn decimal_pid(text: &str) -> String {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => text.parse::<u64>().ok(),
     };
-    parsed.map_or_else(|| text.to_owned(), |pid| itoa::Buffer::new().format(pid).to_owned())
+    parsed.map_or_else(|| text.to_owned(), decimal)
 }
 
 /// Sysmon's `Hashes`: `SHA1=..,MD5=..,SHA256=..,IMPHASH=..`.
