@@ -1651,11 +1651,39 @@ mod tests {
                     glob_test(Column::FolderPath, "*\\cmd.exe"),
                 ]),
             ),
+            // The catalog's PowerShell token obfuscation rule: expressions that require one or
+            // two bytes only (`` ` ``, `-f`, `${`), which are searched for all the same.
+            rule(
+                "l",
+                Expr::And(vec![
+                    Expr::Or(
+                        [
+                            r"\w+`(?:\w+|-|.)`[\w+|\s]",
+                            r#""(?:\{\d\})+"\s*-f"#,
+                            r"(?i)\$\{`?e`?n`?v`?:`?p`?a`?t`?h`?\}",
+                        ]
+                        .into_iter()
+                        .map(|pattern| {
+                            test(
+                                Column::ProcessCommandLine,
+                                Check::Regex {
+                                    pattern: pattern.into(),
+                                    ignore_case: false,
+                                    multi_line: false,
+                                    dot_all: false,
+                                },
+                            )
+                        })
+                        .collect(),
+                    ),
+                    Expr::Not(Box::new(glob_test(Column::ProcessCommandLine, "*${env:path}*"))),
+                ]),
+            ),
         ];
         let pack = Pack { format: FORMAT, rules };
         let matcher = Matcher::new(&pack).unwrap();
         assert!(matcher.unfiltered_rules() >= 3);
-        for id in ["c", "g", "i", "j"] {
+        for id in ["c", "g", "i", "j", "l"] {
             let index = pack.rules.iter().position(|r| r.id == id).unwrap() as u32;
             assert!(!matcher.unfiltered().contains(&index), "rule {id} is evaluated on every event");
         }
@@ -1682,8 +1710,13 @@ mod tests {
             Row(vec![(Column::InitiatingProcessFolderPath, "C:\\PerfC.dat")]),
             Row(vec![(Column::ProcessVersionInfoCompanyName, "x\\PERFC.DAT y")]),
             Row(vec![(Column::ProcessVersionInfoProductName, "perfc.dat")]),
+            Row(vec![(Column::ProcessCommandLine, "IN`V`oke-Expression (New-Object Net.WebClient)")]),
+            Row(vec![(Column::ProcessCommandLine, r#"&("{2}{0}{1}"-f 'e','x','I')"#)]),
+            Row(vec![(Column::ProcessCommandLine, r#"&("{2}{0}{1}" -x 'e')"#)]),
+            Row(vec![(Column::ProcessCommandLine, "echo ${e`Nv:pATh}")]),
+            Row(vec![(Column::ProcessCommandLine, "echo ${ENV:PATH} `a`b")]),
         ];
-        let expected: [&[&str]; 12] = [
+        let expected: [&[&str]; 17] = [
             &["a", "f"],
             &["c", "f"],
             &["b", "f"],
@@ -1695,6 +1728,11 @@ mod tests {
             &["a", "f", "k"],
             &["f", "g"],
             &["f", "g", "h"],
+            &["f", "h"],
+            &["f", "h", "l"],
+            &["f", "h", "l"],
+            &["f", "h"],
+            &["f", "h", "l"],
             &["f", "h"],
         ];
         let mut scratch = Scratch::default();

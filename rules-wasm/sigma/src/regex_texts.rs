@@ -19,7 +19,7 @@ use crate::ir::folded;
 /// set is then left unknown).
 const MAX_TEXTS: usize = 16;
 
-/// The shortest text worth a search.
+/// The shortest text worth a search where an expression has one.
 const MIN_TEXT: usize = 3;
 
 /// What every match of an expression is known to hold.
@@ -34,9 +34,16 @@ enum Required {
 /// The most required sets [`required_texts`] gives.
 const MAX_SETS: usize = 4;
 
-/// Sets of texts (folded, deduplicated, each text of [`MIN_TEXT`] bytes or more, at most
-/// [`MAX_TEXTS`] a set, at most [`MAX_SETS`] sets, the best first) such that wherever `hir`
-/// matches a value, the folded value holds a text of each set; empty when none is known.
+/// Sets of texts (folded, deduplicated, at most [`MAX_TEXTS`] a set, at most [`MAX_SETS`]
+/// sets, the best first) such that wherever `hir` matches a value, the folded value holds a
+/// text of each set; empty when none is known.
+///
+/// The texts are of [`MIN_TEXT`] bytes or more where the expression has such a set. Where it
+/// has none, shorter ones are taken rather than nothing, but no set with a character that
+/// nearly every value holds alone (see [`is_in_most_values`]): without a set, a rule made of
+/// such expressions is evaluated on every event, and two of the catalog's ran their
+/// expressions over every command line, though few hold `` ` `` or `. `
+/// (`\w+`(?:\w+|-|.)`…`, `\\[a-zA-Z0-9]{1,32}\.[a-zA-Z0-9]{1,6}\.[ "']`).
 ///
 /// Folding maps each character on its own, so a value that holds a text holds it folded
 /// after folding; a case-insensitive literal is a class per character, whose every case is
@@ -57,11 +64,27 @@ pub fn required_texts(hir: &Hir) -> Vec<Vec<String>> {
             Required::Exact(texts) | Required::Contains(texts) => texts,
         }],
     };
-    sets.retain(|set| score(set) >= MIN_TEXT);
+    let long_enough = |set: &Vec<String>| score(set) >= MIN_TEXT;
+    if sets.iter().any(long_enough) {
+        sets.retain(long_enough);
+    } else {
+        sets.retain(|set| score(set) > 0 && !set.iter().any(|text| is_in_most_values(text)));
+    }
     sets.sort_by_key(|set| (std::cmp::Reverse(score(set)), set.len()));
-    sets.dedup();
-    sets.truncate(MAX_SETS);
-    sets
+    // Each set once, where it first comes (equal sets need not be next to each other).
+    let mut kept: Vec<Vec<String>> = Vec::with_capacity(sets.len());
+    for set in sets {
+        if kept.len() < MAX_SETS && !kept.contains(&set) {
+            kept.push(set);
+        }
+    }
+    kept
+}
+
+/// Whether `text` is a character nearly every value holds: an ASCII letter, digit or space,
+/// or a character of paths and arguments.
+fn is_in_most_values(text: &str) -> bool {
+    matches!(text.as_bytes(), [b] if b.is_ascii_alphanumeric() || b.is_ascii_whitespace() || br#"\/.-:"',=_"#.contains(b))
 }
 
 /// The shortest run of one class worth a scan of its own: `[a-f0-9]{64}` in a value with no
@@ -324,9 +347,8 @@ mod tests {
     fn nothing_is_required_where_a_match_may_avoid_it() {
         for pattern in [
             r"\s[a-fA-F0-9]{64}\s[a-fA-F0-9]{16}",
-            r"(?:abc)?def?",
+            r"(?:abcd)?ef?",
             r"abc|x",
-            r"\w+`(?:\w+|-|.)`",
             r"(?:abc)*",
             ".{1000,}",
             r"[a-z]{3}",
@@ -336,6 +358,24 @@ mod tests {
         // Optional and repeated parts: what is required around them still is.
         assert_eq!(texts_of(r"(?:abc)?defg", false), strings(&["defg"]));
         assert_eq!(texts_of(r"(?:abcd)+x", false), strings(&["abcd"]));
+    }
+
+    #[test]
+    fn shorter_texts_are_required_where_no_longer_ones_are_but_no_letter_digit_or_space_alone() {
+        let sets = |pattern| sets_of(pattern, false).into_iter().map(|s| s.join("|")).collect::<Vec<_>>();
+        // The catalog's expressions that made their rules evaluated on every event.
+        assert_eq!(sets(r"\w+`(?:\w+|-|.)`[\w+|\s]"), ["`"]);
+        assert_eq!(sets(r#"\\[a-zA-Z0-9]{1,32}\.[a-zA-Z0-9]{1,6}\.[ "']{1}"#), [r#". |."|.'"#]);
+        assert_eq!(sets(r#""(?:\{\d\})+"\s*-f"#), ["-f", "{"]);
+        assert_eq!(sets(r"(?i)\$\{`?e`?n`?v`?:`?p`?a`?t`?h`?\}"), ["${", "}"]);
+        assert_eq!(sets(r"\s-\s*<"), ["<"]);
+        // A letter, digit or space alone, or a character of paths and arguments, is in
+        // nearly every value: not required, nor a set that holds one.
+        assert_eq!(sets(r" [0-7]{7,13}"), Vec::<String>::new());
+        assert_eq!(sets(r":[^\\]"), Vec::<String>::new());
+        assert_eq!(sets(r"[-/–][Ee^]{1,2}\s"), Vec::<String>::new());
+        // A set of three bytes or more is preferred to any shorter one, as before.
+        assert_eq!(sets(r"ab.*-.*cde"), ["cde"]);
     }
 
     #[test]
@@ -395,6 +435,8 @@ mod tests {
             (r"(?:certutil|bitsadmin)\.exe", "bitsadmin.exe /transfer"),
             (r"(?i)set.*x", "ſET x"),
             (r"(?i)(?:ab|cd)(?:ef|gh)", "xCDEF"),
+            (r"\w+`(?:\w+|-|.)`[\w+|\s]", "IN`V`oke"),
+            (r#"\\[a-zA-Z0-9]{1,32}\.[a-zA-Z0-9]{1,6}\.[ "']{1}"#, r#"odbcconf /a {regsvr C:\x\a.b." }"#),
         ];
         for (pattern, value) in samples {
             let regex = regex::RegexBuilder::new(pattern).build().unwrap();
