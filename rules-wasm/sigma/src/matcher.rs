@@ -23,7 +23,7 @@ use regex::{Regex, RegexBuilder};
 use std::sync::OnceLock;
 
 use crate::ir::{Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold};
-use crate::regex_texts::{RequiredRun, required_run, required_texts};
+use crate::regex_texts::{ClassRun, RequiredRun, class_run, required_run, required_texts};
 use crate::text_search::{TextSearch, equal};
 
 /// The values of one event, by column.
@@ -246,6 +246,8 @@ enum Compiled {
         /// A run of one class every match holds, if it is long: a value without it is not
         /// searched.
         run: Option<Box<RequiredRun>>,
+        /// The expression is one class repeated: its verdict, without the expression.
+        class_run: Option<Box<ClassRun>>,
     },
     Empty {
         view: u16,
@@ -829,7 +831,7 @@ impl Matcher {
                     matches(pattern, scratch.folded(self, event, *view))
                 })
             }
-            Compiled::Regex { view, source, regex, texts, more, run } => {
+            Compiled::Regex { view, source, regex, texts, more, run, class_run } => {
                 let missing = |set: &[u32]| {
                     !set.is_empty() && set.iter().all(|&text| scratch.found[text as usize] != generation)
                 };
@@ -838,6 +840,9 @@ impl Matcher {
                 }
                 self.on_value(test, *view, scratch, |scratch| {
                     let value = scratch.raw(self, event, *view);
+                    if let Some(class_run) = class_run {
+                        return class_run.in_value(value);
+                    }
                     run.as_ref().is_none_or(|run| run.in_value(value.as_bytes()))
                         && regex
                             .get_or_init(|| source.build().expect("checked when the matcher was built"))
@@ -1289,7 +1294,16 @@ impl Builder {
                     .into_iter();
                 let texts = sets.next().unwrap_or_default();
                 let run = required_run(&hir).map(Box::new);
-                Compiled::Regex { view, source, regex: OnceLock::new(), texts, more: sets.collect(), run }
+                let class_run = class_run(&hir).map(Box::new);
+                Compiled::Regex {
+                    view,
+                    source,
+                    regex: OnceLock::new(),
+                    texts,
+                    more: sets.collect(),
+                    run,
+                    class_run,
+                }
             }
             (Target::View(view), Check::Empty) => Compiled::Empty { view: self.view(*view) },
             (Target::View(view), Check::EqualsView(other)) => {

@@ -152,6 +152,80 @@ pub fn required_run(hir: &Hir) -> Option<RequiredRun> {
         .max_by_key(|run| run.len)
 }
 
+/// An expression that is one class repeated (`.{1000,}`, `[0-9a-f]{32}`): in a search (not
+/// anchored) it matches exactly where the value holds `min` characters of the class in a
+/// row, whatever its most, which a count over the value's characters tells. The expression
+/// itself is dear where `min` is large: `.{1000,}` compiles to an automaton of a thousand
+/// steps, whose lazy DFA grew a state per character of a long command line and, its cache
+/// full, started again on the next (a twentieth of the catalog's pack over real records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassRun {
+    /// Whether each ASCII character is of the class: most values' characters are read by a
+    /// lookup, byte by byte.
+    ascii: [bool; 128],
+    /// The class's characters, as ranges in order.
+    ranges: Vec<(char, char)>,
+    min: u32,
+}
+
+impl ClassRun {
+    fn new(ranges: Vec<(char, char)>, min: u32) -> ClassRun {
+        let mut run = ClassRun { ascii: [false; 128], ranges, min };
+        for b in 0..128u8 {
+            run.ascii[usize::from(b)] = run.holds(char::from(b));
+        }
+        run
+    }
+
+    /// Whether `value` holds `min` characters of the class in a row: the expression's verdict.
+    pub fn in_value(&self, value: &str) -> bool {
+        let min = self.min as usize;
+        if value.len() < min {
+            return false;
+        }
+        let (bytes, mut at, mut run) = (value.as_bytes(), 0, 0);
+        while at < bytes.len() {
+            let of_class = match bytes[at] {
+                b @ 0..128 => {
+                    at += 1;
+                    self.ascii[usize::from(b)]
+                }
+                _ => {
+                    let c = value[at..].chars().next().expect("a character starts here");
+                    at += c.len_utf8();
+                    self.holds(c)
+                }
+            };
+            run = if of_class { run + 1 } else { 0 };
+            if run >= min {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn holds(&self, c: char) -> bool {
+        let after = self.ranges.partition_point(|&(start, _)| start <= c);
+        after > 0 && c <= self.ranges[after - 1].1
+    }
+}
+
+/// The [`ClassRun`] that `hir` is, if it is one class of characters repeated at least once
+/// (possibly in a group).
+pub fn class_run(hir: &Hir) -> Option<ClassRun> {
+    match hir.kind() {
+        HirKind::Capture(capture) => class_run(&capture.sub),
+        HirKind::Repetition(repetition) if repetition.min >= 1 => match repetition.sub.kind() {
+            HirKind::Class(Class::Unicode(class)) => Some(ClassRun::new(
+                class.ranges().iter().map(|r| (r.start(), r.end())).collect(),
+                repetition.min,
+            )),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// How good a required set is to search for: the length of its shortest text (0 for an
 /// empty set, which says nothing).
 fn score(texts: &[String]) -> usize {
@@ -394,6 +468,28 @@ mod tests {
             assert_eq!(run(pattern), None, "{pattern}");
         }
         assert_eq!(run(r"(?:[0-9]{20})").map(|r| r.len), Some(20));
+    }
+
+    /// A class repeated gives the expression's verdict on every value, as the expression
+    /// does, and nothing else is taken for one.
+    #[test]
+    fn a_class_repeated_gives_the_verdict_of_the_expression() {
+        let hir = |pattern: &str| regex_syntax::ParserBuilder::new().build().parse(pattern).unwrap();
+        for pattern in ["abc", "[a-z]{3}x", "x?", "[a-z]*", ".{2}|x", r"\s[a-f]{4}"] {
+            assert_eq!(class_run(&hir(pattern)), None, "{pattern}");
+        }
+        let mut draw = crate::Draw(0x5EED_0000_7777_0002);
+        for pattern in [".{1000,}", ".{5,}", "(?s).{4,}", "([a-fé]{3,7})", r"\w{3}", "[^x]{2,3}?", "[ab]+"] {
+            let run = class_run(&hir(pattern)).unwrap_or_else(|| panic!("{pattern} is a class repeated"));
+            let regex = regex::Regex::new(pattern).unwrap();
+            for _ in 0..3000 {
+                // Runs of every length near the least, cut by characters out of the class.
+                let len = if pattern.contains("1000") { 900 + draw.below(200) } else { draw.below(12) };
+                let value: String =
+                    (0..len).map(|_| ['a', 'b', 'é', 'x', '\n', ' ', 'ж'][draw.below(7)]).collect();
+                assert_eq!(run.in_value(&value), regex.is_match(&value), "{pattern} on {value:?}");
+            }
+        }
     }
 
     /// The skipping read finds a run exactly where a read of every byte does.
