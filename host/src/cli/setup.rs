@@ -51,9 +51,11 @@ pub(crate) fn load_rules(
     let source: Box<dyn RuleSource> =
         if paths.is_empty() { Box::new(rules::Bundled) } else { Box::new(rules::Paths(paths.to_vec())) };
     let mut left_out = 0;
-    let loaded = source.load(runtime, trust, &mut |refused| {
-        left_out += 1;
-        eprintln!("rulehost: warning: Sigma rule left out: {refused}");
+    let loaded = crate::compiling_rules(|| {
+        source.load(runtime, trust, &mut |refused| {
+            left_out += 1;
+            eprintln!("rulehost: warning: Sigma rule left out: {refused}");
+        })
     });
     let loaded = if paths.is_empty() { loaded.context("loading the bundled rule")? } else { loaded? };
     if left_out > 0 {
