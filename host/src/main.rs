@@ -661,9 +661,9 @@ const COMPILING_PURGE_DELAY_MS: std::ffi::c_long = 10;
 /// on its threads) with freed memory given back after 10 ms, then puts the purge delay back
 /// as it was. The stages allocate and free much, some of it on the compiler's threads, and
 /// with the delay of a second each thread's freed pages were kept while the next stage took
-/// new ones: `eval --rules` over the Sigma catalog with an empty cache peaked at 263-310 MiB
-/// (issue 17 allows 300 MB), at 188-200 MiB with 10 ms. Where the operator set the delay,
-/// it is left alone.
+/// new ones: `eval --rules` over the Sigma catalog with an empty cache peaked at 257-302 MiB
+/// (issue 17 allows 300 MB, 286 MiB), at 183-196 MiB with 10 ms. Where the operator set the
+/// delay, it is left alone.
 pub(crate) fn compiling_rules<T>(compile: impl FnOnce() -> T) -> T {
     if std::env::var_os(PURGE_DELAY_VARIABLE).is_some_and(|value| !value.is_empty()) {
         return compile();
