@@ -263,6 +263,49 @@ fn a_window_whose_matches_outgrow_the_memory_limit_still_gives_its_alert() {
     assert!(!run.stderr.contains("not summarized"), "{}", run.stderr);
 }
 
+#[test]
+fn a_command_line_of_megabytes_that_holds_a_text_everywhere_is_evaluated() {
+    // 13.8 MB of `abc`: the text at every third byte. Listed at each occurrence (eight bytes
+    // each, 37 MB), the texts found outgrew the pack's 64 MiB beside the value and its folded
+    // copy, and the event was not evaluated; a text is now listed once per value.
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("abc.yml");
+    std::fs::write(
+        &rule,
+        "title: Abc anywhere\nid: 0b7e2a4c-2222-4222-8333-944455556666\ndate: 2026-12-06\n\
+         logsource:\n    category: process_creation\n    product: windows\n\
+         detection:\n    selection:\n        CommandLine|contains: 'abc'\n    condition: selection\nlevel: low\n",
+    )
+    .unwrap();
+    let mut rows = String::new();
+    for (i, command_line) in
+        [format!("x {}", "abc".repeat(4_600_000)), "cmd /c echo abc".into(), "cmd /c echo nothing".into()]
+            .into_iter()
+            .enumerate()
+    {
+        let row = serde_json::json!({
+            "Timestamp": format!("2024-06-12T02:00:0{i}.000Z"), "DeviceId": "d1", "DeviceName": "host1",
+            "ActionType": "ProcessCreated", "FileName": "cmd.exe",
+            "FolderPath": "C:\\Windows\\System32\\cmd.exe", "ProcessId": i,
+            "ProcessCommandLine": command_line, "InitiatingProcessFolderPath": "C:\\x.exe", "ReportId": i,
+        });
+        rows.push_str(&row.to_string());
+        rows.push('\n');
+    }
+    let input = dir.path().join("rows.jsonl");
+    std::fs::write(&input, rows).unwrap();
+    let (rule, input) = (rule.to_str().unwrap(), input.to_str().unwrap());
+    let run = rulehost(&["eval", "--no-cache", "--matches", "--rules", rule, input]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("not evaluated"), "{}", run.stderr);
+    let matched: Vec<String> = run
+        .json_lines()
+        .iter()
+        .map(|m| m["event"]["ReportId"].as_str().expect("a report id").to_owned())
+        .collect();
+    assert_eq!(matched, ["0", "1"], "{}", run.stderr);
+}
+
 /// The shared Sigma rules compiled against contract 0.3.0, kept from before 0.4.0 (see
 /// tests/data/contract-0.3.0/README.md).
 const SIGMA_0_3: &str = "tests/data/contract-0.3.0/shared-sigma.wasm";

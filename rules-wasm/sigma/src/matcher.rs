@@ -460,7 +460,7 @@ pub struct Scratch {
     /// Per rule: the generation in which it became a candidate.
     candidate: Vec<u32>,
     candidates: Vec<u32>,
-    /// The texts found in this event, in the order found, with where.
+    /// The texts found in this event, in the order found, with where (see [`merge_repeats`]).
     found_now: Vec<(u32, u8)>,
     /// The texts found in this event, each once.
     found_once: Vec<u32>,
@@ -479,6 +479,31 @@ pub struct Scratch {
     /// (at [`RuleValues::at`]): a rule whose values are those of an earlier event has that
     /// event's verdict.
     rule_results: KeptResults,
+}
+
+/// How many entries a search lists before the texts it listed more than once are merged.
+const LISTED_BEFORE_MERGING: usize = 1024;
+
+/// Merges the entries of `found` from `from` on that list the same text into one, with every
+/// place it was found at, so that a search's list is bounded by its view's texts whatever
+/// the value's length: listed at each occurrence, a value of a few megabytes of `{` or
+/// `-e-e` made a list of eight bytes per byte of it, past the pack's memory. Done only where
+/// a search lists [`LISTED_BEFORE_MERGING`] entries, so that the lists of most values cost
+/// nothing more (a stamp per text found to list each once cost 1.6% of the catalog's pack
+/// over real records).
+fn merge_repeats(found: &mut Vec<(u32, u8)>, from: usize) {
+    found[from..].sort_unstable_by_key(|&(text, _)| text);
+    let mut kept = from;
+    for at in from..found.len() {
+        let (text, places) = found[at];
+        if kept > from && found[kept - 1].0 == text {
+            found[kept - 1].1 |= places;
+        } else {
+            found[kept] = (text, places);
+            kept += 1;
+        }
+    }
+    found.truncate(kept);
 }
 
 /// Results kept under the numbers of the remembered values they were had on (their key), two
@@ -914,7 +939,8 @@ impl Scratch {
         self.generation
     }
 
-    /// How many texts the last event's prefilter found, each time found (for reports).
+    /// How many texts the last event's prefilter found, each time found but where a value's
+    /// list was merged (for reports).
     pub fn hits(&self) -> usize {
         self.found_now.len()
     }
@@ -956,7 +982,8 @@ impl Scratch {
         let raw =
             raw_value(&mut self.raw[v], &mut self.raw_ready[v], self.generation, matcher.views[v], event);
         let searched_at = |folded: &str, found: &mut Vec<(u32, u8)>| {
-            let end = folded.len();
+            let (end, from) = (folded.len(), found.len());
+            let mut merge_at = from + LISTED_BEFORE_MERGING;
             prefilter.search.find(folded.as_bytes(), |hit| {
                 let (at_start, at_end) = (hit.start == 0, hit.end == end);
                 let places = FOUND
@@ -964,7 +991,16 @@ impl Scratch {
                     | if at_end { AT_END } else { 0 }
                     | if at_start && at_end { WHOLE } else { 0 };
                 found.push((prefilter.texts[hit.text as usize], places));
+                if found.len() == merge_at {
+                    merge_repeats(found, from);
+                    // At least as many entries again before the next merge: merging costs
+                    // a sort of what is listed.
+                    merge_at = found.len() + LISTED_BEFORE_MERGING.max(found.len() - from);
+                }
             });
+            if merge_at != from + LISTED_BEFORE_MERGING {
+                merge_repeats(found, from);
+            }
             end
         };
         self.folded_ready[v] = self.generation;
@@ -1892,6 +1928,39 @@ mod tests {
             assert_eq!(ids, expected, "{image} {command_line}");
             assert_eq!(scratch.looked_at(), looked_at, "{image} {command_line}: the rules looked at");
             assert_eq!(scratch.candidates(), candidates, "{image} {command_line}: the candidates");
+        }
+    }
+
+    /// A text found at every few bytes of a long value is listed once, with every place it
+    /// was found at, so that what a value's search lists is bounded by the texts whatever
+    /// its length, and the verdicts that the places settle are those of the whole value.
+    #[test]
+    fn a_text_found_many_times_in_a_value_is_listed_once_with_all_its_places() {
+        let command = |pattern: &str| glob_test(Column::ProcessCommandLine, pattern);
+        let rules = vec![
+            rule("contains", command("*abc*")),
+            rule("starts", command("abc*")),
+            rule("ends", command("*abc")),
+            rule("whole", command("abc")),
+            rule("other", command("*xyz*")),
+        ];
+        let pack = Pack { format: FORMAT, rules };
+        let matcher = Matcher::new(&pack).unwrap();
+        let mut scratch = Scratch::default();
+        let image = "C:\\x\\a.exe";
+        for (command_line, expected, hits) in [
+            ("abc".repeat(100_000), vec!["contains", "starts", "ends"], 1),
+            (format!("x{}", "abc".repeat(50_000)), vec!["contains", "ends"], 1),
+            (format!("{}x", "abc ".repeat(50_000)), vec!["contains", "starts"], 1),
+            (format!("{}xyz", "-abc".repeat(50_000)), vec!["contains", "other"], 2),
+            ("abc".to_owned(), vec!["contains", "starts", "ends", "whole"], 1),
+        ] {
+            // The rows of these tests hold static text.
+            let command_line: &'static str = command_line.leak();
+            let ids = matched_ids(&pack, &matcher, &mut scratch, image, command_line);
+            let shown = &command_line[..8.min(command_line.len())];
+            assert_eq!(ids, expected, "{shown}…");
+            assert_eq!(scratch.hits(), hits, "{shown}…: the texts listed");
         }
     }
 
