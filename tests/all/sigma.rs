@@ -223,6 +223,39 @@ fn sigma_files_compiled_once_are_read_from_the_cache_and_a_changed_file_is_compi
     assert_eq!(packs(), 2);
 }
 
+/// A Sigma rule for process creations in `dir`: `id`, and the one line of its selection.
+fn process_creation_rule(dir: &std::path::Path, id: &str, selection: &str) -> String {
+    let rule = dir.join(format!("{id}.yml"));
+    std::fs::write(
+        &rule,
+        format!(
+            "title: Rule {id}\nid: {id}\ndate: 2026-12-03\n\
+             logsource:\n    category: process_creation\n    product: windows\n\
+             detection:\n    selection:\n        {selection}\n    condition: selection\nlevel: low\n"
+        ),
+    )
+    .unwrap();
+    rule.to_str().unwrap().to_owned()
+}
+
+/// A file in `dir` of Defender rows of `cmd.exe` on one device, the `i`-th at `times(i)` with
+/// `command_lines[i]`; its path.
+fn cmd_rows(dir: &std::path::Path, command_lines: &[String], times: impl Fn(usize) -> String) -> String {
+    let mut rows = String::new();
+    for (i, command_line) in command_lines.iter().enumerate() {
+        let row = serde_json::json!({
+            "Timestamp": times(i), "DeviceId": "d1", "DeviceName": "host1", "ActionType": "ProcessCreated",
+            "FileName": "cmd.exe", "FolderPath": "C:\\Windows\\System32\\cmd.exe", "ProcessId": i,
+            "ProcessCommandLine": command_line, "InitiatingProcessFolderPath": "C:\\x.exe", "ReportId": i,
+        });
+        rows.push_str(&row.to_string());
+        rows.push('\n');
+    }
+    let input = dir.join("rows.jsonl");
+    std::fs::write(&input, rows).unwrap();
+    input.to_str().unwrap().to_owned()
+}
+
 #[test]
 fn a_window_whose_matches_outgrow_the_memory_limit_still_gives_its_alert() {
     // 30,000 matches of one rule on one device in one hour, 12 MB of command lines: more
@@ -230,30 +263,17 @@ fn a_window_whose_matches_outgrow_the_memory_limit_still_gives_its_alert() {
     // the host hands it is granted on top of the limit; before, the call trapped and the
     // window gave no alert ("30000 matches not summarized").
     let dir = tempfile::tempdir().unwrap();
-    let rule = dir.path().join("any.yml");
-    std::fs::write(
-        &rule,
-        "title: Any cmd.exe\nid: 0b7e2a4c-1111-4222-8333-944455556666\ndate: 2026-12-03\n\
-         logsource:\n    category: process_creation\n    product: windows\n\
-         detection:\n    selection:\n        Image|endswith: '\\cmd.exe'\n    condition: selection\nlevel: low\n",
-    )
-    .unwrap();
-    let mut rows = String::new();
-    for i in 0..30_000 {
-        let row = serde_json::json!({
-            "Timestamp": format!("2024-06-12T02:{:02}:{:02}.000Z", i / 600, i / 10 % 60),
-            "DeviceId": "d1", "DeviceName": "host1", "ActionType": "ProcessCreated",
-            "FileName": "cmd.exe", "FolderPath": "C:\\Windows\\System32\\cmd.exe", "ProcessId": i,
-            "ProcessCommandLine": format!("cmd.exe /c echo {i} {}", "A".repeat(400)),
-            "InitiatingProcessFolderPath": "C:\\x.exe", "ReportId": i,
-        });
-        rows.push_str(&row.to_string());
-        rows.push('\n');
-    }
-    let input = dir.path().join("rows.jsonl");
-    std::fs::write(&input, rows).unwrap();
-    let (rule, input) = (rule.to_str().unwrap(), input.to_str().unwrap());
-    let run = rulehost(&["eval", "--no-cache", "--max-memory-mib", "8", "--rules", rule, input]);
+    let rule = process_creation_rule(
+        dir.path(),
+        "0b7e2a4c-1111-4222-8333-944455556666",
+        "Image|endswith: '\\cmd.exe'",
+    );
+    let command_lines: Vec<String> =
+        (0..30_000).map(|i| format!("cmd.exe /c echo {i} {}", "A".repeat(400))).collect();
+    let input = cmd_rows(dir.path(), &command_lines, |i| {
+        format!("2024-06-12T02:{:02}:{:02}.000Z", i / 600, i / 10 % 60)
+    });
+    let run = rulehost(&["eval", "--no-cache", "--max-memory-mib", "8", "--rules", &rule, &input]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let alerts = run.json_lines();
     assert_eq!(alerts.len(), 1, "{}\n{}", run.stdout, run.stderr);
@@ -267,35 +287,17 @@ fn a_window_whose_matches_outgrow_the_memory_limit_still_gives_its_alert() {
 fn a_command_line_of_megabytes_that_holds_a_text_everywhere_is_evaluated() {
     // 13.8 MB of `abc`: the text at every third byte. Listed at each occurrence (eight bytes
     // each, 37 MB), the texts found outgrew the pack's 64 MiB beside the value and its folded
-    // copy, and the event was not evaluated; a text is now listed once per value.
+    // copy, and the event was not evaluated; a text's entries are now merged.
     let dir = tempfile::tempdir().unwrap();
-    let rule = dir.path().join("abc.yml");
-    std::fs::write(
-        &rule,
-        "title: Abc anywhere\nid: 0b7e2a4c-2222-4222-8333-944455556666\ndate: 2026-12-06\n\
-         logsource:\n    category: process_creation\n    product: windows\n\
-         detection:\n    selection:\n        CommandLine|contains: 'abc'\n    condition: selection\nlevel: low\n",
-    )
-    .unwrap();
-    let mut rows = String::new();
-    for (i, command_line) in
-        [format!("x {}", "abc".repeat(4_600_000)), "cmd /c echo abc".into(), "cmd /c echo nothing".into()]
-            .into_iter()
-            .enumerate()
-    {
-        let row = serde_json::json!({
-            "Timestamp": format!("2024-06-12T02:00:0{i}.000Z"), "DeviceId": "d1", "DeviceName": "host1",
-            "ActionType": "ProcessCreated", "FileName": "cmd.exe",
-            "FolderPath": "C:\\Windows\\System32\\cmd.exe", "ProcessId": i,
-            "ProcessCommandLine": command_line, "InitiatingProcessFolderPath": "C:\\x.exe", "ReportId": i,
-        });
-        rows.push_str(&row.to_string());
-        rows.push('\n');
-    }
-    let input = dir.path().join("rows.jsonl");
-    std::fs::write(&input, rows).unwrap();
-    let (rule, input) = (rule.to_str().unwrap(), input.to_str().unwrap());
-    let run = rulehost(&["eval", "--no-cache", "--matches", "--rules", rule, input]);
+    let rule = process_creation_rule(
+        dir.path(),
+        "0b7e2a4c-2222-4222-8333-944455556666",
+        "CommandLine|contains: 'abc'",
+    );
+    let command_lines =
+        [format!("x {}", "abc".repeat(4_600_000)), "cmd /c echo abc".into(), "cmd /c echo nothing".into()];
+    let input = cmd_rows(dir.path(), &command_lines, |i| format!("2024-06-12T02:00:0{i}.000Z"));
+    let run = rulehost(&["eval", "--no-cache", "--matches", "--rules", &rule, &input]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("not evaluated"), "{}", run.stderr);
     let matched: Vec<String> = run
