@@ -998,6 +998,8 @@ impl Scratch {
                     merge_at = found.len() + LISTED_BEFORE_MERGING.max(found.len() - from);
                 }
             });
+            // Merged once: merged at the end too, so that what is listed past the last merge
+            // is bounded as well.
             if merge_at != from + LISTED_BEFORE_MERGING {
                 merge_repeats(found, from);
             }
