@@ -615,19 +615,47 @@ struct InspectArgs {
 /// that this is the option with that default.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// See [`set_purge_delay`].
+/// The short purge delay (mimalloc 2's default): `run`'s, and `eval`'s while it compiles its
+/// rules (see [`set_purge_delay`] and [`compiling_rules`]).
 const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// mimalloc's own variable for the purge delay: where the operator sets it, it wins.
 const PURGE_DELAY_VARIABLE: &str = "MIMALLOC_PURGE_DELAY";
 
+/// Whether `value`, that of [`PURGE_DELAY_VARIABLE`], sets the purge delay. An empty variable
+/// counts as unset (mimalloc alone would read it as 1 ms).
+fn operator_sets_purge_delay(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|value| !value.is_empty())
+}
+
+/// The purge delay, in milliseconds.
+fn purge_delay() -> std::ffi::c_long {
+    // SAFETY: a plain getter of a global option.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
+    }
+}
+
+/// Sets the purge delay to `ms`.
+fn put_purge_delay(ms: std::ffi::c_long) {
+    // SAFETY: a plain setter of a global option. `main` sets it before any other thread
+    // exists; `compiling_rules` while other threads (the deadline's ticker, the compiler's
+    // idle workers) may read it: mimalloc reads its options unsynchronized by design (it sets
+    // each from the environment on its first read, from whichever thread), and either value
+    // is a delay.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms)
+    };
+}
+
 /// The purge delay the binary sets for a command: 10 ms for one that runs until it is
 /// stopped (`run`), none (mimalloc's second) for the others, and none where the operator set
-/// one in the environment. An empty variable counts as unset (mimalloc alone would read it as
-/// 1 ms).
+/// one in the environment.
 fn purge_delay_to_set(command: &Command, operator: Option<&std::ffi::OsStr>) -> Option<std::ffi::c_long> {
     let runs_until_stopped = matches!(command, Command::Run(_));
-    (runs_until_stopped && operator.is_none_or(|value| value.is_empty())).then_some(PURGE_DELAY_MS)
+    (runs_until_stopped && !operator_sets_purge_delay(operator)).then_some(PURGE_DELAY_MS)
 }
 
 /// When freed memory is given back to the system. Events are allocated by the threads that
@@ -645,17 +673,10 @@ fn purge_delay_to_set(command: &Command, operator: Option<&std::ffi::OsStr>) -> 
 ///   MiB at 1,000 ms, over issue 17's 300 MB, while its windows were summarized from copies.)
 fn set_purge_delay(command: &Command) {
     let operator = std::env::var_os(PURGE_DELAY_VARIABLE);
-    let Some(delay) = purge_delay_to_set(command, operator.as_deref()) else { return };
-    // SAFETY: a plain setter of a global option, called in `main` before any other thread
-    // exists (setting an option is not synchronized); mimalloc reads it when it purges.
-    #[allow(unsafe_code)]
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, delay)
-    };
+    if let Some(delay) = purge_delay_to_set(command, operator.as_deref()) {
+        put_purge_delay(delay);
+    }
 }
-
-/// The purge delay while rules are compiled (see [`compiling_rules`]).
-const COMPILING_PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// Runs `compile` (loading rules: Sigma files built into a pack, packs compiled by Cranelift
 /// on its threads) with freed memory given back after 10 ms, then puts the purge delay back
@@ -665,24 +686,13 @@ const COMPILING_PURGE_DELAY_MS: std::ffi::c_long = 10;
 /// (issue 17 allows 300 MB, 286 MiB), at 183-196 MiB with 10 ms. Where the operator set the
 /// delay, it is left alone.
 pub(crate) fn compiling_rules<T>(compile: impl FnOnce() -> T) -> T {
-    if std::env::var_os(PURGE_DELAY_VARIABLE).is_some_and(|value| !value.is_empty()) {
+    if operator_sets_purge_delay(std::env::var_os(PURGE_DELAY_VARIABLE).as_deref()) {
         return compile();
     }
-    // SAFETY: plain getters and setters of a global option. Other threads (the deadline's
-    // ticker, the compiler's idle workers) may read it while it changes: mimalloc reads its
-    // options unsynchronized by design (it sets each from the environment on its first read,
-    // from whichever thread), and either value is a delay.
-    #[allow(unsafe_code)]
-    let before = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-    #[allow(unsafe_code)]
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, COMPILING_PURGE_DELAY_MS)
-    };
+    let before = purge_delay();
+    put_purge_delay(PURGE_DELAY_MS);
     let result = compile();
-    #[allow(unsafe_code)]
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, before)
-    };
+    put_purge_delay(before);
     result
 }
 
@@ -765,14 +775,6 @@ mod tests {
     /// The tests that read or set the purge delay, one at a time.
     static PURGE_DELAY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-    fn purge_delay() -> std::ffi::c_long {
-        // SAFETY: a plain getter of a global option.
-        #[allow(unsafe_code)]
-        unsafe {
-            libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
-        }
-    }
-
     #[test]
     fn the_purge_delay_option_is_the_one_with_its_default() {
         let _alone = PURGE_DELAY.lock().unwrap_or_else(|e| e.into_inner());
@@ -796,10 +798,10 @@ mod tests {
         let _alone = PURGE_DELAY.lock().unwrap_or_else(|e| e.into_inner());
         let before = purge_delay();
         let during = compiling_rules(purge_delay);
-        if std::env::var_os(PURGE_DELAY_VARIABLE).is_some_and(|value| !value.is_empty()) {
+        if operator_sets_purge_delay(std::env::var_os(PURGE_DELAY_VARIABLE).as_deref()) {
             assert_eq!(during, before, "the operator's delay is left alone");
         } else {
-            assert_eq!(during, COMPILING_PURGE_DELAY_MS);
+            assert_eq!(during, PURGE_DELAY_MS);
         }
         assert_eq!(purge_delay(), before, "put back after compiling");
     }
