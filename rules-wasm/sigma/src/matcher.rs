@@ -244,7 +244,7 @@ enum Compiled {
         /// More such sets, each of which must have a text found for the expression to run.
         more: Vec<Vec<u32>>,
         /// A run of one class every match holds, if it is long: a value without it is not
-        /// searched.
+        /// searched. (None where `class_run` settles the expression.)
         run: Option<Box<RequiredRun>>,
         /// The expression is one class repeated: its verdict, without the expression.
         class_run: Option<Box<ClassRun>>,
@@ -1331,8 +1331,10 @@ impl Builder {
                     .collect::<Vec<Vec<u32>>>()
                     .into_iter();
                 let texts = sets.next().unwrap_or_default();
-                let run = required_run(&hir).map(Box::new);
+                // An expression that is a class repeated is settled by its count: a run it
+                // requires would never be read.
                 let class_run = class_run(&hir).map(Box::new);
+                let run = if class_run.is_some() { None } else { required_run(&hir).map(Box::new) };
                 Compiled::Regex {
                     view,
                     source,
