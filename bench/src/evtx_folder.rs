@@ -1,7 +1,8 @@
 //! Binary EVTX as analysts hold it: a folder of the shared EVTX files (real records of
 //! public attack samples) copied to about 5,000 files, as a triage collection is, evaluated
 //! by the `rulehost` binary with one job and with every core, with Soft Cell and with the
-//! whole Sigma catalog.
+//! whole Sigma catalog; then what the catalog's cost is made of, beside packs of its first
+//! rule and of its first 100 rules.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,7 +41,7 @@ pub fn folder() -> Result<()> {
     let binary = crate::rulehost_binary();
     let catalog = dir.path().join("catalog.wasm");
     crate::compile_catalog(&shared("sigma-catalog"), &catalog)?;
-    let records = count_records(&binary, &logs)?;
+    let records = summary(&binary, &[], &logs)?.records;
     let catalog = catalog.display().to_string();
     println!();
     println!(
@@ -48,6 +49,7 @@ pub fn folder() -> Result<()> {
         bytes >> 20
     );
     println!("|---|---|---|---|---|---|");
+    let mut soft_cell_cpu = Duration::ZERO;
     for (name, rules) in
         [("Soft Cell", vec![]), ("the Sigma catalog (1,414 rules)", vec!["--rules", catalog.as_str()])]
     {
@@ -56,6 +58,9 @@ pub fn folder() -> Result<()> {
             let mut args = vec!["--jobs", jobs];
             args.extend_from_slice(&rules);
             let crate::BinaryRuns { wall, peak, cpu } = binary_runs(&args, &logs)?;
+            if rules.is_empty() && jobs == "2" {
+                soft_cell_cpu = cpu;
+            }
             println!(
                 "| {name} | {jobs} | {:.2} s | {:.2} s | {:.0} k | {} MiB |",
                 wall.as_secs_f64(),
@@ -67,25 +72,66 @@ pub fn folder() -> Result<()> {
         }
         println!("| {name}: 2 jobs / 1 job (throughput) | | {:.2}x | | | |", ratio(walls[0], walls[1]));
     }
-    // The catalog / Soft Cell throughput from runs taken in turns (the bests above are a
-    // minute apart), on every core.
-    let ratios = crate::alternated_ratios(&["--rules", catalog.as_str()], &[], &logs)?;
+    // What the catalog's cost is made of: the matcher's search, which a pack of 100 rules
+    // already runs over every value, the rules' texts found and conditions, and the matches'
+    // windows and alerts. Each pack's throughput against Soft Cell's from runs taken in turns
+    // (the bests above are a minute apart), on every core.
+    let mut files = rulehost::sigma::files_under(&shared("sigma-catalog"))?;
+    files.sort();
+    let (first, hundred) = (dir.path().join("first.wasm"), dir.path().join("hundred.wasm"));
+    crate::compile_sigma(&files[..1], &first)?;
+    crate::compile_sigma(&files[..100], &hundred)?;
+    let (first, hundred) = (first.display().to_string(), hundred.display().to_string());
+    println!();
     println!(
-        "| the catalog / Soft Cell throughput, {} alternated pairs of runs, all cores | | {} | | | |",
-        crate::ALTERNATED_PAIRS,
-        crate::ratios_cell(&ratios)
+        "| packs over the same files, 2 jobs | matches | wall | CPU | CPU added per event evaluated, over Soft Cell's | throughput / Soft Cell's, {} alternated pairs |",
+        crate::ALTERNATED_PAIRS
     );
+    println!("|---|---|---|---|---|---|");
+    for (name, pack) in [
+        ("the catalog's first rule", first.as_str()),
+        ("its first 100 rules", hundred.as_str()),
+        ("the catalog (1,414 rules)", catalog.as_str()),
+    ] {
+        let Summary { evaluated, matches, .. } = summary(&binary, &["--rules", pack], &logs)?;
+        let crate::BinaryRuns { wall, cpu, .. } = binary_runs(&["--jobs", "2", "--rules", pack], &logs)?;
+        let added = (cpu.as_secs_f64() - soft_cell_cpu.as_secs_f64()) * 1e6 / evaluated.max(1) as f64;
+        let ratios = crate::alternated_ratios(&["--rules", pack], &[], &logs)?;
+        println!(
+            "| {name} | {matches} | {:.2} s | {:.2} s | {added:.1} µs ({evaluated} events) | {} |",
+            wall.as_secs_f64(),
+            cpu.as_secs_f64(),
+            crate::ratios_cell(&ratios)
+        );
+    }
     Ok(())
 }
 
-/// How many records `rulehost eval` reads in `logs` (from its summary).
-fn count_records(binary: &Path, logs: &Path) -> Result<u64> {
-    let output = Command::new(binary).arg("eval").arg(logs).stdout(Stdio::null()).output()?;
+/// What `rulehost eval` says it did, from its summary line.
+struct Summary {
+    records: u64,
+    evaluated: u64,
+    matches: u64,
+}
+
+/// [`Summary`] of `rulehost eval ARGS LOGS`.
+fn summary(binary: &Path, args: &[&str], logs: &Path) -> Result<Summary> {
+    let output = Command::new(binary).arg("eval").args(args).arg(logs).stdout(Stdio::null()).output()?;
     ensure!(output.status.success(), "rulehost eval {}", logs.display());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let summary = stderr.lines().find(|l| l.contains(" records read: ")).unwrap_or_default();
-    let number = summary.trim_start_matches("rulehost: ").split(' ').next().unwrap_or_default();
-    Ok(number.parse()?)
+    let line = stderr.lines().find(|l| l.contains(" records read: ")).unwrap_or_default();
+    let line = line.trim_start_matches("rulehost: ");
+    // "N records read: N evaluated, …; N matches, N alerts": the number before each word.
+    let before = |word: &str| -> Result<u64> {
+        let at = line.find(word).ok_or_else(|| anyhow::anyhow!("no {word:?} in {line:?}"))?;
+        let number = line[..at].trim_end().rsplit([' ', ':', ';', ',']).next().unwrap_or_default();
+        Ok(number.parse()?)
+    };
+    Ok(Summary {
+        records: before(" records read")?,
+        evaluated: before(" evaluated")?,
+        matches: before(" matches")?,
+    })
 }
 
 fn ratio(slow: Duration, fast: Duration) -> f64 {

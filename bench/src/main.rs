@@ -277,9 +277,14 @@ pub(crate) fn rulehost_binary() -> std::path::PathBuf {
 
 /// `rulehost sigma compile` of the shared catalog (the folder `catalog`) into `out`.
 pub(crate) fn compile_catalog(catalog: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    compile_sigma(&[catalog], out)
+}
+
+/// `rulehost sigma compile RULES... -o OUT`: the Sigma files and folders `rules` as one pack.
+pub(crate) fn compile_sigma(rules: &[impl AsRef<std::ffi::OsStr>], out: &std::path::Path) -> Result<()> {
     let status = std::process::Command::new(rulehost_binary())
         .args(["sigma", "compile"])
-        .arg(catalog)
+        .args(rules)
         .arg("-o")
         .arg(out)
         .stderr(std::process::Stdio::null())
