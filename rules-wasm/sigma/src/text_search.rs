@@ -510,6 +510,46 @@ mod tests {
     }
 
     #[test]
+    fn thousands_of_texts_are_found_as_an_automaton_finds_them() {
+        // As many texts as the catalog's command-line view has, from a wider alphabet than
+        // above: the long anchors' bitmap is then larger than a core's first-level cache
+        // (2^18 bits), as it is in the pack.
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-\\.";
+        let mut draw = Draw(0x5EED_1234_ABCD_0003);
+        let text = |draw: &mut Draw, len: usize| -> Vec<u8> {
+            (0..len).map(|_| ALPHABET[draw.below(ALPHABET.len())]).collect()
+        };
+        let texts: Vec<Vec<u8>> = (0..6_000)
+            .map(|_| {
+                let len = 4 + draw.below(9);
+                text(&mut draw, len)
+            })
+            .collect();
+        let search = TextSearch::new(&texts);
+        let bits = search.long.as_ref().expect("long anchors").bits.len() * 64;
+        assert!(bits > 1 << 18, "a bitmap of {bits} bits");
+        let automaton =
+            AhoCorasick::builder().match_kind(MatchKind::Standard).build(&texts).expect("automaton");
+        let mut compared = 0;
+        for _ in 0..500 {
+            let mut value = text(&mut draw, 150);
+            for _ in 0..1 + draw.below(6) {
+                let planted = &texts[draw.below(texts.len())];
+                let at = draw.below(value.len() + 1);
+                value.splice(at..at, planted.iter().copied()).for_each(drop);
+            }
+            let mut expected: Vec<Occurrence> = automaton
+                .find_overlapping_iter(&value)
+                .map(|m| Occurrence { text: m.pattern().as_u32(), start: m.start(), end: m.end() })
+                .collect();
+            expected.sort();
+            compared += expected.len();
+            assert_eq!(found(&search, &value), expected, "in {:?}", String::from_utf8_lossy(&value));
+        }
+        assert!(compared > 1_000, "the values held too few occurrences to compare: {compared}");
+    }
+
+    #[test]
     fn equal_is_slice_equality() {
         for len in 0..100usize {
             let a: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
