@@ -14,7 +14,7 @@ WASMSIGN2 := $(TOOLS)/bin/wasmsign2
 ## cores, once per machine; later runs find it in target/tools.
 TANSU := $(TOOLS)/tansu-0.6.0-libsql/bin/tansu
 
-.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2 registry tansu fuzz fuzz-smoke fuzz-setup
+.PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2 registry tansu rsigma fuzz fuzz-smoke fuzz-setup
 
 all: build
 
@@ -66,6 +66,16 @@ tansu: $(TANSU)
 
 $(TANSU):
 	$(CARGO) install tansu --version 0.6.0 --locked --features dynostore,libsql --root $(TOOLS)/tansu-0.6.0-libsql
+
+## A peer for `BENCH_ONLY=peer make bench` (not in the full run, nor in the tests): RSigma, a
+## Sigma engine in Rust from crates.io (0.23.0: the last that builds with this toolchain);
+## about 15 minutes to build cold on two cores, once per machine.
+RSIGMA := $(TOOLS)/rsigma-0.23.0/bin/rsigma
+
+rsigma: $(RSIGMA)
+
+$(RSIGMA):
+	$(CARGO) install rsigma --version 0.23.0 --locked --root $(TOOLS)/rsigma-0.23.0
 
 ## The OCI registry the registry tests push to and pull from: Debian's docker-registry (the
 ## CNCF distribution registry, 2.8). The tests start their own, on loopback ports, with

@@ -17,11 +17,14 @@
 //! (`BENCH_LOOPS` times); `BENCH_KEEP=1` with `BENCH_ONLY=sigma` keeps the rows and the
 //! compiled catalog in `target/` for profiling the binary. `BENCH_ONLY=kafka` (not in the
 //! full run: it needs `make tansu`) times Kafka consumer group members against `eval`
-//! (`BENCH_KAFKA_EVENTS`, default 600,000).
+//! (`BENCH_KAFKA_EVENTS`, default 600,000). `BENCH_ONLY=peer` (not in the full run: it needs
+//! `make rsigma`) runs the catalog beside RSigma, a Sigma engine in Rust, over the same real
+//! process creations (`PEER_EVENTS`, default 100,000).
 
 mod evtx_folder;
 mod generate;
 mod kafka;
+mod peer;
 mod pipeline;
 mod real_json;
 mod sigma;
@@ -59,6 +62,7 @@ fn main() -> Result<()> {
         "sigma" => return sigma::packs(),
         "evtx" => return evtx_folder::folder(),
         "kafka" => return kafka::group_vs_file(),
+        "peer" => return peer::rsigma(),
         "kafka-parse" => return kafka::message_parse(),
         _ if std::env::var("BENCH_PROFILE").as_deref() == Ok("sigma") => return sigma::profile(),
         "pipeline" => return pipeline::run_vs_eval(),

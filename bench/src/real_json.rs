@@ -100,7 +100,7 @@ fn process_creations() -> Result<u64> {
 }
 
 /// Every record of the shared EVTX and OTRF files, one evtx_dump JSON line each.
-fn real_records(separate: bool) -> Result<Vec<String>> {
+pub(crate) fn real_records(separate: bool) -> Result<Vec<String>> {
     let mut records = Vec::new();
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(shared("evtx"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
