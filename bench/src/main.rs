@@ -279,6 +279,11 @@ pub(crate) fn rulehost_binary() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/rulehost")
 }
 
+/// `name` under the shared data (`../shared/data`): the real logs and the Sigma catalog.
+pub(crate) fn shared(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(name)
+}
+
 /// `rulehost sigma compile` of the shared catalog (the folder `catalog`) into `out`.
 pub(crate) fn compile_catalog(catalog: &std::path::Path, out: &std::path::Path) -> Result<()> {
     compile_sigma(&[catalog], out)
@@ -726,7 +731,7 @@ fn cpu_time_fields(at: usize) -> Result<Duration> {
 /// 3. `eval` over the shared EVTX files against the `evtx` crate rendering the same
 ///    records to JSON (what `eval` reads them as), each file read `EVTX_REPEAT` times.
 fn evtx_vs_parser(rules: &[std::sync::Arc<rulehost::runtime::CompiledRule>]) -> Result<()> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/evtx");
+    let dir = shared("evtx");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -1,8 +1,9 @@
 //! rulehost beside a peer, in one run: RSigma (`rsigma engine eval`, a Sigma engine in Rust,
 //! `make rsigma`) and `rulehost eval` with the catalog's pack, the same 1,415 rule files over
-//! the same **real records**: every Sysmon process creation of the shared EVTX files, as
-//! Winlogbeat lines (`winlog.event_data` holds Sysmon's fields, which RSigma reads with
-//! `--jq '.winlog.event_data'`), repeated to about `PEER_EVENTS` lines (default 100,000).
+//! the same **real records**: every Sysmon process creation of the shared EVTX and OTRF
+//! files (62 distinct ones), as Winlogbeat lines (`winlog.event_data` holds Sysmon's fields,
+//! which RSigma reads with `--jq '.winlog.event_data'`), repeated to about `PEER_EVENTS`
+//! lines (default 100,000).
 //! Both write every match; the matches of each rule must be as many on both sides before
 //! any time counts. `BENCH_ONLY=peer` (not in the full run: it needs `make rsigma`).
 
@@ -18,10 +19,6 @@ use serde_json::{Value, json};
 /// The lines of the input, about.
 const EVENTS: usize = 100_000;
 
-fn shared(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(name)
-}
-
 fn rsigma_binary() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/rsigma-0.23.0/bin/rsigma")
 }
@@ -33,14 +30,14 @@ pub fn rsigma() -> Result<()> {
     let wanted: usize = std::env::var("PEER_EVENTS").ok().map_or(Ok(EVENTS), |v| v.parse())?;
     let dir = tempfile::tempdir()?;
     let creations = sysmon_process_creations()?;
-    ensure!(!creations.is_empty(), "no Sysmon process creation in the shared EVTX files");
+    ensure!(!creations.is_empty(), "no Sysmon process creation in the shared EVTX and OTRF files");
     let rounds = wanted.div_ceil(creations.len());
     let events = dir.path().join("sysmon-1.winlogbeat.jsonl");
     let one = dir.path().join("one.winlogbeat.jsonl");
     write_lines(&events, &creations, rounds)?;
     write_lines(&one, &creations[..1], 1)?;
     let count = rounds * creations.len();
-    let catalog = shared("sigma-catalog");
+    let catalog = crate::shared("sigma-catalog");
     let pack = dir.path().join("catalog.wasm");
     crate::compile_catalog(&catalog, &pack)?;
 
@@ -87,7 +84,8 @@ pub fn rsigma() -> Result<()> {
     }
     println!();
     println!(
-        "| **real records**: {count} Sysmon process creations (Winlogbeat lines), the catalog's 1,415 files; {total} matches on each side, the same per rule ({} rules) | wall, best of 3 | CPU | events/s | start-up (one event) | throughput / RSigma's |",
+        "| **real records**: {count} Winlogbeat lines, the {} Sysmon process creations of the shared files {rounds} times over; the catalog's 1,415 files; {total} matches on each side, the same per rule ({} rules) | wall, best of 3 | CPU | events/s | start-up (one event) | throughput / RSigma's |",
+        creations.len(),
         ours.len()
     );
     println!("|---|---|---|---|---|---|");
@@ -105,7 +103,8 @@ pub fn rsigma() -> Result<()> {
     Ok(())
 }
 
-/// The Sysmon process creations (event 1) of the shared EVTX files, each a Winlogbeat line:
+/// The Sysmon process creations (event 1) of the shared EVTX and OTRF files (the records
+/// [`crate::real_json::real_records`] renders), each a Winlogbeat line:
 /// the record's System facts under `winlog`, its event data under `winlog.event_data`.
 fn sysmon_process_creations() -> Result<Vec<String>> {
     let mut lines = Vec::new();

@@ -19,17 +19,13 @@ use crate::read_vs_eval;
 /// The lines of each input, about.
 const LINES: usize = 1_000_000;
 
-fn shared(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(name)
-}
-
 /// `BENCH_ONLY=real-json`.
 pub fn real_json_lines() -> Result<()> {
     let lines: usize = std::env::var("REAL_JSON_LINES").ok().map_or(Ok(LINES), |v| v.parse())?;
     let dir = tempfile::tempdir()?;
     let creations = process_creations()?;
     let catalog = dir.path().join("catalog.wasm");
-    crate::compile_catalog(&shared("sigma-catalog"), &catalog)?;
+    crate::compile_catalog(&crate::shared("sigma-catalog"), &catalog)?;
     for separate in [false, true] {
         let records = real_records(separate)?;
         let path = dir.path().join(if separate { "separate.jsonl" } else { "attributes.jsonl" });
@@ -88,7 +84,7 @@ pub fn real_json_lines() -> Result<()> {
 fn process_creations() -> Result<u64> {
     let mut count = 0;
     for dir in ["evtx", "otrf"] {
-        for entry in std::fs::read_dir(shared(dir))? {
+        for entry in std::fs::read_dir(crate::shared(dir))? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "evtx" || e == "zip") {
                 let records = Input::file(&path).open(InputFormat::Auto)?;
@@ -103,7 +99,7 @@ fn process_creations() -> Result<u64> {
 pub(crate) fn real_records(separate: bool) -> Result<Vec<String>> {
     let mut records = Vec::new();
     let mut files: Vec<PathBuf> =
-        std::fs::read_dir(shared("evtx"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        std::fs::read_dir(crate::shared("evtx"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     files.sort();
     for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "evtx")) {
         let settings = ParserSettings::new().num_threads(1).separate_json_attributes(separate);
@@ -114,7 +110,7 @@ pub(crate) fn real_records(separate: bool) -> Result<Vec<String>> {
         }
     }
     let mut zips: Vec<PathBuf> =
-        std::fs::read_dir(shared("otrf"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        std::fs::read_dir(crate::shared("otrf"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     zips.sort();
     for zip in zips {
         let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip)?)?;

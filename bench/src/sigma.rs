@@ -18,15 +18,11 @@ use crate::{BATCH, ROUNDS};
 /// The real events are repeated to about this many.
 const EVENTS: usize = 100_000;
 
-fn shared(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(name)
-}
-
 /// Every process creation of the shared logs, in file order.
 fn real_events() -> Result<Vec<ProcessEvent>> {
     let mut files = Vec::new();
     for dir in ["evtx", "otrf"] {
-        for entry in std::fs::read_dir(shared(dir))? {
+        for entry in std::fs::read_dir(crate::shared(dir))? {
             files.push(entry?.path());
         }
     }
@@ -140,7 +136,7 @@ fn evaluate_natively(matcher: &Matcher, events: &[ProcessEvent]) -> (Duration, u
 pub fn profile() -> Result<()> {
     let loops: usize = std::env::var("BENCH_LOOPS").ok().map_or(Ok(20), |v| v.parse())?;
     let events = real_events()?;
-    let mut files = rulehost::sigma::files_under(&shared("sigma-catalog"))?;
+    let mut files = rulehost::sigma::files_under(&crate::shared("sigma-catalog"))?;
     files.sort();
     let pack = rulehost_sigma::Pack { format: rulehost_sigma::ir::FORMAT, rules: compiled_rules(&files)? };
     // `BENCH_BUILDS` builds of the matcher first (default 1), for a profile of the build.
@@ -224,14 +220,15 @@ pub fn packs() -> Result<()> {
     let runtime = Runtime::new()?;
     let real = real_events()?;
     let events: Vec<ProcessEvent> = real.iter().cycle().take(EVENTS).cloned().collect();
-    let catalog = shared("sigma-catalog");
+    let catalog = crate::shared("sigma-catalog");
     let mut files = rulehost::sigma::files_under(&catalog)?;
     files.sort();
 
     let compile_began = Instant::now();
     let all = pack(&runtime, &files)?;
     let compile = compile_began.elapsed();
-    let one_rule = [shared("sigma/proc_creation_win_webshell_susp_process_spawned_from_webserver.yml")];
+    let one_rule =
+        [crate::shared("sigma/proc_creation_win_webshell_susp_process_spawned_from_webserver.yml")];
     let sizes: [(&str, &[PathBuf], Arc<CompiledRule>); 3] = [
         ("1 rule (Suspicious Process By Web Server Process)", &one_rule, pack(&runtime, &one_rule)?),
         ("100 rules (the catalog's first 100 files)", &files[..100], pack(&runtime, &files[..100])?),
