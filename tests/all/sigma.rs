@@ -468,3 +468,39 @@ fn hostile_rule_files_are_left_out_with_the_reason_and_the_others_run() {
     assert_eq!(matches.len(), 1, "{}", run.stdout);
     assert_eq!(matches[0]["rule"], "8202070f-edeb-4d31-a010-a26c72ac5600");
 }
+
+#[test]
+fn a_live_run_counts_a_pack_in_one_line_of_its_totals_without_its_libraries_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let selections = [
+        "CommandLine|contains: 'whoami'",
+        "Image|endswith: '\\cmd.exe'",
+        "CommandLine|contains: 'no such text'",
+    ];
+    for (n, selection) in selections.iter().enumerate() {
+        process_creation_rule(&rules, &format!("5e1ec7ed-0000-4000-8000-00000000000{n}"), selection);
+    }
+    let rules = rules.to_str().unwrap();
+    let input = shared("evtx/LM_wmiexec_impacket_sysmon_whoami.evtx");
+    let live = rulehost(&["run", "--rules", rules, &input]);
+    assert_eq!(live.code, 0, "{}", live.stderr);
+    // `eval` over the same records with the same rules: the matches and alerts to count.
+    let matches = rulehost(&["eval", "--matches", "--rules", rules, &input]);
+    let alerts = rulehost(&["eval", "--rules", rules, &input]);
+    assert_eq!((matches.code, alerts.code), (0, 0), "{}{}", matches.stderr, alerts.stderr);
+    let matched_rules: std::collections::BTreeSet<String> =
+        matches.json_lines().iter().map(|m| m["rule"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(matched_rules.len(), 2, "{}", matches.stdout);
+    assert_eq!(live.json_lines(), alerts.json_lines());
+    let stats: Vec<&str> = live.stderr.lines().filter(|l| l.contains("stats at exit")).collect();
+    let totals = format!(
+        "(3 rules): 4 events, {} matches (by 2 rules), {} alerts, 0 failures, 0 swaps",
+        matches.json_lines().len(),
+        alerts.json_lines().len()
+    );
+    assert!(matches!(&stats[..], [line] if line.ends_with(&totals)), "{totals}\n{}", live.stderr);
+    // The EVTX reader logs a line at `info` for every chunk it parses.
+    assert!(!live.stderr.contains("evtx::"), "{}", live.stderr);
+}

@@ -12,9 +12,14 @@ use rulehost::sinks::JsonLines;
 use rulehost::sources::kafka::KafkaAddress;
 
 use super::setup::{jobs_or_cores, runtime_of, settings, trust_of};
-use super::summary::{plural, rule_name};
+use super::summary::plural;
 use super::terminal::use_color;
 use crate::RunArgs;
+
+/// The log's default filter (`RULEHOST_LOG` replaces it): rulehost's own events from `info`,
+/// its libraries' from `warn`. The EVTX reader logs a line at `info` for every chunk it
+/// parses, a line per 64 KiB of a log.
+const DEFAULT_LOG_FILTER: &str = "warn,rulehost=info";
 
 pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode> {
     use rulehost::rules::registry;
@@ -24,7 +29,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         .with_ansi(use_color(io::stderr().is_terminal()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RULEHOST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .init();
     let settings = settings(config, std::slice::from_ref(&args.rules), &args.load)?;
@@ -133,16 +138,8 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
     };
     let mut print_stats = |rules: &[rulehost::eval::RuleSummary], last: bool| {
         let when = if last { "at exit" } else { "so far" };
-        for r in rules {
-            eprintln!(
-                "rulehost: stats {when}: {}: {} events, {}, {}, {}, {} swaps",
-                rule_name(r),
-                r.evaluated,
-                plural(r.matches, "match"),
-                plural(r.alerts, "alert"),
-                plural(r.failures, "failure"),
-                r.swaps
-            );
+        for line in super::summary::stats_lines(rules) {
+            eprintln!("rulehost: stats {when}: {line}");
         }
     };
     let summary =

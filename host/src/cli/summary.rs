@@ -65,6 +65,61 @@ pub(crate) fn print_summary(summary: &Summary) {
     }
 }
 
+/// A live run's counters, a line per rule; a pack's rules (those of one artifact: one
+/// digest) in one line of their totals, and a line of their own only for those that failed.
+/// The catalog is one pack of 1,414 rules, and a line for each at every report buried what
+/// the operator looks for.
+pub(crate) fn stats_lines(rules: &[rulehost::eval::RuleSummary]) -> Vec<String> {
+    let line = |name: String, evaluated: u64, matches: String, alerts: u64, failures: u64, swaps: u64| {
+        format!(
+            "{name}: {evaluated} events, {matches}, {}, {}, {swaps} swaps",
+            plural(alerts, "alert"),
+            plural(failures, "failure")
+        )
+    };
+    let mut lines = Vec::new();
+    for pack in rules.chunk_by(|a, b| a.digest == b.digest) {
+        if let [rule] = pack {
+            let matches = plural(rule.matches, "match");
+            lines.push(line(
+                rule_name(rule),
+                rule.evaluated,
+                matches,
+                rule.alerts,
+                rule.failures,
+                rule.swaps,
+            ));
+            continue;
+        }
+        // A pack is evaluated, fails and is swapped as one component: each of its rules
+        // counts the same events, calls and swaps.
+        let most = |count: fn(&rulehost::eval::RuleSummary) -> u64| pack.iter().map(count).max().unwrap_or(0);
+        let matches: u64 = pack.iter().map(|r| r.matches).sum();
+        let matching = pack.iter().filter(|r| r.matches > 0).count() as u64;
+        let matches = format!("{} (by {})", plural(matches, "match"), plural(matching, "rule"));
+        lines.push(line(
+            format!("pack {} ({} rules)", pack[0].digest, pack.len()),
+            most(|r| r.evaluated),
+            matches,
+            pack.iter().map(|r| r.alerts).sum(),
+            most(|r| r.failures),
+            most(|r| r.swaps),
+        ));
+        for rule in pack.iter().filter(|r| r.failures > 0 || r.quarantined.is_some()) {
+            let matches = plural(rule.matches, "match");
+            lines.push(line(
+                rule_name(rule),
+                rule.evaluated,
+                matches,
+                rule.alerts,
+                rule.failures,
+                rule.swaps,
+            ));
+        }
+    }
+    lines
+}
+
 /// `rule ID VERSION (DIGEST)`, as messages name a rule.
 pub(crate) fn rule_name(rule: &rulehost::eval::RuleSummary) -> String {
     format!("rule {} {} ({})", rule.id, rule.version, rule.digest)

@@ -39,10 +39,11 @@ pub(in crate::events) struct EvtxRecords<R: Read + Seek> {
     workers: Option<Workers>,
 }
 
-/// The crate's settings: one thread per chunk (the chunks of a file are spread over workers
-/// here), `#attributes` as evtx_dump writes them.
+/// The crate's settings: `#attributes` as evtx_dump writes them. The crate is built without
+/// its threads (the chunks of a file are spread over workers here), and asked for a number of
+/// them it logs a warning for every file.
 fn parser_settings() -> ParserSettings {
-    ParserSettings::new().num_threads(1).separate_json_attributes(false)
+    ParserSettings::new().separate_json_attributes(false)
 }
 
 /// Files of fewer chunks are parsed on the reading thread: workers would cost more.

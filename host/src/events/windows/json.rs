@@ -284,7 +284,7 @@ mod tests {
         let mut records = Vec::new();
         for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "evtx")) {
             for separate in [false, true] {
-                let settings = ParserSettings::new().num_threads(1).separate_json_attributes(separate);
+                let settings = ParserSettings::new().separate_json_attributes(separate);
                 let mut parser = EvtxParser::from_path(file).unwrap().with_configuration(settings);
                 for record in parser.records_json() {
                     let text = record.unwrap().data;
