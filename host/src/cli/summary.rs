@@ -77,18 +77,14 @@ pub(crate) fn stats_lines(rules: &[rulehost::eval::RuleSummary]) -> Vec<String> 
             plural(failures, "failure")
         )
     };
+    let rule_line = |rule: &rulehost::eval::RuleSummary| {
+        let matches = plural(rule.matches, "match");
+        line(rule_name(rule), rule.evaluated, matches, rule.alerts, rule.failures, rule.swaps)
+    };
     let mut lines = Vec::new();
     for pack in rules.chunk_by(|a, b| a.digest == b.digest) {
         if let [rule] = pack {
-            let matches = plural(rule.matches, "match");
-            lines.push(line(
-                rule_name(rule),
-                rule.evaluated,
-                matches,
-                rule.alerts,
-                rule.failures,
-                rule.swaps,
-            ));
+            lines.push(rule_line(rule));
             continue;
         }
         // A pack is evaluated, fails and is swapped as one component: each of its rules
@@ -105,17 +101,7 @@ pub(crate) fn stats_lines(rules: &[rulehost::eval::RuleSummary]) -> Vec<String> 
             most(|r| r.failures),
             most(|r| r.swaps),
         ));
-        for rule in pack.iter().filter(|r| r.failures > 0 || r.quarantined.is_some()) {
-            let matches = plural(rule.matches, "match");
-            lines.push(line(
-                rule_name(rule),
-                rule.evaluated,
-                matches,
-                rule.alerts,
-                rule.failures,
-                rule.swaps,
-            ));
-        }
+        lines.extend(pack.iter().filter(|r| r.failures > 0 || r.quarantined.is_some()).map(rule_line));
     }
     lines
 }
