@@ -88,20 +88,35 @@ pub(crate) fn stats_lines(rules: &[rulehost::eval::RuleSummary]) -> Vec<String> 
             continue;
         }
         // A pack is evaluated, fails and is swapped as one component: each of its rules
-        // counts the same events, calls and swaps.
+        // counts the same events, calls and swaps, and a failed call of the pack as its own.
         let most = |count: fn(&rulehost::eval::RuleSummary) -> u64| pack.iter().map(count).max().unwrap_or(0);
+        let shared_failures = pack.iter().map(|r| r.failures).min().unwrap_or(0);
+        let all_quarantined = pack.iter().all(|r| r.quarantined.is_some());
         let matches: u64 = pack.iter().map(|r| r.matches).sum();
         let matching = pack.iter().filter(|r| r.matches > 0).count() as u64;
         let matches = format!("{} (by {})", plural(matches, "match"), plural(matching, "rule"));
-        lines.push(line(
+        let mut totals = line(
             format!("pack {} ({} rules)", pack[0].digest, pack.len()),
             most(|r| r.evaluated),
             matches,
             pack.iter().map(|r| r.alerts).sum(),
-            most(|r| r.failures),
+            shared_failures,
             most(|r| r.swaps),
-        ));
-        lines.extend(pack.iter().filter(|r| r.failures > 0 || r.quarantined.is_some()).map(rule_line));
+        );
+        match (&pack[0].quarantined, &pack[0].last_failure) {
+            (Some(reason), _) if all_quarantined => totals.push_str(&format!("; quarantined ({reason})")),
+            (_, Some(failure)) if shared_failures > 0 => {
+                totals.push_str(&format!("; last failure: {failure}"))
+            }
+            _ => {}
+        }
+        lines.push(totals);
+        // The rules whose own calls (their `summarize`) failed besides.
+        lines.extend(
+            pack.iter()
+                .filter(|r| r.failures > shared_failures || (r.quarantined.is_some() && !all_quarantined))
+                .map(rule_line),
+        );
     }
     lines
 }
@@ -109,4 +124,61 @@ pub(crate) fn stats_lines(rules: &[rulehost::eval::RuleSummary]) -> Vec<String> 
 /// `rule ID VERSION (DIGEST)`, as messages name a rule.
 pub(crate) fn rule_name(rule: &rulehost::eval::RuleSummary) -> String {
     format!("rule {} {} ({})", rule.id, rule.version, rule.digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rulehost::eval::RuleSummary;
+
+    fn pack_of(ids: &[&str], digest: &str) -> Vec<RuleSummary> {
+        let rule = |id: &&str| RuleSummary {
+            id: id.to_string(),
+            version: "1".into(),
+            digest: digest.into(),
+            evaluated: 10,
+            ..RuleSummary::default()
+        };
+        ids.iter().map(rule).collect()
+    }
+
+    #[test]
+    fn a_packs_rules_are_one_line_unless_one_of_them_failed_alone() {
+        let mut rules = pack_of(&["single"], "sha256:one");
+        rules.extend(pack_of(&["a", "b", "c"], "sha256:pack"));
+        rules[1].matches = 3;
+        rules[1].alerts = 1;
+        rules[3].matches = 2;
+        rules[3].alerts = 2;
+        assert_eq!(
+            stats_lines(&rules),
+            [
+                "rule single 1 (sha256:one): 10 events, 0 matches, 0 alerts, 0 failures, 0 swaps",
+                "pack sha256:pack (3 rules): 10 events, 5 matches (by 2 rules), 3 alerts, 0 failures, 0 swaps",
+            ]
+        );
+        // A failed call of the pack is each rule's: said once, on the pack's line.
+        for rule in &mut rules[1..] {
+            rule.failures = 1;
+            rule.last_failure = Some("deadline exceeded".into());
+        }
+        let lines = stats_lines(&rules);
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(lines[1].ends_with("1 failure, 0 swaps; last failure: deadline exceeded"), "{}", lines[1]);
+        // One rule's own `summarize` failed besides: a line of its own.
+        rules[2].failures = 2;
+        let lines = stats_lines(&rules);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(
+            lines[2].starts_with("rule b 1 (sha256:pack): 10 events, 0 matches, 0 alerts, 2 failures"),
+            "{}",
+            lines[2]
+        );
+        // Quarantined, all of them.
+        for rule in &mut rules[1..] {
+            rule.quarantined = Some("3 failed calls in a row".into());
+        }
+        let lines = stats_lines(&rules);
+        assert!(lines[1].ends_with("; quarantined (3 failed calls in a row)"), "{}", lines[1]);
+    }
 }
