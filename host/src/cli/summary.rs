@@ -50,19 +50,39 @@ pub(crate) fn print_summary(summary: &Summary) {
         plural(summary.matches, "match"),
         plural(summary.alerts, "alert"),
     );
-    for rule in summary.rules.iter().filter(|r| r.failures > 0 || r.quarantined.is_some()) {
+    for line in failure_lines(&summary.rules) {
+        eprintln!("rulehost: {line}");
+    }
+}
+
+/// A line for each rule that failed or was quarantined; a pack's rules that failed together
+/// (a failed call of the pack is each of its rules') in one line, as the pack.
+pub(crate) fn failure_lines(rules: &[rulehost::eval::RuleSummary]) -> Vec<String> {
+    let line = |name: String, rule: &rulehost::eval::RuleSummary| {
         let state = match &rule.quarantined {
             Some(reason) => format!("quarantined ({reason})"),
             None => format!("last failure: {}", rule.last_failure.as_deref().unwrap_or("unknown")),
         };
-        eprintln!(
-            "rulehost: {}: {}, {} not evaluated, {} not summarized; {state}",
-            rule_name(rule),
+        format!(
+            "{name}: {}, {} not evaluated, {} not summarized; {state}",
             plural(rule.failures, "failed call"),
             plural(rule.failed_events, "event"),
             plural(rule.unsummarized_matches, "match"),
-        );
+        )
+    };
+    let failed = |r: &&rulehost::eval::RuleSummary| r.failures > 0 || r.quarantined.is_some();
+    let mut lines = Vec::new();
+    for pack in rules.chunk_by(|a, b| a.digest == b.digest) {
+        let together = |r: &rulehost::eval::RuleSummary| {
+            (r.failures, r.failed_events, r.unsummarized_matches, r.quarantined.is_some())
+        };
+        if pack.len() > 1 && failed(&&pack[0]) && pack.iter().all(|r| together(r) == together(&pack[0])) {
+            lines.push(line(format!("pack {} ({} rules)", pack[0].digest, pack.len()), &pack[0]));
+        } else {
+            lines.extend(pack.iter().filter(failed).map(|r| line(rule_name(r), r)));
+        }
     }
+    lines
 }
 
 /// A live run's counters, a line per rule; a pack's rules (those of one artifact: one
@@ -180,5 +200,30 @@ mod tests {
         }
         let lines = stats_lines(&rules);
         assert!(lines[1].ends_with("; quarantined (3 failed calls in a row)"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn a_packs_rules_that_failed_together_are_one_line_of_evals_summary() {
+        let mut rules = pack_of(&["a", "b", "c"], "sha256:pack");
+        assert_eq!(failure_lines(&rules), Vec::<String>::new());
+        for rule in &mut rules {
+            (rule.failures, rule.failed_events) = (1, 7);
+            rule.last_failure = Some("deadline exceeded".into());
+        }
+        assert_eq!(
+            failure_lines(&rules),
+            [
+                "pack sha256:pack (3 rules): 1 failed call, 7 events not evaluated, 0 matches not summarized; last failure: deadline exceeded"
+            ]
+        );
+        // One rule's `summarize` failed besides: each rule says its own.
+        rules[1].unsummarized_matches = 4;
+        let lines = failure_lines(&rules);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(
+            lines[1].starts_with("rule b 1 (sha256:pack): 1 failed call, 7 events not evaluated, 4 matches"),
+            "{}",
+            lines[1]
+        );
     }
 }
