@@ -308,6 +308,37 @@ fn a_command_line_of_megabytes_that_holds_a_text_everywhere_is_evaluated() {
     assert_eq!(matched, ["0", "1"], "{}", run.stderr);
 }
 
+#[test]
+fn forged_command_lines_of_megabytes_still_give_their_alert_with_each_value_cut_and_marked() {
+    // Ten matches of 2 MB each (Windows holds a command line to 32,767 UTF-16 units: these
+    // are forged). Handed whole, the alert's set of command lines was 20 MB, over the 16 MiB
+    // an alert may take, and the window gave no alert ("10 matches not summarized").
+    let dir = tempfile::tempdir().unwrap();
+    let rule = process_creation_rule(
+        dir.path(),
+        "0b7e2a4c-3333-4222-8333-944455556666",
+        "CommandLine|contains: 'echo'",
+    );
+    let command_lines: Vec<String> =
+        (0..10).map(|i| format!("cmd /c echo {i} {}", "QUJD".repeat(500_000))).collect();
+    let input = cmd_rows(dir.path(), &command_lines, |i| format!("2024-06-12T02:00:0{i}.000Z"));
+    let run = rulehost(&["eval", "--rules", &rule, &input]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("not summarized"), "{}", run.stderr);
+    let alerts = run.json_lines();
+    assert_eq!(alerts.len(), 1, "{}", run.stderr);
+    assert_eq!(alerts[0]["MatchCount"], 10);
+    let kept: Vec<&str> =
+        alerts[0]["set_CommandLine"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(kept.len(), 10, "each command line is distinct, and stays so cut");
+    for line in kept {
+        let whole = &command_lines[line.split(' ').nth(3).unwrap().parse::<usize>().unwrap()];
+        assert!(whole.starts_with(&line[..line.find('…').expect("a mark")]), "the value's start is kept");
+        assert!(line.len() <= rulehost::events::SUMMARY_VALUE_BYTES, "{} bytes", line.len());
+        assert!(line.contains(&format!("…[{} bytes, sha256:", whole.len())), "{}", &line[line.len() - 60..]);
+    }
+}
+
 /// The shared Sigma rules compiled against contract 0.3.0, kept from before 0.4.0 (see
 /// tests/data/contract-0.3.0/README.md).
 const SIGMA_0_3: &str = "tests/data/contract-0.3.0/shared-sigma.wasm";

@@ -37,7 +37,9 @@ pub fn read_json_record(object: serde_json::Map<String, serde_json::Value>, orig
 }
 pub use lineage::Lineage;
 use lineage::LineageKeys;
-pub use projected::{FieldValues, ProjectedEvent};
+pub use projected::{
+    FieldValues, MIN_SUMMARY_VALUE_BYTES, ProjectedEvent, SUMMARY_TEXT_BYTES, SUMMARY_VALUE_BYTES, shortened,
+};
 
 /// The format a record was read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,9 +6,63 @@
 //! [`ProcessEvent`] carries a place for every field (a few hundred bytes before its text);
 //! this carries places for the fields it holds only.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::{Field, ProcessEvent};
+
+/// Bytes of one value a window keeps, and a `summarize` call is handed, at most; a longer value
+/// is cut and marked (see [`shortened`]). Windows holds a command line to 32,767 UTF-16 units,
+/// which this holds in UTF-8 unless most are outside ASCII: only a forged or damaged record is
+/// cut. Kept in full, a window held every byte of every match (1.2 GB of memory for a stream of
+/// 600 forged command lines of 2 MB), and a window of a hundred of them went past what one call
+/// may copy into the guest: its alert was lost.
+pub const SUMMARY_VALUE_BYTES: usize = 64 << 10;
+
+/// Bytes of values one `summarize` call is handed at most: past this, the long values are cut
+/// shorter (to a quarter, and again, down to [`MIN_SUMMARY_VALUE_BYTES`]). Under what one call
+/// may copy into the guest (wasmtime's 128 MiB) and what an alert may return (16 MiB) times
+/// the few columns that hold long values.
+pub const SUMMARY_TEXT_BYTES: usize = 32 << 20;
+
+/// The shortest a value is cut to for [`SUMMARY_TEXT_BYTES`].
+pub const MIN_SUMMARY_VALUE_BYTES: usize = 256;
+
+/// The longest mark [`shortened`] writes: `…[`, a length of up to 20 digits, ` bytes,
+/// sha256:`, 16 hexadecimal digits and `]`.
+const MARK_BYTES: usize = 3 + 1 + 20 + 15 + 16 + 1;
+
+/// `value`, or when it is longer than `cap` bytes, its start (cut at a character) and a mark
+/// of what was cut: `…[2000012 bytes, sha256:0123456789abcdef]`, the value's length and the
+/// start of its digest. So the cut value says it was cut and how long it was, and two values
+/// that differ only past the cut stay apart (a rule's count of distinct values holds).
+/// A value cut already (a window's copy, cut shorter for a call) keeps the mark of the whole.
+pub fn shortened(value: &str, cap: usize) -> Cow<'_, str> {
+    if value.len() <= cap {
+        return Cow::Borrowed(value);
+    }
+    let mark = match mark_of(value) {
+        Some(at) => Cow::Borrowed(&value[at..]),
+        None => {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(value.as_bytes());
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            Cow::Owned(format!("…[{} bytes, sha256:{hex}]", value.len()))
+        }
+    };
+    let kept = value.floor_char_boundary(cap.saturating_sub(MARK_BYTES));
+    Cow::Owned(format!("{}{mark}", &value[..kept]))
+}
+
+/// Where the mark [`shortened`] wrote at the end of `value` starts, if it ends with one.
+fn mark_of(value: &str) -> Option<usize> {
+    let at = value.rfind("…[")?;
+    let inner = value[at + "…[".len()..].strip_suffix(']')?;
+    let (length, hex) = inner.split_once(" bytes, sha256:")?;
+    let whole = !length.is_empty() && length.bytes().all(|b| b.is_ascii_digit());
+    let digest = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (whole && digest).then_some(at)
+}
 
 /// The values of an event's fields by name: what a rule call reads of an event, whether it is
 /// whole or a window's projection.
@@ -52,7 +106,8 @@ pub struct ProjectedEvent {
 }
 
 impl ProjectedEvent {
-    /// The copy of `event` that holds `fields`, its `Timestamp` and `ReportId`.
+    /// The copy of `event` that holds `fields`, its `Timestamp` and `ReportId`, each value
+    /// [`shortened`] to [`SUMMARY_VALUE_BYTES`].
     pub fn of(event: &ProcessEvent, fields: &[Field]) -> ProjectedEvent {
         let mut held: Vec<Field> = Vec::with_capacity(fields.len() + ALWAYS.len());
         for &field in fields.iter().chain(&ALWAYS) {
@@ -60,11 +115,12 @@ impl ProjectedEvent {
                 held.push(field);
             }
         }
-        let mut text = String::with_capacity(held.iter().map(|&f| event.get(f).len()).sum());
+        let size = held.iter().map(|&f| event.get(f).len().min(SUMMARY_VALUE_BYTES)).sum();
+        let mut text = String::with_capacity(size);
         let ends = held
             .into_iter()
             .map(|field| {
-                text.push_str(event.get(field));
+                text.push_str(&shortened(event.get(field), SUMMARY_VALUE_BYTES));
                 (field, u32::try_from(text.len()).expect("an event's text is under 4 GiB"))
             })
             .collect();
@@ -138,5 +194,42 @@ mod tests {
             kept += projected.size_in_memory();
         }
         assert!(kept * 2 < whole, "projections hold {kept} bytes of the events' {whole}");
+    }
+
+    #[test]
+    fn a_long_value_is_cut_at_a_character_with_a_mark_of_its_length_and_digest() {
+        assert_eq!(shortened("short", 5), "short");
+        // Two values that differ only past the cut, with a two-byte character across it.
+        let one = format!("{}é{}", "a".repeat(999), "b".repeat(5_000));
+        let other = format!("{}é{}", "a".repeat(999), "c".repeat(5_000));
+        let cap = 999 + MARK_BYTES + 1;
+        let (cut_one, cut_other) = (shortened(&one, cap), shortened(&other, cap));
+        for (cut, whole) in [(&cut_one, &one), (&cut_other, &other)] {
+            assert!(cut.len() <= cap, "{} bytes", cut.len());
+            let (kept, mark) = cut.split_at(mark_of(cut).expect("a mark"));
+            assert_eq!(kept, "a".repeat(999), "cut before the character it would split");
+            assert!(mark.starts_with(&format!("…[{} bytes, sha256:", whole.len())), "{mark}");
+        }
+        assert_ne!(cut_one, cut_other, "values that differ past the cut stay apart");
+        assert_eq!(shortened(&one.clone(), cap), cut_one, "and equal ones equal");
+        // Cut again, shorter: the mark still names the whole value.
+        let again = shortened(&cut_one, 600);
+        assert!(again.len() <= 600 && again.ends_with(&cut_one[mark_of(&cut_one).unwrap()..]), "{again}");
+        assert_eq!(mark_of("no mark…[12 bytes, sha256:xyz]"), None);
+    }
+
+    #[test]
+    fn a_window_keeps_no_more_of_a_value_than_a_summary_is_handed() {
+        let mut event = real_events().remove(0);
+        let line = format!("cmd /c echo {}", "A".repeat(3 * SUMMARY_VALUE_BYTES));
+        event.set(Field::ProcessCommandLine, &line);
+        let projected = ProjectedEvent::of(&event, &[Field::ProcessCommandLine, Field::FileName]);
+        assert_eq!(projected.get(Field::ProcessCommandLine), shortened(&line, SUMMARY_VALUE_BYTES));
+        assert_eq!(projected.get(Field::FileName), event.get(Field::FileName));
+        assert!(
+            projected.size_in_memory() < SUMMARY_VALUE_BYTES + 1024,
+            "{} bytes",
+            projected.size_in_memory()
+        );
     }
 }

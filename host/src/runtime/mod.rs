@@ -836,7 +836,7 @@ impl RuleInstance {
     pub fn pack_summary<E: FieldValues>(&mut self, member: usize, events: &[E]) -> PackedSummary {
         let fields = &self.pack.members[member].summary_reads;
         let shared = self.pack.pre.shares_values();
-        let batch = pack::Batch::of(events, fields, std::mem::take(&mut self.columns), shared);
+        let batch = pack::Batch::for_summary(events, fields, std::mem::take(&mut self.columns), shared);
         PackedSummary { pack: self.pack.clone(), member, count: batch.count, columns: batch.columns }
     }
 

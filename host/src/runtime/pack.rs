@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 
-use crate::events::{Field, FieldValues};
+use crate::events::{
+    Field, FieldValues, MIN_SUMMARY_VALUE_BYTES, SUMMARY_TEXT_BYTES, SUMMARY_VALUE_BYTES, shortened,
+};
 
 /// One packed column: the values' text, each value's end in it, and (when values are
 /// shared) each value's start; `starts` empty when the values lie one after another.
@@ -57,15 +59,47 @@ impl<'f> Batch<'f> {
     pub(super) fn of<E: FieldValues>(
         events: &[E],
         fields: &'f [Field],
-        mut columns: Vec<PackedColumn>,
+        columns: Vec<PackedColumn>,
         shared: bool,
     ) -> Batch<'f> {
+        Self::packed(events, fields, columns, shared, usize::MAX)
+    }
+
+    /// [`Batch::of`] for a `summarize` call: values cut to [`SUMMARY_VALUE_BYTES`], and
+    /// shorter while their bytes together exceed [`SUMMARY_TEXT_BYTES`].
+    pub(super) fn for_summary<E: FieldValues>(
+        events: &[E],
+        fields: &'f [Field],
+        columns: Vec<PackedColumn>,
+        shared: bool,
+    ) -> Batch<'f> {
+        let mut cap = SUMMARY_VALUE_BYTES;
+        let mut batch = Self::packed(events, fields, columns, shared, cap);
+        while batch.text_bytes() > SUMMARY_TEXT_BYTES && cap > MIN_SUMMARY_VALUE_BYTES {
+            cap = (cap / 4).max(MIN_SUMMARY_VALUE_BYTES);
+            batch = Self::packed(events, fields, batch.columns, shared, cap);
+        }
+        batch
+    }
+
+    fn packed<E: FieldValues>(
+        events: &[E],
+        fields: &'f [Field],
+        mut columns: Vec<PackedColumn>,
+        shared: bool,
+        cap: usize,
+    ) -> Batch<'f> {
         if shared {
-            fill_shared_columns(events, fields, &mut columns);
+            fill_shared_columns(events, fields, &mut columns, cap);
         } else {
-            fill_columns(events, fields, &mut columns);
+            fill_columns(events, fields, &mut columns, cap);
         }
         Batch { count: events.len(), fields, columns }
+    }
+
+    /// The bytes of the batch's values.
+    fn text_bytes(&self) -> usize {
+        self.columns.iter().map(|c| c.text.len()).sum()
     }
 
     /// What the batch takes in the guest: its values and each value's end and start
@@ -99,7 +133,7 @@ fn value_bytes<E: FieldValues>(events: &[E], fields: &[Field]) -> Vec<usize> {
 /// that a native baseline (the bench's) packs exactly as a rule call does.
 pub fn columns<E: FieldValues>(events: &[E], fields: &[Field]) -> Vec<(String, Vec<u32>)> {
     let mut columns = Vec::new();
-    fill_columns(events, fields, &mut columns);
+    fill_columns(events, fields, &mut columns, usize::MAX);
     columns.into_iter().map(|c| (c.text, c.ends)).collect()
 }
 
@@ -114,8 +148,8 @@ fn offset(text: &str) -> u32 {
 /// reading them twice per field (to size each column, then to fill it) took 3.8% of a run of
 /// the Sigma catalog over real EVTX records. Columns kept for fewer events than these are
 /// sized first, in one more reading of the events: grown as they were filled, they were
-/// copied at each doubling.
-fn fill_columns<E: FieldValues>(events: &[E], fields: &[Field], columns: &mut Vec<PackedColumn>) {
+/// copied at each doubling. A value longer than `cap` is [`shortened`].
+fn fill_columns<E: FieldValues>(events: &[E], fields: &[Field], columns: &mut Vec<PackedColumn>, cap: usize) {
     let sized = columns.len() == fields.len() && columns.iter().all(|c| c.ends.capacity() >= events.len());
     columns.resize_with(fields.len(), Default::default);
     columns.iter_mut().for_each(|c| c.clear(events.len(), false));
@@ -126,7 +160,7 @@ fn fill_columns<E: FieldValues>(events: &[E], fields: &[Field], columns: &mut Ve
     }
     for event in events {
         for (&field, column) in fields.iter().zip(columns.iter_mut()) {
-            column.text.push_str(event.value(field));
+            column.text.push_str(&shortened(event.value(field), cap));
             column.ends.push(offset(&column.text));
         }
     }
@@ -136,7 +170,12 @@ fn fill_columns<E: FieldValues>(events: &[E], fields: &[Field], columns: &mut Ve
 /// pointed at it. An event whose value is its predecessor's is pointed there without the
 /// value being hashed: a window's events are in time order, and copies of one log or a
 /// command run in a loop sit side by side.
-fn fill_shared_columns<E: FieldValues>(events: &[E], fields: &[Field], columns: &mut Vec<PackedColumn>) {
+fn fill_shared_columns<E: FieldValues>(
+    events: &[E],
+    fields: &[Field],
+    columns: &mut Vec<PackedColumn>,
+    cap: usize,
+) {
     columns.resize_with(fields.len(), Default::default);
     columns.iter_mut().for_each(|c| c.clear(events.len(), true));
     let mut placed: Vec<HashMap<&str, (u32, u32), foldhash::fast::RandomState>> =
@@ -151,7 +190,7 @@ fn fill_shared_columns<E: FieldValues>(events: &[E], fields: &[Field], columns: 
                 Some((seen, start, end)) if seen == value => (start, end),
                 _ => *placed.entry(value).or_insert_with(|| {
                     let start = offset(&column.text);
-                    column.text.push_str(value);
+                    column.text.push_str(&shortened(value, cap));
                     (start, offset(&column.text))
                 }),
             };
@@ -237,5 +276,32 @@ mod tests {
                 assert_eq!(value(&again.columns[f], i), event.value(field));
             }
         }
+    }
+
+    #[test]
+    fn a_summary_is_handed_values_cut_to_fit_its_budget_each_marked() {
+        // Distinct command lines past a value's cap, more of them than the budget holds cut
+        // to that cap, and a short one that every event shares.
+        let events: Vec<[String; 2]> = (0..SUMMARY_TEXT_BYTES / SUMMARY_VALUE_BYTES + 8)
+            .map(|i| ["cmd.exe".to_owned(), format!("{i:08} {}", "x".repeat(SUMMARY_VALUE_BYTES))])
+            .collect();
+        for shared in [true, false] {
+            let batch = Batch::for_summary(&events, &FIELDS, Vec::new(), shared);
+            assert!(batch.text_bytes() <= SUMMARY_TEXT_BYTES, "{} bytes", batch.text_bytes());
+            for (i, event) in events.iter().enumerate() {
+                assert_eq!(value(&batch.columns[0], i), "cmd.exe");
+                let line = value(&batch.columns[1], i);
+                let whole = event.value(Field::ProcessCommandLine);
+                assert!(line.len() < SUMMARY_VALUE_BYTES / 2 && line.starts_with(&whole[..8]), "{line}");
+                assert!(line.contains(&format!("…[{} bytes, sha256:", whole.len())), "{line}");
+            }
+        }
+        // Within the budget, each value is handed as a window keeps it: cut to its cap only.
+        let few = &events[..4];
+        let batch = Batch::for_summary(few, &FIELDS, Vec::new(), true);
+        assert_eq!(
+            value(&batch.columns[1], 3),
+            shortened(few[3].value(Field::ProcessCommandLine), SUMMARY_VALUE_BYTES)
+        );
     }
 }
