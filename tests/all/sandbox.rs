@@ -38,7 +38,7 @@ const MISBEHAVING: &[(&str, &str, &str)] = &[
     ("unreachable", "evaluate: unreachable executed (a panic in the rule)", "9 events not evaluated"),
     (
         "giant-output",
-        "summarize: bad output: returned 100000 alerts, more than the limit of 10000",
+        "summarize: too much output: returned 100000 alerts, more than the limit of 10000",
         "9 matches not summarized",
     ),
     (

@@ -339,6 +339,50 @@ fn forged_command_lines_of_megabytes_still_give_their_alert_with_each_value_cut_
     }
 }
 
+#[test]
+fn a_window_of_more_devices_than_one_call_may_alert_on_gives_an_alert_for_each() {
+    // 12,001 matches on 12,000 devices in one window: one call may return 10,000 alerts, and
+    // the window gave none ("12001 matches not summarized").
+    let dir = tempfile::tempdir().unwrap();
+    let rule = process_creation_rule(
+        dir.path(),
+        "0b7e2a4c-4444-4222-8333-944455556666",
+        "CommandLine|contains: 'echo'",
+    );
+    let devices = 12_000;
+    let mut rows = String::new();
+    for i in 0..=devices {
+        let device = i % devices;
+        let row = serde_json::json!({
+            "Timestamp": format!("2024-06-12T02:{:02}:{:02}.000Z", i / 600 % 60, i / 10 % 60),
+            "DeviceId": format!("id-{device}"), "DeviceName": format!("host{device}"),
+            "ActionType": "ProcessCreated", "FileName": "cmd.exe",
+            "FolderPath": "C:\\Windows\\System32\\cmd.exe", "ProcessId": i,
+            "ProcessCommandLine": format!("cmd /c echo {i}"), "InitiatingProcessFolderPath": "C:\\x.exe",
+            "ReportId": i,
+        });
+        rows.push_str(&row.to_string());
+        rows.push('\n');
+    }
+    let input = dir.path().join("fleet.jsonl");
+    std::fs::write(&input, rows).unwrap();
+    let run = rulehost(&["eval", "--rules", &rule, input.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("not summarized"), "{}", run.stderr);
+    let alerts = run.json_lines();
+    assert_eq!(alerts.len(), devices, "{}", run.stderr);
+    let mut by_device = std::collections::BTreeMap::new();
+    for alert in &alerts {
+        let device = alert["DeviceName"].as_str().unwrap().to_owned();
+        assert!(
+            by_device.insert(device, alert["MatchCount"].as_u64().unwrap()).is_none(),
+            "an alert per device"
+        );
+    }
+    assert_eq!(by_device["host0"], 2, "both matches of the device that has two, in one alert");
+    assert_eq!(by_device.values().sum::<u64>(), devices as u64 + 1);
+}
+
 /// The shared Sigma rules compiled against contract 0.3.0, kept from before 0.4.0 (see
 /// tests/data/contract-0.3.0/README.md).
 const SIGMA_0_3: &str = "tests/data/contract-0.3.0/shared-sigma.wasm";

@@ -8,7 +8,7 @@ use super::Diagnostic;
 use super::rule_set::RuleSet;
 use crate::alerts::Alert;
 use crate::events::{Field, ProjectedEvent};
-use crate::runtime::{CompiledRule, Instances, PackedSummary, RuleError, RuleInstance};
+use crate::runtime::{CompiledRule, FailureKind, Instances, PackedSummary, RuleError, RuleInstance};
 
 /// The `summarize` stage of one rule over the matched `events` of one window, and the
 /// engine's columns (count, first and last time, report ids) of each alert. The events
@@ -29,8 +29,83 @@ fn in_time_order(events: &mut [Arc<ProjectedEvent>]) {
     events.sort_by_key(|e| (e.time_ms(), e.read_order()));
 }
 
-/// [`summarize_window`] over `events` in time order, packed already.
+/// [`summarize_window`] over `events` in time order, packed already. A window whose alerts
+/// are more than one call may return is summarized again in parts, each the matches of some
+/// of its devices (see [`summarize_by_device`]).
 fn summarize_packed_window(
+    instance: &mut RuleInstance,
+    rule: &Arc<CompiledRule>,
+    span: (i64, i64),
+    events: &[Arc<ProjectedEvent>],
+    packed: PackedSummary,
+) -> Result<Vec<Alert>, RuleError> {
+    match alerts_of(instance, rule, span, events, packed) {
+        Err(error) if error.kind == FailureKind::TooMuchOutput => {
+            summarize_by_device(instance, rule, span, events, error)
+        }
+        outcome => outcome,
+    }
+}
+
+/// The most parts a window is summarized in, by device.
+const MAX_WINDOW_PARTS: usize = 64;
+
+/// Summarizes `events` in parts of whole devices: 2, then 8, 32 and 64 parts, until every
+/// part's alerts fit in a call; `error`, or the failure of a part, when they do not. An alert
+/// groups the matches of one device (a Sigma rule's; Soft Cell's by its device columns), so
+/// the parts give the alerts the whole would: a rule matching on more than 10,000 devices in
+/// one window (a fleet's noisy rule, or forged device names) returned more alerts than one
+/// call may, and the window gave none. A rule that returns too much whatever it is handed
+/// costs a call per round, not one per part.
+fn summarize_by_device(
+    instance: &mut RuleInstance,
+    rule: &Arc<CompiledRule>,
+    span: (i64, i64),
+    events: &[Arc<ProjectedEvent>],
+    mut error: RuleError,
+) -> Result<Vec<Alert>, RuleError> {
+    fn device(e: &ProjectedEvent) -> (&str, &str) {
+        (e.get(Field::DeviceId), e.get(Field::DeviceName))
+    }
+    let mut devices: Vec<(&str, &str)> = events.iter().map(|e| device(e)).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    // Each event's device, by its place among the devices: a part holds a run of them.
+    let nth: Vec<usize> = events
+        .iter()
+        .map(|e| devices.binary_search(&device(e)).expect("every event's device is listed"))
+        .collect();
+    let most = devices.len().min(MAX_WINDOW_PARTS);
+    let mut parts = 2;
+    while parts <= most {
+        let mut split: Vec<Vec<Arc<ProjectedEvent>>> = vec![Vec::new(); parts];
+        for (event, &n) in events.iter().zip(&nth) {
+            split[n * parts / devices.len()].push(event.clone());
+        }
+        let mut alerts = Vec::new();
+        let mut fitted = true;
+        for part_events in &split {
+            let packed = instance.pack_summary(rule.member(), part_events);
+            match alerts_of(instance, rule, span, part_events, packed) {
+                Ok(part_alerts) => alerts.extend(part_alerts),
+                Err(e) if e.kind == FailureKind::TooMuchOutput => {
+                    (error, fitted) = (e, false);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if fitted {
+            return Ok(alerts);
+        }
+        parts = if parts == most { most + 1 } else { (parts * 4).min(most) };
+    }
+    Err(error)
+}
+
+/// A `summarize` call over `events` (in time order, packed already) and the engine's columns
+/// of each alert.
+fn alerts_of(
     instance: &mut RuleInstance,
     rule: &Arc<CompiledRule>,
     (start, end): (i64, i64),

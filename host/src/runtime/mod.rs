@@ -146,6 +146,8 @@ pub enum FailureKind {
     Trap,
     /// The rule returned something the contract forbids or the limits refuse.
     BadOutput,
+    /// `summarize` returned more alerts, or more bytes of them, than one call may.
+    TooMuchOutput,
     /// The rule could not be instantiated.
     Instantiation,
 }
@@ -160,6 +162,7 @@ impl std::fmt::Display for FailureKind {
             FailureKind::Unreachable => "unreachable executed (a panic in the rule)",
             FailureKind::Trap => "trap",
             FailureKind::BadOutput => "bad output",
+            FailureKind::TooMuchOutput => "too much output",
             FailureKind::Instantiation => "instantiation failed",
         })
     }
@@ -868,8 +871,10 @@ impl RuleInstance {
             .map_err(|mut e| pack.member_error(member, e.stage, e.kind, std::mem::take(&mut e.message)))?;
         let bad = |message: String| pack.member_error(member, "summarize", FailureKind::BadOutput, message);
         let limits = &pack.limits;
+        let too_much =
+            |message: String| pack.member_error(member, "summarize", FailureKind::TooMuchOutput, message);
         if alerts.len() > limits.max_alerts {
-            return Err(bad(format!(
+            return Err(too_much(format!(
                 "returned {} alerts, more than the limit of {}",
                 alerts.len(),
                 limits.max_alerts
@@ -888,7 +893,7 @@ impl RuleInstance {
             })
             .sum();
         if bytes > limits.max_alert_bytes {
-            return Err(bad(format!(
+            return Err(too_much(format!(
                 "returned {bytes} bytes of alerts, more than the limit of {}",
                 limits.max_alert_bytes
             )));
