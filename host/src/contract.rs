@@ -166,24 +166,14 @@ impl RuleMetadata {
     /// of a terminal or a log.
     pub fn validate(&self) -> Result<(), MetadataProblem> {
         let problem = |text: String| Err(MetadataProblem(text));
-        text("id", &self.id, bounds::ID_BYTES, Lines::One)?;
-        if self.id.trim().is_empty() {
-            return problem("empty id".into());
-        }
-        text("version", &self.version, bounds::VERSION_BYTES, Lines::One)?;
-        if self.version.trim().is_empty() {
-            return problem("empty version".into());
-        }
-        text("title", &self.title, bounds::TITLE_BYTES, Lines::One)?;
-        text("description", &self.description, bounds::DESCRIPTION_BYTES, Lines::Many)?;
-        for (name, tags) in [("tactics", &self.tactics), ("techniques", &self.techniques)] {
-            if tags.len() > bounds::TAGS {
-                return problem(format!("{} {name}, more than the limit of {}", tags.len(), bounds::TAGS));
-            }
-            for tag in tags.iter() {
-                text(name, tag, bounds::TAG_BYTES, Lines::One)?;
-            }
-        }
+        validate_naming(&Naming {
+            id: &self.id,
+            version: &self.version,
+            title: &self.title,
+            description: &self.description,
+            tactics: &self.tactics,
+            techniques: &self.techniques,
+        })?;
         once_each("coverage", &self.coverage)?;
         if self.reads.is_empty() {
             return problem("reads no field".into());
@@ -215,6 +205,49 @@ impl RuleMetadata {
         }
         Ok(())
     }
+}
+
+/// What a rule's metadata says of it in words: what a rule compiled from elsewhere (a Sigma
+/// file) is checked for before it is built into a pack.
+#[derive(Debug, Clone, Copy)]
+pub struct Naming<'a> {
+    /// The rule's id.
+    pub id: &'a str,
+    /// Its version.
+    pub version: &'a str,
+    /// Its title, on one line.
+    pub title: &'a str,
+    /// Its description.
+    pub description: &'a str,
+    /// The ATT&CK tactics it names.
+    pub tactics: &'a [String],
+    /// The ATT&CK techniques it names.
+    pub techniques: &'a [String],
+}
+
+/// Checks `naming` as [`RuleMetadata::validate`] does: an id and a version, and every string
+/// and list within its bound, without control characters where a name is printed on one line.
+pub fn validate_naming(naming: &Naming<'_>) -> Result<(), MetadataProblem> {
+    let problem = |text: String| Err(MetadataProblem(text));
+    text("id", naming.id, bounds::ID_BYTES, Lines::One)?;
+    if naming.id.trim().is_empty() {
+        return problem("empty id".into());
+    }
+    text("version", naming.version, bounds::VERSION_BYTES, Lines::One)?;
+    if naming.version.trim().is_empty() {
+        return problem("empty version".into());
+    }
+    text("title", naming.title, bounds::TITLE_BYTES, Lines::One)?;
+    text("description", naming.description, bounds::DESCRIPTION_BYTES, Lines::Many)?;
+    for (name, tags) in [("tactics", naming.tactics), ("techniques", naming.techniques)] {
+        if tags.len() > bounds::TAGS {
+            return problem(format!("{} {name}, more than the limit of {}", tags.len(), bounds::TAGS));
+        }
+        for tag in tags.iter() {
+            text(name, tag, bounds::TAG_BYTES, Lines::One)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a text may span lines.

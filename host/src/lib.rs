@@ -32,3 +32,4 @@ pub mod scaffold;
 pub mod sigma;
 pub mod sinks;
 pub mod sources;
+pub mod text;

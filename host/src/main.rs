@@ -740,7 +740,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("rulehost: error: {}", describe(&error));
+            // The error may name an input or quote a record: see `rulehost::text`.
+            eprintln!("rulehost: error: {}", rulehost::text::printable(&describe(&error), &['\n']));
             ExitCode::from(2)
         }
     }

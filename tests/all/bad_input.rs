@@ -535,3 +535,45 @@ fn a_json_document_is_read_as_it_streams_and_a_record_past_the_bound_ends_it() {
     assert!(!expected.json_lines().is_empty());
     assert_eq!(run.stdout.replace(&path, "F"), expected.stdout.replace(&first_five_path, "F"));
 }
+
+#[test]
+fn control_characters_of_a_log_or_a_file_name_never_reach_the_terminal() {
+    // An escape sequence in a command line, printed as it is, writes the analyst's clipboard
+    // (OSC 52) and clears the screen; one in a file's name colours the warning that names it.
+    let dir = tempfile::tempdir().unwrap();
+    let row = serde_json::json!({
+        "Timestamp": "2024-05-01T10:15:00Z", "DeviceId": "d1", "DeviceName": "web01\u{1b}[8m",
+        "FileName": "cmd.exe", "ProcessCommandLine": "cmd /c whoami \u{1b}]52;c;ZXZpbA==\u{7}\u{1b}[2J",
+        "InitiatingProcessFileName": "w3wp.exe", "ReportId": 7,
+    });
+    let logs = dir.path().join("web01.jsonl");
+    std::fs::write(&logs, format!("{row}\n")).unwrap();
+    let named = dir.path().join("x\u{1b}[31mred.jsonl");
+    std::fs::write(&named, "{\"bad json\n").unwrap();
+    let hostile = |text: &str| text.contains('\u{1b}') || text.contains('\u{7}');
+    for args in [&["--format", "table"][..], &["--format", "table", "--matches"][..]] {
+        let mut args = args.to_vec();
+        args.insert(0, "eval");
+        args.push(dir.path().to_str().unwrap());
+        let run = rulehost(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stdout.contains("whoami \\u{1b}]52;c;ZXZpbA==\\u{7}"), "{args:?}: {}", run.stdout);
+        assert!(run.stderr.contains("x\\u{1b}[31mred.jsonl:1: malformed JSON"), "{}", run.stderr);
+        assert!(!hostile(&run.stdout) && !hostile(&run.stderr), "{args:?}:\n{}\n{}", run.stdout, run.stderr);
+    }
+    // JSON lines escape them as JSON does.
+    let run = rulehost(&["eval", logs.to_str().unwrap()]);
+    assert!(run.stdout.contains("\\u001b]52") && !hostile(&run.stdout), "{}", run.stdout);
+    // A Sigma rule's title, named in `sigma check`'s refusal.
+    let rule = dir.path().join("rule.yml");
+    std::fs::write(
+        &rule,
+        "title: \"Evil \\e[31m title\"\nid: 5e1ec7ed-0000-4000-8000-0000000000ff\n\
+         logsource:\n    category: process_creation\n    product: windows\n\
+         detection:\n    selection:\n        CommandLine|contains: who\n    condition: selection\n",
+    )
+    .unwrap();
+    let check = rulehost(&["sigma", "check", rule.to_str().unwrap()]);
+    assert!(check.stdout.contains("(Evil \\u{1b}[31m title): metadata:"), "{}{}", check.stdout, check.stderr);
+    assert!(!hostile(&check.stdout) && !hostile(&check.stderr), "{}{}", check.stdout, check.stderr);
+}

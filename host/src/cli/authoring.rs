@@ -1,5 +1,6 @@
 //! `rulehost new` and `rulehost test`: writing rules.
 
+use rulehost::text::printable;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,12 +58,12 @@ pub(crate) fn run_test(args: TestArgs, config: Option<&Path>) -> Result<ExitCode
         for result in rulehost::cases::run(&rule, &file, &path.display().to_string()) {
             if result.passed() {
                 passed += 1;
-                writeln!(out, "  {} {}", paint("PASS", GREEN, color), result.name)?;
+                writeln!(out, "  {} {}", paint("PASS", GREEN, color), printable(&result.name, &[]))?;
             } else {
                 failed += 1;
-                writeln!(out, "  {} {}", paint("FAIL", RED, color), result.name)?;
+                writeln!(out, "  {} {}", paint("FAIL", RED, color), printable(&result.name, &[]))?;
                 for difference in &result.differences {
-                    writeln!(out, "       {difference}")?;
+                    writeln!(out, "       {}", printable(&difference.to_string(), &[]))?;
                 }
             }
         }

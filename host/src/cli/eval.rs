@@ -58,8 +58,8 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     };
     let mut output = Suspending { inner: output, progress: progress.as_ref().map(|p| p.bar.clone()) };
     let say = |line: String| match &progress {
-        Some(progress) => progress.bar.suspend(|| eprintln!("{line}")),
-        None => eprintln!("{line}"),
+        Some(progress) => progress.bar.suspend(|| say!("{line}")),
+        None => say!("{line}"),
     };
     let mut warnings = 0u64;
     let max_warnings = args.max_warnings;
@@ -124,7 +124,7 @@ fn expand_directories(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
         let found = rulehost::events::input::log_files_under(input)?;
         if !found.others.is_empty() {
-            eprintln!(
+            say!(
                 "rulehost: warning: {}: left out {} file(s) whose names tell no log format: {}",
                 input.display(),
                 found.others.len(),
@@ -136,7 +136,7 @@ fn expand_directories(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .searched_already
                 .iter()
                 .map(|(again, first)| format!("{} (searched as {})", again.display(), first.display()));
-            eprintln!(
+            say!(
                 "rulehost: warning: {}: {} directory path(s) lead through a link to a directory searched already, not searched again: {}",
                 input.display(),
                 found.searched_already.len(),

@@ -26,7 +26,7 @@ pub(crate) fn run_key_export(args: KeyExportArgs) -> Result<ExitCode> {
         Some(path) => {
             rules::signing::write_key_file(path, &bytes, secret)?;
             let kind = if secret { "secret key (mode 0600)" } else { "public key" };
-            eprintln!("rulehost: wrote the {kind} to {}", path.display());
+            say!("rulehost: wrote the {kind} to {}", path.display());
         }
         // A secret key is never printed.
         None if secret => anyhow::bail!("a secret key is written only to a file: add -o FILE (or --public)"),
@@ -49,11 +49,11 @@ pub(crate) fn run_sign(args: SignArgs) -> Result<ExitCode> {
             }
             let path = rules::signing::detached_signature_path(&output);
             std::fs::write(&path, signature).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("rulehost: signed {name} with key {key_id}: detached signature {}", path.display());
+            say!("rulehost: signed {name} with key {key_id}: detached signature {}", path.display());
         }
         None => {
             std::fs::write(&output, &signed).with_context(|| format!("writing {}", output.display()))?;
-            eprintln!("rulehost: signed {name} with key {key_id}: {}", output.display());
+            say!("rulehost: signed {name} with key {key_id}: {}", output.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -139,12 +139,12 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
     let mut print_stats = |rules: &[rulehost::eval::RuleSummary], last: bool| {
         let when = if last { "at exit" } else { "so far" };
         for line in super::summary::stats_lines(rules) {
-            eprintln!("rulehost: stats {when}: {line}");
+            say!("rulehost: stats {when}: {line}");
         }
     };
     let summary =
         rulehost::run::run(initial, source, updates_rx, stop, &options, output.as_mut(), &mut print_stats)?;
-    eprintln!(
+    say!(
         "rulehost: {} read: {} evaluated, {} skipped, {} rejected, {} late",
         plural(summary.read, "record"),
         summary.evaluated,

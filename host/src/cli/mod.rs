@@ -1,6 +1,15 @@
 //! The terminal glue of the `rulehost` binary, one module per command or concern; the
 //! work itself is in the library.
 
+/// `eprintln!` for the lines this binary writes to stderr: they carry text from outside (an
+/// input's name, a reason that quotes a record, a rule's words), whose control characters are
+/// escaped (see [`rulehost::text`]) so that they cannot drive the terminal; line breaks stay.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!("{}", rulehost::text::printable(&format!($($arg)*), &['\n']))
+    };
+}
+
 pub(crate) mod authoring;
 pub(crate) mod config;
 pub(crate) mod eval;

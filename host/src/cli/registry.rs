@@ -69,8 +69,8 @@ pub(crate) fn run_push(args: PushArgs, config: Option<&Path>) -> Result<ExitCode
     let registry = registry_of(&settings, &args.registry)?;
     let pushed = registry.push(&reference, &wasm, &request)?;
     match &pushed.signature {
-        Some(signature) => eprintln!("rulehost: pushed {reference}, with its signature ({signature})"),
-        None => eprintln!("rulehost: pushed {reference}, unsigned"),
+        Some(signature) => say!("rulehost: pushed {reference}, with its signature ({signature})"),
+        None => say!("rulehost: pushed {reference}, unsigned"),
     }
     println!("{}", pushed.manifest);
     Ok(ExitCode::SUCCESS)
@@ -114,7 +114,7 @@ pub(crate) fn run_pull(args: PullArgs, config: Option<&Path>) -> Result<ExitCode
         (true, true) => "signed (not verified: no --trust)".to_owned(),
         (false, true) => "no signature".to_owned(),
     };
-    eprintln!("rulehost: {how} {reference}: {signed}");
+    say!("rulehost: {how} {reference}: {signed}");
     println!("{} {}", pulled.manifest, path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -36,7 +36,7 @@ pub(crate) fn runtime_of(settings: &Settings) -> Result<Runtime> {
 pub(crate) fn trust_of(settings: &Settings) -> Result<Trust> {
     let policy = if settings.trust.is_empty() { None } else { Some(TrustPolicy::load(&settings.trust)?) };
     if settings.allow_unsigned {
-        eprintln!(
+        say!(
             "rulehost: warning: --allow-unsigned: rules that carry no signature are loaded; for development only"
         );
     }
@@ -54,12 +54,12 @@ pub(crate) fn load_rules(
     let loaded = crate::compiling_rules(|| {
         source.load(runtime, trust, &mut |refused| {
             left_out += 1;
-            eprintln!("rulehost: warning: Sigma rule left out: {refused}");
+            say!("rulehost: warning: Sigma rule left out: {refused}");
         })
     });
     let loaded = if paths.is_empty() { loaded.context("loading the bundled rule")? } else { loaded? };
     if left_out > 0 {
-        eprintln!(
+        say!(
             "rulehost: warning: {} left out (`rulehost sigma check` lists them)",
             plural(left_out, "Sigma rule")
         );
@@ -111,7 +111,7 @@ pub(crate) fn registry_of(settings: &Settings, args: &RegistryArgs) -> Result<ru
 /// Tells why the signatures a registry listed for `pulled` were not taken.
 pub(crate) fn warn_of_signature_problems(pulled: &rules::registry::Pulled) {
     for problem in &pulled.signature_problems {
-        eprintln!("rulehost: warning: {}: {problem}", pulled.reference);
+        say!("rulehost: warning: {}: {problem}", pulled.reference);
     }
 }
 
@@ -137,7 +137,7 @@ pub(crate) fn pull_rule_paths(
         }
         let pulled = registry.as_ref().expect("made above").pull(&reference)?;
         warn_of_signature_problems(&pulled);
-        eprintln!(
+        say!(
             "rulehost: {} {reference} ({}{})",
             if pulled.fetched { "pulled" } else { "from the store:" },
             pulled.manifest,

@@ -15,7 +15,7 @@ pub(crate) fn run_sigma_compile(
     let started = std::time::Instant::now();
     let compilation = rulehost::sigma::compile_paths(&args.rules)?;
     for refused in &compilation.refused {
-        eprintln!("rulehost: warning: left out: {refused}");
+        say!("rulehost: warning: left out: {refused}");
     }
     if args.strict && !compilation.refused.is_empty() {
         anyhow::bail!("{} refused; nothing written", plural(compilation.refused.len() as u64, "rule"));
@@ -30,7 +30,7 @@ pub(crate) fn run_sigma_compile(
     let cache = settings.component_cache();
     let bytes = rulehost::sigma::pack::build_with_cache(&rules, cache.as_ref())?;
     std::fs::write(&args.output, &bytes).with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!(
+    say!(
         "rulehost: {}: {} ({} bytes, {}), {} left out, in {:.2} s",
         args.output.display(),
         plural(rules.len() as u64, "rule"),

@@ -39,7 +39,7 @@ pub(crate) fn print_summary(summary: &Summary) {
     };
     let skipped =
         if summary.skipped.is_empty() { String::new() } else { format!(" ({})", skipped_kinds(summary)) };
-    eprintln!(
+    say!(
         "rulehost: {} read: {} evaluated, {} skipped{}, {} rejected{}; {}, {}",
         plural(summary.read, "record"),
         summary.evaluated,
@@ -51,7 +51,7 @@ pub(crate) fn print_summary(summary: &Summary) {
         plural(summary.alerts, "alert"),
     );
     for line in failure_lines(&summary.rules) {
-        eprintln!("rulehost: {line}");
+        say!("rulehost: {line}");
     }
 }
 

@@ -45,11 +45,18 @@ impl std::fmt::Display for Unsupported {
     }
 }
 
+/// `text` with its control characters escaped: a rule's file name, id and title are its
+/// author's, and printed as they are, an escape sequence in a title drove the terminal of
+/// whoever ran `sigma check`.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::text::printable(text, &[])
+}
+
 /// A Sigma rule that could not be read or compiled.
 #[derive(Debug, thiserror::Error)]
 pub enum SigmaError {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("{}: {source}", printable(&file.display().to_string()))]
     Io {
         /// The file.
         file: PathBuf,
@@ -58,7 +65,7 @@ pub enum SigmaError {
         source: std::io::Error,
     },
     /// The file is larger than [`MAX_RULE_BYTES`].
-    #[error("{file}: {size} bytes, more than the {MAX_RULE_BYTES} bytes a Sigma rule may have")]
+    #[error("{}: {size} bytes, more than the {MAX_RULE_BYTES} bytes a Sigma rule may have", printable(&file.display().to_string()))]
     TooLarge {
         /// The file.
         file: PathBuf,
@@ -66,7 +73,7 @@ pub enum SigmaError {
         size: u64,
     },
     /// Not YAML, or not a Sigma rule.
-    #[error("{file}: not a Sigma rule: {reason}")]
+    #[error("{}: not a Sigma rule: {}", printable(&file.display().to_string()), printable(reason))]
     Malformed {
         /// The file.
         file: PathBuf,
@@ -74,7 +81,13 @@ pub enum SigmaError {
         reason: String,
     },
     /// A construct the compiler refuses.
-    #[error("{file}: rule {id} ({title}): {unsupported}")]
+    #[error(
+        "{}: rule {} ({}): {}",
+        printable(&file.display().to_string()),
+        printable(id),
+        printable(title),
+        printable(&unsupported.to_string())
+    )]
     Unsupported {
         /// The file.
         file: PathBuf,
@@ -207,16 +220,19 @@ pub fn compile_text(file: &Path, text: &str) -> Result<ir::Rule, SigmaError> {
     let (tactics, techniques) = attack_tags(&document["tags"]);
     let version =
         string("modified").or_else(|| string("date")).unwrap_or_else(|| "0".into()).replace('/', "-");
-    Ok(ir::Rule {
-        id,
-        version,
-        title,
-        description: string("description").unwrap_or_default(),
-        level,
-        tactics,
-        techniques,
-        condition,
+    let description = string("description").unwrap_or_default();
+    // What the pack will say of the rule: within the contract's bounds, or the pack that
+    // held it would be refused whole when loaded.
+    crate::contract::validate_naming(&crate::contract::Naming {
+        id: &id,
+        version: &version,
+        title: &title,
+        description: &description,
+        tactics: &tactics,
+        techniques: &techniques,
     })
+    .map_err(|problem| unsupported(Unsupported::new("metadata", &problem.0)))?;
+    Ok(ir::Rule { id, version, title, description, level, tactics, techniques, condition })
 }
 
 /// The pack evaluates process creations on Windows, and only those.

@@ -254,7 +254,16 @@ impl<W: Write> Table<W> {
         self
     }
 
+    /// Adds `row` under `header`, each cell [`printable`](crate::text::printable): its text
+    /// is a log's or a rule's, and the table is read on a terminal. Line breaks and tabs
+    /// stay, for [`wrap`] to break the cell's lines at.
     fn row(&mut self, header: Vec<String>, row: Vec<String>) {
+        let cell = |text: String| match crate::text::printable(&text, &['\n', '\r', '\t']) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        };
+        let (header, row): (Vec<String>, Vec<String>) =
+            (header.into_iter().map(cell).collect(), row.into_iter().map(cell).collect());
         match self.tables.last_mut() {
             Some((last, rows)) if *last == header => rows.push(row),
             _ => self.tables.push((header, vec![row])),
