@@ -561,6 +561,12 @@ fn control_characters_of_a_log_or_a_file_name_never_reach_the_terminal() {
         assert!(run.stderr.contains("x\\u{1b}[31mred.jsonl:1: malformed JSON"), "{}", run.stderr);
         assert!(!hostile(&run.stdout) && !hostile(&run.stderr), "{args:?}:\n{}\n{}", run.stdout, run.stderr);
     }
+    // `run`'s log names the input of a rejected record.
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    crate::util::write_rule(&rules, "soft-cell.wasm", rulehost::rules::BUNDLED_SOFT_CELL);
+    let live = rulehost(&["run", "--rules", rules.to_str().unwrap(), named.to_str().unwrap()]);
+    assert!(live.stderr.contains("origin=") && !hostile(&live.stderr), "{}", live.stderr);
     // JSON lines escape them as JSON does.
     let run = rulehost(&["eval", logs.to_str().unwrap()]);
     assert!(run.stdout.contains("\\u001b]52") && !hostile(&run.stdout), "{}", run.stdout);

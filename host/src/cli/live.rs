@@ -24,7 +24,20 @@ const DEFAULT_LOG_FILTER: &str = "warn,rulehost=info";
 pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode> {
     use rulehost::rules::registry;
     use rulehost::rules::watch::{self, DirectoryState, RuleUpdate};
+    use tracing_subscriber::field::MakeExt;
+    // Each field's value with its control characters escaped: a rejected record's origin is
+    // an input's name, a reason may quote the record (see `rulehost::text`).
+    let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        let text = rulehost::text::printable(&text, &[]);
+        match field.name() {
+            "message" => write!(writer, "{text}"),
+            name => write!(writer, "{name}={text}"),
+        }
+    })
+    .delimited(" ");
     tracing_subscriber::fmt()
+        .fmt_fields(fields)
         .with_writer(io::stderr)
         .with_ansi(use_color(io::stderr().is_terminal()))
         .with_env_filter(
