@@ -116,7 +116,12 @@ pub(crate) fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         Err(rulehost::rules::LoadError::Untrusted { reason, .. }) => {
-            println!("{}: refused: {reason}", args.rule.display());
+            // The reason may quote the artifact (a key id its signature claims).
+            let reason = rulehost::text::printable(&reason.to_string(), &[]).into_owned();
+            println!(
+                "{}: refused: {reason}",
+                rulehost::text::printable(&args.rule.display().to_string(), &[])
+            );
             Ok(ExitCode::from(1))
         }
         Err(other) => Err(other.into()),
