@@ -209,8 +209,8 @@ fn log(diagnostic: Diagnostic<'_>) {
             let first = first.map(ToString::to_string);
             tracing::warn!(rule = %error.id, version = %error.version, stage = error.stage, kind = %error.kind, events, first, "rule call failed: {}", error.message)
         }
-        Diagnostic::Quarantined { rule } => {
-            tracing::error!(rule = %rule.id, version = %rule.version, digest = %rule.digest, "rule quarantined: {}; it runs again when a new version is loaded", rule.quarantined.as_deref().unwrap_or_default())
+        Diagnostic::Quarantined { rule, with } => {
+            tracing::error!(rule = %rule.id, version = %rule.version, digest = %rule.digest, with_rules_of_its_pack = with, "rule quarantined: {}; it runs again when a new version is loaded", rule.quarantined.as_deref().unwrap_or_default())
         }
         Diagnostic::Late { event, count } if count <= REPORTED_LATE_EVENTS => {
             tracing::warn!(origin = %event.origin(), timestamp = event.get(crate::events::Field::Timestamp), "late event: its window has closed; evaluated, and its matches make an alert of their own")

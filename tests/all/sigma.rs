@@ -383,6 +383,35 @@ fn a_window_of_more_devices_than_one_call_may_alert_on_gives_an_alert_for_each()
     assert_eq!(by_device.values().sum::<u64>(), devices as u64 + 1);
 }
 
+#[test]
+fn a_pack_that_fails_its_calls_is_quarantined_in_one_warning() {
+    // A pack's failed call is the failure of each of its rules, and they are quarantined
+    // together: a warning for each was 1,414 lines for the catalog.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    process_creation_rule(&rules, "0b7e2a4c-5555-4222-8333-944455556661", "CommandLine|contains: 'echo'");
+    process_creation_rule(&rules, "0b7e2a4c-5555-4222-8333-944455556662", "Image|endswith: '\\cmd.exe'");
+    // Slow on a long command line: its regular expression has 5,000 optional parts.
+    let slow = format!("CommandLine|re: '{}{}'", "a?".repeat(5_000), "a".repeat(5_000));
+    process_creation_rule(&rules, "0b7e2a4c-5555-4222-8333-944455556663", &slow);
+    let command_lines: Vec<String> =
+        (0..6).map(|i| format!("cmd /c echo {i} {}", "a".repeat(200_000))).collect();
+    let input = cmd_rows(dir.path(), &command_lines, |i| format!("2024-06-12T02:00:0{i}.000Z"));
+    let args =
+        ["eval", "--batch-size", "1", "--deadline-ms", "20", "--rules", rules.to_str().unwrap(), &input];
+    let run = rulehost(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let quarantined: Vec<&str> =
+        run.stderr.lines().filter(|l| l.contains("quarantined for the rest")).collect();
+    assert!(
+        matches!(&quarantined[..], [line] if line.contains(" and the 2 other rules of its pack quarantined")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(3 rules): 3 failed calls"), "{}", run.stderr);
+}
+
 /// The shared Sigma rules compiled against contract 0.3.0, kept from before 0.4.0 (see
 /// tests/data/contract-0.3.0/README.md).
 const SIGMA_0_3: &str = "tests/data/contract-0.3.0/shared-sigma.wasm";

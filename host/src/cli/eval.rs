@@ -13,7 +13,7 @@ use rulehost::sinks::{JsonLines, OutputFormat, Sink, Table};
 
 use super::progress::{Progress, Suspending};
 use super::setup::{jobs_or_cores, load_rules, pull_rule_paths, runtime_of, settings, trust_of};
-use super::summary::print_summary;
+use super::summary::{plural, print_summary};
 use super::terminal::{terminal_width, use_color};
 use crate::EvalArgs;
 
@@ -78,11 +78,15 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
             let at = first.map(|origin| format!(", the first read at {origin}")).unwrap_or_default();
             say(format!("rulehost: warning: {error}; {events} {lost} by this rule{at}"));
         }
-        Diagnostic::Quarantined { rule } => say(format!(
-            "rulehost: warning: rule {} {} ({}) quarantined for the rest of the run: {}",
+        Diagnostic::Quarantined { rule, with } => say(format!(
+            "rulehost: warning: rule {} {} ({}){} quarantined for the rest of the run: {}",
             rule.id,
             rule.version,
             rule.digest,
+            match with {
+                0 => String::new(),
+                _ => format!(" and the {} of its pack", plural(with as u64, "other rule")),
+            },
             rule.quarantined.as_deref().unwrap_or_default()
         )),
         // Bounded inputs close their windows at the end: nothing comes late.

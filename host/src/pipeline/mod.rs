@@ -108,6 +108,9 @@ pub enum Diagnostic<'a> {
     Quarantined {
         /// The rule's summary so far.
         rule: &'a RuleSummary,
+        /// How many other rules of its pack are quarantined with it (a failed call of a pack
+        /// is the failure of each of its rules): said once, of its first rule.
+        with: usize,
     },
     /// An event came after its window had closed (a stream): it is evaluated, and its
     /// matches make an alert of their own. `count` is how many so far.

@@ -66,7 +66,12 @@ impl RuleRun {
             self.summary.quarantined =
                 Some(format!("{limit} consecutive failures, the last: {}: {}", error.kind, error.message));
             flag.store(true, Ordering::Relaxed);
-            diagnose(Diagnostic::Quarantined { rule: &self.summary });
+            if error.stage != "evaluate" {
+                diagnose(Diagnostic::Quarantined { rule: &self.summary, with: 0 });
+            } else if self.rule.member() == 0 {
+                let with = self.rule.pack().members().len() - 1;
+                diagnose(Diagnostic::Quarantined { rule: &self.summary, with });
+            }
         }
     }
 }
