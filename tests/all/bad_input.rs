@@ -550,6 +550,9 @@ fn control_characters_of_a_log_or_a_file_name_never_reach_the_terminal() {
     std::fs::write(&logs, format!("{row}\n")).unwrap();
     let named = dir.path().join("x\u{1b}[31mred.jsonl");
     std::fs::write(&named, "{\"bad json\n").unwrap();
+    // A line break in a file's name, which would write a summary line of its own.
+    let forging = dir.path().join("y\nrulehost: 0 records read.jsonl");
+    std::fs::write(&forging, "{\"bad json\n").unwrap();
     let hostile = |text: &str| text.contains('\u{1b}') || text.contains('\u{7}');
     for args in [&["--format", "table"][..], &["--format", "table", "--matches"][..]] {
         let mut args = args.to_vec();
@@ -559,6 +562,7 @@ fn control_characters_of_a_log_or_a_file_name_never_reach_the_terminal() {
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert!(run.stdout.contains("whoami \\u{1b}]52;c;ZXZpbA==\\u{7}"), "{args:?}: {}", run.stdout);
         assert!(run.stderr.contains("x\\u{1b}[31mred.jsonl:1: malformed JSON"), "{}", run.stderr);
+        assert!(!run.stderr.lines().any(|l| l.starts_with("rulehost: 0 records read")), "{}", run.stderr);
         assert!(!hostile(&run.stdout) && !hostile(&run.stderr), "{args:?}:\n{}\n{}", run.stdout, run.stderr);
     }
     // `run`'s log names the input of a rejected record.

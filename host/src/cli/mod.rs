@@ -3,10 +3,11 @@
 
 /// `eprintln!` for the lines this binary writes to stderr: they carry text from outside (an
 /// input's name, a reason that quotes a record, a rule's words), whose control characters are
-/// escaped (see [`rulehost::text`]) so that they cannot drive the terminal; line breaks stay.
+/// escaped (see [`rulehost::text`]) so that they cannot drive the terminal, nor a line break
+/// in a file's name write a line of its own.
 macro_rules! say {
     ($($arg:tt)*) => {
-        eprintln!("{}", rulehost::text::printable(&format!($($arg)*), &['\n']))
+        eprintln!("{}", rulehost::text::printable(&format!($($arg)*), &[]))
     };
 }
 
