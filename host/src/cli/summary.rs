@@ -72,12 +72,12 @@ pub(crate) fn failure_lines(rules: &[rulehost::eval::RuleSummary]) -> Vec<String
     };
     let failed = |r: &&rulehost::eval::RuleSummary| r.failures > 0 || r.quarantined.is_some();
     let mut lines = Vec::new();
-    for pack in rules.chunk_by(|a, b| a.digest == b.digest) {
+    for pack in packs(rules) {
         let together = |r: &rulehost::eval::RuleSummary| {
             (r.failures, r.failed_events, r.unsummarized_matches, r.quarantined.is_some())
         };
         if pack.len() > 1 && failed(&&pack[0]) && pack.iter().all(|r| together(r) == together(&pack[0])) {
-            lines.push(line(format!("pack {} ({} rules)", pack[0].digest, pack.len()), &pack[0]));
+            lines.push(line(pack_name(pack), &pack[0]));
         } else {
             lines.extend(pack.iter().filter(failed).map(|r| line(rule_name(r), r)));
         }
@@ -102,7 +102,7 @@ pub(crate) fn stats_lines(rules: &[rulehost::eval::RuleSummary]) -> Vec<String> 
         line(rule_name(rule), rule.evaluated, matches, rule.alerts, rule.failures, rule.swaps)
     };
     let mut lines = Vec::new();
-    for pack in rules.chunk_by(|a, b| a.digest == b.digest) {
+    for pack in packs(rules) {
         if let [rule] = pack {
             lines.push(rule_line(rule));
             continue;
@@ -116,7 +116,7 @@ pub(crate) fn stats_lines(rules: &[rulehost::eval::RuleSummary]) -> Vec<String> 
         let matching = pack.iter().filter(|r| r.matches > 0).count() as u64;
         let matches = format!("{} (by {})", plural(matches, "match"), plural(matching, "rule"));
         let mut totals = line(
-            format!("pack {} ({} rules)", pack[0].digest, pack.len()),
+            pack_name(pack),
             most(|r| r.evaluated),
             matches,
             pack.iter().map(|r| r.alerts).sum(),
@@ -139,6 +139,16 @@ pub(crate) fn stats_lines(rules: &[rulehost::eval::RuleSummary]) -> Vec<String> 
         );
     }
     lines
+}
+
+/// The rules of each artifact, in load order: a component's one, a pack's many (one digest).
+fn packs(rules: &[rulehost::eval::RuleSummary]) -> impl Iterator<Item = &[rulehost::eval::RuleSummary]> {
+    rules.chunk_by(|a, b| a.digest == b.digest)
+}
+
+/// `pack DIGEST (N rules)`, as the summary and the stats name a pack's rules together.
+fn pack_name(pack: &[rulehost::eval::RuleSummary]) -> String {
+    format!("pack {} ({} rules)", pack[0].digest, pack.len())
 }
 
 /// `rule ID VERSION (DIGEST)`, as messages name a rule.

@@ -45,8 +45,7 @@ pub fn shortened(value: &str, cap: usize) -> Cow<'_, str> {
         Some(at) => Cow::Borrowed(&value[at..]),
         None => {
             use sha2::Digest;
-            let digest = sha2::Sha256::digest(value.as_bytes());
-            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(&sha2::Sha256::digest(value.as_bytes())[..8]);
             Cow::Owned(format!("…[{} bytes, sha256:{hex}]", value.len()))
         }
     };

@@ -57,8 +57,14 @@ impl RuleRun {
         self.summary.failures += 1;
         self.summary.last_failure = Some(format!("{}: {}: {}", error.stage, error.kind, error.message));
         self.consecutive_failures += 1;
-        // A pack's failure is the failure of each of its rules, reported once, by its first.
-        if error.stage != "evaluate" || self.rule.member() == 0 {
+        // A pack's failed `evaluate` is the failure of each of its rules, reported once, by its
+        // first: `None` for its other rules, else how many other rules fail with this one.
+        let reported_with = match (error.stage, self.rule.member()) {
+            ("evaluate", 0) => Some(self.rule.pack().members().len() - 1),
+            ("evaluate", _) => None,
+            _ => Some(0),
+        };
+        if reported_with.is_some() {
             diagnose(Diagnostic::RuleFailed { error, events, first });
         }
         let limit = self.rule.limits().max_consecutive_failures;
@@ -66,10 +72,7 @@ impl RuleRun {
             self.summary.quarantined =
                 Some(format!("{limit} consecutive failures, the last: {}: {}", error.kind, error.message));
             flag.store(true, Ordering::Relaxed);
-            if error.stage != "evaluate" {
-                diagnose(Diagnostic::Quarantined { rule: &self.summary, with: 0 });
-            } else if self.rule.member() == 0 {
-                let with = self.rule.pack().members().len() - 1;
+            if let Some(with) = reported_with {
                 diagnose(Diagnostic::Quarantined { rule: &self.summary, with });
             }
         }

@@ -6,6 +6,7 @@
 //! events have travels once: a window of a noisy rule is thousands of matches of a few
 //! command lines, and sent one after another they filled tens of megabytes per call.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::events::{
@@ -62,7 +63,8 @@ impl<'f> Batch<'f> {
         columns: Vec<PackedColumn>,
         shared: bool,
     ) -> Batch<'f> {
-        Self::packed(events, fields, columns, shared, usize::MAX)
+        // The values as they are: an `evaluate` call reads every value whole.
+        Self::packed(events, fields, columns, shared, whole)
     }
 
     /// [`Batch::of`] for a `summarize` call: values cut to [`SUMMARY_VALUE_BYTES`], and
@@ -74,25 +76,26 @@ impl<'f> Batch<'f> {
         shared: bool,
     ) -> Batch<'f> {
         let mut cap = SUMMARY_VALUE_BYTES;
-        let mut batch = Self::packed(events, fields, columns, shared, cap);
+        let mut batch = Self::packed(events, fields, columns, shared, |v| shortened(v, cap));
         while batch.text_bytes() > SUMMARY_TEXT_BYTES && cap > MIN_SUMMARY_VALUE_BYTES {
             cap = (cap / 4).max(MIN_SUMMARY_VALUE_BYTES);
-            batch = Self::packed(events, fields, batch.columns, shared, cap);
+            batch = Self::packed(events, fields, batch.columns, shared, |v| shortened(v, cap));
         }
         batch
     }
 
+    /// The batch of `events`, each value packed as `value` gives it.
     fn packed<E: FieldValues>(
         events: &[E],
         fields: &'f [Field],
         mut columns: Vec<PackedColumn>,
         shared: bool,
-        cap: usize,
+        value: impl for<'v> Fn(&'v str) -> Cow<'v, str>,
     ) -> Batch<'f> {
         if shared {
-            fill_shared_columns(events, fields, &mut columns, cap);
+            fill_shared_columns(events, fields, &mut columns, value);
         } else {
-            fill_columns(events, fields, &mut columns, cap);
+            fill_columns(events, fields, &mut columns, value);
         }
         Batch { count: events.len(), fields, columns }
     }
@@ -133,8 +136,13 @@ fn value_bytes<E: FieldValues>(events: &[E], fields: &[Field]) -> Vec<usize> {
 /// that a native baseline (the bench's) packs exactly as a rule call does.
 pub fn columns<E: FieldValues>(events: &[E], fields: &[Field]) -> Vec<(String, Vec<u32>)> {
     let mut columns = Vec::new();
-    fill_columns(events, fields, &mut columns, usize::MAX);
+    fill_columns(events, fields, &mut columns, whole);
     columns.into_iter().map(|c| (c.text, c.ends)).collect()
+}
+
+/// A value packed as it is.
+fn whole(value: &str) -> Cow<'_, str> {
+    Cow::Borrowed(value)
 }
 
 fn offset(text: &str) -> u32 {
@@ -148,8 +156,13 @@ fn offset(text: &str) -> u32 {
 /// reading them twice per field (to size each column, then to fill it) took 3.8% of a run of
 /// the Sigma catalog over real EVTX records. Columns kept for fewer events than these are
 /// sized first, in one more reading of the events: grown as they were filled, they were
-/// copied at each doubling. A value longer than `cap` is [`shortened`].
-fn fill_columns<E: FieldValues>(events: &[E], fields: &[Field], columns: &mut Vec<PackedColumn>, cap: usize) {
+/// copied at each doubling. Each value is packed as `value` gives it (a summary's cut).
+fn fill_columns<E: FieldValues>(
+    events: &[E],
+    fields: &[Field],
+    columns: &mut Vec<PackedColumn>,
+    value: impl for<'v> Fn(&'v str) -> Cow<'v, str>,
+) {
     let sized = columns.len() == fields.len() && columns.iter().all(|c| c.ends.capacity() >= events.len());
     columns.resize_with(fields.len(), Default::default);
     columns.iter_mut().for_each(|c| c.clear(events.len(), false));
@@ -160,7 +173,7 @@ fn fill_columns<E: FieldValues>(events: &[E], fields: &[Field], columns: &mut Ve
     }
     for event in events {
         for (&field, column) in fields.iter().zip(columns.iter_mut()) {
-            column.text.push_str(&shortened(event.value(field), cap));
+            column.text.push_str(&value(event.value(field)));
             column.ends.push(offset(&column.text));
         }
     }
@@ -174,7 +187,7 @@ fn fill_shared_columns<E: FieldValues>(
     events: &[E],
     fields: &[Field],
     columns: &mut Vec<PackedColumn>,
-    cap: usize,
+    packed_value: impl for<'v> Fn(&'v str) -> Cow<'v, str>,
 ) {
     columns.resize_with(fields.len(), Default::default);
     columns.iter_mut().for_each(|c| c.clear(events.len(), true));
@@ -190,7 +203,7 @@ fn fill_shared_columns<E: FieldValues>(
                 Some((seen, start, end)) if seen == value => (start, end),
                 _ => *placed.entry(value).or_insert_with(|| {
                     let start = offset(&column.text);
-                    column.text.push_str(&shortened(value, cap));
+                    column.text.push_str(&packed_value(value));
                     (start, offset(&column.text))
                 }),
             };
