@@ -211,6 +211,11 @@ struct RunArgs {
     /// open (`30s`, `5m`).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     allowed_lateness: WindowSpec,
+    /// How far ahead of this host's clock an event's time may be and still close windows
+    /// (`5m`): an event further ahead (a device's broken clock, a forged record) is
+    /// evaluated and counted as ahead, and would otherwise make every later event late.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    max_clock_skew: WindowSpec,
     /// With `--rules oci://REPO:TAG`: how often the tag is asked for its digest (`60s`,
     /// `5m`); a new digest is pulled, verified and swapped in.
     #[arg(long, default_value = "60s", value_name = "DURATION")]

@@ -39,6 +39,9 @@ pub struct RunOptions {
     /// How far behind the latest event time an event may arrive and still find its window
     /// open.
     pub allowed_lateness: Duration,
+    /// How far ahead of this host's clock an event's time may be and still move the
+    /// watermark (see [`WindowClosing::Watermark`]).
+    pub max_clock_skew: Duration,
     /// Events per rule call at most.
     pub batch_size: usize,
     /// How long a partial batch waits for more events before it is evaluated anyway, so
@@ -55,11 +58,17 @@ pub struct RunOptions {
     pub jobs: usize,
 }
 
+/// How far ahead of this host's clock an event's time may be by default: Kerberos's default
+/// tolerance, past which a Windows domain member cannot authenticate, so a device further
+/// ahead has a broken clock (or its record is forged).
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
             window: WindowSpec::Every(3_600_000),
             allowed_lateness: Duration::from_secs(60),
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             batch_size: crate::pipeline::DEFAULT_BATCH_SIZE,
             max_batch_delay: Duration::from_millis(100),
             matches_only: false,
@@ -78,7 +87,10 @@ impl RunOptions {
     pub fn pipeline(&self) -> PipelineOptions {
         PipelineOptions {
             window: self.window,
-            closing: WindowClosing::Watermark { lateness_ms: self.allowed_lateness.as_millis() as i64 },
+            closing: WindowClosing::Watermark {
+                lateness_ms: self.allowed_lateness.as_millis() as i64,
+                ahead_ms: self.max_clock_skew.as_millis().try_into().unwrap_or(i64::MAX),
+            },
             batch_size: self.batch_size,
             strict: false,
             matches_only: self.matches_only,
@@ -95,7 +107,7 @@ enum Incoming {
     End,
 }
 
-/// Late events reported one by one; past that, only counted.
+/// Late events, and events ahead of the clock, reported one by one; past that, only counted.
 const REPORTED_LATE_EVENTS: u64 = 10;
 
 /// Runs until `source` ends or `stop` is set. `rules` are the packs loaded at start, by
@@ -216,5 +228,9 @@ fn log(diagnostic: Diagnostic<'_>) {
             tracing::warn!(origin = %event.origin(), timestamp = event.get(crate::events::Field::Timestamp), "late event: its window has closed; evaluated, and its matches make an alert of their own")
         }
         Diagnostic::Late { .. } => {}
+        Diagnostic::Ahead { event, count } if count <= REPORTED_LATE_EVENTS => {
+            tracing::warn!(origin = %event.origin(), timestamp = event.get(crate::events::Field::Timestamp), "event ahead of this host's clock by more than --max-clock-skew: evaluated, but it does not close windows; a window that starts past the clock's allowance is closed at once")
+        }
+        Diagnostic::Ahead { .. } => {}
     }
 }

@@ -124,6 +124,30 @@ fn a_stream_gives_the_alerts_that_eval_gives_over_the_same_records() {
     }
 }
 
+/// `run` of the bundled Soft Cell over `source`: its summary and its alerts (JSON lines).
+fn run_bundled(
+    source: Box<dyn rulehost::sources::Source>,
+    options: &rulehost::run::RunOptions,
+) -> (rulehost::pipeline::Summary, String) {
+    let runtime = rulehost::runtime::Runtime::new().unwrap();
+    let rule = rulehost::rules::load_bundled(&runtime).unwrap();
+    let mut alerts = Vec::new();
+    let mut output = rulehost::sinks::JsonLines::new(&mut alerts);
+    let (_updates, none) = std::sync::mpsc::channel();
+    let summary = rulehost::run::run(
+        vec![("bundled".into(), vec![rule])],
+        source,
+        none,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        options,
+        &mut output,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    drop(output);
+    (summary, String::from_utf8(alerts).unwrap())
+}
+
 /// A source that delivers its records in three bursts, a pause after each, and notes what
 /// it hears back.
 struct Bursts {
@@ -159,8 +183,6 @@ fn a_source_hears_what_is_settled_only_once_its_windows_are_written() {
     let (a, b) = (rest.drain(..third).collect(), rest.drain(..third).collect());
     let settled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let source = Bursts { bursts: vec![a, b, rest], settled: settled.clone() };
-    let runtime = rulehost::runtime::Runtime::new().unwrap();
-    let rule = rulehost::rules::load_bundled(&runtime).unwrap();
     let options = rulehost::run::RunOptions {
         window: "1m".parse().unwrap(),
         allowed_lateness: std::time::Duration::ZERO,
@@ -168,19 +190,7 @@ fn a_source_hears_what_is_settled_only_once_its_windows_are_written() {
         jobs: 2,
         ..Default::default()
     };
-    let mut alerts = Vec::new();
-    let mut output = rulehost::sinks::JsonLines::new(&mut alerts);
-    let (_updates, none) = std::sync::mpsc::channel();
-    let summary = rulehost::run::run(
-        vec![("bundled".into(), vec![rule])],
-        Box::new(source),
-        none,
-        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        &options,
-        &mut output,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let (summary, alerts) = run_bundled(Box::new(source), &options);
     let heard = settled.lock().unwrap().clone();
     assert_eq!(summary.read, total);
     assert_eq!(heard.last(), Some(&total), "{heard:?}");
@@ -265,5 +275,105 @@ fn eval_runs_every_thread_as_batch_work_and_run_keeps_the_default() {
         assert!(status.success(), "{args:?}: {status}");
         assert!(policies.len() >= 3, "{args:?}: threads seen: {policies:?}");
         assert!(policies.iter().all(|&p| p == policy), "{args:?}: policies {policies:?}, expected {policy}");
+    }
+}
+
+/// A source that delivers its records in bursts, a pause after each; with `event_time`, it
+/// tracks event time as a topic of one partition does: the latest time of what it read.
+struct Paced {
+    bursts: Vec<Vec<rulehost::events::Record>>,
+    times: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+    event_time: bool,
+}
+
+impl rulehost::sources::Source for Paced {
+    fn opener(&mut self) -> rulehost::sources::Opener {
+        let bursts = std::mem::take(&mut self.bursts);
+        let times = self.times.clone();
+        Box::new(move || {
+            Ok(Box::new(bursts.into_iter().inspect(move |burst| {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let mut times = times.lock().unwrap();
+                for record in burst {
+                    if let rulehost::events::Record::Event(event) = record {
+                        times.push(event.time_ms());
+                    }
+                }
+            })))
+        })
+    }
+
+    fn event_time(&mut self, read: u64) -> Option<i64> {
+        let times = self.times.lock().unwrap();
+        self.event_time
+            .then(|| times[..(read as usize).min(times.len())].iter().copied().max().unwrap_or(i64::MIN))
+    }
+}
+
+#[test]
+fn one_event_timestamped_far_ahead_of_the_clock_makes_no_later_event_late() {
+    use rulehost::events::{Input, InputFormat, Record};
+    // Twenty of Soft Cell's matches on one device, two minutes apart in one hour of 2024;
+    // the fifth forged (or from a device whose clock is wrong) to 2099. Before, it moved
+    // the watermark to 2099: the hour's window closed at once, and each of the fifteen
+    // events after it was late and made an alert of its own.
+    let base: serde_json::Value =
+        serde_json::from_str(read_data("defender-rows.jsonl").lines().next().unwrap()).unwrap();
+    let rows: Vec<String> = (0..20)
+        .map(|i| {
+            let mut row = base.clone();
+            let time = if i == 4 {
+                "2099-01-01T00:00:00Z".to_owned()
+            } else {
+                format!("2024-05-01T10:{:02}:00Z", i * 2)
+            };
+            row["Timestamp"] = time.clone().into();
+            row["ProcessCreationTime"] = time.into();
+            row["ReportId"] = (2000 + i).into();
+            row.to_string()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forged.jsonl");
+    std::fs::write(&path, rows.join("\n") + "\n").unwrap();
+    for event_time in [false, true] {
+        let mut records: Vec<Record> = Input::file(&path).open(InputFormat::Auto).unwrap().collect();
+        let (after, forged) = (records.split_off(5), records.split_off(4));
+        let bursts = vec![records, forged, after];
+        let source = Paced { bursts, times: Default::default(), event_time };
+        let options = rulehost::run::RunOptions {
+            max_batch_delay: std::time::Duration::from_millis(20),
+            ..Default::default()
+        };
+        let (summary, alerts) = run_bundled(Box::new(source), &options);
+        let alerts: Vec<(String, u64, Vec<String>)> = alerts
+            .lines()
+            .map(|line| {
+                let alert: serde_json::Value = serde_json::from_str(line).unwrap();
+                let ids =
+                    alert["ReportIds"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned());
+                (
+                    alert["WindowStart"].as_str().unwrap().to_owned(),
+                    alert["MatchCount"].as_u64().unwrap(),
+                    ids.collect(),
+                )
+            })
+            .collect();
+        let hour: Vec<String> = (0..20).filter(|&i| i != 4).map(|i| (2000 + i).to_string()).collect();
+        assert_eq!(
+            alerts,
+            [
+                // The window wholly ahead of the clock is closed as soon as its batch is taken
+                // in, not held until the end (written first); the hour's stays open.
+                ("2099-01-01T00:00:00Z".to_owned(), 1, vec!["2004".to_owned()]),
+                ("2024-05-01T10:00:00Z".to_owned(), 19, hour),
+            ],
+            "source event time: {event_time}"
+        );
+        assert_eq!(
+            (summary.read, summary.late, summary.ahead),
+            (20, 0, 1),
+            "source event time: {event_time}"
+        );
     }
 }

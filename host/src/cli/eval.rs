@@ -90,7 +90,7 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
             rule.quarantined.as_deref().unwrap_or_default()
         )),
         // Bounded inputs close their windows at the end: nothing comes late.
-        Diagnostic::Late { .. } => {}
+        Diagnostic::Late { .. } | Diagnostic::Ahead { .. } => {}
     };
     let result = eval::evaluate(&rules, &inputs, &options, &mut output, &mut diagnose);
     drop(output);

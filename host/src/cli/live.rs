@@ -132,9 +132,11 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         }
     };
     let lateness = duration_of(args.allowed_lateness, "--allowed-lateness")?;
+    let max_clock_skew = duration_of(args.max_clock_skew, "--max-clock-skew")?;
     let options = rulehost::run::RunOptions {
         window: args.window,
         allowed_lateness: lateness,
+        max_clock_skew,
         batch_size: args.batch_size as usize,
         max_batch_delay: std::time::Duration::from_millis(args.max_batch_delay_ms),
         matches_only: args.matches,
@@ -158,12 +160,13 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
     let summary =
         rulehost::run::run(initial, source, updates_rx, stop, &options, output.as_mut(), &mut print_stats)?;
     say!(
-        "rulehost: {} read: {} evaluated, {} skipped, {} rejected, {} late",
+        "rulehost: {} read: {} evaluated, {} skipped, {} rejected, {} late, {} ahead of the clock",
         plural(summary.read, "record"),
         summary.evaluated,
         summary.skipped_total(),
         summary.rejected_total(),
-        summary.late
+        summary.late,
+        summary.ahead
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -65,6 +65,12 @@ pub enum WindowClosing {
         /// How far behind the latest event time an event may come and still find its
         /// window open.
         lateness_ms: i64,
+        /// How far ahead of this host's clock an event's time may be and still move the
+        /// watermark. A time further ahead (a device whose clock is wrong, or a forged
+        /// record) would close every open window at once and make every later event late;
+        /// such an event is evaluated, counted as ahead, and its matches, in a window wholly
+        /// past that bound, make an alert of their own.
+        ahead_ms: i64,
     },
 }
 
@@ -120,6 +126,15 @@ pub enum Diagnostic<'a> {
         /// Late events so far, this one included.
         count: u64,
     },
+    /// An event's time is further ahead of this host's clock than a stream allows (see
+    /// [`WindowClosing::Watermark`]): it is evaluated, but does not move the watermark.
+    /// `count` is how many so far.
+    Ahead {
+        /// The event.
+        event: &'a ProcessEvent,
+        /// Events ahead so far, this one included.
+        count: u64,
+    },
 }
 
 /// What ended a run early.
@@ -152,6 +167,9 @@ pub struct Summary {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Events that came after their window had closed (a stream only).
     pub late: u64,
+    /// Events whose time was too far ahead of this host's clock to move the watermark (a
+    /// stream only).
+    pub ahead: u64,
     /// Matches, all rules together.
     pub matches: u64,
     /// Alerts, all rules together.
@@ -218,6 +236,9 @@ pub struct Pipeline<'a> {
     summary: Summary,
     /// The earliest and latest event time read.
     time_range: Option<(i64, i64)>,
+    /// The latest event time read that is not ahead of the clock (see [`Pipeline::horizon`]):
+    /// what tells an event read now late.
+    latest_in_time: Option<i64>,
     /// The latest event time of the batches taken in: the watermark is this less the
     /// lateness, so a window closes only once the batch that passed it is evaluated.
     evaluated_latest: Option<i64>,
@@ -300,6 +321,7 @@ impl<'a> Pipeline<'a> {
             lineage: Lineage::new(options.lineage_capacity),
             summary: Summary::default(),
             time_range: None,
+            latest_in_time: None,
             evaluated_latest: None,
             source_time: None,
             closed_through: None,
@@ -362,11 +384,17 @@ impl<'a> Pipeline<'a> {
         let t = event.time_ms();
         // Late: its window has closed, or will have by the time its batch is taken in
         // (without the source's event time, the latest event read decides).
-        let passed = match (self.source_time, self.time_range) {
+        let passed = match (self.source_time, self.latest_in_time) {
             (Some(_), _) => self.closed_through,
-            (None, Some((_, latest))) => self.lateness().map(|lateness| latest.saturating_sub(lateness)),
+            (None, Some(latest)) => self.lateness().map(|lateness| latest.saturating_sub(lateness)),
             (None, None) => None,
         };
+        if self.horizon().is_some_and(|horizon| t > horizon) {
+            self.summary.ahead += 1;
+            (self.diagnose)(Diagnostic::Ahead { event: &event, count: self.summary.ahead });
+        } else {
+            self.latest_in_time = Some(self.latest_in_time.map_or(t, |l| l.max(t)));
+        }
         if let Some(passed) = passed
             && self.options.window != WindowSpec::All
             && self.options.window.window_of(t).1 <= passed
@@ -580,7 +608,7 @@ impl<'a> Pipeline<'a> {
             WindowSpec::All => self.time_range.map(|(lo, hi)| (lo, hi.saturating_add(1))),
             WindowSpec::Every(_) => None,
         };
-        self.close_windows_as(|_| true, Closing { watermark: None, span })?;
+        self.close_windows_as(|_| true, Closing { watermark: None, ahead_from: None, span })?;
         self.output.finish()?;
         let mut summary = std::mem::take(&mut self.summary);
         summary.rules = self.rule_summaries();
@@ -603,7 +631,7 @@ impl<'a> Pipeline<'a> {
         which: impl Fn(usize) -> bool,
         watermark: Option<i64>,
     ) -> Result<(), PipelineError> {
-        self.close_windows_as(which, Closing { watermark, span: None })
+        self.close_windows_as(which, Closing { watermark, ahead_from: None, span: None })
     }
 
     fn close_windows_as(
@@ -654,9 +682,11 @@ impl<'a> Pipeline<'a> {
     fn take_in(&mut self, done: Vec<workers::Done>) -> Result<(), PipelineError> {
         for (mut batch, outcomes) in done {
             self.unapplied.pop_front();
-            // Only a stream closes windows as it goes, by the batches' latest times.
-            let closing = matches!(self.options.closing, WindowClosing::Watermark { .. });
-            let latest = if closing { batch.iter().map(ProcessEvent::time_ms).max() } else { None };
+            // Only a stream closes windows as it goes, by the batches' latest times (those
+            // not ahead of the clock).
+            let latest = self
+                .horizon()
+                .and_then(|horizon| batch.iter().map(ProcessEvent::time_ms).filter(|&t| t <= horizon).max());
             self.apply(BatchEvents::All(&batch), outcomes, latest)?;
             batch.clear();
             self.spare_batches.push(batch);
@@ -682,7 +712,12 @@ impl<'a> Pipeline<'a> {
         if let Some((lo, hi)) = batch.time_range {
             self.time_range = Some(self.time_range.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
         }
-        let latest = batch.time_range.map(|(_, hi)| hi);
+        // A batch that reached past the clock's horizon does not say how far it came short
+        // of it: it moves no watermark.
+        let latest = match self.horizon() {
+            Some(horizon) => batch.time_range.map(|(_, hi)| hi).filter(|&hi| hi <= horizon),
+            None => None,
+        };
         self.apply(BatchEvents::Matched { len: batch.len, events: &batch.matched }, batch.outcomes, latest)
     }
 
@@ -804,7 +839,16 @@ impl<'a> Pipeline<'a> {
     /// The allowed lateness, when windows close with the watermark.
     fn lateness(&self) -> Option<i64> {
         match self.options.closing {
-            WindowClosing::Watermark { lateness_ms } => Some(lateness_ms),
+            WindowClosing::Watermark { lateness_ms, .. } => Some(lateness_ms),
+            WindowClosing::AtEnd => None,
+        }
+    }
+
+    /// When windows close with the watermark, the latest event time that may move it: this
+    /// host's clock now, and the time an event may be ahead of it.
+    fn horizon(&self) -> Option<i64> {
+        match self.options.closing {
+            WindowClosing::Watermark { ahead_ms, .. } => Some(now_ms().saturating_add(ahead_ms)),
             WindowClosing::AtEnd => None,
         }
     }
@@ -823,7 +867,10 @@ impl<'a> Pipeline<'a> {
         self.closed_through = Some(watermark);
         let open = |set: &RuleSet| set.runs.iter().map(|r| r.windows.len()).sum::<usize>();
         let before = open(&self.set);
-        self.close_windows(|_| true, Some(watermark))?;
+        // Windows wholly ahead of the clock close too: the watermark would not reach them
+        // before the clock does, and their matches would be held until then.
+        let ahead_from = self.horizon();
+        self.close_windows_as(|_| true, Closing { watermark: Some(watermark), ahead_from, span: None })?;
         Ok(open(&self.set) < before)
     }
 
@@ -887,4 +934,10 @@ impl BatchEvents<'_> {
             }
         }
     }
+}
+
+/// This host's clock, in milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -139,6 +139,9 @@ fn alerts_of(
 pub(crate) struct Closing {
     /// Windows that end at or before this time (`None`: all).
     pub(crate) watermark: Option<i64>,
+    /// Windows that start after this time too (the clock's horizon, see
+    /// [`super::WindowClosing::Watermark`]).
+    pub(crate) ahead_from: Option<i64>,
     /// Reports every closed window as this span instead (`--window all`: the input's own).
     pub(crate) span: Option<(i64, i64)>,
 }
@@ -174,7 +177,7 @@ pub(crate) fn close(
         if !which(rule_index) {
             continue;
         }
-        let keep = match closing.watermark {
+        let mut keep = match closing.watermark {
             // `split_off` keeps the windows that end after the watermark (windows of one
             // spec never overlap, so their starts order them as their ends do).
             Some(w) => {
@@ -186,6 +189,12 @@ pub(crate) fn close(
             }
             None => Default::default(),
         };
+        if let Some(from) = closing.ahead_from
+            && let Some(key) = keep.keys().find(|(start, _)| *start > from).copied()
+        {
+            let mut ahead = keep.split_off(&key);
+            run.windows.append(&mut ahead);
+        }
         let closed = std::mem::replace(&mut run.windows, keep);
         // Shared with the other rules that matched the same events: summarized as they are,
         // not copied (a noisy rule's window of every event would double the memory).
