@@ -198,7 +198,8 @@ struct RunArgs {
     /// --poll-interval).
     #[arg(long = "rules", value_name = "DIR|oci://REF", required = true)]
     rules: PathBuf,
-    /// Follow a file as it grows, like `tail -f`.
+    /// Follow a file as it grows, like `tail -F`: read on after it is rotated (renamed and
+    /// created again) or truncated.
     #[arg(long)]
     follow: bool,
     /// Write every match as soon as its batch is evaluated, instead of alerts.

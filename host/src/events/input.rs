@@ -117,23 +117,83 @@ enum Stream {
     Other(Box<dyn Read + Send>),
 }
 
-/// A file read as it grows: at its end, wait and read again, until `stop` is set.
+/// A file read as it grows, until `stop` is set, as `tail -F` reads it: at its end, it waits
+/// and reads again; a file truncated in place (logrotate's `copytruncate`) is read again from
+/// its start, and a file replaced at its path (rotated: renamed, and a new one created) is
+/// read to its end and then the new one from its start. Without this, a followed log that
+/// rotated was read no more, and said nothing: every event after the rotation was lost.
 struct Follow {
     file: File,
+    path: PathBuf,
     stop: Arc<AtomicBool>,
+    /// Bytes read of the file being read.
+    position: u64,
+    /// Whether the last byte read ended a line (or nothing was read yet).
+    at_line_start: bool,
+    /// A line break owed to the stream: the file left ended within a line, whose rest the
+    /// next file does not hold.
+    owed_line_break: bool,
 }
 
 /// How often a followed file is polled at its end.
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
+impl Follow {
+    fn new(file: File, path: PathBuf, stop: Arc<AtomicBool>) -> Self {
+        Follow { file, path, stop, position: 0, at_line_start: true, owed_line_break: false }
+    }
+
+    /// At the end of the file being read: whether it was truncated or replaced, and if so,
+    /// reading goes on from the start of what is at its path now.
+    fn reopened(&mut self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let here = self.file.metadata()?;
+        if here.len() < self.position {
+            tracing::warn!(path = %self.path.display(), "followed file truncated: read again from its start");
+            self.file.seek(SeekFrom::Start(0))?;
+        } else {
+            // Gone (renamed, not created again yet): the old one may still grow.
+            let Ok(there) = std::fs::metadata(&self.path) else { return Ok(false) };
+            if (there.dev(), there.ino()) == (here.dev(), here.ino()) {
+                return Ok(false);
+            }
+            let Ok(file) = File::open(&self.path) else { return Ok(false) };
+            tracing::warn!(path = %self.path.display(), "followed file replaced (rotated): the new one read from its start");
+            self.file = file;
+        }
+        self.position = 0;
+        self.owed_line_break = !self.at_line_start;
+        self.at_line_start = true;
+        Ok(true)
+    }
+}
+
 impl Read for Follow {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.owed_line_break {
+            self.owed_line_break = false;
+            buf[0] = b'\n';
+            return Ok(1);
+        }
         loop {
             let n = self.file.read(buf)?;
-            if n > 0 || self.stop.load(Ordering::Relaxed) {
+            if n > 0 {
+                self.position += n as u64;
+                self.at_line_start = buf[n - 1] == b'\n';
                 return Ok(n);
             }
-            std::thread::sleep(FOLLOW_POLL);
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(0);
+            }
+            if !self.reopened()? {
+                std::thread::sleep(FOLLOW_POLL);
+            }
+            if self.owed_line_break {
+                return self.read(buf);
+            }
         }
     }
 }
@@ -402,7 +462,8 @@ impl Input {
         let stream = match (&self.path, &self.follow) {
             (Some(path), Some(stop)) => {
                 let file = File::open(path).map_err(io_error)?;
-                Stream::Other(Box::new(Counted { inner: Follow { file, stop: stop.clone() }, counter }))
+                let follow = Follow::new(file, path.clone(), stop.clone());
+                Stream::Other(Box::new(Counted { inner: follow, counter }))
             }
             (Some(path), None) => {
                 let file = match opened {
@@ -993,6 +1054,64 @@ mod tests {
     use crate::events::json_lines::CHUNK_BYTES;
 
     const ROW: &str = r#"{"Timestamp":"2024-05-01T10:00:00Z","DeviceName":"web01","FileName":"cmd.exe"}"#;
+
+    #[test]
+    fn a_followed_file_is_read_on_after_it_is_rotated_or_truncated() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let row = |id: u32| {
+            format!(
+                "{{\"Timestamp\":\"2024-05-01T10:00:00Z\",\"DeviceName\":\"web01\",\"FileName\":\"cmd.exe\",\"ReportId\":{id}}}\n"
+            )
+        };
+        let append = |path: &Path, text: &str| {
+            let mut file = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+            file.write_all(text.as_bytes()).unwrap();
+        };
+        append(&path, &(row(1) + &row(2)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = Input::follow(&path, stop.clone()).open(InputFormat::Jsonl).unwrap();
+        let (sender, records) = std::sync::mpsc::channel();
+        let reading = std::thread::spawn(move || {
+            for record in reader {
+                let seen = match record {
+                    Record::Event(event) => event.get(super::super::Field::ReportId).to_owned(),
+                    Record::Skipped(skipped) => format!("skipped {}", skipped.kind),
+                    Record::Rejected(error) => format!("rejected {}", error.origin),
+                };
+                sender.send(seen).unwrap();
+            }
+        });
+        let next = |n: usize| -> Vec<String> {
+            (0..n)
+                .map(|_| records.recv_timeout(std::time::Duration::from_secs(10)).expect("a record"))
+                .collect()
+        };
+        assert_eq!(next(2), ["1", "2"]);
+        // Rotated: renamed (and written once more there), then a new file at the path.
+        let rotated = dir.path().join("events.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        append(&rotated, &row(3));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        append(&path, &(row(4) + &row(5)));
+        assert_eq!(next(3), ["3", "4", "5"]);
+        // Truncated in place, and written again.
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        append(&path, &row(6));
+        assert_eq!(next(1), ["6"]);
+        // Rotated within a line: the cut line is rejected, not joined to the new file's first.
+        append(&path, "{\"Timestamp\":\"2024-05-01T10:00:00Z\",\"Rep");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::fs::rename(&path, &rotated).unwrap();
+        append(&path, &row(7));
+        let last = next(2);
+        assert!(last[0].starts_with("rejected ") && last[1] == "7", "{last:?}");
+        stop.store(true, Ordering::Relaxed);
+        reading.join().unwrap();
+        assert!(records.try_recv().is_err());
+    }
 
     #[test]
     fn what_is_read_whole_goes_to_a_file_and_no_further_than_its_bound() {
