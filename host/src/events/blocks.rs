@@ -376,19 +376,24 @@ mod tests {
         assert_eq!(next.too_long, None);
     }
 
+    /// The file at `path`, read in blocks of 30 bytes.
+    fn blocks_of_30_bytes(path: &std::path::Path) -> BlockFile {
+        BlockFile {
+            name: Arc::from("test.jsonl"),
+            file: Arc::new(File::open(path).unwrap()),
+            block_bytes: 30,
+            parse_all: false,
+            counter: None,
+            counted: 0,
+        }
+    }
+
     #[test]
     #[should_panic(expected = "a stage's bug")]
     fn a_stage_that_panics_ends_the_run_where_its_block_is_taken_in() {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), "{}\n".repeat(100)).unwrap();
-        let file = BlockFile {
-            name: Arc::from("test.jsonl"),
-            file: Arc::new(File::open(file.path()).unwrap()),
-            block_bytes: 30,
-            parse_all: false,
-            counter: None,
-            counted: 0,
-        };
+        let file = blocks_of_30_bytes(file.path());
         let stages = (0..2)
             .map(|_| {
                 let mut blocks = 0;
@@ -409,14 +414,7 @@ mod tests {
         let threads_of = |lines: usize| -> (usize, Vec<std::thread::ThreadId>) {
             let file = tempfile::NamedTempFile::new().unwrap();
             std::fs::write(file.path(), "{}\n".repeat(lines)).unwrap();
-            let file = BlockFile {
-                name: Arc::from("test.jsonl"),
-                file: Arc::new(File::open(file.path()).unwrap()),
-                block_bytes: 30,
-                parse_all: false,
-                counter: None,
-                counted: 0,
-            };
+            let file = blocks_of_30_bytes(file.path());
             let stages = (0..2)
                 .map(|_| {
                     Box::new(|records: Vec<Record>| (records.len(), std::thread::current().id())) as Stage<_>
