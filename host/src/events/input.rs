@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use super::blocks::{BlockFile, FileBlocks, Stage};
 use super::json_documents::{self, is_record_header};
-use super::json_lines::{JsonLines, ParallelJsonLines, Reading, parse_json_line, set_line_offset};
+use super::json_lines::{
+    JsonLines, PAGE_BYTES, ParallelJsonLines, Reading, parse_json_line, set_line_offset,
+};
 pub use super::json_lines::{dismissal_and_full_parse, typed_and_general_read};
 use super::windows::evtx::EvtxRecords;
 use super::windows::evtx_chunks::Holes;
@@ -578,7 +580,16 @@ fn open_stream(
         prefix.drain(..UTF8_BOM.len());
     }
     let crlf = prefix_line_ends_with_crlf(&prefix);
-    let stream = BufReader::with_capacity(256 * 1024, Cursor::new(prefix).chain(stream.into_read()));
+    // A buffer no larger than the file: the reader's first fill zeroes all of it (the
+    // stream does not read into memory left uninitialized), which for a folder of small
+    // files was a fault on every page of 256 KiB per file, most of the time they took.
+    let buffer_bytes = match &stream {
+        Stream::File(file) => file.inner.metadata().map_or(STREAM_BUFFER_BYTES, |m| {
+            usize::try_from(m.len()).unwrap_or(usize::MAX).clamp(PAGE_BYTES, STREAM_BUFFER_BYTES)
+        }),
+        Stream::Other(_) => STREAM_BUFFER_BYTES,
+    };
+    let stream = BufReader::with_capacity(buffer_bytes, Cursor::new(prefix).chain(stream.into_read()));
     let records: Box<dyn Iterator<Item = Record> + Send> = match format {
         InputFormat::Jsonl if reading.jobs > 1 => {
             return Ok(Reader::of_chunks(ParallelJsonLines::of_stream(name, stream, reading)));
@@ -594,6 +605,9 @@ fn open_stream(
     Ok(Reader::new(records))
 }
 
+/// The buffer of a stream read as text (CSV, XML, JSON documents, and JSON lines not read
+/// in blocks).
+const STREAM_BUFFER_BYTES: usize = 256 * 1024;
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 use super::json_lines::UTF8_BOM;
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
