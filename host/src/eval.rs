@@ -504,9 +504,6 @@ const SNIFFED_RECORDS: usize = 1000;
 /// Bytes of a file parsed at once while looking for its first event.
 const SNIFFED_BLOCK_BYTES: u64 = 64 * 1024;
 
-/// The bytes of a block of a file of Defender JSON lines (see [`is_defender_json_lines_file`]).
-const BLOCK_BYTES: u64 = crate::events::JSON_LINES_BLOCK_BYTES;
-
 /// Whether `input` is a regular file of JSON lines whose first event (among its first
 /// records) is a Defender row without lineage keys. Such a file is read once, and each
 /// block of its lines is evaluated on the thread that read and parsed it: nothing of its
@@ -529,7 +526,7 @@ fn is_defender_json_lines_file(input: &Input, format: InputFormat) -> Result<boo
     }
     // A file of one block has nothing to share among workers, and starting them (a thread
     // and an instance of every rule each) cost more than its reading.
-    if input.size().is_some_and(|size| size <= BLOCK_BYTES) {
+    if input.fits_one_block() {
         return Ok(false);
     }
     // Small blocks: the first event is usually on the first line, and the file is read

@@ -132,8 +132,8 @@ struct Follow {
     position: u64,
     /// Whether the last byte read ended a line (or nothing was read yet).
     at_line_start: bool,
-    /// A line break owed to the stream: the file left ended within a line, whose rest the
-    /// next file does not hold.
+    /// A line break owed to the stream, given as soon as the file is reopened: the file left
+    /// ended within a line, whose rest the next file does not hold.
     owed_line_break: bool,
 }
 
@@ -175,11 +175,6 @@ impl Read for Follow {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.owed_line_break {
-            self.owed_line_break = false;
-            buf[0] = b'\n';
-            return Ok(1);
-        }
         loop {
             let n = self.file.read(buf)?;
             if n > 0 {
@@ -192,9 +187,9 @@ impl Read for Follow {
             }
             if !self.reopened()? {
                 std::thread::sleep(FOLLOW_POLL);
-            }
-            if self.owed_line_break {
-                return self.read(buf);
+            } else if std::mem::take(&mut self.owed_line_break) {
+                buf[0] = b'\n';
+                return Ok(1);
             }
         }
     }
@@ -440,6 +435,12 @@ impl Input {
     /// The size of the input in bytes, when it is a file.
     pub fn size(&self) -> Option<u64> {
         self.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len())
+    }
+
+    /// Whether the input is a file of one block of JSON lines at most, which is read and
+    /// parsed on the calling thread, whatever the jobs (see `FileBlocks::new`).
+    pub fn fits_one_block(&self) -> bool {
+        self.size().is_some_and(|size| size <= self.reading.block_bytes)
     }
 
     /// [`Input::open`], adding the bytes read from the input (before any decompression)

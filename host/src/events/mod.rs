@@ -29,8 +29,6 @@ pub(crate) use field::for_each_field;
 pub use field::{FIELD_COUNT, Field};
 pub use input::{Input, InputError, InputFormat, Reader};
 pub use json_lines::MAX_LINE_BYTES;
-/// Bytes of a regular file of JSON lines read and parsed at once by one worker.
-pub const JSON_LINES_BLOCK_BYTES: u64 = json_lines::CHUNK_BYTES as u64;
 
 /// Reads one JSON object as a record, whatever its shape (a Defender row, a streaming
 /// record, a Windows event in any JSON shape).

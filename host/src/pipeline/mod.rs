@@ -239,6 +239,8 @@ pub struct Pipeline<'a> {
     /// The latest event time read that is not ahead of the clock (see [`Pipeline::horizon`]):
     /// what tells an event read now late.
     latest_in_time: Option<i64>,
+    /// The clock's horizon when it was last read (see [`Pipeline::is_ahead`]).
+    horizon_read: i64,
     /// The latest event time of the batches taken in: the watermark is this less the
     /// lateness, so a window closes only once the batch that passed it is evaluated.
     evaluated_latest: Option<i64>,
@@ -322,6 +324,7 @@ impl<'a> Pipeline<'a> {
             summary: Summary::default(),
             time_range: None,
             latest_in_time: None,
+            horizon_read: i64::MIN,
             evaluated_latest: None,
             source_time: None,
             closed_through: None,
@@ -389,7 +392,7 @@ impl<'a> Pipeline<'a> {
             (None, Some(latest)) => self.lateness().map(|lateness| latest.saturating_sub(lateness)),
             (None, None) => None,
         };
-        if self.horizon().is_some_and(|horizon| t > horizon) {
+        if self.is_ahead(t) {
             self.summary.ahead += 1;
             (self.diagnose)(Diagnostic::Ahead { event: &event, count: self.summary.ahead });
         } else {
@@ -684,9 +687,11 @@ impl<'a> Pipeline<'a> {
             self.unapplied.pop_front();
             // Only a stream closes windows as it goes, by the batches' latest times (those
             // not ahead of the clock).
-            let latest = self
-                .horizon()
-                .and_then(|horizon| batch.iter().map(ProcessEvent::time_ms).filter(|&t| t <= horizon).max());
+            let closing = matches!(self.options.closing, WindowClosing::Watermark { .. });
+            let latest = match closing {
+                true => batch.iter().map(ProcessEvent::time_ms).filter(|&t| !self.is_ahead(t)).max(),
+                false => None,
+            };
             self.apply(BatchEvents::All(&batch), outcomes, latest)?;
             batch.clear();
             self.spare_batches.push(batch);
@@ -714,10 +719,8 @@ impl<'a> Pipeline<'a> {
         }
         // A batch that reached past the clock's horizon does not say how far it came short
         // of it: it moves no watermark.
-        let latest = match self.horizon() {
-            Some(horizon) => batch.time_range.map(|(_, hi)| hi).filter(|&hi| hi <= horizon),
-            None => None,
-        };
+        let closing = matches!(self.options.closing, WindowClosing::Watermark { .. });
+        let latest = batch.time_range.map(|(_, hi)| hi).filter(|&hi| closing && !self.is_ahead(hi));
         self.apply(BatchEvents::Matched { len: batch.len, events: &batch.matched }, batch.outcomes, latest)
     }
 
@@ -846,11 +849,17 @@ impl<'a> Pipeline<'a> {
 
     /// When windows close with the watermark, the latest event time that may move it: this
     /// host's clock now, and the time an event may be ahead of it.
-    fn horizon(&self) -> Option<i64> {
-        match self.options.closing {
-            WindowClosing::Watermark { ahead_ms, .. } => Some(now_ms().saturating_add(ahead_ms)),
-            WindowClosing::AtEnd => None,
-        }
+    fn horizon(&mut self) -> Option<i64> {
+        let WindowClosing::Watermark { ahead_ms, .. } = self.options.closing else { return None };
+        self.horizon_read = now_ms().saturating_add(ahead_ms);
+        Some(self.horizon_read)
+    }
+
+    /// Whether event time `t` is past the [`Pipeline::horizon`]. The clock is read only for a
+    /// time past the horizon read last: the horizon only moves on, so an earlier time is
+    /// within it, and an event of a live stream costs no reading of the clock.
+    fn is_ahead(&mut self, t: i64) -> bool {
+        t > self.horizon_read && self.horizon().is_some_and(|horizon| t > horizon)
     }
 
     /// Closes the windows the watermark has passed: event time (the latest evaluated, or
