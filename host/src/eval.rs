@@ -13,7 +13,10 @@ use crate::pipeline::{Pipeline, PipelineOptions, WindowClosing};
 use crate::runtime::CompiledRule;
 use crate::sinks::Sink;
 
-pub use crate::pipeline::{DEFAULT_BATCH_SIZE, Diagnostic, PipelineError as EvalError, RuleSummary, Summary};
+pub use crate::pipeline::{
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_WINDOW_MATCHES, Diagnostic, PipelineError as EvalError, RuleSummary,
+    Summary,
+};
 
 /// How an evaluation runs.
 #[derive(Debug, Clone)]
@@ -23,6 +26,9 @@ pub struct EvalOptions {
     /// Events per rule call, at most: a file evaluated in blocks (see [`evaluate`]) ends
     /// a batch with each block, whatever the number of jobs.
     pub batch_size: usize,
+    /// A device's matches of one rule one window holds at most (see
+    /// [`crate::pipeline::PipelineOptions::max_window_matches`]).
+    pub max_window_matches: usize,
     /// The first rejected record ends the run with an error.
     pub strict: bool,
     /// Write every match instead of alerts.
@@ -47,6 +53,7 @@ impl Default for EvalOptions {
         Self {
             window: WindowSpec::Every(3_600_000),
             batch_size: DEFAULT_BATCH_SIZE,
+            max_window_matches: DEFAULT_MAX_WINDOW_MATCHES,
             strict: false,
             matches_only: false,
             input_format: InputFormat::Auto,
@@ -494,6 +501,7 @@ impl EvalOptions {
             matches_only: self.matches_only,
             lineage_capacity: self.lineage_capacity,
             jobs: self.jobs,
+            max_window_matches: self.max_window_matches,
         }
     }
 }

@@ -208,6 +208,11 @@ struct RunArgs {
     /// Alert window: tumbling, aligned to the Unix epoch (`30m`, `1h`), or `all`.
     #[arg(long, default_value = "1h", value_name = "DURATION|all")]
     window: WindowSpec,
+    /// A device's matches of one rule that one window holds at most: reaching it, they are
+    /// summarized at once, as a part of the window (its alert says `WindowPart`), and the
+    /// device's later matches in the window make the next part.
+    #[arg(long, default_value_t = eval::DEFAULT_MAX_WINDOW_MATCHES as u32, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    max_window_matches: u32,
     /// How far behind the latest event time an event may come and still find its window
     /// open (`30s`, `5m`).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
@@ -488,6 +493,11 @@ struct EvalArgs {
     /// Alert window: tumbling, aligned to the Unix epoch (`30m`, `1h`, `1d`), or `all`.
     #[arg(long, default_value = "1h", value_name = "DURATION|all")]
     window: WindowSpec,
+    /// A device's matches of one rule that one window holds at most: reaching it, they are
+    /// summarized at once, as a part of the window (its alert says `WindowPart`), and the
+    /// device's later matches in the window make the next part.
+    #[arg(long, default_value_t = eval::DEFAULT_MAX_WINDOW_MATCHES as u32, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    max_window_matches: u32,
     /// Input format: `auto` (from the name, then the content), `jsonl`, `json`, `csv`,
     /// `evtx`, `xml`.
     #[arg(long, default_value = "auto", value_name = "FORMAT")]

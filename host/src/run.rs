@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub max_clock_skew: Duration,
     /// Events per rule call at most.
     pub batch_size: usize,
+    /// A device's matches of one rule one window holds at most (see
+    /// [`crate::pipeline::PipelineOptions::max_window_matches`]).
+    pub max_window_matches: usize,
     /// How long a partial batch waits for more events before it is evaluated anyway, so
     /// that a slow stream still gets its matches promptly.
     pub max_batch_delay: Duration,
@@ -70,6 +73,7 @@ impl Default for RunOptions {
             allowed_lateness: Duration::from_secs(60),
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             batch_size: crate::pipeline::DEFAULT_BATCH_SIZE,
+            max_window_matches: crate::pipeline::DEFAULT_MAX_WINDOW_MATCHES,
             max_batch_delay: Duration::from_millis(100),
             matches_only: false,
             stats_interval: None,
@@ -96,6 +100,7 @@ impl RunOptions {
             matches_only: self.matches_only,
             lineage_capacity: self.lineage_capacity,
             jobs: self.jobs,
+            max_window_matches: self.max_window_matches,
         }
     }
 }

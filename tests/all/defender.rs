@@ -200,3 +200,114 @@ fn a_file_evaluated_in_blocks_gives_what_the_same_lines_read_as_a_stream_give() 
         }
     }
 }
+
+/// `count` rows matching Soft Cell on `device`, each with a command line and report id of
+/// its own (prefixed `id_prefix`), a millisecond apart from `start_ms` past 03:00.
+fn flood(device: &str, count: usize, id_prefix: u64, start_ms: usize) -> Vec<serde_json::Value> {
+    let sample =
+        std::fs::read_to_string(crate::util::workspace().join("examples/soft-cell-sample.jsonl")).unwrap();
+    let base: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
+    (0..count)
+        .map(|i| {
+            let mut row = base.clone();
+            let ms = start_ms + i;
+            let time = format!("2024-06-12T03:{:02}:{:02}.{:03}Z", ms / 60_000, ms / 1000 % 60, ms % 1000);
+            row["DeviceName"] = device.into();
+            row["DeviceId"] = format!("id-{device}").into();
+            row["Timestamp"] = time.clone().into();
+            row["ProcessCreationTime"] = time.into();
+            row["ReportId"] = (id_prefix + i as u64).into();
+            row["ProcessCommandLine"] =
+                format!("cmd.exe /c \"cd /d c:\\inetpub\\wwwroot\\&whoami /{i}&echo [S]&cd&echo [E]\"")
+                    .into();
+            row
+        })
+        .collect()
+}
+
+fn as_lines(rows: &[serde_json::Value]) -> String {
+    rows.iter().map(|r| format!("{r}\n")).collect()
+}
+
+/// One device matching one rule 25,000 times in a window is summarized in parts of about
+/// `--max-window-matches` as they fill, each alerted once, with the part's number; another
+/// device's few matches in the same window make one alert of the whole window. Held to the
+/// end, the flood's window made one alert of every match (17 MB for a million).
+#[test]
+fn a_device_filling_a_window_is_alerted_in_parts_and_the_others_whole() {
+    let mut rows = flood("web01.contoso.com", 25_000, 1_000_000, 0);
+    let quiet = flood("app02.contoso.com", 5, 9_000_000, 1);
+    // The quiet device's matches at the start, in the middle and after the flood.
+    for (at, row) in [0, 1, 12_000, 12_001, 25_000].into_iter().zip(&quiet).rev() {
+        rows.insert(at, row.clone());
+    }
+    let text = as_lines(&rows);
+    let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+    std::fs::write(file.path(), &text).unwrap();
+    let path = file.path().display().to_string();
+    let run = |jobs: &str| rulehost(&["eval", "--jobs", jobs, "--max-window-matches", "10000", &path]);
+    let one = run("1");
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    assert_eq!(run("2").stdout, one.stdout, "--jobs 2 against --jobs 1");
+    // The same lines on a stream (batches of their own, not the file's blocks).
+    let streamed = rulehost_with_stdin(&["eval", "--max-window-matches", "10000"], text.as_bytes());
+    for out in [&one, &streamed] {
+        let alerts = out.json_lines();
+        let of = |device: &str| -> Vec<&serde_json::Value> {
+            alerts.iter().filter(|a| a["DeviceName"] == device).collect()
+        };
+        let quiet_alerts = of("app02.contoso.com");
+        assert_eq!(quiet_alerts.len(), 1, "{quiet_alerts:?}");
+        assert_eq!(quiet_alerts[0]["MatchCount"], 5);
+        assert!(quiet_alerts[0].get("WindowPart").is_none(), "{}", quiet_alerts[0]);
+        let parts = of("web01.contoso.com");
+        assert_eq!(parts.len(), 3, "{}", out.stderr);
+        let mut ids: Vec<u64> = Vec::new();
+        for (n, part) in parts.iter().enumerate() {
+            assert_eq!(part["WindowPart"], n + 1);
+            assert_eq!(part["WindowStart"], "2024-06-12T03:00:00Z");
+            assert_eq!(part["WindowEnd"], "2024-06-12T04:00:00Z");
+            let count = part["MatchCount"].as_u64().unwrap();
+            // A part is summarized when the batch that filled it is taken in.
+            if n < 2 {
+                assert!((10_000..10_000 + 1024).contains(&count), "part {}: {count}", n + 1);
+            }
+            let commands = part["set_ProcessCommandLine"].as_array().unwrap();
+            assert_eq!(commands.len() as u64, count);
+            let part_ids: Vec<u64> = part["ReportIds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(part_ids.len() as u64, count);
+            // Parts follow one another in time.
+            if n > 0 {
+                assert!(parts[n - 1]["LastTimestamp"].as_str() < part["FirstTimestamp"].as_str());
+            }
+            ids.extend(part_ids);
+        }
+        // Every match in one part, once.
+        assert_eq!(ids, (1_000_000..1_025_000).collect::<Vec<u64>>());
+    }
+}
+
+/// A window of 50,000 distinct command lines on one device is summarized within the call's
+/// deadline: the guest's `make_set` compared each value with every one taken, and 10,000
+/// took the call past it, so that the window gave no alert at all.
+#[test]
+fn a_window_of_fifty_thousand_distinct_command_lines_makes_its_alert() {
+    let text = as_lines(&flood("web01.contoso.com", 50_000, 1, 0));
+    let out = rulehost_with_stdin(&["eval", "--max-window-matches", "100000"], text.as_bytes());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let alerts = out.json_lines();
+    assert_eq!(alerts.len(), 1, "{}", out.stderr);
+    assert_eq!(alerts[0]["MatchCount"], 50_000);
+    assert!(alerts[0].get("WindowPart").is_none());
+    let commands = alerts[0]["set_ProcessCommandLine"].as_array().unwrap();
+    assert_eq!(commands.len(), 50_000);
+    assert_eq!(
+        commands[49_999],
+        "cmd.exe /c \"cd /d c:\\inetpub\\wwwroot\\&whoami /49999&echo [S]&cd&echo [E]\""
+    );
+}

@@ -797,3 +797,48 @@ fn a_device_whose_events_come_from_two_partitions_is_warned_of_once() {
     assert_eq!(warnings.len(), 1, "{log:?}");
     assert!(warnings[0].contains("web00.contoso.com"), "{}", warnings[0]);
 }
+
+/// An alert larger than a message may be (1 MB by default) is cut to fit: its longest lists
+/// to their first values, named in `Cut` with how many they had. Refused whole, it ended the
+/// run, and the run started again made it again from the committed offsets.
+#[test]
+fn an_alert_larger_than_a_message_is_cut_to_fit_and_says_what_was_cut() {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("alerts", 1);
+    // 2,000 matches on one device in one hour, each command line distinct and 600 bytes
+    // long: Soft Cell's alert lists every one, 1.2 MB.
+    let mut records = streaming_records(1, 2_000);
+    for (n, (_, record)) in records.iter_mut().enumerate() {
+        record["properties"]["ProcessCommandLine"] =
+            format!("cmd.exe /c whoami {n:04} {}", "A".repeat(580)).into();
+    }
+    let whole = eval_alerts(&records);
+    assert_eq!(whole.len(), 1);
+    assert!(whole[0].to_string().len() > 1_100_000, "{}", whole[0].to_string().len());
+    broker.produce("events", &messages(&records));
+    let sink = format!("kafka://{}/alerts", broker.address());
+    let mut member = vec![Member::start(&broker, "events", "cut", &["--sink", &sink])];
+    wait_for_events(&mut member, records.len() as u64);
+    let (_, log) = member.pop().unwrap().stop();
+    assert!(log.iter().any(|l| l.contains("cut to") && l.contains("message.max.bytes 1000000")), "{log:?}");
+    let produced = broker.consume("alerts", 1);
+    assert_eq!(produced.len(), 1);
+    let (key, alert) = &produced[0];
+    assert_eq!(alert["AlertId"].as_str(), Some(key.as_str()));
+    assert!(alert.to_string().len() <= 1_000_000 - 1024, "{}", alert.to_string().len());
+    assert_eq!(alert["MatchCount"], 2_000);
+    assert_eq!(alert["Cut"], serde_json::json!({ "set_ProcessCommandLine": 2_000 }));
+    // What is kept of the cut list is its start; the rest of the alert is whole.
+    let kept = alert["set_ProcessCommandLine"].as_array().unwrap();
+    let all = whole[0]["set_ProcessCommandLine"].as_array().unwrap();
+    assert!(kept.len() >= 500 && kept.len() < all.len(), "{}", kept.len());
+    assert_eq!(kept[..], all[..kept.len()]);
+    let mut rest = alert.clone();
+    for name in ["AlertId", "Cut", "set_ProcessCommandLine"] {
+        rest.as_object_mut().unwrap().remove(name);
+    }
+    let mut whole_rest = whole[0].clone();
+    whole_rest.as_object_mut().unwrap().remove("set_ProcessCommandLine");
+    assert_eq!(rest, whole_rest);
+}

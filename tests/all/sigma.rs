@@ -261,7 +261,8 @@ fn a_window_whose_matches_outgrow_the_memory_limit_still_gives_its_alert() {
     // 30,000 matches of one rule on one device in one hour, 12 MB of command lines: more
     // than the 8 MiB a rule may take. The summarize call is handed them all, and the input
     // the host hands it is granted on top of the limit; before, the call trapped and the
-    // window gave no alert ("30000 matches not summarized").
+    // window gave no alert ("30000 matches not summarized"). The window is one part (a
+    // device's 30,000 matches are past the 10,000 a part holds by default).
     let dir = tempfile::tempdir().unwrap();
     let rule = process_creation_rule(
         dir.path(),
@@ -273,7 +274,17 @@ fn a_window_whose_matches_outgrow_the_memory_limit_still_gives_its_alert() {
     let input = cmd_rows(dir.path(), &command_lines, |i| {
         format!("2024-06-12T02:{:02}:{:02}.000Z", i / 600, i / 10 % 60)
     });
-    let run = rulehost(&["eval", "--no-cache", "--max-memory-mib", "8", "--rules", &rule, &input]);
+    let run = rulehost(&[
+        "eval",
+        "--no-cache",
+        "--max-memory-mib",
+        "8",
+        "--max-window-matches",
+        "30000",
+        "--rules",
+        &rule,
+        &input,
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let alerts = run.json_lines();
     assert_eq!(alerts.len(), 1, "{}\n{}", run.stdout, run.stderr);

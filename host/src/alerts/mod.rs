@@ -29,6 +29,10 @@ pub struct Alert {
     pub last_timestamp: String,
     /// The `ReportId`s of those events, in time order.
     pub report_ids: Vec<String>,
+    /// Which part of the window it covers, for a device whose matches in the window reached
+    /// the cap (see [`crate::pipeline::PipelineOptions::max_window_matches`]) and were
+    /// summarized before the window closed: 1, 2, ... in order; `None` for the whole window.
+    pub window_part: Option<u32>,
 }
 
 /// One event that a rule matched.

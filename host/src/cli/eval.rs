@@ -34,6 +34,7 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     let options = EvalOptions {
         window: args.window,
         batch_size: args.batch_size as usize,
+        max_window_matches: args.max_window_matches as usize,
         strict: args.strict,
         matches_only: args.matches,
         input_format: args.input_format,

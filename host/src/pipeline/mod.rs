@@ -92,7 +92,18 @@ pub struct PipelineOptions {
     /// Threads that evaluate batches, each with its own instance of every rule (1: the
     /// calling thread evaluates). The output is the same whatever the number.
     pub jobs: usize,
+    /// A device's matches of one rule that one window holds at most: once they reach it
+    /// (when the batch that took them there is taken in), they are summarized at once, as a
+    /// part of the window (`WindowPart` 1, 2, ... in their alerts), and the device's later
+    /// matches in the window make the next part. Bounds the memory a window holds for one
+    /// device, the time its summary takes, and the size of its alert.
+    pub max_window_matches: usize,
 }
+
+/// [`PipelineOptions::max_window_matches`] by default: a device matching one rule 10,000
+/// times in one window is far past what an analyst reads in one alert, and its part holds
+/// a few MB.
+pub const DEFAULT_MAX_WINDOW_MATCHES: usize = 10_000;
 
 /// Something the operator should know about, reported while the run goes on.
 #[derive(Debug)]
@@ -439,12 +450,12 @@ impl<'a> Pipeline<'a> {
         }
         let mut dropped = 0usize;
         for run in &mut self.set.runs {
-            for events in run.windows.values_mut() {
-                let before = events.len();
-                events.retain(|e| !ranges.iter().any(|r| r.contains(&e.read_order())));
-                dropped += before - events.len();
+            for window in run.windows.values_mut() {
+                let before = window.events().count();
+                window.retain(|e| !ranges.iter().any(|r| r.contains(&e.read_order())));
+                dropped += before - window.events().count();
             }
-            run.windows.retain(|_, events| !events.is_empty());
+            run.windows.retain(|_, window| !window.is_empty());
         }
         tracing::info!(
             matches = dropped,
@@ -595,8 +606,11 @@ impl<'a> Pipeline<'a> {
     /// written once the sink flushes ([`Pipeline::tick`] does); a source can then let go of
     /// it (commit its offsets).
     pub fn settled(&self) -> u64 {
-        let windowed =
-            self.set.runs.iter().flat_map(|r| r.windows.values().flatten().map(|e| e.read_order()));
+        let windowed = self
+            .set
+            .runs
+            .iter()
+            .flat_map(|r| r.windows.values().flat_map(|w| w.events().map(|e| e.read_order())));
         windowed.fold(self.first_in_flight(), u64::min) - 1
     }
 
@@ -814,7 +828,10 @@ impl<'a> Pipeline<'a> {
         // One projection per event and set of fields, shared by every rule that needs it: for
         // each set of fields, a place per event of the batch (a pack's rules share one set).
         let mut projections: Vec<(&[Field], Vec<Option<Projection>>)> = Vec::new();
-        for (run, indices) in runs.iter_mut().zip(&matched) {
+        // The windows a device's matches filled: (rule, window, device).
+        let mut filled: Vec<(usize, (i64, i64), u64)> = Vec::new();
+        let cap = self.options.max_window_matches.max(1);
+        for (r, (run, indices)) in runs.iter_mut().zip(&matched).enumerate() {
             if indices.is_empty() {
                 continue;
             }
@@ -829,7 +846,19 @@ impl<'a> Pipeline<'a> {
                 let window = self.options.window.window_of(event.time_ms());
                 let projected =
                     of_set[i].get_or_insert_with(|| Arc::new(ProjectedEvent::of(event, fields))).clone();
-                run.windows.entry(window).or_default().push(projected);
+                if let Some(device) = run.windows.entry(window).or_default().hold(projected, cap) {
+                    filled.push((r, window, device));
+                }
+            }
+        }
+        for (rule, window, device) in filled {
+            // `--window all` reports the input's own span so far.
+            let span = match self.options.window {
+                WindowSpec::All => self.time_range.map_or(window, |(lo, hi)| (lo, hi.saturating_add(1))),
+                WindowSpec::Every(_) => window,
+            };
+            for alert in windows::close_part(&mut self.set, rule, window, device, span, self.diagnose) {
+                self.output.alert(&alert)?;
             }
         }
         if let Some(latest) = latest {

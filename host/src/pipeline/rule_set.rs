@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::windows::OpenWindow;
 use super::{Diagnostic, RuleSummary};
-use crate::events::{Origin, ProjectedEvent};
+use crate::events::Origin;
 use crate::runtime::{CompiledRule, Instances, RuleError};
 
 /// Matched events by window, projected on the rule's summary reads. Rules that read the
 /// same fields (the rules of a Sigma pack) share one copy of an event they all matched.
-pub(crate) type Windows = BTreeMap<(i64, i64), Vec<Arc<ProjectedEvent>>>;
+pub(crate) type Windows = BTreeMap<(i64, i64), OpenWindow>;
 
 /// One loaded rule during a run.
 pub(crate) struct RuleRun {

@@ -1,6 +1,8 @@
 //! Closing windows: the `summarize` stage of each rule over the matches of a window, and
 //! the engine's columns of each alert. The one place that turns matches into alerts.
 
+use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -9,6 +11,93 @@ use super::rule_set::RuleSet;
 use crate::alerts::Alert;
 use crate::events::{Field, ProjectedEvent};
 use crate::runtime::{CompiledRule, FailureKind, Instances, PackedSummary, RuleError, RuleInstance};
+
+/// The matches of one rule in one open window, by device (a hash of its `DeviceId` and
+/// `DeviceName`, the key alerts group by), with how many parts of the window each device's
+/// matches were summarized in already.
+///
+/// A device's matches are summarized before the window closes once they reach a cap (see
+/// [`super::PipelineOptions::max_window_matches`]): what a window holds is then bounded by
+/// its devices, not by what one of them logs, and so is the alert one summary makes. Held
+/// to the end, a million matches of one device in one window (a web shell's loop, or forged
+/// lines) took 780 MB, and made an alert of 17 MB, which no Kafka topic takes by default.
+#[derive(Debug, Default)]
+pub(crate) struct OpenWindow {
+    devices: HashMap<u64, DeviceMatches, foldhash::fast::FixedState>,
+}
+
+/// One device's matches in an [`OpenWindow`].
+#[derive(Debug, Default)]
+struct DeviceMatches {
+    events: Vec<Arc<ProjectedEvent>>,
+    /// Parts of the window summarized already.
+    parts: u32,
+}
+
+/// The key of `event`'s device in an [`OpenWindow`]. Two devices whose keys collide share
+/// their count and parts; each alert still groups its own device's matches.
+fn device_key(event: &ProjectedEvent) -> u64 {
+    foldhash::fast::FixedState::default().hash_one((event.get(Field::DeviceId), event.get(Field::DeviceName)))
+}
+
+impl OpenWindow {
+    /// Holds `event`; its device's key when its matches held now reach `cap`.
+    pub(crate) fn hold(&mut self, event: Arc<ProjectedEvent>, cap: usize) -> Option<u64> {
+        let key = device_key(&event);
+        let device = self.devices.entry(key).or_default();
+        device.events.push(event);
+        (device.events.len() >= cap).then_some(key)
+    }
+
+    /// The matched events held.
+    pub(crate) fn events(&self) -> impl Iterator<Item = &Arc<ProjectedEvent>> {
+        self.devices.values().flat_map(|d| &d.events)
+    }
+
+    /// Whether it holds no match and no device's parts.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Keeps the matched events `keep` says.
+    pub(crate) fn retain(&mut self, keep: impl Fn(&ProjectedEvent) -> bool) {
+        for device in self.devices.values_mut() {
+            device.events.retain(|e| keep(e));
+        }
+        self.devices.retain(|_, d| !d.events.is_empty() || d.parts > 0);
+    }
+
+    /// The matches of the device `key` as the window's next part for it: the part's number,
+    /// from one, and its events; `None` when it holds none. The device's later matches make
+    /// the part after it.
+    fn take_part(&mut self, key: u64) -> Option<(u32, Vec<Arc<ProjectedEvent>>)> {
+        let device = self.devices.get_mut(&key).filter(|d| !d.events.is_empty())?;
+        device.parts += 1;
+        Some((device.parts, std::mem::take(&mut device.events)))
+    }
+
+    /// The window's matches as it closes: those of devices never summarized early
+    /// together (`None`: the whole window for them), then the last part of each device that
+    /// was, in the order of their first events.
+    fn into_parts(self) -> Vec<(Option<u32>, Vec<Arc<ProjectedEvent>>)> {
+        let mut whole = Vec::new();
+        let mut parts: Vec<(Option<u32>, Vec<Arc<ProjectedEvent>>)> = Vec::new();
+        for device in self.devices.into_values() {
+            match device.parts {
+                0 => whole.extend(device.events),
+                _ if device.events.is_empty() => {}
+                done => parts.push((Some(done + 1), device.events)),
+            }
+        }
+        let first =
+            |events: &[Arc<ProjectedEvent>]| events.iter().map(|e| (e.time_ms(), e.read_order())).min();
+        parts.sort_by_key(|(_, events)| first(events));
+        if !whole.is_empty() {
+            parts.insert(0, (None, whole));
+        }
+        parts
+    }
+}
 
 /// The `summarize` stage of one rule over the matched `events` of one window, and the
 /// engine's columns (count, first and last time, report ids) of each alert. The events
@@ -129,6 +218,7 @@ fn alerts_of(
                 first_timestamp: time_text(covered.iter().min_by_key(|e| e.time_ms())),
                 last_timestamp: time_text(covered.iter().max_by_key(|e| e.time_ms())),
                 report_ids: covered.iter().map(|e| e.get(Field::ReportId).to_owned()).collect(),
+                window_part: None,
             }
         })
         .collect())
@@ -146,12 +236,14 @@ pub(crate) struct Closing {
     pub(crate) span: Option<(i64, i64)>,
 }
 
-/// A closed window to summarize: its rule (by index), the span to report and its matched
-/// events.
+/// A closed window to summarize: its rule (by index), the span to report, its matched
+/// events, and which part of the window they are when a device's matches filled it before
+/// it closed (see [`OpenWindow`]).
 struct Due {
     rule: usize,
     span: (i64, i64),
     events: Vec<Arc<ProjectedEvent>>,
+    part: Option<u32>,
 }
 
 /// The bytes that windows summarized at once may send into their instances together (a
@@ -198,12 +290,46 @@ pub(crate) fn close(
         let closed = std::mem::replace(&mut run.windows, keep);
         // Shared with the other rules that matched the same events: summarized as they are,
         // not copied (a noisy rule's window of every event would double the memory).
-        due.extend(closed.into_iter().map(|(span, events)| Due {
-            rule: rule_index,
-            span: closing.span.unwrap_or(span),
-            events,
-        }));
+        for (span, window) in closed {
+            due.extend(window.into_parts().into_iter().map(|(part, events)| Due {
+                rule: rule_index,
+                span: closing.span.unwrap_or(span),
+                events,
+                part,
+            }));
+        }
     }
+    summarize(set, due, jobs, diagnose)
+}
+
+/// Summarizes the matches of the device `device` that filled `window` of the rule at
+/// `rule_index` (see [`OpenWindow::hold`]) as the window's next part for it, reported as
+/// `span`: their alerts now, and the device's later matches in the window a part of their
+/// own. Nothing when they were summarized already.
+pub(crate) fn close_part(
+    set: &mut RuleSet,
+    rule_index: usize,
+    window: (i64, i64),
+    device: u64,
+    span: (i64, i64),
+    diagnose: &mut dyn FnMut(Diagnostic<'_>),
+) -> Vec<Alert> {
+    let Some(open) = set.runs[rule_index].windows.get_mut(&window) else { return Vec::new() };
+    let Some((part, events)) = open.take_part(device) else { return Vec::new() };
+    if open.is_empty() {
+        set.runs[rule_index].windows.remove(&window);
+    }
+    summarize(set, vec![Due { rule: rule_index, span, events, part: Some(part) }], 1, diagnose)
+}
+
+/// Summarizes `due` into alerts ordered by window start, then rule load order, then the
+/// order `due` lists them in (see [`close`]).
+fn summarize(
+    set: &mut RuleSet,
+    mut due: Vec<Due>,
+    jobs: usize,
+    diagnose: &mut dyn FnMut(Diagnostic<'_>),
+) -> Vec<Alert> {
     let ahead = summarize_ahead(set, &mut due, jobs);
     let mut alerts: Vec<(i64, usize, Alert)> = Vec::new();
     for (due, ahead) in due.iter_mut().zip(ahead) {
@@ -217,6 +343,10 @@ pub(crate) fn close(
         let outcome = ahead.unwrap_or_else(|| {
             let (instance, _) = set.instances.of(due.rule);
             summarize_window(instance, &set.runs[due.rule].rule, due.span, &mut due.events)
+        });
+        let outcome = outcome.map(|mut alerts| {
+            alerts.iter_mut().for_each(|alert| alert.window_part = due.part);
+            alerts
         });
         let run = &mut set.runs[due.rule];
         match outcome {

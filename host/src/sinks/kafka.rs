@@ -15,7 +15,7 @@ use rdkafka::ClientContext;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::util::Timeout;
 
-use super::{MatchRecord, Sink, alert_json};
+use super::{MatchRecord, Sink, alert_json, fit_alert_json};
 use crate::alerts::{Alert, Match};
 use crate::runtime::AlertValue;
 use crate::sources::kafka::{KafkaAddress, client_config};
@@ -55,11 +55,20 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// librdkafka's `message.max.bytes` by default: the producer refuses a larger message.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Bytes kept below `message.max.bytes` for what the producer adds to a message's key and
+/// value (a record's header), so that a message cut to fit is taken.
+const MESSAGE_OVERHEAD_BYTES: usize = 1024;
+
 /// Alerts and matches to a topic.
 pub struct KafkaSink {
     address: KafkaAddress,
     producer: ThreadedProducer<Deliveries>,
     deliveries: Deliveries,
+    /// The largest message the producer takes (`message.max.bytes`).
+    message_max_bytes: usize,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -68,8 +77,13 @@ impl std::fmt::Debug for KafkaSink {
     }
 }
 
-/// The deterministic id of an alert: the rule id and version, the window, and the group
-/// key (the alert's `DeviceName`, the key Soft Cell and Sigma alerts group by).
+/// The deterministic id of an alert: the rule id and version, the window, the group key
+/// (the alert's `DeviceName`, the key Soft Cell and Sigma alerts group by), and the first
+/// event it covers (its `Timestamp` and `ReportId`). The same events read again (a restart
+/// from the committed offsets) make the same alert with the same id; another alert of the
+/// same window and device (a part of a window a device filled, or the matches of events that
+/// came after it closed) covers other events first, and gets an id of its own, which a
+/// consumer dropping duplicates would otherwise have dropped.
 pub fn alert_id(alert: &Alert) -> String {
     use sha2::Digest as _;
     let metadata = alert.rule.metadata();
@@ -90,6 +104,8 @@ pub fn alert_id(alert: &Alert) -> String {
         &alert.window_start_ms.to_string(),
         &alert.window_end_ms.to_string(),
         &group,
+        &alert.first_timestamp,
+        alert.report_ids.first().map_or("", String::as_str),
     ] {
         hash.update(part.as_bytes());
         hash.update([0]);
@@ -106,12 +122,21 @@ impl KafkaSink {
         let producer = config
             .create_with_context(deliveries.clone())
             .map_err(|e| io::Error::other(format!("kafka://{}/{}: {e}", address.brokers, address.topic)))?;
-        Ok(KafkaSink { address, producer, deliveries })
+        let message_max_bytes = options
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "message.max.bytes")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
+        Ok(KafkaSink { address, producer, deliveries, message_max_bytes })
     }
 
     fn produce(&mut self, key: &str, value: &impl serde::Serialize) -> io::Result<()> {
-        let payload = serde_json::to_vec(value)?;
-        let mut record = BaseRecord::to(&self.address.topic).key(key).payload(&payload);
+        self.produce_bytes(key, &serde_json::to_vec(value)?)
+    }
+
+    fn produce_bytes(&mut self, key: &str, payload: &[u8]) -> io::Result<()> {
+        let mut record = BaseRecord::to(&self.address.topic).key(key).payload(payload);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -140,10 +165,27 @@ impl Sink for KafkaSink {
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
         let id = alert_id(alert);
         let mut value = alert_json(alert);
-        if let Some(object) = value.as_object_mut() {
-            object.insert("AlertId".into(), id.clone().into());
+        let Some(object) = value.as_object_mut() else { unreachable!("an alert is an object") };
+        object.insert("AlertId".into(), id.clone().into());
+        let mut payload = serde_json::to_vec(object)?;
+        // Refused whole, an alert too large for a message would end the run, and the run
+        // started again from the committed offsets would make it again: cut, it is
+        // delivered, and says what was cut.
+        let fits = self.message_max_bytes.saturating_sub(id.len() + MESSAGE_OVERHEAD_BYTES);
+        if payload.len() > fits {
+            let whole = payload.len();
+            fit_alert_json(object, fits);
+            payload = serde_json::to_vec(object)?;
+            tracing::warn!(
+                topic = %self.address.topic,
+                alert = %id,
+                rule = %alert.rule.metadata().id,
+                "an alert of {whole} bytes cut to {} to fit a message (message.max.bytes {})",
+                payload.len(),
+                self.message_max_bytes
+            );
         }
-        self.produce(&id, &value)
+        self.produce_bytes(&id, &payload)
     }
 
     fn matched(&mut self, matched: &Match<'_>) -> io::Result<()> {
@@ -177,5 +219,32 @@ impl Sink for KafkaSink {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_alerts_of_one_window_and_device_have_ids_of_their_own_and_one_alert_the_same_id() {
+        let runtime = crate::runtime::Runtime::new().expect("a runtime");
+        let rule = crate::rules::load_bundled(&runtime).expect("the bundled rule");
+        let alert = |first: &str, ids: &[&str]| Alert {
+            rule: rule.clone(),
+            window_start_ms: 0,
+            window_end_ms: 3_600_000,
+            columns: vec![("DeviceName".into(), AlertValue::Text("web01".into()))],
+            match_count: ids.len(),
+            first_timestamp: first.into(),
+            last_timestamp: "1970-01-01T00:30:00Z".into(),
+            report_ids: ids.iter().map(|&s| s.to_owned()).collect(),
+            window_part: None,
+        };
+        let whole = alert_id(&alert("1970-01-01T00:00:01Z", &["1", "2"]));
+        assert_eq!(alert_id(&alert("1970-01-01T00:00:01Z", &["1", "2"])), whole, "made again");
+        // The window's next part, or a late event's alert: the same window and device.
+        assert_ne!(alert_id(&alert("1970-01-01T00:00:02Z", &["3"])), whole);
+        assert_ne!(alert_id(&alert("1970-01-01T00:00:01Z", &["7", "8"])), whole);
     }
 }

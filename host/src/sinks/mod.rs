@@ -62,6 +62,9 @@ pub fn alert_json(alert: &Alert) -> Value {
     object.insert("Severity".into(), metadata.severity.name().into());
     object.insert("WindowStart".into(), time::format_ms(alert.window_start_ms).into());
     object.insert("WindowEnd".into(), time::format_ms(alert.window_end_ms).into());
+    if let Some(part) = alert.window_part {
+        object.insert("WindowPart".into(), part.into());
+    }
     for (name, value) in &alert.columns {
         let value = match value {
             AlertValue::Text(s) => Value::from(s.as_str()),
@@ -75,6 +78,83 @@ pub fn alert_json(alert: &Alert) -> Value {
     object.insert("LastTimestamp".into(), alert.last_timestamp.clone().into());
     object.insert("ReportIds".into(), alert.report_ids.clone().into());
     Value::Object(object)
+}
+
+/// The alert columns [`fit_alert_json`] never cuts: the rule, the window and the engine's
+/// counts, each short.
+const UNCUT_COLUMNS: [&str; 10] = [
+    "RuleId",
+    "RuleTitle",
+    "RuleVersion",
+    "RuleDigest",
+    "Severity",
+    "WindowStart",
+    "WindowEnd",
+    "WindowPart",
+    "FirstTimestamp",
+    "LastTimestamp",
+];
+
+/// Texts [`fit_alert_json`] cuts no shorter than this.
+const SHORTEST_CUT_TEXT: usize = 256;
+
+/// Cuts the alert `object` ([`alert_json`]) until it serializes to at most `max_bytes`, for a
+/// sink that refuses larger messages (a Kafka topic: 1 MB by default). The list that takes
+/// the most bytes (`ReportIds`, or a rule's set) is cut to its first half, again until it
+/// fits; when no list has two values left, the longest text is cut to half, down to 256
+/// bytes, ending with the mark of its whole value ([`crate::events::shortened`]). Each list
+/// cut is named in `Cut` with how many values it had. Whether anything was cut; an alert
+/// that cannot be cut to fit is left as far as it was cut.
+pub fn fit_alert_json(object: &mut Map<String, Value>, max_bytes: usize) -> bool {
+    let mut cut: Map<String, Value> = Map::new();
+    let mut any = false;
+    loop {
+        let size = serde_json::to_vec(&*object).map_or(usize::MAX, |bytes| bytes.len());
+        let cut_size = serde_json::to_vec(&cut).map_or(0, |bytes| bytes.len() + "\"Cut\":,".len());
+        if size.saturating_add(if cut.is_empty() { 0 } else { cut_size }) <= max_bytes {
+            break;
+        }
+        let cuttable = |name: &String| !UNCUT_COLUMNS.contains(&name.as_str()) && name != "Cut";
+        let text_bytes = |value: &Value| value.as_str().map_or(8, |s| s.len() + 3);
+        let longest_list = object
+            .iter()
+            .filter(|(name, value)| cuttable(name) && value.as_array().is_some_and(|list| list.len() > 1))
+            .max_by_key(|(_, value)| {
+                value.as_array().map_or(0, |list| list.iter().map(text_bytes).sum::<usize>())
+            })
+            .map(|(name, _)| name.clone());
+        if let Some(name) = longest_list {
+            let Some(Value::Array(list)) = object.get_mut(&name) else { unreachable!("a list") };
+            cut.entry(name).or_insert_with(|| list.len().into());
+            list.truncate(list.len() / 2);
+            any = true;
+            continue;
+        }
+        // Texts: the rule's text columns, and the values left in its lists.
+        let mut longest: Option<&mut String> = None;
+        for (_, value) in object.iter_mut().filter(|(name, _)| cuttable(name)) {
+            let texts: Vec<&mut Value> = match value {
+                Value::Array(list) => list.iter_mut().collect(),
+                other => vec![other],
+            };
+            for text in texts {
+                if let Value::String(s) = text
+                    && s.len() > SHORTEST_CUT_TEXT
+                    && longest.as_ref().is_none_or(|l| s.len() > l.len())
+                {
+                    longest = Some(s);
+                }
+            }
+        }
+        let Some(text) = longest else { break };
+        let half = (text.len() / 2).max(SHORTEST_CUT_TEXT);
+        *text = crate::events::shortened(text, half).into_owned();
+        any = true;
+    }
+    if !cut.is_empty() {
+        object.insert("Cut".into(), Value::Object(cut));
+    }
+    any
 }
 
 /// A match as its JSON object says it: the rule, where the event was read, and the
@@ -365,6 +445,10 @@ impl<W: Write> Sink for Table<W> {
         }
         header.push("MatchCount".into());
         row.push(alert.match_count.to_string());
+        if let Some(part) = alert.window_part {
+            header.push("WindowPart".into());
+            row.push(part.to_string());
+        }
         self.row(header, row);
         Ok(())
     }
@@ -431,6 +515,56 @@ mod tests {
         let events = crate::events::shared_evtx_process_creations(name);
         assert!(events.len() > 2, "{} process creations in {name}", events.len());
         events
+    }
+
+    #[test]
+    fn an_alert_is_cut_to_fit_its_longest_lists_first_then_its_longest_texts() {
+        let texts = |n: usize, len: usize| -> Value {
+            (0..n).map(|i| format!("{i:04}{}", "x".repeat(len))).collect()
+        };
+        let alert = |commands: Value| -> Map<String, Value> {
+            let mut object = Map::new();
+            object.insert("RuleId".into(), "r".into());
+            object.insert("WindowStart".into(), "2024-06-12T03:00:00Z".into());
+            object.insert("DeviceName".into(), "web01".into());
+            object.insert("set_ProcessCommandLine".into(), commands);
+            object.insert("MatchCount".into(), 1000.into());
+            object.insert("ReportIds".into(), texts(1000, 4));
+            object
+        };
+        let size = |object: &Map<String, Value>| serde_json::to_vec(object).unwrap().len();
+        // Fits: untouched.
+        let mut small = alert(texts(10, 100));
+        let before = small.clone();
+        let fits = size(&small);
+        assert!(!fit_alert_json(&mut small, fits));
+        assert_eq!(small, before);
+        // 1,000 command lines of 1 KB and 1,000 report ids into 100 KB: the command lines
+        // halved until the report ids are the longer list, then both.
+        let mut large = alert(texts(1000, 1000));
+        assert!(fit_alert_json(&mut large, 100_000));
+        assert!(size(&large) <= 100_000, "{}", size(&large));
+        assert!(size(&large) > 50_000, "cut no more than needed: {}", size(&large));
+        let commands = large["set_ProcessCommandLine"].as_array().unwrap();
+        assert_eq!(commands[..], texts(1000, 1000).as_array().unwrap()[..commands.len()]);
+        assert_eq!(large["Cut"]["set_ProcessCommandLine"], 1000);
+        assert_eq!(large["RuleId"], "r");
+        assert_eq!(large["MatchCount"], 1000);
+        // One text of 2 MB: cut with the mark of its whole value.
+        let mut long = alert(Value::Array(vec!["y".repeat(2_000_000).into()]));
+        assert!(fit_alert_json(&mut long, 100_000));
+        assert!(size(&long) <= 100_000, "{}", size(&long));
+        let kept = long["set_ProcessCommandLine"][0].as_str().unwrap();
+        assert!(
+            kept.starts_with("yyyy") && kept.ends_with(']') && kept.contains("…[2000000 bytes, sha256:"),
+            "{kept}"
+        );
+        // What cannot fit is cut as far as it goes, and the engine's columns never.
+        let mut tiny = alert(texts(3, 10));
+        assert!(fit_alert_json(&mut tiny, 10));
+        assert_eq!(tiny["RuleId"], "r");
+        assert_eq!(tiny["WindowStart"], "2024-06-12T03:00:00Z");
+        assert_eq!(tiny["ReportIds"].as_array().unwrap().len(), 1);
     }
 
     #[test]
