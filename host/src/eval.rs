@@ -14,8 +14,8 @@ use crate::runtime::CompiledRule;
 use crate::sinks::Sink;
 
 pub use crate::pipeline::{
-    DEFAULT_BATCH_SIZE, DEFAULT_MAX_WINDOW_MATCHES, Diagnostic, PipelineError as EvalError, RuleSummary,
-    Summary,
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_WINDOW_BYTES, DEFAULT_MAX_WINDOW_MATCHES, Diagnostic,
+    PipelineError as EvalError, RuleSummary, Summary,
 };
 
 /// How an evaluation runs.
@@ -29,6 +29,9 @@ pub struct EvalOptions {
     /// A device's matches of one rule one window holds at most (see
     /// [`crate::pipeline::PipelineOptions::max_window_matches`]).
     pub max_window_matches: usize,
+    /// Bytes the matches in open windows take together at most (see
+    /// [`crate::pipeline::PipelineOptions::max_window_bytes`]).
+    pub max_window_bytes: usize,
     /// The first rejected record ends the run with an error.
     pub strict: bool,
     /// Write every match instead of alerts.
@@ -54,6 +57,7 @@ impl Default for EvalOptions {
             window: WindowSpec::Every(3_600_000),
             batch_size: DEFAULT_BATCH_SIZE,
             max_window_matches: DEFAULT_MAX_WINDOW_MATCHES,
+            max_window_bytes: DEFAULT_MAX_WINDOW_BYTES,
             strict: false,
             matches_only: false,
             input_format: InputFormat::Auto,
@@ -502,6 +506,7 @@ impl EvalOptions {
             lineage_capacity: self.lineage_capacity,
             jobs: self.jobs,
             max_window_matches: self.max_window_matches,
+            max_window_bytes: self.max_window_bytes,
         }
     }
 }

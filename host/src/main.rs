@@ -213,6 +213,11 @@ struct RunArgs {
     /// device's later matches in the window make the next part.
     #[arg(long, default_value_t = eval::DEFAULT_MAX_WINDOW_MATCHES as u32, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     max_window_matches: u32,
+    /// Memory the matches held in open windows may take together, in MiB: past it, the
+    /// windows that hold the most are summarized at once, each device's matches a part of its
+    /// window (`WindowPart`), until they hold three quarters of it.
+    #[arg(long, default_value_t = (eval::DEFAULT_MAX_WINDOW_BYTES >> 20) as u32, value_parser = clap::value_parser!(u32).range(1..=1_048_576), value_name = "MIB")]
+    max_window_mib: u32,
     /// How far behind the latest event time an event may come and still find its window
     /// open (`30s`, `5m`).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
@@ -498,6 +503,11 @@ struct EvalArgs {
     /// device's later matches in the window make the next part.
     #[arg(long, default_value_t = eval::DEFAULT_MAX_WINDOW_MATCHES as u32, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     max_window_matches: u32,
+    /// Memory the matches held in open windows may take together, in MiB: past it, the
+    /// windows that hold the most are summarized at once, each device's matches a part of its
+    /// window (`WindowPart`), until they hold three quarters of it.
+    #[arg(long, default_value_t = (eval::DEFAULT_MAX_WINDOW_BYTES >> 20) as u32, value_parser = clap::value_parser!(u32).range(1..=1_048_576), value_name = "MIB")]
+    max_window_mib: u32,
     /// Input format: `auto` (from the name, then the content), `jsonl`, `json`, `csv`,
     /// `evtx`, `xml`.
     #[arg(long, default_value = "auto", value_name = "FORMAT")]

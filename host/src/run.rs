@@ -47,6 +47,9 @@ pub struct RunOptions {
     /// A device's matches of one rule one window holds at most (see
     /// [`crate::pipeline::PipelineOptions::max_window_matches`]).
     pub max_window_matches: usize,
+    /// Bytes the matches in open windows take together at most (see
+    /// [`crate::pipeline::PipelineOptions::max_window_bytes`]).
+    pub max_window_bytes: usize,
     /// How long a partial batch waits for more events before it is evaluated anyway, so
     /// that a slow stream still gets its matches promptly.
     pub max_batch_delay: Duration,
@@ -74,6 +77,7 @@ impl Default for RunOptions {
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             batch_size: crate::pipeline::DEFAULT_BATCH_SIZE,
             max_window_matches: crate::pipeline::DEFAULT_MAX_WINDOW_MATCHES,
+            max_window_bytes: crate::pipeline::DEFAULT_MAX_WINDOW_BYTES,
             max_batch_delay: Duration::from_millis(100),
             matches_only: false,
             stats_interval: None,
@@ -101,6 +105,7 @@ impl RunOptions {
             lineage_capacity: self.lineage_capacity,
             jobs: self.jobs,
             max_window_matches: self.max_window_matches,
+            max_window_bytes: self.max_window_bytes,
         }
     }
 }
@@ -237,5 +242,9 @@ fn log(diagnostic: Diagnostic<'_>) {
             tracing::warn!(origin = %event.origin(), timestamp = event.get(crate::events::Field::Timestamp), "event ahead of this host's clock by more than --max-clock-skew: evaluated, but it does not close windows; a window that starts past the clock's allowance is closed at once")
         }
         Diagnostic::Ahead { .. } => {}
+        Diagnostic::WindowCut { rule, window, held, count } if count <= REPORTED_LATE_EVENTS => {
+            tracing::warn!(rule, window_start = %crate::events::time::format_ms(window.0), held_mib = held >> 20, "open windows held more than --max-window-mib: the window that held the most summarized at once, each device's matches a part of it")
+        }
+        Diagnostic::WindowCut { .. } => {}
     }
 }

@@ -204,6 +204,18 @@ fn a_file_evaluated_in_blocks_gives_what_the_same_lines_read_as_a_stream_give() 
 /// `count` rows matching Soft Cell on `device`, each with a command line and report id of
 /// its own (prefixed `id_prefix`), a millisecond apart from `start_ms` past 03:00.
 fn flood(device: &str, count: usize, id_prefix: u64, start_ms: usize) -> Vec<serde_json::Value> {
+    soft_cell_rows(count, |_| device.to_owned(), id_prefix, start_ms)
+}
+
+/// `count` rows matching Soft Cell, the `i`th on the device `device(i)`, each with a command
+/// line and report id of its own (prefixed `id_prefix`), a millisecond apart from
+/// `start_ms` past 03:00.
+fn soft_cell_rows(
+    count: usize,
+    device: impl Fn(usize) -> String,
+    id_prefix: u64,
+    start_ms: usize,
+) -> Vec<serde_json::Value> {
     let sample =
         std::fs::read_to_string(crate::util::workspace().join("examples/soft-cell-sample.jsonl")).unwrap();
     let base: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
@@ -212,8 +224,9 @@ fn flood(device: &str, count: usize, id_prefix: u64, start_ms: usize) -> Vec<ser
             let mut row = base.clone();
             let ms = start_ms + i;
             let time = format!("2024-06-12T03:{:02}:{:02}.{:03}Z", ms / 60_000, ms / 1000 % 60, ms % 1000);
-            row["DeviceName"] = device.into();
+            let device = device(i);
             row["DeviceId"] = format!("id-{device}").into();
+            row["DeviceName"] = device.into();
             row["Timestamp"] = time.clone().into();
             row["ProcessCreationTime"] = time.into();
             row["ReportId"] = (id_prefix + i as u64).into();
@@ -310,4 +323,97 @@ fn a_window_of_fifty_thousand_distinct_command_lines_makes_its_alert() {
         commands[49_999],
         "cmd.exe /c \"cd /d c:\\inetpub\\wwwroot\\&whoami /49999&echo [S]&cd&echo [E]\""
     );
+}
+
+/// Alerts by device name, each device's in order; asserting that each covers one match.
+fn single_match_alerts(
+    alerts: &[serde_json::Value],
+) -> std::collections::BTreeMap<String, Vec<&serde_json::Value>> {
+    let mut by_device: std::collections::BTreeMap<String, Vec<&serde_json::Value>> = Default::default();
+    for alert in alerts {
+        assert_eq!(alert["MatchCount"], 1, "{alert}");
+        by_device.entry(alert["DeviceName"].as_str().unwrap().to_owned()).or_default().push(alert);
+    }
+    by_device
+}
+
+/// Open windows past `--max-window-mib` (forged device names, each under the cap of one
+/// device) are summarized before their end, those holding the most first, each device's
+/// matches a part: every device is alerted once, the early ones with `WindowPart` 1, and
+/// the run says it. Held to the end, 400,000 such devices took 810 MB.
+#[test]
+fn windows_past_their_memory_budget_are_summarized_early_each_device_once() {
+    // Four windows of an hour, 7,500 devices each.
+    let rows: Vec<serde_json::Value> = (0..4)
+        .flat_map(|hour| {
+            soft_cell_rows(7_500, |i| format!("h{hour}-{i:05}.contoso.com"), hour as u64 * 10_000, 0)
+                .into_iter()
+                .map(move |mut row| {
+                    for field in ["Timestamp", "ProcessCreationTime"] {
+                        let time =
+                            row[field].as_str().unwrap().replacen("T03:", &format!("T0{}:", 3 + hour), 1);
+                        row[field] = time.into();
+                    }
+                    row
+                })
+        })
+        .collect();
+    let text = as_lines(&rows);
+    let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+    std::fs::write(file.path(), &text).unwrap();
+    let path = file.path().display().to_string();
+    let run = |jobs: &str, mib: &str| rulehost(&["eval", "--jobs", jobs, "--max-window-mib", mib, &path]);
+    let whole = run("1", "256");
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    assert!(!whole.stderr.contains("before their end"), "{}", whole.stderr);
+    let cut = run("1", "2");
+    assert_eq!(cut.code, 0, "{}", cut.stderr);
+    assert_eq!(run("2", "2").stdout, cut.stdout, "--jobs 2 against --jobs 1");
+    assert!(cut.stderr.contains("windows summarized before their end"), "{}", cut.stderr);
+    let alerts = cut.json_lines();
+    let by_device = single_match_alerts(&alerts);
+    assert_eq!(by_device.len(), 30_000);
+    assert!(by_device.values().all(|a| a.len() == 1));
+    let early = alerts.iter().filter(|a| a["WindowPart"] == 1).count();
+    assert!((7_500..30_000).contains(&early), "{early} alerts summarized early");
+    assert!(alerts.iter().all(|a| a.get("WindowPart").is_none() || a["WindowPart"] == 1));
+    // But for the parts, the alerts of a whole run.
+    let strip = |alerts: Vec<serde_json::Value>| {
+        let mut alerts: Vec<String> = alerts
+            .into_iter()
+            .map(|mut a| {
+                a.as_object_mut().unwrap().shift_remove("WindowPart");
+                a.to_string()
+            })
+            .collect();
+        alerts.sort();
+        alerts
+    };
+    assert_eq!(strip(alerts), strip(whole.json_lines()));
+}
+
+/// A window's matches are summarized in calls of whole devices, up to a part's matches
+/// each: a window of 10,000 devices under `--max-alerts 100` is alerted whole, each device
+/// once, in the order of one call. In one call, the window's alerts were past what a call
+/// may return, and past what splitting it in 64 parts could fit, and the window gave none.
+#[test]
+fn a_window_of_many_devices_is_summarized_in_calls_of_whole_devices() {
+    let mut rows = soft_cell_rows(10_000, |i| format!("d{:05}.contoso.com", (i * 7_919) % 10_000), 0, 0);
+    rows.extend(flood("web01.contoso.com", 3, 50_000, 20_000));
+    let text = as_lines(&rows);
+    let args = ["eval", "--max-alerts", "100", "--max-window-matches", "100"];
+    let out = rulehost_with_stdin(&args, text.as_bytes());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("not summarized"), "{}", out.stderr);
+    let alerts = out.json_lines();
+    assert_eq!(alerts.len(), 10_001);
+    assert!(alerts.iter().all(|a| a.get("WindowPart").is_none()));
+    // In the order of the devices' first matches, as one call groups them.
+    let devices: Vec<&str> = alerts.iter().map(|a| a["DeviceName"].as_str().unwrap()).collect();
+    let expected: Vec<String> =
+        (0..10_000).map(|i| format!("d{:05}.contoso.com", (i * 7_919) % 10_000)).collect();
+    assert_eq!(devices[..10_000], expected.iter().map(String::as_str).collect::<Vec<_>>()[..]);
+    assert_eq!(alerts[10_000]["MatchCount"], 3);
+    let by_device = single_match_alerts(&alerts[..10_000]);
+    assert_eq!(by_device.len(), 10_000);
 }

@@ -35,6 +35,7 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
         window: args.window,
         batch_size: args.batch_size as usize,
         max_window_matches: args.max_window_matches as usize,
+        max_window_bytes: (args.max_window_mib as usize) << 20,
         strict: args.strict,
         matches_only: args.matches,
         input_format: args.input_format,
@@ -92,6 +93,13 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
         )),
         // Bounded inputs close their windows at the end: nothing comes late.
         Diagnostic::Late { .. } | Diagnostic::Ahead { .. } => {}
+        // Said once; the summary counts them.
+        Diagnostic::WindowCut { rule, window, held, count: 1 } => say(format!(
+            "rulehost: warning: open windows held {} MiB, more than --max-window-mib: windows are summarized before their end, each device's matches a part (`WindowPart`), the first rule {rule}'s window at {}",
+            held >> 20,
+            rulehost::events::time::format_ms(window.0)
+        )),
+        Diagnostic::WindowCut { .. } => {}
     };
     let result = eval::evaluate(&rules, &inputs, &options, &mut output, &mut diagnose);
     drop(output);

@@ -139,6 +139,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         max_clock_skew,
         batch_size: args.batch_size as usize,
         max_window_matches: args.max_window_matches as usize,
+        max_window_bytes: (args.max_window_mib as usize) << 20,
         max_batch_delay: std::time::Duration::from_millis(args.max_batch_delay_ms),
         matches_only: args.matches,
         stats_interval: args.stats_interval.map(std::time::Duration::from_secs),

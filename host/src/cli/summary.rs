@@ -50,6 +50,12 @@ pub(crate) fn print_summary(summary: &Summary) {
         plural(summary.matches, "match"),
         plural(summary.alerts, "alert"),
     );
+    if summary.windows_cut > 0 {
+        say!(
+            "rulehost: {} summarized before their end, as the open windows held more than --max-window-mib",
+            plural(summary.windows_cut, "window")
+        );
+    }
     for line in failure_lines(&summary.rules) {
         say!("rulehost: {line}");
     }

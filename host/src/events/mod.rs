@@ -38,7 +38,8 @@ pub fn read_json_record(object: serde_json::Map<String, serde_json::Value>, orig
 pub use lineage::Lineage;
 use lineage::LineageKeys;
 pub use projected::{
-    FieldValues, MIN_SUMMARY_VALUE_BYTES, ProjectedEvent, SUMMARY_TEXT_BYTES, SUMMARY_VALUE_BYTES, shortened,
+    FieldValues, HeldBytes, MIN_SUMMARY_VALUE_BYTES, ProjectedEvent, SUMMARY_TEXT_BYTES, SUMMARY_VALUE_BYTES,
+    shortened,
 };
 
 /// The format a record was read in.

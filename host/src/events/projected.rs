@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Field, ProcessEvent};
 
@@ -92,8 +93,21 @@ impl<T: FieldValues + ?Sized> FieldValues for &T {
 /// alert (its first and last `Timestamp`, its `ReportId`s).
 const ALWAYS: [Field; 2] = [Field::Timestamp, Field::ReportId];
 
+/// The bytes that the projections counted in it hold together (see
+/// [`ProjectedEvent::counted_in`]). Each adds its size when counted and takes it back when
+/// dropped, so the count is what is held, however many windows share a projection.
+#[derive(Debug, Clone, Default)]
+pub struct HeldBytes(Arc<AtomicUsize>);
+
+impl HeldBytes {
+    /// The bytes held now.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// A window's copy of a matched event (see the module's documentation).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct ProjectedEvent {
     /// The values held, one after another.
     text: Box<str>,
@@ -102,6 +116,16 @@ pub struct ProjectedEvent {
     ends: Box<[(Field, u32)]>,
     time_ms: i64,
     read_order: u64,
+    /// Where its size is counted while it lives.
+    counted: Option<HeldBytes>,
+}
+
+impl Drop for ProjectedEvent {
+    fn drop(&mut self) {
+        if let Some(held) = &self.counted {
+            held.0.fetch_sub(self.size_in_memory(), Ordering::Relaxed);
+        }
+    }
 }
 
 impl ProjectedEvent {
@@ -128,7 +152,15 @@ impl ProjectedEvent {
             ends,
             time_ms: event.time_ms(),
             read_order: event.read_order(),
+            counted: None,
         }
+    }
+
+    /// Itself, its size counted in `held` until it is dropped.
+    pub fn counted_in(mut self, held: &HeldBytes) -> Self {
+        held.0.fetch_add(self.size_in_memory(), Ordering::Relaxed);
+        self.counted = Some(held.clone());
+        self
     }
 
     /// The value of `field`; `""` for a field it does not hold.
@@ -215,6 +247,31 @@ mod tests {
         let again = shortened(&cut_one, 600);
         assert!(again.len() <= 600 && again.ends_with(&cut_one[mark_of(&cut_one).unwrap()..]), "{again}");
         assert_eq!(mark_of("no mark…[12 bytes, sha256:xyz]"), None);
+    }
+
+    #[test]
+    fn projections_counted_are_held_until_the_last_share_of_each_is_dropped() {
+        let held = HeldBytes::default();
+        let events = real_events();
+        let fields = [Field::ProcessCommandLine, Field::DeviceName];
+        let mut shared: Vec<Arc<ProjectedEvent>> =
+            events.iter().map(|e| Arc::new(ProjectedEvent::of(e, &fields).counted_in(&held))).collect();
+        let sizes: usize = shared.iter().map(|p| p.size_in_memory()).sum();
+        assert_eq!(held.get(), sizes);
+        // A second window's share of every other one: held once.
+        let second: Vec<Arc<ProjectedEvent>> = shared.iter().step_by(2).cloned().collect();
+        assert_eq!(held.get(), sizes);
+        let first_half = shared.len() / 2;
+        let dropped: usize = shared.drain(..first_half).map(|p| p.size_in_memory()).sum();
+        let still_shared: usize =
+            second.iter().take(first_half.div_ceil(2)).map(|p| p.size_in_memory()).sum();
+        assert_eq!(held.get(), sizes - dropped + still_shared);
+        drop(second);
+        drop(shared);
+        assert_eq!(held.get(), 0);
+        // Uncounted: nothing.
+        drop(ProjectedEvent::of(&events[0], &fields));
+        assert_eq!(held.get(), 0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Closing windows: the `summarize` stage of each rule over the matches of a window, and
 //! the engine's columns of each alert. The one place that turns matches into alerts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,9 @@ use crate::runtime::{CompiledRule, FailureKind, Instances, PackedSummary, RuleEr
 #[derive(Debug, Default)]
 pub(crate) struct OpenWindow {
     devices: HashMap<u64, DeviceMatches, foldhash::fast::FixedState>,
+    /// The size of the matches held, each counted whole (a match other rules' windows share
+    /// too is counted in each): which window holds most.
+    bytes: usize,
 }
 
 /// One device's matches in an [`OpenWindow`].
@@ -44,6 +47,7 @@ impl OpenWindow {
     /// Holds `event`; its device's key when its matches held now reach `cap`.
     pub(crate) fn hold(&mut self, event: Arc<ProjectedEvent>, cap: usize) -> Option<u64> {
         let key = device_key(&event);
+        self.bytes += event.size_in_memory();
         let device = self.devices.entry(key).or_default();
         device.events.push(event);
         (device.events.len() >= cap).then_some(key)
@@ -59,44 +63,86 @@ impl OpenWindow {
         self.devices.is_empty()
     }
 
+    /// The size of the matches it holds (see [`OpenWindow::bytes`]).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Keeps the matched events `keep` says.
     pub(crate) fn retain(&mut self, keep: impl Fn(&ProjectedEvent) -> bool) {
         for device in self.devices.values_mut() {
             device.events.retain(|e| keep(e));
         }
         self.devices.retain(|_, d| !d.events.is_empty() || d.parts > 0);
+        self.bytes = self.events().map(|e| e.size_in_memory()).sum();
     }
 
     /// The matches of the device `key` as the window's next part for it: the part's number,
     /// from one, and its events; `None` when it holds none. The device's later matches make
     /// the part after it.
-    fn take_part(&mut self, key: u64) -> Option<(u32, Vec<Arc<ProjectedEvent>>)> {
+    fn take_part(&mut self, key: u64) -> Option<(u32, Vec<DeviceEvents>)> {
         let device = self.devices.get_mut(&key).filter(|d| !d.events.is_empty())?;
         device.parts += 1;
-        Some((device.parts, std::mem::take(&mut device.events)))
+        let events = std::mem::take(&mut device.events);
+        self.bytes -= events.iter().map(|e| e.size_in_memory()).sum::<usize>();
+        Some((device.parts, vec![events]))
+    }
+
+    /// The matches of every device as the window's next part for each, grouped by the part's
+    /// number (a device that filled a part before is a part ahead of the others), in the
+    /// order of the number. The devices' later matches make the parts after them.
+    fn take_parts(&mut self) -> Vec<(u32, Vec<DeviceEvents>)> {
+        let mut parts: BTreeMap<u32, Vec<DeviceEvents>> = BTreeMap::new();
+        for device in self.devices.values_mut().filter(|d| !d.events.is_empty()) {
+            device.parts += 1;
+            parts.entry(device.parts).or_default().push(std::mem::take(&mut device.events));
+        }
+        self.bytes = 0;
+        parts.into_iter().collect()
     }
 
     /// The window's matches as it closes: those of devices never summarized early
-    /// together (`None`: the whole window for them), then the last part of each device that
-    /// was, in the order of their first events.
-    fn into_parts(self) -> Vec<(Option<u32>, Vec<Arc<ProjectedEvent>>)> {
-        let mut whole = Vec::new();
-        let mut parts: Vec<(Option<u32>, Vec<Arc<ProjectedEvent>>)> = Vec::new();
-        for device in self.devices.into_values() {
-            match device.parts {
-                0 => whole.extend(device.events),
-                _ if device.events.is_empty() => {}
-                done => parts.push((Some(done + 1), device.events)),
-            }
-        }
-        let first =
-            |events: &[Arc<ProjectedEvent>]| events.iter().map(|e| (e.time_ms(), e.read_order())).min();
-        parts.sort_by_key(|(_, events)| first(events));
-        if !whole.is_empty() {
-            parts.insert(0, (None, whole));
-        }
-        parts
+    /// together (`None`: the whole window for them), then the last part of the devices that
+    /// were, grouped by the part's number, in its order.
+    fn into_parts(mut self) -> Vec<(Option<u32>, Vec<DeviceEvents>)> {
+        let whole: Vec<DeviceEvents> = self
+            .devices
+            .values_mut()
+            .filter(|d| d.parts == 0)
+            .map(|d| std::mem::take(&mut d.events))
+            .collect();
+        let parts = self.take_parts().into_iter().map(|(part, devices)| (Some(part), devices));
+        (!whole.is_empty()).then_some((None, whole)).into_iter().chain(parts).collect()
     }
+}
+
+/// One device's matches taken out of an [`OpenWindow`].
+type DeviceEvents = Vec<Arc<ProjectedEvent>>;
+
+/// The `summarize` calls over `devices`' matches, as [`Due`]s of the rule at `rule` reporting
+/// `span` and `part`: whole devices, in the order of their first matches, together up to
+/// `call_matches` matches a call (a device with more is a call of its own). An alert groups
+/// one device's matches, so the calls give the alerts one call would, in its order. In one
+/// call, 400,000 matches on as many devices (forged names) took the summary past its
+/// deadline, and the window gave no alert.
+fn calls(
+    rule: usize,
+    span: (i64, i64),
+    part: Option<u32>,
+    mut devices: Vec<DeviceEvents>,
+    call_matches: usize,
+) -> Vec<Due> {
+    devices.sort_by_cached_key(|events| events.iter().map(|e| (e.time_ms(), e.read_order())).min());
+    let mut due: Vec<Due> = Vec::new();
+    for events in devices {
+        match due.last_mut() {
+            Some(last) if last.events.len() + events.len() <= call_matches.max(1) => {
+                last.events.extend(events)
+            }
+            _ => due.push(Due { rule, span, events, part }),
+        }
+    }
+    due
 }
 
 /// The `summarize` stage of one rule over the matched `events` of one window, and the
@@ -239,7 +285,7 @@ pub(crate) struct Closing {
 /// A closed window to summarize: its rule (by index), the span to report, its matched
 /// events, and which part of the window they are when a device's matches filled it before
 /// it closed (see [`OpenWindow`]).
-struct Due {
+pub(crate) struct Due {
     rule: usize,
     span: (i64, i64),
     events: Vec<Arc<ProjectedEvent>>,
@@ -261,9 +307,11 @@ pub(crate) fn close(
     set: &mut RuleSet,
     which: impl Fn(usize) -> bool,
     closing: Closing,
+    call_matches: usize,
     jobs: usize,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
-) -> Vec<Alert> {
+    write: &mut dyn FnMut(&Alert) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut due: Vec<Due> = Vec::new();
     for (rule_index, run) in set.runs.iter_mut().enumerate() {
         if !which(rule_index) {
@@ -291,47 +339,80 @@ pub(crate) fn close(
         // Shared with the other rules that matched the same events: summarized as they are,
         // not copied (a noisy rule's window of every event would double the memory).
         for (span, window) in closed {
-            due.extend(window.into_parts().into_iter().map(|(part, events)| Due {
-                rule: rule_index,
-                span: closing.span.unwrap_or(span),
-                events,
-                part,
-            }));
+            for (part, devices) in window.into_parts() {
+                due.extend(calls(rule_index, closing.span.unwrap_or(span), part, devices, call_matches));
+            }
         }
     }
-    summarize(set, due, jobs, diagnose)
+    summarize(set, due, jobs, diagnose, write)
 }
 
-/// Summarizes the matches of the device `device` that filled `window` of the rule at
-/// `rule_index` (see [`OpenWindow::hold`]) as the window's next part for it, reported as
-/// `span`: their alerts now, and the device's later matches in the window a part of their
-/// own. Nothing when they were summarized already.
-pub(crate) fn close_part(
+/// The matches of the device `device` that filled `window` of the rule at `rule_index` (see
+/// [`OpenWindow::hold`]), or with `None` those of every device, taken out as the window's
+/// next part for each, reported as `span`, for [`summarize`] to alert now; the devices'
+/// later matches in the window make parts of their own. Nothing when nothing is left.
+pub(crate) fn take_parts(
     set: &mut RuleSet,
     rule_index: usize,
     window: (i64, i64),
-    device: u64,
+    device: Option<u64>,
     span: (i64, i64),
-    diagnose: &mut dyn FnMut(Diagnostic<'_>),
-) -> Vec<Alert> {
+    call_matches: usize,
+) -> Vec<Due> {
     let Some(open) = set.runs[rule_index].windows.get_mut(&window) else { return Vec::new() };
-    let Some((part, events)) = open.take_part(device) else { return Vec::new() };
-    if open.is_empty() {
-        set.runs[rule_index].windows.remove(&window);
-    }
-    summarize(set, vec![Due { rule: rule_index, span, events, part: Some(part) }], 1, diagnose)
+    let parts = match device {
+        Some(device) => open.take_part(device).into_iter().collect(),
+        None => open.take_parts(),
+    };
+    parts
+        .into_iter()
+        .flat_map(|(part, devices)| calls(rule_index, span, Some(part), devices, call_matches))
+        .collect()
 }
 
-/// Summarizes `due` into alerts ordered by window start, then rule load order, then the
-/// order `due` lists them in (see [`close`]).
-fn summarize(
+/// Matches summarized before the alerts they made are written: the windows a close
+/// summarizes are taken in runs of about this many matches, and each run's alerts written
+/// before the next is summarized. Held until the last, the alerts of 400,000 devices (forged
+/// names) took 560 MB.
+const WRITTEN_AFTER_MATCHES: usize = 100_000;
+
+/// Summarizes `due` and writes the alerts with `write`, ordered by window start, then rule
+/// load order, then the order `due` lists them in (see [`close`]).
+pub(crate) fn summarize(
+    set: &mut RuleSet,
+    mut due: Vec<Due>,
+    jobs: usize,
+    diagnose: &mut dyn FnMut(Diagnostic<'_>),
+    write: &mut dyn FnMut(&Alert) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    // Stable: the calls of one rule and window keep their order.
+    due.sort_by_key(|d| (d.span.0, d.rule));
+    let mut due = due.into_iter().peekable();
+    while due.peek().is_some() {
+        let mut taken: Vec<Due> = Vec::new();
+        let mut matches = 0;
+        while let Some(next) =
+            due.next_if(|d| taken.is_empty() || matches + d.events.len() <= WRITTEN_AFTER_MATCHES)
+        {
+            matches += next.events.len();
+            taken.push(next);
+        }
+        for alert in summarize_in_order(set, taken, jobs, diagnose) {
+            write(&alert)?;
+        }
+    }
+    Ok(())
+}
+
+/// Summarizes `due` into alerts, in the order `due` lists them in.
+fn summarize_in_order(
     set: &mut RuleSet,
     mut due: Vec<Due>,
     jobs: usize,
     diagnose: &mut dyn FnMut(Diagnostic<'_>),
 ) -> Vec<Alert> {
     let ahead = summarize_ahead(set, &mut due, jobs);
-    let mut alerts: Vec<(i64, usize, Alert)> = Vec::new();
+    let mut alerts: Vec<Alert> = Vec::new();
     for (due, ahead) in due.iter_mut().zip(ahead) {
         let events = due.events.len();
         // Quarantined before this window: not summarized (or its outcome, had another thread
@@ -353,7 +434,7 @@ fn summarize(
             Ok(window_alerts) => {
                 run.succeeded();
                 run.summary.alerts += window_alerts.len() as u64;
-                alerts.extend(window_alerts.into_iter().map(|alert| (due.span.0, due.rule, alert)));
+                alerts.extend(window_alerts);
             }
             Err(error) => {
                 run.summary.unsummarized_matches += events as u64;
@@ -363,9 +444,7 @@ fn summarize(
     }
     // Instances kept grown for the next large window give their memory back.
     set.instances.release_grown();
-    // Stable: rows of one rule and window keep the rule's order.
-    alerts.sort_by_key(|(start, rule, _)| (*start, *rule));
-    alerts.into_iter().map(|(_, _, alert)| alert).collect()
+    alerts
 }
 
 /// With `jobs` above one, the outcomes of `due`'s windows summarized ahead on as many threads,
