@@ -125,6 +125,16 @@ impl Broker {
         producer.flush(Duration::from_secs(30)).unwrap();
     }
 
+    /// Produces `messages` as [`Broker::produce`] does, with messages up to 8 MB.
+    fn produce_large(&self, topic: &str, messages: &[(String, Vec<u8>)]) {
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            self.config().set("acks", "all").set("message.max.bytes", "8000000").create().unwrap();
+        for (key, payload) in messages {
+            producer.send(BaseRecord::to(topic).key(key).payload(payload)).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
     /// Every message of `topic`, from its start: at least `count`, and whatever else comes
     /// within two seconds after them.
     fn consume(&self, topic: &str, count: usize) -> Vec<(String, Value)> {
@@ -841,4 +851,49 @@ fn an_alert_larger_than_a_message_is_cut_to_fit_and_says_what_was_cut() {
     let mut whole_rest = whole[0].clone();
     whole_rest.as_object_mut().unwrap().remove("set_ProcessCommandLine");
     assert_eq!(rest, whole_rest);
+}
+
+/// A match larger than a message may be (an event of a forged command line of 2 MB, under
+/// `--matches`) is cut to fit: its longest values end with the mark of their whole value.
+/// Refused whole, it ended the run, and the run started again read the same event again.
+#[test]
+fn a_match_larger_than_a_message_is_cut_to_fit() {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("matches", 1);
+    let mut records = streaming_records(1, 6);
+    let long = format!("cmd.exe /c whoami {}", "A".repeat(2_000_000));
+    records[2].1["properties"]["ProcessCommandLine"] = long.clone().into();
+    // Produced one record a message, the long one in a message of its own.
+    let messages: Vec<(String, Vec<u8>)> = records
+        .iter()
+        .map(|(device, record)| {
+            (device.clone(), serde_json::to_vec(&serde_json::json!({ "records": [record] })).unwrap())
+        })
+        .collect();
+    broker.produce_large("events", &messages);
+    let sink = format!("kafka://{}/matches", broker.address());
+    let mut member = vec![Member::start(&broker, "events", "cut-match", &["--matches", "--sink", &sink])];
+    wait_for_events(&mut member, records.len() as u64);
+    let (_, log) = member.pop().unwrap().stop();
+    assert!(log.iter().any(|l| l.contains("a match of") && l.contains("cut to")), "{log:?}");
+    // Soft Cell matches every other record, the long one among them.
+    let produced = broker.consume("matches", 3);
+    assert_eq!(produced.len(), 3, "{produced:?}");
+    let commands: Vec<&str> =
+        produced.iter().map(|(_, m)| m["event"]["ProcessCommandLine"].as_str().unwrap()).collect();
+    let cut: Vec<&&str> = commands.iter().filter(|c| c.len() > 100).collect();
+    assert_eq!(cut.len(), 1, "{commands:?}");
+    assert!(cut[0].len() < 1_000_000, "{}", cut[0].len());
+    assert!(cut[0].starts_with("cmd.exe /c whoami AAAA"));
+    assert!(
+        cut[0].ends_with(']') && cut[0].contains(&format!("…[{} bytes, sha256:", long.len())),
+        "{}",
+        &cut[0][cut[0].len() - 80..]
+    );
+    assert_eq!(commands.iter().filter(|&&c| c == "cmd.exe /c whoami /all").count(), 2);
+    for (_, m) in &produced {
+        assert_eq!(m["rule"], "fa2f7d8a-6726-465a-aa72-6f6e3d4c99d7");
+        assert!(m["source"].is_object());
+    }
 }

@@ -15,7 +15,9 @@ use rdkafka::ClientContext;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::util::Timeout;
 
-use super::{MatchRecord, Sink, alert_json, fit_alert_json};
+use serde_json::{Map, Value};
+
+use super::{MatchRecord, Sink, UNCUT_ALERT_COLUMNS, UNCUT_MATCH_MEMBERS, alert_json, fit_json};
 use crate::alerts::{Alert, Match};
 use crate::runtime::AlertValue;
 use crate::sources::kafka::{KafkaAddress, client_config};
@@ -131,10 +133,6 @@ impl KafkaSink {
         Ok(KafkaSink { address, producer, deliveries, message_max_bytes })
     }
 
-    fn produce(&mut self, key: &str, value: &impl serde::Serialize) -> io::Result<()> {
-        self.produce_bytes(key, &serde_json::to_vec(value)?)
-    }
-
     fn produce_bytes(&mut self, key: &str, payload: &[u8]) -> io::Result<()> {
         let mut record = BaseRecord::to(&self.address.topic).key(key).payload(payload);
         loop {
@@ -161,36 +159,58 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// `payload`, or when it is larger than a message may be with `key`, `object` (the same
+    /// JSON) cut to fit ([`fit_json`], `uncut` left whole), said in the log with `what`. Refused
+    /// whole, such a message would end the run, and the run started again from the committed
+    /// offsets would make it again.
+    fn fitted(
+        &self,
+        key: &str,
+        payload: Vec<u8>,
+        object: impl FnOnce() -> io::Result<Map<String, Value>>,
+        uncut: &[&str],
+        what: &str,
+    ) -> io::Result<Vec<u8>> {
+        let fits = self.message_max_bytes.saturating_sub(key.len() + MESSAGE_OVERHEAD_BYTES);
+        if payload.len() <= fits {
+            return Ok(payload);
+        }
+        let mut object = object()?;
+        fit_json(&mut object, fits, uncut);
+        let cut = serde_json::to_vec(&object)?;
+        tracing::warn!(
+            topic = %self.address.topic,
+            key,
+            "{what} of {} bytes cut to {} to fit a message (message.max.bytes {})",
+            payload.len(),
+            cut.len(),
+            self.message_max_bytes
+        );
+        Ok(cut)
+    }
+}
+
 impl Sink for KafkaSink {
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
         let id = alert_id(alert);
-        let mut value = alert_json(alert);
-        let Some(object) = value.as_object_mut() else { unreachable!("an alert is an object") };
+        let Value::Object(mut object) = alert_json(alert) else { unreachable!("an alert is an object") };
         object.insert("AlertId".into(), id.clone().into());
-        let mut payload = serde_json::to_vec(object)?;
-        // Refused whole, an alert too large for a message would end the run, and the run
-        // started again from the committed offsets would make it again: cut, it is
-        // delivered, and says what was cut.
-        let fits = self.message_max_bytes.saturating_sub(id.len() + MESSAGE_OVERHEAD_BYTES);
-        if payload.len() > fits {
-            let whole = payload.len();
-            fit_alert_json(object, fits);
-            payload = serde_json::to_vec(object)?;
-            tracing::warn!(
-                topic = %self.address.topic,
-                alert = %id,
-                rule = %alert.rule.metadata().id,
-                "an alert of {whole} bytes cut to {} to fit a message (message.max.bytes {})",
-                payload.len(),
-                self.message_max_bytes
-            );
-        }
+        let payload = serde_json::to_vec(&object)?;
+        let payload = self.fitted(&id, payload, || Ok(object), &UNCUT_ALERT_COLUMNS, "an alert")?;
         self.produce_bytes(&id, &payload)
     }
 
     fn matched(&mut self, matched: &Match<'_>) -> io::Result<()> {
         let key = format!("{}:{}", matched.rule.metadata().id, matched.event.origin());
-        self.produce(&key, &MatchRecord::of(matched))
+        let record = MatchRecord::of(matched);
+        let payload = serde_json::to_vec(&record)?;
+        let object = || match serde_json::to_value(&record)? {
+            Value::Object(object) => Ok(object),
+            _ => unreachable!("a match is an object"),
+        };
+        let payload = self.fitted(&key, payload, object, &UNCUT_MATCH_MEMBERS, "a match")?;
+        self.produce_bytes(&key, &payload)
     }
 
     fn finish(&mut self) -> io::Result<()> {

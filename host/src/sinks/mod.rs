@@ -80,9 +80,9 @@ pub fn alert_json(alert: &Alert) -> Value {
     Value::Object(object)
 }
 
-/// The alert columns [`fit_alert_json`] never cuts: the rule, the window and the engine's
-/// counts, each short.
-const UNCUT_COLUMNS: [&str; 10] = [
+/// The alert columns [`fit_json`] never cuts: the rule, the window and the engine's counts,
+/// each short.
+pub const UNCUT_ALERT_COLUMNS: [&str; 10] = [
     "RuleId",
     "RuleTitle",
     "RuleVersion",
@@ -95,26 +95,33 @@ const UNCUT_COLUMNS: [&str; 10] = [
     "LastTimestamp",
 ];
 
-/// Texts [`fit_alert_json`] cuts no shorter than this.
+/// The members of a match's record ([`MatchRecord`]) [`fit_json`] never cuts: the rule and
+/// where the event was read.
+pub const UNCUT_MATCH_MEMBERS: [&str; 4] = ["rule", "rule_version", "rule_digest", "source"];
+
+/// Texts [`fit_json`] cuts no shorter than this.
 const SHORTEST_CUT_TEXT: usize = 256;
 
-/// Cuts the alert `object` ([`alert_json`]) until it serializes to at most `max_bytes`, for a
-/// sink that refuses larger messages (a Kafka topic: 1 MB by default). The list that takes
-/// the most bytes (`ReportIds`, or a rule's set) is cut to its first half, again until it
-/// fits; when no list has two values left, the longest text is cut to half, down to 256
-/// bytes, ending with the mark of its whole value ([`crate::events::shortened`]). Each list
-/// cut is named in `Cut` with how many values it had. Whether anything was cut; an alert
-/// that cannot be cut to fit is left as far as it was cut.
-pub fn fit_alert_json(object: &mut Map<String, Value>, max_bytes: usize) -> bool {
+/// Cuts the JSON `object` (an alert's, [`alert_json`], or a match's) until it serializes to
+/// at most `max_bytes`, for a sink that refuses larger messages (a Kafka topic: 1 MB by
+/// default); its members named in `uncut` are left whole. The list that takes the most
+/// bytes (an alert's `ReportIds`, or a rule's set) is cut to its first half, again until it
+/// fits; when no list has two values left, the longest text (in lists and objects too, a
+/// match's event) is cut to what it must lose, down to 256 bytes, ending with the mark of
+/// its whole value ([`crate::events::shortened`]), then the next. Each list cut is named in
+/// `Cut` with how many values it had. Whether anything was cut; an object that cannot be
+/// cut to fit is left as far as it was cut.
+pub fn fit_json(object: &mut Map<String, Value>, max_bytes: usize, uncut: &[&str]) -> bool {
     let mut cut: Map<String, Value> = Map::new();
     let mut any = false;
     loop {
         let size = serde_json::to_vec(&*object).map_or(usize::MAX, |bytes| bytes.len());
         let cut_size = serde_json::to_vec(&cut).map_or(0, |bytes| bytes.len() + "\"Cut\":,".len());
-        if size.saturating_add(if cut.is_empty() { 0 } else { cut_size }) <= max_bytes {
+        let size = size.saturating_add(if cut.is_empty() { 0 } else { cut_size });
+        if size <= max_bytes {
             break;
         }
-        let cuttable = |name: &String| !UNCUT_COLUMNS.contains(&name.as_str()) && name != "Cut";
+        let cuttable = |name: &String| !uncut.contains(&name.as_str()) && name != "Cut";
         let text_bytes = |value: &Value| value.as_str().map_or(8, |s| s.len() + 3);
         let longest_list = object
             .iter()
@@ -130,31 +137,35 @@ pub fn fit_alert_json(object: &mut Map<String, Value>, max_bytes: usize) -> bool
             any = true;
             continue;
         }
-        // Texts: the rule's text columns, and the values left in its lists.
         let mut longest: Option<&mut String> = None;
         for (_, value) in object.iter_mut().filter(|(name, _)| cuttable(name)) {
-            let texts: Vec<&mut Value> = match value {
-                Value::Array(list) => list.iter_mut().collect(),
-                other => vec![other],
-            };
-            for text in texts {
-                if let Value::String(s) = text
-                    && s.len() > SHORTEST_CUT_TEXT
-                    && longest.as_ref().is_none_or(|l| s.len() > l.len())
-                {
-                    longest = Some(s);
-                }
-            }
+            longest_text(value, &mut longest);
         }
         let Some(text) = longest else { break };
-        let half = (text.len() / 2).max(SHORTEST_CUT_TEXT);
-        *text = crate::events::shortened(text, half).into_owned();
+        // Its mark (a few dozen bytes) may add to what it keeps: cut at least that much more.
+        let keep = text.len().saturating_sub(size - max_bytes).max(SHORTEST_CUT_TEXT);
+        *text = crate::events::shortened(text, keep).into_owned();
         any = true;
     }
     if !cut.is_empty() {
         object.insert("Cut".into(), Value::Object(cut));
     }
     any
+}
+
+/// The longest text in `value` (itself, or within its lists and objects) longer than
+/// [`SHORTEST_CUT_TEXT`], if longer than `longest`, into `longest`.
+fn longest_text<'a>(value: &'a mut Value, longest: &mut Option<&'a mut String>) {
+    match value {
+        Value::String(s)
+            if s.len() > SHORTEST_CUT_TEXT && longest.as_ref().is_none_or(|l| s.len() > l.len()) =>
+        {
+            *longest = Some(s)
+        }
+        Value::Array(list) => list.iter_mut().for_each(|v| longest_text(v, longest)),
+        Value::Object(members) => members.values_mut().for_each(|v| longest_text(v, longest)),
+        _ => {}
+    }
 }
 
 /// A match as its JSON object says it: the rule, where the event was read, and the
@@ -537,12 +548,12 @@ mod tests {
         let mut small = alert(texts(10, 100));
         let before = small.clone();
         let fits = size(&small);
-        assert!(!fit_alert_json(&mut small, fits));
+        assert!(!fit_json(&mut small, fits, &UNCUT_ALERT_COLUMNS));
         assert_eq!(small, before);
         // 1,000 command lines of 1 KB and 1,000 report ids into 100 KB: the command lines
         // halved until the report ids are the longer list, then both.
         let mut large = alert(texts(1000, 1000));
-        assert!(fit_alert_json(&mut large, 100_000));
+        assert!(fit_json(&mut large, 100_000, &UNCUT_ALERT_COLUMNS));
         assert!(size(&large) <= 100_000, "{}", size(&large));
         assert!(size(&large) > 50_000, "cut no more than needed: {}", size(&large));
         let commands = large["set_ProcessCommandLine"].as_array().unwrap();
@@ -552,16 +563,29 @@ mod tests {
         assert_eq!(large["MatchCount"], 1000);
         // One text of 2 MB: cut with the mark of its whole value.
         let mut long = alert(Value::Array(vec!["y".repeat(2_000_000).into()]));
-        assert!(fit_alert_json(&mut long, 100_000));
+        assert!(fit_json(&mut long, 100_000, &UNCUT_ALERT_COLUMNS));
         assert!(size(&long) <= 100_000, "{}", size(&long));
         let kept = long["set_ProcessCommandLine"][0].as_str().unwrap();
         assert!(
             kept.starts_with("yyyy") && kept.ends_with(']') && kept.contains("…[2000000 bytes, sha256:"),
             "{kept}"
         );
+        // A match's event: its longest value cut to what it must lose, in one step.
+        let mut matched = Map::new();
+        matched.insert("rule".into(), "r".into());
+        matched.insert("source".into(), serde_json::json!({ "file": "x".repeat(300) }));
+        matched.insert(
+            "event".into(),
+            serde_json::json!({ "ProcessCommandLine": "z".repeat(300_000), "FileName": "cmd.exe" }),
+        );
+        assert!(fit_json(&mut matched, 100_000, &UNCUT_MATCH_MEMBERS));
+        assert!(size(&matched) <= 100_000 && size(&matched) > 99_000, "{}", size(&matched));
+        assert_eq!(matched["source"]["file"], "x".repeat(300));
+        assert_eq!(matched["event"]["FileName"], "cmd.exe");
+        assert!(matched.get("Cut").is_none());
         // What cannot fit is cut as far as it goes, and the engine's columns never.
         let mut tiny = alert(texts(3, 10));
-        assert!(fit_alert_json(&mut tiny, 10));
+        assert!(fit_json(&mut tiny, 10, &UNCUT_ALERT_COLUMNS));
         assert_eq!(tiny["RuleId"], "r");
         assert_eq!(tiny["WindowStart"], "2024-06-12T03:00:00Z");
         assert_eq!(tiny["ReportIds"].as_array().unwrap().len(), 1);
