@@ -23,6 +23,7 @@ use crate::runtime::{CompiledRule, FailureKind, Instances, PackedSummary, RuleEr
 /// lines) took 780 MB, and made an alert of 17 MB, which no Kafka topic takes by default.
 #[derive(Debug, Default)]
 pub(crate) struct OpenWindow {
+    /// Keyed by [`device_key`], itself unknown ahead: hashed again with a fixed seed.
     devices: HashMap<u64, DeviceMatches, foldhash::fast::FixedState>,
     /// The size of the matches held, each counted whole (a match other rules' windows share
     /// too is counted in each): which window holds most.
@@ -38,9 +39,13 @@ struct DeviceMatches {
 }
 
 /// The key of `event`'s device in an [`OpenWindow`]. Two devices whose keys collide share
-/// their count and parts; each alert still groups its own device's matches.
+/// their count and parts; each alert still groups its own device's matches. Seeded per
+/// process, as the names come from the logs: with a seed known ahead, forged names could be
+/// made to share one key, or to pile up in one place of the windows' tables.
 fn device_key(event: &ProjectedEvent) -> u64 {
-    foldhash::fast::FixedState::default().hash_one((event.get(Field::DeviceId), event.get(Field::DeviceName)))
+    static DEVICE_KEYS: std::sync::LazyLock<foldhash::fast::RandomState> =
+        std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+    DEVICE_KEYS.hash_one((event.get(Field::DeviceId), event.get(Field::DeviceName)))
 }
 
 impl OpenWindow {
