@@ -208,16 +208,8 @@ struct RunArgs {
     /// Alert window: tumbling, aligned to the Unix epoch (`30m`, `1h`), or `all`.
     #[arg(long, default_value = "1h", value_name = "DURATION|all")]
     window: WindowSpec,
-    /// A device's matches of one rule that one window holds at most: reaching it, they are
-    /// summarized at once, as a part of the window (its alert says `WindowPart`), and the
-    /// device's later matches in the window make the next part.
-    #[arg(long, default_value_t = eval::DEFAULT_MAX_WINDOW_MATCHES as u32, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
-    max_window_matches: u32,
-    /// Memory the matches held in open windows may take together, in MiB: past it, the
-    /// windows that hold the most are summarized at once, each device's matches a part of its
-    /// window (`WindowPart`), until they hold three quarters of it.
-    #[arg(long, default_value_t = (eval::DEFAULT_MAX_WINDOW_BYTES >> 20) as u32, value_parser = clap::value_parser!(u32).range(1..=1_048_576), value_name = "MIB")]
-    max_window_mib: u32,
+    #[command(flatten)]
+    window_bounds: WindowBoundArgs,
     /// How far behind the latest event time an event may come and still find its window
     /// open (`30s`, `5m`).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
@@ -498,16 +490,8 @@ struct EvalArgs {
     /// Alert window: tumbling, aligned to the Unix epoch (`30m`, `1h`, `1d`), or `all`.
     #[arg(long, default_value = "1h", value_name = "DURATION|all")]
     window: WindowSpec,
-    /// A device's matches of one rule that one window holds at most: reaching it, they are
-    /// summarized at once, as a part of the window (its alert says `WindowPart`), and the
-    /// device's later matches in the window make the next part.
-    #[arg(long, default_value_t = eval::DEFAULT_MAX_WINDOW_MATCHES as u32, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
-    max_window_matches: u32,
-    /// Memory the matches held in open windows may take together, in MiB: past it, the
-    /// windows that hold the most are summarized at once, each device's matches a part of its
-    /// window (`WindowPart`), until they hold three quarters of it.
-    #[arg(long, default_value_t = (eval::DEFAULT_MAX_WINDOW_BYTES >> 20) as u32, value_parser = clap::value_parser!(u32).range(1..=1_048_576), value_name = "MIB")]
-    max_window_mib: u32,
+    #[command(flatten)]
+    window_bounds: WindowBoundArgs,
     /// Input format: `auto` (from the name, then the content), `jsonl`, `json`, `csv`,
     /// `evtx`, `xml`.
     #[arg(long, default_value = "auto", value_name = "FORMAT")]
@@ -556,6 +540,33 @@ struct EvalArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     load: LoadArgs,
+}
+
+/// What open windows hold at most (see README, "Outputs"), for `eval` and `run`.
+#[derive(Debug, Args)]
+struct WindowBoundArgs {
+    /// A device's matches of one rule that one window holds at most: reaching it, they are
+    /// summarized at once, as a part of the window (its alert says `WindowPart`), and the
+    /// device's later matches in the window make the next part.
+    #[arg(long, default_value_t = eval::DEFAULT_MAX_WINDOW_MATCHES as u32, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    max_window_matches: u32,
+    /// Memory the matches held in open windows may take together, in MiB: past it, the
+    /// windows that hold the most are summarized at once, each device's matches a part of its
+    /// window (`WindowPart`), until they hold three quarters of it.
+    #[arg(long, default_value_t = (eval::DEFAULT_MAX_WINDOW_BYTES >> 20) as u32, value_parser = clap::value_parser!(u32).range(1..=1_048_576), value_name = "MIB")]
+    max_window_mib: u32,
+}
+
+impl WindowBoundArgs {
+    /// A device's matches of one rule one window holds at most.
+    fn max_window_matches(&self) -> usize {
+        self.max_window_matches as usize
+    }
+
+    /// The bytes all open windows' matches hold at most.
+    fn max_window_bytes(&self) -> usize {
+        (self.max_window_mib as usize) << 20
+    }
 }
 
 /// The sandbox's limits (see README, "Security model"); each overrides the config file.

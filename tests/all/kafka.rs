@@ -113,24 +113,15 @@ impl Broker {
         messages: &[(String, Vec<u8>)],
         partition: impl Fn(usize) -> Option<i32>,
     ) {
+        // Messages up to 8 MB: a test may produce one larger than a sink's message.
         let producer: ThreadedProducer<DefaultProducerContext> =
-            self.config().set("acks", "all").create().unwrap();
+            self.config().set("acks", "all").set("message.max.bytes", "8000000").create().unwrap();
         for (n, (key, payload)) in messages.iter().enumerate() {
             let mut record = BaseRecord::to(topic).key(key).payload(payload);
             if let Some(partition) = partition(n) {
                 record = record.partition(partition);
             }
             producer.send(record).map_err(|(e, _)| e).unwrap();
-        }
-        producer.flush(Duration::from_secs(30)).unwrap();
-    }
-
-    /// Produces `messages` as [`Broker::produce`] does, with messages up to 8 MB.
-    fn produce_large(&self, topic: &str, messages: &[(String, Vec<u8>)]) {
-        let producer: ThreadedProducer<DefaultProducerContext> =
-            self.config().set("acks", "all").set("message.max.bytes", "8000000").create().unwrap();
-        for (key, payload) in messages {
-            producer.send(BaseRecord::to(topic).key(key).payload(payload)).map_err(|(e, _)| e).unwrap();
         }
         producer.flush(Duration::from_secs(30)).unwrap();
     }
@@ -871,7 +862,7 @@ fn a_match_larger_than_a_message_is_cut_to_fit() {
             (device.clone(), serde_json::to_vec(&serde_json::json!({ "records": [record] })).unwrap())
         })
         .collect();
-    broker.produce_large("events", &messages);
+    broker.produce("events", &messages);
     let sink = format!("kafka://{}/matches", broker.address());
     let mut member = vec![Member::start(&broker, "events", "cut-match", &["--matches", "--sink", &sink])];
     wait_for_events(&mut member, records.len() as u64);

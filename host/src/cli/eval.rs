@@ -34,8 +34,8 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     let options = EvalOptions {
         window: args.window,
         batch_size: args.batch_size as usize,
-        max_window_matches: args.max_window_matches as usize,
-        max_window_bytes: (args.max_window_mib as usize) << 20,
+        max_window_matches: args.window_bounds.max_window_matches(),
+        max_window_bytes: args.window_bounds.max_window_bytes(),
         strict: args.strict,
         matches_only: args.matches,
         input_format: args.input_format,

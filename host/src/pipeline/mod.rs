@@ -651,11 +651,7 @@ impl<'a> Pipeline<'a> {
         self.evaluate_batch()?;
         self.wait_for_workers()?;
         self.workers = None;
-        // `--window all` reports the input's own span, end exclusive.
-        let span = match self.options.window {
-            WindowSpec::All => self.time_range.map(|(lo, hi)| (lo, hi.saturating_add(1))),
-            WindowSpec::Every(_) => None,
-        };
+        let span = self.input_span();
         self.close_windows_as(|_| true, Closing { watermark: None, ahead_from: None, span })?;
         self.output.finish()?;
         let mut summary = std::mem::take(&mut self.summary);
@@ -897,6 +893,14 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
+    /// With `--window all`, the span a window reports: the input's own so far, end exclusive.
+    fn input_span(&self) -> Option<(i64, i64)> {
+        match self.options.window {
+            WindowSpec::All => self.time_range.map(|(lo, hi)| (lo, hi.saturating_add(1))),
+            WindowSpec::Every(_) => None,
+        }
+    }
+
     /// Summarizes the matches of `device` (`None`: of every device) in `window` of the rule
     /// at `rule` as the window's next part for each, and writes the alerts.
     fn close_parts(
@@ -905,13 +909,9 @@ impl<'a> Pipeline<'a> {
         window: (i64, i64),
         device: Option<u64>,
     ) -> Result<(), PipelineError> {
-        // `--window all` reports the input's own span so far.
-        let span = match self.options.window {
-            WindowSpec::All => self.time_range.map_or(window, |(lo, hi)| (lo, hi.saturating_add(1))),
-            WindowSpec::Every(_) => window,
-        };
+        let span = self.input_span().unwrap_or(window);
         let due =
-            windows::take_parts(&mut self.set, rule, window, device, span, self.options.max_window_matches);
+            windows::parts_due(&mut self.set, rule, window, device, span, self.options.max_window_matches);
         let output = &mut *self.output;
         windows::summarize(&mut self.set, due, self.options.jobs, self.diagnose, &mut |alert| {
             output.alert(alert)
@@ -927,24 +927,28 @@ impl<'a> Pipeline<'a> {
             return Ok(());
         }
         let enough = budget / 4 * 3;
-        while self.held.get() > enough {
+        // The largest first, ties to the first rule and window, so that the output is the
+        // same whatever the number of jobs. Summarizing one window leaves the others' sizes
+        // as they were: one ordering serves.
+        let mut by_size: Vec<(usize, usize, (i64, i64))> = self
+            .set
+            .runs
+            .iter()
+            .enumerate()
+            .flat_map(|(r, run)| run.windows.iter().map(move |(&span, w)| (w.bytes(), r, span)))
+            .filter(|&(bytes, ..)| bytes > 0)
+            .collect();
+        by_size.sort_by_key(|&(bytes, r, span)| (std::cmp::Reverse(bytes), r, span));
+        for (_, rule, window) in by_size {
             let held = self.held.get();
-            // The largest, ties to the first rule and window, so that the output is the
-            // same whatever the number of jobs.
-            let largest = self
-                .set
-                .runs
-                .iter()
-                .enumerate()
-                .flat_map(|(r, run)| run.windows.iter().map(move |(&span, w)| (w.bytes(), r, span)))
-                .max_by_key(|&(bytes, r, span)| (bytes, std::cmp::Reverse((r, span))));
-            let Some((bytes, rule, window)) = largest.filter(|&(bytes, ..)| bytes > 0) else { break };
+            if held <= enough {
+                break;
+            }
             self.summary.windows_cut += 1;
             let count = self.summary.windows_cut;
             let id = self.set.runs[rule].summary.id.clone();
             (self.diagnose)(Diagnostic::WindowCut { rule: &id, window, held, count });
             self.close_parts(rule, window, None)?;
-            debug_assert!(self.set.runs[rule].windows[&window].bytes() == 0, "{bytes} bytes summarized");
         }
         Ok(())
     }

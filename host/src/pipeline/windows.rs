@@ -25,9 +25,6 @@ use crate::runtime::{CompiledRule, FailureKind, Instances, PackedSummary, RuleEr
 pub(crate) struct OpenWindow {
     /// Keyed by [`device_key`], itself unknown ahead: hashed again with a fixed seed.
     devices: HashMap<u64, DeviceMatches, foldhash::fast::FixedState>,
-    /// The size of the matches held, each counted whole (a match other rules' windows share
-    /// too is counted in each): which window holds most.
-    bytes: usize,
 }
 
 /// One device's matches in an [`OpenWindow`].
@@ -52,7 +49,6 @@ impl OpenWindow {
     /// Holds `event`; its device's key when its matches held now reach `cap`.
     pub(crate) fn hold(&mut self, event: Arc<ProjectedEvent>, cap: usize) -> Option<u64> {
         let key = device_key(&event);
-        self.bytes += event.size_in_memory();
         let device = self.devices.entry(key).or_default();
         device.events.push(event);
         (device.events.len() >= cap).then_some(key)
@@ -68,9 +64,10 @@ impl OpenWindow {
         self.devices.is_empty()
     }
 
-    /// The size of the matches it holds (see [`OpenWindow::bytes`]).
+    /// The size of the matches it holds, each counted whole (a match other rules' windows
+    /// share too is counted in each): which window holds most.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+        self.events().map(|e| e.size_in_memory()).sum()
     }
 
     /// Keeps the matched events `keep` says.
@@ -79,7 +76,6 @@ impl OpenWindow {
             device.events.retain(|e| keep(e));
         }
         self.devices.retain(|_, d| !d.events.is_empty() || d.parts > 0);
-        self.bytes = self.events().map(|e| e.size_in_memory()).sum();
     }
 
     /// The matches of the device `key` as the window's next part for it: the part's number,
@@ -88,9 +84,7 @@ impl OpenWindow {
     fn take_part(&mut self, key: u64) -> Option<(u32, Vec<DeviceEvents>)> {
         let device = self.devices.get_mut(&key).filter(|d| !d.events.is_empty())?;
         device.parts += 1;
-        let events = std::mem::take(&mut device.events);
-        self.bytes -= events.iter().map(|e| e.size_in_memory()).sum::<usize>();
-        Some((device.parts, vec![events]))
+        Some((device.parts, vec![std::mem::take(&mut device.events)]))
     }
 
     /// The matches of every device as the window's next part for each, grouped by the part's
@@ -102,7 +96,6 @@ impl OpenWindow {
             device.parts += 1;
             parts.entry(device.parts).or_default().push(std::mem::take(&mut device.events));
         }
-        self.bytes = 0;
         parts.into_iter().collect()
     }
 
@@ -356,7 +349,7 @@ pub(crate) fn close(
 /// [`OpenWindow::hold`]), or with `None` those of every device, taken out as the window's
 /// next part for each, reported as `span`, for [`summarize`] to alert now; the devices'
 /// later matches in the window make parts of their own. Nothing when nothing is left.
-pub(crate) fn take_parts(
+pub(crate) fn parts_due(
     set: &mut RuleSet,
     rule_index: usize,
     window: (i64, i64),

@@ -157,9 +157,7 @@ impl KafkaSink {
             }
         }
     }
-}
 
-impl KafkaSink {
     /// `payload`, or when it is larger than a message may be with `key`, `object` (the same
     /// JSON) cut to fit ([`fit_json`], `uncut` left whole), said in the log with `what`. Refused
     /// whole, such a message would end the run, and the run started again from the committed
