@@ -140,8 +140,12 @@ pub fn test_rule(name: &str) -> String {
     let wasm_target = if wasi { rule_build::WASI_TARGET } else { rule_build::TARGET };
     let component = rule_build::build_rule_for(&workspace(), &format!("test-{name}"), &target, wasm_target)
         .unwrap_or_else(|e| panic!("building test rule {name}: {e:#}"));
+    // Written aside and renamed into place: another test process (a test runner that runs
+    // each test in a process of its own) may be loading the same rule meanwhile.
     let path = target.join(format!("{name}.wasm"));
-    std::fs::write(&path, component).expect("writing the test rule");
+    let aside = target.join(format!("{name}.wasm.{}", std::process::id()));
+    std::fs::write(&aside, component).expect("writing the test rule");
+    std::fs::rename(&aside, &path).expect("moving the test rule into place");
     let path = path.display().to_string();
     built.insert(name.to_owned(), path.clone());
     path
