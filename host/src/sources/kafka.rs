@@ -34,6 +34,58 @@ const MESSAGES_PER_GROUP: usize = 1024;
 /// reading and evaluating stays bounded under any lag, whatever the messages' size.
 const BYTES_PER_GROUP: usize = 4 << 20;
 
+/// How often a warning that repeats is logged again, with how many times it came between.
+const REPEATED_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Distinct warnings remembered for [`RepeatedWarnings`]; past them, all are forgotten.
+const REPEATED_WARNINGS_KEPT: usize = 64;
+
+/// The client's and the consumer's warnings, each logged when it first comes and then at
+/// most once a [`REPEATED_WARNING_INTERVAL`]: a batch the client cannot read (a codec it
+/// lacks, damaged data) is fetched again and fails the same way twice a second, for as long
+/// as its partition is stuck there, and the log would be nothing else.
+#[derive(Debug, Default)]
+struct RepeatedWarnings {
+    /// By text: when it was last logged, and how many times it came since.
+    seen: HashMap<String, (Instant, u64)>,
+}
+
+impl RepeatedWarnings {
+    /// Whether `text`, come at `now`, is to be logged: with how many times it came since it
+    /// last was (`Some(0)` the first time), or `None` when it was logged less than an
+    /// interval ago.
+    fn admit(&mut self, text: &str, now: Instant) -> Option<u64> {
+        if let Some((logged, since)) = self.seen.get_mut(text) {
+            if now.saturating_duration_since(*logged) < REPEATED_WARNING_INTERVAL {
+                *since += 1;
+                return None;
+            }
+            let repeats = *since;
+            *logged = now;
+            *since = 0;
+            return Some(repeats);
+        }
+        if self.seen.len() >= REPEATED_WARNINGS_KEPT {
+            self.seen.clear();
+        }
+        self.seen.insert(text.to_owned(), (now, 0));
+        Some(0)
+    }
+
+    /// Logs `text` as a warning about `topic`, if [`Self::admit`] says so.
+    fn warn(&mut self, topic: &str, text: String) {
+        match self.admit(&text, Instant::now()) {
+            None => {}
+            Some(0) => tracing::warn!(topic = %topic, "{text}"),
+            Some(repeats) => tracing::warn!(
+                topic = %topic,
+                "{text} (and {repeats} times more in the last {} s, not logged)",
+                REPEATED_WARNING_INTERVAL.as_secs()
+            ),
+        }
+    }
+}
+
 /// `kafka://BROKER[,BROKER...]/TOPIC`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaAddress {
@@ -79,6 +131,7 @@ pub struct GroupContext {
     ledger: Arc<Mutex<Ledger>>,
     topic: String,
     counters: Mutex<Counters>,
+    warnings: Mutex<RepeatedWarnings>,
 }
 
 /// What the source reports with the run's counters.
@@ -104,7 +157,9 @@ impl ClientContext for GroupContext {
         counters.errors += 1;
         let unreachable = matches!(error.rdkafka_error_code(), Some(AllBrokersDown | BrokerTransportFailure));
         if !unreachable {
-            tracing::warn!(topic = %self.topic, "the Kafka client reports: {error}: {reason}");
+            drop(counters);
+            let mut warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+            warnings.warn(&self.topic, format!("the Kafka client reports: {error}: {reason}"));
         } else if counters.down_since.is_none() {
             counters.down_since = Some(std::time::SystemTime::now());
             tracing::warn!(topic = %self.topic, "broker unreachable, waiting for it (reading resumes where it stopped): {reason}");
@@ -327,8 +382,12 @@ impl KafkaSource {
             source: std::io::Error::other(e.to_string()),
         };
         let ledger = Arc::new(Mutex::new(Ledger { idle_timeout, ..Ledger::default() }));
-        let context =
-            GroupContext { ledger: ledger.clone(), topic: address.topic.clone(), counters: Mutex::default() };
+        let context = GroupContext {
+            ledger: ledger.clone(),
+            topic: address.topic.clone(),
+            counters: Mutex::default(),
+            warnings: Mutex::default(),
+        };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).map_err(error)?;
         consumer.subscribe(&[&address.topic]).map_err(error)?;
         Ok(KafkaSource { address, consumer: Arc::new(consumer), ledger, committed: BTreeMap::new() })
@@ -341,8 +400,13 @@ impl Source for KafkaSource {
         let ledger = self.ledger.clone();
         let topic = self.address.topic.clone();
         Box::new(move || {
-            Ok(Box::new(MessageGroups { consumer, ledger, topic, devices: DeviceCheck::default() })
-                as Records)
+            Ok(Box::new(MessageGroups {
+                consumer,
+                ledger,
+                topic,
+                devices: DeviceCheck::default(),
+                warnings: RepeatedWarnings::default(),
+            }) as Records)
         })
     }
 
@@ -442,6 +506,7 @@ struct MessageGroups {
     ledger: Arc<Mutex<Ledger>>,
     topic: String,
     devices: DeviceCheck,
+    warnings: RepeatedWarnings,
 }
 
 /// The partition each device's events came from (`None` once it was warned of).
@@ -492,7 +557,7 @@ impl Iterator for MessageGroups {
                 let message = match polled {
                     Ok(message) => message,
                     Err(e) => {
-                        tracing::warn!(topic = %self.topic, "the consumer reports: {e}");
+                        self.warnings.warn(&self.topic, format!("the consumer reports: {e}"));
                         continue;
                     }
                 };
@@ -588,6 +653,31 @@ mod tests {
         ledger.withdrawn.clear();
         ledger.revoke(&[0]);
         assert!(ledger.withdrawn.is_empty());
+    }
+
+    #[test]
+    fn a_warning_that_repeats_is_logged_at_most_once_an_interval_with_its_count() {
+        let start = Instant::now();
+        let mut warnings = RepeatedWarnings::default();
+        let stuck = "the consumer reports: Decompression (codec 0x4) of message at 0 failed";
+        assert_eq!(warnings.admit(stuck, start), Some(0), "logged when it first comes");
+        for n in 1..=119 {
+            // Twice a second, as a stuck partition's fetches fail.
+            assert_eq!(warnings.admit(stuck, start + Duration::from_millis(500 * n)), None);
+        }
+        assert_eq!(
+            warnings.admit("another", start + Duration::from_secs(1)),
+            Some(0),
+            "each text on its own"
+        );
+        assert_eq!(warnings.admit(stuck, start + REPEATED_WARNING_INTERVAL), Some(119));
+        assert_eq!(warnings.admit(stuck, start + REPEATED_WARNING_INTERVAL + Duration::from_secs(1)), None);
+        // What it remembers is bounded: past it, every text is new again.
+        for n in 0..REPEATED_WARNINGS_KEPT {
+            warnings.admit(&format!("text {n}"), start);
+        }
+        assert!(warnings.seen.len() <= REPEATED_WARNINGS_KEPT);
+        assert_eq!(warnings.admit(stuck, start + REPEATED_WARNING_INTERVAL), Some(0));
     }
 
     #[test]
