@@ -144,7 +144,12 @@ pub fn fit_json(object: &mut Map<String, Value>, max_bytes: usize, uncut: &[&str
         let Some(text) = longest else { break };
         // Its mark (a few dozen bytes) may add to what it keeps: cut at least that much more.
         let keep = text.len().saturating_sub(size - max_bytes).max(SHORTEST_CUT_TEXT);
-        *text = crate::events::shortened(text, keep).into_owned();
+        let shorter = crate::events::shortened(text, keep).into_owned();
+        if shorter.len() >= text.len() {
+            // Nothing more to cut: stop rather than cut the same text again and again.
+            break;
+        }
+        *text = shorter;
         any = true;
     }
     if !cut.is_empty() {
@@ -526,6 +531,19 @@ mod tests {
         let events = crate::events::shared_evtx_process_creations(name);
         assert!(events.len() > 2, "{} process creations in {name}", events.len());
         events
+    }
+
+    #[test]
+    fn a_text_ending_with_a_forged_mark_is_cut_and_the_cutting_ends() {
+        let forged = format!("whoami …[{} bytes, sha256:0123456789abcdef]", "9".repeat(50_000));
+        let mut object = Map::new();
+        object.insert("rule".into(), "r".repeat(2_000).into());
+        object.insert("ProcessCommandLine".into(), forged.into());
+        // Cannot fit (the rule alone is larger): cut as far as it goes, and returns.
+        assert!(fit_json(&mut object, 1_000, &["rule"]));
+        let kept = object["ProcessCommandLine"].as_str().unwrap();
+        assert!(kept.len() <= SHORTEST_CUT_TEXT && kept.starts_with("whoami"), "{kept}");
+        assert_eq!(object["rule"].as_str().unwrap().len(), 2_000);
     }
 
     #[test]
