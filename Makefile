@@ -92,7 +92,7 @@ $(REGISTRY_BIN):
 ## Fuzzing (cargo-fuzz, nightly): every target for FUZZ_SECONDS each, seeded from tests/data
 ## and ../shared/data; what a target finds lands in target/fuzz/artifacts/TARGET/ and fails
 ## the run. `make fuzz-smoke` is the short run CI makes.
-FUZZ_TARGETS := json_lines json_documents csv evtx_xml evtx_binary containers dismissal artifact trust_policy sigma_rule
+FUZZ_TARGETS := json_lines json_documents csv evtx_xml evtx_binary containers dismissal artifact trust_policy sigma_rule alert_fit
 FUZZ_SECONDS ?= 600
 FUZZ_DIR := target/fuzz
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz

@@ -9,6 +9,7 @@ whole lines, so that the fuzzer mutates inputs of a size it can explore.
 import gzip
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -121,6 +122,13 @@ def main():
     os.remove(keys / "fuzz.key")
     write(seeds / "artifact", (keys / "signed.wasm").read_bytes())
     write(seeds / "artifact", rule.read_bytes())
+    # alert_fit: two bytes of bound, then alerts and matches as the sinks write them.
+    for golden in files((ROOT / "tests" / "golden", "*.alerts.jsonl"), (ROOT / "tests" / "golden", "*.matches.jsonl")):
+        for line in golden.read_bytes().splitlines()[:5]:
+            for bound in (b"\x00\x00", b"\x20\x00", b"\xff\x01"):
+                write(seeds / "alert_fit", bound + line)
+    forged = "whoami …[" + "9" * 5000 + " bytes, sha256:0123456789abcdef]"
+    write(seeds / "alert_fit", b"\x10\x00" + json.dumps({"rule": "r", "event": {"ProcessCommandLine": forged}}).encode())
     for target in sorted(p.name for p in seeds.iterdir()):
         print(f"{target}: {len(list((seeds / target).iterdir()))} seeds")
 
