@@ -6,11 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rulehost::sinks::fit_json;
+use rulehost::sinks::{SHORTEST_CUT_TEXT, fit_json};
 use serde_json::Value;
-
-/// Texts `fit_json` cuts no shorter than this.
-const SHORTEST_CUT_TEXT: usize = 256;
 
 fn longest_text(value: &Value) -> usize {
     match value {

@@ -59,9 +59,9 @@ fn mark_of(value: &str) -> Option<usize> {
     let at = value.rfind("…[")?;
     let inner = value[at + "…[".len()..].strip_suffix(']')?;
     let (length, hex) = inner.split_once(" bytes, sha256:")?;
-    // A length as `shortened` writes it (a `usize`, at most 20 digits): a value that ends
-    // with a forged mark of a million digits must not keep it whole, past its cap.
-    let whole = length.parse::<u64>().is_ok_and(|_| length.bytes().all(|b| b.is_ascii_digit()));
+    // A length as `shortened` writes it (at most 20 digits, as `MARK_BYTES` counts): a value
+    // that ends with a forged mark of a million digits must not keep it whole, past its cap.
+    let whole = (1..=20).contains(&length.len()) && length.bytes().all(|b| b.is_ascii_digit());
     let digest = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     (whole && digest).then_some(at)
 }
@@ -201,19 +201,19 @@ impl FieldValues for ProjectedEvent {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_value_ending_with_a_forged_mark_is_cut_within_its_cap() {
         let forged = format!("cmd /c whoami …[{} bytes, sha256:0123456789abcdef]", "9".repeat(100_000));
-        let cut = super::shortened(&forged, 256);
+        let cut = shortened(&forged, 256);
         assert!(cut.len() <= 256, "{} bytes", cut.len());
         assert!(cut.starts_with("cmd /c whoami"), "{cut}");
         // A mark it wrote itself is kept as the mark of the whole.
-        let once = super::shortened(&"x".repeat(10_000), 1_000).into_owned();
-        let twice = super::shortened(&once, 300);
+        let once = shortened(&"x".repeat(10_000), 1_000).into_owned();
+        let twice = shortened(&once, 300);
         assert!(twice.len() <= 300 && twice.contains("…[10000 bytes, sha256:"), "{twice}");
     }
-
-    use super::*;
 
     /// The real process creations of the shared EVTX files.
     fn real_events() -> Vec<ProcessEvent> {

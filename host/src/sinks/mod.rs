@@ -100,7 +100,7 @@ pub const UNCUT_ALERT_COLUMNS: [&str; 10] = [
 pub const UNCUT_MATCH_MEMBERS: [&str; 4] = ["rule", "rule_version", "rule_digest", "source"];
 
 /// Texts [`fit_json`] cuts no shorter than this.
-const SHORTEST_CUT_TEXT: usize = 256;
+pub const SHORTEST_CUT_TEXT: usize = 256;
 
 /// Cuts the JSON `object` (an alert's, [`alert_json`], or a match's) until it serializes to
 /// at most `max_bytes`, for a sink that refuses larger messages (a Kafka topic: 1 MB by
