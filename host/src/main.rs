@@ -29,7 +29,8 @@ Exit codes:
 const EVAL_EXAMPLES: &str = "\
 Examples:
   rulehost eval events.jsonl                      # the bundled Soft Cell rule, alerts as JSON lines
-  rulehost eval --rules rules/ a.csv b.json       # every *.wasm rule in rules/
+  rulehost eval --rules rules/ a.csv b.json       # every *.wasm rule in rules/, and its Sigma rules
+  rulehost eval --rules sigma/rules/windows/process_creation/ logs/  # Sigma YAML, compiled into a pack
   rulehost eval Sysmon.evtx Security.evtx logs.zip  # raw Windows logs, with process lineage
   rulehost eval --matches --format table events.jsonl
   cat events.jsonl | rulehost eval --window all -   # one window over the whole input
@@ -183,19 +184,22 @@ Examples:
 The rules directory is watched: a new or changed *.wasm is verified, compiled and checked
 (and a smoke call made) off the evaluation path, then swapped in between two batches; a
 removed file unloads its rule; a candidate that fails any step is reported and the running
-version stays. A registry tag (--rules oci://...) is asked for its digest every
---poll-interval: a new digest is pulled, verified and swapped in the same way; a registry that
-is down, or a candidate that fails, is logged and the running version stays. SIGHUP rescans
-the directory (or asks the registry now); SIGINT and SIGTERM (and the end of the input)
-flush every open window and exit.";
+version stays. Its Sigma files (*.yml, *.yaml, searched recursively) make one pack: a
+changed one is compiled again and the pack swapped the same way; a file that no longer
+compiles is reported, and its last version that compiled stays in the pack. A registry tag
+(--rules oci://...) is asked for its digest every --poll-interval: a new digest is pulled,
+verified and swapped in the same way; a registry that is down, or a candidate that fails,
+is logged and the running version stays. SIGHUP rescans the directory (or asks the
+registry now); SIGINT and SIGTERM (and the end of the input) flush every open window and
+exit.";
 
 #[derive(Debug, Args)]
 struct RunArgs {
     /// The input: a file (with --follow, read as it grows), a named pipe, or `-` for stdin.
     #[arg(value_name = "INPUT", default_value = "-")]
     input: PathBuf,
-    /// The rules directory, watched for changes; or oci://HOST/REPO:TAG, followed (see
-    /// --poll-interval).
+    /// The rules directory (its `*.wasm`, and its Sigma files searched recursively), watched
+    /// for changes; or oci://HOST/REPO:TAG, followed (see --poll-interval).
     #[arg(long = "rules", value_name = "DIR|oci://REF", required = true)]
     rules: PathBuf,
     /// Follow a file as it grows, like `tail -F`: read on after it is rotated (renamed and
@@ -477,8 +481,9 @@ struct EvalArgs {
     /// directory: the log files under it, by name. `-` or none: stdin.
     #[arg(value_name = "INPUT")]
     inputs: Vec<PathBuf>,
-    /// A rule component, or a directory of them (`*.wasm`); repeatable. Default: the
-    /// bundled Soft Cell rule.
+    /// Rules: a component (`.wasm`), a Sigma rule (`.yml`, `.yaml`), a directory (its
+    /// `*.wasm`, and its Sigma files searched recursively: they make one pack), or
+    /// oci://HOST/REPO:TAG; repeatable. Default: the bundled Soft Cell rule.
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
     /// Output format: `jsonl` or `table`.
