@@ -6,12 +6,17 @@ RULE_CRATES := $(filter-out sdk build sigma sigma-pack,$(RULE_CRATES))
 SAMPLE := examples/soft-cell-sample.jsonl
 
 PYSIGMA := target/pysigma
-## Tools the tests run beside rulehost, installed from crates.io into target/tools (kept
-## across runs on one machine).
+## Tools the tests run beside rulehost, installed from crates.io into a cache of the machine
+## ($XDG_CACHE_HOME or ~/.cache, then rulehost-dev/tools: apart from rulehost/, where the
+## binary caches components) that target/tools links to. A clean checkout on the same machine
+## (a later CI run, another worktree, after `cargo clean`) finds them built. Make looks for a
+## tool before it links target/tools, so each install looks again first. A target/tools that
+## is already a directory is used as it is.
 TOOLS := target/tools
+TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rulehost-dev/tools
 WASMSIGN2 := $(TOOLS)/bin/wasmsign2
 ## The Kafka-protocol broker the Kafka tests consume from: ~15 minutes to build cold on two
-## cores, once per machine; later runs find it in target/tools.
+## cores, once per machine; later runs find it in the tools cache.
 TANSU := $(TOOLS)/tansu-0.6.0-libsql/bin/tansu
 
 .PHONY: all setup build rules run test unit-tests integration-tests lint fmt bench man clean pysigma wasmsign2 registry tansu rsigma fuzz fuzz-smoke fuzz-setup
@@ -45,6 +50,10 @@ run: build rules
 	@echo
 	./target/release/rulehost eval --rules $(RULES_DIR)/soft-cell.wasm $(SAMPLE)
 
+$(TOOLS):
+	mkdir -p "$(TOOLS_CACHE)" $(dir $(TOOLS))
+	ln -sfn "$(TOOLS_CACHE)" $(TOOLS)
+
 ## pySigma in a virtual environment, the reference of the Sigma differential test.
 pysigma: $(PYSIGMA)/installed
 
@@ -56,16 +65,16 @@ $(PYSIGMA)/installed: tests/pysigma/requirements.txt
 ## The wasmsign2 command-line tool, which the signing tests interoperate with.
 wasmsign2: $(WASMSIGN2)
 
-$(WASMSIGN2):
-	$(CARGO) install wasmsign2-cli --version 0.2.8 --locked --root $(TOOLS)
+$(WASMSIGN2): | $(TOOLS)
+	test -x $@ || $(CARGO) install wasmsign2-cli --version 0.2.8 --locked --root $(TOOLS)
 
 ## The Kafka-protocol broker the Kafka tests and bench start on loopback: tansu, with its
 ## memory engine (dynostore) and its SQLite one (libsql: storage that outlives a restart of
 ## the broker). Built once per machine, by its own path, so a change of features builds anew.
 tansu: $(TANSU)
 
-$(TANSU):
-	$(CARGO) install tansu --version 0.6.0 --locked --features dynostore,libsql --root $(TOOLS)/tansu-0.6.0-libsql
+$(TANSU): | $(TOOLS)
+	test -x $@ || $(CARGO) install tansu --version 0.6.0 --locked --features dynostore,libsql --root $(TOOLS)/tansu-0.6.0-libsql
 
 ## A peer for `BENCH_ONLY=peer make bench` (not in the full run, nor in the tests): RSigma, a
 ## Sigma engine in Rust from crates.io (0.23.0: the last that builds with this toolchain);
@@ -74,8 +83,8 @@ RSIGMA := $(TOOLS)/rsigma-0.23.0/bin/rsigma
 
 rsigma: $(RSIGMA)
 
-$(RSIGMA):
-	$(CARGO) install rsigma --version 0.23.0 --locked --root $(TOOLS)/rsigma-0.23.0
+$(RSIGMA): | $(TOOLS)
+	test -x $@ || $(CARGO) install rsigma --version 0.23.0 --locked --root $(TOOLS)/rsigma-0.23.0
 
 ## The OCI registry the registry tests push to and pull from: Debian's docker-registry (the
 ## CNCF distribution registry, 2.8). The tests start their own, on loopback ports, with
@@ -97,8 +106,8 @@ FUZZ_SECONDS ?= 600
 FUZZ_DIR := target/fuzz
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
 
-$(CARGO_FUZZ):
-	$(CARGO) install cargo-fuzz --version 0.13.1 --locked --root $(TOOLS)
+$(CARGO_FUZZ): | $(TOOLS)
+	test -x $@ || $(CARGO) install cargo-fuzz --version 0.13.1 --locked --root $(TOOLS)
 
 fuzz-setup: $(CARGO_FUZZ) rules
 	rustup target list --installed --toolchain nightly | grep -qx wasm32-unknown-unknown || \
