@@ -112,14 +112,23 @@ struct Disagreement {
     fields: Map<String, Value>,
 }
 
-#[test]
-fn the_catalog_gives_pysigmas_verdict_on_every_generated_event() {
+/// What comparing a directory of rules with pySigma found.
+struct Comparison {
+    compared_rules: usize,
+    decisive_rules: usize,
+    not_compared: Vec<String>,
+    disagreements: Vec<Disagreement>,
+}
+
+/// Generates events from every rule of `catalog` (pySigma's reading of its detection items),
+/// reads them as Sysmon records, and takes pySigma's verdicts and the pack's on each rule's
+/// events and its neighbours'; prints the counts and the first disagreements.
+fn compare_generated(catalog: &str) -> Comparison {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let catalog = shared("sigma-catalog");
 
     // 1. Events from pySigma's reading of each rule.
-    differential(&["generate", &catalog, &path("generated.jsonl")]);
+    differential(&["generate", catalog, &path("generated.jsonl")]);
     let generated = std::fs::read_to_string(path("generated.jsonl")).unwrap();
 
     // 2. Read by rulehost as Sysmon records; what pySigma evaluates is what the pack sees.
@@ -144,7 +153,7 @@ fn the_catalog_gives_pysigmas_verdict_on_every_generated_event() {
     std::fs::write(path("rendered.jsonl"), rendered).unwrap();
 
     // 3. pySigma's verdicts.
-    let verdicts = pysigma_verdicts("evaluate", &catalog, &path("rendered.jsonl"), &path("verdicts.jsonl"));
+    let verdicts = pysigma_verdicts("evaluate", catalog, &path("rendered.jsonl"), &path("verdicts.jsonl"));
 
     // 4. The pack's verdicts, through the runtime as `eval` calls it.
     let compilation = rulehost::sigma::compile_paths(&[PathBuf::from(&catalog)]).unwrap();
@@ -217,7 +226,7 @@ fn the_catalog_gives_pysigmas_verdict_on_every_generated_event() {
         }
     }
     eprintln!(
-        "compared {compared_rules} rules on {} events: {pairs} verdicts, {positives} matches, \
+        "{catalog}: compared {compared_rules} rules on {} events: {pairs} verdicts, {positives} matches, \
          {decisive_rules} rules with events on both sides; not compared (refused by rulehost): {not_compared:?}; \
          {} disagreements",
         events.len(),
@@ -239,6 +248,13 @@ fn the_catalog_gives_pysigmas_verdict_on_every_generated_event() {
             Value::Object(fields)
         );
     }
+    Comparison { compared_rules, decisive_rules, not_compared, disagreements }
+}
+
+#[test]
+fn the_catalog_gives_pysigmas_verdict_on_every_generated_event() {
+    let Comparison { compared_rules, decisive_rules, disagreements, .. } =
+        compare_generated(&shared("sigma-catalog"));
     assert!(
         disagreements.is_empty(),
         "{} disagreements with pySigma (the first 20 above)",
@@ -251,6 +267,24 @@ fn the_catalog_gives_pysigmas_verdict_on_every_generated_event() {
         decisive_rules * 100 >= compared_rules * 99,
         "only {decisive_rules} of {compared_rules} rules decisive"
     );
+}
+
+/// Modifiers of Sigma the catalog does not use (`cased`, `utf16`, `utf16be`, the regular
+/// expressions' long flag names, `wide` beside them), in rules of this project's tests.
+#[test]
+fn modifiers_beyond_the_catalog_give_pysigmas_verdict_on_every_generated_event() {
+    let rules = workspace().join("tests/data/sigma-modifiers");
+    let files = std::fs::read_dir(&rules).unwrap().count();
+    let Comparison { compared_rules, decisive_rules, not_compared, disagreements } =
+        compare_generated(&rules.display().to_string());
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements with pySigma (the first 20 above)",
+        disagreements.len()
+    );
+    assert!(not_compared.is_empty(), "not compared: {not_compared:?}");
+    assert_eq!(compared_rules, files);
+    assert_eq!(decisive_rules, compared_rules, "every rule sees events it matches and events it does not");
 }
 
 /// Every shared log the catalog is run over: the EVTX files, evtx_dump's JSON and the OTRF

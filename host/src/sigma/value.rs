@@ -85,12 +85,21 @@ impl SigmaString {
 
     /// The pattern of the pack: text folded, neighbouring texts joined, runs of `*` made one.
     pub(super) fn pattern(&self) -> Pattern {
+        self.pattern_with(folded)
+    }
+
+    /// The pattern of a `cased` value: its text as written, not folded.
+    pub(super) fn cased_pattern(&self) -> Pattern {
+        self.pattern_with(str::to_owned)
+    }
+
+    fn pattern_with(&self, text_of: impl Fn(&str) -> String) -> Pattern {
         let mut pieces: Vec<Piece> = Vec::with_capacity(self.0.len());
         for part in &self.0 {
             match part {
                 Part::Text(text) => match pieces.last_mut() {
-                    Some(Piece::Text(last)) => last.push_str(&folded(text)),
-                    _ => pieces.push(Piece::Text(folded(text))),
+                    Some(Piece::Text(last)) => last.push_str(&text_of(text)),
+                    _ => pieces.push(Piece::Text(text_of(text))),
                 },
                 Part::AnyRun if pieces.last() == Some(&Piece::AnyRun) => {}
                 Part::AnyRun => pieces.push(Piece::AnyRun),
@@ -111,7 +120,14 @@ pub(super) enum Modifier {
     Windash,
     Base64,
     Base64Offset,
+    /// `wide` (`utf16le`): UTF-16LE.
     Wide,
+    /// `utf16be`: UTF-16BE.
+    Utf16Be,
+    /// `utf16`: UTF-16LE after a byte order mark.
+    Utf16,
+    /// `cased`: matched case-sensitively.
+    Cased,
     Re,
     ReIgnoreCase,
     ReMultiLine,
@@ -131,14 +147,18 @@ impl Modifier {
             "base64" => Modifier::Base64,
             "base64offset" => Modifier::Base64Offset,
             "wide" | "utf16le" => Modifier::Wide,
+            "utf16be" => Modifier::Utf16Be,
+            "utf16" => Modifier::Utf16,
+            "cased" => Modifier::Cased,
             "re" => Modifier::Re,
-            "i" => Modifier::ReIgnoreCase,
-            "m" => Modifier::ReMultiLine,
-            "s" => Modifier::ReDotAll,
+            // pySigma's long names of the flags too.
+            "i" | "ignorecase" => Modifier::ReIgnoreCase,
+            "m" | "multiline" => Modifier::ReMultiLine,
+            "s" | "dotall" => Modifier::ReDotAll,
             "fieldref" => Modifier::FieldRef,
             "exists" => Modifier::Exists,
-            "cased" | "cidr" | "gt" | "gte" | "lt" | "lte" | "expand" | "utf16" | "utf16be" | "minute"
-            | "hour" | "day" | "week" | "month" | "year" => {
+            "cidr" | "gt" | "gte" | "lt" | "lte" | "neq" | "expand" | "minute" | "hour" | "day" | "week"
+            | "month" | "year" => {
                 return Err(Unsupported {
                     construct: format!("|{name}"),
                     reason: format!(
@@ -153,6 +173,31 @@ impl Modifier {
                 });
             }
         })
+    }
+}
+
+impl Modifier {
+    /// The modifier's name in a rule (the first, where it has several).
+    fn name(self) -> &'static str {
+        match self {
+            Modifier::Contains => "contains",
+            Modifier::StartsWith => "startswith",
+            Modifier::EndsWith => "endswith",
+            Modifier::All => "all",
+            Modifier::Windash => "windash",
+            Modifier::Base64 => "base64",
+            Modifier::Base64Offset => "base64offset",
+            Modifier::Wide => "wide",
+            Modifier::Utf16Be => "utf16be",
+            Modifier::Utf16 => "utf16",
+            Modifier::Cased => "cased",
+            Modifier::Re => "re",
+            Modifier::ReIgnoreCase => "i",
+            Modifier::ReMultiLine => "m",
+            Modifier::ReDotAll => "s",
+            Modifier::FieldRef => "fieldref",
+            Modifier::Exists => "exists",
+        }
     }
 }
 
@@ -335,6 +380,7 @@ pub(super) fn compile(modifiers: &[Modifier], values: &[Value]) -> Result<Compil
     {
         return Err(Unsupported::new("|re", &format!("{flag:?} is a flag of `re` and needs it")));
     }
+    cased_is_kept(modifiers)?;
     let mut out = Vec::with_capacity(values.len());
     for value in values {
         let mut strings = match value {
@@ -385,25 +431,10 @@ pub(super) fn compile(modifiers: &[Modifier], values: &[Value]) -> Result<Compil
                     }
                     expanded
                 }
-                Modifier::Wide => strings
-                    .into_iter()
-                    .map(|s| {
-                        let parts =
-                            s.0.into_iter()
-                                .map(|p| match p {
-                                    Part::Text(t) if t.is_ascii() => {
-                                        Ok(Part::Text(t.chars().flat_map(|c| [c, '\0']).collect()))
-                                    }
-                                    Part::Text(_) => Err(Unsupported::new(
-                                        "|wide",
-                                        "wide takes ASCII strings only (as pySigma)",
-                                    )),
-                                    other => Ok(other),
-                                })
-                                .collect::<Result<_, _>>()?;
-                        Ok(SigmaString(parts))
-                    })
-                    .collect::<Result<_, _>>()?,
+                Modifier::Wide | Modifier::Utf16Be | Modifier::Utf16 => {
+                    strings.into_iter().map(|s| utf16(*modifier, s)).collect::<Result<_, _>>()?
+                }
+                Modifier::Cased => strings,
                 Modifier::Base64 | Modifier::Base64Offset => {
                     let mut encoded = Vec::new();
                     for s in &strings {
@@ -413,7 +444,12 @@ pub(super) fn compile(modifiers: &[Modifier], values: &[Value]) -> Result<Compil
                                 "base64 encoding of strings with wildcards is not allowed (as pySigma)",
                             ));
                         }
-                        let data = s.text().into_bytes();
+                        let mut data = s.text().into_bytes();
+                        // pySigma's `_base64_input_bytes`: after `utf16`, its byte order mark
+                        // (U+FEFF, EF BB BF in UTF-8) is encoded as UTF-16LE's FF FE.
+                        if modifiers.contains(&Modifier::Utf16) && data.starts_with(UTF8_BOM) {
+                            data.splice(..UTF8_BOM.len(), [0xff, 0xfe]);
+                        }
                         if *modifier == Modifier::Base64 {
                             encoded.push(SigmaString::plain(
                                 base64::engine::general_purpose::STANDARD.encode(&data),
@@ -432,9 +468,11 @@ pub(super) fn compile(modifiers: &[Modifier], values: &[Value]) -> Result<Compil
                 | Modifier::Exists => unreachable!("handled above"),
             };
         }
+        let cased = modifiers.contains(&Modifier::Cased);
         let mut checks: Vec<Check> = Vec::with_capacity(strings.len());
         for s in strings {
-            let check = Check::Pattern(s.pattern());
+            let check =
+                if cased { Check::CasedPattern(s.cased_pattern()) } else { Check::Pattern(s.pattern()) };
             if !checks.contains(&check) {
                 checks.push(check);
             }
@@ -442,6 +480,72 @@ pub(super) fn compile(modifiers: &[Modifier], values: &[Value]) -> Result<Compil
         out.push(checks);
     }
     Ok(Compiled::Checks { all, values: out })
+}
+
+/// U+FEFF in UTF-8: the byte order mark `utf16` puts before a value.
+const UTF8_BOM: &[u8] = "\u{feff}".as_bytes();
+
+/// `wide`, `utf16be` and `utf16` as pySigma makes them: each text part encoded in UTF-16, and
+/// the bytes read back as UTF-8 (a NUL beside each ASCII character); `utf16` puts a byte order
+/// mark first. A part whose bytes are not UTF-8 (most characters past ASCII) is refused, as
+/// pySigma refuses it.
+fn utf16(modifier: Modifier, value: SigmaString) -> Result<SigmaString, Unsupported> {
+    let (name, big_endian) = (modifier.name(), modifier == Modifier::Utf16Be);
+    let mut parts = Vec::with_capacity(value.0.len() + 1);
+    if modifier == Modifier::Utf16 {
+        parts.push(Part::Text("\u{feff}".into()));
+    }
+    for part in value.0 {
+        let Part::Text(text) = part else {
+            parts.push(part);
+            continue;
+        };
+        let bytes: Vec<u8> = text
+            .encode_utf16()
+            .flat_map(|unit| if big_endian { unit.to_be_bytes() } else { unit.to_le_bytes() })
+            .collect();
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Unsupported::new(
+                &format!("|{name}"),
+                &format!(
+                    "{name} takes text whose UTF-16 bytes read as UTF-8, in practice ASCII (as pySigma)"
+                ),
+            )
+        })?;
+        parts.push(Part::Text(text));
+    }
+    Ok(SigmaString(parts))
+}
+
+/// Refuses `cased` where pySigma would drop it: a modifier that makes new strings from the
+/// value (`windash`, `base64`, `base64offset`, `wide`, `utf16`, `utf16be`) after it gives plain,
+/// case-insensitive strings again. Written after them, `cased` holds.
+fn cased_is_kept(modifiers: &[Modifier]) -> Result<(), Unsupported> {
+    let Some(at) = modifiers.iter().position(|m| *m == Modifier::Cased) else {
+        return Ok(());
+    };
+    let remakes = |m: &&Modifier| {
+        matches!(
+            m,
+            Modifier::Windash
+                | Modifier::Base64
+                | Modifier::Base64Offset
+                | Modifier::Wide
+                | Modifier::Utf16
+                | Modifier::Utf16Be
+        )
+    };
+    match modifiers[at..].iter().find(remakes) {
+        Some(later) => Err(Unsupported::new(
+            "|cased",
+            &format!(
+                "`cased` before `{}` is dropped by pySigma (the strings it makes are matched \
+                 case-insensitively): write `cased` after it",
+                later.name()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Refuses an expression Rust's `regex` does not take (lookaround, backreferences) with the
@@ -510,6 +614,77 @@ mod tests {
         assert_eq!(base64_offsets(b"/c"), vec!["L2", "9j", "vY"]);
         assert_eq!(base64_offsets(b"http"), vec!["aHR0c", "h0dH", "odHRw"]);
         assert_eq!(base64_offsets(b"IEX ("), vec!["SUVYIC", "lFWCAo", "JRVggK"]);
+    }
+
+    /// The texts of a field's checks, one list a value.
+    fn check_texts(modifiers: &[&str], value: &str) -> Result<Vec<String>, Unsupported> {
+        let modifiers = modifiers.iter().map(|m| Modifier::parse(m)).collect::<Result<Vec<_>, _>>()?;
+        let Compiled::Checks { values, .. } = compile(&modifiers, &[Value::String(value.into())])? else {
+            panic!("checks")
+        };
+        Ok(values[0]
+            .iter()
+            .map(|check| {
+                let (Check::Pattern(p) | Check::CasedPattern(p)) = check else { panic!("{check:?}") };
+                let cased = if matches!(check, Check::CasedPattern(_)) { "cased " } else { "" };
+                let text: String =
+                    p.0.iter()
+                        .map(|piece| match piece {
+                            Piece::Text(t) => t.as_str(),
+                            Piece::AnyRun => "*",
+                            Piece::AnyChar => "?",
+                        })
+                        .collect();
+                format!("{cased}{text}")
+            })
+            .collect())
+    }
+
+    #[test]
+    fn utf16_encodings_are_pysigmas() {
+        // pySigma 2.0.1's SQLite backend on `utf16|base64offset|contains: ping` and
+        // `utf16be|base64: ping` (the texts of its query, folded here as every pattern is).
+        assert_eq!(
+            check_texts(&["utf16", "base64offset", "contains"], "ping").unwrap(),
+            ["*//5wagkabgbna*", "*/+cabpag4azw*", "*//naaaqbuagca*"]
+        );
+        assert_eq!(check_texts(&["utf16be", "base64"], "ping").unwrap(), ["ahaaaqbuagc="]);
+        assert_eq!(
+            check_texts(&["wide", "base64"], "ping").unwrap(),
+            check_texts(&["utf16le", "base64"], "ping").unwrap()
+        );
+        assert_eq!(check_texts(&["utf16be"], "a*b").unwrap(), ["\0a*\0b"]);
+        assert_eq!(check_texts(&["utf16"], "a").unwrap(), ["\u{feff}a\0"]);
+        // U+0100's UTF-16LE bytes (00 01) are UTF-8, as pySigma takes them; U+00E9's are not.
+        assert_eq!(check_texts(&["wide"], "\u{100}").unwrap(), ["\0\u{1}"]);
+        assert_eq!(check_texts(&["wide"], "\u{e9}").unwrap_err().construct, "|wide");
+        assert_eq!(check_texts(&["utf16be"], "p\u{e9}").unwrap_err().construct, "|utf16be");
+    }
+
+    #[test]
+    fn cased_holds_where_pysigma_keeps_it_and_is_refused_where_pysigma_drops_it() {
+        assert_eq!(check_texts(&["cased"], "Foo*").unwrap(), ["cased Foo*"]);
+        assert_eq!(check_texts(&["contains", "cased"], "Foo").unwrap(), ["cased *Foo*"]);
+        assert_eq!(check_texts(&["cased", "endswith"], "\\X.exe").unwrap(), ["cased *\\X.exe"]);
+        assert_eq!(check_texts(&["base64", "cased"], "ab").unwrap(), ["cased YWI="]);
+        assert_eq!(check_texts(&["windash", "cased"], "-a").unwrap().len(), 5);
+        for later in ["windash", "base64", "base64offset", "wide", "utf16", "utf16be"] {
+            let refused = check_texts(&["cased", later], "-ab").unwrap_err();
+            assert_eq!(refused.construct, "|cased", "cased before {later}");
+            assert!(refused.reason.contains(&format!("`{later}`")), "{}", refused.reason);
+        }
+        // With a regular expression, pySigma refuses it (a string modifier beside `re`).
+        assert!(check_texts(&["re", "cased"], "a").is_err());
+    }
+
+    #[test]
+    fn pysigmas_long_names_of_the_regex_flags_are_its_short_ones() {
+        for (long, short) in [("ignorecase", "i"), ("multiline", "m"), ("dotall", "s")] {
+            assert_eq!(Modifier::parse(long).unwrap(), Modifier::parse(short).unwrap());
+        }
+        let neq = Modifier::parse("neq").unwrap_err();
+        assert!(neq.reason.contains("not supported"), "{}", neq.reason);
+        assert!(Modifier::parse("neqq").unwrap_err().reason.contains("not a Sigma modifier"));
     }
 
     #[test]

@@ -127,10 +127,14 @@ pub enum Check {
     Empty,
     /// Equal, case-insensitively, to another value of the same event (`fieldref`).
     EqualsView(View),
+    /// Matches the wildcard pattern case-sensitively (`cased`): its text is as written, not
+    /// folded, and so is the value it is matched against.
+    CasedPattern(Pattern),
 }
 
 /// A wildcard pattern, matched against the whole value. Its text is case-folded with
-/// [`fold`] at compile time; the value is folded the same way before it is matched.
+/// [`fold`] at compile time, and the value is folded the same way before it is matched; in a
+/// [`Check::CasedPattern`], neither is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Pattern(pub Vec<Piece>);
 

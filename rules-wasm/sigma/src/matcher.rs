@@ -22,7 +22,9 @@ use rustc_hash::FxHashMap as HashMap;
 use regex::{Regex, RegexBuilder};
 use std::sync::OnceLock;
 
-use crate::ir::{Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold};
+use crate::ir::{
+    Check, Column, Expr, FORMAT, KEYWORD_VIEWS, Pack, Pattern, Piece, Target, Test, View, fold, folded,
+};
 use crate::regex_texts::{ClassRun, RequiredRun, class_run, required_run, required_texts};
 use crate::text_search::{TextSearch, equal};
 
@@ -225,12 +227,14 @@ impl RegexSource {
 /// A test, compiled.
 #[derive(Debug)]
 enum Compiled {
-    /// A pattern; `text` is the index of its required text in its view's automaton, if any.
+    /// A pattern; `text` is the index of its required text (folded) in its view's automaton,
+    /// if any. A `cased` pattern is matched against the value as it is, not folded.
     Pattern {
         view: u16,
         pattern: Pattern,
         text: Option<u32>,
         shape: Shape,
+        cased: bool,
     },
     /// A regular expression, compiled when an event first reaches it: most never do, past
     /// the prefilter, and compiling the catalog's took most of a pack's start.
@@ -841,9 +845,10 @@ impl Matcher {
 
     fn test(&self, test: u32, event: &dyn Event, scratch: &mut Scratch, generation: u32) -> bool {
         match &self.tests[test as usize] {
-            Compiled::Pattern { view, pattern, text, shape } => {
+            Compiled::Pattern { view, pattern, text, shape, cased } => {
                 // The automaton ran over this view: a missing text settles it, and so do the
-                // places it was found at, for a pattern that is its text alone.
+                // places it was found at, for a pattern that is its text alone (a cased
+                // pattern's shape is `Other`: its text found folded is not yet its case).
                 if let Some(text) = text {
                     if scratch.found[*text as usize] != generation {
                         return false;
@@ -853,7 +858,11 @@ impl Matcher {
                     }
                 }
                 self.on_value(test, *view, scratch, |scratch| {
-                    matches(pattern, scratch.folded(self, event, *view))
+                    if *cased {
+                        matches(pattern, scratch.raw(self, event, *view))
+                    } else {
+                        matches(pattern, scratch.folded(self, event, *view))
+                    }
                 })
             }
             Compiled::Regex { view, source, regex, texts, more, run, class_run } => {
@@ -1267,12 +1276,14 @@ impl Builder {
             // A keyword is its pattern on any keyword view: one test per view, so that each
             // has its view's text searched for and settled as any pattern's is (as one test
             // over every view, it was read in each on every event).
-            Expr::Test(Test { target: Target::Keyword, check: Check::Pattern(pattern) }) => Node::Or(
+            Expr::Test(Test {
+                target: Target::Keyword,
+                check: check @ (Check::Pattern(_) | Check::CasedPattern(_)),
+            }) => Node::Or(
                 KEYWORD_VIEWS
                     .iter()
                     .map(|view| {
-                        let test =
-                            Test { target: Target::View(*view), check: Check::Pattern(pattern.clone()) };
+                        let test = Test { target: Target::View(*view), check: check.clone() };
                         self.test(&test).map(Node::Test)
                     })
                     .collect::<Result<_, _>>()?,
@@ -1307,7 +1318,24 @@ impl Builder {
                     .required_text()
                     .filter(|t| t.len() >= MIN_TEXT)
                     .map(|text| self.text_number(view, text));
-                Compiled::Pattern { view, pattern: pattern.clone(), text, shape: Shape::of(pattern) }
+                Compiled::Pattern {
+                    view,
+                    pattern: pattern.clone(),
+                    text,
+                    shape: Shape::of(pattern),
+                    cased: false,
+                }
+            }
+            // Folded, a cased pattern's text is in the folded value wherever the text is in the
+            // value (folding is character by character): the automaton still rules values out.
+            (Target::View(view), Check::CasedPattern(pattern)) => {
+                let view = self.view(*view);
+                let text = pattern
+                    .required_text()
+                    .map(folded)
+                    .filter(|t| t.len() >= MIN_TEXT)
+                    .map(|text| self.text_number(view, &text));
+                Compiled::Pattern { view, pattern: pattern.clone(), text, shape: Shape::Other, cased: true }
             }
             (Target::View(view), Check::Regex { pattern, ignore_case, multi_line, dot_all }) => {
                 let source = RegexSource {
@@ -1799,6 +1827,109 @@ mod tests {
         }
     }
 
+    /// A pattern from Sigma-like text, its text as written (`cased`).
+    fn cased(text: &str) -> Pattern {
+        Pattern(
+            pattern(text)
+                .0
+                .into_iter()
+                .scan(text.split(['*', '?']).filter(|t| !t.is_empty()), |raw, piece| {
+                    Some(match piece {
+                        Piece::Text(_) => Piece::Text(raw.next().expect("one text a piece").to_owned()),
+                        other => other,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_cased_pattern_matches_the_value_as_written_and_its_text_still_rules_values_out() {
+        let cased_test = |column, text: &str| test(column, Check::CasedPattern(cased(text)));
+        let rules = vec![
+            rule("equals", cased_test(Column::ProcessCommandLine, "Foo")),
+            rule("contains", cased_test(Column::ProcessCommandLine, "*Invoke-Mimikatz*")),
+            rule("ends", cased_test(Column::FolderPath, "*\\PSEXESVC.exe")),
+            rule("glob", cased_test(Column::ProcessCommandLine, "Foo?Bar*z")),
+            rule("accents", cased_test(Column::ProcessCommandLine, "*Système*")),
+            // U+0130 folds to two characters: the folded text is longer than the text.
+            rule("dotted", cased_test(Column::ProcessCommandLine, "*İstanbul*")),
+            rule("folded", glob_test(Column::ProcessCommandLine, "*invoke-mimikatz*")),
+            rule(
+                "keyword",
+                Expr::Test(Test {
+                    target: Target::Keyword,
+                    check: Check::CasedPattern(cased("*PerfC.dat*")),
+                }),
+            ),
+        ];
+        let pack = Pack { format: FORMAT, rules };
+        let matcher = Matcher::new(&pack).unwrap();
+        for id in ["contains", "ends", "accents", "dotted", "keyword"] {
+            let index = pack.rules.iter().position(|r| r.id == id).unwrap() as u32;
+            assert!(!matcher.unfiltered().contains(&index), "rule {id} is evaluated on every event");
+        }
+        let values = [
+            "Foo",
+            "foo",
+            "FOO",
+            "Foo ",
+            "x Invoke-Mimikatz y",
+            "x invoke-mimikatz y",
+            "INVOKE-MIMIKATZ",
+            "FooXBarz",
+            "fooXBarz",
+            "FooXBarZ",
+            "Foo\u{e9}Bar..z",
+            "la Système",
+            "la SYSTÈME",
+            "la système",
+            "aİstanbul",
+            "aistanbul",
+            "ai\u{307}stanbul",
+            "İSTANBUL",
+            "C:\\PerfC.dat",
+            "c:\\perfc.dat",
+            "C:\\Windows\\PSEXESVC.exe",
+            "c:\\windows\\psexesvc.exe",
+        ];
+        let mut scratch = Scratch::default();
+        let mut positives = 0;
+        for value in values {
+            for column in [Column::ProcessCommandLine, Column::FolderPath] {
+                let row = Row(vec![(column, value)]);
+                let mut matched = Vec::new();
+                matcher.evaluate(&row, &mut scratch, &mut matched);
+                let ids: Vec<&str> = matched.iter().map(|&r| pack.rules[r as usize].id.as_str()).collect();
+                let expected: Vec<&str> = pack
+                    .rules
+                    .iter()
+                    .filter(|r| reference(&r.condition, &row))
+                    .map(|r| r.id.as_str())
+                    .collect();
+                positives += expected.len();
+                assert_eq!(ids, expected, "{value:?} in {column:?}");
+            }
+        }
+        // The reference itself, on the cases that tell case apart.
+        let holds = |id: &str, column, value| {
+            let rule = pack.rules.iter().find(|r| r.id == id).unwrap();
+            reference(&rule.condition, &Row(vec![(column, value)]))
+        };
+        assert!(holds("equals", Column::ProcessCommandLine, "Foo"));
+        assert!(!holds("equals", Column::ProcessCommandLine, "foo"));
+        assert!(!holds("contains", Column::ProcessCommandLine, "x invoke-mimikatz y"));
+        assert!(holds("folded", Column::ProcessCommandLine, "INVOKE-MIMIKATZ"));
+        assert!(!holds("accents", Column::ProcessCommandLine, "la SYSTÈME"));
+        assert!(holds("dotted", Column::ProcessCommandLine, "aİstanbul"));
+        assert!(!holds("dotted", Column::ProcessCommandLine, "ai\u{307}stanbul"));
+        assert!(holds("keyword", Column::ProcessCommandLine, "C:\\PerfC.dat"));
+        assert!(!holds("keyword", Column::ProcessCommandLine, "c:\\perfc.dat"));
+        assert!(holds("ends", Column::FolderPath, "C:\\Windows\\PSEXESVC.exe"));
+        assert!(!holds("ends", Column::FolderPath, "c:\\windows\\psexesvc.exe"));
+        assert!(positives >= 12, "too few matches to compare: {positives}");
+    }
+
     /// The verdict of `expr` on `row`, evaluated directly: the reference for the prefilter.
     fn reference(expr: &Expr, row: &Row) -> bool {
         match expr {
@@ -1810,6 +1941,14 @@ mod tests {
                 render(*view, row, &mut value);
                 matches(pattern, &folded(&value))
             }
+            Expr::Test(Test { target: Target::View(view), check: Check::CasedPattern(pattern) }) => {
+                let mut value = String::new();
+                render(*view, row, &mut value);
+                glob_by_definition(&pattern.0, &value)
+            }
+            Expr::Test(Test { target: Target::Keyword, check }) => KEYWORD_VIEWS.iter().any(|view| {
+                reference(&Expr::Test(Test { target: Target::View(*view), check: check.clone() }), row)
+            }),
             Expr::Test(test) => unreachable!("only patterns here: {test:?}"),
         }
     }
