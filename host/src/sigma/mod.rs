@@ -429,8 +429,10 @@ fn field(key: &str, values: &Yaml) -> Result<Expr, Unsupported> {
         return Err(Unsupported::new("value", &format!("{name} has an empty list of values")));
     }
     let exists = modifiers.contains(&Modifier::Exists);
+    // `neq` negates the whole item, wherever it is written (pySigma's `SigmaNegateModifier`).
+    let negated = modifiers.contains(&Modifier::Neq);
     let test = |check: Check| Expr::Test(Test { target: Target::View(view), check });
-    Ok(match value::compile(&modifiers, &values)? {
+    let item = match value::compile(&modifiers, &values)? {
         Compiled::FieldRefs { all, fields } => {
             let tests = fields
                 .iter()
@@ -453,7 +455,8 @@ fn field(key: &str, values: &Yaml) -> Result<Expr, Unsupported> {
                 .collect();
             if all { Expr::And(per_value) } else { Expr::Or(per_value) }
         }
-    })
+    };
+    Ok(if negated { Expr::Not(Box::new(item)) } else { item })
 }
 
 fn view(name: &str) -> Result<View, Unsupported> {

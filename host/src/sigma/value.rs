@@ -128,6 +128,8 @@ pub(super) enum Modifier {
     Utf16,
     /// `cased`: matched case-sensitively.
     Cased,
+    /// `neq`: the item negated (see `super::field`); nothing here.
+    Neq,
     Re,
     ReIgnoreCase,
     ReMultiLine,
@@ -150,6 +152,7 @@ impl Modifier {
             "utf16be" => Modifier::Utf16Be,
             "utf16" => Modifier::Utf16,
             "cased" => Modifier::Cased,
+            "neq" => Modifier::Neq,
             "re" => Modifier::Re,
             // pySigma's long names of the flags too.
             "i" | "ignorecase" => Modifier::ReIgnoreCase,
@@ -157,7 +160,7 @@ impl Modifier {
             "s" | "dotall" => Modifier::ReDotAll,
             "fieldref" => Modifier::FieldRef,
             "exists" => Modifier::Exists,
-            "cidr" | "gt" | "gte" | "lt" | "lte" | "neq" | "expand" | "minute" | "hour" | "day" | "week"
+            "cidr" | "gt" | "gte" | "lt" | "lte" | "expand" | "minute" | "hour" | "day" | "week"
             | "month" | "year" => {
                 return Err(Unsupported {
                     construct: format!("|{name}"),
@@ -191,6 +194,7 @@ impl Modifier {
             Modifier::Utf16Be => "utf16be",
             Modifier::Utf16 => "utf16",
             Modifier::Cased => "cased",
+            Modifier::Neq => "neq",
             Modifier::Re => "re",
             Modifier::ReIgnoreCase => "i",
             Modifier::ReMultiLine => "m",
@@ -303,6 +307,20 @@ pub(super) enum Value {
 
 /// Applies `modifiers` to `values`.
 pub(super) fn compile(modifiers: &[Modifier], values: &[Value]) -> Result<Compiled, Unsupported> {
+    // `neq` negates the item as a whole (the caller does); the value's modifiers are the
+    // others. pySigma takes `re` only first, before `neq` too.
+    if let (Some(neq), Some(re)) = (
+        modifiers.iter().position(|m| *m == Modifier::Neq),
+        modifiers.iter().position(|m| *m == Modifier::Re),
+    ) && neq < re
+    {
+        return Err(Unsupported::new(
+            "|re",
+            "`re` applies to the value as written: write it before `neq` (as pySigma)",
+        ));
+    }
+    let modifiers: Vec<Modifier> = modifiers.iter().copied().filter(|m| *m != Modifier::Neq).collect();
+    let modifiers = modifiers.as_slice();
     let all = modifiers.contains(&Modifier::All);
     if all && values.len() < 2 {
         return Err(Unsupported::new(
@@ -465,7 +483,8 @@ pub(super) fn compile(modifiers: &[Modifier], values: &[Value]) -> Result<Compil
                 | Modifier::ReMultiLine
                 | Modifier::ReDotAll
                 | Modifier::FieldRef
-                | Modifier::Exists => unreachable!("handled above"),
+                | Modifier::Exists
+                | Modifier::Neq => unreachable!("handled above"),
             };
         }
         let cased = modifiers.contains(&Modifier::Cased);
@@ -678,12 +697,20 @@ mod tests {
     }
 
     #[test]
-    fn pysigmas_long_names_of_the_regex_flags_are_its_short_ones() {
+    fn neq_leaves_the_values_to_the_other_modifiers_and_re_must_come_before_it() {
+        assert_eq!(check_texts(&["contains", "neq"], "a").unwrap(), check_texts(&["contains"], "a").unwrap());
+        assert_eq!(check_texts(&["neq", "endswith"], "a").unwrap(), check_texts(&["endswith"], "a").unwrap());
+        assert!(compile(&[Modifier::Re, Modifier::Neq], &[Value::String("a.b".into())]).is_ok());
+        assert_eq!(check_texts(&["neq", "re"], "a.b").unwrap_err().construct, "|re");
+    }
+
+    #[test]
+    fn pysigmas_long_names_of_the_regex_flags_are_its_short_ones_and_others_are_named() {
         for (long, short) in [("ignorecase", "i"), ("multiline", "m"), ("dotall", "s")] {
             assert_eq!(Modifier::parse(long).unwrap(), Modifier::parse(short).unwrap());
         }
-        let neq = Modifier::parse("neq").unwrap_err();
-        assert!(neq.reason.contains("not supported"), "{}", neq.reason);
+        let lt = Modifier::parse("lt").unwrap_err();
+        assert!(lt.reason.contains("not supported"), "{}", lt.reason);
         assert!(Modifier::parse("neqq").unwrap_err().reason.contains("not a Sigma modifier"));
     }
 
