@@ -26,6 +26,16 @@ Exit codes:
   1  --fail-on-detection was given and at least one alert (or match, with --matches) was found
   2  error: bad arguments, an unreadable input or rule, a record rejected under --strict";
 
+/// A duration that may be zero (`--allowed-lateness`, `--max-clock-skew`).
+fn duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
+    rulehost::alerts::parse_duration(text, true)
+}
+
+/// A duration longer than zero (an interval, a timeout).
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    rulehost::alerts::parse_duration(text, false)
+}
+
 const EVAL_EXAMPLES: &str = "\
 Examples:
   rulehost eval events.jsonl                      # the bundled Soft Cell rule, alerts as JSON lines
@@ -216,17 +226,17 @@ struct RunArgs {
     window_bounds: WindowBoundArgs,
     /// How far behind the latest event time an event may come and still find its window
     /// open (`30s`, `5m`).
-    #[arg(long, default_value = "60s", value_name = "DURATION")]
-    allowed_lateness: WindowSpec,
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = duration_or_zero)]
+    allowed_lateness: std::time::Duration,
     /// How far ahead of this host's clock an event's time may be and still close windows
     /// (`5m`): an event further ahead (a device's broken clock, a forged record) is
     /// evaluated and counted as ahead, and would otherwise make every later event late.
-    #[arg(long, default_value = "5m", value_name = "DURATION")]
-    max_clock_skew: WindowSpec,
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = duration_or_zero)]
+    max_clock_skew: std::time::Duration,
     /// With `--rules oci://REPO:TAG`: how often the tag is asked for its digest (`60s`,
     /// `5m`); a new digest is pulled, verified and swapped in.
-    #[arg(long, default_value = "60s", value_name = "DURATION")]
-    poll_interval: WindowSpec,
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = positive_duration)]
+    poll_interval: std::time::Duration,
     /// Input format: `jsonl`, `csv`, `xml`, `json` (streams are not sniffed beyond their
     /// first line: `auto` works too).
     #[arg(long, default_value = "auto", value_name = "FORMAT")]
@@ -270,8 +280,8 @@ struct RunArgs {
     /// With --source: event time is that of the least advanced partition assigned (each
     /// advances on its own), and a partition that delivers nothing for this long stops
     /// holding it back (`30s`, `5m`).
-    #[arg(long, default_value = "60s", value_name = "DURATION", help_heading = "Kafka")]
-    idle_timeout: WindowSpec,
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = positive_duration, help_heading = "Kafka")]
+    idle_timeout: std::time::Duration,
     /// A librdkafka property for the Kafka clients, KEY=VALUE; repeatable (e.g.
     /// security.protocol=SASL_SSL, sasl.mechanism=PLAIN, sasl.username=$ConnectionString,
     /// sasl.password=Endpoint=sb://...: Azure Event Hubs).

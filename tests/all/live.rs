@@ -58,7 +58,13 @@ fn run_gives_the_same_output_whatever_the_number_of_jobs() {
     let text = mixed_stream();
     let dir = rules_dir();
     let rules = dir.path().display().to_string();
-    for extra in [&["--window", "1m", "--allowed-lateness", "1s"][..], &["--matches"][..]] {
+    // No lateness at all (`0s`) is an option too: every window closes as soon as event time
+    // passes its end.
+    for extra in [
+        &["--window", "1m", "--allowed-lateness", "1s"][..],
+        &["--window", "1m", "--allowed-lateness", "0s"][..],
+        &["--matches"][..],
+    ] {
         let run = |jobs| rulehost_with_stdin(&run_args(&rules, jobs, extra, "-"), text.as_bytes());
         let one = run("1");
         assert_eq!(one.code, 0, "{}", one.stderr);

@@ -5,7 +5,7 @@ mod window;
 
 use std::sync::Arc;
 
-pub use window::WindowSpec;
+pub use window::{WindowSpec, parse_duration};
 
 use crate::events::ProcessEvent;
 use crate::runtime::{AlertValue, CompiledRule};

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rulehost::alerts::WindowSpec;
 use rulehost::events::Input;
 use rulehost::sinks::JsonLines;
 use rulehost::sources::kafka::KafkaAddress;
@@ -63,7 +62,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
             let reference = registry::Reference::parse(text).map_err(|reason| {
                 registry::RegistryError::Reference { reference: text.to_owned(), reason }
             })?;
-            let interval = duration_of(args.poll_interval, "--poll-interval")?;
+            let interval = args.poll_interval;
             let registry = super::setup::registry_of(&settings, &args.load.registry)?;
             let (update, digest) = registry::follow::pull_and_check(&registry, &runtime, &trust, &reference)?;
             match update {
@@ -118,7 +117,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
                 address,
                 &args.group,
                 &kafka_options,
-                duration_of(args.idle_timeout, "--idle-timeout")?,
+                args.idle_timeout,
             )?)
         }
         None => {
@@ -131,8 +130,8 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
             Box::new(rulehost::sources::InputSource::new(input.with_jobs(jobs), args.input_format))
         }
     };
-    let lateness = duration_of(args.allowed_lateness, "--allowed-lateness")?;
-    let max_clock_skew = duration_of(args.max_clock_skew, "--max-clock-skew")?;
+    let lateness = args.allowed_lateness;
+    let max_clock_skew = args.max_clock_skew;
     let options = rulehost::run::RunOptions {
         window: args.window,
         allowed_lateness: lateness,
@@ -171,12 +170,4 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
         summary.ahead
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// A duration option's value (parsed as a window: `all` is refused).
-fn duration_of(value: WindowSpec, option: &str) -> Result<std::time::Duration> {
-    match value {
-        WindowSpec::Every(ms) => Ok(std::time::Duration::from_millis(ms as u64)),
-        WindowSpec::All => anyhow::bail!("{option} takes a duration"),
-    }
 }
