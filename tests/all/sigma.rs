@@ -637,6 +637,11 @@ fn rules_of_other_log_sources_are_counted_not_listed_one_by_one() {
         "{}",
         check.stdout
     );
+    let pack = dir.path().join("pack.wasm").display().to_string();
+    let compile = rulehost(&["sigma", "compile", &dir.path().display().to_string(), "-o", &pack]);
+    assert_eq!(compile.code, 0, "{}", compile.stderr);
+    assert_eq!(compile.stderr.lines().filter(|l| l.contains("Sigma rule left out: ")).count(), 20);
+    assert!(compile.stderr.contains("61 Sigma rules left out (logsource: 60, |lt: 1;"), "{}", compile.stderr);
 }
 
 #[test]

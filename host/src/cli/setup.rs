@@ -43,9 +43,49 @@ pub(crate) fn trust_of(settings: &Settings) -> Result<Trust> {
     Ok(Trust { policy, allow_unsigned: settings.allow_unsigned })
 }
 
-/// Sigma rules left out that `eval` names one by one; the others are counted by construct. A
-/// folder of every Sigma rule holds some 1,600 of other log sources, each left out.
-const SIGMA_REFUSALS_NAMED: u64 = 20;
+/// The Sigma rules a command leaves out: it names the first [`LeftOut::NAMED`], then counts
+/// them all by construct. A folder of every Sigma rule holds some 1,600 of other log sources,
+/// each left out: a warning each buried the rest.
+#[derive(Default)]
+pub(crate) struct LeftOut {
+    count: u64,
+    by_construct: std::collections::BTreeMap<String, u64>,
+}
+
+impl LeftOut {
+    const NAMED: u64 = 20;
+
+    pub(crate) fn note(&mut self, refused: &rulehost::sigma::SigmaError) {
+        self.count += 1;
+        *self.by_construct.entry(refused.construct()).or_default() += 1;
+        if self.count <= Self::NAMED {
+            say!("rulehost: warning: Sigma rule left out: {refused}");
+        }
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The count by construct, if any was left out.
+    pub(crate) fn report(&self) {
+        if self.count == 0 {
+            return;
+        }
+        let tally: Vec<String> =
+            self.by_construct.iter().map(|(construct, n)| format!("{construct}: {n}")).collect();
+        let named = if self.count > Self::NAMED {
+            format!("the first {} named above; ", Self::NAMED)
+        } else {
+            String::new()
+        };
+        say!(
+            "rulehost: warning: {} left out ({}; {named}`rulehost sigma check` lists them all)",
+            plural(self.count, "Sigma rule"),
+            tally.join(", ")
+        );
+    }
+}
 
 pub(crate) fn load_rules(
     runtime: &Runtime,
@@ -54,32 +94,11 @@ pub(crate) fn load_rules(
 ) -> Result<Vec<Arc<CompiledRule>>> {
     let source: Box<dyn RuleSource> =
         if paths.is_empty() { Box::new(rules::Bundled) } else { Box::new(rules::Paths(paths.to_vec())) };
-    let mut left_out = 0;
-    let mut by_construct: std::collections::BTreeMap<String, usize> = Default::default();
-    let loaded = crate::compiling_rules(|| {
-        source.load(runtime, trust, &mut |refused| {
-            left_out += 1;
-            *by_construct.entry(refused.construct()).or_default() += 1;
-            if left_out <= SIGMA_REFUSALS_NAMED {
-                say!("rulehost: warning: Sigma rule left out: {refused}");
-            }
-        })
-    });
+    let mut left_out = LeftOut::default();
+    let loaded =
+        crate::compiling_rules(|| source.load(runtime, trust, &mut |refused| left_out.note(refused)));
     let loaded = if paths.is_empty() { loaded.context("loading the bundled rule")? } else { loaded? };
-    if left_out > 0 {
-        let tally: Vec<String> =
-            by_construct.iter().map(|(construct, n)| format!("{construct}: {n}")).collect();
-        let named = if left_out > SIGMA_REFUSALS_NAMED {
-            format!("the first {SIGMA_REFUSALS_NAMED} named above; ")
-        } else {
-            String::new()
-        };
-        say!(
-            "rulehost: warning: {} left out ({}; {named}`rulehost sigma check` lists them all)",
-            plural(left_out, "Sigma rule"),
-            tally.join(", ")
-        );
-    }
+    left_out.report();
     if loaded.is_empty() {
         anyhow::bail!("no rule found in {}", source.describe());
     }

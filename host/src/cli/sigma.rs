@@ -14,10 +14,10 @@ pub(crate) fn run_sigma_compile(
 ) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let compilation = rulehost::sigma::compile_paths(&args.rules)?;
-    for refused in &compilation.refused {
-        say!("rulehost: warning: left out: {refused}");
-    }
-    if args.strict && !compilation.refused.is_empty() {
+    let mut left_out = super::setup::LeftOut::default();
+    compilation.refused.iter().for_each(|refused| left_out.note(refused));
+    left_out.report();
+    if args.strict && left_out.count() > 0 {
         anyhow::bail!("{} refused; nothing written", plural(compilation.refused.len() as u64, "rule"));
     }
     if compilation.rules.is_empty() {
