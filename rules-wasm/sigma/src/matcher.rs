@@ -1930,6 +1930,43 @@ mod tests {
         assert!(positives >= 12, "too few matches to compare: {positives}");
     }
 
+    /// Drawn cased patterns, over letters whose folding changes their length or is shared
+    /// (U+0130, the Kelvin sign, final sigma), each a rule of one pack: the pack's verdicts,
+    /// prefilter and all, are the patterns' definition over the values as written.
+    #[test]
+    fn drawn_cased_patterns_give_their_definition_through_the_prefilter() {
+        const PIECES: [&str; 12] =
+            ["*", "?", "İs", "Kk", "\u{212A}", "Σς", "σ", "ab", "AB", "ß", "*aB", "i\u{307}"];
+        const CHARS: [char; 12] = ['İ', 'i', '\u{307}', 'K', 'k', '\u{212A}', 'Σ', 'σ', 'ς', 'a', 'B', 'ß'];
+        let mut draw = crate::Draw(0x2545_F491_4F6C_DD1D);
+        let mut next = |n: usize| draw.below(n);
+        let rules: Vec<Rule> = (0..300)
+            .map(|n| {
+                let source: String = (0..1 + next(4)).map(|_| PIECES[next(PIECES.len())]).collect();
+                rule(&n.to_string(), test(Column::ProcessCommandLine, Check::CasedPattern(cased(&source))))
+            })
+            .collect();
+        let pack = Pack { format: FORMAT, rules };
+        let matcher = Matcher::new(&pack).unwrap();
+        assert!(matcher.unfiltered_rules() < pack.rules.len() / 2, "most rules have a text to search");
+        let mut scratch = Scratch::default();
+        let mut held = 0;
+        for _ in 0..3_000 {
+            let value: String = (0..next(12)).map(|_| CHARS[next(CHARS.len())]).collect();
+            // A row holds its values for the whole test (`Row` takes them as `'static`).
+            let value: &'static str = Box::leak(value.into_boxed_str());
+            let row = Row(vec![(Column::ProcessCommandLine, value)]);
+            let mut matched = Vec::new();
+            matcher.evaluate(&row, &mut scratch, &mut matched);
+            let expected: Vec<u32> = (0..pack.rules.len() as u32)
+                .filter(|&r| reference(&pack.rules[r as usize].condition, &row))
+                .collect();
+            held += expected.len();
+            assert_eq!(matched, expected, "{value:?}");
+        }
+        assert!(held > 500, "too few of the drawn patterns matched to compare: {held}");
+    }
+
     /// The verdict of `expr` on `row`, evaluated directly: the reference for the prefilter.
     fn reference(expr: &Expr, row: &Row) -> bool {
         match expr {
