@@ -604,17 +604,7 @@ fn hostile_rule_files_are_left_out_with_the_reason_and_the_others_run() {
 #[test]
 fn rules_of_other_log_sources_are_counted_not_listed_one_by_one() {
     let dir = tempfile::tempdir().unwrap();
-    for port in 0..60 {
-        std::fs::write(
-            dir.path().join(format!("net_connection_{port}.yml")),
-            format!(
-                "title: Port {port}\nid: 0f7a7c9e-0000-4000-8000-{port:012}\n\
-                 logsource:\n  category: network_connection\n  product: windows\n\
-                 detection:\n  selection:\n    DestinationPort: {port}\n  condition: selection\n"
-            ),
-        )
-        .unwrap();
-    }
+    network_connection_rules(dir.path(), 0..60);
     process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f000", "CommandLine|contains: whoami");
     process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f001", "CommandLine|lt: 5");
     let log = shared("evtx/LM_wmiexec_impacket_sysmon_whoami.evtx");
@@ -642,6 +632,51 @@ fn rules_of_other_log_sources_are_counted_not_listed_one_by_one() {
     assert_eq!(compile.code, 0, "{}", compile.stderr);
     assert_eq!(compile.stderr.lines().filter(|l| l.contains("Sigma rule left out: ")).count(), 20);
     assert!(compile.stderr.contains("61 Sigma rules left out (logsource: 60, |lt: 1;"), "{}", compile.stderr);
+}
+
+/// Rules of the `network_connection` log source in `dir`, one for each port of `ports`.
+fn network_connection_rules(dir: &std::path::Path, ports: std::ops::Range<u32>) {
+    for port in ports {
+        std::fs::write(
+            dir.join(format!("net_connection_{port}.yml")),
+            format!(
+                "title: Port {port}\nid: 0f7a7c9e-0000-4000-8000-{port:012}\n\
+                 logsource:\n  category: network_connection\n  product: windows\n\
+                 detection:\n  selection:\n    DestinationPort: {port}\n  condition: selection\n"
+            ),
+        )
+        .unwrap();
+    }
+}
+
+/// `run` over a folder of every Sigma rule: the files of other log sources in one line, a
+/// rule that cannot be compiled on its own, and the others run.
+#[test]
+fn a_live_run_says_in_one_line_which_rules_are_of_other_log_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    network_connection_rules(dir.path(), 0..40);
+    process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f000", "CommandLine|contains: whoami");
+    process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f001", "CommandLine|lt: 5");
+    let rules = dir.path().to_str().unwrap();
+    let live = rulehost(&[
+        "run",
+        "--rules",
+        rules,
+        "--matches",
+        &shared("evtx/LM_wmiexec_impacket_sysmon_whoami.evtx"),
+    ]);
+    assert_eq!(live.code, 0, "{}", live.stderr);
+    assert!(!live.json_lines().is_empty(), "the rule that compiles runs: {}", live.stdout);
+    let refusals: Vec<&str> = live.stderr.lines().filter(|l| l.contains("refused")).collect();
+    assert_eq!(refusals.len(), 2, "{}", live.stderr);
+    assert!(
+        refusals.iter().any(|l| l.contains("40 Sigma files of other log sources left out")
+            && l.contains("net_connection_0.yml")
+            && l.contains("and 35 more")),
+        "{}",
+        live.stderr
+    );
+    assert!(refusals.iter().any(|l| l.contains("f001.yml") && l.contains("|lt")), "{}", live.stderr);
 }
 
 #[test]

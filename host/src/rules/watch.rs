@@ -193,6 +193,28 @@ fn read_file(path: &Path, updates: &mut Vec<RuleUpdate>) -> Option<(Vec<u8>, Dig
     }
 }
 
+/// What one line says of the Sigma files of other log sources a scan left out.
+fn other_sources_left_out(dir: &Path, files: &[PathBuf]) -> String {
+    const NAMED: usize = 5;
+    let mut names: Vec<String> = files
+        .iter()
+        .take(NAMED)
+        .map(|f| {
+            crate::text::printable(&f.strip_prefix(dir).unwrap_or(f).display().to_string(), &[]).into_owned()
+        })
+        .collect();
+    if files.len() > NAMED {
+        names.push(format!("and {} more", files.len() - NAMED));
+    }
+    format!(
+        "{} of other log sources left out (only Windows process_creation rules are compiled): {}; \
+         `rulehost sigma check {}` lists them",
+        if files.len() == 1 { "1 Sigma file".to_owned() } else { format!("{} Sigma files", files.len()) },
+        names.join(", "),
+        crate::text::printable(&dir.display().to_string(), &[])
+    )
+}
+
 /// The Sigma part of [`rescan`]: recompiles the changed files and, when the set of compiled
 /// rules changed, builds, checks and hands over the directory's pack.
 fn rescan_sigma(
@@ -216,6 +238,9 @@ fn rescan_sigma(
     state.sigma.retain(|path, _| files.contains(path));
     // Sigma text carries no signature: under a policy it loads only as a signed pack.
     let unsigned_refused = trust.policy.is_some() && !trust.allow_unsigned;
+    // New files of other log sources, reported together: a folder of every Sigma rule holds
+    // some 1,600, and a line each buried the rest.
+    let mut other_sources: Vec<PathBuf> = Vec::new();
     for path in files {
         if wait_for_writes && still_being_written(&path, state.settle.unwrap_or(DEBOUNCE)) {
             // Its last version, if any, stays in the pack until it has settled.
@@ -228,17 +253,24 @@ fn rescan_sigma(
         }
         let previous = state.sigma.remove(&path).and_then(|f| f.rule);
         let compiled = if unsigned_refused {
-            Err("Sigma text carries no signature and the trust policy requires one: compile it \
+            Err((
+                None,
+                "Sigma text carries no signature and the trust policy requires one: compile it \
                  with `rulehost sigma compile` and sign the pack"
-                .to_owned())
+                    .to_owned(),
+            ))
         } else {
-            std::str::from_utf8(&bytes)
-                .map_err(|e| format!("not UTF-8: {e}"))
-                .and_then(|text| sigma::compile_text(&path, text).map_err(|e| e.to_string()))
+            std::str::from_utf8(&bytes).map_err(|e| (None, format!("not UTF-8: {e}"))).and_then(|text| {
+                sigma::compile_text(&path, text).map_err(|e| (Some(e.construct()), e.to_string()))
+            })
         };
         let rule = match compiled {
             Ok(rule) => Some(rule),
-            Err(reason) => {
+            Err((construct, _)) if previous.is_none() && construct.as_deref() == Some("logsource") => {
+                other_sources.push(path.clone());
+                None
+            }
+            Err((_, reason)) => {
                 let reason = match &previous {
                     Some(_) => format!("{reason}; its last version that compiled stays"),
                     None => reason,
@@ -248,6 +280,12 @@ fn rescan_sigma(
             }
         };
         state.sigma.insert(path, SigmaFile { digest, rule });
+    }
+    if !other_sources.is_empty() {
+        updates.push(RuleUpdate::Refused {
+            path: dir.to_path_buf(),
+            reason: other_sources_left_out(dir, &other_sources),
+        });
     }
 
     // The rules in path order; a second file with an id already taken is left out.
