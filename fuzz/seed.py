@@ -63,7 +63,7 @@ def main():
         "csv": files((TESTS, "*.csv")),
         "evtx_xml": files((TESTS, "windows/*.xml")),
         "dismissal": files((TESTS, "windows/scenario.evtx-dump.jsonl"), (SHARED, "evtx/*.json")),
-        "sigma_rule": files((SHARED, "sigma/*.yml"))
+        "sigma_rule": files((SHARED, "sigma/*.yml"), (TESTS, "sigma-modifiers/*.yml"))
         + files((SHARED, "sigma-catalog/rules/windows/process_creation/*.yml"))[:300],
     }
     for target, sources in text.items():
