@@ -53,7 +53,6 @@ pub fn parse_duration(text: &str, zero: bool) -> Result<std::time::Duration, Str
     match milliseconds(text) {
         Ok(0) if !zero => Err(format!("{text:?}: a duration longer than zero")),
         Ok(ms) => Ok(std::time::Duration::from_millis(ms as u64)),
-        Err(DurationError::Form) => Err(format!("{text:?}: expected a duration such as 30s, 5m, 1h")),
         Err(error) => Err(error.describe(text)),
     }
 }

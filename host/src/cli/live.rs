@@ -130,12 +130,10 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
             Box::new(rulehost::sources::InputSource::new(input.with_jobs(jobs), args.input_format))
         }
     };
-    let lateness = args.allowed_lateness;
-    let max_clock_skew = args.max_clock_skew;
     let options = rulehost::run::RunOptions {
         window: args.window,
-        allowed_lateness: lateness,
-        max_clock_skew,
+        allowed_lateness: args.allowed_lateness,
+        max_clock_skew: args.max_clock_skew,
         batch_size: args.batch_size as usize,
         max_window_matches: args.window_bounds.max_window_matches(),
         max_window_bytes: args.window_bounds.max_window_bytes(),
