@@ -72,7 +72,7 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
                     initial.push((path, rules));
                 }
                 RuleUpdate::Refused { reason, .. } => anyhow::bail!("refused: {reason}"),
-                RuleUpdate::Removed { .. } => {}
+                RuleUpdate::Removed { .. } | RuleUpdate::LeftOut { .. } => {}
             }
             Box::new(registry::follow::follow(
                 registry, runtime, trust, reference, digest, interval, rescan, updates_tx,
@@ -88,6 +88,9 @@ pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode>
                     }
                     RuleUpdate::Refused { path, reason } => {
                         tracing::error!(path = %path.display(), "refused: {reason}")
+                    }
+                    RuleUpdate::LeftOut { path, reason } => {
+                        tracing::warn!(path = %path.display(), "left out: {reason}")
                     }
                     RuleUpdate::Removed { .. } => {}
                 }

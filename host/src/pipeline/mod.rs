@@ -622,6 +622,9 @@ impl<'a> Pipeline<'a> {
             RuleUpdate::Refused { path, reason } => {
                 tracing::error!(path = %path.display(), "candidate refused, the running version stays: {reason}");
             }
+            RuleUpdate::LeftOut { path, reason } => {
+                tracing::warn!(path = %path.display(), "left out: {reason}");
+            }
         }
         self.output.flush()?;
         Ok(())

@@ -53,6 +53,14 @@ pub enum RuleUpdate {
         /// Why.
         reason: String,
     },
+    /// Files that are no candidates: Sigma rules of other log sources, which a folder of
+    /// every Sigma rule holds by the hundred. Not an error of theirs; nothing was running.
+    LeftOut {
+        /// The directory.
+        path: PathBuf,
+        /// Which, and why.
+        reason: String,
+    },
 }
 
 /// Logs that `rules` were loaded from `path`: a rule by its id, version and digest, a pack
@@ -282,7 +290,7 @@ fn rescan_sigma(
         state.sigma.insert(path, SigmaFile { digest, rule });
     }
     if !other_sources.is_empty() {
-        updates.push(RuleUpdate::Refused {
+        updates.push(RuleUpdate::LeftOut {
             path: dir.to_path_buf(),
             reason: other_sources_left_out(dir, &other_sources),
         });
