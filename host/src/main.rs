@@ -547,7 +547,8 @@ struct EvalArgs {
     #[arg(short, long)]
     quiet: bool,
     /// Also write the summary as JSON to FILE: every count, every skipped kind and
-    /// rejection reason, every rule's failures (stderr shows the largest kinds only).
+    /// rejection reason, every rule's failures, every Sigma rule left out (stderr shows the
+    /// largest kinds and the first rules only).
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
     /// Write the output to FILE (created, or emptied) instead of stdout.

@@ -608,8 +608,33 @@ fn rules_of_other_log_sources_are_counted_not_listed_one_by_one() {
     process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f000", "CommandLine|contains: whoami");
     process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f001", "CommandLine|lt: 5");
     let log = shared("evtx/LM_wmiexec_impacket_sysmon_whoami.evtx");
-    let run = rulehost(&["eval", "--rules", &dir.path().display().to_string(), "--matches", &log]);
+    let summary = dir.path().join("summary.json");
+    let run = rulehost(&[
+        "eval",
+        "--rules",
+        &dir.path().display().to_string(),
+        "--matches",
+        "--summary-json",
+        summary.to_str().unwrap(),
+        &log,
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // The summary lists every one.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let left_out = &summary["sigma_rules_left_out"];
+    assert_eq!(left_out["count"], 61, "{left_out}");
+    assert_eq!(left_out["by_construct"], serde_json::json!({"logsource": 60, "|lt": 1}));
+    let files: std::collections::BTreeSet<&str> =
+        left_out["rules"].as_array().unwrap().iter().map(|r| r["file"].as_str().unwrap()).collect();
+    assert_eq!(files.len(), 61, "{left_out}");
+    assert!(
+        left_out["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["construct"] == "|lt" && r["error"].as_str().unwrap().contains("f001.yml"))
+    );
     let named = run.stderr.lines().filter(|l| l.contains("Sigma rule left out: ")).count();
     assert_eq!(named, 20, "{}", run.stderr);
     assert!(

@@ -22,7 +22,7 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     let runtime = runtime_of(&settings)?;
     let trust = trust_of(&settings)?;
     let rule_paths = pull_rule_paths(&settings.rules, &settings, &args.load.registry)?;
-    let rules = load_rules(&runtime, &rule_paths, &trust)?;
+    let (rules, left_out) = load_rules(&runtime, &rule_paths, &trust)?;
     let jobs = jobs_or_cores(args.jobs);
     let inputs: Vec<Input> = if args.inputs.is_empty() {
         vec![Input::stdin()]
@@ -108,7 +108,9 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     }
     let summary = result?;
     if let Some(path) = &args.summary_json {
-        let json = serde_json::to_string_pretty(&summary).context("writing the summary as JSON")?;
+        let mut json = serde_json::to_value(&summary).context("writing the summary as JSON")?;
+        json["sigma_rules_left_out"] = serde_json::to_value(&left_out)?;
+        let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     if !args.quiet {

@@ -46,10 +46,21 @@ pub(crate) fn trust_of(settings: &Settings) -> Result<Trust> {
 /// The Sigma rules a command leaves out: it names the first [`LeftOut::NAMED`], then counts
 /// them all by construct. A folder of every Sigma rule holds some 1,600 of other log sources,
 /// each left out: a warning each buried the rest.
-#[derive(Default)]
+/// Each is kept for `--summary-json`, which lists them all.
+#[derive(Default, serde::Serialize)]
 pub(crate) struct LeftOut {
     count: u64,
     by_construct: std::collections::BTreeMap<String, u64>,
+    rules: Vec<LeftOutRule>,
+}
+
+/// One Sigma file left out, as `--summary-json` gives it.
+#[derive(serde::Serialize)]
+struct LeftOutRule {
+    file: String,
+    construct: String,
+    /// The whole warning: file, rule, construct and reason.
+    error: String,
 }
 
 impl LeftOut {
@@ -58,6 +69,11 @@ impl LeftOut {
     pub(crate) fn note(&mut self, refused: &rulehost::sigma::SigmaError) {
         self.count += 1;
         *self.by_construct.entry(refused.construct()).or_default() += 1;
+        self.rules.push(LeftOutRule {
+            file: refused.file().display().to_string(),
+            construct: refused.construct(),
+            error: refused.to_string(),
+        });
         if self.count <= Self::NAMED {
             say!("rulehost: warning: Sigma rule left out: {refused}");
         }
@@ -87,11 +103,12 @@ impl LeftOut {
     }
 }
 
+/// The rules at `paths` (the bundled rule when there are none), and the Sigma rules left out.
 pub(crate) fn load_rules(
     runtime: &Runtime,
     paths: &[PathBuf],
     trust: &Trust,
-) -> Result<Vec<Arc<CompiledRule>>> {
+) -> Result<(Vec<Arc<CompiledRule>>, LeftOut)> {
     let source: Box<dyn RuleSource> =
         if paths.is_empty() { Box::new(rules::Bundled) } else { Box::new(rules::Paths(paths.to_vec())) };
     let mut left_out = LeftOut::default();
@@ -102,7 +119,7 @@ pub(crate) fn load_rules(
     if loaded.is_empty() {
         anyhow::bail!("no rule found in {}", source.describe());
     }
-    Ok(loaded)
+    Ok((loaded, left_out))
 }
 
 /// Where the output goes: `path` (created, or emptied), else stdout; and whether that is a
