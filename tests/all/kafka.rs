@@ -35,6 +35,8 @@ struct Broker {
     service: LocalService,
     /// The SQLite database's directory, if it stores there.
     stored: Option<tempfile::TempDir>,
+    /// No CPU-heavy test runs beside a broker (`util::timely`); dropped last.
+    _timely: std::sync::RwLockReadGuard<'static, ()>,
 }
 
 impl Broker {
@@ -48,7 +50,8 @@ impl Broker {
     }
 
     fn start_in(stored: Option<tempfile::TempDir>) -> Self {
-        let mut broker = Broker { service: LocalService::on_free_port(), stored };
+        let _timely = crate::util::timely();
+        let mut broker = Broker { service: LocalService::on_free_port(), stored, _timely };
         broker.restart();
         broker
     }
@@ -383,15 +386,19 @@ fn wait_for_events(members: &mut [Member], events: u64) {
             return;
         }
         if Instant::now() >= deadline {
-            // Their logs but for the rules' counters.
-            let logs: Vec<Vec<&String>> = members
-                .iter()
-                .map(|m| m.seen.iter().filter(|l| !l.contains("stats so far: rule")).collect())
-                .collect();
-            panic!("{total} of {events} events evaluated; the members' logs: {logs:#?}");
+            panic!("{total} of {events} events evaluated; the members' logs: {}", logs_of(members));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The members' logs but for the rules' counters, for a wait that failed.
+fn logs_of(members: &[Member]) -> String {
+    let logs: Vec<Vec<&String>> = members
+        .iter()
+        .map(|m| m.seen.iter().filter(|l| !l.contains("stats so far: rule")).collect())
+        .collect();
+    format!("{logs:#?}")
 }
 
 /// Waits until the last rebalance of every member assigned it partitions, together each of
@@ -408,7 +415,11 @@ fn wait_for_assignment(members: &mut [Member], partitions: usize) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "no stable assignment: {assigned:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no stable assignment: {assigned:?}; the members' logs: {}",
+            logs_of(members)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -432,7 +443,11 @@ fn wait_until_caught_up(members: &mut [Member], partitions: usize) {
             }
             _ => last = read_all.then(|| (evaluated.clone(), Instant::now())),
         }
-        assert!(Instant::now() < deadline, "not caught up: {lags:?}, {evaluated:?}");
+        assert!(
+            Instant::now() < deadline,
+            "not caught up: {lags:?}, {evaluated:?}; the members' logs: {}",
+            logs_of(members)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -124,6 +124,7 @@ struct Comparison {
 /// reads them as Sysmon records, and takes pySigma's verdicts and the pack's on each rule's
 /// events and its neighbours'; prints the counts and the first disagreements.
 fn compare_generated(catalog: &str) -> Comparison {
+    let _heavy = crate::util::cpu_heavy();
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
 
@@ -300,6 +301,7 @@ fn source_key(m: &Value) -> String {
 
 #[test]
 fn the_catalog_gives_pysigmas_verdict_on_every_real_process_creation() {
+    let _heavy = crate::util::cpu_heavy();
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
     let catalog = shared("sigma-catalog");

@@ -258,3 +258,21 @@ impl Drop for LocalService {
         self.stop();
     }
 }
+
+/// Tests that keep both cores busy for a minute or more (the Sigma differential tests, with
+/// pySigma beside them) run apart from those that need their processes answered in time (a
+/// Kafka broker, a consumer group's heartbeats and commits): in one `make test`, a group of
+/// three members overlapping the catalog's differential test had not caught up after 90 s,
+/// having read 840 messages of 482. The heavy ones take this lock alone, the others
+/// together.
+static CPU_HEAVY: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held by a test that keeps the cores busy: no timely test runs meanwhile.
+pub fn cpu_heavy() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CPU_HEAVY.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Held by a test whose processes must be answered in time: no heavy test runs meanwhile.
+pub fn timely() -> std::sync::RwLockReadGuard<'static, ()> {
+    CPU_HEAVY.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
