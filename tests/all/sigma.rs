@@ -603,10 +603,7 @@ fn hostile_rule_files_are_left_out_with_the_reason_and_the_others_run() {
 /// instead of a warning each.
 #[test]
 fn rules_of_other_log_sources_are_counted_not_listed_one_by_one() {
-    let dir = tempfile::tempdir().unwrap();
-    network_connection_rules(dir.path(), 0..60);
-    process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f000", "CommandLine|contains: whoami");
-    process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f001", "CommandLine|lt: 5");
+    let dir = folder_of_every_log_source(60);
     let log = shared("evtx/LM_wmiexec_impacket_sysmon_whoami.evtx");
     let summary = dir.path().join("summary.json");
     let run = rulehost(&[
@@ -659,6 +656,17 @@ fn rules_of_other_log_sources_are_counted_not_listed_one_by_one() {
     assert!(compile.stderr.contains("61 Sigma rules left out (logsource: 60, |lt: 1;"), "{}", compile.stderr);
 }
 
+/// A folder like one of every Sigma rule: `network` rules of the `network_connection` log
+/// source, a process-creation rule that compiles (`...f000`), and one that does not
+/// (`...f001`, `|lt`).
+fn folder_of_every_log_source(network: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    network_connection_rules(dir.path(), 0..network);
+    process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f000", "CommandLine|contains: whoami");
+    process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f001", "CommandLine|lt: 5");
+    dir
+}
+
 /// Rules of the `network_connection` log source in `dir`, one for each port of `ports`.
 fn network_connection_rules(dir: &std::path::Path, ports: std::ops::Range<u32>) {
     for port in ports {
@@ -678,10 +686,7 @@ fn network_connection_rules(dir: &std::path::Path, ports: std::ops::Range<u32>) 
 /// rule that cannot be compiled on its own, and the others run.
 #[test]
 fn a_live_run_says_in_one_line_which_rules_are_of_other_log_sources() {
-    let dir = tempfile::tempdir().unwrap();
-    network_connection_rules(dir.path(), 0..40);
-    process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f000", "CommandLine|contains: whoami");
-    process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f001", "CommandLine|lt: 5");
+    let dir = folder_of_every_log_source(40);
     let rules = dir.path().to_str().unwrap();
     let live = rulehost(&[
         "run",

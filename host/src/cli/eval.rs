@@ -109,7 +109,7 @@ pub(crate) fn run_eval(args: EvalArgs, config: Option<&Path>) -> Result<ExitCode
     let summary = result?;
     if let Some(path) = &args.summary_json {
         let mut json = serde_json::to_value(&summary).context("writing the summary as JSON")?;
-        json["sigma_rules_left_out"] = serde_json::to_value(&left_out)?;
+        json["sigma_rules_left_out"] = left_out.to_json();
         let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }

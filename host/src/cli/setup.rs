@@ -45,12 +45,9 @@ pub(crate) fn trust_of(settings: &Settings) -> Result<Trust> {
 
 /// The Sigma rules a command leaves out: it names the first [`LeftOut::NAMED`], then counts
 /// them all by construct. A folder of every Sigma rule holds some 1,600 of other log sources,
-/// each left out: a warning each buried the rest.
-/// Each is kept for `--summary-json`, which lists them all.
-#[derive(Default, serde::Serialize)]
+/// each left out: a warning each buried the rest. Each is kept for `--summary-json`.
+#[derive(Default)]
 pub(crate) struct LeftOut {
-    count: u64,
-    by_construct: std::collections::BTreeMap<String, u64>,
     rules: Vec<LeftOutRule>,
 }
 
@@ -64,42 +61,53 @@ struct LeftOutRule {
 }
 
 impl LeftOut {
-    const NAMED: u64 = 20;
+    const NAMED: usize = 20;
 
     pub(crate) fn note(&mut self, refused: &rulehost::sigma::SigmaError) {
-        self.count += 1;
-        *self.by_construct.entry(refused.construct()).or_default() += 1;
+        if self.rules.len() < Self::NAMED {
+            say!("rulehost: warning: Sigma rule left out: {refused}");
+        }
         self.rules.push(LeftOutRule {
             file: refused.file().display().to_string(),
             construct: refused.construct(),
             error: refused.to_string(),
         });
-        if self.count <= Self::NAMED {
-            say!("rulehost: warning: Sigma rule left out: {refused}");
-        }
     }
 
-    pub(crate) fn count(&self) -> u64 {
-        self.count
+    pub(crate) fn count(&self) -> usize {
+        self.rules.len()
+    }
+
+    fn by_construct(&self) -> std::collections::BTreeMap<&str, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for rule in &self.rules {
+            *counts.entry(rule.construct.as_str()).or_default() += 1;
+        }
+        counts
     }
 
     /// The count by construct, if any was left out.
     pub(crate) fn report(&self) {
-        if self.count == 0 {
+        if self.rules.is_empty() {
             return;
         }
         let tally: Vec<String> =
-            self.by_construct.iter().map(|(construct, n)| format!("{construct}: {n}")).collect();
-        let named = if self.count > Self::NAMED {
+            self.by_construct().iter().map(|(construct, n)| format!("{construct}: {n}")).collect();
+        let named = if self.count() > Self::NAMED {
             format!("the first {} named above; ", Self::NAMED)
         } else {
             String::new()
         };
         say!(
             "rulehost: warning: {} left out ({}; {named}`rulehost sigma check` lists them all)",
-            plural(self.count, "Sigma rule"),
+            plural(self.count() as u64, "Sigma rule"),
             tally.join(", ")
         );
+    }
+
+    /// What `--summary-json` says of them: the count, the count by construct, each rule.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"count": self.count(), "by_construct": self.by_construct(), "rules": self.rules})
     }
 }
 

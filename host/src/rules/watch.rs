@@ -262,19 +262,19 @@ fn rescan_sigma(
         let previous = state.sigma.remove(&path).and_then(|f| f.rule);
         let compiled = if unsigned_refused {
             Err((
-                None,
+                false,
                 "Sigma text carries no signature and the trust policy requires one: compile it \
                  with `rulehost sigma compile` and sign the pack"
                     .to_owned(),
             ))
         } else {
-            std::str::from_utf8(&bytes).map_err(|e| (None, format!("not UTF-8: {e}"))).and_then(|text| {
-                sigma::compile_text(&path, text).map_err(|e| (Some(e.construct()), e.to_string()))
+            std::str::from_utf8(&bytes).map_err(|e| (false, format!("not UTF-8: {e}"))).and_then(|text| {
+                sigma::compile_text(&path, text).map_err(|e| (e.is_other_log_source(), e.to_string()))
             })
         };
         let rule = match compiled {
             Ok(rule) => Some(rule),
-            Err((construct, _)) if previous.is_none() && construct.as_deref() == Some("logsource") => {
+            Err((true, _)) if previous.is_none() => {
                 other_sources.push(path.clone());
                 None
             }

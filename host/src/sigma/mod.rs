@@ -120,7 +120,16 @@ impl SigmaError {
             SigmaError::Unsupported { unsupported, .. } => unsupported.construct.clone(),
         }
     }
+
+    /// Whether the rule is of another log source than Windows process creation: out of the
+    /// compiler's scope rather than a construct it cannot take.
+    pub fn is_other_log_source(&self) -> bool {
+        matches!(self, SigmaError::Unsupported { unsupported, .. } if unsupported.construct == LOGSOURCE)
+    }
 }
+
+/// The construct of a rule refused for its log source.
+const LOGSOURCE: &str = "logsource";
 
 /// Whether `path` names a Sigma file by its extension.
 pub fn is_sigma_file(path: &Path) -> bool {
@@ -246,7 +255,7 @@ fn check_logsource(logsource: &Yaml) -> Result<(), Unsupported> {
         return Ok(());
     }
     Err(Unsupported {
-        construct: "logsource".into(),
+        construct: LOGSOURCE.into(),
         reason: format!(
             "logsource category {:?}, product {:?}: only Windows process_creation rules are compiled",
             category.unwrap_or("-"),

@@ -138,70 +138,57 @@ pub(super) enum Modifier {
     Exists,
 }
 
-impl Modifier {
-    pub(super) fn parse(name: &str) -> Result<Self, Unsupported> {
-        Ok(match name {
-            "contains" => Modifier::Contains,
-            "startswith" => Modifier::StartsWith,
-            "endswith" => Modifier::EndsWith,
-            "all" => Modifier::All,
-            "windash" => Modifier::Windash,
-            "base64" => Modifier::Base64,
-            "base64offset" => Modifier::Base64Offset,
-            "wide" | "utf16le" => Modifier::Wide,
-            "utf16be" => Modifier::Utf16Be,
-            "utf16" => Modifier::Utf16,
-            "cased" => Modifier::Cased,
-            "neq" => Modifier::Neq,
-            "re" => Modifier::Re,
-            // pySigma's long names of the flags too.
-            "i" | "ignorecase" => Modifier::ReIgnoreCase,
-            "m" | "multiline" => Modifier::ReMultiLine,
-            "s" | "dotall" => Modifier::ReDotAll,
-            "fieldref" => Modifier::FieldRef,
-            "exists" => Modifier::Exists,
-            "cidr" | "gt" | "gte" | "lt" | "lte" | "expand" | "minute" | "hour" | "day" | "week"
-            | "month" | "year" => {
-                return Err(Unsupported {
-                    construct: format!("|{name}"),
-                    reason: format!(
-                        "the `{name}` modifier is not supported (the process-creation catalog does not use it)"
-                    ),
-                });
-            }
-            other => {
-                return Err(Unsupported {
-                    construct: format!("|{other}"),
-                    reason: format!("`{other}` is not a Sigma modifier"),
-                });
-            }
-        })
-    }
-}
+/// Every modifier by its names in a rule: the first of a modifier is the one its messages
+/// use; pySigma's long names of the regex flags and the specification's `utf16le` follow.
+const MODIFIER_NAMES: [(&str, Modifier); 22] = [
+    ("contains", Modifier::Contains),
+    ("startswith", Modifier::StartsWith),
+    ("endswith", Modifier::EndsWith),
+    ("all", Modifier::All),
+    ("windash", Modifier::Windash),
+    ("base64", Modifier::Base64),
+    ("base64offset", Modifier::Base64Offset),
+    ("wide", Modifier::Wide),
+    ("utf16be", Modifier::Utf16Be),
+    ("utf16", Modifier::Utf16),
+    ("cased", Modifier::Cased),
+    ("neq", Modifier::Neq),
+    ("re", Modifier::Re),
+    ("i", Modifier::ReIgnoreCase),
+    ("m", Modifier::ReMultiLine),
+    ("s", Modifier::ReDotAll),
+    ("fieldref", Modifier::FieldRef),
+    ("exists", Modifier::Exists),
+    ("utf16le", Modifier::Wide),
+    ("ignorecase", Modifier::ReIgnoreCase),
+    ("multiline", Modifier::ReMultiLine),
+    ("dotall", Modifier::ReDotAll),
+];
 
 impl Modifier {
+    pub(super) fn parse(name: &str) -> Result<Self, Unsupported> {
+        if let Some((_, modifier)) = MODIFIER_NAMES.iter().find(|(n, _)| *n == name) {
+            return Ok(*modifier);
+        }
+        let reason = match name {
+            "cidr" | "gt" | "gte" | "lt" | "lte" | "expand" | "minute" | "hour" | "day" | "week"
+            | "month" | "year" => {
+                format!(
+                    "the `{name}` modifier is not supported (the process-creation catalog does not use it)"
+                )
+            }
+            _ => format!("`{name}` is not a Sigma modifier"),
+        };
+        Err(Unsupported { construct: format!("|{name}"), reason })
+    }
+
     /// The modifier's name in a rule (the first, where it has several).
     fn name(self) -> &'static str {
-        match self {
-            Modifier::Contains => "contains",
-            Modifier::StartsWith => "startswith",
-            Modifier::EndsWith => "endswith",
-            Modifier::All => "all",
-            Modifier::Windash => "windash",
-            Modifier::Base64 => "base64",
-            Modifier::Base64Offset => "base64offset",
-            Modifier::Wide => "wide",
-            Modifier::Utf16Be => "utf16be",
-            Modifier::Utf16 => "utf16",
-            Modifier::Cased => "cased",
-            Modifier::Neq => "neq",
-            Modifier::Re => "re",
-            Modifier::ReIgnoreCase => "i",
-            Modifier::ReMultiLine => "m",
-            Modifier::ReDotAll => "s",
-            Modifier::FieldRef => "fieldref",
-            Modifier::Exists => "exists",
-        }
+        MODIFIER_NAMES
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map(|(name, _)| *name)
+            .expect("every modifier is named")
     }
 }
 

@@ -1312,30 +1312,19 @@ impl Builder {
         }
         let compiled = match (&test.target, &test.check) {
             (Target::Keyword, _) => return Err("a keyword can only be a string".into()),
-            (Target::View(view), Check::Pattern(pattern)) => {
-                let view = self.view(*view);
-                let text = pattern
-                    .required_text()
-                    .filter(|t| t.len() >= MIN_TEXT)
-                    .map(|text| self.text_number(view, text));
-                Compiled::Pattern {
-                    view,
-                    pattern: pattern.clone(),
-                    text,
-                    shape: Shape::of(pattern),
-                    cased: false,
-                }
-            }
             // Folded, a cased pattern's text is in the folded value wherever the text is in the
-            // value (folding is character by character): the automaton still rules values out.
-            (Target::View(view), Check::CasedPattern(pattern)) => {
+            // value (folding is character by character): the automaton still rules values out,
+            // but where it found the text does not settle the case (its shape is `Other`).
+            (Target::View(view), check @ (Check::Pattern(pattern) | Check::CasedPattern(pattern))) => {
+                let cased = matches!(check, Check::CasedPattern(_));
                 let view = self.view(*view);
                 let text = pattern
                     .required_text()
-                    .map(folded)
+                    .map(|text| if cased { folded(text) } else { text.to_owned() })
                     .filter(|t| t.len() >= MIN_TEXT)
                     .map(|text| self.text_number(view, &text));
-                Compiled::Pattern { view, pattern: pattern.clone(), text, shape: Shape::Other, cased: true }
+                let shape = if cased { Shape::Other } else { Shape::of(pattern) };
+                Compiled::Pattern { view, pattern: pattern.clone(), text, shape, cased }
             }
             (Target::View(view), Check::Regex { pattern, ignore_case, multi_line, dot_all }) => {
                 let source = RegexSource {
@@ -1542,13 +1531,19 @@ impl Builder {
 /// Builds a pattern from Sigma-like text for tests: `*` and `?` are wildcards, the rest folded.
 #[cfg(test)]
 pub(crate) fn pattern(text: &str) -> Pattern {
+    pattern_with(text, crate::ir::folded)
+}
+
+/// [`pattern`] with each text made by `text_of`.
+#[cfg(test)]
+fn pattern_with(text: &str, text_of: impl Fn(&str) -> String) -> Pattern {
     let mut pieces = Vec::new();
     let mut literal = String::new();
     for c in text.chars() {
         match c {
             '*' | '?' => {
                 if !literal.is_empty() {
-                    pieces.push(Piece::Text(crate::ir::folded(&std::mem::take(&mut literal))));
+                    pieces.push(Piece::Text(text_of(&std::mem::take(&mut literal))));
                 }
                 pieces.push(if c == '*' { Piece::AnyRun } else { Piece::AnyChar });
             }
@@ -1556,7 +1551,7 @@ pub(crate) fn pattern(text: &str) -> Pattern {
         }
     }
     if !literal.is_empty() {
-        pieces.push(Piece::Text(crate::ir::folded(&literal)));
+        pieces.push(Piece::Text(text_of(&literal)));
     }
     Pattern(pieces)
 }
@@ -1829,18 +1824,7 @@ mod tests {
 
     /// A pattern from Sigma-like text, its text as written (`cased`).
     fn cased(text: &str) -> Pattern {
-        Pattern(
-            pattern(text)
-                .0
-                .into_iter()
-                .scan(text.split(['*', '?']).filter(|t| !t.is_empty()), |raw, piece| {
-                    Some(match piece {
-                        Piece::Text(_) => Piece::Text(raw.next().expect("one text a piece").to_owned()),
-                        other => other,
-                    })
-                })
-                .collect(),
-        )
+        pattern_with(text, str::to_owned)
     }
 
     #[test]
