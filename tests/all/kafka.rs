@@ -1,6 +1,9 @@
 //! `rulehost run` as a Kafka consumer group member, against a real Kafka-protocol broker:
-//! tansu (in-memory storage, or SQLite where a restart must keep the data), installed by
-//! `make tansu` and started on a loopback port for each test.
+//! tansu with its SQLite storage, installed by `make tansu` and started on a loopback port
+//! for each test. Its in-memory storage only where SQLite cannot serve, or for its fault:
+//! a fetch there starts at the first batch whose base offset is at or past the offset asked
+//! for, so a consumer that resumes from an offset inside a producer's batch gets nothing of
+//! that batch (Kafka returns the batch that holds the offset).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -29,8 +32,8 @@ fn tansu_binary() -> PathBuf {
     path
 }
 
-/// A tansu broker on a free loopback port, storing in memory, or in a SQLite file that
-/// outlives a restart.
+/// A tansu broker on a free loopback port, storing in a SQLite file that outlives a
+/// restart, or in memory.
 struct Broker {
     service: LocalService,
     /// The SQLite database's directory, if it stores there.
@@ -40,13 +43,16 @@ struct Broker {
 }
 
 impl Broker {
+    /// A broker whose topics, messages and committed offsets survive its restart.
     fn start() -> Self {
-        Self::start_in(None)
+        Self::start_in(Some(tempfile::tempdir().unwrap()))
     }
 
-    /// A broker whose topics, messages and committed offsets survive its restart.
-    fn start_stored() -> Self {
-        Self::start_in(Some(tempfile::tempdir().unwrap()))
+    /// A broker storing in memory, where a test needs what tansu's SQLite storage lacks
+    /// (it drops the connection that fetches a snappy-compressed batch); no consumer there
+    /// may resume inside a batch.
+    fn start_in_memory() -> Self {
+        Self::start_in(None)
     }
 
     fn start_in(stored: Option<tempfile::TempDir>) -> Self {
@@ -506,6 +512,58 @@ fn one_consumer_and_a_group_of_three_give_the_alerts_of_eval_and_bad_messages_ar
     assert_eq!(out, "");
 }
 
+/// A topic of one partition holding 20 records, one a message, produced together (the
+/// producer makes them one batch), and a group "resume" that has settled the first 7.
+fn one_batch_settled_up_to_offset_7(broker: &Broker, topic: &str) {
+    broker.create_topic(topic, 1);
+    let records = streaming_records(1, 20);
+    let batch: Vec<(String, Vec<u8>)> =
+        records.iter().map(|(key, record)| (key.clone(), serde_json::to_vec(record).unwrap())).collect();
+    broker.produce(topic, &batch);
+    let committer: BaseConsumer = broker.config().set("group.id", "resume").create().unwrap();
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    offsets.add_partition_offset(topic, 0, rdkafka::Offset::Offset(7)).unwrap();
+    committer.commit(&offsets, rdkafka::consumer::CommitMode::Sync).unwrap();
+}
+
+/// A group resumes where its offsets were committed, even in the middle of a producer's
+/// batch (a member commits after each message it settled, whatever batch it came in):
+/// the member reads the rest of that batch, not the next one.
+#[test]
+fn a_group_resumes_from_an_offset_committed_in_the_middle_of_a_producers_batch() {
+    let broker = Broker::start();
+    let topic = "one-batch";
+    one_batch_settled_up_to_offset_7(&broker, topic);
+    let mut member = vec![Member::start(&broker, topic, "resume", &[])];
+    wait_for_events(&mut member, 13);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(member[0].evaluated(), 13, "read from offset 7 on, once");
+    let (_, log) = member.pop().unwrap().stop();
+    let report =
+        log.iter().find(|l| l.contains(&format!("stats at exit: kafka {topic}:"))).expect("counters");
+    assert!(report.contains(" 13 messages read"), "{report}");
+}
+
+/// A partition whose messages the broker does not deliver, though the member keeps asking,
+/// is warned of by name. tansu's in-memory storage is such a broker for an offset inside a
+/// batch (see the module's note).
+#[test]
+fn a_partition_whose_messages_do_not_come_is_warned_of() {
+    let broker = Broker::start_in_memory();
+    let topic = "one-batch";
+    one_batch_settled_up_to_offset_7(&broker, topic);
+    let mut member = Member::start(&broker, topic, "resume", &[]);
+    member.wait_for_log(
+        |l| {
+            l.contains("13 messages unread from offset 7, and none has come for 30 s")
+                && l.contains("partition=0")
+        },
+        "the warning of a stalled partition",
+    );
+    assert_eq!(member.evaluated(), 0);
+    member.stop();
+}
+
 #[test]
 fn partitions_taken_away_in_a_rebalance_leave_their_windows_to_their_new_owner() {
     let broker = Broker::start();
@@ -607,7 +665,7 @@ fn a_partition_idle_for_the_idle_timeout_no_longer_holds_windows_open() {
 
 #[test]
 fn a_broker_that_goes_away_and_comes_back_is_waited_for_and_nothing_is_lost() {
-    let mut broker = Broker::start_stored();
+    let mut broker = Broker::start();
     broker.create_topic("events", 3);
     let records = streaming_records(6, 40);
     let expected = eval_alerts(&records);
@@ -926,7 +984,7 @@ fn a_match_larger_than_a_message_is_cut_to_fit() {
 /// its partition stops there.
 #[test]
 fn messages_compressed_by_their_producer_with_any_codec_kafka_has_are_read() {
-    let broker = Broker::start();
+    let broker = Broker::start_in_memory();
     let records = streaming_records(2, 20);
     let expected = eval_alerts(&records);
     assert_eq!(expected.len(), 2, "{expected:?}");
@@ -950,4 +1008,35 @@ fn messages_compressed_by_their_producer_with_any_codec_kafka_has_are_read() {
         assert!(!log.iter().any(|l| l.contains("consumer reports")), "{codec}: {log:?}");
         assert_eq!(sorted(documents(&out)), expected, "{codec}");
     }
+}
+
+/// librdkafka's log goes to rulehost's log under the target `librdkafka`: off by default
+/// (its errors come through the client's error callback, reported once), there when asked.
+#[test]
+fn librdkafkas_log_is_off_by_default_and_there_when_asked() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let rules = rules_dir(&[]);
+    let run = |filter: Option<&str>| {
+        let mut command = command();
+        command
+            .args(["run", "--rules", &rules.path().display().to_string()])
+            .args(["--source", &format!("kafka://127.0.0.1:{port}/nowhere"), "--group", "g"])
+            .args(["--kafka-option", "debug=broker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(filter) = filter {
+            command.env("RULEHOST_LOG", filter);
+        }
+        let child = command.spawn().unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let quiet = run(None);
+    assert!(quiet.contains("broker unreachable"), "{quiet}");
+    assert!(!quiet.contains(" librdkafka: "), "{quiet}");
+    let asked = run(Some("info,librdkafka=debug"));
+    let lines = asked.lines().filter(|l| l.contains(" librdkafka: ") && l.contains("DEBUG")).count();
+    assert!(lines >= 5, "{asked}");
 }

@@ -17,8 +17,11 @@ use crate::RunArgs;
 
 /// The log's default filter (`RULEHOST_LOG` replaces it): rulehost's own events from `info`,
 /// its libraries' from `warn`. The EVTX reader logs a line at `info` for every chunk it
-/// parses, a line per 64 KiB of a log.
-const DEFAULT_LOG_FILTER: &str = "warn,rulehost=info";
+/// parses, a line per 64 KiB of a log. librdkafka's log is off: every error it logs also
+/// comes through the client's error callback, which the Kafka source and sink report (a
+/// broker unreachable once, until it is back), where its log would repeat it at every
+/// reconnection.
+const DEFAULT_LOG_FILTER: &str = "warn,rulehost=info,librdkafka=off";
 
 pub(crate) fn run_live(args: RunArgs, config: Option<&Path>) -> Result<ExitCode> {
     use rulehost::rules::registry;

@@ -86,6 +86,62 @@ impl RepeatedWarnings {
     }
 }
 
+/// How long a partition may have messages unread and deliver none, while the member keeps
+/// polling, before it is warned of.
+const STALL_WARNING_AFTER: Duration = Duration::from_secs(30);
+
+/// The assigned partitions whose messages are there (the broker says so) but do not come:
+/// the lag in the counters shows it, this says it in words, once, and again when messages
+/// come. It is read from the client's statistics, which come only while the member polls,
+/// so a member held back by its pipeline or sink is never taken for one.
+#[derive(Debug, Default)]
+struct Stalls {
+    partitions: BTreeMap<i32, Stall>,
+}
+
+/// One partition's reading position, since when it has not moved with messages unread,
+/// and whether that was warned of.
+#[derive(Debug, Clone, Copy)]
+struct Stall {
+    position: i64,
+    since: Instant,
+    warned: bool,
+}
+
+/// What [`Stalls::observe`] has to report of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StallChange {
+    /// Messages unread from `position`, none delivered for `stalled`.
+    Stalled { unread: i64, position: i64, stalled: Duration },
+    /// A partition warned of delivers again, after `stalled`.
+    Moving { stalled: Duration },
+}
+
+impl Stalls {
+    /// A partition's `unread` messages and reading `position` at `now`.
+    fn observe(&mut self, partition: i32, unread: i64, position: i64, now: Instant) -> Option<StallChange> {
+        let fresh = Stall { position, since: now, warned: false };
+        let stall = self.partitions.entry(partition).or_insert(fresh);
+        if stall.position != position || unread == 0 {
+            let change =
+                stall.warned.then(|| StallChange::Moving { stalled: now.duration_since(stall.since) });
+            *stall = fresh;
+            return change;
+        }
+        let stalled = now.duration_since(stall.since);
+        if stall.warned || stalled < STALL_WARNING_AFTER {
+            return None;
+        }
+        stall.warned = true;
+        Some(StallChange::Stalled { unread, position, stalled })
+    }
+
+    /// Forgets the partitions not in `assigned`.
+    fn keep(&mut self, assigned: impl Fn(i32) -> bool) {
+        self.partitions.retain(|&partition, _| assigned(partition));
+    }
+}
+
 /// `kafka://BROKER[,BROKER...]/TOPIC`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaAddress {
@@ -132,6 +188,7 @@ pub struct GroupContext {
     topic: String,
     counters: Mutex<Counters>,
     warnings: Mutex<RepeatedWarnings>,
+    stalls: Mutex<Stalls>,
 }
 
 /// What the source reports with the run's counters.
@@ -177,14 +234,33 @@ impl ClientContext for GroupContext {
         }
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         counters.lag.clear();
+        let mut stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
         for (&partition, p) in &topic.partitions {
             if partition < 0 || !p.desired || p.hi_offset < 0 {
                 continue;
             }
             let position = if p.app_offset >= 0 { p.app_offset } else { p.committed_offset.max(0) };
             let committed = p.committed_offset.max(0);
-            counters.lag.insert(partition, ((p.hi_offset - position).max(0), (position - committed).max(0)));
+            let unread = (p.hi_offset - position).max(0);
+            counters.lag.insert(partition, (unread, (position - committed).max(0)));
+            match stalls.observe(partition, unread, position, now) {
+                Some(StallChange::Stalled { unread, position, stalled }) => tracing::warn!(
+                    topic = %self.topic,
+                    partition,
+                    "{unread} messages unread from offset {position}, and none has come for {} s while the member kept asking: the broker does not deliver them (its log, or RULEHOST_LOG=librdkafka=debug with --kafka-option debug=fetch, says more)",
+                    stalled.as_secs()
+                ),
+                Some(StallChange::Moving { stalled }) => tracing::info!(
+                    topic = %self.topic,
+                    partition,
+                    "messages come again, after {} s",
+                    stalled.as_secs()
+                ),
+                None => {}
+            }
         }
+        stalls.keep(|partition| counters.lag.contains_key(&partition));
     }
 }
 
@@ -387,6 +463,7 @@ impl KafkaSource {
             topic: address.topic.clone(),
             counters: Mutex::default(),
             warnings: Mutex::default(),
+            stalls: Mutex::default(),
         };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).map_err(error)?;
         consumer.subscribe(&[&address.topic]).map_err(error)?;
@@ -678,6 +755,36 @@ mod tests {
         }
         assert!(warnings.seen.len() <= REPEATED_WARNINGS_KEPT);
         assert_eq!(warnings.admit(stuck, start + REPEATED_WARNING_INTERVAL), Some(0));
+    }
+
+    #[test]
+    fn a_partition_with_messages_unread_that_delivers_none_is_warned_of_once_and_again_when_it_moves() {
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        let mut stalls = Stalls::default();
+        // Partition 0 delivers, partition 1 is stuck at offset 7 with 13 unread.
+        for second in 0..STALL_WARNING_AFTER.as_secs() {
+            assert_eq!(stalls.observe(0, 50, second as i64, at(second)), None);
+            assert_eq!(stalls.observe(1, 13, 7, at(second)), None);
+        }
+        let stalled = STALL_WARNING_AFTER;
+        assert_eq!(
+            stalls.observe(1, 13, 7, start + stalled),
+            Some(StallChange::Stalled { unread: 13, position: 7, stalled })
+        );
+        assert_eq!(stalls.observe(1, 13, 7, start + stalled * 3), None, "once");
+        assert_eq!(
+            stalls.observe(1, 12, 8, start + stalled * 4),
+            Some(StallChange::Moving { stalled: stalled * 4 })
+        );
+        assert_eq!(stalls.observe(1, 12, 8, start + stalled * 5 - Duration::from_secs(1)), None);
+        // Nothing unread is no stall, however long the position stays.
+        for second in 0..100 {
+            assert_eq!(stalls.observe(2, 0, 40, at(second)), None);
+        }
+        // A partition revoked and assigned again starts afresh.
+        stalls.keep(|partition| partition != 1);
+        assert_eq!(stalls.observe(1, 12, 8, start + stalled * 9), None);
     }
 
     #[test]
