@@ -383,3 +383,58 @@ fn one_event_timestamped_far_ahead_of_the_clock_makes_no_later_event_late() {
         );
     }
 }
+
+#[test]
+fn an_alert_of_late_events_says_it_is_late() {
+    use rulehost::events::{Input, InputFormat, Record};
+    // Soft Cell's matches on one device: three in the 10:00 hour, one at 11:30 that closes
+    // that hour's window (the allowed lateness is a minute), then two more of the 10:00 hour,
+    // late. Their alert is the window's second: it says so, and the first does not.
+    let base: serde_json::Value =
+        serde_json::from_str(read_data("defender-rows.jsonl").lines().next().unwrap()).unwrap();
+    let times = ["10:00", "10:02", "10:04", "11:30", "10:20", "10:22"];
+    let rows: Vec<String> = times
+        .iter()
+        .enumerate()
+        .map(|(i, time)| {
+            let mut row = base.clone();
+            let time = format!("2024-05-01T{time}:00Z");
+            row["Timestamp"] = time.clone().into();
+            row["ProcessCreationTime"] = time.into();
+            row["ReportId"] = (3000 + i).into();
+            row.to_string()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("late.jsonl");
+    std::fs::write(&path, rows.join("\n") + "\n").unwrap();
+    for event_time in [false, true] {
+        let mut records: Vec<Record> = Input::file(&path).open(InputFormat::Auto).unwrap().collect();
+        let (late, closing) = (records.split_off(4), records.split_off(3));
+        let bursts = vec![records, closing, late];
+        let source = Paced { bursts, times: Default::default(), event_time };
+        let options = rulehost::run::RunOptions {
+            max_batch_delay: std::time::Duration::from_millis(20),
+            ..Default::default()
+        };
+        let (summary, alerts) = run_bundled(Box::new(source), &options);
+        let alerts: Vec<(String, u64, Option<bool>)> = alerts
+            .lines()
+            .map(|line| {
+                let alert: serde_json::Value = serde_json::from_str(line).unwrap();
+                (
+                    alert["WindowStart"].as_str().unwrap().to_owned(),
+                    alert["MatchCount"].as_u64().unwrap(),
+                    alert.get("Late").map(|late| late.as_bool().unwrap()),
+                )
+            })
+            .collect();
+        let hour = |h: &str| format!("2024-05-01T{h}:00:00Z");
+        assert_eq!(
+            alerts,
+            [(hour("10"), 3, None), (hour("10"), 2, Some(true)), (hour("11"), 1, None)],
+            "source event time: {event_time}"
+        );
+        assert_eq!(summary.late, 2, "source event time: {event_time}");
+    }
+}

@@ -33,6 +33,9 @@ pub struct Alert {
     /// the cap (see [`crate::pipeline::PipelineOptions::max_window_matches`]) and were
     /// summarized before the window closed: 1, 2, ... in order; `None` for the whole window.
     pub window_part: Option<u32>,
+    /// Whether late events made it: their window had closed already (its alert written)
+    /// when they came, so it covers only them.
+    pub late: bool,
 }
 
 /// One event that a rule matched.

@@ -33,7 +33,7 @@ use crate::runtime::{CompiledRule, RuleError};
 use crate::sinks::Sink;
 use block_workers::EvaluatedBatch;
 use rule_set::{RuleRun, RuleSet};
-use windows::Closing;
+use windows::{Closing, OpenWindow};
 use workers::{Lost, Outcome, Workers, call_rules};
 
 /// A matched event as the windows of every rule that matched it share it.
@@ -863,6 +863,8 @@ impl<'a> Pipeline<'a> {
         // The windows a device's matches filled: (rule, window, device).
         let mut filled: Vec<(usize, (i64, i64), u64)> = Vec::new();
         let cap = self.options.max_window_matches.max(1);
+        // A window that ends by then has closed: one opened now is of late events.
+        let closed_through = self.closed_through;
         for (r, (run, indices)) in runs.iter_mut().zip(&matched).enumerate() {
             if indices.is_empty() {
                 continue;
@@ -879,7 +881,9 @@ impl<'a> Pipeline<'a> {
                 let projected = of_set[i]
                     .get_or_insert_with(|| Arc::new(ProjectedEvent::of(event, fields).counted_in(&self.held)))
                     .clone();
-                if let Some(device) = run.windows.entry(window).or_default().hold(projected, cap) {
+                let late = closed_through.is_some_and(|closed| window.1 <= closed);
+                let open = run.windows.entry(window).or_insert_with(|| OpenWindow::opened(late));
+                if let Some(device) = open.hold(projected, cap) {
                     filled.push((r, window, device));
                 }
             }

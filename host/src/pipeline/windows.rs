@@ -25,6 +25,8 @@ use crate::runtime::{CompiledRule, FailureKind, Instances, PackedSummary, RuleEr
 pub(crate) struct OpenWindow {
     /// Keyed by [`device_key`], itself unknown ahead: hashed again with a fixed seed.
     devices: HashMap<u64, DeviceMatches, foldhash::fast::FixedState>,
+    /// Opened by late events, after the window of its span had closed: its alerts say so.
+    late: bool,
 }
 
 /// One device's matches in an [`OpenWindow`].
@@ -46,6 +48,11 @@ fn device_key(event: &ProjectedEvent) -> u64 {
 }
 
 impl OpenWindow {
+    /// A window with no match yet; `late` when its span's window closed already.
+    pub(crate) fn opened(late: bool) -> Self {
+        OpenWindow { late, ..OpenWindow::default() }
+    }
+
     /// Holds `event`; its device's key when its matches held now reach `cap`.
     pub(crate) fn hold(&mut self, event: Arc<ProjectedEvent>, cap: usize) -> Option<u64> {
         let key = device_key(&event);
@@ -118,7 +125,7 @@ impl OpenWindow {
 type DeviceEvents = Vec<Arc<ProjectedEvent>>;
 
 /// The `summarize` calls over `devices`' matches, as [`Due`]s of the rule at `rule` reporting
-/// `span` and `part`: whole devices, in the order of their first matches, together up to
+/// `span`, `part` and whether the window is `late`: whole devices, in the order of their first matches, together up to
 /// `call_matches` matches a call (a device with more is a call of its own). An alert groups
 /// one device's matches, so the calls give the alerts one call would, in its order. In one
 /// call, 400,000 matches on as many devices (forged names) took the summary past its
@@ -126,7 +133,7 @@ type DeviceEvents = Vec<Arc<ProjectedEvent>>;
 fn calls(
     rule: usize,
     span: (i64, i64),
-    part: Option<u32>,
+    (part, late): (Option<u32>, bool),
     mut devices: Vec<DeviceEvents>,
     call_matches: usize,
 ) -> Vec<Due> {
@@ -137,7 +144,7 @@ fn calls(
             Some(last) if last.events.len() + events.len() <= call_matches.max(1) => {
                 last.events.extend(events)
             }
-            _ => due.push(Due { rule, span, events, part }),
+            _ => due.push(Due { rule, span, events, part, late }),
         }
     }
     due
@@ -263,6 +270,7 @@ fn alerts_of(
                 last_timestamp: time_text(covered.iter().max_by_key(|e| e.time_ms())),
                 report_ids: covered.iter().map(|e| e.get(Field::ReportId).to_owned()).collect(),
                 window_part: None,
+                late: false,
             }
         })
         .collect())
@@ -281,13 +289,15 @@ pub(crate) struct Closing {
 }
 
 /// A closed window to summarize: its rule (by index), the span to report, its matched
-/// events, and which part of the window they are when a device's matches filled it before
-/// it closed (see [`OpenWindow`]).
+/// events, which part of the window they are when a device's matches filled it before it
+/// closed, and whether late events opened it after its span's window had closed (see
+/// [`OpenWindow`]).
 pub(crate) struct Due {
     rule: usize,
     span: (i64, i64),
     events: Vec<Arc<ProjectedEvent>>,
     part: Option<u32>,
+    late: bool,
 }
 
 /// The bytes that windows summarized at once may send into their instances together (a
@@ -337,8 +347,10 @@ pub(crate) fn close(
         // Shared with the other rules that matched the same events: summarized as they are,
         // not copied (a noisy rule's window of every event would double the memory).
         for (span, window) in closed {
+            let late = window.late;
             for (part, devices) in window.into_parts() {
-                due.extend(calls(rule_index, closing.span.unwrap_or(span), part, devices, call_matches));
+                let span = closing.span.unwrap_or(span);
+                due.extend(calls(rule_index, span, (part, late), devices, call_matches));
             }
         }
     }
@@ -358,13 +370,14 @@ pub(crate) fn parts_due(
     call_matches: usize,
 ) -> Vec<Due> {
     let Some(open) = set.runs[rule_index].windows.get_mut(&window) else { return Vec::new() };
+    let late = open.late;
     let parts = match device {
         Some(device) => open.take_part(device).into_iter().collect(),
         None => open.take_parts(),
     };
     parts
         .into_iter()
-        .flat_map(|(part, devices)| calls(rule_index, span, Some(part), devices, call_matches))
+        .flat_map(|(part, devices)| calls(rule_index, span, (Some(part), late), devices, call_matches))
         .collect()
 }
 
@@ -424,7 +437,10 @@ fn summarize_in_order(
             summarize_window(instance, &set.runs[due.rule].rule, due.span, &mut due.events)
         });
         let outcome = outcome.map(|mut alerts| {
-            alerts.iter_mut().for_each(|alert| alert.window_part = due.part);
+            for alert in &mut alerts {
+                alert.window_part = due.part;
+                alert.late = due.late;
+            }
             alerts
         });
         let run = &mut set.runs[due.rule];

@@ -258,6 +258,7 @@ mod tests {
             last_timestamp: "1970-01-01T00:30:00Z".into(),
             report_ids: ids.iter().map(|&s| s.to_owned()).collect(),
             window_part: None,
+            late: false,
         };
         let whole = alert_id(&alert("1970-01-01T00:00:01Z", &["1", "2"]));
         assert_eq!(alert_id(&alert("1970-01-01T00:00:01Z", &["1", "2"])), whole, "made again");

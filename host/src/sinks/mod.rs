@@ -65,6 +65,9 @@ pub fn alert_json(alert: &Alert) -> Value {
     if let Some(part) = alert.window_part {
         object.insert("WindowPart".into(), part.into());
     }
+    if alert.late {
+        object.insert("Late".into(), true.into());
+    }
     for (name, value) in &alert.columns {
         let value = match value {
             AlertValue::Text(s) => Value::from(s.as_str()),
@@ -82,7 +85,7 @@ pub fn alert_json(alert: &Alert) -> Value {
 
 /// The alert columns [`fit_json`] never cuts: the rule, the window and the engine's counts,
 /// each short.
-pub const UNCUT_ALERT_COLUMNS: [&str; 10] = [
+pub const UNCUT_ALERT_COLUMNS: [&str; 11] = [
     "RuleId",
     "RuleTitle",
     "RuleVersion",
@@ -91,6 +94,7 @@ pub const UNCUT_ALERT_COLUMNS: [&str; 10] = [
     "WindowStart",
     "WindowEnd",
     "WindowPart",
+    "Late",
     "FirstTimestamp",
     "LastTimestamp",
 ];
@@ -464,6 +468,10 @@ impl<W: Write> Sink for Table<W> {
         if let Some(part) = alert.window_part {
             header.push("WindowPart".into());
             row.push(part.to_string());
+        }
+        if alert.late {
+            header.push("Late".into());
+            row.push("late".into());
         }
         self.row(header, row);
         Ok(())
