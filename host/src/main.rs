@@ -225,7 +225,8 @@ struct RunArgs {
     #[command(flatten)]
     window_bounds: WindowBoundArgs,
     /// How far behind the latest event time an event may come and still find its window
-    /// open (`30s`, `5m`).
+    /// open (`30s`, `5m`, `0s`): a later one is late, still evaluated, and its matches make
+    /// an alert of their own that says `"Late": true`.
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = duration_or_zero)]
     allowed_lateness: std::time::Duration,
     /// How far ahead of this host's clock an event's time may be and still close windows

@@ -620,11 +620,11 @@ fn rules_of_other_log_sources_are_counted_not_listed_one_by_one() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     let left_out = &summary["sigma_rules_left_out"];
-    assert_eq!(left_out["count"], 61, "{left_out}");
-    assert_eq!(left_out["by_construct"], serde_json::json!({"logsource": 60, "|lt": 1}));
+    assert_eq!(left_out["count"], 62, "{left_out}");
+    assert_eq!(left_out["by_construct"], serde_json::json!({"logsource": 60, "status": 1, "|lt": 1}));
     let files: std::collections::BTreeSet<&str> =
         left_out["rules"].as_array().unwrap().iter().map(|r| r["file"].as_str().unwrap()).collect();
-    assert_eq!(files.len(), 61, "{left_out}");
+    assert_eq!(files.len(), 62, "{left_out}");
     assert!(
         left_out["rules"]
             .as_array()
@@ -636,7 +636,7 @@ fn rules_of_other_log_sources_are_counted_not_listed_one_by_one() {
     assert_eq!(named, 20, "{}", run.stderr);
     assert!(
         run.stderr.contains(
-            "61 Sigma rules left out (logsource: 60, |lt: 1; the first 20 named above; `rulehost sigma check` lists them all)"
+            "62 Sigma rules left out (logsource: 60, status: 1, |lt: 1; the first 20 named above; `rulehost sigma check` lists them all)"
         ),
         "{}",
         run.stderr
@@ -645,7 +645,7 @@ fn rules_of_other_log_sources_are_counted_not_listed_one_by_one() {
     let check = rulehost(&["sigma", "check", &dir.path().display().to_string()]);
     assert_eq!(
         check.stdout.lines().filter(|l| l.contains(": rule 0f7a7c9e-")).count(),
-        61,
+        62,
         "{}",
         check.stdout
     );
@@ -653,17 +653,28 @@ fn rules_of_other_log_sources_are_counted_not_listed_one_by_one() {
     let compile = rulehost(&["sigma", "compile", &dir.path().display().to_string(), "-o", &pack]);
     assert_eq!(compile.code, 0, "{}", compile.stderr);
     assert_eq!(compile.stderr.lines().filter(|l| l.contains("Sigma rule left out: ")).count(), 20);
-    assert!(compile.stderr.contains("61 Sigma rules left out (logsource: 60, |lt: 1;"), "{}", compile.stderr);
+    assert!(
+        compile.stderr.contains("62 Sigma rules left out (logsource: 60, status: 1, |lt: 1;"),
+        "{}",
+        compile.stderr
+    );
 }
 
 /// A folder like one of every Sigma rule: `network` rules of the `network_connection` log
-/// source, a process-creation rule that compiles (`...f000`), and one that does not
-/// (`...f001`, `|lt`).
+/// source, a process-creation rule that compiles (`...f000`), one that does not (`...f001`,
+/// `|lt`), and one that its status leaves out (`...f002`, deprecated).
 fn folder_of_every_log_source(network: u32) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     network_connection_rules(dir.path(), 0..network);
     process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f000", "CommandLine|contains: whoami");
     process_creation_rule(dir.path(), "0f7a7c9e-0000-4000-8000-00000000f001", "CommandLine|lt: 5");
+    let deprecated = process_creation_rule(
+        dir.path(),
+        "0f7a7c9e-0000-4000-8000-00000000f002",
+        "CommandLine|contains: whoami",
+    );
+    let text = std::fs::read_to_string(&deprecated).unwrap();
+    std::fs::write(&deprecated, text.replace("level: low\n", "level: low\nstatus: deprecated\n")).unwrap();
     dir
 }
 
@@ -682,7 +693,7 @@ fn network_connection_rules(dir: &std::path::Path, ports: std::ops::Range<u32>) 
     }
 }
 
-/// `run` over a folder of every Sigma rule: the files of other log sources in one line, a
+/// `run` over a folder of every Sigma rule: the files out of scope in one line, a
 /// rule that cannot be compiled on its own, and the others run.
 #[test]
 fn a_live_run_says_in_one_line_which_rules_are_of_other_log_sources() {
@@ -707,9 +718,10 @@ fn a_live_run_says_in_one_line_which_rules_are_of_other_log_sources() {
     let left_out: Vec<&str> = live.stderr.lines().filter(|l| l.contains("left out")).collect();
     assert!(
         matches!(&left_out[..], [line] if line.contains("WARN")
-            && line.contains("40 Sigma files of other log sources left out")
+            && line.contains("41 Sigma files left out (of other log sources: 40, deprecated or unsupported: 1;")
+            && line.contains("status stable, test or experimental")
             && line.contains("net_connection_0.yml")
-            && line.contains("and 35 more")),
+            && line.contains("and 36 more")),
         "{}",
         live.stderr
     );

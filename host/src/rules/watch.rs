@@ -201,11 +201,26 @@ fn read_file(path: &Path, updates: &mut Vec<RuleUpdate>) -> Option<(Vec<u8>, Dig
     }
 }
 
-/// What one line says of the Sigma files of other log sources a scan left out.
-fn other_sources_left_out(dir: &Path, files: &[PathBuf]) -> String {
+/// What one line says of the Sigma files out of scope (other log sources, or a status
+/// deprecated or unsupported: see [`sigma::SigmaError::is_out_of_scope`]) a scan left out,
+/// each with its construct.
+fn out_of_scope_left_out(dir: &Path, files: &[(PathBuf, String)]) -> String {
     const NAMED: usize = 5;
+    let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, construct) in files {
+        *tally.entry(construct.as_str()).or_default() += 1;
+    }
+    let tally: Vec<String> = tally
+        .iter()
+        .map(|(&construct, n)| match construct {
+            sigma::LOGSOURCE => format!("of other log sources: {n}"),
+            sigma::STATUS => format!("deprecated or unsupported: {n}"),
+            other => format!("{other}: {n}"),
+        })
+        .collect();
     let mut names: Vec<String> = files
         .iter()
+        .map(|(f, _)| f)
         .take(NAMED)
         .map(|f| {
             crate::text::printable(&f.strip_prefix(dir).unwrap_or(f).display().to_string(), &[]).into_owned()
@@ -215,9 +230,10 @@ fn other_sources_left_out(dir: &Path, files: &[PathBuf]) -> String {
         names.push(format!("and {} more", files.len() - NAMED));
     }
     format!(
-        "{} of other log sources left out (only Windows process_creation rules are compiled): {}; \
-         `rulehost sigma check {}` lists them",
+        "{} left out ({}; only Windows process_creation rules, of status stable, test or \
+         experimental, are compiled): {}; `rulehost sigma check {}` lists them",
         if files.len() == 1 { "1 Sigma file".to_owned() } else { format!("{} Sigma files", files.len()) },
+        tally.join(", "),
         names.join(", "),
         crate::text::printable(&dir.display().to_string(), &[])
     )
@@ -246,9 +262,9 @@ fn rescan_sigma(
     state.sigma.retain(|path, _| files.contains(path));
     // Sigma text carries no signature: under a policy it loads only as a signed pack.
     let unsigned_refused = trust.policy.is_some() && !trust.allow_unsigned;
-    // New files of other log sources, reported together: a folder of every Sigma rule holds
-    // some 1,600, and a line each buried the rest.
-    let mut other_sources: Vec<PathBuf> = Vec::new();
+    // New files out of scope, reported together: a folder of every Sigma rule holds some
+    // 1,600 of other log sources, and a line each buried the rest.
+    let mut out_of_scope: Vec<(PathBuf, String)> = Vec::new();
     for path in files {
         if wait_for_writes && still_being_written(&path, state.settle.unwrap_or(DEBOUNCE)) {
             // Its last version, if any, stays in the pack until it has settled.
@@ -262,20 +278,21 @@ fn rescan_sigma(
         let previous = state.sigma.remove(&path).and_then(|f| f.rule);
         let compiled = if unsigned_refused {
             Err((
-                false,
+                None,
                 "Sigma text carries no signature and the trust policy requires one: compile it \
                  with `rulehost sigma compile` and sign the pack"
                     .to_owned(),
             ))
         } else {
-            std::str::from_utf8(&bytes).map_err(|e| (false, format!("not UTF-8: {e}"))).and_then(|text| {
-                sigma::compile_text(&path, text).map_err(|e| (e.is_other_log_source(), e.to_string()))
+            std::str::from_utf8(&bytes).map_err(|e| (None, format!("not UTF-8: {e}"))).and_then(|text| {
+                sigma::compile_text(&path, text)
+                    .map_err(|e| (e.is_out_of_scope().then(|| e.construct()), e.to_string()))
             })
         };
         let rule = match compiled {
             Ok(rule) => Some(rule),
-            Err((true, _)) if previous.is_none() => {
-                other_sources.push(path.clone());
+            Err((Some(construct), _)) if previous.is_none() => {
+                out_of_scope.push((path.clone(), construct));
                 None
             }
             Err((_, reason)) => {
@@ -289,10 +306,10 @@ fn rescan_sigma(
         };
         state.sigma.insert(path, SigmaFile { digest, rule });
     }
-    if !other_sources.is_empty() {
+    if !out_of_scope.is_empty() {
         updates.push(RuleUpdate::LeftOut {
             path: dir.to_path_buf(),
-            reason: other_sources_left_out(dir, &other_sources),
+            reason: out_of_scope_left_out(dir, &out_of_scope),
         });
     }
 

@@ -121,15 +121,20 @@ impl SigmaError {
         }
     }
 
-    /// Whether the rule is of another log source than Windows process creation: out of the
-    /// compiler's scope rather than a construct it cannot take.
-    pub fn is_other_log_source(&self) -> bool {
-        matches!(self, SigmaError::Unsupported { unsupported, .. } if unsupported.construct == LOGSOURCE)
+    /// Whether the rule is out of the compiler's scope rather than of a construct it cannot
+    /// take: of another log source than Windows process creation (`logsource`), or
+    /// deprecated or unsupported by its authors (`status`).
+    pub fn is_out_of_scope(&self) -> bool {
+        matches!(self, SigmaError::Unsupported { unsupported, .. }
+            if unsupported.construct == LOGSOURCE || unsupported.construct == STATUS)
     }
 }
 
 /// The construct of a rule refused for its log source.
-const LOGSOURCE: &str = "logsource";
+pub const LOGSOURCE: &str = "logsource";
+
+/// The construct of a rule left out for its status.
+pub const STATUS: &str = "status";
 
 /// Whether `path` names a Sigma file by its extension.
 pub fn is_sigma_file(path: &Path) -> bool {
@@ -216,6 +221,11 @@ pub fn compile_text(file: &Path, text: &str) -> Result<ir::Rule, SigmaError> {
         return Err(unsupported(Unsupported::new("correlation", "correlation rules are not supported")));
     }
     check_logsource(&document["logsource"]).map_err(unsupported)?;
+    match status(&document["status"]) {
+        Ok(None) => {}
+        Ok(Some(left_out)) => return Err(unsupported(left_out)),
+        Err(reason) => return Err(malformed(reason)),
+    }
     let level = match string("level").as_deref() {
         None => Level::Medium,
         Some("informational") => Level::Informational,
@@ -262,6 +272,27 @@ fn check_logsource(logsource: &Yaml) -> Result<(), Unsupported> {
             product.unwrap_or("-")
         ),
     })
+}
+
+/// A rule's `status`, read as pySigma reads it (any case; anything but a string, or a name
+/// that is not one of Sigma's five, is an error): `Some` for the statuses whose rules are left
+/// out. SigmaHQ marks a rule `deprecated` when another replaces it or covers what it
+/// detects, and `unsupported` when it cannot be used as it stands; Hayabusa leaves both out
+/// by default too. `experimental`, `test` and `stable` rules are compiled.
+fn status(status: &Yaml) -> Result<Option<Unsupported>, String> {
+    let name = match status {
+        Yaml::BadValue | Yaml::Null => return Ok(None),
+        Yaml::String(name) => name,
+        _ => return Err("`status` is not a string (Sigma's statuses: stable, test, experimental, deprecated, unsupported)".into()),
+    };
+    // Python's `upper`, as pySigma's `SigmaStatus[status.upper()]`.
+    let reason = match name.to_uppercase().as_str() {
+        "STABLE" | "TEST" | "EXPERIMENTAL" => return Ok(None),
+        "DEPRECATED" => "status deprecated: its authors replaced it, or another rule covers what it detects",
+        "UNSUPPORTED" => "status unsupported: its authors say it cannot be used as it stands",
+        _ => return Err(format!("'{name}' is not a valid Sigma rule status")),
+    };
+    Ok(Some(Unsupported::new(STATUS, reason)))
 }
 
 /// ATT&CK tactics and techniques from `attack.*` tags.
@@ -544,6 +575,42 @@ mod tests {
         assert_eq!(rule.techniques, vec!["T1059.001"]);
         let Expr::And(parts) = &rule.condition else { panic!("{:?}", rule.condition) };
         assert_eq!(parts.len(), 2);
+    }
+
+    #[test]
+    fn deprecated_and_unsupported_rules_are_left_out_and_a_status_pysigma_refuses_is_refused() {
+        let rule = |status: &str| {
+            compile(&format!(
+                "{HEADER}{status}detection:\n  selection:\n    Image|endswith: '\\cmd.exe'\n  condition: selection\n"
+            ))
+        };
+        for compiled in ["", "status:\n", "status: stable\n", "status: Test\n", "status: EXPERIMENTAL\n"] {
+            assert!(rule(compiled).is_ok(), "{compiled:?}: {:?}", rule(compiled));
+        }
+        // Python's `upper` maps the long s to S, as Rust's does.
+        assert!(rule("status: \u{17f}table\n").is_ok());
+        for (status, words) in [("deprecated", "status deprecated"), ("Unsupported", "status unsupported")] {
+            let error = rule(&format!("status: {status}\n")).unwrap_err();
+            assert!(error.is_out_of_scope(), "{error}");
+            assert_eq!(error.construct(), STATUS);
+            assert!(error.to_string().contains(words), "{error}");
+        }
+        for (status, words) in [
+            ("retired", "'retired' is not a valid Sigma rule status"),
+            ("[test]", "`status` is not a string"),
+            ("1", "`status` is not a string"),
+        ] {
+            let error = rule(&format!("status: {status}\n")).unwrap_err();
+            assert!(matches!(error, SigmaError::Malformed { .. }), "{error}");
+            assert!(error.to_string().contains(words), "{error}");
+        }
+        // A rule of another log source is told by its log source first.
+        let other = compile(&format!(
+            "{}status: deprecated\ndetection:\n  selection:\n    Image: x\n  condition: selection\n",
+            HEADER.replace("process_creation", "network_connection")
+        ))
+        .unwrap_err();
+        assert_eq!(other.construct(), LOGSOURCE);
     }
 
     #[test]
