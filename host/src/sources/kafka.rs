@@ -136,9 +136,27 @@ impl Stalls {
         Some(StallChange::Stalled { unread, position, stalled })
     }
 
-    /// Forgets the partitions not in `assigned`.
-    fn keep(&mut self, assigned: impl Fn(i32) -> bool) {
-        self.partitions.retain(|&partition, _| assigned(partition));
+    /// The assigned partitions' `readings` (partition, messages unread, reading position) at
+    /// `now`, and what to report of them. The partitions not among them are forgotten (a
+    /// partition assigned again starts afresh), and all are while no broker is `reachable`:
+    /// that is warned of already, and a stall counts from when one is back.
+    fn observe_all(
+        &mut self,
+        readings: &[(i32, i64, i64)],
+        reachable: bool,
+        now: Instant,
+    ) -> Vec<(i32, StallChange)> {
+        if !reachable {
+            self.partitions.clear();
+            return Vec::new();
+        }
+        self.partitions.retain(|partition, _| readings.iter().any(|r| r.0 == *partition));
+        readings
+            .iter()
+            .filter_map(|&(partition, unread, position)| {
+                self.observe(partition, unread, position, now).map(|change| (partition, change))
+            })
+            .collect()
     }
 }
 
@@ -234,8 +252,8 @@ impl ClientContext for GroupContext {
         }
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         counters.lag.clear();
-        let mut stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
+        // Per assigned partition: messages unread, and the reading position.
+        let mut readings: Vec<(i32, i64, i64)> = Vec::new();
         for (&partition, p) in &topic.partitions {
             if partition < 0 || !p.desired || p.hi_offset < 0 {
                 continue;
@@ -244,23 +262,26 @@ impl ClientContext for GroupContext {
             let committed = p.committed_offset.max(0);
             let unread = (p.hi_offset - position).max(0);
             counters.lag.insert(partition, (unread, (position - committed).max(0)));
-            match stalls.observe(partition, unread, position, now) {
-                Some(StallChange::Stalled { unread, position, stalled }) => tracing::warn!(
+            readings.push((partition, unread, position));
+        }
+        let reachable = counters.down_since.is_none();
+        let mut stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
+        for (partition, change) in stalls.observe_all(&readings, reachable, Instant::now()) {
+            match change {
+                StallChange::Stalled { unread, position, stalled } => tracing::warn!(
                     topic = %self.topic,
                     partition,
                     "{unread} messages unread from offset {position}, and none has come for {} s while the member kept asking: the broker does not deliver them (its log, or RULEHOST_LOG=librdkafka=debug with --kafka-option debug=fetch, says more)",
                     stalled.as_secs()
                 ),
-                Some(StallChange::Moving { stalled }) => tracing::info!(
+                StallChange::Moving { stalled } => tracing::info!(
                     topic = %self.topic,
                     partition,
                     "messages come again, after {} s",
                     stalled.as_secs()
                 ),
-                None => {}
             }
         }
-        stalls.keep(|partition| counters.lag.contains_key(&partition));
     }
 }
 
@@ -783,8 +804,22 @@ mod tests {
             assert_eq!(stalls.observe(2, 0, 40, at(second)), None);
         }
         // A partition revoked and assigned again starts afresh.
-        stalls.keep(|partition| partition != 1);
-        assert_eq!(stalls.observe(1, 12, 8, start + stalled * 9), None);
+        assert_eq!(stalls.observe_all(&[(0, 50, 60)], true, start + stalled * 8), vec![]);
+        let assigned_again = start + stalled * 8 + Duration::from_secs(1);
+        assert_eq!(stalls.observe_all(&[(0, 50, 60), (1, 12, 8)], true, assigned_again), vec![]);
+        // While no broker is reachable, no partition is called stalled, and a stall counts
+        // from when one is back.
+        let down = start + stalled * 20;
+        assert_eq!(stalls.observe_all(&[(0, 50, 60), (1, 12, 8)], false, down), vec![]);
+        let back = down + stalled * 5;
+        assert_eq!(stalls.observe_all(&[(0, 50, 60), (1, 12, 8)], true, back), vec![]);
+        assert_eq!(
+            stalls.observe_all(&[(0, 50, 60), (1, 12, 8)], true, back + stalled),
+            vec![
+                (0, StallChange::Stalled { unread: 50, position: 60, stalled }),
+                (1, StallChange::Stalled { unread: 12, position: 8, stalled })
+            ]
+        );
     }
 
     #[test]
