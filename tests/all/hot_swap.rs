@@ -349,6 +349,20 @@ fn sigma_files_are_recompiled_and_swapped_as_a_pack_and_unchanged_rules_keep_the
     let swapped = wait_for(&lines, &["pack swapped"], &mut seen);
     assert!(swapped.contains("unchanged=10") && swapped.contains("replaced=1"), "{swapped}");
     send(sysmon_line(4, 4, cmd, "cmd /c marker-one marker-two", "C:\\Windows\\explorer.exe"));
+
+    // Marked deprecated by its authors: unloaded (its window summarized), the others stay.
+    let deprecated = marker_rule("marker-two", "2024-03-03").replace("status: test", "status: deprecated");
+    std::fs::write(&marker, deprecated).unwrap();
+    let unloaded = wait_for(&lines, &["left out"], &mut seen);
+    assert!(
+        unloaded.contains("marker.yml")
+            && unloaded.contains("status deprecated")
+            && unloaded.contains("its last version is unloaded"),
+        "{unloaded}"
+    );
+    let swapped = wait_for(&lines, &["pack swapped"], &mut seen);
+    assert!(swapped.contains("rules=10") && swapped.contains("unchanged=10"), "{swapped}");
+    send(sysmon_line(6, 6, cmd, "cmd /c marker-two", "C:\\Windows\\explorer.exe"));
     send(sysmon_line(5, 5, cmd, "cmd /c dir", w3wp));
     drop(send);
     assert!(child.wait().unwrap().success());

@@ -54,9 +54,10 @@ pub enum RuleUpdate {
         reason: String,
     },
     /// Files that are no candidates: Sigma rules of other log sources, which a folder of
-    /// every Sigma rule holds by the hundred. Not an error of theirs; nothing was running.
+    /// every Sigma rule holds by the hundred (not an error of theirs; nothing was running),
+    /// or of a status whose rules are left out (a running one is unloaded).
     LeftOut {
-        /// The directory.
+        /// The directory, or the file.
         path: PathBuf,
         /// Which, and why.
         reason: String,
@@ -293,6 +294,15 @@ fn rescan_sigma(
             Ok(rule) => Some(rule),
             Err((Some(construct), _)) if previous.is_none() => {
                 out_of_scope.push((path.clone(), construct));
+                None
+            }
+            // A running rule whose authors marked it deprecated or unsupported is meant to
+            // stop: it is unloaded, as a file removed (a broken edit keeps the last version).
+            Err((Some(construct), reason)) if construct == sigma::STATUS => {
+                updates.push(RuleUpdate::LeftOut {
+                    path: path.clone(),
+                    reason: format!("{reason}; its last version is unloaded"),
+                });
                 None
             }
             Err((_, reason)) => {
