@@ -316,42 +316,68 @@ impl rulehost::sources::Source for Paced {
     }
 }
 
+/// Soft Cell's matches on one device, a Defender row at each of `times`, their `ReportId`s
+/// from `first_id` on, as a file of JSON lines in `dir`.
+fn soft_cell_rows_at(dir: &std::path::Path, times: &[String], first_id: usize) -> std::path::PathBuf {
+    let base: serde_json::Value =
+        serde_json::from_str(read_data("defender-rows.jsonl").lines().next().unwrap()).unwrap();
+    let rows: Vec<String> = times
+        .iter()
+        .enumerate()
+        .map(|(i, time)| {
+            let mut row = base.clone();
+            row["Timestamp"] = time.as_str().into();
+            row["ProcessCreationTime"] = time.as_str().into();
+            row["ReportId"] = (first_id + i).into();
+            row.to_string()
+        })
+        .collect();
+    let path = dir.join("rows.jsonl");
+    std::fs::write(&path, rows.join("\n") + "\n").unwrap();
+    path
+}
+
+/// `run` with the bundled rule over the records of `path` in bursts, each burst ending
+/// before the index `ends` names, the last at the end; with `event_time`, the source tracks
+/// event time. Its summary and alerts.
+fn run_in_bursts(
+    path: &std::path::Path,
+    ends: &[usize],
+    event_time: bool,
+) -> (rulehost::pipeline::Summary, String) {
+    use rulehost::events::{Input, InputFormat, Record};
+    let mut records: Vec<Record> = Input::file(path).open(InputFormat::Auto).unwrap().collect();
+    let mut bursts = Vec::new();
+    for &end in ends.iter().rev() {
+        bursts.push(records.split_off(end));
+    }
+    bursts.push(records);
+    bursts.reverse();
+    let source = Paced { bursts, times: Default::default(), event_time };
+    let options = rulehost::run::RunOptions {
+        max_batch_delay: std::time::Duration::from_millis(20),
+        ..Default::default()
+    };
+    run_bundled(Box::new(source), &options)
+}
+
 #[test]
 fn one_event_timestamped_far_ahead_of_the_clock_makes_no_later_event_late() {
-    use rulehost::events::{Input, InputFormat, Record};
     // Twenty of Soft Cell's matches on one device, two minutes apart in one hour of 2024;
     // the fifth forged (or from a device whose clock is wrong) to 2099. Before, it moved
     // the watermark to 2099: the hour's window closed at once, and each of the fifteen
     // events after it was late and made an alert of its own.
-    let base: serde_json::Value =
-        serde_json::from_str(read_data("defender-rows.jsonl").lines().next().unwrap()).unwrap();
-    let rows: Vec<String> = (0..20)
-        .map(|i| {
-            let mut row = base.clone();
-            let time = if i == 4 {
-                "2099-01-01T00:00:00Z".to_owned()
-            } else {
-                format!("2024-05-01T10:{:02}:00Z", i * 2)
-            };
-            row["Timestamp"] = time.clone().into();
-            row["ProcessCreationTime"] = time.into();
-            row["ReportId"] = (2000 + i).into();
-            row.to_string()
+    let times: Vec<String> = (0..20)
+        .map(|i| match i {
+            4 => "2099-01-01T00:00:00Z".to_owned(),
+            _ => format!("2024-05-01T10:{:02}:00Z", i * 2),
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("forged.jsonl");
-    std::fs::write(&path, rows.join("\n") + "\n").unwrap();
+    let path = soft_cell_rows_at(dir.path(), &times, 2000);
     for event_time in [false, true] {
-        let mut records: Vec<Record> = Input::file(&path).open(InputFormat::Auto).unwrap().collect();
-        let (after, forged) = (records.split_off(5), records.split_off(4));
-        let bursts = vec![records, forged, after];
-        let source = Paced { bursts, times: Default::default(), event_time };
-        let options = rulehost::run::RunOptions {
-            max_batch_delay: std::time::Duration::from_millis(20),
-            ..Default::default()
-        };
-        let (summary, alerts) = run_bundled(Box::new(source), &options);
+        // Before the forged one, it alone, and after it.
+        let (summary, alerts) = run_in_bursts(&path, &[4, 5], event_time);
         let alerts: Vec<(String, u64, Vec<String>)> = alerts
             .lines()
             .map(|line| {
@@ -386,38 +412,18 @@ fn one_event_timestamped_far_ahead_of_the_clock_makes_no_later_event_late() {
 
 #[test]
 fn an_alert_of_late_events_says_it_is_late() {
-    use rulehost::events::{Input, InputFormat, Record};
     // Soft Cell's matches on one device: three in the 10:00 hour, one at 11:30 that closes
     // that hour's window (the allowed lateness is a minute), then two more of the 10:00 hour,
     // late. Their alert is the window's second: it says so, and the first does not.
-    let base: serde_json::Value =
-        serde_json::from_str(read_data("defender-rows.jsonl").lines().next().unwrap()).unwrap();
-    let times = ["10:00", "10:02", "10:04", "11:30", "10:20", "10:22"];
-    let rows: Vec<String> = times
+    let times: Vec<String> = ["10:00", "10:02", "10:04", "11:30", "10:20", "10:22"]
         .iter()
-        .enumerate()
-        .map(|(i, time)| {
-            let mut row = base.clone();
-            let time = format!("2024-05-01T{time}:00Z");
-            row["Timestamp"] = time.clone().into();
-            row["ProcessCreationTime"] = time.into();
-            row["ReportId"] = (3000 + i).into();
-            row.to_string()
-        })
+        .map(|time| format!("2024-05-01T{time}:00Z"))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("late.jsonl");
-    std::fs::write(&path, rows.join("\n") + "\n").unwrap();
+    let path = soft_cell_rows_at(dir.path(), &times, 3000);
     for event_time in [false, true] {
-        let mut records: Vec<Record> = Input::file(&path).open(InputFormat::Auto).unwrap().collect();
-        let (late, closing) = (records.split_off(4), records.split_off(3));
-        let bursts = vec![records, closing, late];
-        let source = Paced { bursts, times: Default::default(), event_time };
-        let options = rulehost::run::RunOptions {
-            max_batch_delay: std::time::Duration::from_millis(20),
-            ..Default::default()
-        };
-        let (summary, alerts) = run_bundled(Box::new(source), &options);
+        // The hour's three, the one that closes it, the two late.
+        let (summary, alerts) = run_in_bursts(&path, &[3, 4], event_time);
         let alerts: Vec<(String, u64, Option<bool>)> = alerts
             .lines()
             .map(|line| {

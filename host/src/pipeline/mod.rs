@@ -881,8 +881,9 @@ impl<'a> Pipeline<'a> {
                 let projected = of_set[i]
                     .get_or_insert_with(|| Arc::new(ProjectedEvent::of(event, fields).counted_in(&self.held)))
                     .clone();
-                let late = closed_through.is_some_and(|closed| window.1 <= closed);
-                let open = run.windows.entry(window).or_insert_with(|| OpenWindow::opened(late));
+                let open = run.windows.entry(window).or_insert_with(|| {
+                    OpenWindow::opened(closed_through.is_some_and(|closed| window.1 <= closed))
+                });
                 if let Some(device) = open.hold(projected, cap) {
                     filled.push((r, window, device));
                 }

@@ -125,15 +125,16 @@ impl OpenWindow {
 type DeviceEvents = Vec<Arc<ProjectedEvent>>;
 
 /// The `summarize` calls over `devices`' matches, as [`Due`]s of the rule at `rule` reporting
-/// `span`, `part` and whether the window is `late`: whole devices, in the order of their first matches, together up to
-/// `call_matches` matches a call (a device with more is a call of its own). An alert groups
-/// one device's matches, so the calls give the alerts one call would, in its order. In one
-/// call, 400,000 matches on as many devices (forged names) took the summary past its
-/// deadline, and the window gave no alert.
+/// `span`, `part` and whether the window is `late`: whole devices, in the order of their
+/// first matches, together up to `call_matches` matches a call (a device with more is a call
+/// of its own). An alert groups one device's matches, so the calls give the alerts one call
+/// would, in its order. In one call, 400,000 matches on as many devices (forged names) took
+/// the summary past its deadline, and the window gave no alert.
 fn calls(
     rule: usize,
     span: (i64, i64),
-    (part, late): (Option<u32>, bool),
+    part: Option<u32>,
+    late: bool,
     mut devices: Vec<DeviceEvents>,
     call_matches: usize,
 ) -> Vec<Due> {
@@ -350,7 +351,7 @@ pub(crate) fn close(
             let late = window.late;
             for (part, devices) in window.into_parts() {
                 let span = closing.span.unwrap_or(span);
-                due.extend(calls(rule_index, span, (part, late), devices, call_matches));
+                due.extend(calls(rule_index, span, part, late, devices, call_matches));
             }
         }
     }
@@ -377,7 +378,7 @@ pub(crate) fn parts_due(
     };
     parts
         .into_iter()
-        .flat_map(|(part, devices)| calls(rule_index, span, (Some(part), late), devices, call_matches))
+        .flat_map(|(part, devices)| calls(rule_index, span, Some(part), late, devices, call_matches))
         .collect()
 }
 
