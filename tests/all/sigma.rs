@@ -533,11 +533,12 @@ fn hostile_rules(dir: &std::path::Path) -> Vec<(std::path::PathBuf, &'static str
         ")".repeat(300_000)
     );
     // Words over the contract's bounds: the pack that held them was refused whole when
-    // loaded, and every rule with it.
+    // loaded, and every rule with it. The title is within pySigma's 256 characters, not
+    // within the contract's 512 bytes.
     let long_title = format!(
         "title: {}\nid: 0f7a7c9e-0000-4000-8000-00000000b0b1\nlogsource:\n  category: process_creation\n  product: windows\n\
          detection:\n  selection:\n    CommandLine|contains: whoami\n  condition: selection\n",
-        "t".repeat(600)
+        "€".repeat(256)
     );
     let tags = (0..100).map(|n| format!("  - attack.t{}\n", 1000 + n)).collect::<String>();
     let many_tags = format!(
@@ -546,7 +547,7 @@ fn hostile_rules(dir: &std::path::Path) -> Vec<(std::path::PathBuf, &'static str
     );
     let mut files = Vec::new();
     for (name, text, reason) in [
-        ("long-title.yml", long_title, "metadata: title of 600 bytes, more than the limit of 512"),
+        ("long-title.yml", long_title, "metadata: title of 768 bytes, more than the limit of 512"),
         ("many-tags.yml", many_tags, "metadata: 100 techniques, more than the limit of 64"),
         (
             "laughs.yml",

@@ -8,6 +8,8 @@
     differential.py evaluate-all CATALOG EVENTS OUT
                                              the same, every rule on every event (real
                                              records, whatever rule they came for)
+    differential.py load RULES OUT           whether pySigma reads each rule file of the
+                                             folder RULES (sorted), and its error if not
 
 `generate` writes one JSON line per event, `{"group": N, "fields": {SigmaField: value}}`, where
 N is the rule's index in the sorted catalog. The events come from pySigma's own reading of the
@@ -493,6 +495,20 @@ def evaluate(catalog, events_path, out_path, every_event=False):
             out.write(json.dumps(record) + "\n")
 
 
+def load(folder, out_path):
+    """One line per rule file: `{"file"}`, or `{"file", "error", "kind"}` with pySigma's message
+    and the exception's class (a SigmaError's, or what PyYAML or Python raised)."""
+    with open(out_path, "w", encoding="utf-8") as out:
+        for path in sorted(Path(folder).glob("*.yml")):
+            record = {"file": path.name}
+            try:
+                SigmaCollection.from_yaml(path.read_text(encoding="utf-8"))
+            except Exception as error:
+                record["error"] = str(error)
+                record["kind"] = type(error).__name__
+            out.write(json.dumps(record) + "\n")
+
+
 def main(argv):
     if len(argv) == 4 and argv[1] == "generate":
         generate(argv[2], argv[3])
@@ -500,6 +516,8 @@ def main(argv):
         evaluate(argv[2], argv[3], argv[4])
     elif len(argv) == 5 and argv[1] == "evaluate-all":
         evaluate(argv[2], argv[3], argv[4], every_event=True)
+    elif len(argv) == 4 and argv[1] == "load":
+        load(argv[2], argv[3])
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@
 //! The semantics are the specification's and pySigma's (its reference implementation); see
 //! [`value`] for values and modifiers and [`condition`] for the condition grammar.
 
+mod attributes;
 pub mod cache;
 mod condition;
 pub mod pack;
@@ -193,7 +194,7 @@ pub fn compile_file(file: &Path) -> Result<ir::Rule, SigmaError> {
 /// Compiles the Sigma rule `text`, named `file` in errors.
 pub fn compile_text(file: &Path, text: &str) -> Result<ir::Rule, SigmaError> {
     let malformed = |reason: String| SigmaError::Malformed { file: file.to_path_buf(), reason };
-    let mut documents = yaml::load(text).map_err(malformed)?;
+    let (mut documents, written) = yaml::load(text).map_err(malformed)?;
     if documents.len() != 1 {
         return Err(malformed(format!(
             "{} YAML documents; a rule file holds one rule (multi-document collections are not supported)",
@@ -202,44 +203,43 @@ pub fn compile_text(file: &Path, text: &str) -> Result<ir::Rule, SigmaError> {
     }
     let document = documents.pop().expect("one");
     let Yaml::Hash(_) = document else { return Err(malformed("the document is not a mapping".into())) };
+    let written = written.expect("a document was loaded, so it was read as written too");
+    let attributes = attributes::check(&written);
+    // The rule as its errors name it: with the attributes pySigma reads, or as it can be.
     let string = |key: &str| match &document[key] {
         Yaml::String(s) => Some(s.clone()),
         _ => None,
     };
-    let title = string("title").ok_or_else(|| malformed("no `title`".into()))?;
-    let id = string("id").unwrap_or_default();
+    let (id, title) = match &attributes {
+        Ok(read) => (read.id.unwrap_or_default().to_owned(), read.title.to_owned()),
+        Err(_) => (string("id").unwrap_or_default(), string("title").unwrap_or_default()),
+    };
     let unsupported = |unsupported: Unsupported| SigmaError::Unsupported {
         file: file.to_path_buf(),
         id: id.clone(),
         title: title.clone(),
         unsupported,
     };
-    if id.is_empty() {
-        return Err(malformed(format!("rule {title:?} has no `id`")));
-    }
     if !document["correlation"].is_badvalue() {
         return Err(unsupported(Unsupported::new("correlation", "correlation rules are not supported")));
     }
     check_logsource(&document["logsource"]).map_err(unsupported)?;
+    // A rule of another log source is left out whatever its attributes; one of process
+    // creation must have those that pySigma takes.
+    let attributes = attributes.map_err(malformed)?;
+    if id.is_empty() {
+        return Err(malformed(format!("rule {title:?} has no `id`")));
+    }
     match status(&document["status"]) {
         Ok(None) => {}
         Ok(Some(left_out)) => return Err(unsupported(left_out)),
         Err(reason) => return Err(malformed(reason)),
     }
-    let level = match string("level").as_deref() {
-        None => Level::Medium,
-        Some("informational") => Level::Informational,
-        Some("low") => Level::Low,
-        Some("medium") => Level::Medium,
-        Some("high") => Level::High,
-        Some("critical") => Level::Critical,
-        Some(other) => return Err(malformed(format!("unknown level {other:?}"))),
-    };
+    let level = attributes.level.unwrap_or(Level::Medium);
     let condition = detection(&document["detection"]).map_err(unsupported)?;
     let (tactics, techniques) = attack_tags(&document["tags"]);
-    let version =
-        string("modified").or_else(|| string("date")).unwrap_or_else(|| "0".into()).replace('/', "-");
-    let description = string("description").unwrap_or_default();
+    let version = attributes.modified.or(attributes.date).unwrap_or("0").replace('/', "-");
+    let description = attributes.description.unwrap_or_default().to_owned();
     // What the pack will say of the rule: within the contract's bounds, or the pack that
     // held it would be refused whole when loaded.
     crate::contract::validate_naming(&crate::contract::Naming {

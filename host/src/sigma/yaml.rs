@@ -26,21 +26,107 @@ pub const MAX_YAML_NODES: u64 = MAX_RULE_BYTES / 2;
 /// the loader's and the compiler's descent shallow.
 pub const MAX_YAML_DEPTH: u64 = 64;
 
-/// The YAML documents of `text`; an error in words when the text is not YAML or expands past
-/// [`MAX_YAML_NODES`] or [`MAX_YAML_DEPTH`].
-pub fn load(text: &str) -> Result<Vec<Yaml>, String> {
+/// The YAML documents of `text`, and the first as written ([`Written`]); an error in words
+/// when the text is not YAML or expands past [`MAX_YAML_NODES`] or [`MAX_YAML_DEPTH`].
+pub fn load(text: &str) -> Result<(Vec<Yaml>, Option<Written>), String> {
     let mut parser = Parser::new_from_str(text);
     let mut bound = ExpansionBound::default();
+    let mut written = WrittenBuilder::default();
     loop {
         match parser.next_token() {
             Ok((Event::StreamEnd, _)) => break,
-            Ok((event, mark)) => bound.event(event, mark)?,
+            Ok((event, mark)) => {
+                // Counted before it is built: the tree as written stays within the bounds.
+                bound.event(&event, mark)?;
+                written.event(event);
+            }
             // A scan error is the loader's to report, with its own words: it reads the same
             // text up to the same place, within the bounds.
             Err(_) => break,
         }
     }
-    YamlLoader::load_from_str(text).map_err(|e| e.to_string())
+    let documents = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
+    Ok((documents, written.first))
+}
+
+/// A node of a YAML document as written. The loader resolves a plain scalar as YAML 1.2 does
+/// (`yes` is a string, `0o17` a number); pySigma reads rules with PyYAML, which resolves them as
+/// YAML 1.1 does (`yes` is true, `0o17` a string, `2024-01-01` a date). Whether a rule is
+/// valid depends on those types (a title must be a string), so the rule's attributes are
+/// checked on this tree, which keeps each scalar's text and whether it was plain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// A scalar's text; `plain` when it was neither quoted, nor a block scalar, nor tagged:
+    /// its type is then resolved from its text.
+    Scalar {
+        /// The text.
+        text: String,
+        /// Whether its type is resolved from its text.
+        plain: bool,
+    },
+    /// A sequence.
+    Sequence(Vec<Written>),
+    /// A mapping, its entries in the order written.
+    Mapping(Vec<(Written, Written)>),
+}
+
+/// Builds the first document's [`Written`] tree from the parser's events.
+#[derive(Default)]
+struct WrittenBuilder {
+    /// The collections open, outermost first, with their anchor and, for a mapping, the key
+    /// waiting for its value.
+    open: Vec<(usize, Written, Option<Written>)>,
+    anchors: HashMap<usize, Written>,
+    first: Option<Written>,
+    /// The first document is complete.
+    done: bool,
+}
+
+impl WrittenBuilder {
+    fn event(&mut self, event: Event) {
+        if self.done {
+            return;
+        }
+        match event {
+            Event::SequenceStart(anchor, _) => self.open.push((anchor, Written::Sequence(Vec::new()), None)),
+            Event::MappingStart(anchor, _) => self.open.push((anchor, Written::Mapping(Vec::new()), None)),
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((anchor, node, _)) = self.open.pop() {
+                    self.complete(anchor, node);
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let plain = style == yaml_rust2::scanner::TScalarStyle::Plain && tag.is_none();
+                self.complete(anchor, Written::Scalar { text, plain });
+            }
+            // As the loader does: an alias of no complete anchor is a bad value, here an empty
+            // quoted scalar (no attribute is valid as one that is not a string).
+            Event::Alias(anchor) => {
+                let node = self.anchors.get(&anchor).cloned();
+                self.complete(0, node.unwrap_or(Written::Scalar { text: String::new(), plain: false }));
+            }
+            Event::DocumentEnd => self.done = true,
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart => {}
+        }
+    }
+
+    fn complete(&mut self, anchor: usize, node: Written) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.open.last_mut() {
+            None => {
+                self.first = Some(node);
+                self.done = true;
+            }
+            Some((_, Written::Sequence(items), _)) => items.push(node),
+            Some((_, Written::Mapping(entries), key)) => match key.take() {
+                None => *key = Some(node),
+                Some(key) => entries.push((key, node)),
+            },
+            Some((_, Written::Scalar { .. }, _)) => unreachable!("only collections are open"),
+        }
+    }
 }
 
 /// What the loader would build from the events seen so far: its nodes, and, per open
@@ -58,12 +144,12 @@ struct ExpansionBound {
 
 impl ExpansionBound {
     /// Counts one event; the bound passed, in words, if it is.
-    fn event(&mut self, event: Event, mark: Marker) -> Result<(), String> {
+    fn event(&mut self, event: &Event, mark: Marker) -> Result<(), String> {
         let level = self.open.len() as u64;
         match event {
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 self.count(1, level + 1, mark)?;
-                self.open.push((anchor, 1, 1));
+                self.open.push((*anchor, 1, 1));
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((anchor, nodes, depth)) = self.open.pop() {
@@ -73,12 +159,12 @@ impl ExpansionBound {
             }
             Event::Scalar(_, _, anchor, _) => {
                 self.count(1, level, mark)?;
-                self.anchor(anchor, 1, 0);
+                self.anchor(*anchor, 1, 0);
                 self.add_to_parent(1, 0);
             }
             // The loader puts a bad value where an alias names no complete anchor.
             Event::Alias(anchor) => {
-                let (nodes, depth) = self.anchors.get(&anchor).copied().unwrap_or((1, 0));
+                let (nodes, depth) = self.anchors.get(anchor).copied().unwrap_or((1, 0));
                 self.count(nodes, level.saturating_add(depth), mark)?;
                 self.add_to_parent(nodes, depth);
             }
@@ -164,7 +250,7 @@ mod tests {
             if event == Event::StreamEnd {
                 return (bound.nodes, Ok(()));
             }
-            if let Err(e) = bound.event(event, mark) {
+            if let Err(e) = bound.event(&event, mark) {
                 return (bound.nodes, Err(e));
             }
         }
@@ -178,7 +264,7 @@ mod tests {
         // Refused where the bound is passed: the sixth anchor would hold a million.
         assert!(error.contains("at line 6 column"), "{error}");
         // Below the bound the same shape loads, every repetition made.
-        let docs = load(&laughs(5, 10)).unwrap();
+        let (docs, _) = load(&laughs(5, 10)).unwrap();
         let Yaml::Array(all) = &docs[0]["all"] else { panic!("{:?}", docs[0]) };
         assert_eq!(all.len(), 10);
         assert_eq!(all[0][0][0][0][0].as_str(), Some("x"));
@@ -194,7 +280,7 @@ mod tests {
         }
         // At the bound it loads: `chain(63)` is the mapping, the list, and 62 links that
         // each hold the one before.
-        let docs = load(&chain(63)).unwrap();
+        let (docs, _) = load(&chain(63)).unwrap();
         let mut node = &docs[0]["chain"][62];
         for _ in 0..62 {
             node = &node[0];
