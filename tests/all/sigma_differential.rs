@@ -274,7 +274,21 @@ fn the_catalog_gives_pysigmas_verdict_on_every_generated_event() {
 /// expressions' long flag names, `wide` beside them), in rules of this project's tests.
 #[test]
 fn modifiers_beyond_the_catalog_give_pysigmas_verdict_on_every_generated_event() {
-    let rules = workspace().join("tests/data/sigma-modifiers");
+    every_rule_gives_pysigmas_verdict_on_every_generated_event("tests/data/sigma-modifiers");
+}
+
+/// Values whose type YAML 1.1 (PyYAML, as pySigma reads rules) and YAML 1.2 tell apart: `010`
+/// is 8, `1_000` and `1:30` numbers, `0o17` a string, `1.0e+3` the number 1000; as values, in
+/// lists beside strings, as regular expressions and as keywords.
+#[test]
+fn values_typed_as_yaml_1_1_types_them_give_pysigmas_verdict_on_every_generated_event() {
+    every_rule_gives_pysigmas_verdict_on_every_generated_event("tests/data/sigma-yaml-types");
+}
+
+/// Every rule of the folder `rules` (of the workspace) compared on its generated events; each
+/// sees events it matches and events it does not.
+fn every_rule_gives_pysigmas_verdict_on_every_generated_event(rules: &str) {
+    let rules = workspace().join(rules);
     let files = std::fs::read_dir(&rules).unwrap().count();
     let Comparison { compared_rules, decisive_rules, not_compared, disagreements } =
         compare_generated(&rules.display().to_string());

@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use rulehost_sigma::ir::Level;
 
+use super::pyyaml::{Py, constructible, is_date, resolve};
 use super::yaml::Written;
 
 /// The attributes the compiler reads, as pySigma's checks leave them.
@@ -199,20 +200,6 @@ fn date<'a>(value: Option<Py<'a>>, name: &str) -> Result<Option<&'a str>, String
     }
 }
 
-/// Whether year, month and day make a date of the proleptic Gregorian calendar, as Python's
-/// `datetime.date` takes it (years 1 to 9999).
-fn is_date(year: u32, month: u32, day: u32) -> bool {
-    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
-    let days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    (1..=9999).contains(&year) && (1..=days).contains(&day)
-}
-
 /// Whether Python's `uuid.UUID(text)` takes `text`: `urn:` and `uuid:` taken out, braces at
 /// either end stripped, hyphens taken out, then 32 characters that `int(text, 16)` reads.
 fn is_python_uuid(text: &str) -> bool {
@@ -238,145 +225,6 @@ fn python_hex_int(text: &str) -> bool {
 /// Python's `str.isspace`: Unicode's white space and the four ASCII separators.
 fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
-}
-
-/// What PyYAML's safe loader makes of a node.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Py<'a> {
-    None,
-    Bool,
-    Int,
-    Float,
-    /// A date, or a date and a time, as written.
-    Timestamp(&'a str),
-    Str(&'a str),
-    List(&'a [Written]),
-    Dict(&'a [(Written, Written)]),
-    /// A scalar PyYAML resolves to a type it then cannot construct (a timestamp that is no
-    /// date, `0x_`): the rule does not load.
-    Unconstructible(&'a str),
-    /// `=`, which the safe loader has no constructor for.
-    Value,
-    /// `<<`: see [`resolve`].
-    Merge,
-}
-
-/// The node's type, as PyYAML's resolver (`yaml/resolver.py`) and safe constructor make it.
-fn resolve(node: &Written) -> Py<'_> {
-    let text = match node {
-        Written::Sequence(items) => return Py::List(items),
-        Written::Mapping(entries) => return Py::Dict(entries),
-        Written::Scalar { text, plain: false } => return Py::Str(text),
-        Written::Scalar { text, plain: true } => text.as_str(),
-    };
-    static BOOL: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
-            .expect("a valid pattern")
-    });
-    static FLOAT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(concat!(
-            r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?",
-            r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?",
-            r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*",
-            r"|[-+]?\.(?:inf|Inf|INF)",
-            r"|\.(?:nan|NaN|NAN))$"
-        ))
-        .expect("a valid pattern")
-    });
-    static INT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(concat!(
-            r"^(?:[-+]?0b[0-1_]+",
-            r"|[-+]?0[0-7_]+",
-            r"|[-+]?(?:0|[1-9][0-9_]*)",
-            r"|[-+]?0x[0-9a-fA-F_]+",
-            r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$"
-        ))
-        .expect("a valid pattern")
-    });
-    static NULL: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"^(?:~|null|Null|NULL|)$").expect("a valid pattern"));
-    static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(concat!(
-            r"^(?:(?P<ymd>[0-9]{4})-(?P<md>[0-9]{2})-(?P<dd>[0-9]{2})",
-            r"|(?P<year>[0-9]{4})-(?P<month>[0-9][0-9]?)-(?P<day>[0-9][0-9]?)",
-            r"(?:[Tt]|[ \t]+)(?P<hour>[0-9][0-9]?)",
-            r":(?P<minute>[0-9][0-9]):(?P<second>[0-9][0-9])(?:\.[0-9]*)?",
-            r"(?:[ \t]*(?:Z|(?P<sign>[-+])(?P<tzh>[0-9][0-9]?)(?::(?P<tzm>[0-9][0-9]))?))?)$"
-        ))
-        .expect("a valid pattern")
-    });
-    // PyYAML tries its resolvers in this order (those of the scalar's first character).
-    if BOOL.is_match(text) {
-        return Py::Bool;
-    }
-    if FLOAT.is_match(text) {
-        return Py::Float;
-    }
-    if INT.is_match(text) {
-        // Its constructor reads the digits after `0b` or `0x` with `_` taken out: none is an
-        // error.
-        let digits = text.trim_start_matches(['-', '+']).replace('_', "");
-        let empty = ["0b", "0x"].iter().any(|prefix| digits.strip_prefix(prefix).is_some_and(str::is_empty));
-        return if empty { Py::Unconstructible(text) } else { Py::Int };
-    }
-    if text == "<<" {
-        // A merge key: the safe loader merges a mapping where it is a key, and has no
-        // constructor for it anywhere else.
-        return Py::Merge;
-    }
-    if NULL.is_match(text) {
-        return Py::None;
-    }
-    if let Some(parts) = TIMESTAMP.captures(text) {
-        let number =
-            |name: &str| parts.name(name).map_or(0, |m| m.as_str().parse::<u32>().unwrap_or(u32::MAX));
-        let valid = match parts.name("ymd") {
-            Some(_) => is_date(number("ymd"), number("md"), number("dd")),
-            None => {
-                let offset = number("tzh").saturating_mul(60).saturating_add(number("tzm"));
-                is_date(number("year"), number("month"), number("day"))
-                    && number("hour") < 24
-                    && number("minute") < 60
-                    && number("second") < 60
-                    && offset < 24 * 60
-            }
-        };
-        return if valid { Py::Timestamp(text) } else { Py::Unconstructible(text) };
-    }
-    if text == "=" {
-        return Py::Value;
-    }
-    Py::Str(text)
-}
-
-/// Whether PyYAML constructs every scalar of the document (as it does before pySigma reads it).
-fn constructible(node: &Written) -> Result<(), String> {
-    match node {
-        Written::Sequence(items) => items.iter().try_for_each(constructible),
-        Written::Mapping(entries) => entries.iter().try_for_each(|(key, value)| {
-            if resolve(key) == Py::Merge {
-                // PyYAML merges the mapping named; the tree read here does not, so the rule's
-                // attributes could not be told.
-                return Err("YAML merge keys (`<<`) are not supported".into());
-            }
-            constructible(key)?;
-            constructible(value)
-        }),
-        Written::Scalar { .. } => match resolve(node) {
-            Py::Unconstructible(text) => Err(format!("PyYAML cannot load the plain scalar {text:?}")),
-            Py::Value | Py::Merge => {
-                Err(format!("PyYAML cannot load the plain scalar {:?}", node_text(node)))
-            }
-            _ => Ok(()),
-        },
-    }
-}
-
-fn node_text(node: &Written) -> &str {
-    match node {
-        Written::Scalar { text, .. } => text,
-        _ => "",
-    }
 }
 
 #[cfg(test)]

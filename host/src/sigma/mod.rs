@@ -9,6 +9,7 @@ mod attributes;
 pub mod cache;
 mod condition;
 pub mod pack;
+mod pyyaml;
 pub mod snapshot;
 mod value;
 pub mod yaml;
@@ -205,6 +206,12 @@ pub fn compile_text(file: &Path, text: &str) -> Result<ir::Rule, SigmaError> {
     let Yaml::Hash(_) = document else { return Err(malformed("the document is not a mapping".into())) };
     let written = written.expect("a document was loaded, so it was read as written too");
     let attributes = attributes::check(&written);
+    // The rule as pySigma reads it, if PyYAML reads it (else as the loader does, to tell its
+    // log source, and refused below).
+    let (document, typed) = match pyyaml::document(&written) {
+        Ok(typed) => (typed, Ok(())),
+        Err(error) => (document, Err(error)),
+    };
     // The rule as its errors name it: with the attributes pySigma reads, or as it can be.
     let string = |key: &str| match &document[key] {
         Yaml::String(s) => Some(s.clone()),
@@ -227,6 +234,7 @@ pub fn compile_text(file: &Path, text: &str) -> Result<ir::Rule, SigmaError> {
     // A rule of another log source is left out whatever its attributes; one of process
     // creation must have those that pySigma takes.
     let attributes = attributes.map_err(malformed)?;
+    typed.map_err(malformed)?;
     if id.is_empty() {
         return Err(malformed(format!("rule {title:?} has no `id`")));
     }
@@ -420,7 +428,9 @@ fn definition(value: &Yaml) -> Result<Expr, Unsupported> {
                 Err(Unsupported::new("detection", "a list that mixes maps and plain values"))
             }
         }
-        Yaml::String(_) | Yaml::Integer(_) => keywords(std::slice::from_ref(value)),
+        Yaml::String(_) | Yaml::Integer(_) | Yaml::Real(_) | Yaml::Boolean(_) | Yaml::Null => {
+            keywords(std::slice::from_ref(value))
+        }
         _ => Err(Unsupported::new("detection", "a detection is a map, a list of maps or a list of keywords")),
     }
 }
@@ -428,7 +438,18 @@ fn definition(value: &Yaml) -> Result<Expr, Unsupported> {
 /// Plain values: each is searched in the event's text ([`ir::KEYWORD_VIEWS`]), anywhere in a
 /// value (full-text search), with Sigma's wildcards and escapes.
 fn keywords(items: &[Yaml]) -> Result<Expr, Unsupported> {
-    let values = items.iter().map(scalar).collect::<Result<Vec<_>, _>>()?;
+    let values = items
+        .iter()
+        .map(|item| match scalar(item)? {
+            // A number is searched as Python prints it; pySigma refuses a boolean keyword.
+            Value::Number(text) => Ok(Value::String(text)),
+            Value::Bool(_) => Err(Unsupported::new(
+                "keyword",
+                "Boolean values can't appear as standalone value without a field name.",
+            )),
+            value => Ok(value),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let Compiled::Checks { values, .. } = value::compile(&[Modifier::Contains], &values)? else {
         unreachable!("contains makes checks")
     };
@@ -447,8 +468,9 @@ fn keywords(items: &[Yaml]) -> Result<Expr, Unsupported> {
 fn scalar(value: &Yaml) -> Result<Value, Unsupported> {
     Ok(match value {
         Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Integer(i) => Value::String(i.to_string()),
-        Yaml::Real(r) => Value::String(r.clone()),
+        Yaml::Integer(_) | Yaml::Real(_) => Value::Number(
+            pyyaml::sigma_number(value).ok_or_else(|| Unsupported::new("value", "a number past 128 bits"))?,
+        ),
         Yaml::Boolean(b) => Value::Bool(*b),
         Yaml::Null => Value::Null,
         _ => return Err(Unsupported::new("value", "a value is a string, a number, a boolean or null")),
@@ -611,6 +633,58 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(other.construct(), LOGSOURCE);
+    }
+
+    /// pySigma's answers to these (its SQLite backend's queries, or its errors) were read off
+    /// pySigma 2.0.1; the differential test compares the matching ones on events.
+    #[test]
+    fn values_that_yaml_1_1_makes_numbers_booleans_or_null_take_no_string_modifier() {
+        let rule = |selection: &str| {
+            compile(&format!("{HEADER}detection:\n  selection:\n    {selection}\n  condition: selection\n"))
+        };
+        for (selection, construct, kind) in [
+            ("CommandLine|contains: 010", "|contains", "the number 8"),
+            ("CommandLine|startswith: 1_000", "|startswith", "the number 1000"),
+            ("CommandLine|windash: 1.0e+3", "|windash", "the number 1000"),
+            ("CommandLine|cased: yes", "|cased", "the boolean true"),
+            ("CommandLine|contains|all: [a, 'on', off]", "|contains", "the boolean false"),
+            ("CommandLine|endswith: ~", "|endswith", "null"),
+        ] {
+            let error = rule(selection).unwrap_err();
+            assert_eq!(error.construct(), construct, "{selection}: {error}");
+            assert!(error.to_string().contains(kind), "{selection}: {error}");
+        }
+        // Quoted, they are strings; `all` and `neq` take any value, `re` what Python's `str`
+        // makes of it.
+        for selection in [
+            "CommandLine|contains: '010'",
+            "CommandLine|all: [010, yes, ~]",
+            "CommandLine|neq: 010",
+            "CommandLine|exists: yes",
+        ] {
+            assert!(rule(selection).is_ok(), "{selection}: {:?}", rule(selection));
+        }
+        let patterns = |selection: &str| {
+            let rule = rule(selection).unwrap();
+            format!("{:?}", rule.condition)
+        };
+        assert!(
+            patterns("CommandLine|re: yes").contains("pattern: \"True\""),
+            "{}",
+            patterns("CommandLine|re: yes")
+        );
+        assert!(patterns("CommandLine|re: 010").contains("pattern: \"8\""));
+        assert!(patterns("CommandLine|re: ~").contains("pattern: \"None\""));
+        // A boolean keyword is an error to pySigma; a number is searched as it prints it.
+        let keywords = |words: &str| {
+            compile(&format!("{HEADER}detection:\n  keywords: {words}\n  condition: keywords\n"))
+        };
+        assert!(keywords("[yes]").unwrap_err().to_string().contains("Boolean values can't appear"));
+        assert!(format!("{:?}", keywords("[010]").unwrap().condition).contains("\"8\""));
+        // pySigma has no type for a date; quoted, it is a string.
+        let date = rule("CommandLine: 2024-01-01").unwrap_err();
+        assert!(matches!(date, SigmaError::Malformed { .. }), "{date}");
+        assert!(rule("CommandLine: '2024-01-01'").is_ok());
     }
 
     #[test]

@@ -284,12 +284,37 @@ pub(super) enum Compiled {
     FieldRefs { all: bool, fields: Vec<String> },
 }
 
-/// A value as YAML gave it.
+/// A value as PyYAML gives it to pySigma (see `super::pyyaml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Value {
     String(String),
+    /// An integer or a float, as Python prints it (`8` for `010`, `1.5` for `1.50`): matched
+    /// as that text, whole; pySigma takes no string modifier on it.
+    Number(String),
     Null,
     Bool(bool),
+}
+
+impl Value {
+    /// What Python's `str` makes of it: the text of a regular expression that is not a string.
+    fn python_str(&self) -> String {
+        match self {
+            Value::String(text) | Value::Number(text) => text.clone(),
+            Value::Bool(true) => "True".into(),
+            Value::Bool(false) => "False".into(),
+            Value::Null => "None".into(),
+        }
+    }
+
+    /// What it is, for a message, when it is not a string.
+    fn kind(&self) -> Option<String> {
+        match self {
+            Value::String(_) => None,
+            Value::Number(text) => Some(format!("the number {text}")),
+            Value::Bool(b) => Some(format!("the boolean {b}")),
+            Value::Null => Some("null".into()),
+        }
+    }
 }
 
 /// Applies `modifiers` to `values`.
@@ -362,19 +387,18 @@ pub(super) fn compile(modifiers: &[Modifier], values: &[Value]) -> Result<Compil
         }
         let checks = values
             .iter()
-            .map(|v| match v {
-                // The expression is the string as written: Sigma's escapes are not applied.
-                Value::String(pattern) => {
-                    let check = Check::Regex {
-                        pattern: pattern.clone(),
-                        ignore_case: flag(Modifier::ReIgnoreCase),
-                        multi_line: flag(Modifier::ReMultiLine),
-                        dot_all: flag(Modifier::ReDotAll),
-                    };
-                    validate_regex(pattern)?;
-                    Ok(vec![check])
-                }
-                _ => Err(Unsupported::new("|re", "a regular expression must be a string")),
+            .map(|value| {
+                // The expression is the string as written: Sigma's escapes are not applied. A
+                // value of another type is what Python's `str` makes of it, as pySigma takes it
+                // (`re: 010` is the expression `8`, `re: yes` is `True`).
+                let pattern = value.python_str();
+                validate_regex(&pattern)?;
+                Ok(vec![Check::Regex {
+                    pattern,
+                    ignore_case: flag(Modifier::ReIgnoreCase),
+                    multi_line: flag(Modifier::ReMultiLine),
+                    dot_all: flag(Modifier::ReDotAll),
+                }])
             })
             .collect::<Result<_, _>>()?;
         return Ok(Compiled::Checks { all, values: checks });
@@ -386,6 +410,19 @@ pub(super) fn compile(modifiers: &[Modifier], values: &[Value]) -> Result<Compil
         return Err(Unsupported::new("|re", &format!("{flag:?} is a flag of `re` and needs it")));
     }
     cased_is_kept(modifiers)?;
+    // pySigma's string modifiers take strings only (their `modify` says so, and pySigma
+    // checks it): on a number, a boolean or null they are an error.
+    if let Some(modifier) = modifiers.iter().find(|m| **m != Modifier::All)
+        && let Some(kind) = values.iter().find_map(Value::kind)
+    {
+        return Err(Unsupported::new(
+            &format!("|{}", modifier.name()),
+            &format!(
+                "{} takes strings, and the value is {kind} (YAML 1.1, as pySigma reads it: quote a value to match it as text)",
+                modifier.name()
+            ),
+        ));
+    }
     let mut out = Vec::with_capacity(values.len());
     for value in values {
         let mut strings = match value {
@@ -394,6 +431,7 @@ pub(super) fn compile(modifiers: &[Modifier], values: &[Value]) -> Result<Compil
                 continue;
             }
             Value::Bool(b) => vec![SigmaString::plain(b.to_string())],
+            Value::Number(text) => vec![SigmaString::plain(text.clone())],
             Value::String(text) => vec![SigmaString::parse(text)],
         };
         for modifier in modifiers {
