@@ -204,7 +204,9 @@ pub fn compile_text(file: &Path, text: &str) -> Result<ir::Rule, SigmaError> {
     }
     let document = documents.pop().expect("one");
     let Yaml::Hash(_) = document else { return Err(malformed("the document is not a mapping".into())) };
-    let written = written.expect("a document was loaded, so it was read as written too");
+    let Some(written) = written else {
+        return Err(malformed("the document could not be read as written".into()));
+    };
     let attributes = attributes::check(&written);
     // The rule as pySigma reads it, if PyYAML reads it (else as the loader does, to tell its
     // log source, and refused below).
