@@ -211,7 +211,10 @@ pub fn compile_text(file: &Path, text: &str) -> Result<ir::Rule, SigmaError> {
     // The rule as pySigma reads it, if PyYAML reads it (else as the loader does, to tell its
     // log source, and refused below).
     let (document, typed) = match pyyaml::document(&written) {
-        Ok(typed) => (typed, Ok(())),
+        Ok(typed) => {
+            drop(document);
+            (typed, Ok(()))
+        }
         Err(error) => (document, Err(error)),
     };
     // The rule as its errors name it: with the attributes pySigma reads, or as it can be.

@@ -21,6 +21,11 @@ use super::MAX_RULE_BYTES;
 /// ([`MAX_RULE_BYTES`]) could hold written out, at two bytes a node (`a,`).
 pub const MAX_YAML_NODES: u64 = MAX_RULE_BYTES / 2;
 
+/// Bytes of text (scalars and keys) a rule's YAML may expand to, aliases included: four times
+/// what a file of the largest size holds. Counting nodes alone let a text of 800 KB, one long
+/// string anchored and aliased 100,000 times, ask for 40 GB.
+pub const MAX_YAML_TEXT_BYTES: u64 = 4 * MAX_RULE_BYTES;
+
 /// Levels a rule's YAML may nest to, aliases included. A Sigma rule nests five (detection,
 /// selection, a list of maps, a field, its list of values); the bound leaves room and keeps
 /// the loader's and the compiler's descent shallow.
@@ -129,17 +134,25 @@ impl WrittenBuilder {
     }
 }
 
-/// What the loader would build from the events seen so far: its nodes, and, per open
-/// collection, its size and how deep it goes.
+/// What the loader would build from the events seen so far: its nodes and their text, and,
+/// per open collection, its size and how deep it goes.
 #[derive(Default)]
 struct ExpansionBound {
-    /// The nodes made so far, each alias counted at its anchor's size.
+    /// The nodes made so far and the bytes of their text, each alias counted at its anchor's
+    /// size.
+    made: Size,
+    /// Each complete anchored node's size (a scalar: 1 node, its text, 0 deep).
+    anchors: HashMap<usize, Size>,
+    /// The collections open, outermost first: anchor, size (a collection of scalars is 1 deep).
+    open: Vec<(usize, Size)>,
+}
+
+/// A node's size: nodes, bytes of text, and how deep it goes.
+#[derive(Clone, Copy, Default)]
+struct Size {
     nodes: u64,
-    /// Each complete anchored node's size and depth (a scalar: 1 and 0).
-    anchors: HashMap<usize, (u64, u64)>,
-    /// The collections open, outermost first: anchor, nodes, depth (a collection of scalars
-    /// is 1 deep).
-    open: Vec<(usize, u64, u64)>,
+    bytes: u64,
+    depth: u64,
 }
 
 impl ExpansionBound {
@@ -148,25 +161,27 @@ impl ExpansionBound {
         let level = self.open.len() as u64;
         match event {
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                self.count(1, level + 1, mark)?;
-                self.open.push((*anchor, 1, 1));
+                let own = Size { nodes: 1, bytes: 0, depth: 1 };
+                self.count(own, level, mark)?;
+                self.open.push((*anchor, own));
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((anchor, nodes, depth)) = self.open.pop() {
-                    self.anchor(anchor, nodes, depth);
-                    self.add_to_parent(nodes, depth);
+                if let Some((anchor, size)) = self.open.pop() {
+                    self.anchor(anchor, size);
+                    self.add_to_parent(size);
                 }
             }
-            Event::Scalar(_, _, anchor, _) => {
-                self.count(1, level, mark)?;
-                self.anchor(*anchor, 1, 0);
-                self.add_to_parent(1, 0);
+            Event::Scalar(text, _, anchor, _) => {
+                let size = Size { nodes: 1, bytes: text.len() as u64, depth: 0 };
+                self.count(size, level, mark)?;
+                self.anchor(*anchor, size);
+                self.add_to_parent(size);
             }
             // The loader puts a bad value where an alias names no complete anchor.
             Event::Alias(anchor) => {
-                let (nodes, depth) = self.anchors.get(anchor).copied().unwrap_or((1, 0));
-                self.count(nodes, level.saturating_add(depth), mark)?;
-                self.add_to_parent(nodes, depth);
+                let size = self.anchors.get(anchor).copied().unwrap_or(Size { nodes: 1, bytes: 0, depth: 0 });
+                self.count(size, level, mark)?;
+                self.add_to_parent(size);
             }
             Event::Nothing
             | Event::StreamStart
@@ -177,34 +192,42 @@ impl ExpansionBound {
         Ok(())
     }
 
-    /// `nodes` more nodes, the deepest at `level`.
-    fn count(&mut self, nodes: u64, level: u64, mark: Marker) -> Result<(), String> {
-        self.nodes = self.nodes.saturating_add(nodes);
+    /// A node of `size` made at `level`.
+    fn count(&mut self, size: Size, level: u64, mark: Marker) -> Result<(), String> {
+        self.made.nodes = self.made.nodes.saturating_add(size.nodes);
+        self.made.bytes = self.made.bytes.saturating_add(size.bytes);
         let at = || format!("at line {} column {}", mark.line(), mark.col() + 1);
-        if self.nodes > MAX_YAML_NODES {
+        if self.made.nodes > MAX_YAML_NODES {
             return Err(format!(
                 "its YAML expands to more than {MAX_YAML_NODES} nodes through aliases ({})",
                 at()
             ));
         }
-        if level > MAX_YAML_DEPTH {
+        if self.made.bytes > MAX_YAML_TEXT_BYTES {
+            return Err(format!(
+                "its YAML expands to more than {MAX_YAML_TEXT_BYTES} bytes of text through aliases ({})",
+                at()
+            ));
+        }
+        if level.saturating_add(size.depth) > MAX_YAML_DEPTH {
             return Err(format!("its YAML nests deeper than {MAX_YAML_DEPTH} levels ({})", at()));
         }
         Ok(())
     }
 
-    /// A complete child of `nodes` nodes, `depth` deep, counted into the collection it is in.
-    fn add_to_parent(&mut self, nodes: u64, depth: u64) {
-        if let Some((_, open_nodes, open_depth)) = self.open.last_mut() {
-            *open_nodes = open_nodes.saturating_add(nodes);
-            *open_depth = (*open_depth).max(depth.saturating_add(1));
+    /// A complete child of `size`, counted into the collection it is in.
+    fn add_to_parent(&mut self, size: Size) {
+        if let Some((_, open)) = self.open.last_mut() {
+            open.nodes = open.nodes.saturating_add(size.nodes);
+            open.bytes = open.bytes.saturating_add(size.bytes);
+            open.depth = open.depth.max(size.depth.saturating_add(1));
         }
     }
 
-    fn anchor(&mut self, anchor: usize, nodes: u64, depth: u64) {
+    fn anchor(&mut self, anchor: usize, size: Size) {
         // Anchor ids start at 1; 0 is none.
         if anchor > 0 {
-            self.anchors.insert(anchor, (nodes, depth));
+            self.anchors.insert(anchor, size);
         }
     }
 }
@@ -241,19 +264,47 @@ mod tests {
         }
     }
 
-    /// What the bound counts of `text`: its nodes, and whether it passed a bound.
-    fn counted(text: &str) -> (u64, Result<(), String>) {
+    /// The bytes of the text of a loaded tree's scalars and keys.
+    fn text_bytes(node: &Yaml) -> u64 {
+        match node {
+            Yaml::Array(items) => items.iter().map(text_bytes).sum(),
+            Yaml::Hash(members) => members.iter().map(|(k, v)| text_bytes(k) + text_bytes(v)).sum(),
+            Yaml::String(text) | Yaml::Real(text) => text.len() as u64,
+            _ => 0,
+        }
+    }
+
+    /// What the bound counts of `text`: its nodes and their text's bytes, and whether it
+    /// passed a bound.
+    fn counted(text: &str) -> ((u64, u64), Result<(), String>) {
         let mut parser = Parser::new_from_str(text);
         let mut bound = ExpansionBound::default();
         loop {
             let (event, mark) = parser.next_token().unwrap();
+            let made = (bound.made.nodes, bound.made.bytes);
             if event == Event::StreamEnd {
-                return (bound.nodes, Ok(()));
+                return (made, Ok(()));
             }
             if let Err(e) = bound.event(&event, mark) {
-                return (bound.nodes, Err(e));
+                return (made, Err(e));
             }
         }
+    }
+
+    #[test]
+    fn text_expanding_past_the_bound_through_aliases_is_refused_before_it_is_built() {
+        // 800 KB that would make 40 GB of text: one long string, aliased 100,000 times.
+        let bomb = format!("a: &a \"{}\"\nb: [{}]\n", "x".repeat(400_000), vec!["*a"; 100_000].join(", "));
+        let error = load(&bomb).unwrap_err();
+        assert!(
+            error.starts_with("its YAML expands to more than 4194304 bytes of text through aliases"),
+            "{error}"
+        );
+        // Within the bound the same shape loads, every repetition made.
+        let within = format!("a: &a \"{}\"\nb: [{}]\n", "x".repeat(400_000), vec!["*a"; 9].join(", "));
+        let (docs, written) = load(&within).unwrap();
+        assert_eq!(docs[0]["b"].as_vec().map(Vec::len), Some(9));
+        assert!(written.is_some());
     }
 
     #[test]
@@ -293,11 +344,11 @@ mod tests {
 
     #[test]
     fn the_bound_counts_what_the_loader_builds() {
-        for text in [laughs(5, 10), chain(50), "a: &x [b, {c: d, e: [f, g]}]\nh: *x\n".into()] {
+        for text in [laughs(5, 10), chain(50), "a: &x [bb, {c: ddd, e: [f, g]}]\nh: *x\n".into()] {
             let (counted, within) = counted(&text);
             assert!(within.is_ok(), "{within:?}");
             let docs = YamlLoader::load_from_str(&text).unwrap();
-            assert_eq!(counted, nodes(&docs[0]), "{text}");
+            assert_eq!(counted, (nodes(&docs[0]), text_bytes(&docs[0])), "{text}");
         }
     }
 
