@@ -301,7 +301,7 @@ mod tests {
             "{error}"
         );
         // Within the bound the same shape loads, every repetition made.
-        let within = format!("a: &a \"{}\"\nb: [{}]\n", "x".repeat(400_000), vec!["*a"; 9].join(", "));
+        let within = format!("a: &a \"{}\"\nb: [{}]\n", "x".repeat(400_000), ["*a"; 9].join(", "));
         let (docs, written) = load(&within).unwrap();
         assert_eq!(docs[0]["b"].as_vec().map(Vec::len), Some(9));
         assert!(written.is_some());
