@@ -91,7 +91,14 @@ pub(super) fn resolve(node: &Written) -> Py<'_> {
         ))
         .expect("a valid pattern")
     });
-    // PyYAML tries its resolvers in this order (those of the scalar's first character).
+    // PyYAML tries only the resolvers of the scalar's first character, in this order; most
+    // of a rule's scalars (`\\cmd.exe`, `selection`) start with none of theirs.
+    if !text.is_empty()
+        && !text.starts_with(['y', 'Y', 'n', 'N', 't', 'T', 'f', 'F', 'o', 'O', '~', '<', '=', '-', '+', '.'])
+        && !text.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return Py::Str(text);
+    }
     if BOOL.is_match(text) {
         return Py::Bool;
     }
