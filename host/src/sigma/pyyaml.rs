@@ -155,20 +155,12 @@ pub(super) fn constructible(node: &Written) -> Result<(), String> {
             constructible(key)?;
             constructible(value)
         }),
-        Written::Scalar { .. } => match resolve(node) {
-            Py::Unconstructible(text) => Err(format!("PyYAML cannot load the plain scalar {text:?}")),
-            Py::Value | Py::Merge => {
-                Err(format!("PyYAML cannot load the plain scalar {:?}", node_text(node)))
+        Written::Scalar { text, .. } => match resolve(node) {
+            Py::Unconstructible(_) | Py::Value | Py::Merge => {
+                Err(format!("PyYAML cannot load the plain scalar {text:?}"))
             }
             _ => Ok(()),
         },
-    }
-}
-
-fn node_text(node: &Written) -> &str {
-    match node {
-        Written::Scalar { text, .. } => text,
-        _ => "",
     }
 }
 
